@@ -1,0 +1,319 @@
+package gatekit
+
+import (
+	"context"
+	"errors"
+	"image"
+	"log/slog"
+	"math"
+	"runtime"
+	"sync"
+
+	face "github.com/Kagami/go-face"
+	"gocv.io/x/gocv"
+)
+
+// EngineConfig configures the face engine.
+type EngineConfig struct {
+	ModelsDir   string      `yaml:"models_dir"`   // folder with the dlib .dat files; MODELS_DIR overrides
+	Workers     int         `yaml:"workers"`      // recognizers run in parallel; 0 = number of CPUs
+	BLASThreads int         `yaml:"blas_threads"` // OpenBLAS threads per process; we parallelise by workers
+	Limits      ImageLimits `yaml:"limits"`
+	// TightCropPad is the border added (as a fraction of the image side)
+	// around an image in which no face is found, for tight ID-photo crops
+	// where the HOG detector needs context around the face.
+	TightCropPad float64 `yaml:"tight_crop_pad"`
+}
+
+// DefaultEngineConfig returns the defaults.
+func DefaultEngineConfig() EngineConfig {
+	return EngineConfig{ModelsDir: DefaultModelsDir, BLASThreads: 1, Limits: DefaultImageLimits(), TightCropPad: 0.35}
+}
+
+// Validate names the first bad field, under prefix (e.g. "engine").
+func (c EngineConfig) Validate(prefix string) error {
+	switch {
+	case c.ModelsDir == "":
+		return Fieldf(prefix+".models_dir", "is required")
+	case c.Workers < 0 || c.Workers > 64:
+		return Fieldf(prefix+".workers", "must be 0..64, got %d", c.Workers)
+	case c.BLASThreads < 0 || c.BLASThreads > 64:
+		return Fieldf(prefix+".blas_threads", "must be 0..64, got %d", c.BLASThreads)
+	case c.Limits.MaxPixels < 0 || c.Limits.MaxBytes < 0 || c.Limits.MaxSide < 0:
+		return Fieldf(prefix+".limits", "must not be negative")
+	case c.TightCropPad < 0 || c.TightCropPad > 2:
+		return Fieldf(prefix+".tight_crop_pad", "must be 0..2, got %g", c.TightCropPad)
+	}
+	return nil
+}
+
+// Face is one face found by the engine, in the coordinates of the image it
+// was given.
+type Face struct {
+	Box        image.Rectangle `json:"box"`
+	Landmarks  []image.Point   `json:"landmarks"`
+	Descriptor Descriptor      `json:"-"`
+	Quality    Quality         `json:"quality"`
+}
+
+// Engine runs detection, landmarks and descriptors with a pool of go-face
+// recognizers, one per worker (a Recognizer serialises its detector and its
+// network internally, so sharing one would serialise everything).
+type Engine struct {
+	cfg  EngineConfig
+	log  *slog.Logger
+	pool chan *face.Recognizer
+	all  []*face.Recognizer
+	mu   sync.RWMutex
+	shut bool
+}
+
+// Model is the embedder this engine produces descriptors for.
+func (e *Engine) Model() ModelID { return DlibResNetV1 }
+
+// NewEngine verifies the model files against their pinned checksums and
+// loads one recognizer per worker.
+func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
+	if err := cfg.Validate("engine"); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = runtime.NumCPU()
+	}
+	if cfg.BLASThreads > 0 {
+		SetBLASThreads(cfg.BLASThreads)
+	}
+	if err := VerifyModels(cfg.ModelsDir, DlibModels); err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, log: log, pool: make(chan *face.Recognizer, cfg.Workers)}
+	for i := 0; i < cfg.Workers; i++ {
+		rec, err := face.NewRecognizer(cfg.ModelsDir)
+		if err != nil {
+			e.Close()
+			var se face.SerializationError
+			if errors.As(err, &se) {
+				return nil, errf(KindModelCorrupt, "engine", err, "loading models from %s", cfg.ModelsDir)
+			}
+			return nil, errf(KindUnknown, "engine", err, "loading models from %s", cfg.ModelsDir)
+		}
+		e.all = append(e.all, rec)
+		e.pool <- rec
+	}
+	log.Info("face engine ready", "models_dir", cfg.ModelsDir, "workers", cfg.Workers, "model", DlibResNetV1.String())
+	return e, nil
+}
+
+// Workers is the number of recognizers in the pool.
+func (e *Engine) Workers() int { return e.cfg.Workers }
+
+// Limits returns the image limits in force.
+func (e *Engine) Limits() ImageLimits { return e.cfg.Limits }
+
+// Close frees every recognizer. Calls in flight finish first.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut {
+		return
+	}
+	e.shut = true
+	for _, r := range e.all {
+		r.Close()
+	}
+}
+
+func (e *Engine) acquire(ctx context.Context) (*face.Recognizer, func(), error) {
+	e.mu.RLock()
+	if e.shut {
+		e.mu.RUnlock()
+		return nil, nil, errf(KindClosed, "engine", nil, "engine closed")
+	}
+	select {
+	case r := <-e.pool:
+		return r, func() { e.pool <- r; e.mu.RUnlock() }, nil
+	case <-ctx.Done():
+		e.mu.RUnlock()
+		return nil, nil, ctx.Err()
+	}
+}
+
+// RecognizeJPEG is the strict go-face path: JPEG bytes with three colour
+// components only. A PNG, a grayscale or CMYK JPEG, an empty or corrupt
+// buffer or one over the pixel limit is a typed error. Boxes are in the
+// JPEG's own coordinates; quality lacks sharpness and brightness (they
+// need pixels; use RecognizeMat for those).
+func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]Face, error) {
+	info, err := Sniff(b, e.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if info.Format != "jpeg" {
+		return nil, errf(KindUnsupported, "recognize", nil, "%s given where JPEG is required", info.Format)
+	}
+	if info.Components != 3 {
+		return nil, errf(KindUnsupported, "recognize", nil, "JPEG with %d colour components (need 3; decode with Recognize to convert)", info.Components)
+	}
+	return e.recognizeRaw(ctx, b)
+}
+
+func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte) ([]Face, error) {
+	rec, release, err := e.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	raw, err := rec.Recognize(jpegBytes)
+	if err != nil {
+		var le face.ImageLoadError
+		if errors.As(err, &le) {
+			return nil, errf(KindCorruptImage, "recognize", err, "")
+		}
+		return nil, errf(KindUnknown, "recognize", err, "")
+	}
+	out := make([]Face, len(raw))
+	for i, f := range raw {
+		out[i] = Face{Box: f.Rectangle, Landmarks: f.Shapes, Descriptor: Descriptor(f.Descriptor)}
+		out[i].Quality.SizePx = f.Rectangle.Dx()
+		out[i].Quality.YawDeg, out[i].Quality.RollDeg = PoseFromLandmarks(f.Shapes)
+	}
+	return out, nil
+}
+
+// Recognize decodes any supported format (bounded by the limits, converted
+// to colour and downscaled to Limits.MaxSide), then finds every face. Boxes
+// are in the coordinates of the downscaled image; Scale in the result maps
+// them back.
+func (e *Engine) Recognize(ctx context.Context, b []byte) ([]Face, error) {
+	m, _, err := DecodeMat(b, e.cfg.Limits)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return e.RecognizeMat(ctx, m)
+}
+
+// RecognizeMat finds every face in a BGR Mat and fills in full quality figures.
+func (e *Engine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]Face, error) {
+	if m.Empty() || m.Cols() == 0 || m.Rows() == 0 {
+		return nil, errf(KindEmptyImage, "recognize", nil, "empty frame")
+	}
+	src := m
+	if m.Channels() != 3 {
+		conv := gocv.NewMat()
+		defer conv.Close()
+		if m.Channels() == 1 {
+			gocv.CvtColor(m, &conv, gocv.ColorGrayToBGR)
+		} else {
+			gocv.CvtColor(m, &conv, gocv.ColorBGRAToBGR)
+		}
+		src = conv
+	}
+	jpg, err := EncodeJPEG(src, 95)
+	if err != nil {
+		return nil, err
+	}
+	faces, err := e.recognizeRaw(ctx, jpg)
+	if err != nil {
+		return nil, err
+	}
+	for i := range faces {
+		q := MeasureCrop(src, faces[i].Box)
+		q.YawDeg, q.RollDeg = faces[i].Quality.YawDeg, faces[i].Quality.RollDeg
+		faces[i].Quality = q
+	}
+	return faces, nil
+}
+
+// RecognizeTight handles tight face crops (ID photos, 160×160 crops) where
+// the HOG detector, which needs some context around a face, finds nothing:
+// it first tries the image as it is, then adds a replicated border of
+// TightCropPad on every side and tries again. Boxes are mapped back to the
+// unpadded image.
+func (e *Engine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]Face, error) {
+	faces, err := e.RecognizeMat(ctx, m)
+	if err != nil || len(faces) > 0 || e.cfg.TightCropPad == 0 {
+		return faces, err
+	}
+	pad := int(math.Round(e.cfg.TightCropPad * float64(max(m.Cols(), m.Rows()))))
+	padded := gocv.NewMat()
+	defer padded.Close()
+	gocv.CopyMakeBorder(m, &padded, pad, pad, pad, pad, gocv.BorderReplicate, ColorBlack())
+	// Small crops also need upscaling: HOG finds faces of 80 px and more.
+	work := padded
+	scale := 1.0
+	if side := padded.Cols(); side < 400 {
+		scale = 400 / float64(side)
+		up := gocv.NewMat()
+		defer up.Close()
+		gocv.Resize(padded, &up, image.Pt(0, 0), scale, scale, gocv.InterpolationCubic)
+		work = up
+	}
+	faces, err = e.RecognizeMat(ctx, work)
+	if err != nil {
+		return nil, err
+	}
+	for i := range faces {
+		faces[i].Box = unmap(faces[i].Box, scale, pad)
+		for j, p := range faces[i].Landmarks {
+			faces[i].Landmarks[j] = image.Pt(int(float64(p.X)/scale)-pad, int(float64(p.Y)/scale)-pad)
+		}
+		faces[i].Quality.SizePx = faces[i].Box.Dx()
+	}
+	return faces, nil
+}
+
+func unmap(r image.Rectangle, scale float64, pad int) image.Rectangle {
+	return image.Rect(int(float64(r.Min.X)/scale)-pad, int(float64(r.Min.Y)/scale)-pad,
+		int(float64(r.Max.X)/scale)-pad, int(float64(r.Max.Y)/scale)-pad)
+}
+
+// CropTarget is the face width, in pixels, a crop is scaled to before the
+// descriptor is computed: above HOG's 80 px minimum, near dlib's 150 px chip.
+const CropTarget = 150
+
+// DescribeCrop computes the descriptor of the face inside box of frame m,
+// as found by a cheap detector (HOGDetector) on a downscaled frame and
+// mapped back. It crops with a margin, scales the face to CropTarget px,
+// runs go-face on the crop only (a few ms of HOG on ~300×300 px instead of
+// the whole frame) and returns the face nearest the crop's centre, in
+// frame coordinates. It returns (nil, nil) when go-face finds no face there.
+func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
+	if m.Empty() {
+		return nil, errf(KindEmptyImage, "describe", nil, "empty frame")
+	}
+	bounds := image.Rect(0, 0, m.Cols(), m.Rows())
+	margin := box.Dx() * 6 / 10
+	crop := image.Rect(box.Min.X-margin, box.Min.Y-margin, box.Max.X+margin, box.Max.Y+margin).Intersect(bounds)
+	if crop.Dx() < 8 || crop.Dy() < 8 {
+		return nil, nil
+	}
+	roi := m.Region(crop)
+	defer roi.Close()
+	scale := float64(CropTarget) / float64(max(box.Dx(), 1))
+	work := gocv.NewMat()
+	defer work.Close()
+	gocv.Resize(roi, &work, image.Pt(int(float64(crop.Dx())*scale), int(float64(crop.Dy())*scale)), 0, 0, gocv.InterpolationLinear)
+	faces, err := e.RecognizeMat(ctx, work)
+	if err != nil || len(faces) == 0 {
+		return nil, err
+	}
+	c := image.Pt(work.Cols()/2, work.Rows()/2)
+	best, bestD := 0, math.MaxFloat64
+	for i, f := range faces {
+		fc := image.Pt((f.Box.Min.X+f.Box.Max.X)/2, (f.Box.Min.Y+f.Box.Max.Y)/2)
+		if d := math.Hypot(float64(fc.X-c.X), float64(fc.Y-c.Y)); d < bestD {
+			best, bestD = i, d
+		}
+	}
+	f := faces[best]
+	f.Box = unmap(f.Box, scale, 0).Add(crop.Min)
+	for j, p := range f.Landmarks {
+		f.Landmarks[j] = image.Pt(int(float64(p.X)/scale)+crop.Min.X, int(float64(p.Y)/scale)+crop.Min.Y)
+	}
+	f.Quality.SizePx = f.Box.Dx()
+	return &f, nil
+}

@@ -1,0 +1,77 @@
+package gatekit
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind classifies engine and decoding errors so callers can react without
+// matching strings (for example to map them to HTTP status codes).
+type Kind int
+
+// Error kinds returned by the face engine and the decoders.
+const (
+	KindUnknown      Kind = iota
+	KindEmptyImage        // zero bytes or a zero-sized image
+	KindCorruptImage      // the bytes do not decode as the claimed format
+	KindUnsupported       // a format or pixel layout the path does not take (e.g. PNG on the JPEG-only path)
+	KindTooLarge          // more pixels or bytes than the configured limit
+	KindModelMissing      // a model file is absent
+	KindModelCorrupt      // a model file fails its checksum or cannot be deserialised
+	KindInvalid           // a payload or argument that fails validation
+	KindClosed            // the engine was closed
+)
+
+var kindNames = map[Kind]string{
+	KindUnknown: "unknown", KindEmptyImage: "empty_image", KindCorruptImage: "corrupt_image",
+	KindUnsupported: "unsupported", KindTooLarge: "too_large", KindModelMissing: "model_missing",
+	KindModelCorrupt: "model_corrupt", KindInvalid: "invalid", KindClosed: "closed",
+}
+
+func (k Kind) String() string {
+	if s, ok := kindNames[k]; ok {
+		return s
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Error is the typed error of this package. Op names the operation and Err
+// holds the cause, if any.
+type Error struct {
+	Kind Kind
+	Op   string
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	s := e.Op + ": " + e.Kind.String()
+	if e.Msg != "" {
+		s += ": " + e.Msg
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is lets errors.Is(err, &Error{Kind: K}) match on kind alone.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Kind == e.Kind && t.Op == "" && t.Msg == "" && t.Err == nil
+}
+
+func errf(kind Kind, op string, cause error, format string, args ...any) error {
+	return &Error{Kind: kind, Op: op, Msg: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// KindOf returns the Kind of err, or KindUnknown when err is not an *Error.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return KindUnknown
+}

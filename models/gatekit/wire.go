@@ -1,0 +1,232 @@
+package gatekit
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SchemaVersion is the version of the gate→hub event contract. A hub
+// accepts exactly the versions it knows; see the README's Protocol section.
+const SchemaVersion = 1
+
+// Limits of the wire contract.
+const (
+	MaxPayloadBytes = 256 << 10 // whole MQTT payload
+	MaxCropBytes    = 24 << 10  // face_jpeg after base64 decoding (target ~20 KB)
+	TopicRoot       = "diemdanh/v1"
+)
+
+// Direction of a gate camera.
+const (
+	DirectionIn  = "in"
+	DirectionOut = "out"
+)
+
+// UnknownStudent is the student_id of an event that reports an unknown face.
+const UnknownStudent = "unknown"
+
+// Event is one attendance decision made at a gate: a pupil (or an unknown
+// face) seen passing in a direction. It is the JSON payload published to
+// EventTopic with QoS 1.
+type Event struct {
+	Schema     int     `json:"schema"`
+	EventID    string  `json:"event_id"` // UUIDv7, made on the edge; the hub's idempotency key
+	SchoolID   string  `json:"school_id"`
+	GateID     string  `json:"gate_id"`
+	Direction  string  `json:"direction"`   // "in" or "out"
+	StudentID  string  `json:"student_id"`  // 12-digit personal ID, or "unknown"
+	CapturedAt int64   `json:"captured_at"` // edge clock, Unix milliseconds
+	Distance   float64 `json:"distance"`    // real L2 to the matched identity
+	Margin     float64 `json:"margin"`      // distance gap to the second-best identity
+	FramesUsed int     `json:"frames_used"` // descriptors that voted
+	Quality    Quality `json:"quality"`     // of the best crop
+	Model      ModelID `json:"model"`
+	GalleryVer int64   `json:"gallery_version"`
+	FaceJPEG   []byte  `json:"face_jpeg,omitempty"` // small face crop, base64 in JSON
+}
+
+// NewEventID returns a UUIDv7: time-ordered, unique without coordination.
+func NewEventID() string { return uuid.Must(uuid.NewV7()).String() }
+
+var (
+	idRe        = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	personIDRe  = regexp.MustCompile(`^[0-9]{12}$`)
+	minCaptured = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+)
+
+// ValidID reports whether s is a valid school or gate ID (lowercase letters,
+// digits, '-' and '_', at most 64, usable as an MQTT topic level).
+func ValidID(s string) bool { return idRe.MatchString(s) }
+
+// ValidPersonalID reports whether s is a 12-digit Vietnamese personal ID
+// (mã định danh cá nhân).
+func ValidPersonalID(s string) bool { return personIDRe.MatchString(s) }
+
+// Validate checks every field against the contract; errors name the field.
+func (e *Event) Validate() error {
+	switch {
+	case e.Schema != SchemaVersion:
+		return Fieldf("schema", "unsupported version %d (want %d)", e.Schema, SchemaVersion)
+	case !validUUID(e.EventID):
+		return Fieldf("event_id", "must be a UUID, got %q", trunc(e.EventID))
+	case !ValidID(e.SchoolID):
+		return Fieldf("school_id", "invalid %q", trunc(e.SchoolID))
+	case !ValidID(e.GateID):
+		return Fieldf("gate_id", "invalid %q", trunc(e.GateID))
+	case e.Direction != DirectionIn && e.Direction != DirectionOut:
+		return Fieldf("direction", "must be in or out, got %q", trunc(e.Direction))
+	case e.StudentID != UnknownStudent && !ValidPersonalID(e.StudentID):
+		return Fieldf("student_id", "must be a 12-digit personal ID or %q, got %q", UnknownStudent, trunc(e.StudentID))
+	case e.CapturedAt < minCaptured:
+		return Fieldf("captured_at", "%d is before 2020", e.CapturedAt)
+	case !finite(e.Distance) || e.Distance < 0 || e.Distance > 10:
+		return Fieldf("distance", "must be a finite number in 0..10")
+	case !finite(e.Margin) || e.Margin < 0 || e.Margin > 10:
+		return Fieldf("margin", "must be a finite number in 0..10")
+	case e.FramesUsed < 0 || e.FramesUsed > 1000:
+		return Fieldf("frames_used", "must be 0..1000")
+	case e.Model.Name == "" || len(e.Model.Name) > 64 || len(e.Model.Version) > 32:
+		return Fieldf("model", "name required, at most 64 characters")
+	case len(e.FaceJPEG) > MaxCropBytes:
+		return Fieldf("face_jpeg", "%d bytes exceeds %d", len(e.FaceJPEG), MaxCropBytes)
+	case len(e.FaceJPEG) > 0 && !bytes.HasPrefix(e.FaceJPEG, []byte{0xFF, 0xD8}):
+		return Fieldf("face_jpeg", "not a JPEG")
+	}
+	for name, v := range map[string]float64{"quality.sharpness": e.Quality.Sharpness, "quality.yaw_deg": e.Quality.YawDeg,
+		"quality.roll_deg": e.Quality.RollDeg, "quality.brightness": e.Quality.Brightness} {
+		if !finite(v) {
+			return Fieldf(name, "must be finite")
+		}
+	}
+	return nil
+}
+
+// Encode validates e and marshals it.
+func (e *Event) Encode() ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("event: %w", err)
+	}
+	if len(b) > MaxPayloadBytes {
+		return nil, Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
+	}
+	return b, nil
+}
+
+// DecodeEvent parses and validates a payload. It never panics; every
+// failure is a *FieldError (or wraps one) naming what is wrong, so the hub
+// can quarantine the payload with a reason.
+func DecodeEvent(b []byte) (*Event, error) {
+	if len(b) > MaxPayloadBytes {
+		return nil, Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var e Event
+	if err := dec.Decode(&e); err != nil {
+		return nil, Fieldf("payload", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, Fieldf("payload", "trailing data after the JSON object")
+	}
+	if err := e.Validate(); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// Topics. Every level is validated by ValidID before use.
+
+// EventTopic is where gate publishes attendance events (QoS 1).
+func EventTopic(school, gate string) string {
+	return TopicRoot + "/" + school + "/gate/" + gate + "/events"
+}
+
+// StatusTopic holds the gate's retained online/offline status (also its last will).
+func StatusTopic(school, gate string) string {
+	return TopicRoot + "/" + school + "/gate/" + gate + "/status"
+}
+
+// HeartbeatTopic carries the gate's periodic metrics.
+func HeartbeatTopic(school, gate string) string {
+	return TopicRoot + "/" + school + "/gate/" + gate + "/heartbeat"
+}
+
+// GalleryTopic holds the school's retained gallery announcement.
+func GalleryTopic(school string) string { return TopicRoot + "/" + school + "/gallery" }
+
+// ParseGateTopic splits a gate topic into school, gate and kind
+// ("events", "status", "heartbeat").
+func ParseGateTopic(topic string) (school, gate, kind string, ok bool) {
+	rest, found := strings.CutPrefix(topic, TopicRoot+"/")
+	if !found {
+		return "", "", "", false
+	}
+	p := strings.Split(rest, "/")
+	if len(p) != 4 || p[1] != "gate" || !ValidID(p[0]) || !ValidID(p[2]) {
+		return "", "", "", false
+	}
+	return p[0], p[2], p[3], true
+}
+
+// Status is the retained gate status payload; the same JSON with Online
+// false is registered as the MQTT last will.
+type Status struct {
+	Schema int    `json:"schema"`
+	GateID string `json:"gate_id"`
+	Online bool   `json:"online"`
+	At     int64  `json:"at"` // Unix ms
+}
+
+// Heartbeat is the gate's periodic metrics payload.
+type Heartbeat struct {
+	Schema       int     `json:"schema"`
+	GateID       string  `json:"gate_id"`
+	At           int64   `json:"at"` // edge clock, Unix ms
+	FPS          float64 `json:"fps"`
+	Dropped      int64   `json:"dropped_frames"`
+	OutboxDepth  int     `json:"outbox_depth"`
+	GalleryVer   int64   `json:"gallery_version"`
+	Unknowns     int64   `json:"unknown_tracks"`
+	UptimeS      int64   `json:"uptime_s"`
+	CameraOnline bool    `json:"camera_online"`
+}
+
+// GalleryAnnounce is the retained message telling gates a new gallery exists.
+type GalleryAnnounce struct {
+	Schema  int     `json:"schema"`
+	Version int64   `json:"version"`
+	URL     string  `json:"url"` // path on the hub, e.g. /api/v1/gates/gallery
+	Model   ModelID `json:"model"`
+}
+
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+func trunc(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// b64 is kept for callers that want the crop as text.
+var b64 = base64.StdEncoding
