@@ -176,7 +176,7 @@ func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte) ([]Face, er
 	}
 	out := make([]Face, len(raw))
 	for i, f := range raw {
-		out[i] = Face{Box: f.Rectangle, Landmarks: f.Shapes, Descriptor: Descriptor(f.Descriptor)}
+		out[i] = Face{Box: f.Rectangle, Landmarks: f.Shapes, Descriptor: append(Descriptor(nil), f.Descriptor[:]...)}
 		out[i].Quality.SizePx = f.Rectangle.Dx()
 		out[i].Quality.YawDeg, out[i].Quality.RollDeg = PoseFromLandmarks(f.Shapes)
 	}

@@ -86,7 +86,9 @@ func idolGallery(t testing.TB) (*Gallery, *IdolData) {
 	}
 	g := NewGallery(1, DlibResNetV1)
 	for i := range ids {
-		g.Add(ids[i], descs[i])
+		if err := g.Add(ids[i], descs[i]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if g.Len() != 1286 || g.People() != 134 {
 		t.Fatalf("idols.json: %d descriptors of %d people, want 1286 of 134", g.Len(), g.People())
@@ -155,7 +157,7 @@ func TestDescriptorAgreement(t *testing.T) {
 		if err != nil || len(raw) != 1 {
 			t.Fatalf("%s: %d faces, %v", fname, len(raw), err)
 		}
-		top := g.TopK(&raw[0].Descriptor, 5)
+		top := g.TopK(raw[0].Descriptor, 5)
 		dists = append(dists, top[0].Distance)
 		rank := -1
 		for i, m := range top {
@@ -174,7 +176,7 @@ func TestDescriptorAgreement(t *testing.T) {
 			t.Fatalf("%s: decode path: %v", fname, err)
 		}
 		for _, f := range dec {
-			if d := Distance(&f.Descriptor, &raw[0].Descriptor); d > 0.15 {
+			if d := Distance(f.Descriptor, raw[0].Descriptor); d > 0.15 {
 				t.Errorf("%s: decode-path descriptor %.3f away from raw go-face's", fname, d)
 			}
 			if f.Quality.SizePx < 40 || f.Quality.Sharpness <= 0 || f.Quality.Brightness <= 0 {
@@ -342,7 +344,7 @@ func TestHOGAndDescribeCrop(t *testing.T) {
 	if err != nil || f == nil {
 		t.Fatalf("describe crop: %v %v", f, err)
 	}
-	if d := Distance(&f.Descriptor, &whole[0].Descriptor); d > 0.2 {
+	if d := Distance(f.Descriptor, whole[0].Descriptor); d > 0.2 {
 		t.Fatalf("crop descriptor %.3f from whole-image descriptor", d)
 	}
 	if iou(f.Box, whole[0].Box) < 0.6 {
@@ -371,7 +373,7 @@ func TestTightCrop(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("tight crop: %d faces, %v", len(got), err)
 	}
-	if d := Distance(&got[0].Descriptor, &faces[0].Descriptor); d > 0.3 {
+	if d := Distance(got[0].Descriptor, faces[0].Descriptor); d > 0.3 {
 		t.Fatalf("tight-crop descriptor %.3f away from the full photo's", d)
 	}
 }

@@ -15,6 +15,7 @@ type Gallery struct {
 	Model   ModelID
 	ids     []string // identity index -> person ID
 	index   map[string]int32
+	dim     int // descriptor length; set by the first Add
 	descs   []Descriptor
 	owner   []int32 // descriptor -> identity index
 }
@@ -36,17 +37,26 @@ func NewGallery(version int64, model ModelID) *Gallery {
 	return &Gallery{Version: version, Model: model, index: map[string]int32{}}
 }
 
-// Add appends a descriptor for person. Call it only while building.
-func (g *Gallery) Add(person string, d Descriptor) {
+// Add appends a descriptor for person. Call it only while building. A
+// descriptor whose length differs from the first one's is refused.
+func (g *Gallery) Add(person string, d Descriptor) error {
+	if len(d) == 0 || (g.dim != 0 && len(d) != g.dim) {
+		return errf(KindInvalid, "gallery", nil, "descriptor of length %d in a gallery of %d", len(d), g.dim)
+	}
+	g.dim = len(d)
 	i, ok := g.index[person]
 	if !ok {
 		i = int32(len(g.ids))
 		g.ids = append(g.ids, person)
 		g.index[person] = i
 	}
-	g.descs = append(g.descs, d)
+	g.descs = append(g.descs, append(Descriptor(nil), d...))
 	g.owner = append(g.owner, i)
+	return nil
 }
+
+// Dim is the descriptor length (0 while empty).
+func (g *Gallery) Dim() int { return g.dim }
 
 // Len is the number of descriptors; People the number of identities.
 func (g *Gallery) Len() int    { return len(g.descs) }
@@ -86,7 +96,7 @@ func (m Match) Margin() float64 { return m.SecondDistance - m.Distance }
 // empty PersonID and infinite distances. Exclude, if non-nil, skips
 // descriptors (by index) or persons; it is how negative feedback and
 // candidate restriction narrow the search.
-func (g *Gallery) Match(d *Descriptor) Match {
+func (g *Gallery) Match(d Descriptor) Match {
 	return g.MatchFiltered(d, nil)
 }
 
@@ -95,8 +105,12 @@ type Filter interface {
 	Allow(person string) bool
 }
 
-// MatchFiltered is Match with an optional person filter.
-func (g *Gallery) MatchFiltered(d *Descriptor, f Filter) Match {
+// MatchFiltered is Match with an optional person filter. A probe whose
+// length differs from the gallery's matches nobody.
+func (g *Gallery) MatchFiltered(d Descriptor, f Filter) Match {
+	if len(d) != g.dim {
+		return Match{Distance: math.Inf(1), SecondDistance: math.Inf(1)}
+	}
 	best, second := float32(math.MaxFloat32), float32(math.MaxFloat32)
 	bi, si := int32(-1), int32(-1)
 	var allowed []bool
@@ -111,7 +125,7 @@ func (g *Gallery) MatchFiltered(d *Descriptor, f Filter) Match {
 		if allowed != nil && !allowed[o] {
 			continue
 		}
-		s := SquaredL2(d, &g.descs[k])
+		s := SquaredL2(d, g.descs[k])
 		switch {
 		case s < best:
 			if o != bi {
@@ -135,13 +149,16 @@ func (g *Gallery) MatchFiltered(d *Descriptor, f Filter) Match {
 }
 
 // TopK returns the k nearest identities with their best distances, nearest first.
-func (g *Gallery) TopK(d *Descriptor, k int) []Match {
+func (g *Gallery) TopK(d Descriptor, k int) []Match {
+	if len(d) != g.dim {
+		return nil
+	}
 	bestBy := make([]float32, len(g.ids))
 	for i := range bestBy {
 		bestBy[i] = math.MaxFloat32
 	}
 	for j := range g.descs {
-		if s := SquaredL2(d, &g.descs[j]); s < bestBy[g.owner[j]] {
+		if s := SquaredL2(d, g.descs[j]); s < bestBy[g.owner[j]] {
 			bestBy[g.owner[j]] = s
 		}
 	}

@@ -101,7 +101,9 @@ func DecodeGallery(b []byte) (*GalleryDoc, *Gallery, error) {
 			if err != nil {
 				return nil, nil, Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
 			}
-			g.Add(p.StudentID, d)
+			if err := g.Add(p.StudentID, d); err != nil {
+				return nil, nil, Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
+			}
 		}
 	}
 	return &doc, g, nil
