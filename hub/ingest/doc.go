@@ -1,0 +1,14 @@
+// Package ingest validates gate messages arriving over MQTT and stores
+// each attendance event exactly once in the hub's SQLite database, keyed
+// by the edge's event_id.
+//
+// Every event is committed BEFORE the MQTT acknowledgement (PUBACK) goes
+// back to the gate, because the gate deletes the event from its durable
+// outbox on PUBACK. Commits are grouped: concurrent messages wait on the
+// same transaction (group commit), so throughput is bounded by SQLite's
+// commit rate per batch, not per event.
+//
+// A payload that fails validation is written to the quarantine table with
+// the reason and acknowledged; it never blocks or crashes the stream.
+// After commit, registered Listeners are told about each new event.
+package ingest
