@@ -1,0 +1,626 @@
+// Package templates is the hub's encrypted store of face templates.
+//
+// Every descriptor (and, when the pupil's consent allows it, the enrolment
+// photo) is sealed with AES-256-GCM before it reaches SQLite. The key comes
+// from a key file or the DIEMDANH_TEMPLATE_KEY environment variable and is
+// never written to the database; the associated data binds each ciphertext
+// to its pupil, model and column, so a ciphertext copied to another row does
+// not decrypt. A key-check record in the meta table detects a wrong key at
+// start with a clear error instead of garbage descriptors later.
+//
+// Each template records the model (gatekit.ModelID) that produced it. Only
+// templates of the current model are served to gates; Reembed re-computes
+// templates from stored photos after a model change and flags pupils whose
+// photos were not kept for re-enrolment.
+//
+// The store keeps a gallery version per school, bumped in the same
+// transaction as every change that alters what gates must hold, and calls
+// subscribers after the commit (the gallery server announces it on MQTT).
+package templates
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// ErrWrongKey is returned by Open when the key does not match the one the
+// database's templates were sealed with.
+var ErrWrongKey = errors.New("templates: wrong key: the template key does not match the one this database was encrypted with (key check failed); restore the right key file or DIEMDANH_TEMPLATE_KEY")
+
+// ErrNotFound is returned for an unknown template or pupil.
+var ErrNotFound = errors.New("templates: not found")
+
+// Template statuses.
+const (
+	StatusActive   = "active"   // served to gates
+	StatusReview   = "review"   // held back until an admin approves (duplicate guard)
+	StatusExcluded = "excluded" // taken out (negative feedback, admin)
+)
+
+const keyCheckMeta = "templates.keycheck"
+const keyCheckPlain = "diemdanh template key check v1"
+
+// Store is the encrypted template store. It is safe for concurrent use.
+type Store struct {
+	db    *store.DB
+	aead  cipher.AEAD
+	log   *slog.Logger
+	now   func() time.Time
+	model gatekit.ModelID
+
+	mu   sync.Mutex
+	subs []func(schoolID string, version int64)
+}
+
+// Open checks key against the database's key-check record (creating it on
+// first use) and returns the store. The current model is
+// gatekit.DlibResNetV1 until SetModel.
+func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*Store, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("templates: key must be %d bytes, got %d", KeySize, len(key))
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	blk, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	aead, err := cipher.NewGCM(blk)
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	s := &Store{db: db, aead: aead, log: log, now: now, model: gatekit.DlibResNetV1}
+	ctx := context.Background()
+	// Deleted templates must not linger in free pages.
+	if _, err := db.W.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+		return nil, fmt.Errorf("templates: secure_delete: %w", err)
+	}
+	var check []byte
+	err = db.W.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, keyCheckMeta).Scan(&check)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		sealed := s.seal([]byte(keyCheckPlain), "keycheck")
+		if _, err := db.W.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?)`, keyCheckMeta, sealed); err != nil {
+			return nil, fmt.Errorf("templates: key check: %w", err)
+		}
+		log.Info("template key check record created")
+	case err != nil:
+		return nil, fmt.Errorf("templates: key check: %w", err)
+	default:
+		plain, err := s.open(check, "keycheck")
+		if err != nil || string(plain) != keyCheckPlain {
+			return nil, ErrWrongKey
+		}
+	}
+	return s, nil
+}
+
+// SetModel sets the current embedder; only its templates are served.
+func (s *Store) SetModel(m gatekit.ModelID) { s.model = m }
+
+// Model is the current embedder.
+func (s *Store) Model() gatekit.ModelID { return s.model }
+
+// Subscribe registers fn to be called after each committed gallery change.
+func (s *Store) Subscribe(fn func(schoolID string, version int64)) {
+	s.mu.Lock()
+	s.subs = append(s.subs, fn)
+	s.mu.Unlock()
+}
+
+func (s *Store) seal(plain []byte, ad string) []byte {
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic("templates: crypto/rand failed: " + err.Error())
+	}
+	return s.aead.Seal(nonce, nonce, plain, []byte(ad))
+}
+
+func (s *Store) open(sealed []byte, ad string) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n+s.aead.Overhead() {
+		return nil, fmt.Errorf("templates: ciphertext too short")
+	}
+	p, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(ad))
+	if err != nil {
+		return nil, fmt.Errorf("templates: decrypt failed (wrong key or tampered row): %w", err)
+	}
+	return p, nil
+}
+
+func descAD(pupil string, model string) string  { return "desc|" + pupil + "|" + model }
+func photoAD(pupil string, model string) string { return "photo|" + pupil + "|" + model }
+
+// New describes a template to add.
+type New struct {
+	PupilID    string
+	Descriptor gatekit.Descriptor
+	Model      gatekit.ModelID
+	Quality    gatekit.Quality
+	Photo      []byte // JPEG to keep (encrypted); nil when consent does not allow it
+	Status     string // StatusActive when empty
+	Note       string
+}
+
+// Add stores an active template. photo may be nil.
+func (s *Store) Add(ctx context.Context, pupilID string, desc gatekit.Descriptor, model gatekit.ModelID, q gatekit.Quality, photo []byte) (int64, error) {
+	return s.AddTemplate(ctx, New{PupilID: pupilID, Descriptor: desc, Model: model, Quality: q, Photo: photo})
+}
+
+// AddTemplate stores a template with the given status.
+func (s *Store) AddTemplate(ctx context.Context, t New) (int64, error) {
+	var id int64
+	var school string
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, school, err = s.AddTx(ctx, tx, t)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if t.Status == "" || t.Status == StatusActive {
+		s.notify(ctx, school)
+	}
+	return id, nil
+}
+
+// AddTx stores a template inside tx and bumps the gallery version when it
+// is active. The caller must call Notify(school) after the commit.
+func (s *Store) AddTx(ctx context.Context, tx *sql.Tx, t New) (id int64, school string, err error) {
+	if len(t.Descriptor) == 0 || len(t.Descriptor) > gatekit.MaxDescriptorLen {
+		return 0, "", fmt.Errorf("templates: descriptor of length %d", len(t.Descriptor))
+	}
+	if t.Model.Name == "" {
+		return 0, "", fmt.Errorf("templates: model is required")
+	}
+	if t.Status == "" {
+		t.Status = StatusActive
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT school_id FROM pupils WHERE id = ?`, t.PupilID).Scan(&school); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, "", fmt.Errorf("%w: pupil %s", ErrNotFound, t.PupilID)
+		}
+		return 0, "", fmt.Errorf("templates: %w", err)
+	}
+	qj, _ := json.Marshal(t.Quality)
+	model := t.Model.String()
+	var photo any
+	if len(t.Photo) > 0 {
+		photo = s.seal(t.Photo, photoAD(t.PupilID, model))
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO face_templates(pupil_id, model, descriptor, quality, photo, status, note, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.PupilID, model, s.seal(t.Descriptor.Bytes(), descAD(t.PupilID, model)),
+		string(qj), photo, t.Status, t.Note, s.now().UnixMilli())
+	if err != nil {
+		return 0, "", fmt.Errorf("templates: add: %w", err)
+	}
+	id, _ = res.LastInsertId()
+	if t.Status == StatusActive {
+		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET needs_reenrol = 0 WHERE id = ?`, t.PupilID); err != nil {
+			return 0, "", fmt.Errorf("templates: %w", err)
+		}
+		if err := s.BumpTx(ctx, tx, school); err != nil {
+			return 0, "", err
+		}
+	}
+	return id, school, nil
+}
+
+// BumpTx increments school's gallery version inside tx.
+func (s *Store) BumpTx(ctx context.Context, tx *sql.Tx, school string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO gallery_versions(school_id, version, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT(school_id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`, school, s.now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("templates: bump gallery version: %w", err)
+	}
+	return nil
+}
+
+// Bump increments school's gallery version (for roster changes made
+// elsewhere, e.g. a pupil leaving) and notifies subscribers.
+func (s *Store) Bump(ctx context.Context, school string) error {
+	if err := s.db.Tx(ctx, func(tx *sql.Tx) error { return s.BumpTx(ctx, tx, school) }); err != nil {
+		return err
+	}
+	s.notify(ctx, school)
+	return nil
+}
+
+// Notify tells subscribers that school's gallery changed (call after the
+// commit of a *Tx method).
+func (s *Store) Notify(ctx context.Context, school string) { s.notify(ctx, school) }
+
+func (s *Store) notify(ctx context.Context, school string) {
+	v, err := s.Version(ctx, school)
+	if err != nil {
+		s.log.Warn("gallery version", "school", school, "err", err)
+		return
+	}
+	s.mu.Lock()
+	subs := append([]func(string, int64){}, s.subs...)
+	s.mu.Unlock()
+	for _, fn := range subs {
+		fn(school, v)
+	}
+}
+
+// Version returns school's gallery version (0 before any change).
+func (s *Store) Version(ctx context.Context, school string) (int64, error) {
+	var v int64
+	err := s.db.W.QueryRowContext(ctx, `SELECT version FROM gallery_versions WHERE school_id = ?`, school).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("templates: version: %w", err)
+	}
+	return v, nil
+}
+
+// ActiveDescriptors returns the current model and, per pupil ID, the
+// decrypted active templates of that model for school's pupils that are
+// active and not on manual attendance: exactly what the gates must hold.
+func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (gatekit.ModelID, map[string][]gatekit.Descriptor, error) {
+	model := s.model
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.pupil_id, t.descriptor FROM face_templates t
+		JOIN pupils p ON p.id = t.pupil_id
+		WHERE p.school_id = ? AND p.active = 1 AND p.manual_attendance = 0 AND t.status = 'active' AND t.model = ?
+		ORDER BY t.pupil_id, t.id`, schoolID, model.String())
+	if err != nil {
+		return model, nil, fmt.Errorf("templates: active: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]gatekit.Descriptor{}
+	for rows.Next() {
+		var pid string
+		var sealed []byte
+		if err := rows.Scan(&pid, &sealed); err != nil {
+			return model, nil, fmt.Errorf("templates: active: %w", err)
+		}
+		d, err := s.decodeDesc(pid, model.String(), sealed)
+		if err != nil {
+			return model, nil, err
+		}
+		if len(out[pid]) < gatekit.MaxDescriptorsPerPerson {
+			out[pid] = append(out[pid], d)
+		}
+	}
+	return model, out, rows.Err()
+}
+
+// Gallery builds the GalleryDoc for school at its current version.
+func (s *Store) Gallery(ctx context.Context, schoolID string) (*gatekit.GalleryDoc, error) {
+	v, err := s.Version(ctx, schoolID)
+	if err != nil {
+		return nil, err
+	}
+	model, m, err := s.ActiveDescriptors(ctx, schoolID)
+	if err != nil {
+		return nil, err
+	}
+	g := gatekit.NewGallery(v, model)
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		for _, d := range m[id] {
+			if err := g.Add(id, d); err != nil {
+				return nil, fmt.Errorf("templates: gallery: %w", err)
+			}
+		}
+	}
+	return gatekit.DocFromGallery(schoolID, g), nil
+}
+
+func (s *Store) decodeDesc(pupil, model string, sealed []byte) (gatekit.Descriptor, error) {
+	b, err := s.open(sealed, descAD(pupil, model))
+	if err != nil {
+		return nil, err
+	}
+	return gatekit.DescriptorFromBytes(b)
+}
+
+// Entry is one decrypted template, for comparisons on the hub.
+type Entry struct {
+	ID         int64
+	PupilID    string
+	Status     string
+	Descriptor gatekit.Descriptor
+}
+
+// Entries returns every non-excluded template of the current model for
+// school's active pupils (the duplicate guard compares against these).
+func (s *Store) Entries(ctx context.Context, schoolID string) ([]Entry, error) {
+	model := s.model.String()
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.status, t.descriptor FROM face_templates t
+		JOIN pupils p ON p.id = t.pupil_id
+		WHERE p.school_id = ? AND p.active = 1 AND t.status != 'excluded' AND t.model = ? ORDER BY t.id`, schoolID, model)
+	if err != nil {
+		return nil, fmt.Errorf("templates: entries: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var sealed []byte
+		if err := rows.Scan(&e.ID, &e.PupilID, &e.Status, &sealed); err != nil {
+			return nil, fmt.Errorf("templates: entries: %w", err)
+		}
+		if e.Descriptor, err = s.decodeDesc(e.PupilID, model, sealed); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Info describes a template without its secrets.
+type Info struct {
+	ID        int64           `json:"id"`
+	PupilID   string          `json:"pupil_id"`
+	Model     string          `json:"model"`
+	Quality   gatekit.Quality `json:"quality"`
+	HasPhoto  bool            `json:"has_photo"`
+	Status    string          `json:"status"`
+	Note      string          `json:"note,omitempty"`
+	CreatedAt int64           `json:"created_at"`
+}
+
+// List returns pupilID's templates (all models and statuses).
+func (s *Store) List(ctx context.Context, pupilID string) ([]Info, error) {
+	return s.listWhere(ctx, `t.pupil_id = ?`, pupilID)
+}
+
+// ListReview returns school's templates held for review.
+func (s *Store) ListReview(ctx context.Context, schoolID string) ([]Info, error) {
+	return s.listWhere(ctx, `t.status = 'review' AND p.school_id = ?`, schoolID)
+}
+
+func (s *Store) listWhere(ctx context.Context, where string, args ...any) ([]Info, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.model, t.quality, t.photo IS NOT NULL, t.status, t.note, t.created_at
+		FROM face_templates t JOIN pupils p ON p.id = t.pupil_id WHERE `+where+` ORDER BY t.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("templates: list: %w", err)
+	}
+	defer rows.Close()
+	out := []Info{}
+	for rows.Next() {
+		var in Info
+		var qj string
+		if err := rows.Scan(&in.ID, &in.PupilID, &in.Model, &qj, &in.HasPhoto, &in.Status, &in.Note, &in.CreatedAt); err != nil {
+			return nil, fmt.Errorf("templates: list: %w", err)
+		}
+		_ = json.Unmarshal([]byte(qj), &in.Quality)
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// Get returns one template's info.
+func (s *Store) Get(ctx context.Context, id int64) (Info, error) {
+	l, err := s.listWhere(ctx, `t.id = ?`, id)
+	if err != nil {
+		return Info{}, err
+	}
+	if len(l) == 0 {
+		return Info{}, fmt.Errorf("%w: template %d", ErrNotFound, id)
+	}
+	return l[0], nil
+}
+
+// Descriptor returns one template's decrypted descriptor.
+func (s *Store) Descriptor(ctx context.Context, id int64) (gatekit.Descriptor, error) {
+	var pid, model string
+	var sealed []byte
+	err := s.db.R.QueryRowContext(ctx, `SELECT pupil_id, model, descriptor FROM face_templates WHERE id = ?`, id).Scan(&pid, &model, &sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: template %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	return s.decodeDesc(pid, model, sealed)
+}
+
+// Photo returns one template's decrypted photo, or ErrNotFound when none
+// was kept. Callers must audit the view.
+func (s *Store) Photo(ctx context.Context, id int64) ([]byte, error) {
+	var pid, model string
+	var sealed []byte
+	err := s.db.R.QueryRowContext(ctx, `SELECT pupil_id, model, photo FROM face_templates WHERE id = ?`, id).Scan(&pid, &model, &sealed)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && sealed == nil) {
+		return nil, fmt.Errorf("%w: photo of template %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	return s.open(sealed, photoAD(pid, model))
+}
+
+// SetStatus moves a template to status (active, review, excluded) with a
+// note, bumping the gallery version.
+func (s *Store) SetStatus(ctx context.Context, id int64, status, note string) error {
+	if status != StatusActive && status != StatusReview && status != StatusExcluded {
+		return fmt.Errorf("templates: bad status %q", status)
+	}
+	var school string
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT p.school_id FROM face_templates t JOIN pupils p ON p.id = t.pupil_id WHERE t.id = ?`, id).Scan(&school); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: template %d", ErrNotFound, id)
+			}
+			return fmt.Errorf("templates: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE face_templates SET status = ?, note = ? WHERE id = ?`, status, note, id); err != nil {
+			return fmt.Errorf("templates: set status: %w", err)
+		}
+		return s.BumpTx(ctx, tx, school)
+	})
+	if err != nil {
+		return err
+	}
+	s.notify(ctx, school)
+	return nil
+}
+
+// DeletePupil deletes every template and photo of pupilID and bumps the
+// gallery version. It returns nil when the pupil had none.
+func (s *Store) DeletePupil(ctx context.Context, pupilID string) error {
+	var school string
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		school, _, err = s.DeletePupilTx(ctx, tx, pupilID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.notify(ctx, school)
+	return nil
+}
+
+// DeletePupilTx deletes pupilID's templates inside tx and bumps the gallery
+// version; it returns the school and how many templates were deleted. Call
+// Notify(school) after the commit.
+func (s *Store) DeletePupilTx(ctx context.Context, tx *sql.Tx, pupilID string) (school string, n int64, err error) {
+	if err := tx.QueryRowContext(ctx, `SELECT school_id FROM pupils WHERE id = ?`, pupilID).Scan(&school); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", 0, fmt.Errorf("%w: pupil %s", ErrNotFound, pupilID)
+		}
+		return "", 0, fmt.Errorf("templates: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM face_templates WHERE pupil_id = ?`, pupilID)
+	if err != nil {
+		return "", 0, fmt.Errorf("templates: delete: %w", err)
+	}
+	n, _ = res.RowsAffected()
+	return school, n, s.BumpTx(ctx, tx, school)
+}
+
+// Embedder computes descriptors from photos (gatekit.Engine satisfies it).
+type Embedder interface {
+	Model() gatekit.ModelID
+	Recognize(ctx context.Context, b []byte) ([]gatekit.Face, error)
+}
+
+// ReembedReport summarises a model change.
+type ReembedReport struct {
+	Model      string   `json:"model"`
+	Reembedded int      `json:"reembedded"`
+	Flagged    []string `json:"flagged"` // pupils to re-enrol (no photo kept, or no face found again)
+}
+
+// Reembed switches the store to emb's model: every template of another
+// model that kept its photo gets a new template from emb (the old one is
+// kept, unused, until the pupil is deleted); pupils with no usable photo are
+// flagged needs_reenrol=1. Gallery versions of the affected schools bump.
+func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error) {
+	model := emb.Model()
+	rep := ReembedReport{Model: model.String(), Flagged: []string{}}
+	s.SetModel(model)
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.model, t.photo, t.status, p.school_id FROM face_templates t
+		JOIN pupils p ON p.id = t.pupil_id
+		WHERE t.model != ? AND t.status != 'excluded'
+		AND NOT EXISTS (SELECT 1 FROM face_templates n WHERE n.pupil_id = t.pupil_id AND n.model = ? AND n.note = 'reembed:' || t.id)
+		ORDER BY t.id`, model.String(), model.String())
+	if err != nil {
+		return rep, fmt.Errorf("templates: reembed: %w", err)
+	}
+	type old struct {
+		id                           int64
+		pupil, model, status, school string
+		photo                        []byte
+	}
+	var olds []old
+	for rows.Next() {
+		var o old
+		if err := rows.Scan(&o.id, &o.pupil, &o.model, &o.photo, &o.status, &o.school); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("templates: reembed: %w", err)
+		}
+		olds = append(olds, o)
+	}
+	rows.Close()
+	flagged := map[string]bool{}
+	ok := map[string]bool{}
+	schools := map[string]bool{}
+	for _, o := range olds {
+		schools[o.school] = true
+		if o.photo == nil {
+			flagged[o.pupil] = true
+			continue
+		}
+		jpg, err := s.open(o.photo, photoAD(o.pupil, o.model))
+		if err != nil {
+			return rep, err
+		}
+		faces, err := emb.Recognize(ctx, jpg)
+		if err != nil || len(faces) != 1 {
+			flagged[o.pupil] = true
+			continue
+		}
+		if _, _, err := s.addNoNotify(ctx, New{PupilID: o.pupil, Descriptor: faces[0].Descriptor, Model: model,
+			Quality: faces[0].Quality, Photo: jpg, Status: o.status, Note: fmt.Sprintf("reembed:%d", o.id)}); err != nil {
+			return rep, err
+		}
+		ok[o.pupil] = true
+		rep.Reembedded++
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for p := range flagged {
+			if ok[p] {
+				continue // another photo of the pupil worked
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE pupils SET needs_reenrol = 1 WHERE id = ?`, p); err != nil {
+				return fmt.Errorf("templates: flag: %w", err)
+			}
+			rep.Flagged = append(rep.Flagged, p)
+		}
+		for sc := range schools {
+			if err := s.BumpTx(ctx, tx, sc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
+	}
+	sort.Strings(rep.Flagged)
+	for sc := range schools {
+		s.notify(ctx, sc)
+	}
+	s.log.Info("templates re-embedded", "model", rep.Model, "reembedded", rep.Reembedded, "flagged", len(rep.Flagged))
+	return rep, nil
+}
+
+func (s *Store) addNoNotify(ctx context.Context, t New) (int64, string, error) {
+	var id int64
+	var school string
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		id, school, err = s.AddTx(ctx, tx, t)
+		return err
+	})
+	return id, school, err
+}
