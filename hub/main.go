@@ -2,11 +2,9 @@
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/diemdanh/diemdanh/hub/app"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "hub: not built yet")
-	os.Exit(2)
-}
+func main() { os.Exit(app.Main(os.Args[1:], os.Stdout, os.Stderr)) }
