@@ -1,0 +1,720 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/diemdanh/diemdanh/edge/capture"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+	"gocv.io/x/gocv"
+	"golang.org/x/sync/errgroup"
+)
+
+// Config tunes the pipeline.
+type Config struct {
+	SchoolID  string `yaml:"-"`
+	GateID    string `yaml:"-"`
+	Direction string `yaml:"-"`
+
+	// DetectWidth is the width frames are downscaled to for detection.
+	DetectWidth int `yaml:"detect_width"`
+	// ROI is the gate region of interest as fractions of the frame
+	// [x0, y0, x1, y1]; empty means the whole frame.
+	ROI []float64 `yaml:"roi"`
+	// MotionThreshold is the mean absolute grey-level change (0–255) on a
+	// tiny copy of the frame below which detection is skipped while no
+	// face is being tracked. 0 turns motion gating off.
+	MotionThreshold float64 `yaml:"motion_threshold"`
+	// MinFacePx drops detections narrower than this (full-frame pixels).
+	MinFacePx int `yaml:"min_face_px"`
+	// MaxFaces keeps at most this many detections per frame (best scores).
+	MaxFaces int `yaml:"max_faces"`
+	// Upsample doubles the detection image this many times (finds smaller
+	// faces at 4× the cost per step).
+	Upsample int `yaml:"upsample"`
+	// HOGAdjust shifts the detector's threshold (negative finds more).
+	HOGAdjust float64 `yaml:"hog_adjust"`
+
+	Tracker TrackerConfig `yaml:"tracker"`
+	Vote    VoteConfig    `yaml:"vote"`
+	// UseGalleryOperatingPoint takes threshold and margin from the gallery
+	// file when the hub calibrated them (see issue "Recognition").
+	UseGalleryOperatingPoint bool `yaml:"use_gallery_operating_point"`
+
+	// DescribeEvery is the minimum number of frames between two
+	// descriptors of one track.
+	DescribeEvery int `yaml:"describe_every"`
+	// MinDescribePx: tracks are described only once the face is this wide
+	// (full-frame pixels); smaller crops give poor descriptors.
+	MinDescribePx int `yaml:"min_describe_px"`
+	// MaxDescribes bounds descriptor attempts per track.
+	MaxDescribes int `yaml:"max_describes"`
+	// VoteQuality is the quality a described crop needs to vote.
+	VoteQuality gatekit.QualityPolicy `yaml:"vote_quality"`
+
+	// ReportUnknown publishes an event with student_id "unknown" for a
+	// track that never matched (off by default).
+	ReportUnknown bool `yaml:"report_unknown"`
+	// FaceCrop attaches a small JPEG of the face to each event.
+	FaceCrop bool `yaml:"face_crop"`
+	// FaceCropWidth is the width of that JPEG.
+	FaceCropWidth int `yaml:"face_crop_width"`
+
+	// Cooldown: 0 means one arrival per pupil per day per direction; a
+	// positive value also allows a repeat after that long.
+	Cooldown time.Duration `yaml:"cooldown"`
+	// Location is the school's time zone, for "per day".
+	Location *time.Location `yaml:"-"`
+}
+
+// DefaultConfig returns strict defaults (see README, Recognition).
+func DefaultConfig() Config {
+	return Config{
+		Direction:       gatekit.DirectionIn,
+		DetectWidth:     640,
+		MotionThreshold: 1.5,
+		MinFacePx:       0,
+		MaxFaces:        6,
+		Tracker:         DefaultTrackerConfig(),
+		Vote:            DefaultVoteConfig(),
+		DescribeEvery:   2,
+		MinDescribePx:   90,
+		MaxDescribes:    12,
+		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
+			MinBrightness: 25, MaxBrightness: 245},
+		UseGalleryOperatingPoint: true,
+		FaceCrop:                 true,
+		FaceCropWidth:            112,
+		Location:                 time.UTC,
+	}
+}
+
+// Validate names the first bad field under prefix.
+func (c Config) Validate(prefix string) error {
+	f := func(name, format string, args ...any) error { return gatekit.Fieldf(prefix+"."+name, format, args...) }
+	switch {
+	case c.DetectWidth < 160 || c.DetectWidth > 4096:
+		return f("detect_width", "must be 160..4096, got %d", c.DetectWidth)
+	case len(c.ROI) != 0 && len(c.ROI) != 4:
+		return f("roi", "must be [x0, y0, x1, y1] fractions of the frame")
+	case len(c.ROI) == 4 && !(c.ROI[0] >= 0 && c.ROI[1] >= 0 && c.ROI[2] <= 1 && c.ROI[3] <= 1 && c.ROI[2]-c.ROI[0] >= 0.1 && c.ROI[3]-c.ROI[1] >= 0.1):
+		return f("roi", "must be fractions 0..1 with x1-x0 and y1-y0 at least 0.1, got %v", c.ROI)
+	case c.MotionThreshold < 0 || c.MotionThreshold > 255 || math.IsNaN(c.MotionThreshold):
+		return f("motion_threshold", "must be 0..255")
+	case c.MinFacePx < 0:
+		return f("min_face_px", "must not be negative")
+	case c.MaxFaces < 1 || c.MaxFaces > 64:
+		return f("max_faces", "must be 1..64, got %d", c.MaxFaces)
+	case c.Upsample < 0 || c.Upsample > 2:
+		return f("upsample", "must be 0..2, got %d", c.Upsample)
+	case c.Tracker.MinIoU <= 0 || c.Tracker.MinIoU >= 1:
+		return f("tracker.min_iou", "must be between 0 and 1, got %g", c.Tracker.MinIoU)
+	case c.Tracker.MaxMissed < 0 || c.Tracker.MaxMissed > 1000:
+		return f("tracker.max_missed", "must be 0..1000")
+	case !(c.Vote.Threshold > 0 && c.Vote.Threshold < 2):
+		return f("vote.threshold", "must be a real L2 distance between 0 and 2, got %g", c.Vote.Threshold)
+	case !(c.Vote.MinMargin >= 0 && c.Vote.MinMargin < 2):
+		return f("vote.min_margin", "must be 0..2, got %g", c.Vote.MinMargin)
+	case c.Vote.K < 1 || c.Vote.K > 50:
+		return f("vote.k", "must be 1..50, got %d", c.Vote.K)
+	case c.Vote.M < 1 || c.Vote.M > c.Vote.K:
+		return f("vote.m", "must be 1..k (%d), got %d", c.Vote.K, c.Vote.M)
+	case c.DescribeEvery < 1:
+		return f("describe_every", "must be at least 1")
+	case c.MinDescribePx < 0:
+		return f("min_describe_px", "must not be negative")
+	case c.MaxDescribes < c.Vote.M:
+		return f("max_describes", "must be at least vote.m")
+	case c.FaceCrop && (c.FaceCropWidth < 32 || c.FaceCropWidth > 256):
+		return f("face_crop_width", "must be 32..256")
+	case c.Cooldown < 0:
+		return f("cooldown", "must not be negative")
+	}
+	return c.VoteQuality.Validate(prefix + ".vote_quality")
+}
+
+// Describer computes a descriptor for a face box of a frame
+// (gatekit.Engine).
+type Describer interface {
+	DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*gatekit.Face, error)
+	Model() gatekit.ModelID
+}
+
+// GallerySource returns the gallery in force (edge/gallery.Store).
+type GallerySource interface {
+	Current() (*gatekit.GalleryDoc, *gatekit.Gallery)
+}
+
+// Outbox stores events durably (edge/store.DB).
+type Outbox interface {
+	EnqueueDebounced(ctx context.Context, ev *gatekit.Event, key string, now time.Time, cooldown time.Duration) (bool, error)
+	Enqueue(ctx context.Context, ev *gatekit.Event) error
+}
+
+// FrameSource yields frames (capture.Mailbox); io.EOF ends the run.
+type FrameSource interface {
+	Next(ctx context.Context) (capture.Frame, error)
+}
+
+// EventInfo tells hooks where an event came from.
+type EventInfo struct {
+	TrackID       int64
+	FirstFrame    int64     // track's first frame
+	DecisionFrame int64     // frame of the vote that decided it
+	DecisionAt    time.Time // capture time of that frame
+	Enqueued      bool      // false when debounced (a repeat)
+	Unknown       bool
+}
+
+// Overlay is a face box with its label, for the installer preview.
+type Overlay struct {
+	Box   image.Rectangle
+	Label string
+}
+
+// Hooks observe the pipeline (benchmark, preview). Each may be nil and
+// must return quickly.
+type Hooks struct {
+	// OnEvent runs after an event is committed to the outbox (or debounced).
+	OnEvent func(ev *gatekit.Event, info EventInfo)
+	// OnFrame runs on the detection goroutine with the full frame (valid
+	// only during the call) and the current tracks.
+	OnFrame func(f capture.Frame, boxes []Overlay)
+}
+
+// Pipeline is the gate's recognition pipeline.
+type Pipeline struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	workers int
+	desc    Describer
+	gal     GallerySource
+	out     Outbox
+	notify  func()
+	hooks   Hooks
+	Stats   *Stats
+	metrics *Metrics
+
+	mu      sync.Mutex
+	tracker *Tracker
+}
+
+// Deps are the pipeline's collaborators.
+type Deps struct {
+	Describer Describer
+	Workers   int // descriptor workers (the engine's pool size)
+	Gallery   GallerySource
+	Outbox    Outbox
+	Notify    func() // wakes the publisher after a commit
+	Hooks     Hooks
+	Stats     *Stats
+	Metrics   *Metrics
+}
+
+// New builds a pipeline.
+func New(cfg Config, d Deps, log *slog.Logger, now func() time.Time) (*Pipeline, error) {
+	if err := cfg.Validate("pipeline"); err != nil {
+		return nil, err
+	}
+	if !gatekit.ValidID(cfg.SchoolID) {
+		return nil, gatekit.Fieldf("school_id", "invalid %q", cfg.SchoolID)
+	}
+	if !gatekit.ValidID(cfg.GateID) {
+		return nil, gatekit.Fieldf("gate_id", "invalid %q", cfg.GateID)
+	}
+	if cfg.Direction != gatekit.DirectionIn && cfg.Direction != gatekit.DirectionOut {
+		return nil, gatekit.Fieldf("direction", "must be in or out, got %q", cfg.Direction)
+	}
+	if d.Describer == nil || d.Gallery == nil || d.Outbox == nil {
+		return nil, errors.New("pipeline: describer, gallery and outbox are required")
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if d.Workers < 1 {
+		d.Workers = 1
+	}
+	if d.Notify == nil {
+		d.Notify = func() {}
+	}
+	if d.Stats == nil {
+		d.Stats = &Stats{}
+	}
+	return &Pipeline{cfg: cfg, log: log, now: now, workers: d.Workers, desc: d.Describer, gal: d.Gallery,
+		out: d.Outbox, notify: d.Notify, hooks: d.Hooks, Stats: d.Stats, metrics: d.Metrics,
+		tracker: NewTracker(cfg.Tracker)}, nil
+}
+
+// job asks a worker to describe one track's crop.
+type job struct {
+	tr     *Track
+	region gocv.Mat        // cloned crop of the full frame around the face
+	box    image.Rectangle // face box in region coordinates
+	origin image.Point     // region's position in the frame
+	frame  int64
+	at     time.Time
+}
+
+// emission is an event ready for the outbox.
+type emission struct {
+	ev   *gatekit.Event
+	info EventInfo
+}
+
+// DebounceKey is the persisted key of "one arrival per pupil per day per
+// direction".
+func DebounceKey(at time.Time, loc *time.Location, student, direction string) string {
+	return at.In(loc).Format("2006-01-02") + "|" + student + "|" + direction
+}
+
+// Run processes frames from src until it ends (io.EOF → nil) or ctx is
+// cancelled. Events decided before it returns are committed to the outbox
+// even when ctx is cancelled.
+func (p *Pipeline) Run(ctx context.Context, src FrameSource) error {
+	det, err := gatekit.NewHOGDetector()
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	defer det.Close()
+	jobs := make(chan job, p.workers)
+	emits := make(chan emission, 64)
+	g, gctx := errgroup.WithContext(ctx)
+	var wg sync.WaitGroup
+	// detect → track
+	g.Go(func() error {
+		defer close(jobs)
+		return p.detectLoop(gctx, src, det, jobs, emits)
+	})
+	// recognise
+	for i := 0; i < p.workers; i++ {
+		wg.Add(1)
+		g.Go(func() error {
+			defer wg.Done()
+			for j := range jobs {
+				p.work(gctx, j, emits)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		wg.Wait()
+		// Every track has ended by now (detectLoop flushes); finalise the
+		// ones whose last descriptor arrived after they ended.
+		p.mu.Lock()
+		var late []emission
+		for _, tr := range p.tracker.Flush() {
+			if e, ok := p.finishLocked(tr); ok {
+				late = append(late, e)
+			}
+		}
+		p.mu.Unlock()
+		for _, e := range late {
+			emits <- e
+		}
+		close(emits)
+		return nil
+	})
+	// publish: always drains, so a decided event is never dropped.
+	g.Go(func() error {
+		store := context.WithoutCancel(ctx)
+		var firstErr error
+		for e := range emits {
+			if err := p.commit(store, e); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		return firstErr
+	})
+	err = g.Wait()
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return err
+}
+
+func (p *Pipeline) commit(ctx context.Context, e emission) error {
+	var err error
+	if e.info.Unknown {
+		err = p.out.Enqueue(ctx, e.ev)
+		e.info.Enqueued = err == nil
+	} else {
+		key := DebounceKey(e.info.DecisionAt, p.cfg.Location, e.ev.StudentID, e.ev.Direction)
+		e.info.Enqueued, err = p.out.EnqueueDebounced(ctx, e.ev, key, e.info.DecisionAt, p.cfg.Cooldown)
+	}
+	if err != nil {
+		p.Stats.Errors.Add(1)
+		p.log.Error("event not stored", "event_id", e.ev.EventID, "student_id", e.ev.StudentID, "err", err)
+		return nil // an alarm, logged and counted; the pipeline keeps running
+	}
+	if e.info.Enqueued {
+		p.Stats.Events.Add(1)
+		p.notify()
+	} else {
+		p.Stats.Debounced.Add(1)
+	}
+	if p.hooks.OnEvent != nil {
+		p.hooks.OnEvent(e.ev, e.info)
+	}
+	return nil
+}
+
+// detector state reused across frames.
+type detState struct {
+	small, gray, tiny, prev, diff gocv.Mat
+	hasPrev                       bool
+}
+
+func (s *detState) close() {
+	for _, m := range []*gocv.Mat{&s.small, &s.gray, &s.tiny, &s.prev, &s.diff} {
+		m.Close()
+	}
+}
+
+func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det *gatekit.HOGDetector, jobs chan<- job, emits chan<- emission) error {
+	st := &detState{small: gocv.NewMat(), gray: gocv.NewMat(), tiny: gocv.NewMat(), prev: gocv.NewMat(), diff: gocv.NewMat()}
+	defer st.close()
+	for {
+		f, err := src.Next(ctx)
+		if err != nil {
+			p.mu.Lock()
+			var out []emission
+			for _, tr := range p.tracker.Flush() {
+				p.Stats.TracksEnded.Add(1)
+				if e, ok := p.finishLocked(tr); ok {
+					out = append(out, e)
+				}
+			}
+			p.mu.Unlock()
+			for _, e := range out {
+				emits <- e
+			}
+			if errors.Is(err, io.EOF) {
+				return nil // let the workers finish the last crops
+			}
+			return err
+		}
+		p.Stats.Frames.Add(1)
+		err = p.processFrame(ctx, f, det, st, jobs, emits)
+		f.Mat.Close()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatekit.HOGDetector, st *detState, jobs chan<- job, emits chan<- emission) error {
+	W, H := f.Mat.Cols(), f.Mat.Rows()
+	if f.Mat.Empty() || W < 16 || H < 16 {
+		p.Stats.Errors.Add(1)
+		return nil
+	}
+	if f.Mat.Channels() != 3 {
+		p.Stats.Errors.Add(1)
+		return nil
+	}
+	t0 := time.Now()
+	scale := 1.0
+	work := f.Mat
+	if W > p.cfg.DetectWidth {
+		scale = float64(W) / float64(p.cfg.DetectWidth)
+		gocv.Resize(f.Mat, &st.small, image.Pt(p.cfg.DetectWidth, int(float64(H)/scale+0.5)), 0, 0, gocv.InterpolationLinear)
+		work = st.small
+	}
+	gocv.CvtColor(work, &st.gray, gocv.ColorBGRToGray)
+	gw, gh := st.gray.Cols(), st.gray.Rows()
+
+	// Motion gating.
+	if p.cfg.MotionThreshold > 0 {
+		tw := 160
+		gocv.Resize(st.gray, &st.tiny, image.Pt(tw, max(1, gh*tw/gw)), 0, 0, gocv.InterpolationArea)
+		moving := true
+		if st.hasPrev {
+			gocv.AbsDiff(st.tiny, st.prev, &st.diff)
+			moving = st.diff.Mean().Val1 >= p.cfg.MotionThreshold
+		}
+		st.tiny.CopyTo(&st.prev)
+		st.hasPrev = true
+		p.mu.Lock()
+		idle := len(p.tracker.Active()) == 0
+		p.mu.Unlock()
+		if !moving && idle {
+			p.Stats.MotionSkipped.Add(1)
+			p.onFrame(f, nil)
+			return nil
+		}
+	}
+
+	roi := image.Rect(0, 0, gw, gh)
+	if len(p.cfg.ROI) == 4 {
+		roi = image.Rect(int(p.cfg.ROI[0]*float64(gw)), int(p.cfg.ROI[1]*float64(gh)),
+			int(p.cfg.ROI[2]*float64(gw)), int(p.cfg.ROI[3]*float64(gh))).Intersect(roi)
+	}
+	pix, err := st.gray.DataPtrUint8()
+	if err != nil {
+		return fmt.Errorf("pipeline: frame buffer: %w", err)
+	}
+	stride := st.gray.Step()
+	dets, err := det.DetectGray(pix[roi.Min.Y*stride+roi.Min.X:], roi.Dx(), roi.Dy(), stride, p.cfg.Upsample, p.cfg.HOGAdjust)
+	if err != nil {
+		p.Stats.Errors.Add(1)
+		p.log.Warn("detect failed", "err", err)
+		return nil
+	}
+	p.Stats.DetectFrames.Add(1)
+	sort.SliceStable(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
+	frameR := image.Rect(0, 0, W, H)
+	boxes := make([]image.Rectangle, 0, len(dets))
+	for _, d := range dets {
+		b := d.Box.Add(roi.Min)
+		fb := image.Rect(int(float64(b.Min.X)*scale), int(float64(b.Min.Y)*scale),
+			int(float64(b.Max.X)*scale), int(float64(b.Max.Y)*scale)).Intersect(frameR)
+		if fb.Dx() < max(p.cfg.MinFacePx, 8) || fb.Dy() < 8 {
+			continue
+		}
+		boxes = append(boxes, fb)
+		if len(boxes) == p.cfg.MaxFaces {
+			break
+		}
+	}
+	p.metrics.observeDetect(time.Since(t0).Seconds())
+	p.Stats.Faces.Add(int64(len(boxes)))
+
+	p.mu.Lock()
+	before := p.tracker.next
+	assigned, ended := p.tracker.Update(boxes, f.Index, f.At)
+	p.Stats.TracksStarted.Add(p.tracker.next - before)
+	p.Stats.TracksEnded.Add(int64(len(ended)))
+	var out []emission
+	for _, tr := range ended {
+		if e, ok := p.finishLocked(tr); ok {
+			out = append(out, e)
+		}
+	}
+	// Choose the tracks to describe on this frame.
+	type want struct {
+		tr  *Track
+		box image.Rectangle
+	}
+	var wants []want
+	for i, tr := range assigned {
+		if tr.Decided || tr.Pending > 0 || tr.Describes >= p.cfg.MaxDescribes ||
+			f.Index-tr.LastDescribe < int64(p.cfg.DescribeEvery) || boxes[i].Dx() < p.cfg.MinDescribePx {
+			continue
+		}
+		wants = append(wants, want{tr, boxes[i]})
+	}
+	// Bigger faces first: they give the best descriptors.
+	sort.SliceStable(wants, func(i, j int) bool { return wants[i].box.Dx() > wants[j].box.Dx() })
+	var overlays []Overlay
+	if p.hooks.OnFrame != nil {
+		for i, tr := range assigned {
+			label := ""
+			if tr.Decided {
+				label = tr.Decision.StudentID
+			}
+			overlays = append(overlays, Overlay{Box: boxes[i], Label: label})
+		}
+	}
+	p.mu.Unlock()
+	for _, e := range out {
+		select {
+		case emits <- e:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, w := range wants {
+		m := w.box.Dx() * 7 / 10
+		rr := image.Rect(w.box.Min.X-m, w.box.Min.Y-m, w.box.Max.X+m, w.box.Max.Y+m).Intersect(frameR)
+		region := f.Mat.Region(rr)
+		j := job{tr: w.tr, region: region.Clone(), box: w.box.Sub(rr.Min), origin: rr.Min, frame: f.Index, at: f.At}
+		region.Close()
+		p.mu.Lock()
+		w.tr.Pending++
+		w.tr.Describes++
+		w.tr.LastDescribe = f.Index
+		p.mu.Unlock()
+		select {
+		case jobs <- j:
+		default:
+			// Every worker is busy: skip, the track tries again next frame.
+			j.region.Close()
+			p.mu.Lock()
+			w.tr.Pending--
+			w.tr.Describes--
+			w.tr.LastDescribe = f.Index - int64(p.cfg.DescribeEvery)
+			p.mu.Unlock()
+			p.Stats.DescribeSkips.Add(1)
+		}
+	}
+	p.onFrame(f, overlays)
+	return nil
+}
+
+func (p *Pipeline) onFrame(f capture.Frame, o []Overlay) {
+	if p.hooks.OnFrame != nil {
+		p.hooks.OnFrame(f, o)
+	}
+}
+
+// work describes one crop, votes, and emits a decision when there is one.
+func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
+	defer j.region.Close()
+	t0 := time.Now()
+	fc, err := p.desc.DescribeCrop(ctx, j.region, j.box)
+	p.metrics.observeDescribe(time.Since(t0).Seconds())
+	p.Stats.Describes.Add(1)
+	var vote *Vote
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			p.Stats.Errors.Add(1)
+			p.log.Warn("describe failed", "track", j.tr.ID, "err", err)
+		}
+	case fc == nil:
+		p.Stats.DescribeMisses.Add(1)
+	default:
+		if rs := p.cfg.VoteQuality.CheckQuality(fc.Quality); len(rs) > 0 {
+			p.Stats.QualityRejects.Add(1)
+			break
+		}
+		doc, gal := p.gal.Current()
+		if gal == nil || gal.Len() == 0 {
+			break
+		}
+		_ = doc
+		v := Vote{Match: gal.Match(fc.Descriptor), Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
+		if p.cfg.FaceCrop {
+			v.JPEG = faceJPEG(j.region, fc.Box.Sub(j.origin), p.cfg.FaceCropWidth)
+		}
+		vote = &v
+	}
+	p.mu.Lock()
+	j.tr.Pending--
+	var out []emission
+	if vote != nil && !j.tr.Decided {
+		j.tr.Votes = append(j.tr.Votes, *vote)
+		d := Decide(j.tr.Votes, p.voteConfig())
+		if d.OK {
+			j.tr.Decided, j.tr.Decision = true, d
+			p.Stats.Decisions.Add(1)
+			p.metrics.observeDecide(j.at.Sub(j.tr.FirstSeen).Seconds())
+			out = append(out, p.emissionLocked(j.tr, d, j.frame, j.at, false))
+		}
+	}
+	if j.tr.Ended {
+		if e, ok := p.finishLocked(j.tr); ok {
+			out = append(out, e)
+		}
+	}
+	p.mu.Unlock()
+	for _, e := range out {
+		emits <- e // the publish stage always drains
+	}
+}
+
+// voteConfig is the configured rule, with the gallery's calibrated
+// operating point when it has one and the config allows it.
+func (p *Pipeline) voteConfig() VoteConfig {
+	c := p.cfg.Vote
+	if p.cfg.UseGalleryOperatingPoint {
+		if doc, _ := p.gal.Current(); doc != nil {
+			if doc.Threshold > 0 {
+				c.Threshold = doc.Threshold
+			}
+			if doc.MinMargin > 0 {
+				c.MinMargin = doc.MinMargin
+			}
+		}
+	}
+	return c
+}
+
+// finishLocked finalises an ended track once no descriptor is in flight:
+// an undecided track with votes is an unknown.
+func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
+	if !tr.Ended || tr.Pending > 0 || tr.Finalized {
+		return emission{}, false
+	}
+	tr.Finalized = true
+	if tr.Decided || len(tr.Votes) == 0 {
+		return emission{}, false
+	}
+	p.Stats.Unknowns.Add(1)
+	if !p.cfg.ReportUnknown {
+		return emission{}, false
+	}
+	best := tr.Votes[0]
+	for _, v := range tr.Votes {
+		if v.Score > best.Score {
+			best = v
+		}
+	}
+	d := Decision{StudentID: gatekit.UnknownStudent, Distance: best.Match.Distance, Margin: best.Match.Margin(), FramesUsed: len(tr.Votes), Best: best}
+	return p.emissionLocked(tr, d, tr.LastFrame, tr.LastSeen, true), true
+}
+
+func clamp(v float64) float64 {
+	if math.IsNaN(v) || v < 0 {
+		return 0
+	}
+	return math.Min(v, 9.999)
+}
+
+func (p *Pipeline) emissionLocked(tr *Track, d Decision, frame int64, at time.Time, unknown bool) emission {
+	doc, gal := p.gal.Current()
+	ev := &gatekit.Event{
+		Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: p.cfg.SchoolID, GateID: p.cfg.GateID,
+		Direction: p.cfg.Direction, StudentID: d.StudentID, CapturedAt: at.UnixMilli(),
+		Distance: clamp(d.Distance), Margin: clamp(d.Margin), FramesUsed: d.FramesUsed, Quality: d.Best.Quality,
+		Model: p.desc.Model(), FaceJPEG: d.Best.JPEG,
+	}
+	if gal != nil {
+		ev.Model = gal.Model
+		ev.GalleryVer = gal.Version
+	}
+	if doc != nil && ev.GalleryVer == 0 {
+		ev.GalleryVer = doc.Version
+	}
+	if len(ev.FaceJPEG) > gatekit.MaxCropBytes {
+		ev.FaceJPEG = nil
+	}
+	return emission{ev: ev, info: EventInfo{TrackID: tr.ID, FirstFrame: tr.FirstFrame, DecisionFrame: frame, DecisionAt: at, Unknown: unknown}}
+}
+
+// faceJPEG encodes a small crop of the face for the event (a few KB).
+func faceJPEG(region gocv.Mat, box image.Rectangle, width int) []byte {
+	m := box.Dx() / 5
+	r := image.Rect(box.Min.X-m, box.Min.Y-m, box.Max.X+m, box.Max.Y+m).Intersect(image.Rect(0, 0, region.Cols(), region.Rows()))
+	if r.Dx() < 8 || r.Dy() < 8 {
+		return nil
+	}
+	sub := region.Region(r)
+	defer sub.Close()
+	small := gocv.NewMat()
+	defer small.Close()
+	h := r.Dy() * width / r.Dx()
+	gocv.Resize(sub, &small, image.Pt(width, max(h, 1)), 0, 0, gocv.InterpolationArea)
+	for _, q := range []int{80, 60, 40} {
+		b, err := gatekit.EncodeJPEG(small, q)
+		if err == nil && len(b) <= gatekit.MaxCropBytes && len(b) <= 20<<10 {
+			return b
+		}
+	}
+	return nil
+}

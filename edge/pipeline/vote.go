@@ -1,0 +1,103 @@
+package pipeline
+
+import (
+	"math"
+	"sort"
+
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// VoteConfig is the decision rule of a track.
+type VoteConfig struct {
+	// Threshold is the largest real L2 distance a descriptor may have to an
+	// enrolled identity to vote for it.
+	Threshold float64 `yaml:"threshold"`
+	// MinMargin is how much nearer the voted identity must be than the
+	// second-best identity.
+	MinMargin float64 `yaml:"min_margin"`
+	// K is how many of the track's best-quality descriptors are considered.
+	K int `yaml:"k"`
+	// M is how many of those must vote for the same identity, with no
+	// accepted vote for anyone else.
+	M int `yaml:"m"`
+}
+
+// DefaultVoteConfig is strict: see the README's Recognition section for
+// the measurements behind it.
+func DefaultVoteConfig() VoteConfig { return VoteConfig{Threshold: 0.40, MinMargin: 0.06, K: 5, M: 2} }
+
+// Vote is one descriptor of a track matched against the gallery.
+type Vote struct {
+	Match   gatekit.Match
+	Quality gatekit.Quality
+	Score   float64 // Quality.Score(), to rank crops
+	Frame   int64
+	JPEG    []byte // small face crop, for the event
+}
+
+// Accepted reports whether the vote is under the threshold with the margin.
+func (v Vote) Accepted(c VoteConfig) bool {
+	return v.Match.PersonID != "" && v.Match.Distance <= c.Threshold && v.Match.Margin() >= c.MinMargin
+}
+
+// Decision is the outcome of voting on a track.
+type Decision struct {
+	OK         bool
+	StudentID  string
+	Distance   float64 // mean distance of the winning votes
+	Margin     float64 // smallest margin among the winning votes
+	FramesUsed int     // winning votes
+	Best       Vote    // best-quality winning vote
+	Reason     string  // why not decided, for logs and tests
+}
+
+// Decide applies the M-of-K rule: among the K best-quality votes, at least
+// M must be accepted for the same identity and none for another.
+func Decide(votes []Vote, c VoteConfig) Decision {
+	if len(votes) == 0 {
+		return Decision{Reason: "no votes"}
+	}
+	best := append([]Vote(nil), votes...)
+	sort.SliceStable(best, func(i, j int) bool {
+		if best[i].Score != best[j].Score {
+			return best[i].Score > best[j].Score
+		}
+		return best[i].Frame > best[j].Frame
+	})
+	if c.K > 0 && len(best) > c.K {
+		best = best[:c.K]
+	}
+	counts := map[string]int{}
+	for _, v := range best {
+		if v.Accepted(c) {
+			counts[v.Match.PersonID]++
+		}
+	}
+	if len(counts) == 0 {
+		return Decision{Reason: "no accepted vote"}
+	}
+	if len(counts) > 1 {
+		return Decision{Reason: "conflicting identities"}
+	}
+	var who string
+	var n int
+	for k, v := range counts {
+		who, n = k, v
+	}
+	if n < c.M {
+		return Decision{Reason: "too few agreeing votes"}
+	}
+	d := Decision{OK: true, StudentID: who, FramesUsed: n, Margin: math.Inf(1)}
+	bestScore := math.Inf(-1)
+	for _, v := range best {
+		if !v.Accepted(c) {
+			continue
+		}
+		d.Distance += v.Match.Distance / float64(n)
+		d.Margin = math.Min(d.Margin, v.Match.Margin())
+		if v.Score > bestScore {
+			bestScore, d.Best = v.Score, v
+		}
+	}
+	return d
+}
