@@ -97,7 +97,7 @@ type subscriber struct {
 
 func subscribe(t *testing.T, addr, filter string) *subscriber {
 	s := &subscriber{msgs: map[string][][]byte{}}
-	o := pmqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("test-sub").SetCleanSession(false).SetAutoReconnect(true).
+	o := pmqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-sub").SetCleanSession(false).SetAutoReconnect(true).
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
 		SetOrderMatters(true)
 	o.SetOnConnectHandler(func(c pmqtt.Client) {
