@@ -1,0 +1,568 @@
+package ingest
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// Config tunes validation and group commit.
+type Config struct {
+	// FutureTolerance: an event captured later than hub clock + this is refused.
+	FutureTolerance time.Duration `yaml:"future_tolerance"`
+	// MaxAge: an event captured earlier than hub clock - this is refused.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxBatch is the most messages committed in one transaction.
+	MaxBatch int `yaml:"max_batch"`
+	// QueueSize is the submit queue length (back-pressure beyond it).
+	QueueSize int `yaml:"queue_size"`
+}
+
+// Default returns the production settings.
+func Default() Config {
+	return Config{FutureTolerance: 5 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBatch: 512, QueueSize: 8192}
+}
+
+// Validate names the first bad field under prefix.
+func (c Config) Validate(prefix string) error {
+	switch {
+	case c.FutureTolerance < 0:
+		return gatekit.Fieldf(prefix+"future_tolerance", "must not be negative")
+	case c.MaxAge <= 0:
+		return gatekit.Fieldf(prefix+"max_age", "must be positive")
+	case c.MaxBatch < 1 || c.MaxBatch > 10000:
+		return gatekit.Fieldf(prefix+"max_batch", "must be 1..10000")
+	case c.QueueSize < 1:
+		return gatekit.Fieldf(prefix+"queue_size", "must be positive")
+	}
+	return nil
+}
+
+// Message is one MQTT message from a gate.
+type Message struct {
+	Topic    string
+	Payload  []byte
+	ClientID string
+}
+
+// Result says what ingest did with a message.
+type Result int
+
+// Results.
+const (
+	Stored      Result = iota + 1 // new event committed
+	Duplicate                     // event_id already stored; ignored
+	Quarantined                   // refused, written to quarantine with the reason
+	Updated                       // status or heartbeat applied to the gates table
+)
+
+func (r Result) String() string {
+	switch r {
+	case Stored:
+		return "stored"
+	case Duplicate:
+		return "duplicate"
+	case Quarantined:
+		return "quarantined"
+	case Updated:
+		return "updated"
+	}
+	return "none"
+}
+
+// ErrClosed is returned for messages submitted after Close.
+var ErrClosed = errors.New("ingest: closed")
+
+// Stats are running counters.
+type Stats struct {
+	Stored, Duplicates, Quarantined, Updates, Batches, Failures int64
+}
+
+type item struct {
+	msg      Message
+	received int64 // hub clock, ms
+	done     func(Result, error)
+	// filled by the commit loop
+	res    Result
+	stored *StoredEvent
+}
+
+// Ingester validates and stores gate messages with group commit.
+type Ingester struct {
+	db  *store.DB
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	queue chan *item
+	fan   chan StoredEvent
+
+	mu     sync.RWMutex // guards closed and sending on queue
+	closed bool
+
+	lmu       sync.Mutex
+	listeners []Listener
+	wg        sync.WaitGroup
+	stop      context.CancelFunc
+	ctx       context.Context
+
+	stored, dups, quar, upd, batches, failures atomic.Int64
+}
+
+// New makes an Ingester; call Start before submitting.
+func New(db *store.DB, cfg Config, log *slog.Logger, now func() time.Time) (*Ingester, error) {
+	if err := cfg.Validate("ingest."); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Ingester{db: db, cfg: cfg, log: log, now: now,
+		queue: make(chan *item, cfg.QueueSize), fan: make(chan StoredEvent, 65536)}, nil
+}
+
+// AddListener registers l; it is told about every event stored from now on.
+func (in *Ingester) AddListener(l Listener) {
+	in.lmu.Lock()
+	in.listeners = append(in.listeners, l)
+	in.lmu.Unlock()
+}
+
+// Start runs the commit loop and the listener fan-out until Close.
+func (in *Ingester) Start(ctx context.Context) {
+	in.ctx, in.stop = context.WithCancel(context.WithoutCancel(ctx))
+	in.wg.Add(2)
+	go in.commitLoop()
+	go in.fanLoop()
+}
+
+// Close stops accepting, commits what is queued (drain), waits for the
+// listeners to be told, and returns.
+func (in *Ingester) Close() {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.closed = true
+	close(in.queue)
+	in.mu.Unlock()
+	in.wg.Wait()
+	if in.stop != nil {
+		in.stop()
+	}
+}
+
+// Stats returns the counters.
+func (in *Ingester) Stats() Stats {
+	return Stats{Stored: in.stored.Load(), Duplicates: in.dups.Load(), Quarantined: in.quar.Load(),
+		Updates: in.upd.Load(), Batches: in.batches.Load(), Failures: in.failures.Load()}
+}
+
+// Submit queues msg; done (may be nil) is called from the commit goroutine
+// after the message's transaction committed (err nil) or finally failed
+// (err non-nil: the message must NOT be acknowledged). done must not block.
+// Submit blocks while the queue is full (back-pressure).
+func (in *Ingester) Submit(msg Message, done func(Result, error)) {
+	it := &item{msg: msg, received: in.now().UnixMilli(), done: done}
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.closed {
+		if done != nil {
+			done(0, ErrClosed)
+		}
+		return
+	}
+	in.queue <- it
+}
+
+// Handle submits msg and waits until it is committed.
+func (in *Ingester) Handle(ctx context.Context, msg Message) (Result, error) {
+	type out struct {
+		r   Result
+		err error
+	}
+	ch := make(chan out, 1)
+	in.Submit(msg, func(r Result, err error) { ch <- out{r, err} })
+	select {
+	case o := <-ch:
+		return o.r, o.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (in *Ingester) commitLoop() {
+	defer in.wg.Done()
+	defer close(in.fan)
+	batch := make([]*item, 0, in.cfg.MaxBatch)
+	for first := range in.queue {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < in.cfg.MaxBatch {
+			select {
+			case it, ok := <-in.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+			default:
+				break fill
+			}
+		}
+		in.commit(batch)
+	}
+}
+
+// commit stores a batch in one transaction, retrying a few times; if the
+// batch still fails, each item is tried alone so one bad row cannot block
+// the others.
+func (in *Ingester) commit(batch []*item) {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt*50) * time.Millisecond)
+		}
+		if err = in.commitTx(batch); err == nil {
+			in.batches.Add(1)
+			in.finish(batch, nil)
+			return
+		}
+	}
+	in.log.Error("ingest batch failed; retrying one by one", "size", len(batch), "err", err)
+	for _, it := range batch {
+		one := []*item{it}
+		if err := in.commitTx(one); err != nil {
+			in.failures.Add(1)
+			in.log.Error("ingest message failed", "topic", it.msg.Topic, "err", err)
+			in.finish(one, err)
+			continue
+		}
+		in.finish(one, nil)
+	}
+}
+
+func (in *Ingester) finish(batch []*item, err error) {
+	for _, it := range batch {
+		if err == nil {
+			switch it.res {
+			case Stored:
+				in.stored.Add(1)
+			case Duplicate:
+				in.dups.Add(1)
+			case Quarantined:
+				in.quar.Add(1)
+			case Updated:
+				in.upd.Add(1)
+			}
+		}
+		if it.done != nil {
+			it.done(it.res, err)
+		}
+	}
+	if err != nil {
+		return
+	}
+	for _, it := range batch {
+		if it.stored != nil {
+			in.fan <- *it.stored
+		}
+	}
+}
+
+func (in *Ingester) fanLoop() {
+	defer in.wg.Done()
+	for ev := range in.fan {
+		in.lmu.Lock()
+		ls := in.listeners
+		in.lmu.Unlock()
+		for _, l := range ls {
+			l.EventStored(in.ctx, ev)
+		}
+	}
+}
+
+type gateRow struct {
+	school string
+	active bool
+	found  bool
+}
+
+type pupilRow struct {
+	school, class string
+	found         bool
+}
+
+// txState caches lookups within one transaction.
+type txState struct {
+	tx     *sql.Tx
+	gates  map[string]gateRow
+	pupils map[string]pupilRow
+	ins    *sql.Stmt
+}
+
+func (in *Ingester) commitTx(batch []*item) error {
+	return in.db.Tx(in.ctx, func(tx *sql.Tx) error {
+		st := &txState{tx: tx, gates: map[string]gateRow{}, pupils: map[string]pupilRow{}}
+		ins, err := tx.Prepare(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id,
+			captured_at, received_at, distance, margin, frames_used, quality, model, gallery_version, face_jpeg)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`)
+		if err != nil {
+			return fmt.Errorf("ingest: prepare: %w", err)
+		}
+		defer ins.Close()
+		st.ins = ins
+		for _, it := range batch {
+			it.res, it.stored = 0, nil
+			reason, err := in.apply(st, it)
+			if err != nil {
+				return err
+			}
+			if reason != "" {
+				it.res = Quarantined
+				if err := quarantine(tx, it, reason); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+const quarantineMax = 64 << 10
+
+func quarantine(tx *sql.Tx, it *item, reason string) error {
+	p := it.msg.Payload
+	if len(p) > quarantineMax {
+		p = p[:quarantineMax]
+	}
+	if p == nil {
+		p = []byte{}
+	}
+	_, err := tx.Exec(`INSERT INTO quarantine(received_at, topic, client_id, reason, payload) VALUES (?,?,?,?,?)`,
+		it.received, truncate(it.msg.Topic, 512), truncate(it.msg.ClientID, 256), truncate(reason, 1024), p)
+	if err != nil {
+		return fmt.Errorf("ingest: quarantine: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// apply handles one message inside the transaction. A non-empty reason
+// means "quarantine"; an error aborts the transaction.
+func (in *Ingester) apply(st *txState, it *item) (reason string, err error) {
+	school, gate, kind, ok := gatekit.ParseGateTopic(it.msg.Topic)
+	if !ok {
+		return "topic: not a gate topic", nil
+	}
+	g, err := st.gate(gate)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case !g.found:
+		return fmt.Sprintf("gate_id: unknown gate %q", gate), nil
+	case g.school != school:
+		return fmt.Sprintf("gate_id: gate %q does not belong to school %q", gate, school), nil
+	case !g.active:
+		return fmt.Sprintf("gate_id: gate %q is not active", gate), nil
+	}
+	switch kind {
+	case "events":
+		return in.applyEvent(st, it, school, gate)
+	case "status":
+		return in.applyStatus(st, it, gate)
+	case "heartbeat":
+		return in.applyHeartbeat(st, it, gate)
+	}
+	return fmt.Sprintf("topic: unknown kind %q", kind), nil
+}
+
+func (st *txState) gate(id string) (gateRow, error) {
+	if g, ok := st.gates[id]; ok {
+		return g, nil
+	}
+	var g gateRow
+	var active int
+	err := st.tx.QueryRow(`SELECT school_id, active FROM gates WHERE id = ?`, id).Scan(&g.school, &active)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return g, fmt.Errorf("ingest: gate lookup: %w", err)
+	default:
+		g.found, g.active = true, active == 1
+	}
+	st.gates[id] = g
+	return g, nil
+}
+
+func (st *txState) pupil(id string) (pupilRow, error) {
+	if p, ok := st.pupils[id]; ok {
+		return p, nil
+	}
+	var p pupilRow
+	var class sql.NullString
+	err := st.tx.QueryRow(`SELECT school_id, class_id FROM pupils WHERE id = ?`, id).Scan(&p.school, &class)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return p, fmt.Errorf("ingest: pupil lookup: %w", err)
+	default:
+		p.found, p.class = true, class.String
+	}
+	st.pupils[id] = p
+	return p, nil
+}
+
+// CheckEvent runs the checks that need no database: decode and contract,
+// topic/payload match, clock window. It is the fuzzed decode path.
+func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*gatekit.Event, string) {
+	ev, err := gatekit.DecodeEvent(payload)
+	if err != nil {
+		return nil, err.Error()
+	}
+	school, gate, kind, ok := gatekit.ParseGateTopic(topic)
+	switch {
+	case !ok || kind != "events":
+		return nil, "topic: not an events topic"
+	case ev.SchoolID != school:
+		return nil, fmt.Sprintf("school_id: %q does not match topic school %q", ev.SchoolID, school)
+	case ev.GateID != gate:
+		return nil, fmt.Sprintf("gate_id: %q does not match topic gate %q", ev.GateID, gate)
+	}
+	nowMs := now.UnixMilli()
+	if ev.CapturedAt > nowMs+cfg.FutureTolerance.Milliseconds() {
+		return nil, fmt.Sprintf("captured_at: %d is %s in the future (tolerance %s)", ev.CapturedAt,
+			time.Duration(ev.CapturedAt-nowMs)*time.Millisecond, cfg.FutureTolerance)
+	}
+	if ev.CapturedAt < nowMs-cfg.MaxAge.Milliseconds() {
+		return nil, fmt.Sprintf("captured_at: %d is older than %s", ev.CapturedAt, cfg.MaxAge)
+	}
+	return ev, ""
+}
+
+func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (string, error) {
+	ev, reason := CheckEvent(in.cfg, it.msg.Topic, it.msg.Payload, time.UnixMilli(it.received))
+	if reason != "" {
+		return reason, nil
+	}
+	se := &StoredEvent{Event: *ev, ReceivedAt: it.received, Unknown: ev.StudentID == gatekit.UnknownStudent}
+	var student any
+	if !se.Unknown {
+		p, err := st.pupil(ev.StudentID)
+		if err != nil {
+			return "", err
+		}
+		if !p.found || p.school != school {
+			return fmt.Sprintf("student_id: unknown pupil %q in school %q", ev.StudentID, school), nil
+		}
+		se.ClassID = p.class
+		student = ev.StudentID
+	}
+	q, _ := json.Marshal(ev.Quality)
+	model := ev.Model.Name
+	if ev.Model.Version != "" {
+		model += "@" + ev.Model.Version
+	}
+	var face any
+	if len(ev.FaceJPEG) > 0 {
+		face = ev.FaceJPEG
+	}
+	res, err := st.ins.Exec(ev.EventID, ev.SchoolID, ev.GateID, ev.Direction, student, ev.CapturedAt, it.received,
+		ev.Distance, ev.Margin, ev.FramesUsed, string(q), model, ev.GalleryVer, face)
+	if err != nil {
+		return "", fmt.Errorf("ingest: insert event: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return "", fmt.Errorf("ingest: insert event: %w", err)
+	}
+	if _, err := st.tx.Exec(`UPDATE gates SET last_seen_at = max(last_seen_at, ?), online = 1 WHERE id = ?`,
+		it.received, gate); err != nil {
+		return "", fmt.Errorf("ingest: gate seen: %w", err)
+	}
+	if n == 0 {
+		it.res = Duplicate
+		return "", nil
+	}
+	it.res, it.stored = Stored, se
+	return "", nil
+}
+
+func decodeStrict(b []byte, v any) error {
+	if len(b) > 64<<10 {
+		return fmt.Errorf("payload: %d bytes is too large", len(b))
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("payload: malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return errors.New("payload: trailing data after the JSON object")
+	}
+	return nil
+}
+
+func (in *Ingester) applyStatus(st *txState, it *item, gate string) (string, error) {
+	var s gatekit.Status
+	if err := decodeStrict(it.msg.Payload, &s); err != nil {
+		return err.Error(), nil
+	}
+	if s.Schema != gatekit.SchemaVersion {
+		return fmt.Sprintf("schema: unsupported version %d", s.Schema), nil
+	}
+	if s.GateID != gate {
+		return fmt.Sprintf("gate_id: %q does not match topic gate %q", s.GateID, gate), nil
+	}
+	online := 0
+	if s.Online {
+		online = 1
+	}
+	if _, err := st.tx.Exec(`UPDATE gates SET online = ?, last_seen_at = max(last_seen_at, ?) WHERE id = ?`,
+		online, it.received, gate); err != nil {
+		return "", fmt.Errorf("ingest: status: %w", err)
+	}
+	it.res = Updated
+	return "", nil
+}
+
+func (in *Ingester) applyHeartbeat(st *txState, it *item, gate string) (string, error) {
+	var h gatekit.Heartbeat
+	if err := decodeStrict(it.msg.Payload, &h); err != nil {
+		return err.Error(), nil
+	}
+	if h.Schema != gatekit.SchemaVersion {
+		return fmt.Sprintf("schema: unsupported version %d", h.Schema), nil
+	}
+	if h.GateID != gate {
+		return fmt.Sprintf("gate_id: %q does not match topic gate %q", h.GateID, gate), nil
+	}
+	js, _ := json.Marshal(h)
+	skew := it.received - h.At
+	if _, err := st.tx.Exec(`UPDATE gates SET online = 1, last_seen_at = max(last_seen_at, ?), last_heartbeat = ?,
+		clock_skew_ms = ? WHERE id = ?`, it.received, string(js), skew, gate); err != nil {
+		return "", fmt.Errorf("ingest: heartbeat: %w", err)
+	}
+	it.res = Updated
+	return "", nil
+}
