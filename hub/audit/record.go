@@ -1,0 +1,138 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// DataItem is one category of personal data in the processing record.
+type DataItem struct {
+	Category  string `json:"category"`
+	Where     string `json:"where"`
+	Protected string `json:"protection"`
+	Retention string `json:"retention"`
+	WhoSees   string `json:"who_can_see"`
+	Count     int64  `json:"count"`
+}
+
+// ProcessingRecord is the data-processing record (hồ sơ xử lý dữ liệu cá
+// nhân) a school attaches to its impact assessment.
+type ProcessingRecord struct {
+	GeneratedAt       string     `json:"generated_at"`
+	Controller        string     `json:"controller"`
+	Purpose           string     `json:"purpose"`
+	LegalBasis        string     `json:"legal_basis"`
+	Schools           []string   `json:"schools"`
+	Items             []DataItem `json:"items"`
+	ConsentsValid     int64      `json:"consents_valid"`
+	ConsentsWithdrawn int64      `json:"consents_withdrawn"`
+	ManualPupils      int64      `json:"pupils_on_manual_attendance"`
+	Recipients        string     `json:"recipients"`
+	Transfers         string     `json:"transfers_abroad"`
+}
+
+// ProcessingRecord builds the record from the live database.
+func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int) (*ProcessingRecord, error) {
+	count := func(q string) int64 {
+		var n int64
+		_ = l.db.R.QueryRowContext(ctx, q).Scan(&n)
+		return n
+	}
+	rec := &ProcessingRecord{
+		GeneratedAt: l.now().UTC().Format(time.RFC3339),
+		Controller:  "the school operating this hub",
+		Purpose:     "recording pupils' arrival and departure at the school gate (điểm danh) and informing their guardians",
+		LegalBasis:  "written consent of the parent or guardian, and of the pupil from age 7 (Decree 13/2023/NĐ-CP art. 20; Law 91/2025/QH15)",
+		Items: []DataItem{
+			{"roster: pupil name, 12-digit personal ID, class, date of birth", "hub SQLite database (pupils)", "hub host only; API behind accounts and roles", "while the pupil attends the school", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM pupils`)},
+			{"guardian contact: name, phone, e-mail", "hub SQLite database (guardians)", "as above", "while the pupil attends", "admins; homeroom teachers", count(`SELECT count(*) FROM guardians`)},
+			{"face templates (biometric descriptors, " + gatekit.DlibResNetV1.String() + ")", "hub SQLite database (face_templates); copies in each gate's gallery file", "AES-256-GCM at rest, key outside the database; gates fetch over authenticated HTTP", "until consent is withdrawn or the pupil leaves; deleted at once on withdrawal", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates`)},
+			{"enrolment photos", "hub SQLite database (face_templates.photo)", "AES-256-GCM at rest; every view is audited", "only where consent allows keeping photos; deleted on withdrawal", "admins", count(`SELECT count(*) FROM face_templates WHERE photo IS NOT NULL`)},
+			{"gate events (time, gate, recognised pupil, distance)", "hub SQLite database (events)", "hub host only", "school year", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM events`)},
+			{"gate face crops of events", "hub SQLite database (events.face_jpeg)", "hub host only", fmt.Sprintf("%d days, then deleted by the retention job; not kept when consent excludes snapshots", retentionDays), "admins; teachers for their classes", count(`SELECT count(*) FROM events WHERE face_jpeg IS NOT NULL`)},
+			{"accounts and sessions", "hub SQLite database (accounts, sessions)", "bcrypt password hashes; session tokens stored hashed", "while the account exists", "admins", count(`SELECT count(*) FROM accounts`)},
+			{"audit log", "hub SQLite database (audit_log)", "append-only (database triggers)", "kept for inspection", "admins", count(`SELECT count(*) FROM audit_log`)},
+		},
+		ConsentsValid:     count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NULL`),
+		ConsentsWithdrawn: count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NOT NULL`),
+		ManualPupils:      count(`SELECT count(*) FROM pupils WHERE manual_attendance = 1`),
+		Recipients:        "guardians receive arrival notifications through the channels they chose; the city education database receives attendance status when enabled (no biometrics)",
+		Transfers:         "none: all data stays on the school's hub",
+	}
+	rows, err := l.db.R.QueryContext(ctx, `SELECT id FROM schools ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("audit: record: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		rec.Schools = append(rec.Schools, s)
+	}
+	return rec, rows.Err()
+}
+
+// Retention deletes gate face crops: those older than days, and at once
+// those of pupils whose valid consent does not include snapshots.
+type Retention struct {
+	Log      *Log
+	Days     int
+	Interval time.Duration
+	slog     *slog.Logger
+}
+
+// NewRetention returns the job (days ≤ 0 means the default 30).
+func NewRetention(l *Log, days int, interval time.Duration) *Retention {
+	if days <= 0 {
+		days = 30
+	}
+	if interval <= 0 {
+		interval = time.Hour
+	}
+	return &Retention{Log: l, Days: days, Interval: interval, slog: l.log}
+}
+
+// RunOnce deletes what is due and returns how many crops were removed.
+func (r *Retention) RunOnce(ctx context.Context) (int64, error) {
+	cutoff := r.Log.now().Add(-time.Duration(r.Days) * 24 * time.Hour).UnixMilli()
+	var n int64
+	err := r.Log.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE face_jpeg IS NOT NULL AND (received_at < ?
+			OR (student_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.pupil_id = events.student_id
+				AND c.withdrawn_at IS NULL AND c.scope_snapshots = 1)))`, cutoff)
+		if err != nil {
+			return fmt.Errorf("audit: retention: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		if n == 0 {
+			return nil
+		}
+		return r.Log.RecordTx(ctx, tx, "system", ActionRetention, "events.face_jpeg", map[string]any{"deleted": n, "older_than_days": r.Days}, "")
+	})
+	return n, err
+}
+
+// Run repeats RunOnce every Interval until ctx ends.
+func (r *Retention) Run(ctx context.Context) error {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		if n, err := r.RunOnce(ctx); err != nil {
+			r.slog.Warn("retention failed", "err", err)
+		} else if n > 0 {
+			r.slog.Info("retention deleted face crops", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
