@@ -1,0 +1,85 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/diemdanh/diemdanh/edge/capture"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// runBaseline is the naive gate: go-face (detect + landmarks + descriptor)
+// on every full frame, no downscaling, no tracking; each face is decided
+// on its own with the same threshold and margin, and the first decision
+// per pupil is announced (the same one-per-day debounce).
+func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *gatekit.Gallery, th, mm float64, truth *Truth, log *slog.Logger) (*Baseline, error) {
+	cc := capture.DefaultConfig()
+	cc.Source, cc.Realtime = video, false
+	capt, err := capture.New(cc, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	mbox := capture.NewMailbox(false)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	capErr := make(chan error, 1)
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	go func() { e := capt.Run(ctx, mbox.Put); mbox.Close(e); capErr <- e }()
+	var mu sync.Mutex
+	var decs []decision
+	var frames int64
+	var wg sync.WaitGroup
+	var firstErr error
+	for w := 0; w < eng.Workers(); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				f, err := mbox.Next(ctx)
+				if err != nil {
+					return
+				}
+				faces, err := eng.RecognizeMat(ctx, f.Mat)
+				f.Mat.Close()
+				mu.Lock()
+				frames++
+				if err != nil && firstErr == nil && ctx.Err() == nil {
+					firstErr = err
+				}
+				for _, fc := range faces {
+					m := gal.Match(fc.Descriptor)
+					if m.PersonID != "" && m.Distance <= th && m.Margin() >= mm {
+						decs = append(decs, decision{student: m.PersonID, frame: f.Index})
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(t0)
+	cpu := cpuTime() - cpu0
+	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
+		return nil, e
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	// Debounce in frame order: the first decision per pupil is the event.
+	sort.SliceStable(decs, func(i, j int) bool { return decs[i].frame < decs[j].frame })
+	seen := map[string]bool{}
+	for i := range decs {
+		if !seen[decs[i].student] {
+			seen[decs[i].student] = true
+			decs[i].enqueued = true
+		}
+	}
+	return &Baseline{FPS: float64(frames) / wall.Seconds(), Frames: frames, CPUCoresUsed: cpu.Seconds() / wall.Seconds(),
+		Accuracy: score(truth, decs)}, nil
+}

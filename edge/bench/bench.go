@@ -1,0 +1,465 @@
+// Package bench is `edge bench`: it runs the real gate pipeline on a
+// synthetic gate video as fast as possible, publishing through the durable
+// outbox and the MQTT publisher to an embedded mochi-mqtt broker on
+// loopback, scores the events against the simulator's ground truth, and
+// measures the naive baseline (go-face on every full frame, no tracking,
+// the same decision rule per frame, the same debounce) in the same run.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/diemdanh/diemdanh/edge/capture"
+	"github.com/diemdanh/diemdanh/edge/pipeline"
+	"github.com/diemdanh/diemdanh/edge/publish"
+	"github.com/diemdanh/diemdanh/edge/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// TruthFormat identifies the simulator's ground-truth file.
+const TruthFormat = "diemdanh-gate-truth/1"
+
+// Truth is the simulator's ground truth.
+type Truth struct {
+	Format   string    `json:"format"`
+	FPS      float64   `json:"fps"`
+	Width    int       `json:"width"`
+	Height   int       `json:"height"`
+	Frames   int       `json:"frames"`
+	Seed     int64     `json:"seed"`
+	Passages []Passage `json:"passages"`
+}
+
+// Passage is one person walking past the camera.
+type Passage struct {
+	ID         string `json:"id"`
+	StudentID  string `json:"student_id"` // "" for visitors
+	Enrolled   bool   `json:"enrolled"`
+	Photo      string `json:"photo"`
+	FirstFrame int64  `json:"first_frame"`
+	LastFrame  int64  `json:"last_frame"`
+}
+
+// Visitor reports whether the passage is somebody not in the gallery.
+func (p Passage) Visitor() bool { return !p.Enrolled || p.StudentID == "" }
+
+// LoadTruth reads and checks a truth file.
+func LoadTruth(path string) (*Truth, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("truth: %w", err)
+	}
+	var t Truth
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("truth %s: %w", path, err)
+	}
+	if t.Format != TruthFormat {
+		return nil, fmt.Errorf("truth %s: format %q, want %q", path, t.Format, TruthFormat)
+	}
+	if !(t.FPS > 0) {
+		t.FPS = 25
+	}
+	return &t, nil
+}
+
+// Options configure a benchmark run.
+type Options struct {
+	Video, Truth, Gallery string
+	Engine                gatekit.EngineConfig
+	Pipeline              pipeline.Config
+	Baseline              bool // also measure the naive baseline
+	SchoolID, GateID      string
+}
+
+// Accuracy is how a run's events compare with the truth.
+type Accuracy struct {
+	Passages         int     `json:"passages"`
+	Enrolled         int     `json:"enrolled_passages"`
+	Visitors         int     `json:"visitor_passages"`
+	Announced        int     `json:"announced"`
+	TPIR             float64 `json:"tpir"`
+	WrongStudent     int     `json:"wrong_student"`
+	VisitorAsStudent int     `json:"visitor_as_student"`
+	Duplicates       int     `json:"duplicates"`
+}
+
+// Baseline is the naive pipeline's result.
+type Baseline struct {
+	FPS          float64 `json:"fps"`
+	Frames       int64   `json:"frames"`
+	CPUCoresUsed float64 `json:"cpu_cores_used"`
+	Accuracy
+}
+
+// Result is the one JSON object `edge bench --json` prints.
+type Result struct {
+	Video        string  `json:"video"`
+	Frames       int64   `json:"frames"`
+	FPS          float64 `json:"fps"`
+	Dropped      int64   `json:"dropped"`
+	LatencyP50   float64 `json:"latency_ms_p50"`
+	LatencyP95   float64 `json:"latency_ms_p95"`
+	LatencyMax   float64 `json:"latency_ms_max"`
+	ProcessingMS float64 `json:"processing_ms_p95"` // decision frame read → PUBACK
+	Accuracy
+	Events        int64     `json:"events"`
+	Acked         int       `json:"acked"`
+	UnknownTracks int64     `json:"unknown_tracks"`
+	Describes     int64     `json:"describes"`
+	DetectFrames  int64     `json:"detect_frames"`
+	MotionSkipped int64     `json:"motion_skipped"`
+	RSSMB         float64   `json:"rss_mb"`
+	CPUCoresUsed  float64   `json:"cpu_cores_used"`
+	Threshold     float64   `json:"threshold"`
+	MinMargin     float64   `json:"min_margin"`
+	K             int       `json:"k"`
+	M             int       `json:"m"`
+	DetectWidth   int       `json:"detect_width"`
+	Baseline      *Baseline `json:"baseline,omitempty"`
+	Ratio         float64   `json:"throughput_ratio,omitempty"`
+}
+
+// decision is one announced (or debounced) identity.
+type decision struct {
+	student  string
+	frame    int64
+	enqueued bool
+	eventID  string
+	at       time.Time // capture time of the decision frame
+}
+
+// Run executes the benchmark.
+func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	truth, err := LoadTruth(o.Truth)
+	if err != nil {
+		return nil, err
+	}
+	doc, gal, err := gatekit.LoadGalleryFile(o.Gallery)
+	if err != nil {
+		return nil, fmt.Errorf("gallery %s: %w", o.Gallery, err)
+	}
+	if _, err := os.Stat(o.Video); err != nil {
+		return nil, fmt.Errorf("video: %w", err)
+	}
+	eng, err := gatekit.NewEngine(o.Engine, log)
+	if err != nil {
+		return nil, fmt.Errorf("face engine: %w", err)
+	}
+	defer eng.Close()
+	if o.SchoolID == "" {
+		o.SchoolID = "bench"
+	}
+	if o.GateID == "" {
+		o.GateID = "gate-1"
+	}
+	tmp, err := os.MkdirTemp("", "edge-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+
+	broker, addr, rec, err := StartBroker()
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	defer broker.Close()
+
+	db, err := store.Open(filepath.Join(tmp, "edge.db"), store.DefaultOptions(), log)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	var mu sync.Mutex
+	acks := map[string]time.Time{}
+	pc := publish.Default()
+	pc.Broker, pc.SchoolID, pc.GateID = "tcp://"+addr, o.SchoolID, o.GateID
+	pc.Poll = 20 * time.Millisecond
+	pc.OnAck = func(id string, at time.Time) { mu.Lock(); acks[id] = at; mu.Unlock() }
+	pub, err := publish.New(pc, db, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	pubCtx, pubStop := context.WithCancel(ctx)
+	pubDone := make(chan error, 1)
+	go func() { pubDone <- pub.Run(pubCtx) }()
+	defer func() { pubStop(); <-pubDone }()
+
+	cfg := o.Pipeline
+	cfg.SchoolID, cfg.GateID = o.SchoolID, o.GateID
+	if cfg.Direction == "" {
+		cfg.Direction = gatekit.DirectionIn
+	}
+	var decs []decision
+	hooks := pipeline.Hooks{OnEvent: func(ev *gatekit.Event, info pipeline.EventInfo) {
+		if info.Unknown {
+			return
+		}
+		mu.Lock()
+		decs = append(decs, decision{student: ev.StudentID, frame: info.DecisionFrame, enqueued: info.Enqueued, eventID: ev.EventID, at: info.DecisionAt})
+		mu.Unlock()
+	}}
+	st := &pipeline.Stats{}
+	src := staticGallery{doc, gal}
+	pipe, err := pipeline.New(cfg, pipeline.Deps{Describer: eng, Workers: eng.Workers(), Gallery: src, Outbox: db,
+		Notify: pub.Notify, Hooks: hooks, Stats: st}, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	cc := capture.DefaultConfig()
+	cc.Source, cc.Realtime = o.Video, false
+	capt, err := capture.New(cc, log, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	mbox := capture.NewMailbox(false) // every frame, as fast as the pipeline goes
+
+	cpu0 := cpuTime()
+	t0 := time.Now()
+	capErr := make(chan error, 1)
+	runCtx, runCancel := context.WithCancel(ctx)
+	defer runCancel()
+	go func() { e := capt.Run(runCtx, mbox.Put); mbox.Close(e); capErr <- e }()
+	if err := pipe.Run(runCtx, mbox); err != nil {
+		return nil, err
+	}
+	wall := time.Since(t0)
+	cpu := cpuTime() - cpu0
+	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
+		return nil, fmt.Errorf("video: %w", e)
+	}
+	rss := maxRSSMB()
+	// Wait for every event's PUBACK.
+	deadline := time.Now().Add(30 * time.Second)
+	for db.Depth() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the broker hook records after PUBACK
+
+	res := &Result{Video: o.Video, Frames: st.Frames.Load(), FPS: float64(st.Frames.Load()) / wall.Seconds(), Dropped: mbox.Dropped(),
+		Events: st.Events.Load(), UnknownTracks: st.Unknowns.Load(), Describes: st.Describes.Load(),
+		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), RSSMB: rss,
+		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
+		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth}
+	if cfg.UseGalleryOperatingPoint && doc.Threshold > 0 {
+		res.Threshold = doc.Threshold
+	}
+	if cfg.UseGalleryOperatingPoint && doc.MinMargin > 0 {
+		res.MinMargin = doc.MinMargin
+	}
+	mu.Lock()
+	res.Acked = len(acks)
+	var lat, proc []float64
+	for _, p := range truth.Passages {
+		if p.Visitor() {
+			continue
+		}
+		for _, d := range decs {
+			if d.enqueued && d.student == p.StudentID && d.frame >= p.FirstFrame && d.frame <= p.LastFrame+int64(truth.FPS) {
+				if at, ok := acks[d.eventID]; ok {
+					pr := float64(at.Sub(d.at).Microseconds()) / 1000
+					lat = append(lat, float64(d.frame-p.FirstFrame)*1000/truth.FPS+pr)
+					proc = append(proc, pr)
+				}
+				break
+			}
+		}
+	}
+	mu.Unlock()
+	res.Accuracy = score(truth, decs)
+	res.Duplicates += rec.Duplicates()
+	res.LatencyP50, res.LatencyP95, res.LatencyMax = pct(lat, 50), pct(lat, 95), pct(lat, 100)
+	res.ProcessingMS = pct(proc, 95)
+
+	if o.Baseline {
+		b, err := runBaseline(ctx, o.Video, eng, gal, res.Threshold, res.MinMargin, truth, log)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		res.Baseline = b
+		if b.FPS > 0 {
+			res.Ratio = res.FPS / b.FPS
+		}
+	}
+	return res, nil
+}
+
+// score matches decisions to passages. A decision counts for a passage of
+// the same pupil whose frames (plus a second of slack for the last
+// descriptors) contain the decision frame. A repeat suppressed by the
+// debounce still counts as announced (the pupil was announced already).
+func score(t *Truth, decs []decision) Accuracy {
+	var a Accuracy
+	slack := int64(t.FPS)
+	in := func(p Passage, f int64) bool { return f >= p.FirstFrame && f <= p.LastFrame+slack }
+	announced := map[string]bool{}
+	for _, p := range t.Passages {
+		a.Passages++
+		if p.Visitor() {
+			a.Visitors++
+			continue
+		}
+		a.Enrolled++
+		for _, d := range decs {
+			if d.student == p.StudentID && in(p, d.frame) {
+				a.Announced++
+				break
+			}
+		}
+	}
+	perStudent := map[string]int{}
+	for _, d := range decs {
+		if !d.enqueued {
+			continue
+		}
+		perStudent[d.student]++
+		ok, visitorNear, enrolledNear := false, false, false
+		for _, p := range t.Passages {
+			if !in(p, d.frame) {
+				continue
+			}
+			if p.Visitor() {
+				visitorNear = true
+				continue
+			}
+			enrolledNear = true
+			if p.StudentID == d.student {
+				ok = true
+			}
+		}
+		switch {
+		case ok:
+			announced[d.student] = true
+		case visitorNear && !enrolledNear:
+			a.VisitorAsStudent++
+		default:
+			a.WrongStudent++
+		}
+	}
+	for _, n := range perStudent {
+		if n > 1 {
+			a.Duplicates += n - 1
+		}
+	}
+	if a.Enrolled > 0 {
+		a.TPIR = float64(a.Announced) / float64(a.Enrolled)
+	}
+	return a
+}
+
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	i = max(0, min(i, len(s)-1))
+	return math.Round(s[i]*10) / 10
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func maxRSSMB() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return math.Round(float64(ru.Maxrss)/1024*10) / 10 // Linux: KB
+}
+
+type staticGallery struct {
+	doc *gatekit.GalleryDoc
+	gal *gatekit.Gallery
+}
+
+func (s staticGallery) Current() (*gatekit.GalleryDoc, *gatekit.Gallery) { return s.doc, s.gal }
+
+// Recorder is a broker hook that counts deliveries per event ID, so a
+// duplicate at the broker is seen even if the edge's own count is right.
+type Recorder struct {
+	mqtt.HookBase
+	mu   sync.Mutex
+	seen map[string]int
+	// Events receives every event payload decoded at the broker.
+	Events []*gatekit.Event
+}
+
+// ID names the hook.
+func (r *Recorder) ID() string { return "bench-recorder" }
+
+// Provides says which events the hook handles.
+func (r *Recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// OnPublish records event payloads.
+func (r *Recorder) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if ev, err := gatekit.DecodeEvent(pk.Payload); err == nil {
+		r.mu.Lock()
+		if r.seen == nil {
+			r.seen = map[string]int{}
+		}
+		r.seen[ev.EventID]++
+		if r.seen[ev.EventID] == 1 {
+			r.Events = append(r.Events, ev)
+		}
+		r.mu.Unlock()
+	}
+	return pk, nil
+}
+
+// Duplicates is the number of deliveries beyond the first per event ID.
+func (r *Recorder) Duplicates() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.seen {
+		n += c - 1
+	}
+	return n
+}
+
+// Received returns a copy of the distinct events received.
+func (r *Recorder) Received() []*gatekit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*gatekit.Event(nil), r.Events...)
+}
+
+// StartBroker serves an embedded mochi-mqtt broker on 127.0.0.1:0 and
+// returns it with its address and a recorder of event deliveries.
+func StartBroker() (*mqtt.Server, string, *Recorder, error) {
+	s := mqtt.New(&mqtt.Options{InlineClient: false, Logger: slog.New(slog.DiscardHandler)})
+	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, "", nil, err
+	}
+	rec := &Recorder{}
+	if err := s.AddHook(rec, nil); err != nil {
+		return nil, "", nil, err
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "bench", Address: "127.0.0.1:0"})
+	if err := s.AddListener(l); err != nil {
+		return nil, "", nil, err
+	}
+	go func() { _ = s.Serve() }()
+	return s, l.Address(), rec, nil
+}
