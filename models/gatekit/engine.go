@@ -23,11 +23,20 @@ type EngineConfig struct {
 	// around an image in which no face is found, for tight ID-photo crops
 	// where the HOG detector needs context around the face.
 	TightCropPad float64 `yaml:"tight_crop_pad"`
+	// Embedder names the descriptor model: "dlib-resnet-v1" (the default,
+	// also when empty) or an ONNX embedder from ONNXSpecs, e.g.
+	// "faceplugin-mfn-v1". Detection and landmarks always use dlib.
+	Embedder string `yaml:"embedder"`
+	// ONNX, when set, replaces the registered spec of the ONNX embedder
+	// named by Embedder (its Model.Name must equal Embedder). It is for the
+	// evaluation harness and tests that try other normalisations or
+	// alignments; configs do not set it.
+	ONNX *ONNXSpec `yaml:"-"`
 }
 
 // DefaultEngineConfig returns the defaults.
 func DefaultEngineConfig() EngineConfig {
-	return EngineConfig{ModelsDir: DefaultModelsDir, BLASThreads: 1, Limits: DefaultImageLimits(), TightCropPad: 0.35}
+	return EngineConfig{ModelsDir: DefaultModelsDir, BLASThreads: 1, Limits: DefaultImageLimits(), TightCropPad: 0.35, Embedder: DlibResNetV1.Name}
 }
 
 // Validate names the first bad field, under prefix (e.g. "engine").
@@ -43,6 +52,13 @@ func (c EngineConfig) Validate(prefix string) error {
 		return Fieldf(prefix+".limits", "must not be negative")
 	case c.TightCropPad < 0 || c.TightCropPad > 2:
 		return Fieldf(prefix+".tight_crop_pad", "must be 0..2, got %g", c.TightCropPad)
+	}
+	if c.ONNX != nil {
+		if c.ONNX.Model.Name != c.Embedder {
+			return Fieldf(prefix+".embedder", "is %q but the ONNX spec override is %q", c.Embedder, c.ONNX.Model.Name)
+		}
+	} else if _, ok := EmbedderModel(c.Embedder); !ok {
+		return Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, EmbedderNames())
 	}
 	return nil
 }
@@ -66,10 +82,16 @@ type Engine struct {
 	all  []*face.Recognizer
 	mu   sync.RWMutex
 	shut bool
+	emb  Embedder // nil: go-face's own dlib-resnet-v1 descriptor
 }
 
 // Model is the embedder this engine produces descriptors for.
-func (e *Engine) Model() ModelID { return DlibResNetV1 }
+func (e *Engine) Model() ModelID {
+	if e.emb != nil {
+		return e.emb.Model()
+	}
+	return DlibResNetV1
+}
 
 // NewEngine verifies the model files against their pinned checksums and
 // loads one recognizer per worker.
@@ -90,6 +112,17 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, log: log, pool: make(chan *face.Recognizer, cfg.Workers)}
+	spec, ok := ONNXSpecs[cfg.Embedder]
+	if cfg.ONNX != nil {
+		spec, ok = *cfg.ONNX, true
+	}
+	if ok {
+		emb, err := NewONNXEmbedder(cfg.ModelsDir, spec, cfg.Workers)
+		if err != nil {
+			return nil, err
+		}
+		e.emb = emb
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		rec, err := face.NewRecognizer(cfg.ModelsDir)
 		if err != nil {
@@ -103,7 +136,7 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 		e.all = append(e.all, rec)
 		e.pool <- rec
 	}
-	log.Info("face engine ready", "models_dir", cfg.ModelsDir, "workers", cfg.Workers, "model", DlibResNetV1.String())
+	log.Info("face engine ready", "models_dir", cfg.ModelsDir, "workers", cfg.Workers, "model", e.Model().String())
 	return e, nil
 }
 
@@ -123,6 +156,9 @@ func (e *Engine) Close() {
 	e.shut = true
 	for _, r := range e.all {
 		r.Close()
+	}
+	if e.emb != nil {
+		e.emb.Close()
 	}
 }
 
@@ -157,10 +193,22 @@ func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]Face, error) {
 	if info.Components != 3 {
 		return nil, errf(KindUnsupported, "recognize", nil, "JPEG with %d colour components (need 3; decode with Recognize to convert)", info.Components)
 	}
-	return e.recognizeRaw(ctx, b)
+	if e.emb == nil {
+		return e.recognizeRaw(ctx, b, nil)
+	}
+	m, err := gocv.IMDecode(b, gocv.IMReadColor)
+	if err != nil || m.Empty() {
+		m.Close()
+		return nil, errf(KindCorruptImage, "recognize", err, "cannot decode JPEG")
+	}
+	defer m.Close()
+	return e.recognizeRaw(ctx, b, &m)
 }
 
-func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte) ([]Face, error) {
+// recognizeRaw runs go-face on JPEG bytes. With a pluggable embedder, src
+// is the same image decoded (BGR); each face's descriptor is then replaced
+// by the embedder's, computed from the landmarks at src's full resolution.
+func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte, src *gocv.Mat) ([]Face, error) {
 	rec, release, err := e.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -179,6 +227,13 @@ func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte) ([]Face, er
 		out[i] = Face{Box: f.Rectangle, Landmarks: f.Shapes, Descriptor: append(Descriptor(nil), f.Descriptor[:]...)}
 		out[i].Quality.SizePx = f.Rectangle.Dx()
 		out[i].Quality.YawDeg, out[i].Quality.RollDeg = PoseFromLandmarks(f.Shapes)
+		if e.emb != nil && src != nil {
+			d, err := e.emb.Embed(ctx, *src, f.Shapes)
+			if err != nil {
+				return nil, err
+			}
+			out[i].Descriptor = d
+		}
 	}
 	return out, nil
 }
@@ -216,7 +271,7 @@ func (e *Engine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]Face, error) {
 	if err != nil {
 		return nil, err
 	}
-	faces, err := e.recognizeRaw(ctx, jpg)
+	faces, err := e.recognizeRaw(ctx, jpg, &src)
 	if err != nil {
 		return nil, err
 	}

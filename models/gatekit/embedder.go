@@ -1,0 +1,59 @@
+package gatekit
+
+import (
+	"context"
+	"image"
+	"sort"
+
+	"gocv.io/x/gocv"
+)
+
+// Embedder turns a detected face into a descriptor: it aligns the face by
+// its dlib landmarks to its own template, normalises the pixels its own way
+// and runs its network. The engine always detects with HOG and finds the 5
+// landmarks with dlib; only this last step is pluggable. The built-in
+// dlib-resnet-v1 embedder runs inside go-face and has no Embedder value.
+//
+// Descriptors of different embedders are never compared: a Gallery holds
+// one Model, and events and gallery files record it.
+type Embedder interface {
+	Model() ModelID
+	Dim() int
+	// Embed computes the descriptor of the face with the given 5 dlib
+	// landmarks in img (a BGR Mat, landmarks in its coordinates).
+	Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (Descriptor, error)
+	Close()
+}
+
+var _ Embedder = (*ONNXEmbedder)(nil)
+
+// EmbedderNames lists every embedder name EngineConfig.Embedder accepts,
+// the default (dlib-resnet-v1) first.
+func EmbedderNames() []string {
+	names := []string{DlibResNetV1.Name}
+	var onnx []string
+	for n := range ONNXSpecs {
+		onnx = append(onnx, n)
+	}
+	sort.Strings(onnx)
+	return append(names, onnx...)
+}
+
+// EmbedderModel returns the ModelID an embedder name stands for.
+func EmbedderModel(name string) (ModelID, bool) {
+	if name == "" || name == DlibResNetV1.Name {
+		return DlibResNetV1, true
+	}
+	s, ok := ONNXSpecs[name]
+	return s.Model, ok
+}
+
+// ModelFilesFor returns the weight files an embedder needs in ModelsDir
+// (dlib's files are always needed: detection and landmarks use them).
+func ModelFilesFor(name string) []ModelFile {
+	files := append([]ModelFile(nil), DlibModels...)
+	if s, ok := ONNXSpecs[name]; ok {
+		files = append(files, s.File)
+	}
+	return files
+}

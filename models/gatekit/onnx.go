@@ -1,0 +1,400 @@
+package gatekit
+
+import (
+	"context"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"gocv.io/x/gocv"
+)
+
+// ONNXSpec describes an ONNX face embedder: its file, its input geometry
+// and normalisation, and the template its 5-point alignment targets.
+type ONNXSpec struct {
+	Model ModelID
+	File  ModelFile
+	Input int // square input side in pixels (112 for ArcFace-style models)
+	Dim   int // output length
+	// Pixel normalisation: value = (pixel - Mean) * Scale, channels in RGB
+	// order when RGB is true (BGR otherwise).
+	Mean, Scale float64
+	RGB         bool
+	Template    Template3
+}
+
+// Validate checks the spec's own fields.
+func (s ONNXSpec) Validate() error {
+	switch {
+	case s.Model.Name == "" || s.Model.Version == "":
+		return errf(KindInvalid, "onnx", nil, "spec has no model name/version")
+	case s.File.Name == "" || len(s.File.SHA256) != 64:
+		return errf(KindInvalid, "onnx", nil, "%s: spec needs a file name and a SHA-256", s.Model)
+	case s.Input < 16 || s.Input > 512:
+		return errf(KindInvalid, "onnx", nil, "%s: input side %d out of 16..512", s.Model, s.Input)
+	case s.Dim < 2 || s.Dim > MaxDescriptorLen:
+		return errf(KindInvalid, "onnx", nil, "%s: dim %d out of 2..%d", s.Model, s.Dim, MaxDescriptorLen)
+	case s.Scale <= 0:
+		return errf(KindInvalid, "onnx", nil, "%s: scale must be positive", s.Model)
+	}
+	return nil
+}
+
+// FacepluginMFNV1 is the MobileFaceNet-style embedder shipped as
+// model/fr_feature.onnx in the npm package faceplugin-face-recognition-js
+// 0.0.1 (see models/README.md for provenance and licence). Its input is
+// 1×3×112×112; its output 512 values, which we L2-normalise.
+//
+// The normalisation follows the package's own JavaScript (lib/fr_feature.js:
+// RGB, (v-127)/128); we measured the alternatives on casia-facev5 and kpop
+// (see the README's "Recognition quality") and kept this one. The package
+// aligns with the ArcFace template from 68-point landmarks (eye centres and
+// nose tip). We have dlib's 5 points: eye centres come from the corner
+// pairs; dlib's nose point is the nose base, not the tip, so its target
+// (56.0, 80.0) is where dlib's nose base lands on average when faces are
+// aligned by the eyes alone onto the ArcFace template (measured on
+// casia-facev5; see TestDlibNoseBaseTarget), and it gets half the weight
+// of an eye because it moves with pitch.
+var FacepluginMFNV1 = ONNXSpec{
+	Model: ModelID{Name: "faceplugin-mfn-v1", Version: "0.0.1"},
+	File:  ModelFile{"fr_feature.onnx", "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"},
+	Input: 112, Dim: 512, Mean: 127, Scale: 1.0 / 128, RGB: true,
+	Template: Template3{
+		LeftEye: ArcFace112[0], RightEye: ArcFace112[1],
+		NoseBase: Point2{56.0, 80.0}, NoseWeight: 0.5,
+	},
+}
+
+// ONNXModels are the pinned ONNX weight files; they must equal their lines
+// in models/SHA256SUMS (a test checks it).
+var ONNXModels = []ModelFile{FacepluginMFNV1.File}
+
+// ONNXSpecs are the ONNX embedders this build knows, by model name.
+var ONNXSpecs = map[string]ONNXSpec{FacepluginMFNV1.Model.Name: FacepluginMFNV1}
+
+// ONNXEmbedder runs an ONNX embedder through OpenCV's DNN module. A cv::dnn
+// Net is not safe for concurrent use, so it keeps one per worker.
+type ONNXEmbedder struct {
+	spec ONNXSpec
+	pool chan *gocv.Net
+	all  []*gocv.Net
+	mu   sync.RWMutex
+	shut bool
+}
+
+// NewONNXEmbedder verifies the spec's file in dir against its pinned
+// checksum (a missing file is KindModelMissing, a wrong one
+// KindModelCorrupt), checks the input and output shapes the file declares
+// against the spec (KindInvalid when they differ), then loads workers nets
+// and runs each once on a blank input to check the output length.
+//
+// The checks run before OpenCV sees the file on purpose: OpenCV 4.6 aborts
+// the whole process (an uncaught C++ exception through cgo) on an ONNX
+// graph it cannot import, so only pinned, pre-parsed files reach it.
+func NewONNXEmbedder(dir string, spec ONNXSpec, workers int) (*ONNXEmbedder, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if workers < 1 {
+		workers = 1
+	}
+	if err := VerifyModels(dir, []ModelFile{spec.File}); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, spec.File.Name)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, errf(KindModelMissing, "onnx", err, "%s", path)
+	}
+	in, out, err := onnxIOShapes(raw)
+	if err != nil {
+		return nil, errf(KindModelCorrupt, "onnx", err, "%s is not a readable ONNX model", path)
+	}
+	if len(in) != 4 || (in[1] > 0 && in[1] != 3) {
+		return nil, errf(KindInvalid, "onnx", nil, "%s: input shape %v, want N×3×H×W", spec.File.Name, in)
+	}
+	if (in[2] > 0 && in[2] != int64(spec.Input)) || (in[3] > 0 && in[3] != int64(spec.Input)) {
+		return nil, errf(KindInvalid, "onnx", nil, "%s declares input %d×%d, spec %s says %d×%d",
+			spec.File.Name, in[2], in[3], spec.Model, spec.Input, spec.Input)
+	}
+	if n := len(out); n > 0 && out[n-1] > 0 && out[n-1] != int64(spec.Dim) {
+		return nil, errf(KindInvalid, "onnx", nil, "%s declares output %v, spec %s says %d values", spec.File.Name, out, spec.Model, spec.Dim)
+	}
+	e := &ONNXEmbedder{spec: spec, pool: make(chan *gocv.Net, workers)}
+	for i := 0; i < workers; i++ {
+		net, err := gocv.ReadNetFromONNXBytes(raw)
+		if err != nil || net.Empty() {
+			e.Close()
+			return nil, errf(KindModelCorrupt, "onnx", err, "OpenCV cannot load %s", path)
+		}
+		n := &net
+		e.all = append(e.all, n)
+		e.pool <- n
+	}
+	// One blank forward pass checks the real output length.
+	blank := gocv.NewMatWithSize(spec.Input, spec.Input, gocv.MatTypeCV8UC3)
+	defer blank.Close()
+	d, err := e.EmbedChip(context.Background(), blank)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	_ = d
+	return e, nil
+}
+
+// Model names the embedder.
+func (e *ONNXEmbedder) Model() ModelID { return e.spec.Model }
+
+// Dim is the descriptor length.
+func (e *ONNXEmbedder) Dim() int { return e.spec.Dim }
+
+// Spec returns the spec the embedder was built from.
+func (e *ONNXEmbedder) Spec() ONNXSpec { return e.spec }
+
+// Close frees the nets; calls in flight finish first.
+func (e *ONNXEmbedder) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shut {
+		return
+	}
+	e.shut = true
+	for _, n := range e.all {
+		n.Close()
+	}
+}
+
+// Embed aligns the face with the given dlib landmarks in img (BGR) onto the
+// spec's template and returns its L2-normalised descriptor.
+func (e *ONNXEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (Descriptor, error) {
+	if img.Empty() {
+		return nil, errf(KindEmptyImage, "embed", nil, "empty image")
+	}
+	chip, _, err := e.spec.Template.AlignChip(img, landmarks, e.spec.Input)
+	if err != nil {
+		return nil, err
+	}
+	defer chip.Close()
+	return e.EmbedChip(ctx, chip)
+}
+
+// EmbedChip embeds an already aligned Input×Input BGR chip. Any other size
+// or pixel type is KindInvalid (OpenCV would otherwise run the net on it
+// and return a meaningless descriptor).
+func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (Descriptor, error) {
+	if chip.Cols() != e.spec.Input || chip.Rows() != e.spec.Input || chip.Type() != gocv.MatTypeCV8UC3 {
+		return nil, errf(KindInvalid, "embed", nil, "%s needs a %d×%d 8-bit BGR chip, got %d×%d type %v",
+			e.spec.Model, e.spec.Input, e.spec.Input, chip.Cols(), chip.Rows(), chip.Type())
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.shut {
+		return nil, errf(KindClosed, "embed", nil, "embedder closed")
+	}
+	var net *gocv.Net
+	select {
+	case net = <-e.pool:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { e.pool <- net }()
+	s := e.spec
+	blob := gocv.BlobFromImage(chip, s.Scale, image.Pt(s.Input, s.Input),
+		gocv.NewScalar(s.Mean, s.Mean, s.Mean, 0), s.RGB, false)
+	defer blob.Close()
+	net.SetInput(blob, "")
+	out := net.Forward("")
+	defer out.Close()
+	if int(out.Total()) != s.Dim {
+		return nil, errf(KindInvalid, "embed", nil, "%s gave %d values, spec says %d", s.Model, out.Total(), s.Dim)
+	}
+	vals, err := out.DataPtrFloat32()
+	if err != nil {
+		return nil, errf(KindUnknown, "embed", err, "reading output")
+	}
+	d := make(Descriptor, s.Dim)
+	var n float64
+	for i, v := range vals[:s.Dim] {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, errf(KindInvalid, "embed", nil, "%s output %d is not finite", s.Model, i)
+		}
+		d[i] = v
+		n += float64(v) * float64(v)
+	}
+	if n == 0 {
+		return nil, errf(KindInvalid, "embed", nil, "%s gave an all-zero descriptor", s.Model)
+	}
+	inv := float32(1 / math.Sqrt(n))
+	for i := range d {
+		d[i] *= inv
+	}
+	return d, nil
+}
+
+// onnxIOShapes reads the first graph input that is not an initializer and
+// the first graph output from an ONNX ModelProto, without a protobuf
+// library: ModelProto.graph=7; GraphProto.input=11, output=12,
+// initializer=5 (TensorProto.name=8); ValueInfoProto.name=1, type=2;
+// TypeProto.tensor_type=1; Tensor.shape=2; TensorShapeProto.dim=1;
+// Dimension.dim_value=1 (dim_param=2 gives -1).
+func onnxIOShapes(b []byte) (in, out []int64, err error) {
+	graph, err := pbFirst(b, 7)
+	if err != nil {
+		return nil, nil, err
+	}
+	inits := map[string]bool{}
+	var inputs, outputs [][]byte
+	err = pbEach(graph, func(field int, val []byte) error {
+		switch field {
+		case 5:
+			if name, err := pbFirst(val, 8); err == nil {
+				inits[string(name)] = true
+			}
+		case 11:
+			inputs = append(inputs, val)
+		case 12:
+			outputs = append(outputs, val)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	shape := func(vi []byte) ([]int64, error) {
+		tp, err := pbFirst(vi, 2)
+		if err != nil {
+			return nil, err
+		}
+		tt, err := pbFirst(tp, 1)
+		if err != nil {
+			return nil, err
+		}
+		sh, err := pbFirst(tt, 2)
+		if err != nil {
+			return nil, err
+		}
+		var dims []int64
+		err = pbEach(sh, func(field int, dim []byte) error {
+			if field != 1 {
+				return nil
+			}
+			v := int64(-1)
+			_ = pbEachVarint(dim, func(f int, x uint64) {
+				if f == 1 {
+					v = int64(x)
+				}
+			})
+			dims = append(dims, v)
+			return nil
+		})
+		return dims, err
+	}
+	for _, vi := range inputs {
+		name, _ := pbFirst(vi, 1)
+		if inits[string(name)] {
+			continue
+		}
+		if in, err = shape(vi); err != nil {
+			return nil, nil, err
+		}
+		break
+	}
+	if in == nil {
+		return nil, nil, errf(KindInvalid, "onnx", nil, "graph has no input")
+	}
+	if len(outputs) > 0 {
+		out, _ = shape(outputs[0])
+	}
+	return in, out, nil
+}
+
+func pbVarint(b []byte) (uint64, int, error) {
+	var v uint64
+	for i := 0; i < len(b) && i < 10; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i] < 0x80 {
+			return v, i + 1, nil
+		}
+	}
+	return 0, 0, errf(KindInvalid, "onnx", nil, "bad varint")
+}
+
+// pbWalk visits every field of a protobuf message; lenDelim gets the bytes
+// of length-delimited fields, varint the values of varint fields.
+func pbWalk(b []byte, lenDelim func(int, []byte) error, varint func(int, uint64)) error {
+	for len(b) > 0 {
+		key, n, err := pbVarint(b)
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+		field, wire := int(key>>3), key&7
+		switch wire {
+		case 0:
+			v, n, err := pbVarint(b)
+			if err != nil {
+				return err
+			}
+			if varint != nil {
+				varint(field, v)
+			}
+			b = b[n:]
+		case 1:
+			if len(b) < 8 {
+				return errf(KindInvalid, "onnx", nil, "truncated fixed64")
+			}
+			b = b[8:]
+		case 2:
+			l, n, err := pbVarint(b)
+			if err != nil {
+				return err
+			}
+			b = b[n:]
+			if l > uint64(len(b)) {
+				return errf(KindInvalid, "onnx", nil, "field %d: length %d past the end", field, l)
+			}
+			if lenDelim != nil {
+				if err := lenDelim(field, b[:l]); err != nil {
+					return err
+				}
+			}
+			b = b[l:]
+		case 5:
+			if len(b) < 4 {
+				return errf(KindInvalid, "onnx", nil, "truncated fixed32")
+			}
+			b = b[4:]
+		default:
+			return errf(KindInvalid, "onnx", nil, "wire type %d", wire)
+		}
+	}
+	return nil
+}
+
+func pbEach(b []byte, f func(int, []byte) error) error { return pbWalk(b, f, nil) }
+
+func pbEachVarint(b []byte, f func(int, uint64)) error { return pbWalk(b, nil, f) }
+
+var errFound = errf(KindUnknown, "onnx", nil, "found")
+
+// pbFirst returns the first length-delimited field with the given number.
+func pbFirst(b []byte, field int) ([]byte, error) {
+	var got []byte
+	err := pbEach(b, func(f int, v []byte) error {
+		if f == field {
+			got = v
+			return errFound
+		}
+		return nil
+	})
+	if err == errFound {
+		return got, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, errf(KindInvalid, "onnx", nil, "field %d missing", field)
+}
