@@ -1,0 +1,515 @@
+package roster
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// ---- schools ----
+
+// PutSchool creates or updates a school.
+func (s *Store) PutSchool(ctx context.Context, x School) (School, error) {
+	if err := x.Validate(); err != nil {
+		return x, err
+	}
+	_, err := s.db.W.ExecContext(ctx, `INSERT INTO schools(id, name, district, level, timezone, updated_at) VALUES (?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET name=excluded.name, district=excluded.district, level=excluded.level,
+		timezone=excluded.timezone, updated_at=excluded.updated_at`,
+		x.ID, x.Name, x.District, x.Level, x.Timezone, s.now().UnixMilli())
+	return x, dbErr("school", err)
+}
+
+// School returns one school.
+func (s *Store) School(ctx context.Context, id string) (School, error) {
+	var x School
+	err := s.db.R.QueryRowContext(ctx, `SELECT id, name, district, level, timezone FROM schools WHERE id = ?`, id).
+		Scan(&x.ID, &x.Name, &x.District, &x.Level, &x.Timezone)
+	return x, dbErr("school "+clip(id), err)
+}
+
+// Schools lists all schools.
+func (s *Store) Schools(ctx context.Context) ([]School, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT id, name, district, level, timezone FROM schools ORDER BY id`)
+	if err != nil {
+		return nil, dbErr("schools", err)
+	}
+	defer rows.Close()
+	out := []School{}
+	for rows.Next() {
+		var x School
+		if err := rows.Scan(&x.ID, &x.Name, &x.District, &x.Level, &x.Timezone); err != nil {
+			return nil, dbErr("schools", err)
+		}
+		out = append(out, x)
+	}
+	return out, dbErr("schools", rows.Err())
+}
+
+// DeleteSchool deletes a school with nothing in it (409 otherwise).
+func (s *Store) DeleteSchool(ctx context.Context, id string) error {
+	return s.deleteOne(ctx, "school", `DELETE FROM schools WHERE id = ?`, id)
+}
+
+func (s *Store) deleteOne(ctx context.Context, what, q string, args ...any) error {
+	res, err := s.db.W.ExecContext(ctx, q, args...)
+	if err != nil {
+		return dbErr(what, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return &api.Error{Code: api.CodeNotFound, Message: what + " not found"}
+	}
+	return nil
+}
+
+// ---- classes ----
+
+const classCols = `id, school_id, name, grade, COALESCE(homeroom_teacher_id, ''), start_time, late_after_min, absent_cutoff, active`
+
+func scanClass(sc interface{ Scan(...any) error }) (Class, error) {
+	var x Class
+	var active int
+	err := sc.Scan(&x.ID, &x.SchoolID, &x.Name, &x.Grade, &x.HomeroomTeacherID, &x.StartTime, &x.LateAfterMin, &x.AbsentCutoff, &active)
+	x.Active = active == 1
+	return x, err
+}
+
+// PutClass creates or updates a class.
+func (s *Store) PutClass(ctx context.Context, x Class) (Class, error) {
+	if err := x.Validate(); err != nil {
+		return x, err
+	}
+	if err := s.checkSchoolRef(ctx, x.SchoolID); err != nil {
+		return x, err
+	}
+	if x.HomeroomTeacherID != "" {
+		var school string
+		if err := s.db.R.QueryRowContext(ctx, `SELECT school_id FROM staff WHERE id = ?`, x.HomeroomTeacherID).Scan(&school); err != nil || school != x.SchoolID {
+			return x, api.Invalid("homeroom_teacher_id", "no such staff member in school %s", x.SchoolID)
+		}
+	}
+	var teacher any
+	if x.HomeroomTeacherID != "" {
+		teacher = x.HomeroomTeacherID
+	}
+	_, err := s.db.W.ExecContext(ctx, `INSERT INTO classes(id, school_id, name, grade, homeroom_teacher_id, start_time, late_after_min, absent_cutoff, active, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET name=excluded.name, grade=excluded.grade, homeroom_teacher_id=excluded.homeroom_teacher_id,
+		start_time=excluded.start_time, late_after_min=excluded.late_after_min, absent_cutoff=excluded.absent_cutoff,
+		active=excluded.active, updated_at=excluded.updated_at WHERE classes.school_id = excluded.school_id`,
+		x.ID, x.SchoolID, x.Name, x.Grade, teacher, x.StartTime, x.LateAfterMin, x.AbsentCutoff, b2i(x.Active), s.now().UnixMilli())
+	return x, dbErr("class", err)
+}
+
+func (s *Store) checkSchoolRef(ctx context.Context, school string) error {
+	var one int
+	if err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM schools WHERE id = ?`, school).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return &api.Error{Code: api.CodeNotFound, Message: "school " + clip(school) + " not found"}
+		}
+		return dbErr("school", err)
+	}
+	return nil
+}
+
+// Class returns one class.
+func (s *Store) Class(ctx context.Context, id string) (Class, error) {
+	x, err := scanClass(s.db.R.QueryRowContext(ctx, `SELECT `+classCols+` FROM classes WHERE id = ?`, id))
+	return x, dbErr("class "+clip(id), err)
+}
+
+// Classes lists a school's classes.
+func (s *Store) Classes(ctx context.Context, school string) ([]Class, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+classCols+` FROM classes WHERE school_id = ? ORDER BY grade, name`, school)
+	if err != nil {
+		return nil, dbErr("classes", err)
+	}
+	defer rows.Close()
+	out := []Class{}
+	for rows.Next() {
+		x, err := scanClass(rows)
+		if err != nil {
+			return nil, dbErr("classes", err)
+		}
+		out = append(out, x)
+	}
+	return out, dbErr("classes", rows.Err())
+}
+
+// DeleteClass deletes a class without pupils.
+func (s *Store) DeleteClass(ctx context.Context, id string) error {
+	return s.deleteOne(ctx, "class", `DELETE FROM classes WHERE id = ?`, id)
+}
+
+// ---- pupils ----
+
+const pupilCols = `id, school_id, COALESCE(class_id, ''), full_name, date_of_birth, gender, active, manual_attendance, source`
+
+func scanPupil(sc interface{ Scan(...any) error }) (Pupil, error) {
+	var x Pupil
+	var active, manual int
+	err := sc.Scan(&x.ID, &x.SchoolID, &x.ClassID, &x.FullName, &x.DateOfBirth, &x.Gender, &active, &manual, &x.Source)
+	x.Active, x.ManualAttendance = active == 1, manual == 1
+	return x, err
+}
+
+// Pupil returns one pupil.
+func (s *Store) Pupil(ctx context.Context, id string) (Pupil, error) {
+	x, err := scanPupil(s.db.R.QueryRowContext(ctx, `SELECT `+pupilCols+` FROM pupils WHERE id = ?`, id))
+	return x, dbErr("pupil "+clip(id), err)
+}
+
+// PupilFilter narrows Pupils.
+type PupilFilter struct {
+	ClassID    string
+	ActiveOnly bool
+}
+
+// Pupils lists a school's pupils.
+func (s *Store) Pupils(ctx context.Context, school string, f PupilFilter) ([]Pupil, error) {
+	q := `SELECT ` + pupilCols + ` FROM pupils WHERE school_id = ?`
+	args := []any{school}
+	if f.ClassID != "" {
+		q += ` AND class_id = ?`
+		args = append(args, f.ClassID)
+	}
+	if f.ActiveOnly {
+		q += ` AND active = 1`
+	}
+	rows, err := s.db.R.QueryContext(ctx, q+` ORDER BY class_id, full_name, id`, args...)
+	if err != nil {
+		return nil, dbErr("pupils", err)
+	}
+	defer rows.Close()
+	out := []Pupil{}
+	for rows.Next() {
+		x, err := scanPupil(rows)
+		if err != nil {
+			return nil, dbErr("pupils", err)
+		}
+		out = append(out, x)
+	}
+	return out, dbErr("pupils", rows.Err())
+}
+
+func putPupilTx(ctx context.Context, tx *sql.Tx, x Pupil, now int64) (galleryChange bool, err error) {
+	var oldSchool string
+	var oldActive, oldManual int
+	err = tx.QueryRowContext(ctx, `SELECT school_id, active, manual_attendance FROM pupils WHERE id = ?`, x.ID).Scan(&oldSchool, &oldActive, &oldManual)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, err
+	}
+	if exists && oldSchool != x.SchoolID {
+		return false, &api.Error{Code: api.CodeConflict, Field: "id", Message: "personal ID " + x.ID + " already belongs to a pupil of school " + oldSchool}
+	}
+	if x.ClassID != "" {
+		var cs string
+		if err := tx.QueryRowContext(ctx, `SELECT school_id FROM classes WHERE id = ?`, x.ClassID).Scan(&cs); err != nil || cs != x.SchoolID {
+			return false, api.Invalid("class_id", "no such class %q in school %s", clip(x.ClassID), x.SchoolID)
+		}
+	}
+	var class any
+	if x.ClassID != "" {
+		class = x.ClassID
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO pupils(id, school_id, class_id, full_name, date_of_birth, gender, active, manual_attendance, source, updated_at)
+		VALUES (?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET class_id=excluded.class_id, full_name=excluded.full_name, date_of_birth=excluded.date_of_birth,
+		gender=excluded.gender, active=excluded.active, manual_attendance=excluded.manual_attendance, source=excluded.source,
+		updated_at=excluded.updated_at`,
+		x.ID, x.SchoolID, class, x.FullName, x.DateOfBirth, x.Gender, b2i(x.Active), b2i(x.ManualAttendance), x.Source, now)
+	if err != nil {
+		return false, err
+	}
+	// The gallery holds active, face-attendance pupils: a change of either
+	// flag changes it (a new pupil has no templates yet).
+	return exists && (oldActive != b2i(x.Active) || oldManual != b2i(x.ManualAttendance)), nil
+}
+
+// PutPupil creates or updates a pupil.
+func (s *Store) PutPupil(ctx context.Context, x Pupil) (Pupil, error) {
+	if err := x.Validate(); err != nil {
+		return x, err
+	}
+	if err := s.checkSchoolRef(ctx, x.SchoolID); err != nil {
+		return x, err
+	}
+	var changed bool
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		changed, err = putPupilTx(ctx, tx, x, s.now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		return x, dbErr("pupil", err)
+	}
+	if changed {
+		s.changed(ctx, x.SchoolID)
+	}
+	return x, nil
+}
+
+// DeletePupil removes a pupil from the roster with their guardians, daily
+// attendance and face templates (ON DELETE CASCADE); events keep the ID.
+func (s *Store) DeletePupil(ctx context.Context, id string) error {
+	p, err := s.Pupil(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.deleteOne(ctx, "pupil", `DELETE FROM pupils WHERE id = ?`, id); err != nil {
+		return err
+	}
+	s.changed(ctx, p.SchoolID)
+	return nil
+}
+
+// ---- guardians ----
+
+// Guardians lists a pupil's guardians.
+func (s *Store) Guardians(ctx context.Context, pupil string) ([]Guardian, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT id, pupil_id, full_name, phone, email, relation FROM guardians WHERE pupil_id = ? ORDER BY id`, pupil)
+	if err != nil {
+		return nil, dbErr("guardians", err)
+	}
+	defer rows.Close()
+	out := []Guardian{}
+	for rows.Next() {
+		var x Guardian
+		if err := rows.Scan(&x.ID, &x.PupilID, &x.FullName, &x.Phone, &x.Email, &x.Relation); err != nil {
+			return nil, dbErr("guardians", err)
+		}
+		out = append(out, x)
+	}
+	return out, dbErr("guardians", rows.Err())
+}
+
+// Guardian returns one guardian.
+func (s *Store) Guardian(ctx context.Context, id int64) (Guardian, error) {
+	var x Guardian
+	err := s.db.R.QueryRowContext(ctx, `SELECT id, pupil_id, full_name, phone, email, relation FROM guardians WHERE id = ?`, id).
+		Scan(&x.ID, &x.PupilID, &x.FullName, &x.Phone, &x.Email, &x.Relation)
+	return x, dbErr("guardian", err)
+}
+
+// PutGuardian creates (ID 0) or updates a guardian.
+func (s *Store) PutGuardian(ctx context.Context, x Guardian) (Guardian, error) {
+	if err := x.Validate(); err != nil {
+		return x, err
+	}
+	now := s.now().UnixMilli()
+	if x.ID == 0 {
+		if _, err := s.Pupil(ctx, x.PupilID); err != nil {
+			return x, err
+		}
+		res, err := s.db.W.ExecContext(ctx, `INSERT INTO guardians(pupil_id, full_name, phone, email, relation, updated_at) VALUES (?,?,?,?,?,?)`,
+			x.PupilID, x.FullName, x.Phone, x.Email, x.Relation, now)
+		if err != nil {
+			return x, dbErr("guardian", err)
+		}
+		x.ID, _ = res.LastInsertId()
+		return x, nil
+	}
+	res, err := s.db.W.ExecContext(ctx, `UPDATE guardians SET full_name=?, phone=?, email=?, relation=?, updated_at=? WHERE id=?`,
+		x.FullName, x.Phone, x.Email, x.Relation, now, x.ID)
+	if err != nil {
+		return x, dbErr("guardian", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return x, &api.Error{Code: api.CodeNotFound, Message: "guardian not found"}
+	}
+	return s.Guardian(ctx, x.ID)
+}
+
+// DeleteGuardian deletes a guardian.
+func (s *Store) DeleteGuardian(ctx context.Context, id int64) error {
+	return s.deleteOne(ctx, "guardian", `DELETE FROM guardians WHERE id = ?`, id)
+}
+
+// ---- staff ----
+
+const staffCols = `id, school_id, full_name, email, phone, role, active`
+
+func scanStaff(sc interface{ Scan(...any) error }) (Staff, error) {
+	var x Staff
+	var active int
+	err := sc.Scan(&x.ID, &x.SchoolID, &x.FullName, &x.Email, &x.Phone, &x.Role, &active)
+	x.Active = active == 1
+	return x, err
+}
+
+// PutStaff creates or updates a staff member.
+func (s *Store) PutStaff(ctx context.Context, x Staff) (Staff, error) {
+	if err := x.Validate(); err != nil {
+		return x, err
+	}
+	if err := s.checkSchoolRef(ctx, x.SchoolID); err != nil {
+		return x, err
+	}
+	_, err := s.db.W.ExecContext(ctx, `INSERT INTO staff(id, school_id, full_name, email, phone, role, active, updated_at) VALUES (?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET full_name=excluded.full_name, email=excluded.email, phone=excluded.phone, role=excluded.role,
+		active=excluded.active, updated_at=excluded.updated_at WHERE staff.school_id = excluded.school_id`,
+		x.ID, x.SchoolID, x.FullName, x.Email, x.Phone, x.Role, b2i(x.Active), s.now().UnixMilli())
+	return x, dbErr("staff", err)
+}
+
+// StaffMember returns one staff member.
+func (s *Store) StaffMember(ctx context.Context, id string) (Staff, error) {
+	x, err := scanStaff(s.db.R.QueryRowContext(ctx, `SELECT `+staffCols+` FROM staff WHERE id = ?`, id))
+	return x, dbErr("staff "+clip(id), err)
+}
+
+// StaffList lists a school's staff.
+func (s *Store) StaffList(ctx context.Context, school string) ([]Staff, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+staffCols+` FROM staff WHERE school_id = ? ORDER BY full_name, id`, school)
+	if err != nil {
+		return nil, dbErr("staff", err)
+	}
+	defer rows.Close()
+	out := []Staff{}
+	for rows.Next() {
+		x, err := scanStaff(rows)
+		if err != nil {
+			return nil, dbErr("staff", err)
+		}
+		out = append(out, x)
+	}
+	return out, dbErr("staff", rows.Err())
+}
+
+// DeleteStaff deletes a staff member (409 while homeroom teacher of a class).
+func (s *Store) DeleteStaff(ctx context.Context, id string) error {
+	return s.deleteOne(ctx, "staff", `DELETE FROM staff WHERE id = ?`, id)
+}
+
+// ---- gates ----
+
+const gateCols = `id, school_id, name, direction, username, active, online, last_seen_at, last_heartbeat, clock_skew_ms`
+
+func (s *Store) scanGate(sc interface{ Scan(...any) error }) (Gate, error) {
+	var x Gate
+	var active, online int
+	var hb string
+	err := sc.Scan(&x.ID, &x.SchoolID, &x.Name, &x.Direction, &x.Username, &active, &online, &x.LastSeenAt, &hb, &x.ClockSkewMS)
+	if err != nil {
+		return x, err
+	}
+	x.Active = active == 1
+	// Online: the broker says so AND the gate was heard from recently.
+	x.Online = online == 1 && s.now().Sub(msTime(x.LastSeenAt)) <= s.OfflineAfter
+	if hb != "" {
+		var h gatekit.Heartbeat
+		if json.Unmarshal([]byte(hb), &h) == nil {
+			x.LastHeartbeat = &h
+			x.OutboxDepth = h.OutboxDepth
+		}
+	}
+	return x, nil
+}
+
+// Gate returns one gate with its live status.
+func (s *Store) Gate(ctx context.Context, id string) (Gate, error) {
+	x, err := s.scanGate(s.db.R.QueryRowContext(ctx, `SELECT `+gateCols+` FROM gates WHERE id = ?`, id))
+	return x, dbErr("gate "+clip(id), err)
+}
+
+// Gates lists a school's gates ("" = all schools) with live status.
+func (s *Store) Gates(ctx context.Context, school string) ([]Gate, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+gateCols+` FROM gates WHERE ? = '' OR school_id = ? ORDER BY school_id, id`, school, school)
+	if err != nil {
+		return nil, dbErr("gates", err)
+	}
+	defer rows.Close()
+	out := []Gate{}
+	for rows.Next() {
+		x, err := s.scanGate(rows)
+		if err != nil {
+			return nil, dbErr("gates", err)
+		}
+		out = append(out, x)
+	}
+	return out, dbErr("gates", rows.Err())
+}
+
+// CreateGate registers a gate device and returns its credentials once:
+// username = gate ID, a random password; only its bcrypt hash is stored.
+func (s *Store) CreateGate(ctx context.Context, x Gate) (GateCredentials, error) {
+	if err := x.Validate(); err != nil {
+		return GateCredentials{}, err
+	}
+	if err := s.checkSchoolRef(ctx, x.SchoolID); err != nil {
+		return GateCredentials{}, err
+	}
+	pw := NewPassword()
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), s.BcryptCost)
+	if err != nil {
+		return GateCredentials{}, fmt.Errorf("roster: bcrypt: %w", err)
+	}
+	x.Username, x.Active = x.ID, true
+	_, err = s.db.W.ExecContext(ctx, `INSERT INTO gates(id, school_id, name, direction, username, password_hash, active, updated_at) VALUES (?,?,?,?,?,?,1,?)`,
+		x.ID, x.SchoolID, x.Name, x.Direction, x.Username, string(hash), s.now().UnixMilli())
+	if err != nil {
+		return GateCredentials{}, dbErr("gate", err)
+	}
+	g, err := s.Gate(ctx, x.ID)
+	return GateCredentials{Gate: g, Username: x.Username, Password: pw}, err
+}
+
+// SetGatePassword stores a given password for a gate (demo, provisioning).
+func (s *Store) SetGatePassword(ctx context.Context, id, pw string) error {
+	if len(pw) < 12 {
+		return api.Invalid("password", "must be at least 12 characters")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(pw), s.BcryptCost)
+	if err != nil {
+		return fmt.Errorf("roster: bcrypt: %w", err)
+	}
+	return s.update(ctx, "gate", `UPDATE gates SET password_hash = ?, updated_at = ? WHERE id = ?`, string(hash), s.now().UnixMilli(), id)
+}
+
+// RotateGatePassword sets a new random password and returns it once.
+func (s *Store) RotateGatePassword(ctx context.Context, id string) (GateCredentials, error) {
+	pw := NewPassword()
+	if err := s.SetGatePassword(ctx, id, pw); err != nil {
+		return GateCredentials{}, err
+	}
+	g, err := s.Gate(ctx, id)
+	return GateCredentials{Gate: g, Username: g.Username, Password: pw}, err
+}
+
+// UpdateGate changes a gate's name, direction and active flag.
+func (s *Store) UpdateGate(ctx context.Context, x Gate) (Gate, error) {
+	if err := x.Validate(); err != nil {
+		return x, err
+	}
+	if err := s.update(ctx, "gate", `UPDATE gates SET name = ?, direction = ?, active = ?, updated_at = ? WHERE id = ?`,
+		x.Name, x.Direction, b2i(x.Active), s.now().UnixMilli(), x.ID); err != nil {
+		return x, err
+	}
+	return s.Gate(ctx, x.ID)
+}
+
+// DeleteGate removes a gate (its events stay).
+func (s *Store) DeleteGate(ctx context.Context, id string) error {
+	return s.deleteOne(ctx, "gate", `DELETE FROM gates WHERE id = ?`, id)
+}
+
+func (s *Store) update(ctx context.Context, what, q string, args ...any) error {
+	res, err := s.db.W.ExecContext(ctx, q, args...)
+	if err != nil {
+		return dbErr(what, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return &api.Error{Code: api.CodeNotFound, Message: what + " not found"}
+	}
+	return nil
+}
+
+func msTime(ms int64) time.Time { return time.UnixMilli(ms) }
