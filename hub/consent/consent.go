@@ -1,0 +1,290 @@
+// Package consent is the hub's consent registry for face attendance.
+//
+// For each pupil it records who consented (the guardian and, from age 7,
+// the pupil too — Decree 13/2023/NĐ-CP art. 20), when, the scope (face
+// attendance; optionally keeping enrolment photos and gate snapshots) and
+// the reference of the signed document. Enrolment requires a valid consent
+// (Valid). Withdrawal, in one transaction, marks the consent withdrawn,
+// deletes the pupil's templates and photos and gate face crops, bumps the
+// school's gallery version (gates drop the pupil at their next sync) and
+// puts the pupil on manual attendance.
+package consent
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/hub/templates"
+)
+
+// OwnConsentAge is the age from which the pupil's own consent is required.
+const OwnConsentAge = 7
+
+// ErrNoConsent means the pupil has no valid consent for face attendance.
+var ErrNoConsent = &api.Error{Code: api.CodePrecondition, Message: "no valid consent for face attendance / chưa có sự đồng ý hợp lệ cho điểm danh bằng khuôn mặt"}
+
+// Grant is a consent to record.
+type Grant struct {
+	PupilID        string `json:"pupil_id"`
+	GuardianID     int64  `json:"guardian_id,omitempty"`
+	GuardianName   string `json:"guardian_name"`
+	PupilConsented bool   `json:"pupil_consented"`
+	ScopeFace      bool   `json:"scope_face"`
+	ScopePhotos    bool   `json:"scope_photos"`
+	ScopeSnapshots bool   `json:"scope_snapshots"`
+	DocumentRef    string `json:"document_ref"`
+	GivenAt        int64  `json:"given_at,omitempty"` // Unix ms; 0 = now
+}
+
+// Consent is a recorded consent.
+type Consent struct {
+	ID int64 `json:"id"`
+	Grant
+	RecordedBy       string `json:"recorded_by"`
+	WithdrawnAt      *int64 `json:"withdrawn_at,omitempty"`
+	WithdrawnBy      string `json:"withdrawn_by,omitempty"`
+	WithdrawalReason string `json:"withdrawal_reason,omitempty"`
+}
+
+// Registry records and checks consent.
+type Registry struct {
+	db    *store.DB
+	tpl   *templates.Store
+	audit *audit.Log
+	log   *slog.Logger
+	now   func() time.Time
+	loc   *time.Location
+}
+
+// New returns the registry.
+func New(db *store.DB, tpl *templates.Store, al *audit.Log, log *slog.Logger, now func() time.Time) *Registry {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	loc, err := time.LoadLocation("Asia/Ho_Chi_Minh")
+	if err != nil {
+		loc = time.FixedZone("ICT", 7*3600)
+	}
+	return &Registry{db: db, tpl: tpl, audit: al, log: log, now: now, loc: loc}
+}
+
+// Age returns the age in whole years on day at of someone born on dob
+// (YYYY-MM-DD); ok is false when dob is missing or malformed.
+func Age(dob string, at time.Time) (int, bool) {
+	b, err := time.Parse("2006-01-02", strings.TrimSpace(dob))
+	if err != nil {
+		return 0, false
+	}
+	y := at.Year() - b.Year()
+	if at.Month() < b.Month() || (at.Month() == b.Month() && at.Day() < b.Day()) {
+		y--
+	}
+	return y, true
+}
+
+func (r *Registry) pupil(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (school, dob string, err error) {
+	err = q.QueryRowContext(ctx, `SELECT school_id, date_of_birth FROM pupils WHERE id = ?`, id).Scan(&school, &dob)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", &api.Error{Code: api.CodeNotFound, Message: "unknown pupil " + id}
+	}
+	return school, dob, err
+}
+
+// needsOwn reports whether the pupil's own consent is required at t. An
+// unknown date of birth counts as 7 or older (the safe side).
+func (r *Registry) needsOwn(dob string, t time.Time) bool {
+	age, ok := Age(dob, t.In(r.loc))
+	return !ok || age >= OwnConsentAge
+}
+
+// Record stores a consent after checking it is complete.
+func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, error) {
+	g.DocumentRef = strings.TrimSpace(g.DocumentRef)
+	g.GuardianName = strings.TrimSpace(g.GuardianName)
+	switch {
+	case !g.ScopeFace:
+		return 0, api.Invalid("scope_face", "consent must cover face attendance")
+	case g.DocumentRef == "" || len(g.DocumentRef) > 200:
+		return 0, api.Invalid("document_ref", "the reference of the signed form is required (max 200 characters)")
+	case g.GuardianID == 0 && g.GuardianName == "":
+		return 0, api.Invalid("guardian_name", "who consented for the family is required")
+	case len(g.GuardianName) > 200:
+		return 0, api.Invalid("guardian_name", "too long")
+	}
+	if g.GivenAt == 0 {
+		g.GivenAt = r.now().UnixMilli()
+	}
+	if g.GivenAt > r.now().Add(time.Hour).UnixMilli() {
+		return 0, api.Invalid("given_at", "is in the future")
+	}
+	var id int64
+	var school string
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		var dob string
+		var err error
+		school, dob, err = r.pupil(ctx, tx, g.PupilID)
+		if err != nil {
+			return err
+		}
+		if r.needsOwn(dob, r.now()) && !g.PupilConsented {
+			return api.Invalid("pupil_consented", "the pupil is %d or older (or the date of birth is unknown): their own consent is required too", OwnConsentAge)
+		}
+		var guardian any
+		if g.GuardianID != 0 {
+			var gname, gpupil string
+			if err := tx.QueryRowContext(ctx, `SELECT full_name, pupil_id FROM guardians WHERE id = ?`, g.GuardianID).Scan(&gname, &gpupil); err != nil || gpupil != g.PupilID {
+				return api.Invalid("guardian_id", "not a guardian of this pupil")
+			}
+			if g.GuardianName == "" {
+				g.GuardianName = gname
+			}
+			guardian = g.GuardianID
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO consents(pupil_id, guardian_id, guardian_name, pupil_consented, scope_face, scope_photos, scope_snapshots, document_ref, given_at, recorded_by)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.PupilID, guardian, g.GuardianName, g.PupilConsented, g.ScopeFace, g.ScopePhotos, g.ScopeSnapshots, g.DocumentRef, g.GivenAt, actor)
+		if err != nil {
+			return fmt.Errorf("consent: record: %w", err)
+		}
+		id, _ = res.LastInsertId()
+		// Face attendance is back on for this pupil (they join the gallery
+		// once enrolled).
+		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET manual_attendance = 0, updated_at = ? WHERE id = ?`, r.now().UnixMilli(), g.PupilID); err != nil {
+			return fmt.Errorf("consent: %w", err)
+		}
+		if err := r.tpl.BumpTx(ctx, tx, school); err != nil {
+			return err
+		}
+		return r.audit.RecordTx(ctx, tx, actor, audit.ActionConsentGiven, "pupil:"+g.PupilID, g, "")
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.tpl.Notify(ctx, school)
+	return id, nil
+}
+
+const cols = `id, pupil_id, COALESCE(guardian_id, 0), guardian_name, pupil_consented, scope_face, scope_photos, scope_snapshots,
+	document_ref, given_at, recorded_by, withdrawn_at, COALESCE(withdrawn_by, ''), withdrawal_reason`
+
+func scan(row interface{ Scan(...any) error }) (Consent, error) {
+	var c Consent
+	var w sql.NullInt64
+	err := row.Scan(&c.ID, &c.PupilID, &c.GuardianID, &c.GuardianName, &c.PupilConsented, &c.ScopeFace, &c.ScopePhotos, &c.ScopeSnapshots,
+		&c.DocumentRef, &c.GivenAt, &c.RecordedBy, &w, &c.WithdrawnBy, &c.WithdrawalReason)
+	if w.Valid {
+		c.WithdrawnAt = &w.Int64
+	}
+	return c, err
+}
+
+// Current returns the pupil's latest consent that is not withdrawn.
+func (r *Registry) Current(ctx context.Context, pupilID string) (*Consent, error) {
+	c, err := scan(r.db.R.QueryRowContext(ctx, `SELECT `+cols+` FROM consents WHERE pupil_id = ? AND withdrawn_at IS NULL ORDER BY given_at DESC, id DESC LIMIT 1`, pupilID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoConsent
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consent: %w", err)
+	}
+	return &c, nil
+}
+
+// Valid returns the consent under which pupilID may be enrolled now, or
+// ErrNoConsent (with the reason) when there is none: no consent, face
+// attendance not in scope, or the pupil has turned 7 since the guardian
+// consented alone.
+func (r *Registry) Valid(ctx context.Context, pupilID string) (*Consent, error) {
+	_, dob, err := r.pupil(ctx, r.db.R, pupilID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Current(ctx, pupilID)
+	if err != nil {
+		return nil, err
+	}
+	if !c.ScopeFace {
+		return nil, ErrNoConsent
+	}
+	if r.needsOwn(dob, r.now()) && !c.PupilConsented {
+		return nil, &api.Error{Code: api.CodePrecondition, Message: "the pupil is now 7 or older: their own consent is needed / học sinh đã đủ 7 tuổi: cần sự đồng ý của chính học sinh"}
+	}
+	return c, nil
+}
+
+// History returns every consent of the pupil, newest first.
+func (r *Registry) History(ctx context.Context, pupilID string) ([]Consent, error) {
+	rows, err := r.db.R.QueryContext(ctx, `SELECT `+cols+` FROM consents WHERE pupil_id = ? ORDER BY id DESC`, pupilID)
+	if err != nil {
+		return nil, fmt.Errorf("consent: %w", err)
+	}
+	defer rows.Close()
+	out := []Consent{}
+	for rows.Next() {
+		c, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// WithdrawResult says what a withdrawal removed.
+type WithdrawResult struct {
+	TemplatesDeleted int64 `json:"templates_deleted"`
+	CropsDeleted     int64 `json:"crops_deleted"`
+	GalleryVersion   int64 `json:"gallery_version"`
+}
+
+// Withdraw records the withdrawal and, in the same transaction, deletes
+// the pupil's templates, photos and gate face crops, bumps the gallery
+// version and sets manual attendance. Subscribers of the template store
+// (the gallery announcer) are told after the commit.
+func (r *Registry) Withdraw(ctx context.Context, actor, pupilID, reason string) (WithdrawResult, error) {
+	var res WithdrawResult
+	var school string
+	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if school, _, err = r.pupil(ctx, tx, pupilID); err != nil {
+			return err
+		}
+		now := r.now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `UPDATE consents SET withdrawn_at = ?, withdrawn_by = ?, withdrawal_reason = ? WHERE pupil_id = ? AND withdrawn_at IS NULL`,
+			now, actor, reason, pupilID); err != nil {
+			return fmt.Errorf("consent: withdraw: %w", err)
+		}
+		if _, res.TemplatesDeleted, err = r.tpl.DeletePupilTx(ctx, tx, pupilID); err != nil {
+			return err
+		}
+		x, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE student_id = ? AND face_jpeg IS NOT NULL`, pupilID)
+		if err != nil {
+			return fmt.Errorf("consent: delete crops: %w", err)
+		}
+		res.CropsDeleted, _ = x.RowsAffected()
+		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET manual_attendance = 1, updated_at = ? WHERE id = ?`, now, pupilID); err != nil {
+			return fmt.Errorf("consent: %w", err)
+		}
+		return r.audit.RecordTx(ctx, tx, actor, audit.ActionConsentWithdraw, "pupil:"+pupilID,
+			map[string]any{"reason": reason, "templates_deleted": res.TemplatesDeleted, "crops_deleted": res.CropsDeleted}, "")
+	})
+	if err != nil {
+		return res, err
+	}
+	res.GalleryVersion, _ = r.tpl.Version(ctx, school)
+	r.tpl.Notify(ctx, school)
+	r.log.Info("consent withdrawn", "pupil", pupilID, "templates_deleted", res.TemplatesDeleted, "gallery_version", res.GalleryVersion)
+	return res, nil
+}
