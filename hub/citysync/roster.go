@@ -1,0 +1,563 @@
+package citysync
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var personalIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+
+type citySchool struct{ name, district, level string }
+
+type cityStaff struct {
+	id, name, email, phone, role string
+	active                       bool
+}
+
+type cityClass struct {
+	id, name string
+	grade    int
+	teacher  *string
+	active   bool
+}
+
+type cityGuardian struct {
+	no                           int
+	name, phone, email, relation string
+}
+
+type cityPupil struct {
+	code                  string
+	personalID, classID   *string
+	name, dob, gender, st string
+	guardians             []cityGuardian
+}
+
+type roster struct {
+	school  *citySchool
+	staff   []cityStaff
+	classes []cityClass
+	pupils  []cityPupil
+	terms   []termSpan
+}
+
+const fingerprintSQL = `SELECT concat_ws('|',
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM records.schools WHERE school_id = $1),
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM records.staff WHERE school_id = $1),
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM records.classes WHERE school_id = $1),
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM records.pupils WHERE school_id = $1),
+  (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM records.guardians WHERE school_id = $1),
+  (SELECT coalesce(md5(string_agg(school_year || term || starts_on || ends_on, ',' ORDER BY school_year, term)), '') FROM records.terms))`
+
+// pullRoster downloads the roster when the city's fingerprint changed and
+// applies the differences.
+func (w *Worker) pullRoster(ctx context.Context, rep *Report) error {
+	var fp string
+	if err := w.pool.QueryRow(ctx, fingerprintSQL, w.school).Scan(&fp); err != nil {
+		return fmt.Errorf("citysync: roster fingerprint: %w", err)
+	}
+	prev, err := w.state(ctx, "roster_fingerprint")
+	if err != nil {
+		return err
+	}
+	if fp == prev && w.terms.city != nil {
+		return nil
+	}
+	r, err := w.fetchRoster(ctx)
+	if err != nil {
+		return err
+	}
+	w.terms.city = r.terms
+	if fp == prev {
+		return nil
+	}
+	rep.RosterPulled = true
+	bump := false
+	err = w.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		bump, err = w.applyRoster(ctx, tx, r, rep)
+		if err != nil {
+			return err
+		}
+		if bump {
+			if err := w.bumpGallery(ctx, tx); err != nil {
+				return err
+			}
+		}
+		return setStateTx(ctx, tx, "roster_fingerprint", fp)
+	})
+	if err != nil {
+		return err
+	}
+	if bump && w.gallery != nil {
+		w.gallery.Notify(ctx, w.school)
+	}
+	return nil
+}
+
+func (w *Worker) fetchRoster(ctx context.Context) (*roster, error) {
+	r := &roster{}
+	var s citySchool
+	err := w.pool.QueryRow(ctx, `SELECT s.name, coalesce(d.name, s.district_code), s.level
+		FROM records.schools s LEFT JOIN records.districts d ON d.code = s.district_code WHERE s.school_id = $1`, w.school).
+		Scan(&s.name, &s.district, &s.level)
+	switch {
+	case err == pgx.ErrNoRows:
+		// not (yet) in the records module: keep the hub's own school row
+	case err != nil:
+		return nil, fmt.Errorf("citysync: roster school: %w", err)
+	default:
+		r.school = &s
+	}
+	rows, err := w.pool.Query(ctx, `SELECT staff_id, full_name, email, phone, role, active FROM records.staff
+		WHERE school_id = $1 ORDER BY staff_id`, w.school)
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster staff: %w", err)
+	}
+	r.staff, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (cityStaff, error) {
+		var c cityStaff
+		return c, row.Scan(&c.id, &c.name, &c.email, &c.phone, &c.role, &c.active)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster staff: %w", err)
+	}
+	rows, err = w.pool.Query(ctx, `SELECT class_id, name, grade, homeroom_teacher_id, active FROM records.classes
+		WHERE school_id = $1 ORDER BY class_id`, w.school)
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster classes: %w", err)
+	}
+	r.classes, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (cityClass, error) {
+		var c cityClass
+		var g int16
+		err := row.Scan(&c.id, &c.name, &g, &c.teacher, &c.active)
+		c.grade = int(g)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster classes: %w", err)
+	}
+	rows, err = w.pool.Query(ctx, `SELECT pupil_code, personal_id, class_id, full_name,
+		coalesce(to_char(date_of_birth, 'YYYY-MM-DD'), ''), gender, status
+		FROM records.pupils WHERE school_id = $1 ORDER BY pupil_code`, w.school)
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster pupils: %w", err)
+	}
+	r.pupils, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (cityPupil, error) {
+		var p cityPupil
+		return p, row.Scan(&p.code, &p.personalID, &p.classID, &p.name, &p.dob, &p.gender, &p.st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster pupils: %w", err)
+	}
+	byCode := make(map[string]int, len(r.pupils))
+	for i, p := range r.pupils {
+		byCode[p.code] = i
+	}
+	rows, err = w.pool.Query(ctx, `SELECT pupil_code, guardian_no, full_name, phone, email, relation FROM records.guardians
+		WHERE school_id = $1 ORDER BY pupil_code, guardian_no`, w.school)
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster guardians: %w", err)
+	}
+	var code string
+	var g cityGuardian
+	var no int16
+	_, err = pgx.ForEachRow(rows, []any{&code, &no, &g.name, &g.phone, &g.email, &g.relation}, func() error {
+		g.no = int(no)
+		if i, ok := byCode[code]; ok {
+			r.pupils[i].guardians = append(r.pupils[i].guardians, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("citysync: roster guardians: %w", err)
+	}
+	rows, err = w.pool.Query(ctx, `SELECT school_year, term, to_char(starts_on, 'YYYY-MM-DD'), to_char(ends_on, 'YYYY-MM-DD')
+		FROM records.terms ORDER BY starts_on`)
+	if err != nil {
+		return nil, fmt.Errorf("citysync: terms: %w", err)
+	}
+	r.terms, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (termSpan, error) {
+		var t termSpan
+		var n int16
+		err := row.Scan(&t.Year, &n, &t.Start, &t.End)
+		t.Term = int(n)
+		return t, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("citysync: terms: %w", err)
+	}
+	if r.terms == nil {
+		r.terms = []termSpan{}
+	}
+	return r, nil
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0x1f})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type mapping struct{ localID, hash string }
+
+// applyRoster applies the city roster to the hub inside tx and reports
+// whether the gallery membership changed (a pupil (de)activated).
+//
+// Conflict rule: the city owns identity and enrolment fields (name, date of
+// birth, gender, class, active) of the rows it sends, and they are written
+// only when the city row changed since the last pull, so a local edit stands
+// until the city changes that row again. Local-only data (consent, manual
+// attendance, templates, class times, accounts) is never touched. Pupils the
+// hub created itself are never deactivated by the sync; a local pupil whose
+// personal ID the city also has becomes a city pupil.
+func (w *Worker) applyRoster(ctx context.Context, tx *sql.Tx, r *roster, rep *Report) (bool, error) {
+	now := w.now().UnixMilli()
+	var issues []Issue
+	report := func(kind, key, format string, args ...any) {
+		issues = append(issues, Issue{kind, key, fmt.Sprintf(format, args...)})
+	}
+	maps := map[string]map[string]mapping{"staff": {}, "class": {}, "pupil": {}}
+	rows, err := tx.QueryContext(ctx, `SELECT kind, city_key, local_id, hash FROM citysync_roster`)
+	if err != nil {
+		return false, fmt.Errorf("citysync: roster map: %w", err)
+	}
+	for rows.Next() {
+		var k, key string
+		var m mapping
+		if err := rows.Scan(&k, &key, &m.localID, &m.hash); err != nil {
+			rows.Close()
+			return false, fmt.Errorf("citysync: roster map: %w", err)
+		}
+		maps[k][key] = m
+	}
+	rows.Close()
+	setMap := func(kind, key, local, hash string) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO citysync_roster (kind, city_key, local_id, hash, seen_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(kind, city_key) DO UPDATE SET local_id = excluded.local_id, hash = excluded.hash, seen_at = excluded.seen_at`,
+			kind, key, local, hash, now)
+		return err
+	}
+	dropMap := func(kind, key string) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM citysync_roster WHERE kind = ? AND city_key = ?`, kind, key)
+		return err
+	}
+	exists := func(table, id string) bool {
+		var one int
+		return tx.QueryRowContext(ctx, `SELECT 1 FROM `+table+` WHERE id = ?`, id).Scan(&one) == nil
+	}
+
+	// School.
+	if r.school != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schools (id, name, district, level, updated_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, district = excluded.district, level = excluded.level, updated_at = excluded.updated_at
+			WHERE schools.name IS NOT excluded.name OR schools.district IS NOT excluded.district OR schools.level IS NOT excluded.level`,
+			w.school, r.school.name, r.school.district, r.school.level, now); err != nil {
+			return false, fmt.Errorf("citysync: apply school: %w", err)
+		}
+	} else if !exists("schools", w.school) {
+		return false, fmt.Errorf("citysync: school %q is neither in the city records nor on the hub", w.school)
+	}
+
+	// Staff.
+	seen := map[string]bool{}
+	for _, s := range r.staff {
+		seen[s.id] = true
+		if s.role != "teacher" && s.role != "admin" {
+			report("staff", s.id, "unknown staff role %q", s.role)
+			continue
+		}
+		if strings.TrimSpace(s.name) == "" {
+			report("staff", s.id, "staff member without a name")
+			continue
+		}
+		h := hashOf(s.name, s.email, s.phone, s.role, fmt.Sprint(s.active))
+		if m, ok := maps["staff"][s.id]; ok && m.hash == h && exists("staff", s.id) {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO staff (id, school_id, full_name, email, phone, role, active, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET full_name = excluded.full_name, email = excluded.email, phone = excluded.phone,
+			  role = excluded.role, active = excluded.active, updated_at = excluded.updated_at`,
+			s.id, w.school, s.name, s.email, s.phone, s.role, b2i(s.active), now); err != nil {
+			return false, fmt.Errorf("citysync: apply staff %s: %w", s.id, err)
+		}
+		if err := setMap("staff", s.id, s.id, h); err != nil {
+			return false, fmt.Errorf("citysync: roster map: %w", err)
+		}
+		rep.RosterChanged++
+	}
+	for key, m := range maps["staff"] {
+		if !seen[key] {
+			if _, err := tx.ExecContext(ctx, `UPDATE staff SET active = 0, updated_at = ? WHERE id = ? AND active = 1`, now, m.localID); err != nil {
+				return false, fmt.Errorf("citysync: retire staff: %w", err)
+			}
+			if err := dropMap("staff", key); err != nil {
+				return false, err
+			}
+		}
+	}
+
+	// Classes.
+	seen = map[string]bool{}
+	for _, c := range r.classes {
+		seen[c.id] = true
+		switch {
+		case c.teacher == nil || *c.teacher == "":
+			report("class", c.id, "class %q has no homeroom teacher", c.name)
+			continue
+		case !exists("staff", *c.teacher):
+			report("class", c.id, "homeroom teacher %q of class %q is not on the hub", *c.teacher, c.name)
+			continue
+		}
+		h := hashOf(c.name, fmt.Sprint(c.grade), *c.teacher, fmt.Sprint(c.active))
+		if m, ok := maps["class"][c.id]; ok && m.hash == h && exists("classes", c.id) {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO classes (id, school_id, name, grade, homeroom_teacher_id, active, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, grade = excluded.grade,
+			  homeroom_teacher_id = excluded.homeroom_teacher_id, active = excluded.active, updated_at = excluded.updated_at`,
+			c.id, w.school, c.name, c.grade, *c.teacher, b2i(c.active), now); err != nil {
+			return false, fmt.Errorf("citysync: apply class %s: %w", c.id, err)
+		}
+		if err := setMap("class", c.id, c.id, h); err != nil {
+			return false, fmt.Errorf("citysync: roster map: %w", err)
+		}
+		rep.RosterChanged++
+	}
+	for key, m := range maps["class"] {
+		if !seen[key] {
+			if _, err := tx.ExecContext(ctx, `UPDATE classes SET active = 0, updated_at = ? WHERE id = ? AND active = 1`, now, m.localID); err != nil {
+				return false, fmt.Errorf("citysync: retire class: %w", err)
+			}
+			if err := dropMap("class", key); err != nil {
+				return false, err
+			}
+		}
+	}
+
+	// Pupils: validate, find duplicates, apply changed rows.
+	codesByID := map[string][]string{}
+	for _, p := range r.pupils {
+		if id := deref(p.personalID); personalIDRe.MatchString(id) {
+			codesByID[id] = append(codesByID[id], p.code)
+		}
+	}
+	bump := false
+	setActive := func(id string, active bool) error {
+		res, err := tx.ExecContext(ctx, `UPDATE pupils SET active = ?, updated_at = ? WHERE id = ? AND active <> ?`,
+			b2i(active), now, id, b2i(active))
+		if err != nil {
+			return fmt.Errorf("citysync: pupil %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			bump = true
+			if !active {
+				rep.Deactivated++
+			}
+		}
+		return nil
+	}
+	seen = map[string]bool{}
+	for _, p := range r.pupils {
+		seen[p.code] = true
+		id := deref(p.personalID)
+		switch {
+		case strings.TrimSpace(id) == "":
+			report("pupil", p.code, "pupil %q has no personal ID", p.name)
+			continue
+		case !personalIDRe.MatchString(id):
+			report("pupil", p.code, "pupil %q has a malformed personal ID %q (want 12 digits)", p.name, id)
+			continue
+		case len(codesByID[id]) > 1:
+			others := slicesWithout(codesByID[id], p.code)
+			report("pupil", p.code, "duplicate pupil: personal ID %s also on pupil code(s) %s", id, strings.Join(others, ", "))
+			continue
+		case strings.TrimSpace(p.name) == "":
+			report("pupil", p.code, "pupil %s has no name", id)
+			continue
+		}
+		gs := make([]string, 0, 4*len(p.guardians))
+		for _, g := range p.guardians {
+			gs = append(gs, g.name, g.phone, g.email, g.relation)
+		}
+		h := hashOf(append([]string{id, deref(p.classID), p.name, p.dob, p.gender, p.st}, gs...)...)
+		m, mapped := maps["pupil"][p.code]
+		if mapped && m.hash == h && exists("pupils", id) {
+			continue
+		}
+		if mapped && m.localID != id { // the city corrected the personal ID
+			if err := setActive(m.localID, false); err != nil {
+				return false, err
+			}
+		}
+		// Class: the city's, if the hub has it; else keep the local one and report.
+		var class any
+		var localClass sql.NullString
+		var oldActive sql.NullInt64
+		_ = tx.QueryRowContext(ctx, `SELECT class_id, active FROM pupils WHERE id = ?`, id).Scan(&localClass, &oldActive)
+		if cid := deref(p.classID); cid != "" {
+			if exists("classes", cid) {
+				class = cid
+			} else {
+				report("pupil", p.code, "class %q of pupil %s is not on the hub (kept the pupil's current class)", cid, id)
+				if localClass.Valid {
+					class = localClass.String
+				}
+			}
+		}
+		active := p.st == "enrolled"
+		if _, err := tx.ExecContext(ctx, `INSERT INTO pupils (id, school_id, class_id, full_name, date_of_birth, gender, active, source, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'city', ?)
+			ON CONFLICT(id) DO UPDATE SET school_id = excluded.school_id, class_id = excluded.class_id, full_name = excluded.full_name,
+			  date_of_birth = excluded.date_of_birth, gender = excluded.gender, active = excluded.active, source = 'city',
+			  updated_at = excluded.updated_at`,
+			id, w.school, class, p.name, p.dob, p.gender, b2i(active), now); err != nil {
+			return false, fmt.Errorf("citysync: apply pupil %s: %w", p.code, err)
+		}
+		if !oldActive.Valid && active {
+			// a new pupil has no templates yet: the gallery does not change
+		} else if oldActive.Valid && (oldActive.Int64 == 1) != active {
+			bump = true
+			if !active {
+				rep.Deactivated++
+			}
+		}
+		if err := w.applyGuardians(ctx, tx, id, p.guardians, now); err != nil {
+			return false, err
+		}
+		if err := setMap("pupil", p.code, id, h); err != nil {
+			return false, fmt.Errorf("citysync: roster map: %w", err)
+		}
+		rep.RosterChanged++
+	}
+	for key, m := range maps["pupil"] {
+		if !seen[key] { // gone from the city roster: left
+			if err := setActive(m.localID, false); err != nil {
+				return false, err
+			}
+			if err := dropMap("pupil", key); err != nil {
+				return false, err
+			}
+		}
+	}
+	if err := w.saveRosterIssues(ctx, tx, issues, rep); err != nil {
+		return false, err
+	}
+	return bump, nil
+}
+
+// applyGuardians adds the city's guardians of a pupil that the hub does not
+// have (matched by phone, else by name) and refreshes matched ones; it never
+// deletes a guardian (parents' accounts and notifications refer to them).
+func (w *Worker) applyGuardians(ctx context.Context, tx *sql.Tx, pupil string, gs []cityGuardian, now int64) error {
+	for _, g := range gs {
+		if strings.TrimSpace(g.name) == "" {
+			continue
+		}
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM guardians WHERE pupil_id = ? AND ((phone <> '' AND phone = ?) OR full_name = ?)
+			ORDER BY (phone = ?) DESC LIMIT 1`, pupil, g.phone, g.name, g.phone).Scan(&id)
+		switch {
+		case err == sql.ErrNoRows:
+			_, err = tx.ExecContext(ctx, `INSERT INTO guardians (pupil_id, full_name, phone, email, relation, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?)`, pupil, g.name, g.phone, g.email, g.relation, now)
+		case err == nil:
+			_, err = tx.ExecContext(ctx, `UPDATE guardians SET full_name = ?, phone = ?, email = ?, relation = ?, updated_at = ?
+				WHERE id = ? AND (full_name, phone, email, relation) IS NOT (?, ?, ?, ?)`,
+				g.name, g.phone, g.email, g.relation, now, id, g.name, g.phone, g.email, g.relation)
+		}
+		if err != nil {
+			return fmt.Errorf("citysync: guardian of %s: %w", pupil, err)
+		}
+	}
+	return nil
+}
+
+// saveRosterIssues replaces the roster issues with the current ones,
+// keeping first_seen, and logs only the new ones.
+func (w *Worker) saveRosterIssues(ctx context.Context, tx *sql.Tx, issues []Issue, rep *Report) error {
+	now := w.now().UnixMilli()
+	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS citysync_current_issues (id INTEGER PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("citysync: issues: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM temp.citysync_current_issues`); err != nil {
+		return fmt.Errorf("citysync: issues: %w", err)
+	}
+	sort.Slice(issues, func(i, j int) bool { return issues[i].String() < issues[j].String() })
+	for _, is := range issues {
+		var id, first, last int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO citysync_issues (kind, city_key, reason, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(kind, city_key, reason) DO UPDATE SET last_seen = excluded.last_seen
+			RETURNING id, first_seen, last_seen`, is.Kind, is.CityKey, is.Reason, now, now).Scan(&id, &first, &last)
+		if err != nil {
+			return fmt.Errorf("citysync: issues: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO temp.citysync_current_issues (id) VALUES (?)`, id); err != nil {
+			return fmt.Errorf("citysync: issues: %w", err)
+		}
+		if first == now {
+			rep.NewIssues = append(rep.NewIssues, is)
+			w.log.Warn("city roster row skipped", "kind", is.Kind, "key", is.CityKey, "reason", is.Reason)
+		}
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM citysync_issues WHERE kind IN ('staff', 'class', 'pupil')
+		AND id NOT IN (SELECT id FROM temp.citysync_current_issues)`)
+	if err != nil {
+		return fmt.Errorf("citysync: issues: %w", err)
+	}
+	return nil
+}
+
+func slicesWithout(s []string, x string) []string {
+	var out []string
+	for _, v := range s {
+		if v != x {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// bumpGallery makes the gates reload: through the gallery keeper if wired,
+// else directly in gallery_versions (hub/templates' table), else a meta flag.
+func (w *Worker) bumpGallery(ctx context.Context, tx *sql.Tx) error {
+	if w.gallery != nil {
+		return w.gallery.BumpTx(ctx, tx, w.school)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO gallery_versions (school_id, version, updated_at) VALUES (?, 1, ?)
+		ON CONFLICT(school_id) DO UPDATE SET version = version + 1, updated_at = excluded.updated_at`, w.school, w.now().UnixMilli())
+	if err != nil && strings.Contains(err.Error(), "no such table") {
+		_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('gallery_dirty', '1')
+			ON CONFLICT(key) DO UPDATE SET value = '1'`)
+	}
+	if err != nil {
+		return fmt.Errorf("citysync: gallery bump: %w", err)
+	}
+	return nil
+}
