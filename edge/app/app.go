@@ -92,7 +92,10 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	if a.cap, err = capture.New(cfg.Camera, log, now); err != nil {
 		return nil, err
 	}
-	a.mbox = capture.NewMailbox(true)
+	// A video file read as fast as possible (camera.realtime: false) must
+	// not drop frames; live sources keep only the newest frame.
+	kind, _ := capture.ParseSource(cfg.Camera.Source)
+	a.mbox = capture.NewMailbox(!(kind == capture.KindFile && !cfg.Camera.Realtime))
 	stats := &pipeline.Stats{}
 	metrics := pipeline.NewMetrics(a.reg, stats)
 	hooks := pipeline.Hooks{}

@@ -600,7 +600,7 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 		_ = doc
 		v := Vote{Match: gal.Match(fc.Descriptor), Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
 		if p.cfg.FaceCrop {
-			v.JPEG = faceJPEG(j.region, fc.Box.Sub(j.origin), p.cfg.FaceCropWidth)
+			v.JPEG = faceJPEG(j.region, fc.Box, p.cfg.FaceCropWidth) // fc.Box is in region coordinates
 		}
 		vote = &v
 	}
