@@ -74,6 +74,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Ap
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.resolvePaths()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -1,0 +1,360 @@
+// Package gallerysrv serves each school's face gallery to its
+// authenticated gates: GET /api/v1/gates/{gate_id}/gallery with HTTP basic
+// auth (the gate's device username and password, bcrypt-checked), an ETag
+// "v<version>" and If-None-Match → 304. The body is a gatekit.GalleryDoc of
+// every active pupil's descriptors (active, not on manual attendance, with
+// templates), read through a TemplateSource (hub/templates).
+//
+// The version is a per-school counter in gallery_served that bumps whenever
+// the digest of the served descriptor set changes (a pupil deactivated or
+// removed, a template added or deleted). Changes are noticed at once when a
+// component calls Changed (the roster and the template store do), and by a
+// periodic digest check otherwise. Each new version is announced on the
+// retained MQTT topic gatekit.GalleryTopic(school) through an Announcer
+// (the hub's broker), so online gates fetch it within seconds.
+package gallerysrv
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// TemplateSource gives the descriptors gates must hold: for a school, the
+// current model and, per pupil ID, the active templates of active pupils
+// not on manual attendance. hub/templates.Store implements it.
+type TemplateSource interface {
+	ActiveDescriptors(ctx context.Context, schoolID string) (model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor, err error)
+}
+
+// Announcer publishes a school's retained gallery announcement on
+// gatekit.GalleryTopic(school) (hub/broker implements it in both modes).
+type Announcer interface {
+	Announce(ctx context.Context, schoolID string, a gatekit.GalleryAnnounce) error
+}
+
+// Config of the gallery server.
+type Config struct {
+	// CheckInterval is the periodic digest check that catches changes no
+	// component reported.
+	CheckInterval time.Duration `yaml:"check_interval"`
+	// Threshold and MinMargin, when set, are sent to gates as the
+	// calibrated operating point (real L2); 0 keeps each gate's own.
+	Threshold float64 `yaml:"threshold"`
+	MinMargin float64 `yaml:"min_margin"`
+}
+
+// Default returns the defaults.
+func Default() Config { return Config{CheckInterval: 5 * time.Second} }
+
+// Validate checks the config.
+func (c Config) Validate(prefix string) error {
+	if c.CheckInterval < 500*time.Millisecond || c.CheckInterval > time.Hour {
+		return gatekit.Fieldf(prefix+".check_interval", "must be 500ms..1h, got %s", c.CheckInterval)
+	}
+	if c.Threshold < 0 || c.Threshold > 4 {
+		return gatekit.Fieldf(prefix+".threshold", "must be 0..4 (real L2), got %g", c.Threshold)
+	}
+	if c.MinMargin < 0 || c.MinMargin > 4 {
+		return gatekit.Fieldf(prefix+".min_margin", "must be 0..4, got %g", c.MinMargin)
+	}
+	return nil
+}
+
+type entry struct {
+	version int64
+	digest  string
+	body    []byte
+	people  int
+}
+
+// Server builds, versions, serves and announces galleries.
+type Server struct {
+	db  *store.DB
+	src TemplateSource
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	mu    sync.Mutex
+	ann   Announcer
+	cache map[string]*entry
+	dirty map[string]bool
+	kick  chan struct{}
+	auth  map[string]authEntry
+	build sync.Mutex // one Refresh at a time
+}
+
+// New returns the server. ann may be nil and set later with SetAnnouncer.
+func New(db *store.DB, src TemplateSource, ann Announcer, cfg Config, log *slog.Logger, now func() time.Time) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Server{db: db, src: src, ann: ann, cfg: cfg, log: log, now: now,
+		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{}}
+}
+
+// SetAnnouncer sets the MQTT announcer (once the broker exists).
+func (s *Server) SetAnnouncer(a Announcer) {
+	s.mu.Lock()
+	s.ann = a
+	s.mu.Unlock()
+}
+
+// Changed tells the server that school's gallery may have changed; the
+// worker rebuilds and announces it promptly, and the next request serves
+// the new version. Safe to call from any goroutine; never blocks.
+func (s *Server) Changed(_ context.Context, school string) {
+	s.mu.Lock()
+	s.dirty[school] = true
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Digest is the SHA-256 of the model and the sorted descriptor set.
+func Digest(model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n", model.String())
+	ids := sortedIDs(byPupil)
+	for _, id := range ids {
+		fmt.Fprintf(h, "%s:%d\n", id, len(byPupil[id]))
+		for _, d := range byPupil[id] {
+			h.Write(d.Bytes())
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func sortedIDs(m map[string][]gatekit.Descriptor) []string {
+	ids := make([]string, 0, len(m))
+	for id, ds := range m {
+		if len(ds) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Refresh rebuilds school's gallery; when its digest differs from the last
+// served one, the version bumps (persisted) and the new version is
+// announced. It returns the current version and whether it changed.
+func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error) {
+	s.build.Lock()
+	defer s.build.Unlock()
+	s.mu.Lock()
+	delete(s.dirty, school)
+	s.mu.Unlock()
+	model, byPupil, err := s.src.ActiveDescriptors(ctx, school)
+	if err != nil {
+		s.Changed(ctx, school) // retry later
+		return 0, false, fmt.Errorf("gallery %s: templates: %w", school, err)
+	}
+	digest := Digest(model, byPupil)
+	var version int64
+	var old string
+	err = s.db.R.QueryRowContext(ctx, `SELECT version, digest FROM gallery_served WHERE school_id = ?`, school).Scan(&version, &old)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, false, fmt.Errorf("gallery %s: version: %w", school, err)
+	}
+	changed := old != digest
+	if changed {
+		version++
+		if _, err := s.db.W.ExecContext(ctx, `INSERT INTO gallery_served(school_id, version, digest, people, updated_at) VALUES (?,?,?,?,?)
+			ON CONFLICT(school_id) DO UPDATE SET version=excluded.version, digest=excluded.digest, people=excluded.people, updated_at=excluded.updated_at`,
+			school, version, digest, len(byPupil), s.now().UnixMilli()); err != nil {
+			return 0, false, fmt.Errorf("gallery %s: version: %w", school, err)
+		}
+	}
+	s.mu.Lock()
+	cur := s.cache[school]
+	s.mu.Unlock()
+	if cur == nil || cur.digest != digest || cur.version != version {
+		body, n, err := s.encode(school, version, model, byPupil)
+		if err != nil {
+			return 0, false, err
+		}
+		s.mu.Lock()
+		s.cache[school] = &entry{version: version, digest: digest, body: body, people: n}
+		s.mu.Unlock()
+	}
+	if changed {
+		s.log.Info("gallery version", "school", school, "version", version, "people", len(byPupil))
+		s.announce(school, version, model)
+	}
+	return version, changed, nil
+}
+
+func (s *Server) encode(school string, version int64, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) ([]byte, int, error) {
+	doc := &gatekit.GalleryDoc{Format: gatekit.GalleryFormat, SchoolID: school, Version: version, Model: model,
+		People: []gatekit.GalleryPerson{}, Threshold: s.cfg.Threshold, MinMargin: s.cfg.MinMargin}
+	for _, id := range sortedIDs(byPupil) {
+		ds := byPupil[id]
+		if len(ds) > gatekit.MaxDescriptorsPerPerson {
+			ds = ds[:gatekit.MaxDescriptorsPerPerson]
+		}
+		p := gatekit.GalleryPerson{StudentID: id}
+		for _, d := range ds {
+			p.Descriptors = append(p.Descriptors, d.MarshalBase64())
+		}
+		doc.People = append(doc.People, p)
+	}
+	b, err := doc.Encode()
+	if err != nil {
+		return nil, 0, err
+	}
+	// The edge decodes strictly: never serve what it would refuse.
+	if _, _, err := gatekit.DecodeGallery(b); err != nil {
+		return nil, 0, fmt.Errorf("gallery %s: built an invalid document: %w", school, err)
+	}
+	return b, len(doc.People), nil
+}
+
+// AnnounceURL is the gallery path announced to gates ({gate_id} is theirs).
+const AnnounceURL = "/api/v1/gates/{gate_id}/gallery"
+
+func (s *Server) announce(school string, version int64, model gatekit.ModelID) {
+	s.mu.Lock()
+	ann := s.ann
+	s.mu.Unlock()
+	if ann == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a := gatekit.GalleryAnnounce{Schema: gatekit.SchemaVersion, Version: version, URL: AnnounceURL, Model: model}
+	if err := ann.Announce(ctx, school, a); err != nil {
+		s.log.Warn("gallery announce failed", "school", school, "version", version, "err", err)
+	}
+}
+
+// Current returns school's served version, ETag and body, rebuilding it
+// first when it is unknown or marked changed.
+func (s *Server) Current(ctx context.Context, school string) (version int64, etag string, body []byte, err error) {
+	s.mu.Lock()
+	e, dirty := s.cache[school], s.dirty[school]
+	s.mu.Unlock()
+	if e == nil || dirty {
+		if _, _, err := s.Refresh(ctx, school); err != nil {
+			return 0, "", nil, err
+		}
+		s.mu.Lock()
+		e = s.cache[school]
+		s.mu.Unlock()
+	}
+	return e.version, ETag(e.version), e.body, nil
+}
+
+// ETag is the entity tag of a version: "v<version>".
+func ETag(v int64) string { return `"v` + strconv.FormatInt(v, 10) + `"` }
+
+// Run rebuilds changed schools on Changed and checks every school with
+// gates every CheckInterval, announcing each school's current version once
+// at start (the retained message then always holds the latest). It
+// returns when ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	first := true
+	t := time.NewTicker(s.cfg.CheckInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		var schools []string
+		var err error
+		if first {
+			schools, err = s.schools(ctx)
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.kick:
+				s.mu.Lock()
+				for sc := range s.dirty {
+					schools = append(schools, sc)
+				}
+				s.mu.Unlock()
+			case <-t.C:
+				schools, err = s.schools(ctx)
+			}
+		}
+		for _, sc := range schools {
+			if err != nil {
+				break
+			}
+			var v int64
+			var changed bool
+			v, changed, err = s.Refresh(ctx, sc)
+			if err == nil && first && !changed {
+				model, _, _ := s.src.ActiveDescriptors(ctx, sc)
+				s.announce(sc, v, model)
+			}
+		}
+		first = false
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			s.log.Warn("gallery refresh failing", "err", err)
+			failing = true
+		case err == nil && failing:
+			s.log.Info("gallery refresh recovered")
+			failing = false
+		}
+	}
+}
+
+// schools with at least one gate (only they are served).
+func (s *Server) schools(ctx context.Context) ([]string, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT DISTINCT school_id FROM gates WHERE active = 1`)
+	if err != nil {
+		return nil, fmt.Errorf("gallery: schools: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// authEntry caches a successful bcrypt check: a gate's password hash and
+// the SHA-256 of the password that matched it.
+type authEntry struct {
+	pwHash string
+	sum    [32]byte
+}
+
+func (s *Server) cachedOK(user, pwHash string, sum [32]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.auth[user]
+	return ok && e.pwHash == pwHash && subtle.ConstantTimeCompare(e.sum[:], sum[:]) == 1
+}
+
+func (s *Server) remember(user, pwHash string, sum [32]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.auth) > 10000 {
+		s.auth = map[string]authEntry{}
+	}
+	s.auth[user] = authEntry{pwHash, sum}
+}

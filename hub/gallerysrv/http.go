@@ -1,0 +1,97 @@
+package gallerysrv
+
+import (
+	"crypto/sha256"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/gin-gonic/gin"
+	"golang.org/x/crypto/bcrypt"
+)
+
+//go:embed openapi.json
+var openapiPaths []byte
+
+// OpenAPIPaths is the OpenAPI "paths" fragment of these routes.
+func OpenAPIPaths() []byte { return openapiPaths }
+
+// Routes registers GET /gates/:gate_id/gallery under r (/api/v1).
+func (s *Server) Routes(r gin.IRouter) {
+	r.GET("/gates/:gate_id/gallery", s.get)
+}
+
+var errBadCreds = &api.Error{Code: api.CodeUnauthenticated, Message: "gate username or password is wrong"}
+
+var (
+	dummyOnce sync.Once
+	dummyHash []byte
+)
+
+type gateRow struct {
+	id, school, hash string
+	active           bool
+}
+
+// authenticate checks HTTP basic auth against the gates table.
+func (s *Server) authenticate(c *gin.Context) (gateRow, error) {
+	user, pw, ok := c.Request.BasicAuth()
+	if !ok || user == "" {
+		return gateRow{}, &api.Error{Code: api.CodeUnauthenticated, Message: "gate credentials required (HTTP basic auth)"}
+	}
+	var g gateRow
+	var active int
+	err := s.db.R.QueryRowContext(c, `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, user).
+		Scan(&g.id, &g.school, &g.hash, &active)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Same cost as a real check so timing does not reveal usernames.
+		dummyOnce.Do(func() { dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a gate"), bcrypt.DefaultCost) })
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(pw))
+		return g, errBadCreds
+	}
+	if err != nil {
+		return g, err
+	}
+	g.active = active == 1
+	sum := sha256.Sum256([]byte(pw))
+	if !s.cachedOK(user, g.hash, sum) {
+		if bcrypt.CompareHashAndPassword([]byte(g.hash), []byte(pw)) != nil {
+			return g, errBadCreds
+		}
+		s.remember(user, g.hash, sum)
+	}
+	if !g.active {
+		return g, &api.Error{Code: api.CodeForbidden, Message: "gate is deactivated"}
+	}
+	return g, nil
+}
+
+func (s *Server) get(c *gin.Context) {
+	g, err := s.authenticate(c)
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	if g.id != c.Param("gate_id") {
+		api.Fail(c, &api.Error{Code: api.CodeForbidden, Message: "a gate may fetch only its own gallery"})
+		return
+	}
+	_, etag, body, err := s.Current(c, g.school)
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	c.Header("ETag", etag)
+	c.Header("Cache-Control", "no-cache")
+	for _, v := range strings.Split(c.GetHeader("If-None-Match"), ",") {
+		if v = strings.TrimSpace(v); v == etag || v == "W/"+etag || v == "*" {
+			c.Status(http.StatusNotModified)
+			return
+		}
+	}
+	c.Data(http.StatusOK, "application/json", body)
+}
