@@ -1,0 +1,174 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// Auth errors.
+var (
+	ErrBadCredentials = errors.New("broker: wrong username or password")
+	ErrLockedOut      = errors.New("broker: too many failed logins, try later")
+)
+
+// Gate is an authenticated gate device.
+type Gate struct {
+	School, ID, Username string
+}
+
+// CanPublish reports whether the gate may publish to topic: only its own
+// events, status and heartbeat topics.
+func (g Gate) CanPublish(topic string) bool {
+	return topic == gatekit.EventTopic(g.School, g.ID) || topic == gatekit.StatusTopic(g.School, g.ID) ||
+		topic == gatekit.HeartbeatTopic(g.School, g.ID)
+}
+
+// CanRead reports whether the gate may subscribe to filter: only its
+// school's gallery topic, exactly (no wildcards).
+func (g Gate) CanRead(filter string) bool { return filter == gatekit.GalleryTopic(g.School) }
+
+// Authenticator checks gate credentials against the gates table (bcrypt,
+// active=1) with a lockout after repeated failures, per username and per
+// remote IP. Successful logins are cached for a few minutes (keyed by the
+// stored hash, so a password change takes effect at once) to keep
+// reconnect storms cheap.
+type Authenticator struct {
+	db  *store.DB
+	cfg LockoutConfig
+	now func() time.Time
+
+	mu    sync.Mutex
+	fails map[string]*failure
+	ok    map[string]okEntry
+}
+
+type failure struct {
+	n     int
+	until time.Time
+}
+
+type okEntry struct {
+	hash  string
+	pw    [32]byte
+	until time.Time
+}
+
+// NewAuthenticator makes an Authenticator.
+func NewAuthenticator(db *store.DB, cfg LockoutConfig, now func() time.Time) *Authenticator {
+	if now == nil {
+		now = time.Now
+	}
+	return &Authenticator{db: db, cfg: cfg, now: now, fails: map[string]*failure{}, ok: map[string]okEntry{}}
+}
+
+func hostOf(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
+
+// Check authenticates username/password coming from remote (host:port).
+func (a *Authenticator) Check(ctx context.Context, username, password, remote string) (Gate, error) {
+	ukey, ikey := "u:"+username, "ip:"+hostOf(remote)
+	now := a.now()
+	a.mu.Lock()
+	for _, k := range []string{ukey, ikey} {
+		if f := a.fails[k]; f != nil && now.Before(f.until) {
+			a.mu.Unlock()
+			return Gate{}, ErrLockedOut
+		}
+	}
+	a.mu.Unlock()
+
+	g, err := a.verify(ctx, username, password)
+	if errors.Is(err, ErrBadCredentials) {
+		a.fail(ukey, now, a.cfg.FreeFailures)
+		// Several gates may share an office IP: allow more before locking the address.
+		a.fail(ikey, now, a.cfg.FreeFailures*5)
+		return Gate{}, err
+	}
+	if err != nil {
+		return Gate{}, err
+	}
+	a.mu.Lock()
+	delete(a.fails, ukey)
+	delete(a.fails, ikey)
+	a.mu.Unlock()
+	return g, nil
+}
+
+func (a *Authenticator) fail(key string, now time.Time, free int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.fails[key]
+	if f == nil {
+		f = &failure{}
+		a.fails[key] = f
+	}
+	f.n++
+	if f.n > free {
+		d := a.cfg.Base
+		for i := free + 1; i < f.n && d < a.cfg.Max; i++ {
+			d *= 2
+		}
+		if d > a.cfg.Max {
+			d = a.cfg.Max
+		}
+		f.until = now.Add(d)
+	}
+	if len(a.fails) > 100000 { // bound memory under a spray of usernames
+		for k, v := range a.fails {
+			if now.After(v.until) {
+				delete(a.fails, k)
+			}
+		}
+	}
+}
+
+func (a *Authenticator) verify(ctx context.Context, username, password string) (Gate, error) {
+	var g Gate
+	var hash string
+	err := a.db.R.QueryRowContext(ctx, `SELECT id, school_id, password_hash FROM gates WHERE username = ? AND active = 1`,
+		username).Scan(&g.ID, &g.School, &hash)
+	if errors.Is(err, sql.ErrNoRows) || username == "" {
+		// Same cost as a real check, so timing does not reveal usernames.
+		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
+		return Gate{}, ErrBadCredentials
+	}
+	if err != nil {
+		return Gate{}, fmt.Errorf("broker: auth lookup: %w", err)
+	}
+	g.Username = username
+	sum := sha256.Sum256([]byte(password))
+	now := a.now()
+	a.mu.Lock()
+	e, cached := a.ok[username]
+	a.mu.Unlock()
+	if cached && e.hash == hash && e.pw == sum && now.Before(e.until) {
+		return g, nil
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		return Gate{}, ErrBadCredentials
+	}
+	a.mu.Lock()
+	a.ok[username] = okEntry{hash: hash, pw: sum, until: now.Add(5 * time.Minute)}
+	a.mu.Unlock()
+	return g, nil
+}
+
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("not-a-real-password"), bcrypt.DefaultCost)
+	return h
+})

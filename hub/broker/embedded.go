@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/diemdanh/diemdanh/hub/ingest"
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// Embedded is the in-process mochi-mqtt broker.
+//
+// Durability: a gate deletes an event from its outbox when it receives the
+// PUBACK, so the PUBACK must leave only after the event is committed. In
+// mochi v2.7.9 Server.processPublish runs the OnPublish hooks and only then
+// builds and writes the PUBACK, on the client's read goroutine. Our hook
+// hands a QoS 1 event to the ingester (group commit) and returns
+// packets.ErrRejectPacket, so mochi sends no PUBACK at all; the hook's
+// completion callback writes the PUBACK itself, through a per-client
+// acker goroutine (in arrival order), after the transaction committed. This
+// keeps the client's read loop free to pipeline more messages into the same
+// batch. If the commit fails, the client is disconnected without PUBACK and
+// resends on reconnect (duplicates are ignored by event_id).
+// Event messages are not forwarded to subscribers (the hub is their only
+// consumer). Status and heartbeat messages flow normally (retained status)
+// and are applied to the gates table asynchronously, as is the last will.
+type Embedded struct {
+	cfg  Config
+	log  *slog.Logger
+	srv  *mqtt.Server
+	tcp  *listeners.TCP
+	hook *gateHook
+}
+
+// NewEmbedded builds the broker; Start opens the listener.
+func NewEmbedded(cfg Config, db *store.DB, ing *ingest.Ingester, log *slog.Logger, now func() time.Time) (*Embedded, error) {
+	if err := cfg.Validate("broker."); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("broker: tls: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketBytes)
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps,
+		Logger: slog.New(levelFloor{log.Handler(), slog.LevelWarn}).With("component", "mqtt")})
+	h := &gateHook{auth: NewAuthenticator(db, cfg.Lockout, now), ing: ing, log: log}
+	if err := srv.AddHook(h, nil); err != nil {
+		return nil, fmt.Errorf("broker: hook: %w", err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "gates", Address: cfg.Listen, TLSConfig: tlsCfg})
+	if err := srv.AddListener(tcp); err != nil {
+		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Listen, err)
+	}
+	return &Embedded{cfg: cfg, log: log, srv: srv, tcp: tcp, hook: h}, nil
+}
+
+// Start serves in the background.
+func (e *Embedded) Start() error {
+	if err := e.srv.Serve(); err != nil {
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	e.log.Info("mqtt broker listening", "addr", e.tcp.Address(), "tls", e.cfg.TLSCert != "")
+	return nil
+}
+
+// Addr is the listener's address (useful with port 0).
+func (e *Embedded) Addr() string { return e.tcp.Address() }
+
+// Close stops the listener and disconnects every client.
+func (e *Embedded) Close() error { return e.srv.Close() }
+
+// Announce publishes a retained gallery announcement for the school.
+func (e *Embedded) Announce(_ context.Context, schoolID string, a gatekit.GalleryAnnounce) error {
+	if !gatekit.ValidID(schoolID) {
+		return gatekit.Fieldf("school_id", "invalid %q", schoolID)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("broker: announce: %w", err)
+	}
+	if err := e.srv.Publish(gatekit.GalleryTopic(schoolID), b, true, 1); err != nil {
+		return fmt.Errorf("broker: announce: %w", err)
+	}
+	return nil
+}
+
+// gateHook authenticates gates, enforces the ACL and feeds ingest.
+type gateHook struct {
+	mqtt.HookBase
+	auth *Authenticator
+	ing  *ingest.Ingester
+	log  *slog.Logger
+
+	clients sync.Map // *mqtt.Client → *session
+}
+
+type session struct {
+	gate Gate
+	acks chan uint16 // packet IDs to PUBACK, in commit order
+	stop chan struct{}
+	once sync.Once
+}
+
+func (h *gateHook) ID() string { return "diemdanh-gates" }
+
+func (h *gateHook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
+		mqtt.OnDisconnect, mqtt.OnWillSent}, []byte{b})
+}
+
+func (h *gateHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	g, err := h.auth.Check(context.Background(), string(pk.Connect.Username), string(pk.Connect.Password), cl.Net.Remote)
+	if err != nil {
+		h.log.Warn("gate login refused", "username", string(pk.Connect.Username), "remote", cl.Net.Remote, "err", err)
+		return false
+	}
+	s := &session{gate: g, acks: make(chan uint16, 1<<16), stop: make(chan struct{})}
+	if old, loaded := h.clients.Swap(cl, s); loaded {
+		old.(*session).close()
+	}
+	go s.ackLoop(cl)
+	return true
+}
+
+func (s *session) close() { s.once.Do(func() { close(s.stop) }) }
+
+func (s *session) ackLoop(cl *mqtt.Client) {
+	for {
+		select {
+		case <-s.stop:
+			return
+		case id := <-s.acks:
+			ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id}
+			if err := cl.WritePacket(ack); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (h *gateHook) session(cl *mqtt.Client) *session {
+	if v, ok := h.clients.Load(cl); ok {
+		return v.(*session)
+	}
+	return nil
+}
+
+func (h *gateHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	s := h.session(cl)
+	if s == nil {
+		return false
+	}
+	if write {
+		return s.gate.CanPublish(topic)
+	}
+	return s.gate.CanRead(topic)
+}
+
+func (h *gateHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	if v, ok := h.clients.LoadAndDelete(cl); ok {
+		v.(*session).close()
+	}
+}
+
+func (h *gateHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.ing.Submit(ingest.Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID}, nil)
+}
+
+func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.session(cl)
+	if s == nil { // cannot happen after auth; refuse rather than guess
+		return pk, packets.ErrRejectPacket
+	}
+	msg := ingest.Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID}
+	_, _, kind, _ := gatekit.ParseGateTopic(pk.TopicName)
+	if kind != "events" {
+		h.ing.Submit(msg, nil) // status/heartbeat: normal flow, applied asynchronously
+		return pk, nil
+	}
+	if pk.FixedHeader.Qos == 0 {
+		h.ing.Submit(msg, nil)
+		return pk, packets.ErrRejectPacket
+	}
+	id := pk.PacketID
+	h.ing.Submit(msg, func(_ ingest.Result, err error) {
+		if err != nil {
+			h.log.Error("event not committed; disconnecting gate so it resends", "gate", s.gate.ID, "err", err)
+			cl.Stop(fmt.Errorf("broker: commit failed: %w", err))
+			return
+		}
+		select {
+		case s.acks <- id:
+		case <-s.stop:
+		}
+	})
+	return pk, packets.ErrRejectPacket
+}
+
+// levelFloor drops records below min (mochi is chatty at info).
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFloor) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.min && l.Handler.Enabled(ctx, lv)
+}
+func (l levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFloor{l.Handler.WithAttrs(a), l.min}
+}
+func (l levelFloor) WithGroup(n string) slog.Handler {
+	return levelFloor{l.Handler.WithGroup(n), l.min}
+}
+
+var _ = errors.Is
