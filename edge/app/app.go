@@ -62,10 +62,10 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 		now = time.Now
 	}
 	a = &App{cfg: cfg, log: log, now: now, reg: prometheus.NewRegistry(), started: now()}
+	opened := a
 	defer func() {
 		if err != nil {
-			a.Close()
-			a = nil
+			opened.Close()
 		}
 	}()
 	if a.gallery, err = gallery.NewStore(cfg.Gallery.Path, log); err != nil {

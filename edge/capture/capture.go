@@ -158,7 +158,7 @@ func (c *Capture) open() (*gocv.VideoCapture, error) {
 		if k == KindFile {
 			return nil, fmt.Errorf("%w: cannot open %s as a video: %v", ErrSource, c.cfg.Source, err)
 		}
-		return nil, fmt.Errorf("capture: open %s: %w", redact(c.cfg.Source), err)
+		return nil, fmt.Errorf("capture: open %s: %s", redact(c.cfg.Source), strings.ReplaceAll(err.Error(), c.cfg.Source, redact(c.cfg.Source)))
 	}
 	if !vc.IsOpened() {
 		vc.Close()
