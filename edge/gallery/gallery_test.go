@@ -256,7 +256,11 @@ type lineCounter struct {
 	b  bytes.Buffer
 }
 
-func (l *lineCounter) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
 func (l *lineCounter) count(s string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
