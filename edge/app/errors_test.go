@@ -125,7 +125,10 @@ func TestMainErrors(t *testing.T) {
 		{"missing model", []string{"run", "--config", cfgWith(func(c *Config) { c.Gallery.Path = filepath.Join(dir, "g.json") })},
 			map[string]string{"MODELS_DIR": t.TempDir()}, 1, "face engine"},
 		{"unreadable video file", []string{"run", "--config", cfgWith(func(c *Config) { c.Camera.Source = notVideo; c.Gallery.Path = filepath.Join(dir, "g.json") })}, nil, 1, "cannot open"},
-		{"missing video file", []string{"run", "--config", cfgWith(func(c *Config) { c.Camera.Source = filepath.Join(dir, "none.mp4"); c.Gallery.Path = filepath.Join(dir, "g.json") })}, nil, 1, "no such file"},
+		{"missing video file", []string{"run", "--config", cfgWith(func(c *Config) {
+			c.Camera.Source = filepath.Join(dir, "none.mp4")
+			c.Gallery.Path = filepath.Join(dir, "g.json")
+		})}, nil, 1, "no such file"},
 		{"identify bad gallery", []string{"identify", "--gallery", badGallery, facePhoto(t, "bona.jpg")}, nil, 1, "student_id"},
 		{"identify without image", []string{"identify", "--gallery", badGallery}, nil, 2, "IMAGE"},
 		{"gallery build without out", []string{"gallery", "build", "--photos", dir}, nil, 2, "--out"},
