@@ -188,3 +188,14 @@ func (f *fixture) setDaily(pupil, day, status, source string) {
 		ON CONFLICT(pupil_id, day) DO UPDATE SET status = excluded.status, source = excluded.source, updated_at = excluded.updated_at`,
 		pupil, day, status, source, time.Now().UnixMilli())
 }
+
+// reconnectAdmin replaces the admin connection (after a server restart).
+func (f *fixture) reconnectAdmin() {
+	f.t.Helper()
+	c, err := pgx.Connect(f.ctx, f.cl.AdminDSN(f.dbName))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { c.Close(context.Background()) })
+	f.admin = c
+}
