@@ -158,7 +158,11 @@ func (n *Notifier) enqueueForPupil(ctx context.Context, tx *sql.Tx, rule, pupilI
 			targets = append(targets, [2]string{ChannelWebhook, r.phone})
 		}
 		if n.senders[ChannelPush] != nil && prefs[ChannelPush] {
-			subs, err := tx.QueryContext(ctx, `SELECT id FROM push_subscriptions WHERE guardian_id = ? ORDER BY id`, r.guardianID)
+			// A parent account linked to several guardian rows (one per child)
+			// subscribes once; its devices get every child's messages.
+			subs, err := tx.QueryContext(ctx, `SELECT id FROM push_subscriptions WHERE guardian_id = ?
+				OR guardian_id IN (SELECT b.guardian_id FROM account_guardians a JOIN account_guardians b
+					ON a.account_id = b.account_id WHERE a.guardian_id = ?) ORDER BY id`, r.guardianID, r.guardianID)
 			if err != nil {
 				return fmt.Errorf("notify: subscriptions: %w", err)
 			}

@@ -1,0 +1,220 @@
+// Package web is the hub's browser UI: server-rendered pages
+// (html/template, embedded templates, static files and an i18n catalogue,
+// Vietnamese by default, English by switch) for teachers (live class
+// board over Server-Sent Events, manual corrections, history, term
+// summary, CSV and printable exports), admins (all classes, gate health,
+// quarantine, enrolment with photo upload or the browser camera) and
+// parents (their own children only, notification preferences, Web Push).
+//
+// Accounts, sessions and roles come from hub/auth; manual attendance
+// changes go through an AttendanceWriter (hub/attendance), "not this
+// pupil" through a Feedback (hub/enrol), enrolment through an Enroller
+// (hub/enrol). Live updates are fed by hub/ingest: Server implements
+// ingest.Listener.
+//
+// Every state-changing request carries the session's CSRF token (form
+// field csrf_token or header X-CSRF-Token); pages send a strict Content
+// Security Policy (no inline script) and declare UTF-8.
+package web
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/notify"
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+//go:embed templates/*.html
+var templatesFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Config is the web section of the hub config.
+type Config struct {
+	// CookieSecure marks the session cookie Secure. Browsers accept Secure
+	// cookies on http://localhost and 127.0.0.1, so it stays on in tests.
+	CookieSecure bool `yaml:"cookie_secure"`
+	// DefaultLang is vi or en.
+	DefaultLang string `yaml:"default_lang"`
+	// HistoryDays is how far back the parents' portal shows.
+	HistoryDays int `yaml:"history_days"`
+	// MaxUpload is the most bytes one enrolment upload may carry.
+	MaxUpload int64 `yaml:"max_upload"`
+	// SSEClientBuffer is the per-client queue; a client that falls this
+	// far behind is disconnected (its browser reconnects and reloads).
+	SSEClientBuffer int `yaml:"sse_client_buffer"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{CookieSecure: true, DefaultLang: "vi", HistoryDays: 30, MaxUpload: 60 << 20, SSEClientBuffer: 256}
+}
+
+// Validate names the first bad field under prefix (e.g. "web.").
+func (c Config) Validate(prefix string) error {
+	switch {
+	case c.DefaultLang != "vi" && c.DefaultLang != "en":
+		return gatekit.Fieldf(prefix+"default_lang", "must be vi or en, got %q", c.DefaultLang)
+	case c.HistoryDays < 1 || c.HistoryDays > 366:
+		return gatekit.Fieldf(prefix+"history_days", "must be 1..366")
+	case c.MaxUpload < 1<<20:
+		return gatekit.Fieldf(prefix+"max_upload", "must be at least 1 MiB")
+	case c.SSEClientBuffer < 1:
+		return gatekit.Fieldf(prefix+"sse_client_buffer", "must be positive")
+	}
+	return nil
+}
+
+// Sessions is what the UI needs from hub/auth (auth.Service implements it).
+type Sessions interface {
+	Login(ctx context.Context, username, password, ip string) (string, *auth.Principal, error)
+	Session(ctx context.Context, tok string) (*auth.Principal, error)
+	Logout(ctx context.Context, tok string, p *auth.Principal, ip string) error
+	ChangePassword(ctx context.Context, p *auth.Principal, old, newPw, ip, keepToken string) error
+}
+
+// AttendanceWriter records a manual correction (hub/attendance). The
+// default writes attendance_overrides directly.
+type AttendanceWriter interface {
+	Override(ctx context.Context, pupilID, day, status, reason, actor string) error
+}
+
+// Feedback records "not this pupil" on a recognition (hub/enrol's
+// negative feedback). The default marks the event rejected and records it.
+type Feedback interface {
+	NotThisPupil(ctx context.Context, eventID, reason, actor string) error
+}
+
+// PhotoVerdict is the result of one enrolment photo.
+type PhotoVerdict struct {
+	File     string   `json:"file"`
+	Status   string   `json:"status"` // enrolled, rejected, review
+	Reasons  []string `json:"reasons,omitempty"`
+	CropJPEG []byte   `json:"crop_jpeg,omitempty"` // the accepted face crop
+}
+
+// Enroller enrols photos of a pupil (hub/enrol). Nil disables the page.
+type Enroller interface {
+	EnrolPhotos(ctx context.Context, pupilID string, files []string, photos [][]byte, actor, ip string) ([]PhotoVerdict, error)
+}
+
+// Deps are the collaborators of the UI. DB, Sessions are required.
+type Deps struct {
+	DB         *store.DB
+	Log        *slog.Logger
+	Now        func() time.Time
+	Sessions   Sessions
+	Audit      *audit.Log
+	Attendance AttendanceWriter
+	Feedback   Feedback
+	Enroller   Enroller
+	Notify     *notify.Notifier // nil: preferences page without push
+}
+
+// Server serves the pages and the live feed.
+type Server struct {
+	cfg   Config
+	d     Deps
+	log   *slog.Logger
+	now   func() time.Time
+	tmpl  map[string]*template.Template
+	cat   *Catalogue
+	live  *Live
+	files http.Handler
+}
+
+// New builds the UI. Call Start to run the live-update worker.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Validate("web."); err != nil {
+		return nil, err
+	}
+	if d.DB == nil || d.Sessions == nil {
+		return nil, fmt.Errorf("web: DB and Sessions are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Audit == nil {
+		d.Audit = audit.New(d.DB, d.Log, d.Now)
+	}
+	if d.Attendance == nil {
+		d.Attendance = &sqlOverrides{db: d.DB, audit: d.Audit, now: d.Now}
+	}
+	if d.Feedback == nil {
+		d.Feedback = &sqlFeedback{db: d.DB, audit: d.Audit, now: d.Now}
+	}
+	cat, err := LoadCatalogue()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, d: d, log: d.Log.With("component", "web"), now: d.Now, cat: cat}
+	if s.tmpl, err = s.parseTemplates(); err != nil {
+		return nil, err
+	}
+	sub, _ := fs.Sub(staticFS, "static")
+	s.files = http.StripPrefix("/static/", http.FileServer(http.FS(sub)))
+	s.live = NewLive(s, cfg.SSEClientBuffer)
+	return s, nil
+}
+
+// Live returns the live-update hub (for benchmarks).
+func (s *Server) Live() *Live { return s.live }
+
+// Start runs the live-update worker until ctx ends.
+func (s *Server) Start(ctx context.Context) { s.live.Start(ctx) }
+
+// Routes registers every page on r (the hub's root engine).
+func (s *Server) Routes(r gin.IRouter) {
+	r.GET("/static/*file", func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=3600")
+		s.files.ServeHTTP(c.Writer, c.Request)
+	})
+	r.GET("/sw.js", s.serviceWorker)
+	g := r.Group("/", s.secure, s.session)
+	g.GET("/", s.home)
+	g.GET("/login", s.loginPage)
+	g.POST("/login", s.loginSubmit)
+	g.GET("/lang/:code", s.setLang)
+	g.POST("/logout", s.require(), s.csrf, s.logout)
+	g.GET("/password", s.require(), s.passwordPage)
+	g.POST("/password", s.require(), s.csrf, s.passwordSubmit)
+
+	t := g.Group("/teacher", s.require(auth.RoleTeacher, auth.RoleAdmin))
+	t.GET("", s.teacherHome)
+	t.GET("/class/:class", s.classScope, s.board)
+	t.GET("/class/:class/live", s.classScope, s.liveFeed)
+	t.GET("/class/:class/day.csv", s.classScope, s.exportDayCSV)
+	t.GET("/class/:class/day/print", s.classScope, s.printDay)
+	t.GET("/class/:class/term", s.classScope, s.term)
+	t.GET("/class/:class/term.csv", s.classScope, s.exportTermCSV)
+	t.GET("/class/:class/term/print", s.classScope, s.printTerm)
+	t.POST("/class/:class/override", s.classScope, s.csrf, s.override)
+	t.POST("/class/:class/reject", s.classScope, s.csrf, s.reject)
+	t.GET("/crop/:event", s.crop)
+
+	a := g.Group("/admin", s.require(auth.RoleAdmin))
+	a.GET("", s.adminOverview)
+	a.GET("/enrol", s.enrolPage)
+	a.POST("/enrol", s.csrf, s.enrolSubmit)
+
+	p := g.Group("/parent", s.require(auth.RoleParent))
+	p.GET("", s.parentHome)
+	p.POST("/prefs", s.csrf, s.parentPrefs)
+	p.POST("/push", s.csrf, s.parentPush)
+}
