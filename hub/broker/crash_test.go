@@ -162,7 +162,7 @@ func TestKill9MidStream(t *testing.T) {
 			sent[e.EventID] = true
 		}
 		mu.Unlock()
-		o := paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID("gate-"+g.ID).
+		o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("gate-" + g.ID).
 			SetUsername(g.Username).SetPassword(g.Password).SetCleanSession(false).
 			SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 			SetMaxReconnectInterval(200 * time.Millisecond).SetOrderMatters(false)
