@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/diemdanh/diemdanh/hub/citysync"
 )
 
 // Command is one bin/hub subcommand.
@@ -22,8 +24,9 @@ type Command struct {
 // its subcommand (XxxMain lives in the helper's package).
 func commands() map[string]Command {
 	return map[string]Command{
-		"run":  {"run the hub: hub run --config hub.yaml", RunMain},
-		"demo": {"start a demo hub and one gate (what `make run` runs)", DemoMain},
+		"run":        {"run the hub: hub run --config hub.yaml", RunMain},
+		"demo":       {"start a demo hub and one gate (what `make run` runs)", DemoMain},
+		"bench-sync": {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", citysync.BenchSyncMain},
 	}
 }
 
