@@ -124,6 +124,7 @@ type Result struct {
 	Describes     int64     `json:"describes"`
 	DetectFrames  int64     `json:"detect_frames"`
 	MotionSkipped int64     `json:"motion_skipped"`
+	DecidedSkip   int64     `json:"decided_skipped"`
 	RSSMB         float64   `json:"rss_mb"`
 	CPUCoresUsed  float64   `json:"cpu_cores_used"`
 	Threshold     float64   `json:"threshold"`
@@ -256,7 +257,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 
 	res := &Result{Video: o.Video, Frames: st.Frames.Load(), FPS: float64(st.Frames.Load()) / wall.Seconds(), Dropped: mbox.Dropped(),
 		Events: st.Events.Load(), UnknownTracks: st.Unknowns.Load(), Describes: st.Describes.Load(),
-		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), RSSMB: rss,
+		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: rss,
 		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
 		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth}
 	if cfg.UseGalleryOperatingPoint && doc.Threshold > 0 {

@@ -11,6 +11,7 @@ type Stats struct {
 	Frames         atomic.Int64 // frames taken from the source
 	DetectFrames   atomic.Int64 // frames the detector ran on
 	MotionSkipped  atomic.Int64 // frames skipped because nothing moved
+	DecidedSkipped atomic.Int64 // frames not searched because every face in view was decided
 	Faces          atomic.Int64 // detections kept
 	TracksStarted  atomic.Int64
 	TracksEnded    atomic.Int64

@@ -42,6 +42,10 @@ type Config struct {
 	Upsample int `yaml:"upsample"`
 	// HOGAdjust shifts the detector's threshold (negative finds more).
 	HOGAdjust float64 `yaml:"hog_adjust"`
+	// DecidedDetectEvery runs the detector only on every Nth frame while
+	// every tracked face has already been decided (they only need to be
+	// followed until they leave). 1 detects on every frame.
+	DecidedDetectEvery int `yaml:"decided_detect_every"`
 
 	Tracker TrackerConfig `yaml:"tracker"`
 	Vote    VoteConfig    `yaml:"vote"`
@@ -78,16 +82,17 @@ type Config struct {
 // DefaultConfig returns strict defaults (see README, Recognition).
 func DefaultConfig() Config {
 	return Config{
-		Direction:       gatekit.DirectionIn,
-		DetectWidth:     640,
-		MotionThreshold: 1.5,
-		MinFacePx:       0,
-		MaxFaces:        6,
-		Tracker:         DefaultTrackerConfig(),
-		Vote:            DefaultVoteConfig(),
-		DescribeEvery:   2,
-		MinDescribePx:   90,
-		MaxDescribes:    12,
+		Direction:          gatekit.DirectionIn,
+		DetectWidth:        640,
+		MotionThreshold:    1.5,
+		MinFacePx:          0,
+		MaxFaces:           6,
+		DecidedDetectEvery: 3,
+		Tracker:            DefaultTrackerConfig(),
+		Vote:               DefaultVoteConfig(),
+		DescribeEvery:      2,
+		MinDescribePx:      90,
+		MaxDescribes:       12,
 		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
@@ -113,6 +118,8 @@ func (c Config) Validate(prefix string) error {
 		return f("min_face_px", "must not be negative")
 	case c.MaxFaces < 1 || c.MaxFaces > 64:
 		return f("max_faces", "must be 1..64, got %d", c.MaxFaces)
+	case c.DecidedDetectEvery < 1 || c.DecidedDetectEvery > 25:
+		return f("decided_detect_every", "must be 1..25, got %d", c.DecidedDetectEvery)
 	case c.Upsample < 0 || c.Upsample > 2:
 		return f("upsample", "must be 0..2, got %d", c.Upsample)
 	case c.Tracker.MinIoU <= 0 || c.Tracker.MinIoU >= 1:
@@ -377,6 +384,7 @@ func (p *Pipeline) commit(ctx context.Context, e emission) error {
 type detState struct {
 	small, gray, tiny, prev, diff gocv.Mat
 	hasPrev                       bool
+	lastDetect                    int64
 }
 
 func (s *detState) close() {
@@ -427,6 +435,21 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		p.Stats.Errors.Add(1)
 		return nil
 	}
+	// Every face in view is decided: follow them on every Nth frame only.
+	if p.cfg.DecidedDetectEvery > 1 {
+		p.mu.Lock()
+		act := p.tracker.Active()
+		allDecided := len(act) > 0
+		for _, tr := range act {
+			allDecided = allDecided && tr.Decided
+		}
+		p.mu.Unlock()
+		if allDecided && f.Index-st.lastDetect < int64(p.cfg.DecidedDetectEvery) {
+			p.Stats.DecidedSkipped.Add(1)
+			p.onFrame(f, nil)
+			return nil
+		}
+	}
 	t0 := time.Now()
 	scale := 1.0
 	work := f.Mat
@@ -476,6 +499,7 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		return nil
 	}
 	p.Stats.DetectFrames.Add(1)
+	st.lastDetect = f.Index
 	sort.SliceStable(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
 	frameR := image.Rect(0, 0, W, H)
 	boxes := make([]image.Rectangle, 0, len(dets))
