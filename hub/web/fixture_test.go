@@ -32,15 +32,15 @@ import (
 )
 
 const (
-	pupilAn     = "012345678901" // class c1, parent1's child
-	pupilBinh   = "012345678902" // class c1
-	pupilScript = "012345678903" // class c1, named <script>
+	pupilAn      = "012345678901" // class c1, parent1's child
+	pupilBinh    = "012345678902" // class c1
+	pupilScript  = "012345678903" // class c1, named <script>
 	pupilFormula = "012345678904" // class c1, named like a spreadsheet formula
-	pupilChi    = "012345678905" // class c2, parent2's child
-	password    = "mat-khau-12345"
-	gatePass    = "gate-secret-123"
-	scriptName  = `<script>alert("x")</script>`
-	formulaName = `=HYPERLINK("http://evil","Bấm")`
+	pupilChi     = "012345678905" // class c2, parent2's child
+	password     = "mat-khau-12345"
+	gatePass     = "gate-secret-123"
+	scriptName   = `<script>alert("x")</script>`
+	formulaName  = `=HYPERLINK("http://evil","Bấm")`
 )
 
 type fixture struct {
@@ -111,6 +111,7 @@ func newFixture(t testing.TB) *fixture {
 		must(t, err)
 	}
 	ncfg := notify.Default()
+	ncfg.SMTP.Addr = "127.0.0.1:9" // e-mail channel on (never run here)
 	f.notify, err = notify.New(ctx, ncfg, db, log, time.Now)
 	must(t, err)
 

@@ -78,7 +78,7 @@ func (s *Server) parentHome(c *gin.Context) {
 		today := s.now().In(cls.Loc)
 		for k := 0; k < s.cfg.HistoryDays; k++ {
 			day := today.AddDate(0, 0, -k)
-			if day.Weekday() == time.Sunday {
+			if k > 0 && day.Weekday() == time.Sunday {
 				continue
 			}
 			ds := day.Format("2006-01-02")

@@ -2,8 +2,8 @@ package web
 
 import (
 	"crypto/subtle"
-	"errors"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"

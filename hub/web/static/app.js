@@ -59,7 +59,7 @@
       var es = new EventSource(live.dataset.live);
       es.addEventListener("open", function () {
         if (failed) { location.reload(); return; } // resync after an outage
-        live.textContent = live.dataset.online;
+        live.textContent = live.dataset.okText;
         live.classList.remove("off");
         document.body.dataset.live = "open";
       });
@@ -68,7 +68,7 @@
       });
       es.addEventListener("error", function () {
         failed = true;
-        live.textContent = live.dataset.offline;
+        live.textContent = live.dataset.lostText;
         live.classList.add("off");
       });
     }
