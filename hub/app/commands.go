@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/diemdanh/diemdanh/hub/citysync"
+	"github.com/diemdanh/diemdanh/hub/enrol"
 )
 
 // Command is one bin/hub subcommand.
@@ -24,9 +25,11 @@ type Command struct {
 // its subcommand (XxxMain lives in the helper's package).
 func commands() map[string]Command {
 	return map[string]Command{
-		"run":        {"run the hub: hub run --config hub.yaml", RunMain},
-		"demo":       {"start a demo hub and one gate (what `make run` runs)", DemoMain},
-		"bench-sync": {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", citysync.BenchSyncMain},
+		"run":         {"run the hub: hub run --config hub.yaml", RunMain},
+		"demo":        {"start a demo hub and one gate (what `make run` runs)", DemoMain},
+		"enrol":       {"bulk-enrol faces: hub enrol --roster roster.csv --photos DIR", enrol.EnrolMain},
+		"bench-enrol": {"benchmark bulk enrolment (photos/s, p95, RSS): hub bench-enrol --json", enrol.BenchEnrolMain},
+		"bench-sync":  {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", citysync.BenchSyncMain},
 	}
 }
 

@@ -7,6 +7,13 @@ import (
 	"github.com/diemdanh/diemdanh/hub/backup"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/templates"
+
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/enrol"
+
+	"github.com/diemdanh/diemdanh/hub/notify"
+	"github.com/diemdanh/diemdanh/hub/web"
 )
 
 // Components holds the per-component config sections. Other helpers add
@@ -17,6 +24,11 @@ type Components struct {
 	Gallery    gallerysrv.Config `yaml:"gallery"`
 	Backup     backup.Config     `yaml:"backup"`
 	Templates  templates.Config  `yaml:"templates"`
+	Auth       auth.Config       `yaml:"auth"`
+	Enrol      enrol.Config      `yaml:"enrol"`
+	Audit      audit.Config      `yaml:"audit"`
+	Web        web.Config        `yaml:"web"`    // WEB: pages
+	Notify     notify.Config     `yaml:"notify"` // WEB: notifications
 }
 
 func defaultComponents() Components {
@@ -25,10 +37,30 @@ func defaultComponents() Components {
 		Gallery:    gallerysrv.Default(),
 		Backup:     backup.Default(),
 		Templates:  templates.Config{}, // key file defaults to <data_dir>/template.key
+		Auth:       auth.DefaultConfig(),
+		Enrol:      enrol.DefaultConfig(),
+		Audit:      audit.DefaultConfig(),
+		Web:        web.Default(),
+		Notify:     notify.Default(),
 	}
 }
 
 func (c Components) validate() error {
+	if err := c.Web.Validate("web."); err != nil {
+		return err
+	}
+	if err := c.Notify.Validate("notify."); err != nil {
+		return err
+	}
+	if err := c.Auth.Validate("auth"); err != nil {
+		return err
+	}
+	if err := c.Enrol.Validate("enrol"); err != nil {
+		return err
+	}
+	if err := c.Audit.Validate("audit"); err != nil {
+		return err
+	}
 	if err := c.Attendance.Validate("attendance"); err != nil {
 		return err
 	}

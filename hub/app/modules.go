@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/backup"
@@ -10,6 +11,14 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/templates"
+
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/enrol"
+
+	"github.com/diemdanh/diemdanh/hub/notify"
+	"github.com/diemdanh/diemdanh/hub/web"
 )
 
 // Modules holds every component the hub runs. Helpers add a field for
@@ -18,10 +27,16 @@ import (
 // consumers).
 type Modules struct {
 	Roster     *roster.Store
-	Templates  *templates.Store // encrypted face templates (ENROL's package)
+	Templates  *templates.Store  // encrypted face templates (ENROL's package)
+	Audit      *audit.Log        // ENROL: append-only audit log
+	Auth       *auth.Service     // ENROL: accounts, sessions, access control
+	Consent    *consent.Registry // ENROL: consent registry
+	Enrol      *enrol.Service    // ENROL: the one enrolment path (API, web page, CLI)
 	Gallery    *gallerysrv.Server
 	Attendance *attendance.Service
 	Backup     *backup.Backuper
+	Web        *web.Server       // WEB: pages and the live board (see modules_web.go)
+	Notify     *notify.Notifier  // WEB: notification outbox
 
 	// listeners are told about every stored event; the ingest wiring
 	// passes them to ingest.AddListener (see AddEventListener).
@@ -57,6 +72,13 @@ func (a *App) buildModules(ctx context.Context) error {
 		return fmt.Errorf("app: %w", err)
 	}
 
+	// ---- ENROL: audit, accounts and access control (installed before any
+	// route below: gin copies middleware into routes when they are added),
+	// consent, enrolment, retention.
+	if err := a.buildEnrol(ctx); err != nil {
+		return err
+	}
+
 	// ---- gallery distribution (announcer set by the broker wiring below:
 	// m.Gallery.SetAnnouncer(broker))
 	m.Gallery = gallerysrv.New(a.DB, m.Templates, nil, cfg.Gallery, a.Log.With("component", "gallery"), a.Now)
@@ -73,6 +95,12 @@ func (a *App) buildModules(ctx context.Context) error {
 	m.Backup = backup.New(a.DB, cfg.Backup, a.Log.With("component", "backup"), a.Now)
 	a.Go("backup", m.Backup.Run)
 
+	// ---- WEB: notifications, pages, live board (modules_web.go); before
+	// the ingest wiring so their listeners are registered in time.
+	if err := a.buildWeb(ctx); err != nil {
+		return err
+	}
+
 	// ---- HUB-B: broker + ingest here (ingest.AddListener for each of
 	// a.EventListeners(), m.Gallery.SetAnnouncer(broker), OnStop hooks:
 	// PhaseStopAccepting broker listeners, PhaseDrain ingest,
@@ -87,5 +115,36 @@ func (a *App) buildModules(ctx context.Context) error {
 	m.Roster.Routes(a.API.V1)
 	m.Attendance.Routes(a.API.V1)
 	m.Gallery.Routes(a.API.V1)
+	return nil
+}
+
+// buildEnrol wires ENROL's packages (hub/audit, hub/auth, hub/consent,
+// hub/enrol). It must run before any route is registered.
+func (a *App) buildEnrol(ctx context.Context) error {
+	m := &a.Mods
+	cfg := a.Cfg
+	var err error
+	m.Audit = audit.New(a.DB, a.Log.With("component", "audit"), a.Now)
+	if m.Auth, err = auth.New(a.DB, m.Audit, cfg.Auth, a.Log.With("component", "auth"), a.Now); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.API.SetAuthorizer(m.Auth)
+	a.API.Engine.Use(m.Auth.Middleware())
+	a.API.V1.Use(m.Auth.Middleware())
+	if _, err := m.Auth.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	m.Consent = consent.New(a.DB, m.Templates, m.Audit, a.Log.With("component", "consent"), a.Now)
+	eng := enrol.NewLazyEngine(enrol.EngineConfig(), a.Log.With("component", "enrol"))
+	a.OnStop(PhaseFlush, "enrol engine", func(context.Context) error { eng.Close(); return nil })
+	if m.Enrol, err = enrol.New(a.DB, eng, m.Templates, m.Consent, m.Audit, cfg.Enrol, a.Log.With("component", "enrol"), a.Now); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	ret := audit.NewRetention(m.Audit, cfg.Audit.RetentionDays, time.Hour)
+	a.Go("retention", ret.Run)
+	m.Auth.Routes(a.API.V1)
+	m.Consent.Routes(a.API.V1)
+	m.Enrol.Routes(a.API.V1)
+	m.Audit.Routes(a.API.V1, auth.Require(auth.PermAudit), func() int { return cfg.Audit.RetentionDays })
 	return nil
 }

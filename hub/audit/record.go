@@ -136,3 +136,20 @@ func (r *Retention) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Config is the audit/retention section of the hub config.
+type Config struct {
+	// RetentionDays: gate face crops older than this are deleted.
+	RetentionDays int `yaml:"retention_days"`
+}
+
+// DefaultConfig returns the defaults (30 days).
+func DefaultConfig() Config { return Config{RetentionDays: 30} }
+
+// Validate names the first bad field under prefix.
+func (c Config) Validate(prefix string) error {
+	if c.RetentionDays < 1 || c.RetentionDays > 3650 {
+		return gatekit.Fieldf(prefix+".retention_days", "must be 1..3650, got %d", c.RetentionDays)
+	}
+	return nil
+}

@@ -139,11 +139,22 @@ func (s *Service) Middleware() gin.HandlerFunc {
 			c.Next()
 			return
 		}
+		page := !strings.HasPrefix(c.Request.URL.Path, api.Prefix+"/") && c.Request.Method == http.MethodGet
 		if p == nil {
+			if page && !strings.HasSuffix(c.Request.URL.Path, "/live") {
+				c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
+				c.Abort()
+				return
+			}
 			api.Fail(c, api.ErrUnauthenticated)
 			return
 		}
 		if p.MustChange && !rule.DuringPasswordChange {
+			if page {
+				c.Redirect(http.StatusSeeOther, "/password")
+				c.Abort()
+				return
+			}
 			api.Fail(c, ErrMustChange)
 			return
 		}

@@ -76,6 +76,8 @@ var (
 var DefaultRules = []Rule{
 	// Public.
 	{Method: "GET", Path: "/healthz", Public: true},
+	// Prometheus scraping: counters only, no personal data.
+	{Method: "GET", Path: "/metrics", Public: true},
 	{Method: "GET", Path: "/api/v1/openapi.json", Public: true},
 	{Method: "POST", Path: "/api/v1/auth/login", Public: true},
 	{Method: "*", Path: "/login", Public: true},

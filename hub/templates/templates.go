@@ -471,7 +471,7 @@ func (s *Store) SetStatus(ctx context.Context, id int64, status, note string) er
 			}
 			return fmt.Errorf("templates: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE face_templates SET status = ?, note = ? WHERE id = ?`, status, note, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE face_templates SET status = ?, note = ? || CASE WHEN instr(note, 'src:') > 0 THEN ' ' || substr(note, instr(note, 'src:')) ELSE '' END WHERE id = ?`, status, note, id); err != nil {
 			return fmt.Errorf("templates: set status: %w", err)
 		}
 		return s.BumpTx(ctx, tx, school)

@@ -1,0 +1,584 @@
+// Package enrol is the one code path that turns photos into face templates,
+// used by the REST API (POST /api/v1/pupils/{id}/enrolment), the admin web
+// page (hub/web calls Service.EnrolPhotos) and the bulk command
+// `hub enrol --roster roster.csv --photos DIR`.
+//
+// Each photo passes, in order: a safe file name; byte and pixel limits
+// before decoding (a 50 MB upload or a decompression bomb never reaches
+// the decoder); decoding; exactly one face; gatekit.QualityPolicy (size,
+// sharpness, yaw/roll, brightness); consistency with the pupil's other
+// templates; and the duplicate-identity guard — a template closer than
+// DuplicateMax to ANOTHER pupil's template is stored for review, never
+// served to gates until an admin approves it. Rejections carry plain-words
+// reasons in Vietnamese and English. Nothing is stored without a valid
+// consent (hub/consent); photos are kept (encrypted) only if the consent's
+// scope allows it.
+//
+// Photos are analysed in parallel (the engine's worker pool); the checks
+// that compare against stored templates and the writes run one at a time
+// per hub, so two pupils enrolled at the same moment with the same face
+// are still caught.
+package enrol
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+	"gocv.io/x/gocv"
+)
+
+// Config is the enrolment section of the hub config.
+type Config struct {
+	Quality gatekit.QualityPolicy `yaml:"quality"`
+	// MaxPhotos per request (1–10 from the web page and the API).
+	MaxPhotos int `yaml:"max_photos"`
+	// ConsistencyMax: a new photo farther than this (real L2) from every
+	// one of the pupil's other templates is refused as "not the same
+	// person". dlib's genuine pairs on East Asian faces reach ~0.6.
+	ConsistencyMax float64 `yaml:"consistency_max"`
+	// DuplicateMax: a new template closer than this to another pupil's
+	// template is held for review. See the README for the trade-off
+	// measured on the test photos.
+	DuplicateMax float64 `yaml:"duplicate_max"`
+	// FeedbackMatchMax: on "not this pupil", the pupil's template nearest
+	// to the event's face crop is excluded when within this distance.
+	FeedbackMatchMax float64 `yaml:"feedback_match_max"`
+	// DetectSide: photos are decoded (JPEG at a reduced DCT scale when
+	// possible) and downscaled so the longer side is at most this before
+	// detection; enrolment photos have large faces and this is most of the
+	// cost. Face sizes are then in these pixels.
+	DetectSide int `yaml:"detect_side"`
+	// RetryNoFaceSide: when no face is found, try again with the image
+	// downscaled to this side (HOG misses some large faces); 0 = off.
+	RetryNoFaceSide int `yaml:"retry_no_face_side"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{Quality: gatekit.DefaultQualityPolicy(), MaxPhotos: 10, ConsistencyMax: 0.65, DuplicateMax: 0.42,
+		FeedbackMatchMax: 0.6, DetectSide: 1024, RetryNoFaceSide: 700}
+}
+
+// Validate names the first bad field under prefix.
+func (c Config) Validate(prefix string) error {
+	if err := c.Quality.Validate(prefix + ".quality"); err != nil {
+		return err
+	}
+	switch {
+	case c.MaxPhotos < 1 || c.MaxPhotos > 32:
+		return gatekit.Fieldf(prefix+".max_photos", "must be 1..32, got %d", c.MaxPhotos)
+	case !(c.ConsistencyMax > 0 && c.ConsistencyMax <= 2):
+		return gatekit.Fieldf(prefix+".consistency_max", "must be in (0, 2]")
+	case !(c.DuplicateMax >= 0 && c.DuplicateMax <= 2):
+		return gatekit.Fieldf(prefix+".duplicate_max", "must be in [0, 2]")
+	case !(c.FeedbackMatchMax >= 0 && c.FeedbackMatchMax <= 2):
+		return gatekit.Fieldf(prefix+".feedback_match_max", "must be in [0, 2]")
+	case c.DetectSide < 320 || c.DetectSide > 8000:
+		return gatekit.Fieldf(prefix+".detect_side", "must be 320..8000")
+	case c.RetryNoFaceSide < 0 || c.RetryNoFaceSide > 8000:
+		return gatekit.Fieldf(prefix+".retry_no_face_side", "must be 0..8000")
+	}
+	return nil
+}
+
+// Engine is what enrolment needs from the face engine (*gatekit.Engine).
+type Engine interface {
+	RecognizeMat(ctx context.Context, m gocv.Mat) ([]gatekit.Face, error)
+	RecognizeTight(ctx context.Context, m gocv.Mat) ([]gatekit.Face, error)
+	Model() gatekit.ModelID
+	Limits() gatekit.ImageLimits
+	Workers() int
+}
+
+// Verdict statuses.
+const (
+	StatusAccepted = "accepted" // stored and served to gates
+	StatusReview   = "review"   // stored, held back until an admin approves
+	StatusRejected = "rejected" // not stored
+)
+
+// Extra reason codes (gatekit's cover the face itself).
+const (
+	ReasonTooLarge     = "file_too_large"
+	ReasonTooManyPx    = "too_many_pixels"
+	ReasonBadName      = "bad_file_name"
+	ReasonInconsistent = "inconsistent"
+	ReasonDuplicate    = "duplicate"
+	ReasonNoConsent    = "no_consent"
+	ReasonUnknownPupil = "unknown_pupil"
+	ReasonEngine       = "engine_error"
+)
+
+var reasonText = map[string][2]string{
+	ReasonTooLarge:     {"the file is too large", "tệp quá lớn"},
+	ReasonTooManyPx:    {"the image has too many pixels (possibly a decompression bomb)", "ảnh có quá nhiều điểm ảnh (có thể là tệp độc hại)"},
+	ReasonBadName:      {"the file name is not allowed (no folders, '..' or control characters)", "tên tệp không hợp lệ (không được chứa thư mục, '..' hay ký tự điều khiển)"},
+	ReasonInconsistent: {"this face does not match the pupil's other photos", "khuôn mặt này không khớp với các ảnh khác của học sinh"},
+	ReasonDuplicate:    {"this face looks like another pupil already enrolled; an admin must check it", "khuôn mặt này giống một học sinh khác đã đăng ký; quản trị viên cần kiểm tra"},
+	ReasonNoConsent:    {"there is no valid consent for face attendance", "chưa có sự đồng ý hợp lệ cho điểm danh bằng khuôn mặt"},
+	ReasonUnknownPupil: {"unknown pupil", "không tìm thấy học sinh"},
+	ReasonEngine:       {"the face engine failed on this photo", "lỗi xử lý khuôn mặt với ảnh này"},
+}
+
+// Reason returns a reason with its English and Vietnamese text.
+func Reason(code string) gatekit.QualityReason {
+	if t, ok := reasonText[code]; ok {
+		return gatekit.QualityReason{Code: code, EN: t[0], VI: t[1]}
+	}
+	return gatekit.Reason(code)
+}
+
+// Photo is one uploaded photo.
+type Photo struct {
+	Name string
+	Data []byte
+	// Size is the file's size when Data was not read because it exceeds
+	// the byte limit (0: len(Data)).
+	Size int64
+}
+
+// Duplicate names the other pupil a new template resembles.
+type Duplicate struct {
+	PupilID    string  `json:"pupil_id"`
+	TemplateID int64   `json:"template_id"`
+	Distance   float64 `json:"distance"`
+}
+
+// Verdict is the outcome for one photo.
+type Verdict struct {
+	Index      int                     `json:"index"`
+	File       string                  `json:"file"`
+	Status     string                  `json:"status"`
+	Reasons    []gatekit.QualityReason `json:"reasons,omitempty"`
+	Quality    *gatekit.Quality        `json:"quality,omitempty"`
+	Faces      int                     `json:"faces"`
+	TemplateID int64                   `json:"template_id,omitempty"`
+	Duplicate  *Duplicate              `json:"duplicate,omitempty"`
+	// OwnDistance is the distance to the nearest of the pupil's other
+	// templates (0 when it has none).
+	OwnDistance float64 `json:"own_distance,omitempty"`
+	// CropJPEG is the accepted face crop (base64 in JSON), for display.
+	CropJPEG []byte `json:"crop_jpeg,omitempty"`
+}
+
+// Result is the outcome for one pupil.
+type Result struct {
+	PupilID  string    `json:"pupil_id"`
+	Accepted int       `json:"accepted"`
+	Review   int       `json:"review"`
+	Rejected int       `json:"rejected"`
+	Photos   []Verdict `json:"photos"`
+}
+
+// Service enrols faces.
+type Service struct {
+	db      *store.DB
+	eng     Engine
+	tpl     *templates.Store
+	consent *consent.Registry
+	audit   *audit.Log
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+
+	commit sync.Mutex // serialises compare-and-store
+
+	fmu        sync.Mutex
+	onFeedback []func(ctx context.Context, eventID, pupilID string)
+}
+
+// New returns the service.
+func New(db *store.DB, eng Engine, tpl *templates.Store, reg *consent.Registry, al *audit.Log, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
+	if err := cfg.Validate("enrol"); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{db: db, eng: eng, tpl: tpl, consent: reg, audit: al, cfg: cfg, log: log, now: now}, nil
+}
+
+// Config returns the config in force.
+func (s *Service) Config() Config { return s.cfg }
+
+// CleanName checks an uploaded file name: a plain base name of at most
+// 255 bytes of valid UTF-8 without separators, '..' or control characters.
+func CleanName(n string) (string, bool) {
+	if n == "" {
+		return "photo", true
+	}
+	if len(n) > 255 || !utf8.ValidString(n) || strings.ContainsAny(n, `/\`) || strings.Contains(n, "..") {
+		return "", false
+	}
+	for _, r := range n {
+		if unicode.IsControl(r) {
+			return "", false
+		}
+	}
+	return n, true
+}
+
+// analysis is a photo after the per-photo checks.
+type analysis struct {
+	v    Verdict
+	desc gatekit.Descriptor
+	keep []byte // the decoded, downscaled, metadata-free JPEG to store
+	src  string // hash of the uploaded bytes: the same file is never enrolled twice
+}
+
+func reject(v Verdict, codes ...string) Verdict {
+	v.Status = StatusRejected
+	for _, c := range codes {
+		v.Reasons = append(v.Reasons, Reason(c))
+	}
+	return v
+}
+
+// analyze runs the per-photo checks (no database access).
+func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
+	v := Verdict{Index: i}
+	name, ok := CleanName(p.Name)
+	if !ok {
+		v.File = strings.Map(func(r rune) rune {
+			if unicode.IsPrint(r) && r != '/' && r != '\\' {
+				return r
+			}
+			return '_'
+		}, truncate(p.Name, 80))
+		return analysis{v: reject(v, ReasonBadName)}
+	}
+	v.File = name
+	lim := s.eng.Limits()
+	if lim.MaxBytes > 0 && (len(p.Data) > lim.MaxBytes || p.Size > int64(lim.MaxBytes)) {
+		return analysis{v: reject(v, ReasonTooLarge)}
+	}
+	m, err := s.decode(p.Data, lim)
+	if err != nil {
+		switch gatekit.KindOf(err) {
+		case gatekit.KindTooLarge:
+			if lim.MaxBytes > 0 && len(p.Data) > lim.MaxBytes {
+				return analysis{v: reject(v, ReasonTooLarge)}
+			}
+			return analysis{v: reject(v, ReasonTooManyPx)}
+		default:
+			return analysis{v: reject(v, gatekit.ReasonUnreadable)}
+		}
+	}
+	defer func() { m.Close() }()
+	faces, err := s.eng.RecognizeMat(ctx, m)
+	if err == nil && len(faces) == 0 && s.cfg.RetryNoFaceSide > 0 && max(m.Cols(), m.Rows()) > s.cfg.RetryNoFaceSide {
+		sc := float64(s.cfg.RetryNoFaceSide) / float64(max(m.Cols(), m.Rows()))
+		small := gocv.NewMat()
+		gocv.Resize(m, &small, image.Pt(0, 0), sc, sc, gocv.InterpolationArea)
+		m.Close()
+		m = small
+		faces, err = s.eng.RecognizeMat(ctx, m)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return analysis{v: reject(v, ReasonEngine)}
+		}
+		s.log.Warn("enrol: engine failed", "file", name, "err", err)
+		return analysis{v: reject(v, ReasonEngine)}
+	}
+	v.Faces = len(faces)
+	qv := s.cfg.Quality.Check(faces)
+	if len(faces) == 1 {
+		q := faces[0].Quality
+		v.Quality = &q
+	}
+	if !qv.OK {
+		v.Status = StatusRejected
+		v.Reasons = qv.Reasons
+		return analysis{v: v}
+	}
+	f := faces[0]
+	v.CropJPEG = crop(m, f.Box)
+	keep, err := gatekit.EncodeJPEG(m, 92)
+	if err != nil {
+		return analysis{v: reject(v, ReasonEngine)}
+	}
+	h := sha256.Sum256(p.Data)
+	return analysis{v: v, desc: f.Descriptor, keep: keep, src: hex.EncodeToString(h[:12])}
+}
+
+// decode checks the limits from the header, then decodes at the smallest
+// JPEG DCT scale (1/2, 1/4, 1/8) that still leaves DetectSide pixels, and
+// downscales to DetectSide.
+func (s *Service) decode(b []byte, lim gatekit.ImageLimits) (gocv.Mat, error) {
+	info, err := gatekit.Sniff(b, lim)
+	if err != nil {
+		return gocv.NewMat(), err
+	}
+	side := s.cfg.DetectSide
+	flag := gocv.IMReadColor
+	if info.Format == "jpeg" {
+		long := max(info.Width, info.Height)
+		switch {
+		case long/8 >= side:
+			flag = gocv.IMReadReducedColor8
+		case long/4 >= side:
+			flag = gocv.IMReadReducedColor4
+		case long/2 >= side:
+			flag = gocv.IMReadReducedColor2
+		}
+	}
+	m, err := gocv.IMDecode(b, flag)
+	if err != nil || m.Empty() {
+		m.Close()
+		if info.Format != "jpeg" || flag == gocv.IMReadColor {
+			lim.MaxSide = side
+			m2, _, err2 := gatekit.DecodeMat(b, lim)
+			return m2, err2
+		}
+		return gocv.NewMat(), &gatekit.Error{Kind: gatekit.KindCorruptImage, Op: "image", Msg: "cannot decode"}
+	}
+	if long := max(m.Cols(), m.Rows()); long > side {
+		sc := float64(side) / float64(long)
+		out := gocv.NewMat()
+		gocv.Resize(m, &out, image.Pt(0, 0), sc, sc, gocv.InterpolationArea)
+		m.Close()
+		m = out
+	}
+	return m, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// crop cuts the face with a margin and scales it to at most 200 px.
+func crop(m gocv.Mat, box image.Rectangle) []byte {
+	mx, my := box.Dx()/4, box.Dy()/3
+	r := image.Rect(box.Min.X-mx, box.Min.Y-my, box.Max.X+mx, box.Max.Y+my/2).Intersect(image.Rect(0, 0, m.Cols(), m.Rows()))
+	if r.Dx() < 4 || r.Dy() < 4 {
+		return nil
+	}
+	roi := m.Region(r)
+	defer roi.Close()
+	out := roi
+	if r.Dx() > 200 {
+		sc := 200 / float64(r.Dx())
+		small := gocv.NewMat()
+		defer small.Close()
+		gocv.Resize(roi, &small, image.Pt(0, 0), sc, sc, gocv.InterpolationArea)
+		out = small
+	}
+	b, err := gatekit.EncodeJPEG(out, 88)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// Target is a pupil ready to be enrolled.
+type Target struct {
+	PupilID  string
+	SchoolID string
+	Consent  *consent.Consent
+}
+
+// Prepare checks the pupil exists, is active and has a valid consent.
+func (s *Service) Prepare(ctx context.Context, pupilID string) (Target, error) {
+	if !gatekit.ValidPersonalID(pupilID) {
+		return Target{}, api.Invalid("pupil_id", "must be a 12-digit personal ID")
+	}
+	var school string
+	var active bool
+	err := s.db.R.QueryRowContext(ctx, `SELECT school_id, active FROM pupils WHERE id = ?`, pupilID).Scan(&school, &active)
+	if err != nil || !active {
+		return Target{}, &api.Error{Code: api.CodeNotFound, Message: "unknown or inactive pupil " + pupilID}
+	}
+	c, err := s.consent.Valid(ctx, pupilID)
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{PupilID: pupilID, SchoolID: school, Consent: c}, nil
+}
+
+// EnrolPhotos is the one enrolment path: it checks consent, analyses the
+// photos in parallel and stores those that pass. It fails as a whole (and
+// stores nothing) only when the pupil is unknown, has no valid consent or
+// the number of photos is out of range; each photo otherwise gets its own
+// verdict.
+func (s *Service) EnrolPhotos(ctx context.Context, actor, pupilID string, photos []Photo) (*Result, error) {
+	if len(photos) == 0 || len(photos) > s.cfg.MaxPhotos {
+		return nil, api.Invalid("photos", "send 1 to %d photos / gửi từ 1 đến %d ảnh", s.cfg.MaxPhotos, s.cfg.MaxPhotos)
+	}
+	t, err := s.Prepare(ctx, pupilID)
+	if err != nil {
+		return nil, err
+	}
+	as := s.AnalyzeAll(ctx, photos)
+	return s.Commit(ctx, actor, t, as)
+}
+
+// Analyzed is a batch of analysed photos (opaque; pass it to Commit).
+type Analyzed []analysis
+
+// AnalyzeAll runs the per-photo checks in parallel on the engine's workers.
+func (s *Service) AnalyzeAll(ctx context.Context, photos []Photo) Analyzed {
+	out := make(Analyzed, len(photos))
+	sem := make(chan struct{}, max(1, s.eng.Workers()))
+	var wg sync.WaitGroup
+	for i, p := range photos {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, p Photo) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i] = s.analyze(ctx, i, p)
+		}(i, p)
+	}
+	wg.Wait()
+	return out
+}
+
+// Commit compares the analysed photos with the stored templates and
+// stores those that pass (serialised across the hub).
+func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyzed) (*Result, error) {
+	s.commit.Lock()
+	defer s.commit.Unlock()
+	res := &Result{PupilID: t.PupilID, Photos: make([]Verdict, 0, len(as))}
+	var entries []templates.Entry
+	loaded := false
+	model := s.eng.Model()
+	for _, a := range as {
+		v := a.v
+		if v.Status == StatusRejected {
+			res.Photos = append(res.Photos, v)
+			continue
+		}
+		if !loaded {
+			var err error
+			if entries, err = s.tpl.Entries(ctx, t.SchoolID); err != nil {
+				return nil, err
+			}
+			loaded = true
+		}
+		// The same file again (a resumed bulk run, a double submit): report
+		// the template it already made.
+		var prevID int64
+		var prevStatus string
+		if err := s.db.W.QueryRowContext(ctx, `SELECT id, status FROM face_templates WHERE pupil_id = ? AND note LIKE ? ORDER BY id LIMIT 1`,
+			t.PupilID, "%src:"+a.src+"%").Scan(&prevID, &prevStatus); err == nil {
+			v.TemplateID = prevID
+			v.Status = StatusAccepted
+			if prevStatus == templates.StatusReview {
+				v.Status = StatusReview
+			}
+			res.Photos = append(res.Photos, v)
+			continue
+		}
+		own, other := math.Inf(1), math.Inf(1)
+		var dup Duplicate
+		hasOwn := false
+		for _, e := range entries {
+			if len(e.Descriptor) != len(a.desc) {
+				continue
+			}
+			d := gatekit.Distance(a.desc, e.Descriptor)
+			if e.PupilID == t.PupilID {
+				hasOwn = true
+				own = math.Min(own, d)
+			} else if d < other {
+				other = d
+				dup = Duplicate{PupilID: e.PupilID, TemplateID: e.ID, Distance: round3(d)}
+			}
+		}
+		if hasOwn {
+			v.OwnDistance = round3(own)
+			if own > s.cfg.ConsistencyMax {
+				v.CropJPEG = nil
+				res.Photos = append(res.Photos, reject(v, ReasonInconsistent))
+				continue
+			}
+		}
+		status, note := templates.StatusActive, "src:"+a.src
+		v.Status = StatusAccepted
+		if other < s.cfg.DuplicateMax {
+			status = templates.StatusReview
+			note = fmt.Sprintf("duplicate_of:%s template:%d distance:%.3f %s", dup.PupilID, dup.TemplateID, dup.Distance, note)
+			v.Status = StatusReview
+			v.Duplicate = &dup
+			v.Reasons = append(v.Reasons, Reason(ReasonDuplicate))
+		}
+		var photo []byte
+		if t.Consent != nil && t.Consent.ScopePhotos {
+			photo = a.keep
+		}
+		q := gatekit.Quality{}
+		if v.Quality != nil {
+			q = *v.Quality
+		}
+		id, err := s.tpl.AddTemplate(ctx, templates.New{PupilID: t.PupilID, Descriptor: a.desc, Model: model, Quality: q,
+			Photo: photo, Status: status, Note: note})
+		if err != nil {
+			return nil, err
+		}
+		v.TemplateID = id
+		entries = append(entries, templates.Entry{ID: id, PupilID: t.PupilID, Status: status, Descriptor: a.desc})
+		action := audit.ActionEnrol
+		if status == templates.StatusReview {
+			action = audit.ActionEnrolReview
+		}
+		detail := map[string]any{"template_id": id, "file": v.File, "photo_kept": photo != nil, "quality": q}
+		if v.Duplicate != nil {
+			detail["duplicate"] = v.Duplicate
+		}
+		if err := s.audit.Record(ctx, actor, action, "pupil:"+t.PupilID, detail, ""); err != nil {
+			return nil, err
+		}
+		res.Photos = append(res.Photos, v)
+	}
+	var rejected []map[string]any
+	for _, v := range res.Photos {
+		switch v.Status {
+		case StatusAccepted:
+			res.Accepted++
+		case StatusReview:
+			res.Review++
+		default:
+			res.Rejected++
+			codes := make([]string, len(v.Reasons))
+			for i, r := range v.Reasons {
+				codes[i] = r.Code
+			}
+			rejected = append(rejected, map[string]any{"file": v.File, "reasons": codes})
+		}
+	}
+	if len(rejected) > 0 {
+		if err := s.audit.Record(ctx, actor, audit.ActionEnrolRejected, "pupil:"+t.PupilID, map[string]any{"photos": rejected}, ""); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+// ErrNotFound is returned for unknown templates or events.
+var ErrNotFound = errors.New("enrol: not found")
