@@ -1,0 +1,653 @@
+// Package sim is the deterministic gate simulator behind `edge simulate`.
+//
+// From folders of face photos it builds a gallery of enrolled people
+// (descriptors from some photos of each) and a 1280×720, 25 fps video in
+// which people walk towards the camera, each using a photo that was NOT
+// used for enrolment: faces grow from small to large over a static gate
+// background, with motion blur, changing light, partial occlusion, two or
+// three people at once, and visitors who are not in the gallery. A
+// ground-truth JSON file lists every passage with its first and last
+// visible frame. The same photos, models and seed give byte-identical
+// truth and gallery files.
+//
+// Photo folders: a flat folder (or one with an images/ subfolder, like
+// go-face's faces/) names a person by the file name without trailing digits
+// (jimin.jpg, jimin2.jpg → jimin); otherwise a person is the image's
+// parent folder (kpop/train/Irene/*.jpg). Labels by name are not fully
+// trustworthy, so the simulator checks them with the face model: photos
+// with other than exactly one face are skipped; of a person's photos only
+// those within 0.5 (L2) of the person's most consistent photo are kept; a
+// name that also appears (up to one letter) in another folder is kept
+// only in the folder with more usable photos, so the same person can
+// never be both enrolled and a "visitor".
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"image"
+	"image/color"
+	"io"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/diemdanh/diemdanh/models/gatekit"
+	"gocv.io/x/gocv"
+)
+
+// TruthFormat identifies the ground-truth file.
+const TruthFormat = "diemdanh-gate-truth/1"
+
+// Truth is the ground-truth file.
+type Truth struct {
+	Format   string    `json:"format"`
+	FPS      float64   `json:"fps"`
+	Width    int       `json:"width"`
+	Height   int       `json:"height"`
+	Frames   int       `json:"frames"`
+	Seed     int64     `json:"seed"`
+	Passages []Passage `json:"passages"`
+}
+
+// Passage is one person walking towards the camera.
+type Passage struct {
+	ID         string `json:"id"`
+	StudentID  string `json:"student_id"` // "" for visitors
+	Enrolled   bool   `json:"enrolled"`
+	Name       string `json:"name"`  // person label from the photo folder
+	Photo      string `json:"photo"` // the photo walked (never an enrolment photo)
+	FirstFrame int64  `json:"first_frame"`
+	LastFrame  int64  `json:"last_frame"`
+	MinFacePx  int    `json:"min_face_px"`
+	MaxFacePx  int    `json:"max_face_px"`
+	Blur       bool   `json:"motion_blur"`
+	Occluded   bool   `json:"occluded"`
+}
+
+// Options configure a run.
+type Options struct {
+	Photos     []string
+	Out        string // video (.avi, MJPG)
+	TruthOut   string
+	GalleryOut string
+	Seed       int64
+	Duration   float64 // seconds; 0 fits all passages
+	People     int     // enrolled people who walk; -1 all
+	Visitors   int     // visitors who walk; -1 all
+	School     string
+	FPS        float64
+	Width      int
+	Height     int
+	MinFace    int // face width when a person appears, px
+	MaxFace    int // face width nearest the camera, px
+	MaxEnrol   int // enrolment photos per person
+}
+
+// DefaultOptions returns the defaults.
+func DefaultOptions() Options {
+	return Options{Seed: 1, People: -1, Visitors: -1, School: "demo", FPS: 25, Width: 1280, Height: 720,
+		MinFace: 80, MaxFace: 240, MaxEnrol: 5}
+}
+
+// Validate names the first bad option.
+func (o Options) Validate() error {
+	switch {
+	case len(o.Photos) == 0:
+		return gatekit.Fieldf("photos", "at least one folder is required")
+	case o.Out == "":
+		return gatekit.Fieldf("out", "is required")
+	case o.TruthOut == "":
+		return gatekit.Fieldf("truth", "is required")
+	case o.GalleryOut == "":
+		return gatekit.Fieldf("gallery-out", "is required")
+	case o.Duration < 0 || o.Duration > 3600:
+		return gatekit.Fieldf("duration", "must be 0..3600 s")
+	case o.People < -1 || o.Visitors < -1:
+		return gatekit.Fieldf("people", "people and visitors must be -1 (all) or more")
+	case !gatekit.ValidID(o.School):
+		return gatekit.Fieldf("school", "invalid %q", o.School)
+	case o.FPS < 1 || o.FPS > 120:
+		return gatekit.Fieldf("fps", "must be 1..120")
+	case o.Width < 320 || o.Height < 240 || o.Width > 3840 || o.Height > 2160:
+		return gatekit.Fieldf("width", "frame must be 320×240 .. 3840×2160")
+	case o.MinFace < 20 || o.MaxFace <= o.MinFace || o.MaxFace > spriteFace:
+		return gatekit.Fieldf("min-face", "need 20 <= min-face < max-face <= %d", spriteFace)
+	case o.MaxEnrol < 1 || o.MaxEnrol > gatekit.MaxDescriptorsPerPerson:
+		return gatekit.Fieldf("max-enrol", "must be 1..%d", gatekit.MaxDescriptorsPerPerson)
+	}
+	return nil
+}
+
+// Summary is printed as one JSON line by Main.
+type Summary struct {
+	Video            string  `json:"video"`
+	Truth            string  `json:"truth"`
+	Gallery          string  `json:"gallery"`
+	Frames           int     `json:"frames"`
+	Seconds          float64 `json:"seconds"`
+	Passages         int     `json:"passages"`
+	EnrolledPassages int     `json:"enrolled_passages"`
+	VisitorPassages  int     `json:"visitor_passages"`
+	GalleryPeople    int     `json:"gallery_people"`
+	SkippedPhotos    int     `json:"skipped_photos"`
+	ElapsedS         float64 `json:"elapsed_s"`
+}
+
+// Main implements `edge simulate`.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := DefaultOptions()
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	photos := fs.String("photos", "", "photo folder(s), comma-separated (e.g. ../shared/testdata/faces,../shared/testdata/asian/kpop)")
+	fs.StringVar(&o.Out, "out", "", "output video (.avi, MJPG)")
+	fs.StringVar(&o.TruthOut, "truth", "", "output ground-truth JSON")
+	fs.StringVar(&o.GalleryOut, "gallery-out", "", "output gallery file")
+	fs.Int64Var(&o.Seed, "seed", o.Seed, "seed; the same seed gives the same truth and gallery")
+	fs.Float64Var(&o.Duration, "duration", 0, "video length in seconds (0: long enough for every passage)")
+	fs.IntVar(&o.People, "people", o.People, "enrolled people who walk past (-1: all)")
+	fs.IntVar(&o.Visitors, "visitors", o.Visitors, "visitors (not in the gallery) who walk past (-1: all)")
+	fs.StringVar(&o.School, "school", o.School, "school_id written into the gallery")
+	fs.IntVar(&o.MinFace, "min-face", o.MinFace, "face width in px when a person appears")
+	fs.IntVar(&o.MaxFace, "max-face", o.MaxFace, "face width in px nearest the camera")
+	models := fs.String("models", "", "models folder (default: MODELS_DIR or models/)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("simulate: unexpected argument %q", fs.Arg(0))
+	}
+	for _, p := range strings.Split(*photos, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			o.Photos = append(o.Photos, p)
+		}
+	}
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("simulate: %w", err)
+	}
+	ec := gatekit.DefaultEngineConfig()
+	ec.ModelsDir = gatekit.ResolveModelsDir(*models)
+	eng, err := gatekit.NewEngine(ec, nil)
+	if err != nil {
+		return fmt.Errorf("simulate: %w", err)
+	}
+	defer eng.Close()
+	sum, err := Generate(ctx, o, eng, stderr)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(sum)
+	fmt.Fprintln(stdout, string(b))
+	return nil
+}
+
+// person is one identity after checking its photos.
+type person struct {
+	key, name string
+	photos    []*analysed
+	sid       string
+}
+
+// Generate builds the gallery, the truth and the video.
+func Generate(ctx context.Context, o Options, eng *gatekit.Engine, warn io.Writer) (*Summary, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	if warn == nil {
+		warn = io.Discard
+	}
+	start := time.Now()
+	all, err := collect(o.Photos)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	all = capPerPerson(all, maxPhotosPerPerson)
+	ana, err := analyse(ctx, eng, all, warn)
+	if err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	defer func() {
+		for _, a := range ana {
+			a.Sprite.Close()
+		}
+	}()
+	sum, err := generateFrom(ctx, o, ana, eng.Model(), warn)
+	if err != nil {
+		return nil, err
+	}
+	sum.SkippedPhotos = len(all) - len(ana)
+	sum.ElapsedS = math.Round(time.Since(start).Seconds()*10) / 10
+	return sum, nil
+}
+
+// generateFrom does everything after the photos have been analysed.
+func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit.ModelID, warn io.Writer) (*Summary, error) {
+	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x9e3779b97f4a7c15))
+	enrolled, visitors := people(ana, warn)
+	if len(enrolled) == 0 {
+		return nil, errors.New("simulate: no person has two or more usable photos of the same face; nobody can be enrolled")
+	}
+	assignIDs(enrolled, o.Seed)
+
+	// Gallery: every enrolled person, from photos other than the walked one.
+	g := gatekit.NewGallery(1, model)
+	walkPhoto := map[string]*analysed{}
+	for _, p := range enrolled {
+		ph := append([]*analysed(nil), p.photos...)
+		rng.Shuffle(len(ph), func(i, j int) { ph[i], ph[j] = ph[j], ph[i] })
+		walkPhoto[p.key] = ph[0]
+		for _, e := range ph[1:min(len(ph), o.MaxEnrol+1)] {
+			if err := g.Add(p.sid, e.Desc); err != nil {
+				return nil, fmt.Errorf("simulate: %w", err)
+			}
+		}
+	}
+	doc := gatekit.DocFromGallery(o.School, g)
+	galBytes, err := doc.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := gatekit.DecodeGallery(galBytes); err != nil {
+		return nil, fmt.Errorf("simulate: built an invalid gallery: %w", err)
+	}
+
+	// Who walks.
+	walkers := append([]*person(nil), enrolled...)
+	rng.Shuffle(len(walkers), func(i, j int) { walkers[i], walkers[j] = walkers[j], walkers[i] })
+	if o.People >= 0 && o.People < len(walkers) {
+		walkers = walkers[:o.People]
+	}
+	vis := append([]*person(nil), visitors...)
+	rng.Shuffle(len(vis), func(i, j int) { vis[i], vis[j] = vis[j], vis[i] })
+	if o.Visitors >= 0 && o.Visitors < len(vis) {
+		vis = vis[:o.Visitors]
+	}
+	var ps []*passage
+	for _, p := range walkers {
+		ps = append(ps, &passage{a: walkPhoto[p.key], sid: p.sid, name: p.name, enrolled: true})
+	}
+	for _, p := range vis {
+		ps = append(ps, &passage{a: p.photos[0], name: p.name})
+	}
+	rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
+	frames := schedule(ps, o, rng)
+	var kept []*passage
+	for _, p := range ps {
+		if p.start+p.frames <= frames {
+			kept = append(kept, p)
+		} else {
+			fmt.Fprintf(warn, "simulate: %s does not fit in %.1f s; dropped (use a longer --duration)\n", p.name, o.Duration)
+		}
+	}
+	ps = kept
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].start < ps[j].start })
+
+	truth := Truth{Format: TruthFormat, FPS: o.FPS, Width: o.Width, Height: o.Height, Frames: frames, Seed: o.Seed}
+	sum := &Summary{Video: o.Out, Truth: o.TruthOut, Gallery: o.GalleryOut, Frames: frames, Seconds: float64(frames) / o.FPS,
+		GalleryPeople: g.People()}
+	for i, p := range ps {
+		truth.Passages = append(truth.Passages, Passage{ID: fmt.Sprintf("p%03d", i+1), StudentID: p.sid, Enrolled: p.enrolled,
+			Name: p.name, Photo: p.a.Rel, FirstFrame: int64(p.start), LastFrame: int64(p.start + p.frames - 1),
+			MinFacePx: int(math.Round(p.wmin)), MaxFacePx: int(math.Round(p.wmax)), Blur: p.blur > 0, Occluded: p.occEnd > 0})
+		if p.enrolled {
+			sum.EnrolledPassages++
+		} else {
+			sum.VisitorPassages++
+		}
+	}
+	sum.Passages = len(ps)
+	tb, err := json.MarshalIndent(truth, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := render(ctx, o, ps, frames); err != nil {
+		return nil, err
+	}
+	if err := gatekit.WriteFileAtomic(o.TruthOut, append(tb, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	if err := gatekit.WriteFileAtomic(o.GalleryOut, galBytes, 0o600); err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	return sum, nil
+}
+
+// people groups the analysed photos, checks each person's photos agree,
+// resolves names found in two folders, and splits enrolled candidates
+// (two or more consistent photos) from visitors (one photo).
+func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
+	byKey := map[string]*person{}
+	var order []*person
+	for _, a := range ana {
+		p := byKey[a.Person]
+		if p == nil {
+			p = &person{key: a.Person, name: a.Name}
+			byKey[a.Person] = p
+			order = append(order, p)
+		}
+		p.photos = append(p.photos, a)
+	}
+	for _, p := range order {
+		if len(p.photos) < 2 {
+			continue
+		}
+		best, bestN := 0, -1
+		for i, a := range p.photos {
+			n := 0
+			for j, b := range p.photos {
+				if i != j && gatekit.Distance(a.Desc, b.Desc) < sameFace {
+					n++
+				}
+			}
+			if n > bestN {
+				best, bestN = i, n
+			}
+		}
+		var keep []*analysed
+		for i, a := range p.photos {
+			if i == best || gatekit.Distance(a.Desc, p.photos[best].Desc) < sameFace {
+				keep = append(keep, a)
+			} else {
+				fmt.Fprintf(warn, "simulate: %s does not look like the other photos of %s; not used\n", a.Rel, p.name)
+			}
+		}
+		if len(keep) < 2 {
+			fmt.Fprintf(warn, "simulate: the photos of %s disagree; person not used\n", p.name)
+			keep = nil
+		}
+		p.photos = keep
+	}
+	// A name in two folders may be one person: keep the folder with more photos.
+	drop := map[*person]bool{}
+	for i, p := range order {
+		for _, q := range order[i+1:] {
+			if p.photos == nil || q.photos == nil || p.photos[0].Source == q.photos[0].Source || !sameName(p.name, q.name) {
+				continue
+			}
+			loser := q
+			if len(q.photos) > len(p.photos) {
+				loser = p
+			}
+			drop[loser] = true
+			fmt.Fprintf(warn, "simulate: %q and %q may be the same person in two folders; using only %s\n", p.key, q.key, map[bool]string{true: q.key, false: p.key}[loser == p])
+		}
+	}
+	for _, p := range order {
+		switch {
+		case drop[p] || len(p.photos) == 0:
+		case len(p.photos) >= 2:
+			enrolled = append(enrolled, p)
+		default:
+			visitors = append(visitors, p)
+		}
+	}
+	return enrolled, visitors
+}
+
+// maxPhotosPerPerson bounds the photos analysed per person (the first
+// ones by path), which keeps generation fast on large folders.
+const maxPhotosPerPerson = 8
+
+func capPerPerson(ps []photo, n int) []photo {
+	count := map[string]int{}
+	var out []photo
+	for _, p := range ps {
+		if count[p.Person] < n {
+			count[p.Person]++
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sameFace is the distance under which two photos with the same label are
+// taken to show the same person (dlib genuine median 0.39 on Asian faces).
+const sameFace = 0.5
+
+// assignIDs gives every enrolled person a synthetic 12-digit personal ID
+// (079 = Hồ Chí Minh City province code) derived from the seed and the
+// person key only, so adding photos of others does not renumber anyone.
+func assignIDs(ps []*person, seed int64) {
+	used := map[string]bool{}
+	for _, p := range ps {
+		for salt := 0; ; salt++ {
+			h := fnv.New64a()
+			fmt.Fprintf(h, "%d/%s/%d", seed, p.key, salt)
+			sid := fmt.Sprintf("079%09d", h.Sum64()%1_000_000_000)
+			if !used[sid] {
+				used[sid] = true
+				p.sid = sid
+				break
+			}
+		}
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].sid < ps[j].sid })
+}
+
+// passage is one scheduled walk.
+type passage struct {
+	a        *analysed
+	sid      string
+	name     string
+	enrolled bool
+
+	start, frames  int
+	x0, y0, x1, y1 float64
+	wmin, wmax     float64
+	gain           float64
+	blur           int     // motion blur kernel length (0: none)
+	blurDiag       bool    // diagonal instead of horizontal
+	occStart       float64 // occlusion over t in [occStart, occEnd)
+	occEnd         float64
+	occSide        bool // occlude one side of the face instead of its lower part
+	lane           int
+}
+
+// schedule places passages in time and in one of three lanes so that two
+// or three people are in view at once without overlapping, and returns
+// the number of frames of the video.
+func schedule(ps []*passage, o Options, rng *rand.Rand) int {
+	fps := o.FPS
+	W, H := float64(o.Width), float64(o.Height)
+	lanes := []float64{W * 0.26, W * 0.5, W * 0.74}
+	laneFree := make([]int, len(lanes)) // first frame the lane is free
+	meanGap := 0.95
+	if o.Duration > 0 && len(ps) > 0 {
+		meanGap = max(0.45, (o.Duration-1-2.8)/float64(len(ps)))
+	}
+	t := int(0.5 * fps)
+	last := 0
+	for _, p := range ps {
+		p.frames = int((2.0 + 0.8*rng.Float64()) * fps)
+		t += int(meanGap * (0.7 + 0.6*rng.Float64()) * fps)
+		// The lane that frees first; wait for it if all are busy.
+		best := 0
+		for l := range lanes {
+			if laneFree[l] < laneFree[best] || (laneFree[l] == laneFree[best] && rng.IntN(2) == 0) {
+				best = l
+			}
+		}
+		if laneFree[best] > t {
+			t = laneFree[best]
+		}
+		p.start, p.lane = t, best
+		// Leave the lane once the face has grown past most of its size.
+		laneFree[best] = t + p.frames*7/10
+		last = max(last, t+p.frames)
+		cx := lanes[best] + (rng.Float64()-0.5)*W*0.06
+		p.x0, p.y0 = cx, H*(0.44+0.05*rng.Float64())
+		p.x1 = cx + (cx-W/2)*0.35 + (rng.Float64()-0.5)*W*0.04
+		p.y1 = H * (0.52 + 0.05*rng.Float64())
+		p.wmin = float64(o.MinFace) * (0.9 + 0.2*rng.Float64())
+		p.wmax = float64(o.MaxFace) * (0.85 + 0.15*rng.Float64())
+		p.gain = 0.75 + 0.45*rng.Float64()
+		if rng.Float64() < 0.4 {
+			p.blur = 5 + 2*rng.IntN(4) // 5, 7, 9, 11 px
+			p.blurDiag = rng.IntN(2) == 0
+		}
+		if rng.Float64() < 0.3 {
+			p.occStart = 0.1 + 0.4*rng.Float64()
+			p.occEnd = p.occStart + 0.3
+			p.occSide = rng.IntN(2) == 0
+		}
+	}
+	frames := last + int(0.5*fps)
+	if o.Duration > 0 {
+		frames = int(math.Round(o.Duration * fps))
+	}
+	return frames
+}
+
+// faceAt returns the face width and centre of p at frame f.
+func (p *passage) faceAt(f int) (w, cx, cy, t float64) {
+	t = float64(f-p.start) / float64(max(p.frames-1, 1))
+	// Perspective: the inverse size (distance) shrinks linearly in time.
+	w = 1 / (1/p.wmin + (1/p.wmax-1/p.wmin)*t)
+	return w, p.x0 + (p.x1-p.x0)*t, p.y0 + (p.y1-p.y0)*t, t
+}
+
+func background(w, h int) gocv.Mat {
+	bg := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(150, 160, 165, 0), h, w, gocv.MatTypeCV8UC3)
+	// wall, ground, gate posts, a notice board, paving lines
+	gocv.Rectangle(&bg, image.Rect(0, 0, w, h*45/100), color.RGBA{200, 190, 170, 0}, -1)
+	gocv.Rectangle(&bg, image.Rect(0, h*75/100, w, h), color.RGBA{95, 100, 105, 0}, -1)
+	gocv.Rectangle(&bg, image.Rect(w*4/100, h*10/100, w*10/100, h), color.RGBA{60, 70, 140, 0}, -1)
+	gocv.Rectangle(&bg, image.Rect(w*90/100, h*10/100, w*96/100, h), color.RGBA{60, 70, 140, 0}, -1)
+	gocv.Rectangle(&bg, image.Rect(w*14/100, h*8/100, w*30/100, h*30/100), color.RGBA{40, 110, 60, 0}, -1)
+	gocv.PutText(&bg, "TRUONG THCS DEMO", image.Pt(w*36/100, h*12/100), gocv.FontHersheySimplex, 1.6, color.RGBA{30, 30, 150, 0}, 3)
+	for x := -h; x < w; x += w / 16 {
+		gocv.Line(&bg, image.Pt(x, h), image.Pt(x+h/3, h*75/100), color.RGBA{80, 85, 90, 0}, 2)
+	}
+	return bg
+}
+
+func blurKernel(n int, diag bool) gocv.Mat {
+	k := gocv.NewMatWithSize(n, n, gocv.MatTypeCV32F)
+	k.SetTo(gocv.NewScalar(0, 0, 0, 0))
+	for i := 0; i < n; i++ {
+		if diag {
+			k.SetFloatAt(i, i, 1/float32(n))
+		} else {
+			k.SetFloatAt(n/2, i, 1/float32(n))
+		}
+	}
+	return k
+}
+
+// render writes the video.
+func render(ctx context.Context, o Options, ps []*passage, frames int) error {
+	vw, err := gocv.VideoWriterFile(o.Out, "MJPG", o.FPS, o.Width, o.Height, true)
+	if err != nil {
+		return fmt.Errorf("simulate: video %s: %w", o.Out, err)
+	}
+	defer vw.Close()
+	if !vw.IsOpened() {
+		return fmt.Errorf("simulate: cannot open %s for writing (use a .avi name)", o.Out)
+	}
+	bg := background(o.Width, o.Height)
+	defer bg.Close()
+	frame := gocv.NewMat()
+	defer frame.Close()
+	lit := gocv.NewMat()
+	defer lit.Close()
+	kernels := map[[2]int]gocv.Mat{}
+	defer func() {
+		for _, k := range kernels {
+			k.Close()
+		}
+	}()
+	bounds := image.Rect(0, 0, o.Width, o.Height)
+	tmp, tmp2 := gocv.NewMat(), gocv.NewMat()
+	defer tmp.Close()
+	defer tmp2.Close()
+	type act struct {
+		p         *passage
+		w, cx, cy float64
+		t         float64
+	}
+	var active []act
+	next := 0
+	for f := 0; f < frames; f++ {
+		if f%25 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		bg.CopyTo(&frame)
+		active = active[:0]
+		for _, p := range ps[:next] {
+			if f < p.start+p.frames {
+				w, cx, cy, t := p.faceAt(f)
+				active = append(active, act{p, w, cx, cy, t})
+			}
+		}
+		for next < len(ps) && ps[next].start <= f {
+			p := ps[next]
+			w, cx, cy, t := p.faceAt(f)
+			active = append(active, act{p, w, cx, cy, t})
+			next++
+		}
+		sort.Slice(active, func(i, j int) bool { return active[i].w < active[j].w }) // far first, near on top
+		for _, a := range active {
+			p := a.p
+			s := a.w / float64(p.a.Face.Dx())
+			sw := int(math.Round(float64(p.a.Sprite.Cols()) * s))
+			sh := int(math.Round(float64(p.a.Sprite.Rows()) * s))
+			fcx := float64(p.a.Face.Min.X+p.a.Face.Max.X) / 2 * s
+			fcy := float64(p.a.Face.Min.Y+p.a.Face.Max.Y) / 2 * s
+			origin := image.Pt(int(math.Round(a.cx-fcx)), int(math.Round(a.cy-fcy)))
+			dst := image.Rect(0, 0, sw, sh).Add(origin).Intersect(bounds)
+			if dst.Empty() || sw < 4 || sh < 4 {
+				continue
+			}
+			gocv.Resize(p.a.Sprite, &tmp, image.Pt(sw, sh), 0, 0, gocv.InterpolationLinear)
+			tmp.ConvertToWithParams(&tmp2, -1, float32(p.gain), 0)
+			cur := tmp2
+			if p.blur > 0 && a.t < 0.65 {
+				key := [2]int{p.blur, map[bool]int{true: 1}[p.blurDiag]}
+				k, ok := kernels[key]
+				if !ok {
+					k = blurKernel(p.blur, p.blurDiag)
+					kernels[key] = k
+				}
+				gocv.Filter2D(tmp2, &tmp, -1, k, image.Pt(-1, -1), 0, gocv.BorderReflect)
+				cur = tmp
+			}
+			face := image.Rect(int(float64(p.a.Face.Min.X)*s), int(float64(p.a.Face.Min.Y)*s),
+				int(float64(p.a.Face.Max.X)*s), int(float64(p.a.Face.Max.Y)*s))
+			if p.occEnd > 0 && a.t >= p.occStart && a.t < p.occEnd {
+				fw, fh := face.Dx(), face.Dy()
+				r := image.Rect(face.Min.X-fw/10, face.Min.Y+fh*6/10, face.Max.X+fw/10, face.Max.Y+fh/4) // scarf / raised hand
+				if p.occSide {
+					r = image.Rect(face.Min.X-fw/5, face.Min.Y-fh/5, face.Min.X+fw*4/10, face.Max.Y+fh/5) // another pupil's shoulder
+				}
+				gocv.Rectangle(&cur, r, color.RGBA{70, 50, 40, 0}, -1)
+			}
+			mask := gocv.NewMatWithSize(sh, sw, gocv.MatTypeCV8U)
+			mask.SetTo(gocv.NewScalar(0, 0, 0, 0))
+			ctr := image.Pt((face.Min.X+face.Max.X)/2, (face.Min.Y+face.Max.Y)/2-face.Dy()/8)
+			gocv.Ellipse(&mask, ctr, image.Pt(face.Dx()*8/10, face.Dy()*12/10), 0, 0, 360, color.RGBA{255, 255, 255, 0}, -1)
+			gocv.Rectangle(&mask, image.Rect(face.Min.X-face.Dx()/4, face.Max.Y, face.Max.X+face.Dx()/4, sh), color.RGBA{255, 255, 255, 0}, -1) // neck and shoulders
+			src := image.Rectangle{Min: dst.Min.Sub(origin), Max: dst.Max.Sub(origin)}
+			sroi, mroi, froi := cur.Region(src), mask.Region(src), frame.Region(dst)
+			sroi.CopyToWithMask(&froi, mroi)
+			sroi.Close()
+			mroi.Close()
+			froi.Close()
+			mask.Close()
+		}
+		// Changing light: slow brightness and contrast drift over the scene.
+		ft := float64(f) / o.FPS
+		alpha := 1 + 0.18*math.Sin(2*math.Pi*ft/17)
+		beta := 18 * math.Sin(2*math.Pi*ft/11)
+		frame.ConvertToWithParams(&lit, -1, float32(alpha), float32(beta))
+		if err := vw.Write(lit); err != nil {
+			return fmt.Errorf("simulate: writing frame %d: %w", f, err)
+		}
+	}
+	return nil
+}
