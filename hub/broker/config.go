@@ -18,6 +18,7 @@ package broker
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/diemdanh/diemdanh/models/gatekit"
@@ -71,21 +72,21 @@ func Default() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case c.Mode != ModeEmbedded && c.Mode != ModeExternal:
-		return gatekit.Fieldf(prefix+"mode", "must be embedded or external, got %q", c.Mode)
+		return gatekit.Fieldf(join(prefix, "mode"), "must be embedded or external, got %q", c.Mode)
 	case c.Mode == ModeEmbedded && c.Listen == "":
-		return gatekit.Fieldf(prefix+"listen", "required")
+		return gatekit.Fieldf(join(prefix, "listen"), "required")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
-		return gatekit.Fieldf(prefix+"tls_cert", "tls_cert and tls_key go together")
+		return gatekit.Fieldf(join(prefix, "tls_cert"), "tls_cert and tls_key go together")
 	case c.MaxPacketBytes < gatekit.MaxPayloadBytes+1024:
-		return gatekit.Fieldf(prefix+"max_packet_bytes", "must be at least %d", gatekit.MaxPayloadBytes+1024)
+		return gatekit.Fieldf(join(prefix, "max_packet_bytes"), "must be at least %d", gatekit.MaxPayloadBytes+1024)
 	case c.Lockout.FreeFailures < 1:
-		return gatekit.Fieldf(prefix+"lockout.free_failures", "must be at least 1")
+		return gatekit.Fieldf(join(prefix, "lockout.free_failures"), "must be at least 1")
 	case c.Lockout.Base <= 0 || c.Lockout.Max < c.Lockout.Base:
-		return gatekit.Fieldf(prefix+"lockout.base", "must be positive and not above lockout.max")
+		return gatekit.Fieldf(join(prefix, "lockout.base"), "must be positive and not above lockout.max")
 	case c.Mode == ModeExternal && c.External.URL == "":
-		return gatekit.Fieldf(prefix+"external.url", "required in external mode")
+		return gatekit.Fieldf(join(prefix, "external.url"), "required in external mode")
 	case c.Mode == ModeExternal && c.External.ClientID == "":
-		return gatekit.Fieldf(prefix+"external.client_id", "required in external mode (persistent session)")
+		return gatekit.Fieldf(join(prefix, "external.client_id"), "required in external mode (persistent session)")
 	}
 	return nil
 }
@@ -93,4 +94,13 @@ func (c Config) Validate(prefix string) error {
 // Announcer publishes the retained gallery announcement of a school.
 type Announcer interface {
 	Announce(ctx context.Context, schoolID string, a gatekit.GalleryAnnounce) error
+}
+
+// join makes "prefix.name" ("name" when prefix is empty).
+func join(prefix, name string) string {
+	prefix = strings.TrimSuffix(prefix, ".")
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
 }

@@ -37,13 +37,13 @@ func Default() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case c.FutureTolerance < 0:
-		return gatekit.Fieldf(prefix+"future_tolerance", "must not be negative")
+		return gatekit.Fieldf(join(prefix, "future_tolerance"), "must not be negative")
 	case c.MaxAge <= 0:
-		return gatekit.Fieldf(prefix+"max_age", "must be positive")
+		return gatekit.Fieldf(join(prefix, "max_age"), "must be positive")
 	case c.MaxBatch < 1 || c.MaxBatch > 10000:
-		return gatekit.Fieldf(prefix+"max_batch", "must be 1..10000")
+		return gatekit.Fieldf(join(prefix, "max_batch"), "must be 1..10000")
 	case c.QueueSize < 1:
-		return gatekit.Fieldf(prefix+"queue_size", "must be positive")
+		return gatekit.Fieldf(join(prefix, "queue_size"), "must be positive")
 	}
 	return nil
 }
@@ -121,7 +121,7 @@ type Ingester struct {
 
 // New makes an Ingester; call Start before submitting.
 func New(db *store.DB, cfg Config, log *slog.Logger, now func() time.Time) (*Ingester, error) {
-	if err := cfg.Validate("ingest."); err != nil {
+	if err := cfg.Validate("ingest"); err != nil {
 		return nil, err
 	}
 	if log == nil {
@@ -565,4 +565,13 @@ func (in *Ingester) applyHeartbeat(st *txState, it *item, gate string) (string, 
 	}
 	it.res = Updated
 	return "", nil
+}
+
+// join makes "prefix.name" ("name" when prefix is empty).
+func join(prefix, name string) string {
+	prefix = strings.TrimSuffix(prefix, ".")
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
 }
