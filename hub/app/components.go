@@ -13,6 +13,9 @@ import (
 	"github.com/diemdanh/diemdanh/hub/enrol"
 
 	"github.com/diemdanh/diemdanh/hub/notify"
+
+	"github.com/diemdanh/diemdanh/hub/broker"
+	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/web"
 )
 
@@ -29,6 +32,8 @@ type Components struct {
 	Audit      audit.Config      `yaml:"audit"`
 	Web        web.Config        `yaml:"web"`    // WEB: pages
 	Notify     notify.Config     `yaml:"notify"` // WEB: notifications
+	Broker     broker.Config     `yaml:"broker"` // HUB-B: MQTT (embedded or external)
+	Ingest     ingest.Config     `yaml:"ingest"` // HUB-B: event validation and group commit
 }
 
 func defaultComponents() Components {
@@ -42,10 +47,18 @@ func defaultComponents() Components {
 		Audit:      audit.DefaultConfig(),
 		Web:        web.Default(),
 		Notify:     notify.Default(),
+		Broker:     broker.Default(),
+		Ingest:     ingest.Default(),
 	}
 }
 
 func (c Components) validate() error {
+	if err := c.Broker.Validate("broker"); err != nil {
+		return err
+	}
+	if err := c.Ingest.Validate("ingest"); err != nil {
+		return err
+	}
 	if err := c.Web.Validate("web."); err != nil {
 		return err
 	}

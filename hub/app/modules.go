@@ -35,8 +35,9 @@ type Modules struct {
 	Gallery    *gallerysrv.Server
 	Attendance *attendance.Service
 	Backup     *backup.Backuper
-	Web        *web.Server       // WEB: pages and the live board (see modules_web.go)
-	Notify     *notify.Notifier  // WEB: notification outbox
+	Web        *web.Server      // WEB: pages and the live board (see modules_web.go)
+	Notify     *notify.Notifier // WEB: notification outbox
+	MQTT       *MQTTModule      // HUB-B: ingest + broker (see modules_mqtt.go)
 
 	// listeners are told about every stored event; the ingest wiring
 	// passes them to ingest.AddListener (see AddEventListener).
@@ -101,10 +102,10 @@ func (a *App) buildModules(ctx context.Context) error {
 		return err
 	}
 
-	// ---- HUB-B: broker + ingest here (ingest.AddListener for each of
-	// a.EventListeners(), m.Gallery.SetAnnouncer(broker), OnStop hooks:
-	// PhaseStopAccepting broker listeners, PhaseDrain ingest,
-	// PhaseCloseBroker broker).
+	// ---- HUB-B: broker + ingest (modules_mqtt.go; started by Run)
+	if err := a.buildMQTT(ctx); err != nil {
+		return err
+	}
 
 	// ---- routes
 	for _, p := range [][]byte{roster.OpenAPIPaths(), attendance.OpenAPIPaths(), gallerysrv.OpenAPIPaths()} {
