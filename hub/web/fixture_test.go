@@ -66,7 +66,11 @@ func must(t testing.TB, err error) {
 // (hub/broker), the web UI on an httptest server, and notifications.
 // School day settings make every arrival "present" whatever the hour the
 // test runs at.
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { t.Helper(); return newFixtureMW(t, true) }
+
+// newFixtureMW can leave hub/auth's middleware out, to prove this
+// package's own role and scope checks hold by themselves.
+func newFixtureMW(t testing.TB, authMW bool) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -132,6 +136,9 @@ func newFixture(t testing.TB) *fixture {
 
 	gin.SetMode(gin.ReleaseMode)
 	eng := gin.New()
+	if authMW {
+		eng.Use(f.auth.Middleware()) // as hub/app installs it: policy, CSRF, sessions
+	}
 	f.web.Routes(eng)
 	f.ts = httptest.NewServer(eng)
 	t.Cleanup(func() {

@@ -39,7 +39,14 @@ func TestSessionCookieFlags(t *testing.T) {
 }
 
 func TestCSRFRequired(t *testing.T) {
-	f := newFixture(t)
+	for _, mw := range []bool{true, false} {
+		t.Run(map[bool]string{true: "with-auth-middleware", false: "web-checks-alone"}[mw], func(t *testing.T) {
+			testCSRFRequired(t, newFixtureMW(t, mw))
+		})
+	}
+}
+
+func testCSRFRequired(t *testing.T, f *fixture) {
 	c := f.client(t)
 	// Login itself needs the form's token.
 	resp, _ := c.do("POST", "/login", url.Values{"username": {"lan"}, "password": {password}}, nil)
@@ -91,7 +98,14 @@ func TestCSRFRequired(t *testing.T) {
 }
 
 func TestRoleRouteRefusals(t *testing.T) {
-	f := newFixture(t)
+	for _, mw := range []bool{true, false} {
+		t.Run(map[bool]string{true: "with-auth-middleware", false: "web-checks-alone"}[mw], func(t *testing.T) {
+			testRoleRouteRefusals(t, newFixtureMW(t, mw))
+		})
+	}
+}
+
+func testRoleRouteRefusals(t *testing.T, f *fixture) {
 	f.ingestDirect(t, event(pupilChi, "in", time.Now()))
 	var chiEvent string
 	must(t, f.db.R.QueryRow(`SELECT event_id FROM events WHERE student_id = ?`, pupilChi).Scan(&chiEvent))

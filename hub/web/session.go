@@ -16,9 +16,9 @@ import (
 
 // Cookie names.
 const (
-	SessionCookie = "diemdanh_session"
+	SessionCookie = auth.SessionCookie
 	LangCookie    = "diemdanh_lang"
-	preCSRFCookie = "diemdanh_login_csrf" // double-submit token of the login form
+	preCSRFCookie = auth.LoginCSRFCookie // double-submit token of the login form
 	keyToken      = "diemdanh.web.token"
 )
 

@@ -220,6 +220,11 @@ func (s *Server) override(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
+	if s.auditOverrides {
+		if err := s.d.Audit.RecordC(c, ActionOverride, "pupil:"+pupil, map[string]any{"day": day, "status": status, "reason": reason}); err != nil {
+			s.log.Warn("audit override", "err", err)
+		}
+	}
 	if day == s.today(cls.Loc) {
 		s.live.pushPupil(c.Request.Context(), cls.ID, pupil, s.now().UnixMilli())
 	}

@@ -92,6 +92,15 @@ type AttendanceWriter interface {
 	Override(ctx context.Context, pupilID, day, status, reason, actor string) error
 }
 
+// OverrideFunc adapts a function (e.g. hub/attendance's AddOverride) to
+// AttendanceWriter; the UI then audits the change itself.
+type OverrideFunc func(ctx context.Context, pupilID, day, status, reason, actor string) error
+
+// Override implements AttendanceWriter.
+func (f OverrideFunc) Override(ctx context.Context, pupilID, day, status, reason, actor string) error {
+	return f(ctx, pupilID, day, status, reason, actor)
+}
+
 // Feedback records "not this pupil" on a recognition (hub/enrol's
 // negative feedback). The default marks the event rejected and records it.
 type Feedback interface {
@@ -134,6 +143,8 @@ type Server struct {
 	cat   *Catalogue
 	live  *Live
 	files http.Handler
+	// auditOverrides: the AttendanceWriter does not audit, the UI does.
+	auditOverrides bool
 }
 
 // New builds the UI. Call Start to run the live-update worker.
@@ -153,6 +164,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Audit == nil {
 		d.Audit = audit.New(d.DB, d.Log, d.Now)
 	}
+	auditOverrides := d.Attendance != nil
 	if d.Attendance == nil {
 		d.Attendance = &sqlOverrides{db: d.DB, audit: d.Audit, now: d.Now}
 	}
@@ -163,7 +175,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, d: d, log: d.Log.With("component", "web"), now: d.Now, cat: cat}
+	s := &Server{cfg: cfg, d: d, log: d.Log.With("component", "web"), now: d.Now, cat: cat, auditOverrides: auditOverrides}
 	if s.tmpl, err = s.parseTemplates(); err != nil {
 		return nil, err
 	}

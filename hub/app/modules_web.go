@@ -1,0 +1,47 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/diemdanh/diemdanh/hub/enrol"
+	"github.com/diemdanh/diemdanh/hub/notify"
+	"github.com/diemdanh/diemdanh/hub/web"
+)
+
+// buildWeb wires WEB's packages: the notification outbox (hub/notify) and
+// the browser UI (hub/web) with its live board. Both listen to ingest.
+func (a *App) buildWeb(ctx context.Context) error {
+	m := &a.Mods
+	cfg := a.Cfg
+	var err error
+	if m.Notify, err = notify.New(ctx, cfg.Notify, a.DB, a.Log, a.Now); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.AddEventListener(m.Notify)
+	a.Go("notify", m.Notify.Run)
+
+	deps := web.Deps{DB: a.DB, Log: a.Log, Now: a.Now, Sessions: m.Auth, Audit: m.Audit, Notify: m.Notify}
+	if m.Attendance != nil {
+		att := m.Attendance
+		deps.Attendance = web.OverrideFunc(func(ctx context.Context, pupil, day, status, reason, actor string) error {
+			_, err := att.AddOverride(ctx, pupil, day, status, reason, actor)
+			return err
+		})
+	}
+	if m.Enrol != nil {
+		deps.Feedback = enrol.WebFeedback{S: m.Enrol}
+		deps.Enroller = enrol.WebEnroller{S: m.Enrol}
+	}
+	if m.Web, err = web.New(cfg.Web, deps); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.AddEventListener(m.Web)
+	a.Go("web-live", func(ctx context.Context) error {
+		m.Web.Start(ctx)
+		<-ctx.Done()
+		return nil
+	})
+	m.Web.Routes(a.API.Engine)
+	return nil
+}
