@@ -1,0 +1,386 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/diemdanh/diemdanh/hub/ingest"
+	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
+	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// BenchResult is one bench-ingest run.
+type BenchResult struct {
+	Mode         string  `json:"mode"`
+	Events       int     `json:"events"`
+	Publishers   int     `json:"publishers"`
+	Window       int     `json:"window"`
+	EventsPerS   float64 `json:"events_per_s"`
+	LatencyP50   float64 `json:"latency_ms_p50"`
+	LatencyP95   float64 `json:"latency_ms_p95"`
+	LatencyP99   float64 `json:"latency_ms_p99"`
+	Lost         int     `json:"lost"`
+	Duplicated   int     `json:"duplicated"`
+	Batches      int64   `json:"batches"`
+	RSSMB        float64 `json:"rss_mb"`
+	ElapsedS     float64 `json:"elapsed_s"`
+	ExternalURL  string  `json:"external_url,omitempty"`
+	BrokerBinary string  `json:"broker_binary,omitempty"`
+}
+
+// BenchIngestMain is `hub bench-ingest --events N --publishers P [--window W] [--external] --json`:
+// it publishes N real events over MQTT on loopback from P paho clients
+// (QoS 1, persistent sessions) into a fresh hub (temporary SQLite,
+// embedded broker) and prints events_per_s, latency_ms_p50/p95 (publish →
+// committed row), lost, duplicated and rss_mb. With --external it runs the
+// same against Debian's mosquitto (started on a free loopback port) with
+// the hub in external mode, and reports external_ratio =
+// external events_per_s / embedded events_per_s.
+func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench-ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("events", 20000, "events to publish")
+	p := fs.Int("publishers", 4, "concurrent MQTT publishers (one gate each)")
+	w := fs.Int("window", 64, "unacknowledged events in flight per publisher (the edge outbox sender's window)")
+	ext := fs.Bool("external", false, "also run against Debian's mosquitto in external mode and report the ratio")
+	mosq := fs.String("mosquitto", "/usr/sbin/mosquitto", "mosquitto binary for --external")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *p < 1 || *w < 1 {
+		return fmt.Errorf("bench-ingest: --events, --publishers and --window must be positive: %w", flag.ErrHelp)
+	}
+	emb, err := benchIngest(ctx, ModeEmbedded, *n, *p, *w, *mosq)
+	if err != nil {
+		return err
+	}
+	out := map[string]any{}
+	b, _ := json.Marshal(emb)
+	_ = json.Unmarshal(b, &out)
+	if *ext {
+		x, err := benchIngest(ctx, ModeExternal, *n, *p, *w, *mosq)
+		if err != nil {
+			return err
+		}
+		out["external"] = x
+		if emb.EventsPerS > 0 {
+			out["external_ratio"] = round(x.EventsPerS/emb.EventsPerS, 3)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		return enc.Encode(out)
+	}
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(stdout, "%-16s %v\n", k, out[k])
+	}
+	return nil
+}
+
+func round(f float64, d int) float64 {
+	s := strconv.FormatFloat(f, 'f', d, 64)
+	r, _ := strconv.ParseFloat(s, 64)
+	return r
+}
+
+type commitClock struct {
+	mu   sync.Mutex
+	at   map[string]time.Time
+	dups int
+}
+
+func (c *commitClock) EventStored(_ context.Context, ev ingest.StoredEvent) {
+	now := time.Now()
+	c.mu.Lock()
+	if _, ok := c.at[ev.EventID]; ok {
+		c.dups++
+	} else {
+		c.at[ev.EventID] = now
+	}
+	c.mu.Unlock()
+}
+
+func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin string) (*BenchResult, error) {
+	dir, err := os.MkdirTemp("", "diemdanh-bench-ingest-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	db, err := store.Open(ctx, filepath.Join(dir, "hub.db"), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	gates, pupils, err := ingesttest.Seed(ctx, db, []string{"bench"}, pubs, 200)
+	if err != nil {
+		return nil, err
+	}
+	ing, err := ingest.New(db, ingest.Default(), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	clock := &commitClock{at: make(map[string]time.Time, n)}
+	ing.AddListener(clock)
+	ing.Start(ctx)
+	defer ing.Close()
+
+	res := &BenchResult{Mode: mode, Events: n, Publishers: pubs, Window: window}
+	var url string
+	switch mode {
+	case ModeEmbedded:
+		cfg := Default()
+		cfg.Listen = "127.0.0.1:0"
+		e, err := NewEmbedded(cfg, db, ing, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.Start(); err != nil {
+			return nil, err
+		}
+		defer e.Close()
+		url = "tcp://" + e.Addr()
+	case ModeExternal:
+		users := map[string]string{"diemdanh-hub": "bench-hub-secret"}
+		for _, g := range gates {
+			users[g.Username] = g.Password
+		}
+		acl, err := MosquittoACL(ctx, db, "diemdanh-hub")
+		if err != nil {
+			return nil, err
+		}
+		u, stop, err := runMosquitto(mosqBin, dir, acl, users)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		cfg := Default()
+		cfg.Mode = ModeExternal
+		cfg.External = ExternalConfig{URL: u, Username: "diemdanh-hub", Password: "bench-hub-secret", ClientID: "diemdanh-hub-bench"}
+		x, err := NewExternal(ctx, cfg, ing, nil)
+		if err != nil {
+			return nil, err
+		}
+		defer x.Close()
+		if !x.Connected() {
+			return nil, errors.New("bench-ingest: hub could not connect to mosquitto")
+		}
+		url, res.ExternalURL, res.BrokerBinary = u, u, mosqBin
+	}
+
+	// Pre-encode every event so the publishers measure the pipeline, not JSON.
+	type msg struct {
+		id      string
+		topic   string
+		payload []byte
+	}
+	per := make([][]msg, pubs)
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		g := gates[i%pubs]
+		ev := ingesttest.Event(g, pupils["bench"][i%len(pupils["bench"])], now.Add(-time.Duration(n-i)*time.Millisecond))
+		per[i%pubs] = append(per[i%pubs], msg{ev.EventID, gatekit.EventTopic(g.School, g.ID), ingesttest.Payload(ev)})
+	}
+	clients := make([]paho.Client, pubs)
+	for i, g := range gates {
+		o := paho.NewClientOptions().AddBroker(url).SetClientID("bench-" + g.ID).SetUsername(g.Username).
+			SetPassword(g.Password).SetCleanSession(false).SetOrderMatters(false).SetAutoReconnect(true).
+			SetWriteTimeout(10 * time.Second)
+		c := paho.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return nil, fmt.Errorf("bench-ingest: publisher connect: %v", tok.Error())
+		}
+		defer c.Disconnect(100)
+		clients[i] = c
+	}
+	sentAt := make([][]time.Time, pubs)
+	var pubErrs atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for pi := 0; pi < pubs; pi++ {
+		sentAt[pi] = make([]time.Time, len(per[pi]))
+		wg.Add(1)
+		go func(pi int) {
+			defer wg.Done()
+			sem := make(chan struct{}, window)
+			var inner sync.WaitGroup
+			for j, m := range per[pi] {
+				sem <- struct{}{}
+				sentAt[pi][j] = time.Now()
+				tok := clients[pi].Publish(m.topic, 1, false, m.payload)
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					if !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
+						pubErrs.Add(1)
+					}
+					<-sem
+				}()
+			}
+			inner.Wait()
+		}(pi)
+	}
+	wg.Wait()
+	// Everything acknowledged is committed; wait for the listener fan-out.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		clock.mu.Lock()
+		got := len(clock.at)
+		clock.mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	clock.mu.Lock()
+	var last time.Time
+	lat := make([]float64, 0, n)
+	for pi := range per {
+		for j, m := range per[pi] {
+			if at, ok := clock.at[m.id]; ok {
+				lat = append(lat, float64(at.Sub(sentAt[pi][j]).Microseconds())/1000)
+				if at.After(last) {
+					last = at
+				}
+			}
+		}
+	}
+	res.Duplicated = clock.dups
+	clock.mu.Unlock()
+	elapsed := last.Sub(start)
+	var rows int
+	if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&rows); err != nil {
+		return nil, err
+	}
+	res.Lost = n - rows
+	if rows > n {
+		res.Duplicated += rows - n
+	}
+	sort.Float64s(lat)
+	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lat, 0.50), pct(lat, 0.95), pct(lat, 0.99)
+	res.ElapsedS = round(elapsed.Seconds(), 3)
+	if elapsed > 0 {
+		res.EventsPerS = round(float64(rows)/elapsed.Seconds(), 0)
+	}
+	res.Batches = ing.Stats().Batches
+	res.RSSMB = peakRSSMB()
+	if pubErrs.Load() > 0 {
+		slog.Default().Warn("bench-ingest: publishes not acknowledged", "count", pubErrs.Load())
+	}
+	return res, nil
+}
+
+func pct(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(sorted)-1))
+	return round(sorted[i], 2)
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM) in MB.
+func peakRSSMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return round(kb/1024, 1)
+			}
+		}
+	}
+	return 0
+}
+
+// runMosquitto starts mosquitto on a free loopback port with the settings
+// of deploy/mosquitto/mosquitto.conf, a password file made with
+// mosquitto_passwd and the given ACL. stop kills it.
+func runMosquitto(bin, dir, acl string, users map[string]string) (url string, stop func(), err error) {
+	passwdBin, err := exec.LookPath("mosquitto_passwd")
+	if err != nil {
+		return "", nil, fmt.Errorf("bench-ingest: %w (apt-get install mosquitto)", err)
+	}
+	pw := filepath.Join(dir, "passwd")
+	names := make([]string, 0, len(users))
+	for u := range users {
+		names = append(names, u)
+	}
+	sort.Strings(names)
+	for i, u := range names {
+		args := []string{"-b", pw, u, users[u]}
+		if i == 0 {
+			args = []string{"-b", "-c", pw, u, users[u]}
+		}
+		if out, err := exec.Command(passwdBin, args...).CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("bench-ingest: mosquitto_passwd: %v: %s", err, out)
+		}
+	}
+	aclPath := filepath.Join(dir, "acl")
+	if err := os.WriteFile(aclPath, []byte(acl), 0o600); err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := []string{"per_listener_settings false", "listener " + port + " 127.0.0.1", "allow_anonymous false",
+		"password_file " + pw, "acl_file " + aclPath, "persistence true", "persistence_location " + dir + "/",
+		"autosave_interval 5", "max_queued_messages 1000000", "max_inflight_messages 1000",
+		"max_packet_size 1048576", "log_dest file " + filepath.Join(dir, "mosquitto.log")}
+	if os.Geteuid() == 0 {
+		conf = append(conf, "user root")
+	}
+	confPath := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(confPath, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(bin, "-c", confPath)
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("bench-ingest: start mosquitto: %w", err)
+	}
+	stop = func() { cmd.Process.Kill(); cmd.Wait() }
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return "tcp://" + addr, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			b, _ := os.ReadFile(filepath.Join(dir, "mosquitto.log"))
+			return "", nil, fmt.Errorf("bench-ingest: mosquitto did not start: %v: %s", err, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
