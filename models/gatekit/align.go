@@ -87,6 +87,11 @@ var ArcFace112 = [5]Point2{
 	{38.2946, 51.6963}, {73.5318, 51.5014}, {56.0252, 71.7366}, {41.5493, 92.3655}, {70.7299, 92.2041},
 }
 
+// DlibNoseBaseArcFace112 is where dlib's nose base lands on average when
+// faces are aligned by their eye centres alone onto ArcFace112 (measured
+// on casia-facev5; TestDlibNoseBaseTarget re-measures it).
+var DlibNoseBaseArcFace112 = Point2{56.3, 75.6}
+
 // Dlib5 are the three points we can derive from dlib's 5-point shape
 // predictor (eye corners and the base of the nose): the centre of the eye
 // on the image's left, the centre of the eye on its right, and the nose

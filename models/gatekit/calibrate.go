@@ -15,11 +15,11 @@ type Calibration struct {
 	// PerIdentityFAR is the false-match rate against one identity that
 	// gives TargetFAR over Identities identities: 1-(1-TargetFAR)^(1/N).
 	PerIdentityFAR float64 `json:"per_identity_far"`
-	Identities     int     `json:"identities"`
+	Identities     int     `json:"identities"`      // candidates a probe is compared against
 	ImpostorScores int     `json:"impostor_scores"` // probe-descriptor × other-identity minima measured
 	// Method is "empirical" when the quantile lies inside the measured
 	// scores (at least 5 of them below it), else "gaussian-tail": a normal
-	// fit to the scores, never above the lowest score measured.
+	// fit to the scores, capped just under the lowest score measured.
 	Method string `json:"method"`
 	// ExpectedFAR is the visitor false-accept rate the measured scores give
 	// at Threshold: 1-(1-f)^N with f the fraction of scores <= Threshold.
@@ -38,18 +38,30 @@ type Calibration struct {
 // whole gallery at targetFAR, so a bigger gallery gets a lower threshold.
 // It needs at least two identities.
 func CalibrateThreshold(g *Gallery, targetFAR float64) (Calibration, error) {
-	n := g.People()
-	if n < 2 {
-		return Calibration{}, errf(KindInvalid, "calibrate", nil, "need ≥2 identities, gallery has %d", n)
+	return CalibrateThresholdFor(g, targetFAR, g.People())
+}
+
+// CalibrateThresholdFor is CalibrateThreshold for a probe that is compared
+// against candidates identities rather than the whole gallery: with
+// candidate restriction (the pupils expected at this gate and session) a
+// smaller candidate set allows a looser threshold at the same visitor FAR.
+func CalibrateThresholdFor(g *Gallery, targetFAR float64, candidates int) (Calibration, error) {
+	if g.People() < 2 {
+		return Calibration{}, errf(KindInvalid, "calibrate", nil, "need ≥2 identities, gallery has %d", g.People())
 	}
+	if candidates < 1 {
+		return Calibration{}, errf(KindInvalid, "calibrate", nil, "candidates %d < 1", candidates)
+	}
+	n := candidates
+	people := g.People()
 	if !(targetFAR > 0 && targetFAR < 1) {
 		return Calibration{}, errf(KindInvalid, "calibrate", nil, "target FAR %g not in (0,1)", targetFAR)
 	}
 	c := Calibration{TargetFAR: targetFAR, Identities: n}
 	c.PerIdentityFAR = 1 - math.Pow(1-targetFAR, 1/float64(n))
-	scores := make([]float64, 0, len(g.descs)*(n-1))
+	scores := make([]float64, 0, len(g.descs)*(people-1))
 	var genuine []float64
-	minBy := make([]float32, n)
+	minBy := make([]float32, people)
 	for k, d := range g.descs {
 		for i := range minBy {
 			minBy[i] = math.MaxFloat32
@@ -92,9 +104,9 @@ func CalibrateThreshold(g *Gallery, targetFAR float64) (Calibration, error) {
 
 // LowerQuantile returns the p-quantile of sorted ascending scores and how it
 // was found: "empirical" when at least 5 scores lie below it, else
-// "gaussian-tail" (mean + sd·Φ⁻¹(p) of all scores, capped at the lowest
-// score, so a small gallery is never given a looser threshold than it has
-// evidence for).
+// "gaussian-tail" (mean + sd·Φ⁻¹(p) of all scores, capped just under the
+// lowest score, so a small gallery is never given a threshold its own
+// impostors would pass).
 func LowerQuantile(sorted []float64, p float64) (float64, string) {
 	n := float64(len(sorted))
 	if n == 0 {
@@ -119,8 +131,8 @@ func LowerQuantile(sorted []float64, p float64) (float64, string) {
 	}
 	sd := math.Sqrt(sq / math.Max(n-1, 1))
 	t := mean + sd*normQuantile(p)
-	if t > sorted[0] {
-		t = sorted[0]
+	if t >= sorted[0] {
+		t = math.Nextafter(sorted[0], 0)
 	}
 	return math.Max(t, 0), "gaussian-tail"
 }

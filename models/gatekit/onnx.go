@@ -47,23 +47,28 @@ func (s ONNXSpec) Validate() error {
 // 0.0.1 (see models/README.md for provenance and licence). Its input is
 // 1×3×112×112; its output 512 values, which we L2-normalise.
 //
-// The normalisation follows the package's own JavaScript (lib/fr_feature.js:
-// RGB, (v-127)/128); we measured the alternatives on casia-facev5 and kpop
-// (see the README's "Recognition quality") and kept this one. The package
-// aligns with the ArcFace template from 68-point landmarks (eye centres and
-// nose tip). We have dlib's 5 points: eye centres come from the corner
-// pairs; dlib's nose point is the nose base, not the tip, so its target
-// (56.0, 80.0) is where dlib's nose base lands on average when faces are
-// aligned by the eyes alone onto the ArcFace template (measured on
-// casia-facev5; see TestDlibNoseBaseTarget), and it gets half the weight
-// of an eye because it moves with pitch.
+// Normalisation: (v-127)/128 as in the package's own JavaScript
+// (lib/fr_feature.js), but in BGR order: on kpop BGR gave EER 11.2% and
+// 16% visitor acceptance at 95% genuine acceptance against 11.9% and 25%
+// for RGB; /255 scaling was worse (13.1%, 30%); casia-facev5 is nearly
+// indifferent (see the README's "Recognition quality" for the table).
+//
+// Alignment: the package maps 68-point eye centres and nose tip onto the
+// ArcFace template with an exact 3-point affine. We have dlib's 5 points:
+// eye centres come from the corner pairs, and dlib's nose point is the
+// nose base, which under an eyes-only alignment lands on average at
+// DlibNoseBaseArcFace112 (56.3, 75.6). Fitting it there, or eyes alone,
+// gave worse separation than a full-weight least-squares similarity that
+// targets it at (56.0, 84.0), which slightly enlarges the face in the chip
+// (kpop: visitor acceptance at 95% genuine 11.8% vs 37% at y=76 and 51%
+// with the eyes alone).
 var FacepluginMFNV1 = ONNXSpec{
 	Model: ModelID{Name: "faceplugin-mfn-v1", Version: "0.0.1"},
 	File:  ModelFile{"fr_feature.onnx", "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"},
-	Input: 112, Dim: 512, Mean: 127, Scale: 1.0 / 128, RGB: true,
+	Input: 112, Dim: 512, Mean: 127, Scale: 1.0 / 128, RGB: false,
 	Template: Template3{
 		LeftEye: ArcFace112[0], RightEye: ArcFace112[1],
-		NoseBase: Point2{56.0, 80.0}, NoseWeight: 0.5,
+		NoseBase: Point2{56.0, 84.0}, NoseWeight: 1,
 	},
 }
 
