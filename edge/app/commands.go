@@ -29,6 +29,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	k := fs.Int("k", 0, "override pipeline.vote.k")
 	width := fs.Int("detect-width", 0, "override pipeline.detect_width")
 	workers := fs.Int("workers", 0, "override engine.workers")
+	embedder := fs.String("embedder", "", "override engine.embedder (the gallery must be made by the same one)")
 	verbose := fs.Bool("v", false, "log the pipeline to stderr")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -60,6 +61,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *workers > 0 {
 		cfg.Engine.Workers = *workers
+	}
+	if *embedder != "" {
+		cfg.Engine.Embedder = *embedder
 	}
 	pc.SchoolID, pc.GateID, pc.Direction = "bench", "gate-1", gatekit.DirectionIn
 	if err := pc.Validate("pipeline"); err != nil {

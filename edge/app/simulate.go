@@ -2,11 +2,12 @@ package app
 
 import (
 	"context"
-	"errors"
 	"io"
+
+	"github.com/diemdanh/diemdanh/edge/sim"
 )
 
 // cmdSimulate runs the synthetic gate simulator (edge/sim).
 func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("simulate: the gate simulator is not built into this binary yet")
+	return sim.Main(ctx, args, stdout, stderr)
 }

@@ -676,6 +676,14 @@ func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
 		return emission{}, false
 	}
 	tr.Finalized = true
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		votes := make([]string, len(tr.Votes))
+		for i, v := range tr.Votes {
+			votes[i] = fmt.Sprintf("%s@%.3f/m%.3f/q%.2f/px%d/f%d", v.Match.PersonID, v.Match.Distance, v.Match.Margin(), v.Score, v.Quality.SizePx, v.Frame)
+		}
+		p.log.Debug("track ended", "track", tr.ID, "frames", fmt.Sprintf("%d-%d", tr.FirstFrame, tr.LastFrame), "hits", tr.Hits,
+			"describes", tr.Describes, "decided", tr.Decision.StudentID, "votes", votes)
+	}
 	if tr.Decided || len(tr.Votes) == 0 {
 		return emission{}, false
 	}
