@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -176,7 +177,13 @@ func StartMosquitto(dir, addr string) (*Mosquitto, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "mosquitto.conf")
-	body := fmt.Sprintf("listener %s %s\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\n", port, host, dir)
+	// Run as the current user: started as root, mosquitto would switch to
+	// the "mosquitto" user and could not write its persistence file here.
+	who := "mosquitto"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	body := fmt.Sprintf("user %s\nlistener %s %s\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\n", who, port, host, dir)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
