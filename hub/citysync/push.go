@@ -369,7 +369,12 @@ func (w *Worker) write(ctx context.Context, set pushSet) (pushSet, []Issue, erro
 	if set.empty() {
 		return set, nil, nil
 	}
-	err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error { return w.writeSet(ctx, tx, set) })
+	// One round trip: the statements run pipelined in one implicit transaction.
+	b := &pgx.Batch{}
+	for _, st := range w.statements(set) {
+		b.Queue(st.sql, st.args...)
+	}
+	err := w.pool.SendBatch(ctx, b).Close()
 	if err == nil {
 		return set, nil, nil
 	}
@@ -445,9 +450,25 @@ func nts(v sql.NullInt64) pgtype.Timestamptz {
 
 func nullIfEmpty(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
 
-// writeSet runs the multi-row upserts (unnest of arrays: one round trip per
-// kind, any batch size).
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// writeSet runs the upserts of s in tx, one statement at a time.
 func (w *Worker) writeSet(ctx context.Context, tx pgx.Tx, s pushSet) error {
+	for _, st := range w.statements(s) {
+		if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statements builds the multi-row upserts (unnest of arrays: one statement
+// per kind, any batch size).
+func (w *Worker) statements(s pushSet) []stmt {
+	var out []stmt
 	if n := len(s.events); n > 0 {
 		ids, pupils, gates, dirs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		capt, recv := make([]time.Time, n), make([]time.Time, n)
@@ -457,15 +478,13 @@ func (w *Worker) writeSet(ctx context.Context, tx pgx.Tx, s pushSet) error {
 			ids[i], pupils[i], gates[i], dirs[i] = e.id, e.pupil, e.gate, e.dir
 			capt[i], recv[i], dist[i], rej[i] = ts(e.captured), ts(e.received), float32(e.distance), e.rejected
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO attendance.events
+		out = append(out, stmt{`INSERT INTO attendance.events
 			  (school_id, event_id, pupil_id, gate_id, direction, captured_at, received_at, distance, rejected)
 			SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
 			  $8::real[], $9::bool[]) AS u
 			ON CONFLICT (school_id, event_id) DO UPDATE SET pupil_id = EXCLUDED.pupil_id, rejected = EXCLUDED.rejected
-			WHERE (attendance.events.pupil_id, attendance.events.rejected) IS DISTINCT FROM (EXCLUDED.pupil_id, EXCLUDED.rejected)`,
-			w.school, ids, pupils, gates, dirs, capt, recv, dist, rej); err != nil {
-			return err
-		}
+			WHERE (attendance.events.pupil_id, attendance.events.rejected) IS DISTINCT FROM (EXCLUDED.pupil_id, EXCLUDED.rejected)`, []any{
+			w.school, ids, pupils, gates, dirs, capt, recv, dist, rej}})
 	}
 	if n := len(s.daily); n > 0 {
 		pupils, days, statuses, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -476,7 +495,7 @@ func (w *Worker) writeSet(ctx context.Context, tx pgx.Tx, s pushSet) error {
 			pupils[i], days[i], statuses[i], sources[i] = d.pupil, d.day, d.status, d.source
 			classes[i], arr[i], dep[i], upd[i] = nullIfEmpty(d.class), nts(d.arrived), nts(d.departed), ts(d.updated)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO attendance.daily_status
+		out = append(out, stmt{`INSERT INTO attendance.daily_status
 			  (school_id, pupil_id, day, class_id, status, arrived_at, departed_at, source, hub_updated_at)
 			SELECT $1, u.pupil, u.day::date, u.class, u.status, u.arr, u.dep, u.source, u.upd
 			FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::timestamptz[])
@@ -484,10 +503,8 @@ func (w *Worker) writeSet(ctx context.Context, tx pgx.Tx, s pushSet) error {
 			ON CONFLICT (school_id, pupil_id, day) DO UPDATE SET class_id = EXCLUDED.class_id, status = EXCLUDED.status,
 			  arrived_at = EXCLUDED.arrived_at, departed_at = EXCLUDED.departed_at, source = EXCLUDED.source,
 			  hub_updated_at = EXCLUDED.hub_updated_at, stored_at = now()
-			WHERE attendance.daily_status.hub_updated_at <= EXCLUDED.hub_updated_at`,
-			w.school, pupils, days, classes, statuses, arr, dep, sources, upd); err != nil {
-			return err
-		}
+			WHERE attendance.daily_status.hub_updated_at <= EXCLUDED.hub_updated_at`, []any{
+			w.school, pupils, days, classes, statuses, arr, dep, sources, upd}})
 	}
 	now := w.now()
 	if n := len(s.heads); n > 0 {
@@ -497,16 +514,14 @@ func (w *Worker) writeSet(ctx context.Context, tx pgx.Tx, s pushSet) error {
 			classes[i], days[i], meals[i] = h.class, h.day, h.meal
 			heads[i], enrolled[i], revs[i] = int32(h.head), int32(h.enrolled), int32(h.rev)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO nutrition.headcounts
+		out = append(out, stmt{`INSERT INTO nutrition.headcounts
 			  (school_id, class_id, day, meal_code, headcount, enrolled, revision, computed_at)
 			SELECT $1, u.class, u.day::date, u.meal, u.head, u.enrolled, u.rev, $8
 			FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::int[], $7::int[]) AS u(class, day, meal, head, enrolled, rev)
 			ON CONFLICT (school_id, class_id, day, meal_code) DO UPDATE SET headcount = EXCLUDED.headcount,
 			  enrolled = EXCLUDED.enrolled, revision = EXCLUDED.revision, computed_at = EXCLUDED.computed_at, stored_at = now()
-			WHERE nutrition.headcounts.revision <= EXCLUDED.revision`,
-			w.school, classes, days, meals, heads, enrolled, revs, now); err != nil {
-			return err
-		}
+			WHERE nutrition.headcounts.revision <= EXCLUDED.revision`, []any{
+			w.school, classes, days, meals, heads, enrolled, revs, now}})
 	}
 	if n := len(s.totals); n > 0 {
 		pupils, years := make([]string, n), make([]string, n)
@@ -514,14 +529,12 @@ func (w *Worker) writeSet(ctx context.Context, tx pgx.Tx, s pushSet) error {
 		for i, t := range s.totals {
 			pupils[i], years[i], terms[i], exc[i], unexc[i] = t.pupil, t.year, int16(t.term), int32(t.excused), int32(t.unexcused)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO transcript.absence_totals
+		out = append(out, stmt{`INSERT INTO transcript.absence_totals
 			  (school_id, pupil_id, school_year, term, excused, unexcused, computed_at)
 			SELECT $1, u.* , $7 FROM unnest($2::text[], $3::text[], $4::smallint[], $5::int[], $6::int[]) AS u
 			ON CONFLICT (school_id, pupil_id, school_year, term) DO UPDATE SET excused = EXCLUDED.excused,
-			  unexcused = EXCLUDED.unexcused, computed_at = EXCLUDED.computed_at, stored_at = now()`,
-			w.school, pupils, years, terms, exc, unexc, now); err != nil {
-			return err
-		}
+			  unexcused = EXCLUDED.unexcused, computed_at = EXCLUDED.computed_at, stored_at = now()`, []any{
+			w.school, pupils, years, terms, exc, unexc, now}})
 	}
-	return nil
+	return out
 }

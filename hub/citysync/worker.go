@@ -54,6 +54,9 @@ type Worker struct {
 	terms      terms
 	lastRoster time.Time
 	hubVersion string
+	// last sync_status write
+	statusAt       time.Time
+	statusCaughtUp bool
 
 	// outage state (Run goroutine only)
 	failing   bool
@@ -267,6 +270,12 @@ func (w *Worker) syncOnce(ctx context.Context, rep *Report) error {
 	var issues int
 	_ = w.db.R.QueryRowContext(ctx, `SELECT count(*) FROM citysync_issues`).Scan(&issues)
 	w.m.issues.Set(float64(issues))
+	// The status row feeds the department's "lagging schools" view: write it
+	// on the first sync, when the lag appears or clears, and every 30 s.
+	caughtUp := rows == 0
+	if !w.statusAt.IsZero() && time.Since(w.statusAt) < statusEvery && caughtUp == w.statusCaughtUp {
+		return nil
+	}
 	_, err = w.pool.Exec(ctx, `INSERT INTO attendance.sync_status (school_id, last_sync_at, lag_rows, lag_seconds, roster_issues, hub_version)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (school_id) DO UPDATE SET last_sync_at = EXCLUDED.last_sync_at, lag_rows = EXCLUDED.lag_rows,
@@ -275,8 +284,12 @@ func (w *Worker) syncOnce(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("citysync: sync status: %w", err)
 	}
+	w.statusAt, w.statusCaughtUp = time.Now(), caughtUp
 	return nil
 }
+
+// statusEvery bounds how often attendance.sync_status is rewritten.
+const statusEvery = 30 * time.Second
 
 // ForceRoster makes the next sync pull the roster regardless of the interval.
 func (w *Worker) ForceRoster() {

@@ -6,8 +6,11 @@
 -- pupil_id is the 12-digit personal ID (the hub's pupil key). No face images,
 -- descriptors or quality data ever leave the hub.
 
+-- attendance.events is the high-volume log (≈ 2 rows per pupil per day): no
+-- foreign key to records.schools (a per-row lookup that halves the insert
+-- rate); row-level security already pins school_id to the hub's own school.
 CREATE TABLE attendance.events (
-  school_id   text NOT NULL REFERENCES records.schools(school_id),
+  school_id   text NOT NULL,
   event_id    text NOT NULL,             -- the gate's UUIDv7
   pupil_id    text NOT NULL,
   gate_id     text NOT NULL,
