@@ -486,6 +486,9 @@ func (s *Service) Gate(ctx context.Context, username, password, ip string) (*Pri
 	var hash string
 	var active bool
 	err := s.db.R.QueryRowContext(ctx, `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, username).Scan(&p.GateID, &p.SchoolID, &hash, &active)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNoSuchGate
+	}
 	if err != nil || !active || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
 		s.lim.fail("gate:"+username, s.cfg.FailureWindow)
 		s.lim.fail("ip:"+ip, s.cfg.FailureWindow)
@@ -497,6 +500,9 @@ func (s *Service) Gate(ctx context.Context, username, password, ip string) (*Pri
 	s.gmu.Unlock()
 	return &p, nil
 }
+
+// errNoSuchGate: the basic-auth user is not a gate (try accounts).
+var errNoSuchGate = errors.New("auth: no such gate")
 
 // limiter counts failures per key in a sliding window.
 type limiter struct {

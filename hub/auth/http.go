@@ -96,11 +96,10 @@ func (s *Service) Middleware() gin.HandlerFunc {
 		ip := c.ClientIP()
 		var p *Principal
 		if user, pass, ok := c.Request.BasicAuth(); ok {
+			// Gate devices first (their usernames are gate IDs), then accounts.
 			var err error
-			if strings.Contains(c.FullPath(), "/gates/") || !validUsername(user) {
-				p, err = s.Gate(ctx, user, pass, ip)
-			}
-			if p == nil {
+			p, err = s.Gate(ctx, user, pass, ip)
+			if errors.Is(err, errNoSuchGate) {
 				p, err = s.checkPassword(ctx, user, pass, ip)
 			}
 			if err != nil {
@@ -230,11 +229,11 @@ func (s *Service) Allowed(ctx context.Context, p *Principal, a api.Access) error
 				return deny
 			}
 			return nil
-		case "classes", "pupils", "attendance", "events", "guardians", "consents":
+		case "classes", "pupils", "events", "guardians", "consents":
 			if write {
 				return deny
 			}
-		case "overrides", "feedback":
+		case "attendance", "overrides", "feedback":
 		default:
 			return deny
 		}

@@ -96,17 +96,19 @@ var DefaultRules = []Rule{
 	{Method: "*", Path: "/logout", Roles: anyAccount, DuringPasswordChange: true},
 	// Gates: their gallery only (the handler checks the gate ID).
 	{Method: "GET", Path: "/api/v1/gates/:/gallery", Roles: []Role{RoleGate}},
-	// Teachers: read their classes and pupils, fix attendance, give feedback.
-	{Method: "GET", Path: "/api/v1/schools*", Roles: anyAccount},
-	{Method: "GET", Path: "/api/v1/classes/:*", Roles: staff},
-	{Method: "GET", Path: "/api/v1/attendance*", Roles: anyAccount},
-	{Method: "*", Path: "/api/v1/overrides*", Roles: staff},
-	{Method: "*", Path: "/api/v1/attendance/:/overrides*", Roles: staff},
-	{Method: "GET", Path: "/api/v1/events*", Roles: anyAccount},
-	{Method: "POST", Path: "/api/v1/events/:/not-this-pupil", Roles: staff},
+	// Teachers: read their classes and pupils, fix attendance, give
+	// feedback; parents: read their own children. Handlers scope each
+	// request through api.Authorize (Service.Allowed).
+	{Method: "GET", Path: "/api/v1/schools", Roles: anyAccount},
+	{Method: "GET", Path: "/api/v1/schools/:", Roles: anyAccount},
+	{Method: "GET", Path: "/api/v1/schools/:/events", Roles: anyAccount},
+	{Method: "GET", Path: "/api/v1/classes/:", Roles: staff},
+	{Method: "GET", Path: "/api/v1/classes/:/attendance", Roles: staff},
 	{Method: "GET", Path: "/api/v1/pupils/:", Roles: anyAccount},
-	{Method: "GET", Path: "/api/v1/pupils/:/attendance*", Roles: anyAccount},
-	{Method: "GET", Path: "/api/v1/pupils/:/events*", Roles: anyAccount},
+	{Method: "GET", Path: "/api/v1/pupils/:/attendance/:", Roles: anyAccount},
+	{Method: "POST", Path: "/api/v1/pupils/:/attendance/:/overrides", Roles: staff},
+	{Method: "GET", Path: "/api/v1/pupils/:/guardians", Roles: staff},
+	{Method: "POST", Path: "/api/v1/events/:/not-this-pupil", Roles: staff},
 	{Method: "*", Path: "/api/v1/parent*", Roles: family},
 	{Method: "*", Path: "/api/v1/push*", Roles: family},
 	{Method: "*", Path: "/api/v1/notifications*", Roles: family},

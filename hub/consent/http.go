@@ -16,23 +16,23 @@ import (
 //	POST /pupils/:id/consent/withdraw  {reason}: delete templates, manual attendance
 func (r *Registry) Routes(g gin.IRouter) {
 	pupilOK := func(c *gin.Context) {
-		if !gatekit.ValidPersonalID(c.Param("id")) {
+		if !gatekit.ValidPersonalID(c.Param("pupil_id")) {
 			api.Fail(c, api.Invalid("id", "must be a 12-digit personal ID"))
 			return
 		}
-		if err := api.Authorize(c, api.Access{Action: api.ActionWrite, Resource: "consents", PupilID: c.Param("id")}); err != nil {
+		if err := api.Authorize(c, api.Access{Action: api.ActionWrite, Resource: "consents", PupilID: c.Param("pupil_id")}); err != nil {
 			api.Fail(c, err)
 			return
 		}
 		c.Next()
 	}
-	g.GET("/pupils/:id/consent", auth.Require(auth.PermConsent), pupilOK, func(c *gin.Context) {
-		h, err := r.History(c.Request.Context(), c.Param("id"))
+	g.GET("/pupils/:pupil_id/consent", auth.Require(auth.PermConsent), pupilOK, func(c *gin.Context) {
+		h, err := r.History(c.Request.Context(), c.Param("pupil_id"))
 		if err != nil {
 			api.Fail(c, err)
 			return
 		}
-		cur, err := r.Valid(c.Request.Context(), c.Param("id"))
+		cur, err := r.Valid(c.Request.Context(), c.Param("pupil_id"))
 		resp := gin.H{"history": h, "valid": err == nil, "current": cur}
 		if err != nil {
 			_, b := api.BodyOf(err)
@@ -40,13 +40,13 @@ func (r *Registry) Routes(g gin.IRouter) {
 		}
 		api.JSON(c, resp)
 	})
-	g.POST("/pupils/:id/consent", auth.Require(auth.PermConsent), pupilOK, func(c *gin.Context) {
+	g.POST("/pupils/:pupil_id/consent", auth.Require(auth.PermConsent), pupilOK, func(c *gin.Context) {
 		var gr Grant
 		if err := api.BindJSON(c, &gr, 1<<14); err != nil {
 			api.Fail(c, err)
 			return
 		}
-		gr.PupilID = c.Param("id")
+		gr.PupilID = c.Param("pupil_id")
 		id, err := r.Record(c.Request.Context(), api.Actor(c), gr)
 		if err != nil {
 			api.Fail(c, err)
@@ -54,7 +54,7 @@ func (r *Registry) Routes(g gin.IRouter) {
 		}
 		c.JSON(http.StatusCreated, gin.H{"id": id})
 	})
-	g.POST("/pupils/:id/consent/withdraw", auth.Require(auth.PermConsent), pupilOK, func(c *gin.Context) {
+	g.POST("/pupils/:pupil_id/consent/withdraw", auth.Require(auth.PermConsent), pupilOK, func(c *gin.Context) {
 		var req struct {
 			Reason string `json:"reason"`
 		}
@@ -62,7 +62,7 @@ func (r *Registry) Routes(g gin.IRouter) {
 			api.Fail(c, err)
 			return
 		}
-		res, err := r.Withdraw(c.Request.Context(), api.Actor(c), c.Param("id"), req.Reason)
+		res, err := r.Withdraw(c.Request.Context(), api.Actor(c), c.Param("pupil_id"), req.Reason)
 		if err != nil {
 			api.Fail(c, err)
 			return

@@ -79,18 +79,18 @@ func (s *Service) ReadMultipart(c *gin.Context) ([]Photo, error) {
 //	GET  /feedback                     latest "not this pupil" marks
 func (s *Service) Routes(r gin.IRouter) {
 	pupil := func(c *gin.Context) {
-		if !gatekit.ValidPersonalID(c.Param("id")) {
+		if !gatekit.ValidPersonalID(c.Param("pupil_id")) {
 			api.Fail(c, api.Invalid("id", "must be a 12-digit personal ID"))
 			return
 		}
-		if err := api.Authorize(c, api.Access{Action: api.ActionWrite, Resource: "enrolment", PupilID: c.Param("id")}); err != nil {
+		if err := api.Authorize(c, api.Access{Action: api.ActionWrite, Resource: "enrolment", PupilID: c.Param("pupil_id")}); err != nil {
 			api.Fail(c, err)
 			return
 		}
 		c.Next()
 	}
-	r.POST("/pupils/:id/enrolment", auth.Require(auth.PermEnrol), pupil, func(c *gin.Context) {
-		if _, err := s.Prepare(c.Request.Context(), c.Param("id")); err != nil {
+	r.POST("/pupils/:pupil_id/enrolment", auth.Require(auth.PermEnrol), pupil, func(c *gin.Context) {
+		if _, err := s.Prepare(c.Request.Context(), c.Param("pupil_id")); err != nil {
 			api.Fail(c, err) // before reading 64 MB of photos
 			return
 		}
@@ -99,27 +99,27 @@ func (s *Service) Routes(r gin.IRouter) {
 			api.Fail(c, err)
 			return
 		}
-		res, err := s.EnrolPhotos(c.Request.Context(), api.Actor(c), c.Param("id"), photos)
+		res, err := s.EnrolPhotos(c.Request.Context(), api.Actor(c), c.Param("pupil_id"), photos)
 		if err != nil {
 			api.Fail(c, err)
 			return
 		}
 		api.JSON(c, res)
 	})
-	r.GET("/pupils/:id/templates", auth.Require(auth.PermEnrol), pupil, func(c *gin.Context) {
-		l, err := s.tpl.List(c.Request.Context(), c.Param("id"))
+	r.GET("/pupils/:pupil_id/templates", auth.Require(auth.PermEnrol), pupil, func(c *gin.Context) {
+		l, err := s.tpl.List(c.Request.Context(), c.Param("pupil_id"))
 		if err != nil {
 			api.Fail(c, err)
 			return
 		}
 		api.JSON(c, gin.H{"templates": l})
 	})
-	r.DELETE("/pupils/:id/templates", auth.Require(auth.PermEnrol), pupil, func(c *gin.Context) {
-		if err := s.tpl.DeletePupil(c.Request.Context(), c.Param("id")); err != nil {
+	r.DELETE("/pupils/:pupil_id/templates", auth.Require(auth.PermEnrol), pupil, func(c *gin.Context) {
+		if err := s.tpl.DeletePupil(c.Request.Context(), c.Param("pupil_id")); err != nil {
 			api.Fail(c, mapTpl(err))
 			return
 		}
-		if err := s.audit.RecordC(c, audit.ActionDelete, "pupil:"+c.Param("id"), gin.H{"what": "templates"}); err != nil {
+		if err := s.audit.RecordC(c, audit.ActionDelete, "pupil:"+c.Param("pupil_id"), gin.H{"what": "templates"}); err != nil {
 			api.Fail(c, err)
 			return
 		}
@@ -217,8 +217,8 @@ func (s *Service) Routes(r gin.IRouter) {
 		c.Header("Cache-Control", "no-store")
 		c.Data(http.StatusOK, "image/jpeg", b)
 	})
-	r.POST("/events/:id/not-this-pupil", auth.Require(auth.PermFeedback), func(c *gin.Context) {
-		pid, err := s.EventPupil(c.Request.Context(), c.Param("id"))
+	r.POST("/events/:event_id/not-this-pupil", auth.Require(auth.PermFeedback), func(c *gin.Context) {
+		pid, err := s.EventPupil(c.Request.Context(), c.Param("event_id"))
 		if err != nil {
 			api.Fail(c, err)
 			return
@@ -236,7 +236,7 @@ func (s *Service) Routes(r gin.IRouter) {
 				return
 			}
 		}
-		fb, err := s.MarkNotThisPupil(c.Request.Context(), api.Actor(c), c.Param("id"), req.Reason)
+		fb, err := s.MarkNotThisPupil(c.Request.Context(), api.Actor(c), c.Param("event_id"), req.Reason)
 		if err != nil {
 			api.Fail(c, err)
 			return
