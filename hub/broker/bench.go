@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -63,8 +64,20 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	ext := fs.Bool("external", false, "also run against Debian's mosquitto in external mode and report the ratio")
 	mosq := fs.String("mosquitto", "/usr/sbin/mosquitto", "mosquitto binary for --external")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *n < 1 || *p < 1 || *w < 1 {
 		return fmt.Errorf("bench-ingest: --events, --publishers and --window must be positive: %w", flag.ErrHelp)

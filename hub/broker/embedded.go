@@ -205,6 +205,13 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		h.ing.Submit(msg, nil)
 		return pk, packets.ErrRejectPacket
 	}
+	if pk.FixedHeader.Qos == 2 { // gates use QoS 1; QoS 2 is committed inline, then mochi runs its PUBREC flow
+		if _, err := h.ing.Handle(context.Background(), msg); err != nil {
+			cl.Stop(fmt.Errorf("broker: commit failed: %w", err))
+			return pk, packets.ErrRejectPacket
+		}
+		return pk, packets.CodeSuccessIgnore // acknowledged, not forwarded
+	}
 	id := pk.PacketID
 	h.ing.Submit(msg, func(_ ingest.Result, err error) {
 		if err != nil {

@@ -92,6 +92,11 @@ type item struct {
 	msg      Message
 	received int64 // hub clock, ms
 	done     func(Result, error)
+	// decoded by Submit (on the caller's goroutine, so decoding runs in
+	// parallel across gates and the commit loop only touches the database)
+	kind   string
+	ev     *gatekit.Event
+	reason string
 	// filled by the commit loop
 	res    Result
 	stored *StoredEvent
@@ -178,6 +183,10 @@ func (in *Ingester) Stats() Stats {
 // Submit blocks while the queue is full (back-pressure).
 func (in *Ingester) Submit(msg Message, done func(Result, error)) {
 	it := &item{msg: msg, received: in.now().UnixMilli(), done: done}
+	if _, _, kind, ok := gatekit.ParseGateTopic(msg.Topic); ok && kind == "events" {
+		it.kind = kind
+		it.ev, it.reason = CheckEvent(in.cfg, msg.Topic, msg.Payload, time.UnixMilli(it.received))
+	}
 	in.mu.RLock()
 	defer in.mu.RUnlock()
 	if in.closed {
@@ -312,11 +321,12 @@ type txState struct {
 	gates  map[string]gateRow
 	pupils map[string]pupilRow
 	ins    *sql.Stmt
+	seen   map[string]int64 // gate → latest event received_at in this batch
 }
 
 func (in *Ingester) commitTx(batch []*item) error {
 	return in.db.Tx(in.ctx, func(tx *sql.Tx) error {
-		st := &txState{tx: tx, gates: map[string]gateRow{}, pupils: map[string]pupilRow{}}
+		st := &txState{tx: tx, gates: map[string]gateRow{}, pupils: map[string]pupilRow{}, seen: map[string]int64{}}
 		ins, err := tx.Prepare(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id,
 			captured_at, received_at, distance, margin, frames_used, quality, model, gallery_version, face_jpeg)
 			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`)
@@ -336,6 +346,12 @@ func (in *Ingester) commitTx(batch []*item) error {
 				if err := quarantine(tx, it, reason); err != nil {
 					return err
 				}
+			}
+		}
+		for gate, at := range st.seen {
+			if _, err := tx.Exec(`UPDATE gates SET last_seen_at = max(last_seen_at, ?), online = 1 WHERE id = ?`,
+				at, gate); err != nil {
+				return fmt.Errorf("ingest: gate seen: %w", err)
 			}
 		}
 		return nil
@@ -461,7 +477,10 @@ func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*gatek
 }
 
 func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (string, error) {
-	ev, reason := CheckEvent(in.cfg, it.msg.Topic, it.msg.Payload, time.UnixMilli(it.received))
+	ev, reason := it.ev, it.reason
+	if it.kind != "events" { // not decoded by Submit
+		ev, reason = CheckEvent(in.cfg, it.msg.Topic, it.msg.Payload, time.UnixMilli(it.received))
+	}
 	if reason != "" {
 		return reason, nil
 	}
@@ -496,9 +515,8 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 	if err != nil {
 		return "", fmt.Errorf("ingest: insert event: %w", err)
 	}
-	if _, err := st.tx.Exec(`UPDATE gates SET last_seen_at = max(last_seen_at, ?), online = 1 WHERE id = ?`,
-		it.received, gate); err != nil {
-		return "", fmt.Errorf("ingest: gate seen: %w", err)
+	if it.received > st.seen[gate] {
+		st.seen[gate] = it.received
 	}
 	if n == 0 {
 		it.res = Duplicate
