@@ -99,7 +99,9 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	// A video file read as fast as possible (camera.realtime: false) must
 	// not drop frames; live sources keep only the newest frame.
 	kind, _ := capture.ParseSource(cfg.Camera.Source)
-	a.mbox = capture.NewMailbox(!(kind == capture.KindFile && !cfg.Camera.Realtime))
+	asFastAsPossible := kind == capture.KindFile && !cfg.Camera.Realtime
+	a.mbox = capture.NewMailbox(!asFastAsPossible)
+	cfg.Pipeline.WaitForWorkers = asFastAsPossible
 	stats := &pipeline.Stats{}
 	metrics := pipeline.NewMetrics(a.reg, stats)
 	hooks := pipeline.Hooks{}

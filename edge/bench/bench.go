@@ -206,6 +206,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 
 	cfg := o.Pipeline
 	cfg.SchoolID, cfg.GateID = o.SchoolID, o.GateID
+	cfg.WaitForWorkers = true // reproducible whatever the machine's load
 	if cfg.Direction == "" {
 		cfg.Direction = gatekit.DirectionIn
 	}

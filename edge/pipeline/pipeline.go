@@ -77,6 +77,11 @@ type Config struct {
 	Cooldown time.Duration `yaml:"cooldown"`
 	// Location is the school's time zone, for "per day".
 	Location *time.Location `yaml:"-"`
+	// WaitForWorkers makes the detector wait for a free descriptor worker
+	// instead of skipping a crop when all are busy. Live cameras skip (the
+	// newest frame matters more); benchmarks and file runs wait, so their
+	// results do not depend on the machine's load.
+	WaitForWorkers bool `yaml:"-"`
 }
 
 // DefaultConfig returns strict defaults (see README, Recognition).
@@ -573,6 +578,15 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		w.tr.Describes++
 		w.tr.LastDescribe = f.Index
 		p.mu.Unlock()
+		if p.cfg.WaitForWorkers {
+			select {
+			case jobs <- j:
+				continue
+			case <-ctx.Done():
+				j.region.Close()
+				return ctx.Err()
+			}
+		}
 		select {
 		case jobs <- j:
 		default:
