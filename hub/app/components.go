@@ -15,6 +15,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/notify"
 
 	"github.com/diemdanh/diemdanh/hub/broker"
+	"github.com/diemdanh/diemdanh/hub/citysync"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/web"
 )
@@ -34,6 +35,7 @@ type Components struct {
 	Notify     notify.Config     `yaml:"notify"` // WEB: notifications
 	Broker     broker.Config     `yaml:"broker"` // HUB-B: MQTT (embedded or external)
 	Ingest     ingest.Config     `yaml:"ingest"` // HUB-B: event validation and group commit
+	CitySync   citysync.Config   `yaml:"city_sync"`
 }
 
 func defaultComponents() Components {
@@ -49,6 +51,7 @@ func defaultComponents() Components {
 		Notify:     notify.Default(),
 		Broker:     broker.Default(),
 		Ingest:     ingest.Default(),
+		CitySync:   citysync.Default(),
 	}
 }
 
@@ -81,6 +84,9 @@ func (c Components) validate() error {
 		return err
 	}
 	if err := c.Backup.Validate("backup"); err != nil {
+		return err
+	}
+	if err := c.CitySync.Validate("city_sync"); err != nil {
 		return err
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/backup"
+	"github.com/diemdanh/diemdanh/hub/citysync"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/roster"
@@ -38,6 +39,7 @@ type Modules struct {
 	Web        *web.Server      // WEB: pages and the live board (see modules_web.go)
 	Notify     *notify.Notifier // WEB: notification outbox
 	MQTT       *MQTTModule      // HUB-B: ingest + broker (see modules_mqtt.go)
+	CitySync   *citysync.Worker // CITYDB: city database sync, nil when off (modules_citysync.go)
 
 	// listeners are told about every stored event; the ingest wiring
 	// passes them to ingest.AddListener (see AddEventListener).
@@ -99,6 +101,11 @@ func (a *App) buildModules(ctx context.Context) error {
 	// ---- WEB: notifications, pages, live board (modules_web.go); before
 	// the ingest wiring so their listeners are registered in time.
 	if err := a.buildWeb(ctx); err != nil {
+		return err
+	}
+
+	// ---- CITYDB: city database sync (modules_citysync.go; off without a dsn)
+	if err := a.buildCitySync(ctx); err != nil {
 		return err
 	}
 
