@@ -224,3 +224,31 @@ func TestRowsRefusedByCitySkippedOneByOne(t *testing.T) {
 		t.Errorf("lag %v: refused rows must not block the log", f.w.LagRows())
 	}
 }
+
+// A hub that ran without city sync keeps no change log; when sync is
+// switched on, everything stored before is backfilled and pushed.
+func TestEnableBackfillsHistory(t *testing.T) {
+	f := newFixture(t, cluster)
+	f.seedRoster(1, 5)
+	f.hubExec(`INSERT INTO schools (id, name) VALUES ('S1', 'S1')`)
+	f.hubExec(`INSERT INTO pupils (id, school_id, full_name) VALUES (?, 'S1', 'a'), (?, 'S1', 'b')`, pid(1001), pid(1002))
+	f.ingest("old-1", pid(1001), time.Date(2025, 9, 8, 7, 0, 0, 0, hcm))
+	f.ingest("old-2", pid(1002), time.Date(2025, 9, 8, 7, 1, 0, 0, hcm))
+	f.setDaily(pid(1001), "2025-09-08", "present", "auto")
+	f.setDaily(pid(1002), "2025-09-08", "absent", "auto")
+	if n := f.hubInt(`SELECT count(*) FROM citysync_changes`); n != 0 {
+		t.Fatalf("change log has %d rows before sync was ever enabled", n)
+	}
+	f.worker()
+	rep := f.sync()
+	if rep.Events != 2 || rep.Daily != 2 {
+		t.Errorf("backfill pushed %d events, %d daily; want 2, 2", rep.Events, rep.Daily)
+	}
+	if got := f.cityInt(`SELECT unexcused FROM transcript.absence_totals WHERE pupil_id = $1`, pid(1002)); got != 1 {
+		t.Errorf("backfilled absence total %d, want 1", got)
+	}
+	f.ingest("new-1", pid(1001), time.Date(2025, 9, 9, 7, 0, 0, 0, hcm))
+	if rep := f.sync(); rep.Events != 1 {
+		t.Errorf("after enabling, a new event pushed %d rows, want 1", rep.Events)
+	}
+}

@@ -54,6 +54,7 @@ type Worker struct {
 	terms      terms
 	lastRoster time.Time
 	hubVersion string
+	enabled    bool
 	// last sync_status write
 	statusAt       time.Time
 	statusCaughtUp bool
@@ -251,6 +252,9 @@ func (w *Worker) syncOnce(ctx context.Context, rep *Report) error {
 	if err := w.resolveSchool(ctx); err != nil {
 		return err
 	}
+	if err := w.enable(ctx); err != nil {
+		return err
+	}
 	if w.lastRoster.IsZero() || w.now().Sub(w.lastRoster) >= w.cfg.RosterInterval {
 		if err := w.pullRoster(ctx, rep); err != nil {
 			return err
@@ -290,6 +294,40 @@ func (w *Worker) syncOnce(ctx context.Context, rep *Report) error {
 
 // statusEvery bounds how often attendance.sync_status is rewritten.
 const statusEvery = 30 * time.Second
+
+// enable switches the change-log triggers on, the first time sync runs on
+// this hub, and backfills the log with everything stored before (events of
+// known pupils and daily statuses), in one transaction.
+func (w *Worker) enable(ctx context.Context) error {
+	if w.enabled {
+		return nil
+	}
+	err := w.db.Tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM citysync_state WHERE key = 'enabled'`).Scan(&one)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		now := time.Now().UnixMilli()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO citysync_changes (kind, k1, created_at)
+			SELECT 'event', event_id, ? FROM events WHERE student_id IS NOT NULL ORDER BY received_at`, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO citysync_changes (kind, k1, k2, created_at)
+			SELECT 'daily', pupil_id, day, ? FROM daily_attendance ORDER BY day, pupil_id`, now); err != nil {
+			return err
+		}
+		return setStateTx(ctx, tx, "enabled", strconv.FormatInt(now, 10))
+	})
+	if err != nil {
+		return fmt.Errorf("citysync: enable: %w", err)
+	}
+	w.enabled = true
+	return nil
+}
 
 // ForceRoster makes the next sync pull the roster regardless of the interval.
 func (w *Worker) ForceRoster() {
