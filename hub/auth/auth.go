@@ -324,6 +324,24 @@ func (s *Service) ListAccounts(ctx context.Context) ([]Account, error) {
 	return out, rows.Err()
 }
 
+// AssignClass lets a teacher (staff row) see a class besides their
+// homeroom class, or takes it away.
+func (s *Service) AssignClass(ctx context.Context, actor, staffID, classID string, assign bool) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		q := `INSERT OR IGNORE INTO teacher_classes(staff_id, class_id) VALUES (?, ?)`
+		if !assign {
+			q = `DELETE FROM teacher_classes WHERE staff_id = ? AND class_id = ?`
+		}
+		if _, err := tx.ExecContext(ctx, q, staffID, classID); err != nil {
+			if strings.Contains(err.Error(), "FOREIGN KEY") {
+				return api.Invalid("class_id", "unknown staff or class")
+			}
+			return fmt.Errorf("auth: %w", err)
+		}
+		return s.audit.RecordTx(ctx, tx, actor, audit.ActionAccountUpdate, "staff:"+staffID, map[string]any{"class_id": classID, "assigned": assign}, "")
+	})
+}
+
 // SetActive enables or disables an account; disabling ends its sessions.
 func (s *Service) SetActive(ctx context.Context, actor, username string, active bool) error {
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {

@@ -456,6 +456,22 @@ func (s *Service) Routes(r gin.IRouter) {
 		}
 		c.JSON(http.StatusCreated, gin.H{"account": acc, "one_time_password": otp})
 	})
+	r.POST("/teacher-classes", Require(PermAccounts), func(c *gin.Context) {
+		var req struct {
+			StaffID string `json:"staff_id"`
+			ClassID string `json:"class_id"`
+			Remove  bool   `json:"remove"`
+		}
+		if err := api.BindJSON(c, &req, 1024); err != nil {
+			api.Fail(c, err)
+			return
+		}
+		if err := s.AssignClass(c.Request.Context(), api.Actor(c), req.StaffID, req.ClassID, !req.Remove); err != nil {
+			api.Fail(c, err)
+			return
+		}
+		api.JSON(c, gin.H{"ok": true})
+	})
 	r.POST("/accounts/:username/active", Require(PermAccounts), func(c *gin.Context) {
 		var req struct {
 			Active bool `json:"active"`

@@ -243,6 +243,27 @@ func (s *Service) Routes(r gin.IRouter) {
 		}
 		api.JSON(c, fb)
 	})
+	r.POST("/templates/reembed", auth.Require(auth.PermEnrol), func(c *gin.Context) {
+		if err := api.Authorize(c, api.Access{Action: api.ActionWrite, Resource: "enrolment"}); err != nil {
+			api.Fail(c, err)
+			return
+		}
+		emb, ok := s.eng.(templates.Embedder)
+		if !ok {
+			api.Fail(c, api.Errorf(api.CodeUnavailable, "this engine cannot re-embed"))
+			return
+		}
+		rep, err := s.tpl.Reembed(c.Request.Context(), emb)
+		if err != nil {
+			api.Fail(c, err)
+			return
+		}
+		if err := s.audit.RecordC(c, audit.ActionTemplateStatus, "templates", gin.H{"reembed": rep}); err != nil {
+			api.Fail(c, err)
+			return
+		}
+		api.JSON(c, rep)
+	})
 	r.GET("/feedback", auth.Require(auth.PermEnrol), func(c *gin.Context) {
 		if err := api.Authorize(c, api.Access{Action: api.ActionRead, Resource: "feedback"}); err != nil {
 			api.Fail(c, err)

@@ -52,6 +52,16 @@ func (l *LazyEngine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]gatekit.
 	return e.RecognizeTight(ctx, m)
 }
 
+// Recognize decodes b and finds every face (templates.Embedder, for
+// re-embedding after a model change).
+func (l *LazyEngine) Recognize(ctx context.Context, b []byte) ([]gatekit.Face, error) {
+	e, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return e.Recognize(ctx, b)
+}
+
 // Model implements Engine.
 func (l *LazyEngine) Model() gatekit.ModelID { return gatekit.DlibResNetV1 }
 
