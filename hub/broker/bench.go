@@ -59,8 +59,8 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("bench-ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("events", 20000, "events to publish")
-	p := fs.Int("publishers", 4, "concurrent MQTT publishers (one gate each)")
-	w := fs.Int("window", 64, "unacknowledged events in flight per publisher (the edge outbox sender's window)")
+	p := fs.Int("publishers", 8, "concurrent MQTT publishers (one gate each)")
+	w := fs.Int("window", 16, "unacknowledged events in flight per publisher (edge mqtt.window default: 16)")
 	ext := fs.Bool("external", false, "also run against Debian's mosquitto in external mode and report the ratio")
 	mosq := fs.String("mosquitto", "/usr/sbin/mosquitto", "mosquitto binary for --external")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -79,8 +79,8 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if *n < 1 || *p < 1 || *w < 1 {
-		return fmt.Errorf("bench-ingest: --events, --publishers and --window must be positive: %w", flag.ErrHelp)
+	if *n < 1 || *p < 1 || *w < 2 {
+		return fmt.Errorf("bench-ingest: --events and --publishers must be positive, --window at least 2: %w", flag.ErrHelp)
 	}
 	emb, err := benchIngest(ctx, ModeEmbedded, *n, *p, *w, *mosq)
 	if err != nil {
@@ -238,22 +238,24 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 		wg.Add(1)
 		go func(pi int) {
 			defer wg.Done()
-			sem := make(chan struct{}, window)
-			var inner sync.WaitGroup
-			for j, m := range per[pi] {
-				sem <- struct{}{}
-				sentAt[pi][j] = time.Now()
-				tok := clients[pi].Publish(m.topic, 1, false, m.payload)
-				inner.Add(1)
-				go func() {
-					defer inner.Done()
+			// The broker acknowledges in order, so one waiter per publisher
+			// takes the tokens in order; the channel bounds the window.
+			inflight := make(chan paho.Token, window-1)
+			waited := make(chan struct{})
+			go func() {
+				defer close(waited)
+				for tok := range inflight {
 					if !tok.WaitTimeout(60*time.Second) || tok.Error() != nil {
 						pubErrs.Add(1)
 					}
-					<-sem
-				}()
+				}
+			}()
+			for j, m := range per[pi] {
+				sentAt[pi][j] = time.Now()
+				inflight <- clients[pi].Publish(m.topic, 1, false, m.payload)
 			}
-			inner.Wait()
+			close(inflight)
+			<-waited
 		}(pi)
 	}
 	wg.Wait()

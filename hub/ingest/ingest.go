@@ -335,6 +335,9 @@ func (in *Ingester) commitTx(batch []*item) error {
 		}
 		defer ins.Close()
 		st.ins = ins
+		if err := st.preloadPupils(batch); err != nil {
+			return err
+		}
 		for _, it := range batch {
 			it.res, it.stored = 0, nil
 			reason, err := in.apply(st, it)
@@ -429,6 +432,47 @@ func (st *txState) gate(id string) (gateRow, error) {
 	}
 	st.gates[id] = g
 	return g, nil
+}
+
+// preloadPupils looks up every pupil named in the batch with one query
+// per 500 IDs instead of one per event.
+func (st *txState) preloadPupils(batch []*item) error {
+	var ids []any
+	for _, it := range batch {
+		if it.ev == nil || it.ev.StudentID == gatekit.UnknownStudent {
+			continue
+		}
+		if _, ok := st.pupils[it.ev.StudentID]; ok {
+			continue
+		}
+		st.pupils[it.ev.StudentID] = pupilRow{} // not found unless the query says so
+		ids = append(ids, it.ev.StudentID)
+	}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		q := `SELECT id, school_id, class_id FROM pupils WHERE id IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		rows, err := st.tx.Query(q, chunk...)
+		if err != nil {
+			return fmt.Errorf("ingest: pupil lookup: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			var p pupilRow
+			var class sql.NullString
+			if err := rows.Scan(&id, &p.school, &class); err != nil {
+				rows.Close()
+				return fmt.Errorf("ingest: pupil lookup: %w", err)
+			}
+			p.found, p.class = true, class.String
+			st.pupils[id] = p
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("ingest: pupil lookup: %w", err)
+		}
+	}
+	return nil
 }
 
 func (st *txState) pupil(id string) (pupilRow, error) {
