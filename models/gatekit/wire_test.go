@@ -1,0 +1,329 @@
+package gatekit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden payloads in testdata/")
+
+// goldenEvents are the documented example payloads (README, Protocol).
+func goldenEvents() map[string]*Event {
+	base := func() *Event {
+		return &Event{Schema: SchemaVersion, EventID: "01920e4a-7c3b-7d2e-9f10-3a5b7c9d1e2f", SchoolID: "thcs-nguyen-du",
+			GateID: "gate-1", Direction: DirectionIn, StudentID: "079212003456", CapturedAt: 1788400512345,
+			Distance: 0.312, Margin: 0.121, FramesUsed: 3,
+			Quality: Quality{SizePx: 164, Sharpness: 212.5, YawDeg: -6.2, RollDeg: 1.4, Brightness: 118.3},
+			Model:   DlibResNetV1, GalleryVer: 42}
+	}
+	in := base()
+	out := base()
+	out.EventID, out.Direction, out.CapturedAt = "01920f1c-2a4d-7e3f-8a21-4b6c8d0e2f3a", DirectionOut, 1788425112000
+	unknown := base()
+	unknown.EventID, unknown.StudentID, unknown.Distance, unknown.Margin = "01920e4b-0d1e-7a2b-8c3d-4e5f60718293", UnknownStudent, 0.55, 0.02
+	crop := base()
+	crop.EventID = "01920e4b-5f60-7182-9a3b-4c5d6e7f8091"
+	crop.FaceJPEG = []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0xFF, 0xD9}
+	return map[string]*Event{"in.json": in, "out.json": out, "unknown.json": unknown, "with_crop.json": crop}
+}
+
+func readJSONFiles(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".json") && e.Name() != "expect.json" {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = b
+		}
+	}
+	return out
+}
+
+// TestGoldenEvents: each valid example decodes, and encoding it again
+// gives exactly the example (compacted): the examples are canonical.
+func TestGoldenEvents(t *testing.T) {
+	dir := filepath.Join("testdata", "events", "valid")
+	if *update {
+		for name, ev := range goldenEvents() {
+			b, err := ev.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pretty bytes.Buffer
+			_ = json.Indent(&pretty, b, "", "  ")
+			pretty.WriteByte('\n')
+			if err := os.WriteFile(filepath.Join(dir, name), pretty.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	files := readJSONFiles(t, dir)
+	if len(files) != len(goldenEvents()) {
+		t.Fatalf("%d golden events, want %d (run with -update)", len(files), len(goldenEvents()))
+	}
+	for name, b := range files {
+		ev, err := DecodeEvent(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		enc, err := ev.Encode()
+		if err != nil {
+			t.Fatalf("%s: encode: %v", name, err)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, b); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(enc, compact.Bytes()) {
+			t.Errorf("%s: re-encoded payload differs:\n got %s\nwant %s", name, enc, compact.Bytes())
+		}
+	}
+}
+
+// TestInvalidEventPayloads: every bad example is refused with an error
+// naming the field listed in testdata/events/invalid/expect.json.
+func TestInvalidEventPayloads(t *testing.T) {
+	dir := filepath.Join("testdata", "events", "invalid")
+	var expect map[string]string
+	b, err := os.ReadFile(filepath.Join(dir, "expect.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &expect); err != nil {
+		t.Fatal(err)
+	}
+	files := readJSONFiles(t, dir)
+	if len(files) != len(expect) {
+		t.Fatalf("%d files but %d expectations", len(files), len(expect))
+	}
+	for name, payload := range files {
+		want, ok := expect[name]
+		if !ok {
+			t.Fatalf("%s has no expectation", name)
+		}
+		_, err := DecodeEvent(payload)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != want {
+			t.Errorf("%s: got %v, want an error on %q", name, err, want)
+		}
+	}
+}
+
+func TestEventValidateTable(t *testing.T) {
+	valid := goldenEvents()["in.json"]
+	cases := []struct {
+		name, field string
+		mod         func(*Event)
+	}{
+		{"valid", "", func(*Event) {}},
+		{"unknown student", "", func(e *Event) { e.StudentID = UnknownStudent }},
+		{"out", "", func(e *Event) { e.Direction = DirectionOut }},
+		{"schema 2", "schema", func(e *Event) { e.Schema = 2 }},
+		{"schema 0", "schema", func(e *Event) { e.Schema = 0 }},
+		{"event id not uuid", "event_id", func(e *Event) { e.EventID = "abc" }},
+		{"event id braces", "event_id", func(e *Event) { e.EventID = "{01920e4a-7c3b-7d2e-9f10-3a5b7c9d1e2f}" }},
+		{"school upper", "school_id", func(e *Event) { e.SchoolID = "THCS" }},
+		{"school topic wildcard", "school_id", func(e *Event) { e.SchoolID = "a/#" }},
+		{"gate empty", "gate_id", func(e *Event) { e.GateID = "" }},
+		{"gate plus", "gate_id", func(e *Event) { e.GateID = "+" }},
+		{"direction", "direction", func(e *Event) { e.Direction = "IN" }},
+		{"student 11 digits", "student_id", func(e *Event) { e.StudentID = "07921200345" }},
+		{"student letters", "student_id", func(e *Event) { e.StudentID = "07921200345a" }},
+		{"student empty", "student_id", func(e *Event) { e.StudentID = "" }},
+		{"captured 2019", "captured_at", func(e *Event) { e.CapturedAt = 1546300800000 }},
+		{"captured seconds not ms", "captured_at", func(e *Event) { e.CapturedAt = 1788400512 }},
+		{"distance negative", "distance", func(e *Event) { e.Distance = -0.1 }},
+		{"distance NaN", "distance", func(e *Event) { e.Distance = math.NaN() }},
+		{"margin inf", "margin", func(e *Event) { e.Margin = math.Inf(1) }},
+		{"frames used", "frames_used", func(e *Event) { e.FramesUsed = -1 }},
+		{"model missing", "model", func(e *Event) { e.Model = ModelID{} }},
+		{"crop not jpeg", "face_jpeg", func(e *Event) { e.FaceJPEG = []byte("PNG") }},
+		{"crop too big", "face_jpeg", func(e *Event) { e.FaceJPEG = append([]byte{0xFF, 0xD8}, make([]byte, MaxCropBytes)...) }},
+		{"sharpness NaN", "quality.sharpness", func(e *Event) { e.Quality.Sharpness = math.NaN() }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := *valid
+			tc.mod(&e)
+			err := e.Validate()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("valid event refused: %v", err)
+				}
+				if _, err := e.Encode(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field {
+				t.Fatalf("got %v, want error on %q", err, tc.field)
+			}
+			if _, err := e.Encode(); err == nil {
+				t.Fatal("Encode accepted an invalid event")
+			}
+		})
+	}
+}
+
+func TestDecodeEventTable(t *testing.T) {
+	good, _ := goldenEvents()["in.json"].Encode()
+	cases := []struct {
+		name    string
+		payload []byte
+		field   string
+	}{
+		{"good", good, ""},
+		{"empty", nil, "payload"},
+		{"not json", []byte("hello"), "payload"},
+		{"array", []byte("[]"), "payload"},
+		{"null", []byte("null"), "schema"},
+		{"truncated", good[:len(good)/2], "payload"},
+		{"trailing object", append(append([]byte(nil), good...), []byte(`{}`)...), "payload"},
+		{"unknown field", bytes.Replace(good, []byte(`{"schema"`), []byte(`{"extra":1,"schema"`), 1), "payload"},
+		{"schema as string", bytes.Replace(good, []byte(`"schema":1`), []byte(`"schema":"1"`), 1), "payload"},
+		{"crop not base64", bytes.Replace(good, []byte(`"gallery_version":42`), []byte(`"gallery_version":42,"face_jpeg":"!!"`), 1), "payload"},
+		{"oversize", append(good, bytes.Repeat([]byte(" "), MaxPayloadBytes)...), "payload"},
+	}
+	for _, tc := range cases {
+		_, err := DecodeEvent(tc.payload)
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			continue
+		}
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("%s: got %v, want error on %q", tc.name, err, tc.field)
+		}
+	}
+}
+
+func axis(i int, v float32) Descriptor {
+	d := make(Descriptor, DescriptorLen)
+	d[i] = v
+	return d
+}
+
+func goldenGallery(t testing.TB) *GalleryDoc {
+	g := NewGallery(7, DlibResNetV1)
+	for _, p := range []struct {
+		id string
+		d  Descriptor
+	}{{"079212003456", axis(0, 0.5)}, {"079212003456", axis(1, 0.5)}, {"001308009911", axis(2, 0.5)}} {
+		if err := g.Add(p.id, p.d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doc := DocFromGallery("thcs-nguyen-du", g)
+	doc.Threshold, doc.MinMargin = 0.42, 0.06
+	return doc
+}
+
+func TestGoldenGallery(t *testing.T) {
+	dir := filepath.Join("testdata", "gallery")
+	if *update {
+		b, _ := json.MarshalIndent(goldenGallery(t), "", "  ")
+		if err := os.WriteFile(filepath.Join(dir, "valid.json"), append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "valid.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, g, err := DecodeGallery(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Version != 7 || g.People() != 2 || g.Len() != 3 || doc.Threshold != 0.42 {
+		t.Fatalf("decoded v%d %d people %d descriptors", doc.Version, g.People(), g.Len())
+	}
+	var expect map[string]string
+	eb, err := os.ReadFile(filepath.Join(dir, "invalid", "expect.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(eb, &expect); err != nil {
+		t.Fatal(err)
+	}
+	files := readJSONFiles(t, filepath.Join(dir, "invalid"))
+	if len(files) != len(expect) {
+		t.Fatalf("%d files but %d expectations", len(files), len(expect))
+	}
+	for name, payload := range files {
+		_, _, err := DecodeGallery(payload)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != expect[name] {
+			t.Errorf("%s: got %v, want error on %q", name, err, expect[name])
+		}
+	}
+}
+
+// TestGalleryMatchTable: the margin is measured to the second-best
+// IDENTITY, never to a second descriptor of the same person.
+func TestGalleryMatchTable(t *testing.T) {
+	build := func(entries ...any) *Gallery {
+		g := NewGallery(1, DlibResNetV1)
+		for i := 0; i < len(entries); i += 2 {
+			if err := g.Add(entries[i].(string), entries[i+1].(Descriptor)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return g
+	}
+	probe := axis(0, 1)
+	near := func(d float32) Descriptor { v := axis(0, 1); v[1] = d; return v } // at distance d from probe
+	inf := math.Inf(1)
+	cases := []struct {
+		name          string
+		g             *Gallery
+		probe         Descriptor
+		id, second    string
+		dist, secondD float64
+	}{
+		{"empty gallery", build(), probe, "", "", inf, inf},
+		{"one identity", build("A", near(0.1)), probe, "A", "", 0.1, inf},
+		{"two descriptors of one identity: no margin to itself", build("A", near(0.1), "A", near(0.15)), probe, "A", "", 0.1, inf},
+		{"second identity beyond a closer same-person descriptor", build("A", near(0.1), "A", near(0.15), "B", near(0.4)), probe, "A", "B", 0.1, 0.4},
+		{"order of insertion does not matter", build("B", near(0.4), "A", near(0.15), "A", near(0.1)), probe, "A", "B", 0.1, 0.4},
+		{"look-alike: tiny margin", build("A", near(0.30), "B", near(0.31)), probe, "A", "B", 0.30, 0.31},
+		{"probe of another length matches nobody", build("A", near(0.1)), Descriptor{1, 2, 3}, "", "", inf, inf},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.g.Match(tc.probe)
+			if m.PersonID != tc.id || m.SecondPersonID != tc.second {
+				t.Fatalf("got %q/%q want %q/%q", m.PersonID, m.SecondPersonID, tc.id, tc.second)
+			}
+			if !closeTo(m.Distance, tc.dist) || !closeTo(m.SecondDistance, tc.secondD) {
+				t.Fatalf("distances %v/%v want %v/%v", m.Distance, m.SecondDistance, tc.dist, tc.secondD)
+			}
+			if want := tc.secondD - tc.dist; !math.IsNaN(want) && !closeTo(m.Margin(), want) {
+				t.Fatalf("margin %v want %v", m.Margin(), want)
+			}
+		})
+	}
+}
+
+func closeTo(a, b float64) bool {
+	if math.IsInf(b, 1) {
+		return math.IsInf(a, 1)
+	}
+	return math.Abs(a-b) < 1e-6
+}
