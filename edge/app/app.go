@@ -149,6 +149,10 @@ func (a *App) registerMetrics() {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_bad_frames_total", Help: "Unreadable frames from the camera."},
 			func() float64 { return float64(a.cap.BadFrames()) }),
 		gauge("edge_fps", "Frames processed per second since start.", a.fps),
+		gauge("edge_vote_threshold", "Distance threshold in force (configured, calibrated or from the gallery).",
+			func() float64 { return a.pipe.OperatingPoint().Threshold }),
+		gauge("edge_vote_min_margin", "Margin over the second-best identity in force.",
+			func() float64 { return a.pipe.OperatingPoint().MinMargin }),
 	)
 }
 

@@ -261,12 +261,8 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: rss,
 		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
 		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth}
-	if cfg.UseGalleryOperatingPoint && doc.Threshold > 0 {
-		res.Threshold = doc.Threshold
-	}
-	if cfg.UseGalleryOperatingPoint && doc.MinMargin > 0 {
-		res.MinMargin = doc.MinMargin
-	}
+	op := pipe.OperatingPoint()
+	res.Threshold, res.MinMargin = op.Threshold, op.MinMargin
 	mu.Lock()
 	res.Acked = len(acks)
 	var lat, proc []float64

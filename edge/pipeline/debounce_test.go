@@ -86,3 +86,11 @@ func TestDebouncePersisted(t *testing.T) {
 		t.Fatalf("outbox depth %d, want 4", db.Depth())
 	}
 }
+
+// nopOutbox is for tests that never commit an event.
+type nopOutbox struct{}
+
+func (nopOutbox) EnqueueDebounced(context.Context, *gatekit.Event, string, time.Time, time.Duration) (bool, error) {
+	panic("not used")
+}
+func (nopOutbox) Enqueue(context.Context, *gatekit.Event) error { panic("not used") }

@@ -52,6 +52,11 @@ type Config struct {
 	// UseGalleryOperatingPoint takes threshold and margin from the gallery
 	// file when the hub calibrated them (see issue "Recognition").
 	UseGalleryOperatingPoint bool `yaml:"use_gallery_operating_point"`
+	// CalibrateFAR, when above 0 and the gallery carries no calibrated
+	// threshold, derives one on the gate from the gallery's own impostor
+	// distances (gatekit.CalibrateThreshold) for this visitor false-accept
+	// rate; the stricter of it and vote.threshold is used.
+	CalibrateFAR float64 `yaml:"calibrate_far"`
 
 	// DescribeEvery is the minimum number of frames between two
 	// descriptors of one track.
@@ -133,6 +138,8 @@ func (c Config) Validate(prefix string) error {
 		return f("tracker.max_missed", "must be 0..1000")
 	case !(c.Vote.Threshold > 0 && c.Vote.Threshold < 2):
 		return f("vote.threshold", "must be a real L2 distance between 0 and 2, got %g", c.Vote.Threshold)
+	case !(c.CalibrateFAR >= 0 && c.CalibrateFAR < 1):
+		return f("calibrate_far", "must be 0 (off) or a rate below 1, got %g", c.CalibrateFAR)
 	case !(c.Vote.MinMargin >= 0 && c.Vote.MinMargin < 2):
 		return f("vote.min_margin", "must be 0..2, got %g", c.Vote.MinMargin)
 	case c.Vote.K < 1 || c.Vote.K > 50:
@@ -218,6 +225,10 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	tracker *Tracker
+
+	calMu  sync.Mutex
+	calFor *gatekit.Gallery // gallery the cached calibration belongs to
+	calTh  float64          // 0: none
 }
 
 // Deps are the pipeline's collaborators.
@@ -303,6 +314,8 @@ func (p *Pipeline) Run(ctx context.Context, src FrameSource) error {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	defer det.Close()
+	op := p.voteConfig() // calibrates now rather than under the lock later
+	p.log.Info("operating point", "threshold", op.Threshold, "min_margin", op.MinMargin, "m", op.M, "k", op.K)
 	jobs := make(chan job, p.workers)
 	emits := make(chan emission, 64)
 	g, gctx := errgroup.WithContext(ctx)
@@ -670,17 +683,46 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 // operating point when it has one and the config allows it.
 func (p *Pipeline) voteConfig() VoteConfig {
 	c := p.cfg.Vote
-	if p.cfg.UseGalleryOperatingPoint {
-		if doc, _ := p.gal.Current(); doc != nil {
-			if doc.Threshold > 0 {
-				c.Threshold = doc.Threshold
-			}
-			if doc.MinMargin > 0 {
-				c.MinMargin = doc.MinMargin
-			}
+	doc, gal := p.gal.Current()
+	if p.cfg.UseGalleryOperatingPoint && doc != nil {
+		if doc.MinMargin > 0 {
+			c.MinMargin = doc.MinMargin
+		}
+		if doc.Threshold > 0 {
+			c.Threshold = doc.Threshold
+			return c
 		}
 	}
+	if th := p.calibrated(gal); th > 0 && th < c.Threshold {
+		c.Threshold = th
+	}
 	return c
+}
+
+// OperatingPoint is the decision rule in force for the current gallery.
+func (p *Pipeline) OperatingPoint() VoteConfig { return p.voteConfig() }
+
+// calibrated returns the gate-side calibrated threshold of gal (cached per
+// gallery), or 0 when calibration is off or impossible.
+func (p *Pipeline) calibrated(gal *gatekit.Gallery) float64 {
+	if p.cfg.CalibrateFAR <= 0 || gal == nil {
+		return 0
+	}
+	p.calMu.Lock()
+	defer p.calMu.Unlock()
+	if p.calFor == gal {
+		return p.calTh
+	}
+	p.calFor, p.calTh = gal, 0
+	cal, err := gatekit.CalibrateThreshold(gal, p.cfg.CalibrateFAR)
+	if err != nil {
+		p.log.Warn("gallery calibration impossible; using vote.threshold", "err", err)
+		return 0
+	}
+	p.calTh = cal.Threshold
+	p.log.Info("gallery calibrated", "threshold", cal.Threshold, "target_far", cal.TargetFAR, "expected_far", cal.ExpectedFAR,
+		"expected_frr", cal.ExpectedFRR, "method", cal.Method, "people", cal.Identities)
+	return p.calTh
 }
 
 // finishLocked finalises an ended track once no descriptor is in flight:
