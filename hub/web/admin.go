@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -222,7 +223,17 @@ func (s *Server) enrolSubmit(c *gin.Context) {
 	pg := s.newPage(c, "enrol.title", nil)
 	out := make([]VerdictJSON, 0, len(vs))
 	for _, v := range vs {
-		j := VerdictJSON{File: v.File, Status: v.Status, Label: pg.T("enrol." + v.Status), Reasons: v.Reasons}
+		j := VerdictJSON{File: v.File, Status: v.Status, Label: pg.T("enrol." + v.Status)}
+		for _, r := range v.Reasons {
+			// hub/enrol words reasons "Tiếng Việt / English": show the page's language.
+			if vi, en, ok := strings.Cut(r, " / "); ok {
+				r = vi
+				if pg.Lang == "en" {
+					r = en
+				}
+			}
+			j.Reasons = append(j.Reasons, r)
+		}
 		if len(v.CropJPEG) > 0 {
 			j.Crop = "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(v.CropJPEG)
 		}

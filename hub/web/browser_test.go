@@ -55,6 +55,8 @@ func browser(t *testing.T) context.Context {
 			chromedp.Flag("disable-quic", true), chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 			chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 			chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true),
+			// A synthetic camera for the enrolment page (getUserMedia), no permission prompt.
+			chromedp.Flag("use-fake-device-for-media-stream", true), chromedp.Flag("use-fake-ui-for-media-stream", true),
 			chromedp.UserDataDir(chrome.dataDir), chromedp.WindowSize(1100, 900),
 		}
 		alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)

@@ -66,11 +66,16 @@ func must(t testing.TB, err error) {
 // (hub/broker), the web UI on an httptest server, and notifications.
 // School day settings make every arrival "present" whatever the hour the
 // test runs at.
-func newFixture(t testing.TB) *fixture { t.Helper(); return newFixtureMW(t, true) }
+func newFixture(t testing.TB) *fixture { t.Helper(); return newFixtureOpts(t, true, nil) }
+
+func newFixtureMW(t testing.TB, authMW bool) *fixture {
+	t.Helper()
+	return newFixtureOpts(t, authMW, nil)
+}
 
 // newFixtureMW can leave hub/auth's middleware out, to prove this
 // package's own role and scope checks hold by themselves.
-func newFixtureMW(t testing.TB, authMW bool) *fixture {
+func newFixtureOpts(t testing.TB, authMW bool, mut func(*Deps)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -119,7 +124,11 @@ func newFixtureMW(t testing.TB, authMW bool) *fixture {
 	f.notify, err = notify.New(ctx, ncfg, db, log, time.Now)
 	must(t, err)
 
-	f.web, err = New(Default(), Deps{DB: db, Log: log, Sessions: f.auth, Audit: al, Notify: f.notify})
+	deps := Deps{DB: db, Log: log, Sessions: f.auth, Audit: al, Notify: f.notify}
+	if mut != nil {
+		mut(&deps)
+	}
+	f.web, err = New(Default(), deps)
 	must(t, err)
 	f.web.Start(ctx)
 
