@@ -27,13 +27,14 @@ type Command struct {
 // its subcommand (XxxMain lives in the helper's package).
 func commands() map[string]Command {
 	return map[string]Command{
-		"run":          {"run the hub: hub run --config hub.yaml", RunMain},
-		"demo":         {"start a demo hub and one gate (what `make run` runs)", DemoMain},
-		"enrol":        {"bulk-enrol faces: hub enrol --roster roster.csv --photos DIR", enrol.EnrolMain},
-		"bench-enrol":  {"benchmark bulk enrolment (photos/s, p95, RSS): hub bench-enrol --json", enrol.BenchEnrolMain},
-		"bench-ingest": {"MQTT→SQLite ingest rate and latency: hub bench-ingest --events N --publishers P [--external] --json", broker.BenchIngestMain},
-		"bench-live":   {"live board fan-out: hub bench-live --clients 500 --json (SSE push latency, RSS)", web.BenchLiveMain},
-		"bench-sync":   {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", citysync.BenchSyncMain},
+		"run":           {"run the hub: hub run --config hub.yaml", RunMain},
+		"demo":          {"start a demo hub and one gate (what `make run` runs)", DemoMain},
+		"enrol":         {"bulk-enrol faces: hub enrol --roster roster.csv --photos DIR", enrol.EnrolMain},
+		"bench-enrol":   {"benchmark bulk enrolment (photos/s, p95, RSS): hub bench-enrol --json", enrol.BenchEnrolMain},
+		"bench-ingest":  {"MQTT→SQLite ingest rate and latency: hub bench-ingest --events N --publishers P [--external] --json", broker.BenchIngestMain},
+		"bench-live":    {"live board fan-out: hub bench-live --clients 500 --json (SSE push latency, RSS)", web.BenchLiveMain},
+		"mosquitto-acl": {"external broker: write mosquitto's ACL for the gates: hub mosquitto-acl --db data/hub.db --out acl", broker.MosquittoACLMain},
+		"bench-sync":    {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", citysync.BenchSyncMain},
 	}
 }
 

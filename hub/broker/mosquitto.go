@@ -2,7 +2,10 @@ package broker
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/diemdanh/diemdanh/hub/store"
@@ -70,4 +73,35 @@ func safeACLWord(s string) bool {
 		}
 	}
 	return true
+}
+
+// MosquittoACLMain is `hub mosquitto-acl --db hub.db [--hub-user diemdanh-hub] [--out FILE]`:
+// it writes the mosquitto acl_file for the hub's active gates (external
+// mode). Reload mosquitto afterwards (systemctl reload mosquitto).
+func MosquittoACLMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mosquitto-acl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbPath := fs.String("db", "data/hub.db", "hub SQLite database")
+	hubUser := fs.String("hub-user", "diemdanh-hub", "the hub's service user on the broker")
+	out := fs.String("out", "", "write to this file (atomically) instead of stdout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := os.Stat(*dbPath); err != nil {
+		return fmt.Errorf("mosquitto-acl: %w", err)
+	}
+	db, err := store.Open(ctx, *dbPath, nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	acl, err := MosquittoACL(ctx, db, *hubUser)
+	if err != nil {
+		return err
+	}
+	if *out == "" {
+		_, err = io.WriteString(stdout, acl)
+		return err
+	}
+	return gatekit.WriteFileAtomic(*out, []byte(acl), 0o600)
 }
