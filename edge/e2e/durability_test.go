@@ -114,7 +114,7 @@ func brokerMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	<-ctx.Done()
-	srv.Close()
+	brokertest.CloseMochi(srv, 2*time.Second)
 	return 0
 }
 

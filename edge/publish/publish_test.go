@@ -128,7 +128,7 @@ func TestDrainInOrderDeletesOnlyAfterPUBACK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
 	sub := subscribe(t, addr, gatekit.TopicRoot+"/#")
 	db := openStore(t)
 	var want []string
@@ -215,7 +215,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 		}
 	}
 	enqueue(40)
-	srv.Close()
+	brokertest.CloseMochi(srv, 3*time.Second)
 	waitFor(t, 5*time.Second, "publisher to see the outage", func() bool { return !p.Connected() })
 	enqueue(40) // while the broker is down: these wait in the outbox
 	if db.Depth() == 0 {
@@ -225,7 +225,7 @@ func TestBrokerRestartMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv2.Close()
+	t.Cleanup(func() { brokertest.CloseMochi(srv2, 3*time.Second) })
 	enqueue(40)
 	waitFor(t, 15*time.Second, "empty outbox after restart", func() bool { return db.Depth() == 0 })
 	got := rec.IDs()
@@ -258,7 +258,7 @@ func TestLastWillAndStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
 	sub := subscribe(t, addr, gatekit.StatusTopic(school, gate))
 	db := openStore(t)
 	p, err := New(testConfig(addr), db, testLogger(t), nil)
@@ -305,7 +305,7 @@ func TestWrongPasswordKeepsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
 	db := openStore(t)
 	for i := 0; i < 5; i++ {
 		if err := db.Enqueue(context.Background(), newEvent(i)); err != nil {

@@ -246,3 +246,19 @@ func WaitListening(addr string, d time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// CloseMochi closes an embedded broker, waiting at most d. mochi's Close
+// waits for every client connection handler; a client that connects in the
+// instant between the disconnect sweep and the listener closing would hold
+// it until that client goes away. The listener itself is closed either way.
+// It reports whether Close returned in time.
+func CloseMochi(s *mqtt.Server, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { _ = s.Close(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
