@@ -337,6 +337,17 @@ func TestNotArrivedByCutoff(t *testing.T) {
 	if k := countRows(t, n, "rule = 'not_arrived' AND dedupe_key LIKE '%2026-11-25%'"); k != 2 {
 		t.Errorf("after the class's own cut-off: %d rows, want 2 (both pupils)", k)
 	}
+	// A pupil excused by the teacher is not reported.
+	mustExec(t, n.db, `INSERT INTO attendance_overrides(pupil_id, day, status, reason, actor, created_at)
+		VALUES (?, '2026-11-26', 'excused', 'ốm', 'teacher:lan', 0)`, pupilBinh)
+	clk.Set(time.Date(2026, 11, 26, 10, 31, 0, 0, ict))
+	n.CheckCutoffs(ctx)
+	if k := countRows(t, n, "rule = 'not_arrived' AND dedupe_key LIKE '%2026-11-26%' AND pupil_id = '"+pupilBinh+"'"); k != 0 {
+		t.Errorf("excused pupil reported as not arrived")
+	}
+	if k := countRows(t, n, "rule = 'not_arrived' AND dedupe_key LIKE '%2026-11-26%' AND pupil_id = '"+pupilAn+"'"); k != 1 {
+		t.Errorf("absent An: %d rows", k)
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

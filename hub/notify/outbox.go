@@ -267,7 +267,11 @@ func (n *Notifier) CheckCutoffs(ctx context.Context) error {
 				AND NOT EXISTS (SELECT 1 FROM events e WHERE e.student_id = p.id AND e.direction = 'in'
 					AND e.rejected = 0 AND e.captured_at >= ? AND e.captured_at < ?)
 				AND NOT EXISTS (SELECT 1 FROM daily_attendance d WHERE d.pupil_id = p.id AND d.day = ?
-					AND d.status IN ('present', 'late', 'excused'))`, c.id, start, start+86400000, day)
+					AND d.status IN ('present', 'late', 'excused'))
+				AND NOT EXISTS (SELECT 1 FROM attendance_overrides o WHERE o.pupil_id = p.id AND o.day = ?
+					AND o.status IN ('present', 'late', 'excused'))
+				AND NOT EXISTS (SELECT 1 FROM notify_outbox x WHERE x.dedupe_key >= 'not_arrived:' || p.id || ':' || ? || ':'
+					AND x.dedupe_key < 'not_arrived:' || p.id || ':' || ? || ';')`, c.id, start, start+86400000, day, day, day, day)
 			if err != nil {
 				return fmt.Errorf("notify: cutoffs: %w", err)
 			}
