@@ -52,6 +52,13 @@ func startMosquitto(t *testing.T, acl string, users map[string]string) string {
 	if err := os.WriteFile(aclPath, []byte(acl), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return runMosquittoFiles(t, dir, aclPath, pw)
+}
+
+// runMosquittoFiles starts mosquitto with deploy/mosquitto/mosquitto.conf
+// (listener, paths and logging adapted) and the given ACL and password files.
+func runMosquittoFiles(t *testing.T, dir, aclPath, pw string) string {
+	t.Helper()
 	// The shipped config, with paths and the listener swapped for the test.
 	base, err := os.ReadFile("../../deploy/mosquitto/mosquitto.conf")
 	if err != nil {
@@ -287,3 +294,52 @@ func TestMosquittoRedeliversUncommitted(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// The files shipped in deploy/mosquitto work as they are with the real
+// mosquitto: the demo gate publishes its events, the hub user receives
+// them, the gate cannot read gate topics, wrong passwords are refused.
+func TestShippedMosquittoFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"acl.example", "passwd.example"} {
+		b, err := os.ReadFile("../../deploy/mosquitto/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o600)
+	}
+	url := runMosquittoFiles(t, dir, filepath.Join(dir, "acl.example"), filepath.Join(dir, "passwd.example"))
+	if _, err := connect(t, clientOpts(url, "x", "demo-gate", "wrong")); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	hub, err := connect(t, clientOpts(url, "hub", "diemdanh-hub", "change-me-hub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	hub.Subscribe(broker.GateFilter, 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).Wait()
+	gate, err := connect(t, clientOpts(url, "gate", "demo-gate", "change-me-gate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy := make(chan string, 10)
+	gate.Subscribe(broker.GateFilter, 1, func(_ paho.Client, m paho.Message) { spy <- m.Topic() }).Wait()
+	g := ingesttest.Gate{School: "demo", ID: "demo-gate"}
+	publishOK(t, gate, gatekit.EventTopic("demo", "demo-gate"), ingesttest.Payload(ingesttest.Event(g, gatekit.UnknownStudent, time.Now())))
+	gate.Publish(gatekit.EventTopic("demo", "other-gate"), 1, false, []byte("{}")).Wait()
+	select {
+	case topic := <-got:
+		if topic != gatekit.EventTopic("demo", "demo-gate") {
+			t.Fatalf("hub got %s", topic)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("hub did not receive the gate's event")
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case topic := <-got:
+		t.Fatalf("forbidden publish reached the hub: %s", topic)
+	case topic := <-spy:
+		t.Fatalf("gate read a gate topic: %s", topic)
+	default:
+	}
+}
