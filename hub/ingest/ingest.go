@@ -321,12 +321,19 @@ type txState struct {
 	gates  map[string]gateRow
 	pupils map[string]pupilRow
 	ins    *sql.Stmt
-	seen   map[string]int64 // gate → latest event received_at in this batch
+	seen   map[string]gateSeen // per gate, from this batch's events
+}
+
+// gateSeen: latest hub receive time and the smallest (hub - edge) clock
+// difference among a gate's events in one batch.
+type gateSeen struct {
+	at, minDelay int64
+	has          bool
 }
 
 func (in *Ingester) commitTx(batch []*item) error {
 	return in.db.Tx(in.ctx, func(tx *sql.Tx) error {
-		st := &txState{tx: tx, gates: map[string]gateRow{}, pupils: map[string]pupilRow{}, seen: map[string]int64{}}
+		st := &txState{tx: tx, gates: map[string]gateRow{}, pupils: map[string]pupilRow{}, seen: map[string]gateSeen{}}
 		ins, err := tx.Prepare(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id,
 			captured_at, received_at, distance, margin, frames_used, quality, model, gallery_version, face_jpeg)
 			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`)
@@ -351,9 +358,13 @@ func (in *Ingester) commitTx(batch []*item) error {
 				}
 			}
 		}
-		for gate, at := range st.seen {
-			if _, err := tx.Exec(`UPDATE gates SET last_seen_at = max(last_seen_at, ?), online = 1 WHERE id = ?`,
-				at, gate); err != nil {
+		// Clock skew comes from heartbeats (sent live). Until a gate has sent
+		// one, the smallest hub-minus-edge difference of its events is the
+		// estimate (it includes the publish delay, so it is an upper bound).
+		for gate, gs := range st.seen {
+			if _, err := tx.Exec(`UPDATE gates SET last_seen_at = max(last_seen_at, ?), online = 1,
+				clock_skew_ms = CASE WHEN last_heartbeat = '' THEN ? ELSE clock_skew_ms END WHERE id = ?`,
+				gs.at, gs.minDelay, gate); err != nil {
 				return fmt.Errorf("ingest: gate seen: %w", err)
 			}
 		}
@@ -559,9 +570,14 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 	if err != nil {
 		return "", fmt.Errorf("ingest: insert event: %w", err)
 	}
-	if it.received > st.seen[gate] {
-		st.seen[gate] = it.received
+	gs := st.seen[gate]
+	if it.received > gs.at {
+		gs.at = it.received
 	}
+	if d := it.received - ev.CapturedAt; !gs.has || d < gs.minDelay {
+		gs.minDelay, gs.has = d, true
+	}
+	st.seen[gate] = gs
 	if n == 0 {
 		it.res = Duplicate
 		return "", nil

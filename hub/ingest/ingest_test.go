@@ -264,3 +264,82 @@ func TestSubmitAfterCloseFails(t *testing.T) {
 }
 
 var _ = fmt.Sprint
+
+// Until a gate sends a heartbeat, its skew is estimated from its events
+// (smallest hub-minus-edge difference); a heartbeat then takes over.
+func TestClockSkewFromEvents(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	g := f.gates[0]
+	for _, lag := range []time.Duration{90 * time.Second, 30 * time.Second, 60 * time.Second} {
+		ev := ingesttest.Event(g, f.pupils[g.School][0], f.now.Add(-lag))
+		if _, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var skew int64
+	f.db.R.QueryRow(`SELECT clock_skew_ms FROM gates WHERE id=?`, g.ID).Scan(&skew)
+	if skew != 60000 { // the last batch held only the 60 s event
+		t.Fatalf("skew %d, want 60000", skew)
+	}
+	var capt, recv int64
+	f.db.R.QueryRow(`SELECT captured_at, received_at FROM events ORDER BY captured_at LIMIT 1`).Scan(&capt, &recv)
+	if recv-capt != 90000 {
+		t.Fatalf("event clocks: captured %d received %d", capt, recv)
+	}
+	hb, _ := json.Marshal(gatekit.Heartbeat{Schema: 1, GateID: g.ID, At: f.now.Add(-2 * time.Second).UnixMilli()})
+	f.in.Handle(ctx, ingest.Message{Topic: gatekit.HeartbeatTopic(g.School, g.ID), Payload: hb})
+	ev := ingesttest.Event(g, f.pupils[g.School][0], f.now.Add(-time.Hour))
+	f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)})
+	f.db.R.QueryRow(`SELECT clock_skew_ms FROM gates WHERE id=?`, g.ID).Scan(&skew)
+	if skew != 2000 {
+		t.Fatalf("skew %d after heartbeat, want 2000 (events must not override it)", skew)
+	}
+}
+
+type blockingListener struct {
+	release chan struct{}
+	n       chan struct{}
+}
+
+func (b *blockingListener) EventStored(context.Context, ingest.StoredEvent) {
+	<-b.release
+	b.n <- struct{}{}
+}
+
+// A listener that blocks does not hold up commits (it gets its events
+// later, all of them, in order of commit).
+func TestSlowListenerDoesNotBlockIngest(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	bl := &blockingListener{release: make(chan struct{}), n: make(chan struct{}, 1000)}
+	f.in.AddListener(bl)
+	g := f.gates[0]
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 200; i++ {
+			ev := ingesttest.Event(g, f.pupils[g.School][i%5], f.now.Add(-time.Minute))
+			if _, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ingest blocked by a slow listener")
+	}
+	close(bl.release)
+	for i := 0; i < 200; i++ {
+		select {
+		case <-bl.n:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("listener got %d of 200 events", i)
+		}
+	}
+}
