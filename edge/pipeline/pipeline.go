@@ -484,6 +484,10 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		tw := 160
 		gocv.Resize(st.gray, &st.tiny, image.Pt(tw, max(1, gh*tw/gw)), 0, 0, gocv.InterpolationArea)
 		moving := true
+		// A camera may come back from an outage at another resolution.
+		if st.hasPrev && (st.prev.Cols() != st.tiny.Cols() || st.prev.Rows() != st.tiny.Rows()) {
+			st.hasPrev = false
+		}
 		if st.hasPrev {
 			gocv.AbsDiff(st.tiny, st.prev, &st.diff)
 			moving = st.diff.Mean().Val1 >= p.cfg.MotionThreshold
