@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,9 +97,13 @@ type subscriber struct {
 	c    pmqtt.Client
 }
 
+var subN atomic.Int32
+
 func subscribe(t *testing.T, addr, filter string) *subscriber {
 	s := &subscriber{msgs: map[string][][]byte{}}
-	o := pmqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("test-sub").SetCleanSession(false).SetAutoReconnect(true).
+	ready := make(chan struct{}, 1)
+	id := fmt.Sprintf("test-sub-%d", subN.Add(1))
+	o := pmqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetCleanSession(false).SetAutoReconnect(true).
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
 		SetOrderMatters(true)
 	o.SetOnConnectHandler(func(c pmqtt.Client) {
@@ -106,10 +112,19 @@ func subscribe(t *testing.T, addr, filter string) *subscriber {
 			s.msgs[m.Topic()] = append(s.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
 			s.mu.Unlock()
 		}).Wait()
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
 	})
 	s.c = pmqtt.NewClient(o)
 	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscription not acknowledged")
 	}
 	t.Cleanup(func() { s.c.Disconnect(0) })
 	return s
@@ -286,9 +301,13 @@ func TestLastWillAndStatus(t *testing.T) {
 	waitFor(t, 5*time.Second, "online again after reconnect", func() bool { s, n := last(); return n >= 3 && s.Online })
 	// Heartbeat while connected.
 	hbSub := subscribe(t, addr, gatekit.HeartbeatTopic(school, gate))
-	_ = hbSub
 	if err := p.PublishHeartbeat(gatekit.Heartbeat{FPS: 25, OutboxDepth: db.Depth()}); err != nil {
 		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "heartbeat", func() bool { return len(hbSub.get(gatekit.HeartbeatTopic(school, gate))) == 1 })
+	var hb gatekit.Heartbeat
+	if err := json.Unmarshal(hbSub.get(gatekit.HeartbeatTopic(school, gate))[0], &hb); err != nil || hb.FPS != 25 || hb.GateID != gate || hb.Schema != gatekit.SchemaVersion {
+		t.Fatalf("heartbeat %+v: %v", hb, err)
 	}
 	stop()
 	waitFor(t, 5*time.Second, "offline after clean stop", func() bool { s, n := last(); return n >= 4 && !s.Online })
@@ -376,5 +395,48 @@ func TestConfigValidate(t *testing.T) {
 	c.Broker, c.CAFile = "ssl://127.0.0.1:8883", ca
 	if _, err := New(c, openStore(t), nil, nil); err == nil {
 		t.Error("bad CA file accepted")
+	}
+}
+
+// TestGalleryAnnouncement: the retained announcement on the school's
+// gallery topic reaches OnGalleryAnnounce when the gate connects (and
+// again after a new one is published); a malformed one is ignored.
+func TestGalleryAnnouncement(t *testing.T) {
+	addr, _ := brokertest.FreePort()
+	srv, err := brokertest.StartMochi(addr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
+	pubRetained := func(b []byte) {
+		o := pmqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("hub-test")
+		c := pmqtt.NewClient(o)
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		defer c.Disconnect(100)
+		if tok := c.Publish(gatekit.GalleryTopic(school), 1, true, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	a1, _ := json.Marshal(gatekit.GalleryAnnounce{Schema: 1, Version: 3, URL: "/api/v1/gates/gate-1/gallery", Model: gatekit.DlibResNetV1})
+	pubRetained(a1)
+	var mu sync.Mutex
+	var got []int64
+	cfg := testConfig(addr)
+	cfg.OnGalleryAnnounce = func(a gatekit.GalleryAnnounce) { mu.Lock(); got = append(got, a.Version); mu.Unlock() }
+	p, err := New(cfg, openStore(t), testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, p)
+	versions := func() []int64 { mu.Lock(); defer mu.Unlock(); return append([]int64(nil), got...) }
+	waitFor(t, 5*time.Second, "retained announcement", func() bool { return len(versions()) == 1 })
+	pubRetained([]byte("not json"))
+	a2, _ := json.Marshal(gatekit.GalleryAnnounce{Schema: 1, Version: 4})
+	pubRetained(a2)
+	waitFor(t, 5*time.Second, "second announcement", func() bool { return len(versions()) == 2 })
+	if v := versions(); v[0] != 3 || v[1] != 4 {
+		t.Fatalf("versions %v", v)
 	}
 }

@@ -10,6 +10,7 @@ package brokertest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,6 +119,11 @@ type Users map[string]string
 
 // StartMochi serves an embedded broker on addr (host:port). rec may be nil.
 func StartMochi(addr string, rec *Recorder, users Users) (*mqtt.Server, error) {
+	return StartMochiTLS(addr, nil, rec, users)
+}
+
+// StartMochiTLS is StartMochi with TLS when tc is not nil.
+func StartMochiTLS(addr string, tc *tls.Config, rec *Recorder, users Users) (*mqtt.Server, error) {
 	s := mqtt.New(&mqtt.Options{InlineClient: false, Logger: slog.New(slog.DiscardHandler)})
 	if users == nil {
 		if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
@@ -147,6 +153,9 @@ func StartMochi(addr string, rec *Recorder, users Users) (*mqtt.Server, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
 	}
 	if err := s.AddListener(listeners.NewNet("t1", l)); err != nil {
 		l.Close()
