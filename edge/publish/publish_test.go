@@ -103,7 +103,7 @@ func subscribe(t *testing.T, addr, filter string) *subscriber {
 	s := &subscriber{msgs: map[string][][]byte{}}
 	ready := make(chan struct{}, 1)
 	id := fmt.Sprintf("test-sub-%d", subN.Add(1))
-	o := pmqtt.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(id).SetCleanSession(false).SetAutoReconnect(true).
+	o := pmqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetCleanSession(false).SetAutoReconnect(true).
 		SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
 		SetOrderMatters(true)
 	o.SetOnConnectHandler(func(c pmqtt.Client) {
