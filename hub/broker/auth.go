@@ -55,6 +55,7 @@ type Authenticator struct {
 
 type failure struct {
 	n     int
+	last  time.Time // of the latest failure
 	until time.Time
 }
 
@@ -117,7 +118,11 @@ func (a *Authenticator) fail(key string, now time.Time, free int) {
 		f = &failure{}
 		a.fails[key] = f
 	}
+	if !f.last.IsZero() && now.Sub(f.last) > a.cfg.Max && now.After(f.until) {
+		f.n = 0 // old failures are forgiven after a quiet period as long as the longest lockout
+	}
 	f.n++
+	f.last = now
 	if f.n > free {
 		d := a.cfg.Base
 		for i := free + 1; i < f.n && d < a.cfg.Max; i++ {

@@ -220,6 +220,19 @@ func TestEmbeddedLoginLockout(t *testing.T) {
 		t.Fatalf("still locked after max lockout: %v", err)
 	}
 
+	// Failures spread over time are forgiven: 3 now, 3 more after a quiet
+	// period longer than the maximum lockout, and the gate is not locked.
+	for i := 0; i < 3; i++ {
+		connect(t, clientOpts(url, "lock", g.Username, "guess"))
+	}
+	advance(2 * time.Minute)
+	for i := 0; i < 3; i++ {
+		connect(t, clientOpts(url, "lock", g.Username, "guess"))
+	}
+	if _, err := connect(t, clientOpts(url, "lock", g.Username, g.Password)); err != nil {
+		t.Fatalf("locked out by failures spread over time: %v", err)
+	}
+
 	// Per-IP: spraying usernames from one address locks the address.
 	for i := 0; i < 16; i++ {
 		connect(t, clientOpts(url, "spray", fmt.Sprintf("user%d", i), "x"))

@@ -2,6 +2,8 @@ package broker_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -53,7 +55,7 @@ func startHub(t *testing.T, mut func(*broker.Config), now func() time.Time) *hub
 	if mut != nil {
 		mut(&cfg)
 	}
-	f.emb, err = broker.NewEmbedded(cfg, f.db, f.ing, nil, now)
+	f.emb, err = broker.NewEmbedded(cfg, f.db, f.ing, testLog, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,8 @@ func startHub(t *testing.T, mut func(*broker.Config), now func() time.Time) *hub
 func clientOpts(url, id, user, pass string) *paho.ClientOptions {
 	return paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(user).SetPassword(pass).
 		SetCleanSession(false).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second).
-		SetOrderMatters(false).SetConnectRetry(false)
+		SetOrderMatters(false).SetConnectRetry(false).
+		SetProtocolVersion(4) // else paho retries a refused login with MQTT 3.1, counting twice
 }
 
 func connect(t *testing.T, o *paho.ClientOptions) (paho.Client, error) {
@@ -94,3 +97,5 @@ func (f *hubFixture) count(t *testing.T, q string, args ...any) int {
 	}
 	return n
 }
+
+var testLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
