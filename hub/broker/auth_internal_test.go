@@ -40,4 +40,3 @@ func TestAuthenticatorForgivesOldFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
