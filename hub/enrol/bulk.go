@@ -137,12 +137,21 @@ func ParseRoster(r io.Reader) ([]RosterRow, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			line := 0
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				line = pe.StartLine
+			}
 			errs = append(errs, RowError{line, "row", err.Error()})
 			if len(errs) > 200 {
 				break
 			}
+			continue
+		}
+		line, _ := cr.FieldPos(0)
+		if idc >= len(rec) {
+			errs = append(errs, RowError{line, "personal_id", "missing"})
 			continue
 		}
 		for i, cell := range rec {
