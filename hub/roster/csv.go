@@ -134,7 +134,6 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -146,6 +145,7 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 			}
 			return rep, fmt.Errorf("roster: csv: %w", err)
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // blank line
 		}

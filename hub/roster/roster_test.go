@@ -19,7 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-func openDB(t *testing.T) *store.DB {
+func openDB(t testing.TB) *store.DB {
 	t.Helper()
 	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "hub.db"), nil)
 	if err != nil {
@@ -29,7 +29,7 @@ func openDB(t *testing.T) *store.DB {
 	return db
 }
 
-func newStore(t *testing.T) *Store {
+func newStore(t testing.TB) *Store {
 	s := New(openDB(t), nil, func() time.Time { return time.Date(2026, 9, 7, 7, 0, 0, 0, time.UTC) })
 	s.BcryptCost = bcrypt.MinCost
 	ctx := context.Background()
@@ -353,3 +353,37 @@ func TestLocalOnlyRefusesRemoteCallers(t *testing.T) {
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestGateLiveStatus(t *testing.T) {
+	now := time.Date(2026, 9, 7, 7, 0, 0, 0, time.UTC)
+	s := newStore(t)
+	s.now = func() time.Time { return now }
+	ctx := context.Background()
+	if _, err := s.CreateGate(ctx, Gate{ID: "cong-chinh", SchoolID: "thcs-a"}); err != nil {
+		t.Fatal(err)
+	}
+	hb := `{"schema":1,"gate_id":"cong-chinh","at":1,"fps":12.5,"dropped_frames":3,"outbox_depth":7,"gallery_version":4,"unknown_tracks":2,"uptime_s":60,"camera_online":true}`
+	for _, c := range []struct {
+		name     string
+		online   int
+		seenAgo  time.Duration
+		want     bool
+		wantSkew int64
+	}{
+		{"heartbeat just now", 1, 5 * time.Second, true, -1500},
+		{"silent for 3 minutes", 1, 3 * time.Minute, false, -1500},
+		{"last will: offline", 0, time.Second, false, -1500},
+	} {
+		if _, err := s.db.W.Exec(`UPDATE gates SET online = ?, last_seen_at = ?, last_heartbeat = ?, clock_skew_ms = -1500 WHERE id = 'cong-chinh'`,
+			c.online, now.Add(-c.seenAgo).UnixMilli(), hb); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.Gate(ctx, "cong-chinh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Online != c.want || g.OutboxDepth != 7 || g.ClockSkewMS != c.wantSkew || g.LastHeartbeat == nil || g.LastHeartbeat.FPS != 12.5 {
+			t.Errorf("%s: %+v", c.name, g)
+		}
+	}
+}
