@@ -121,8 +121,15 @@ func (s *Server) setLang(c *gin.Context) {
 
 // safeNext keeps redirects on this site.
 func safeNext(n string) string {
-	if n == "" || !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.HasPrefix(n, "/\\") || strings.ContainsAny(n, "\r\n") {
+	if n == "" || !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || len(n) > 2048 {
 		return "/"
+	}
+	for _, r := range n {
+		// Browsers drop tabs and newlines and read "\" as "/" in URLs:
+		// "/\t/evil" would become "//evil".
+		if r < 0x20 || r == 0x7f || r == '\\' {
+			return "/"
+		}
 	}
 	return n
 }
