@@ -178,13 +178,18 @@ type CurvePoint struct {
 
 // Report is the harness's output (the --json object).
 type Report struct {
-	Input       string              `json:"input"`
-	Embedder    gatekit.ModelID     `json:"embedder"`
-	Images      int                 `json:"images"`
-	Identities  int                 `json:"identities"`
-	FTE         Rate                `json:"failure_to_enrol"`
-	FTEFiles    []string            `json:"fte_files,omitempty"`
-	MultiFace   int                 `json:"multi_face_images"` // the largest face was used
+	Input      string          `json:"input"`
+	Embedder   gatekit.ModelID `json:"embedder"`
+	Images     int             `json:"images"`
+	Identities int             `json:"identities"`
+	FTE        Rate            `json:"failure_to_enrol"`
+	FTEFiles   []string        `json:"fte_files,omitempty"`
+	MultiFace  int             `json:"multi_face_images"` // the largest face was used
+	// Duplicates are samples whose descriptor equals an earlier one (the
+	// same photo twice, e.g. in kpop's train and validation folders, or
+	// under two identities in idols.json); they are left out, since a
+	// probe finding its own copy would inflate every figure.
+	Duplicates  []string            `json:"duplicates_dropped,omitempty"`
 	Genuine     Dist                `json:"genuine"`
 	Impostor    Dist                `json:"impostor"`
 	EER         Num                 `json:"eer"`
@@ -237,6 +242,7 @@ func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 			return nil, err
 		}
 	}
+	samples, rep.Duplicates = dedupe(samples)
 	if len(samples) < 2 {
 		return nil, gatekit.Fieldf("input", "%d usable samples; need at least 2", len(samples))
 	}
@@ -283,6 +289,26 @@ func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 		rep.MsPerImage = round(1000*time.Since(start).Seconds()/float64(rep.Images), 1)
 	}
 	return rep, nil
+}
+
+// dedupe drops samples whose descriptor is identical to an earlier one.
+func dedupe(in []Sample) ([]Sample, []string) {
+	var out []Sample
+	var dropped []string
+	for _, s := range in {
+		dup := false
+		for _, o := range out {
+			if gatekit.SquaredL2(s.Desc, o.Desc) < 1e-12 {
+				dup = true
+				dropped = append(dropped, s.Source+" = "+o.Source)
+				break
+			}
+		}
+		if !dup {
+			out = append(out, s)
+		}
+	}
+	return out, dropped
 }
 
 func round(v float64, d int) float64 {
@@ -476,6 +502,9 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "failure to enrol    %s", pct(r.FTE))
 	if r.MultiFace > 0 {
 		fmt.Fprintf(w, "; %d images with several faces (largest used)", r.MultiFace)
+	}
+	if len(r.Duplicates) > 0 {
+		fmt.Fprintf(w, "; %d exact duplicates left out", len(r.Duplicates))
 	}
 	fmt.Fprintln(w)
 	for _, d := range []struct {

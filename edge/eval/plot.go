@@ -5,6 +5,8 @@ import (
 	"image/color"
 	"math"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -88,20 +90,21 @@ func detPlot(r *Report) (*plot.Plot, error) {
 		p.Add(op)
 		p.Legend.Add(fmt.Sprintf("calibrated t=%.3f", t), op)
 	}
-	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs, p.Legend.YOffs = vg.Millimeter*3, vg.Millimeter*3
 	return p, nil
 }
 
 func histPlot(r *Report) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("distances: %d genuine, %d impostor pairs", len(r.pairs.Genuine), len(r.pairs.Impostor))
+	p.Title.Text = fmt.Sprintf("L2 distances: %d genuine, %d impostor pairs", len(r.pairs.Genuine), len(r.pairs.Impostor))
 	p.X.Label.Text = "L2 distance"
 	p.Y.Label.Text = "density"
 	for _, s := range []struct {
 		name string
 		v    []float64
-		c    color.RGBA
-	}{{"impostor", r.pairs.Impostor, color.RGBA{R: 220, G: 60, B: 40, A: 140}}, {"genuine", r.pairs.Genuine, color.RGBA{G: 150, B: 60, A: 140}}} {
+		c    color.NRGBA
+	}{{"impostor", r.pairs.Impostor, color.NRGBA{R: 220, G: 60, B: 40, A: 150}}, {"genuine", r.pairs.Genuine, color.NRGBA{R: 20, G: 140, B: 60, A: 150}}} {
 		if len(s.v) == 0 {
 			continue
 		}
@@ -130,10 +133,12 @@ func histPlot(r *Report) (*plot.Plot, error) {
 	return p, nil
 }
 
+// shortName keeps the last two elements of a path (asian/kpop).
 func shortName(p string) string {
-	const n = 40
-	if len(p) > n {
-		return "…" + p[len(p)-n:]
+	p = filepath.ToSlash(filepath.Clean(p))
+	parts := strings.Split(p, "/")
+	if len(parts) > 2 {
+		parts = parts[len(parts)-2:]
 	}
-	return p
+	return strings.Join(parts, "/")
 }

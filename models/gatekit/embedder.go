@@ -28,11 +28,15 @@ type Embedder interface {
 var _ Embedder = (*ONNXEmbedder)(nil)
 
 // EmbedderNames lists every embedder name EngineConfig.Embedder accepts,
-// the default (dlib-resnet-v1) first.
+// the default (dlib-resnet-v1) first, including external ones whose files
+// `make models` does not fetch.
 func EmbedderNames() []string {
 	names := []string{DlibResNetV1.Name}
 	var onnx []string
 	for n := range ONNXSpecs {
+		onnx = append(onnx, n)
+	}
+	for n := range ExternalONNXSpecs {
 		onnx = append(onnx, n)
 	}
 	sort.Strings(onnx)
@@ -44,7 +48,7 @@ func EmbedderModel(name string) (ModelID, bool) {
 	if name == "" || name == DlibResNetV1.Name {
 		return DlibResNetV1, true
 	}
-	s, ok := ONNXSpecs[name]
+	s, ok := onnxSpec(name)
 	return s.Model, ok
 }
 
@@ -52,7 +56,7 @@ func EmbedderModel(name string) (ModelID, bool) {
 // (dlib's files are always needed: detection and landmarks use them).
 func ModelFilesFor(name string) []ModelFile {
 	files := append([]ModelFile(nil), DlibModels...)
-	if s, ok := ONNXSpecs[name]; ok {
+	if s, ok := onnxSpec(name); ok {
 		files = append(files, s.File)
 	}
 	return files

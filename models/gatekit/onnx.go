@@ -72,6 +72,35 @@ var FacepluginMFNV1 = ONNXSpec{
 	},
 }
 
+// SFace2021Dec is OpenCV Zoo's SFace (face_recognition_sface_2021dec.onnx,
+// Apache-2.0), for machines on the internet: no registry we reach ships
+// it in a form OpenCV 4.6 loads, so it is not fetched by `make models`, not
+// in models/SHA256SUMS, and its tests sit behind the `extmodels` build tag.
+// The checksum is the one the PyPI package alchemyface 1.2.0 pins for this
+// file; we could not download the file to confirm it. Input 1×3×112×112
+// RGB 0..255 without scaling (as OpenCV's FaceRecognizerSF feeds it),
+// output 128 values. Its alignment reuses our dlib mapping onto the ArcFace
+// template, untested on SFace.
+var SFace2021Dec = ONNXSpec{
+	Model: ModelID{Name: "sface-2021dec", Version: "2021dec"},
+	File:  ModelFile{"face_recognition_sface_2021dec.onnx", "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79"},
+	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true,
+	Template: FacepluginMFNV1.Template,
+}
+
+// ExternalONNXSpecs are ONNX embedders a user may add by hand to
+// ModelsDir (see models/README.md); `make models` does not fetch them.
+var ExternalONNXSpecs = map[string]ONNXSpec{SFace2021Dec.Model.Name: SFace2021Dec}
+
+// onnxSpec finds a registered or external ONNX spec by name.
+func onnxSpec(name string) (ONNXSpec, bool) {
+	if s, ok := ONNXSpecs[name]; ok {
+		return s, true
+	}
+	s, ok := ExternalONNXSpecs[name]
+	return s, ok
+}
+
 // ONNXModels are the pinned ONNX weight files; they must equal their lines
 // in models/SHA256SUMS (a test checks it).
 var ONNXModels = []ModelFile{FacepluginMFNV1.File}
