@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 
 	"github.com/diemdanh/diemdanh/edge/bench"
 	"github.com/diemdanh/diemdanh/edge/eval"
@@ -31,6 +33,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	workers := fs.Int("workers", 0, "override engine.workers")
 	embedder := fs.String("embedder", "", "override engine.embedder (the gallery must be made by the same one)")
 	verbose := fs.Bool("v", false, "log the pipeline to stderr")
+	cpuprofile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -72,6 +75,17 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := gatekit.NewLogger(gatekit.LogConfig{Level: "error"}, stderr)
 	if *verbose {
 		log = gatekit.NewLogger(gatekit.LogConfig{Level: "debug"}, stderr)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, bench.Options{Video: *video, Truth: *truth, Gallery: *gal, Engine: cfg.Engine,
 		Pipeline: pc, Baseline: *baseline}, log)

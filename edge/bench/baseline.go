@@ -81,5 +81,5 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 		}
 	}
 	return &Baseline{FPS: float64(frames) / wall.Seconds(), Frames: frames, CPUCoresUsed: cpu.Seconds() / wall.Seconds(),
-		Accuracy: score(truth, decs)}, nil
+		CPUPerFrameMS: perFrame(cpu, frames), Accuracy: score(truth, decs)}, nil
 }

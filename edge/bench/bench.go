@@ -101,9 +101,10 @@ type Accuracy struct {
 
 // Baseline is the naive pipeline's result.
 type Baseline struct {
-	FPS          float64 `json:"fps"`
-	Frames       int64   `json:"frames"`
-	CPUCoresUsed float64 `json:"cpu_cores_used"`
+	FPS           float64 `json:"fps"`
+	Frames        int64   `json:"frames"`
+	CPUCoresUsed  float64 `json:"cpu_cores_used"`
+	CPUPerFrameMS float64 `json:"cpu_ms_per_frame"`
 	Accuracy
 }
 
@@ -127,6 +128,7 @@ type Result struct {
 	DecidedSkip   int64     `json:"decided_skipped"`
 	RSSMB         float64   `json:"rss_mb"`
 	CPUCoresUsed  float64   `json:"cpu_cores_used"`
+	CPUPerFrameMS float64   `json:"cpu_ms_per_frame"` // CPU time (all threads) per frame: load-independent cost
 	Threshold     float64   `json:"threshold"`
 	MinMargin     float64   `json:"min_margin"`
 	K             int       `json:"k"`
@@ -134,6 +136,9 @@ type Result struct {
 	DetectWidth   int       `json:"detect_width"`
 	Baseline      *Baseline `json:"baseline,omitempty"`
 	Ratio         float64   `json:"throughput_ratio,omitempty"`
+	// CPURatio is the baseline's CPU time per frame over the pipeline's:
+	// the throughput ratio on an otherwise idle machine of the same cores.
+	CPURatio float64 `json:"cpu_cost_ratio,omitempty"`
 }
 
 // decision is one announced (or debounced) identity.
@@ -259,7 +264,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	res := &Result{Video: o.Video, Frames: st.Frames.Load(), FPS: float64(st.Frames.Load()) / wall.Seconds(), Dropped: mbox.Dropped(),
 		Events: st.Events.Load(), UnknownTracks: st.Unknowns.Load(), Describes: st.Describes.Load(),
 		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: rss,
-		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
+		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), CPUPerFrameMS: perFrame(cpu, st.Frames.Load()), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
 		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth}
 	op := pipe.OperatingPoint()
 	res.Threshold, res.MinMargin = op.Threshold, op.MinMargin
@@ -295,6 +300,9 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		res.Baseline = b
 		if b.FPS > 0 {
 			res.Ratio = res.FPS / b.FPS
+		}
+		if res.CPUPerFrameMS > 0 {
+			res.CPURatio = b.CPUPerFrameMS / res.CPUPerFrameMS
 		}
 	}
 	return res, nil
@@ -361,6 +369,13 @@ func score(t *Truth, decs []decision) Accuracy {
 		a.TPIR = float64(a.Announced) / float64(a.Enrolled)
 	}
 	return a
+}
+
+func perFrame(cpu time.Duration, frames int64) float64 {
+	if frames == 0 {
+		return 0
+	}
+	return math.Round(float64(cpu.Microseconds())/float64(frames)/100) / 10
 }
 
 func pct(v []float64, p float64) float64 {

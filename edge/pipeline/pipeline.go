@@ -43,8 +43,9 @@ type Config struct {
 	// HOGAdjust shifts the detector's threshold (negative finds more).
 	HOGAdjust float64 `yaml:"hog_adjust"`
 	// DecidedDetectEvery runs the detector only on every Nth frame while
-	// every tracked face has already been decided (they only need to be
-	// followed until they leave). 1 detects on every frame.
+	// every tracked face is settled: decided, or out of descriptor attempts
+	// (they only need to be followed until they leave). 1 detects on every
+	// frame.
 	DecidedDetectEvery int `yaml:"decided_detect_every"`
 
 	Tracker TrackerConfig `yaml:"tracker"`
@@ -453,13 +454,14 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		p.Stats.Errors.Add(1)
 		return nil
 	}
-	// Every face in view is decided: follow them on every Nth frame only.
+	// Every face in view is settled (decided, or out of descriptor
+	// attempts): follow them on every Nth frame only.
 	if p.cfg.DecidedDetectEvery > 1 {
 		p.mu.Lock()
 		act := p.tracker.Active()
 		allDecided := len(act) > 0
 		for _, tr := range act {
-			allDecided = allDecided && tr.Decided
+			allDecided = allDecided && (tr.Decided || tr.Describes >= p.cfg.MaxDescribes)
 		}
 		p.mu.Unlock()
 		if allDecided && f.Index-st.lastDetect < int64(p.cfg.DecidedDetectEvery) {
