@@ -103,7 +103,7 @@ func DefaultConfig() Config {
 		Vote:               DefaultVoteConfig(),
 		DescribeEvery:      2,
 		MinDescribePx:      90,
-		MaxDescribes:       12,
+		MaxDescribes:       10,
 		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
