@@ -109,11 +109,42 @@ func New(db *store.DB, src TemplateSource, ann Announcer, cfg Config, log *slog.
 		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{}}
 }
 
-// SetAnnouncer sets the MQTT announcer (once the broker exists).
+// SetAnnouncer sets the MQTT announcer (once the broker exists) and
+// announces every school's current version on it in the background, so the
+// retained message exists even if nothing changes afterwards.
 func (s *Server) SetAnnouncer(a Announcer) {
 	s.mu.Lock()
 	s.ann = a
 	s.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.AnnounceAll(ctx); err != nil {
+			s.log.Warn("gallery announce", "err", err)
+		}
+	}()
+}
+
+// AnnounceAll (re)announces the current version of every school with gates.
+func (s *Server) AnnounceAll(ctx context.Context) error {
+	schools, err := s.schools(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sc := range schools {
+		v, changed, err := s.Refresh(ctx, sc)
+		if err != nil {
+			return err
+		}
+		if !changed { // Refresh announced it already when it changed
+			model, _, err := s.src.ActiveDescriptors(ctx, sc)
+			if err != nil {
+				return err
+			}
+			s.announce(sc, v, model)
+		}
+	}
+	return nil
 }
 
 // Changed tells the server that school's gallery may have changed; the
@@ -165,7 +196,9 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 	s.mu.Unlock()
 	model, byPupil, err := s.src.ActiveDescriptors(ctx, school)
 	if err != nil {
-		s.Changed(ctx, school) // retry later
+		s.mu.Lock()
+		s.dirty[school] = true // retried by the next request or tick, without spinning
+		s.mu.Unlock()
 		return 0, false, fmt.Errorf("gallery %s: templates: %w", school, err)
 	}
 	digest := Digest(model, byPupil)
@@ -271,42 +304,10 @@ func ETag(v int64) string { return `"v` + strconv.FormatInt(v, 10) + `"` }
 // at start (the retained message then always holds the latest). It
 // returns when ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	first := true
 	t := time.NewTicker(s.cfg.CheckInterval)
 	defer t.Stop()
 	failing := false
-	for {
-		var schools []string
-		var err error
-		if first {
-			schools, err = s.schools(ctx)
-		} else {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-s.kick:
-				s.mu.Lock()
-				for sc := range s.dirty {
-					schools = append(schools, sc)
-				}
-				s.mu.Unlock()
-			case <-t.C:
-				schools, err = s.schools(ctx)
-			}
-		}
-		for _, sc := range schools {
-			if err != nil {
-				break
-			}
-			var v int64
-			var changed bool
-			v, changed, err = s.Refresh(ctx, sc)
-			if err == nil && first && !changed {
-				model, _, _ := s.src.ActiveDescriptors(ctx, sc)
-				s.announce(sc, v, model)
-			}
-		}
-		first = false
+	report := func(err error) {
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			s.log.Warn("gallery refresh failing", "err", err)
@@ -315,6 +316,30 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Info("gallery refresh recovered")
 			failing = false
 		}
+	}
+	report(s.AnnounceAll(ctx))
+	for {
+		var schools []string
+		var err error
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+			s.mu.Lock()
+			for sc := range s.dirty {
+				schools = append(schools, sc)
+			}
+			s.mu.Unlock()
+		case <-t.C:
+			schools, err = s.schools(ctx)
+		}
+		for _, sc := range schools {
+			if err != nil {
+				break
+			}
+			_, _, err = s.Refresh(ctx, sc)
+		}
+		report(err)
 	}
 }
 
