@@ -42,6 +42,9 @@ func (a *App) buildWeb(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	})
+	if m.Enrol != nil {
+		m.Enrol.OnFeedback(func(ctx context.Context, _, pupil string) { m.Web.PupilChanged(ctx, pupil) })
+	}
 	m.Web.Routes(a.API.Engine)
 	return nil
 }

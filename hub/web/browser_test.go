@@ -226,6 +226,16 @@ func TestBrowserTeacherLiveBoard(t *testing.T) {
 		t.Errorf("filter: An %s, Bình %s, script %s", vis(pupilAn), vis(pupilBinh), vis(pupilScript))
 	}
 	screenshot(t, ctx, "board-filtered.png")
+
+	// On a phone-sized screen the table becomes cards: no horizontal scroll.
+	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#missing")),
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)))
+	if w := attr(t, ctx, `String(document.documentElement.scrollWidth <= window.innerWidth + 1)`); w != "true" {
+		t.Errorf("board overflows a phone screen: scrollWidth %s, innerWidth %s",
+			attr(t, ctx, `String(document.documentElement.scrollWidth)`), attr(t, ctx, `String(window.innerWidth)`))
+	}
+	screenshot(t, ctx, "board-phone.png")
+	must(t, chromedp.Do(ctx, chromedp.EmulateReset()))
 }
 
 // switchLang follows the page's language link (keyboard-reachable <a>).

@@ -143,3 +143,14 @@ type LiveStats struct{ Published, Dropped, Kicked int64 }
 func (l *Live) Stats() LiveStats {
 	return LiveStats{l.published.Load(), l.dropped.Load(), l.kicked.Load()}
 }
+
+// PupilChanged pushes a pupil's current row to the boards watching the
+// pupil's class, after a change made elsewhere (an override through the
+// API, "not this pupil" through hub/enrol).
+func (s *Server) PupilChanged(ctx context.Context, pupilID string) {
+	var class string
+	if err := s.d.DB.R.QueryRowContext(ctx, `SELECT COALESCE(class_id, '') FROM pupils WHERE id = ?`, pupilID).Scan(&class); err != nil || class == "" {
+		return
+	}
+	s.live.pushPupil(ctx, class, pupilID, s.now().UnixMilli())
+}

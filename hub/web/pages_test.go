@@ -282,3 +282,20 @@ func TestParentPushSubscriptionDelivers(t *testing.T) {
 		t.Errorf("push payload %s", pt)
 	}
 }
+
+func TestPupilChangedPushesRow(t *testing.T) {
+	f := newFixture(t)
+	cl := f.web.live.Subscribe("c1")
+	defer f.web.live.Unsubscribe("c1", cl)
+	// A change made elsewhere (e.g. an override through the JSON API).
+	must(t, f.web.d.Attendance.Override(f.ctx, pupilBinh, fmtDay(time.Now()), "excused", "họp phụ huynh", "teacher:lan"))
+	f.web.PupilChanged(f.ctx, pupilBinh)
+	select {
+	case m := <-cl.C:
+		if !strings.Contains(string(m), `"pupil_id":"`+pupilBinh+`"`) || !strings.Contains(string(m), `"status":"excused"`) {
+			t.Errorf("frame %s", m)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no frame")
+	}
+}
