@@ -148,6 +148,25 @@ func (a *App) buildEnrol(ctx context.Context) error {
 	if m.Enrol, err = enrol.New(a.DB, eng, m.Templates, m.Consent, m.Audit, cfg.Enrol, a.Log.With("component", "enrol"), a.Now); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	// "Not this pupil": the event stops counting; recompute that day.
+	m.Enrol.OnFeedback(func(ctx context.Context, eventID, pupil string) {
+		if m.Attendance == nil {
+			return
+		}
+		var at int64
+		var tz string
+		if err := a.DB.R.QueryRowContext(ctx, `SELECT e.captured_at, s.timezone FROM events e JOIN schools s ON s.id = e.school_id
+			WHERE e.event_id = ?`, eventID).Scan(&at, &tz); err != nil {
+			return
+		}
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			loc = time.FixedZone("ICT", 7*3600)
+		}
+		if _, err := m.Attendance.Recompute(ctx, pupil, time.UnixMilli(at).In(loc).Format("2006-01-02")); err != nil {
+			a.Log.Warn("recompute after feedback", "pupil", pupil, "err", err)
+		}
+	})
 	ret := audit.NewRetention(m.Audit, cfg.Audit.RetentionDays, time.Hour)
 	a.Go("retention", ret.Run)
 	m.Auth.Routes(a.API.V1)
