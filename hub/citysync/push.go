@@ -70,50 +70,68 @@ func (w *Worker) pushChanges(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	cur, err := w.state(ctx, "cursor")
+	if err != nil {
+		return err
+	}
+	cursor, _ := strconv.ParseInt(cur, 10, 64)
+	b := w.readBatch(ctx, cursor)
 	for {
-		cur, err := w.state(ctx, "cursor")
-		if err != nil {
-			return err
+		if b.err != nil {
+			return b.err
 		}
-		cursor, _ := strconv.ParseInt(cur, 10, 64)
-		set, last, n, issues, err := w.readBatch(ctx, cursor)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
+		if b.n == 0 {
 			return nil
 		}
-		// Derived rows: headcounts of touched class-days past their cut-off,
-		// absence totals of touched pupil-terms.
-		classDays := map[[2]string]bool{}
-		pupilTerms := map[[2]string]termSpan{}
-		for _, d := range set.daily {
-			if d.class != "" && w.cutoffPassed(cutoffs, d.class, d.day) {
-				classDays[[2]string{d.class, d.day}] = true
-			}
-			if t, ok := w.terms.of(d.day); ok {
-				pupilTerms[[2]string{d.pupil, t.Year + "/" + strconv.Itoa(t.Term)}] = t
-			}
+		// Read the next batch from SQLite while this one goes to the city.
+		var next chan batch
+		if b.n == w.cfg.BatchSize {
+			next = make(chan batch, 1)
+			go func(after int64) { next <- w.readBatch(ctx, after) }(b.last)
 		}
-		if set.heads, err = w.headcounts(ctx, classDays); err != nil {
+		err := w.pushBatch(ctx, b, cutoffs, rep)
+		if next == nil {
 			return err
 		}
-		if set.totals, err = w.totals(ctx, pupilTerms); err != nil {
-			return err
-		}
-		pushed, more, err := w.write(ctx, set)
+		nb := <-next
 		if err != nil {
 			return err
 		}
-		issues = append(issues, more...)
-		if err := w.commitCursor(ctx, last, pushed.heads, issues); err != nil {
-			return err
+		b = nb
+	}
+}
+
+// pushBatch adds the derived rows to one batch of changes (headcounts of
+// touched class-days past their cut-off, absence totals of touched
+// pupil-terms), upserts everything in the city and then advances the cursor.
+func (w *Worker) pushBatch(ctx context.Context, b batch, cutoffs map[string]string, rep *Report) error {
+	set := b.set
+	classDays := map[[2]string]bool{}
+	pupilTerms := map[[2]string]termSpan{}
+	for _, d := range set.daily {
+		if d.class != "" && w.cutoffPassed(cutoffs, d.class, d.day) {
+			classDays[[2]string{d.class, d.day}] = true
 		}
-		w.count(rep, pushed)
-		if n < w.cfg.BatchSize {
-			return nil
+		if t, ok := w.terms.of(d.day); ok {
+			pupilTerms[[2]string{d.pupil, t.Year + "/" + strconv.Itoa(t.Term)}] = t
 		}
 	}
+	var err error
+	if set.heads, err = w.headcounts(ctx, classDays); err != nil {
+		return err
+	}
+	if set.totals, err = w.totals(ctx, pupilTerms); err != nil {
+		return err
+	}
+	pushed, more, err := w.write(ctx, set)
+	if err != nil {
+		return err
+	}
+	if err := w.commitCursor(ctx, b.last, pushed.heads, append(b.issues, more...)); err != nil {
+		return err
+	}
+	w.count(rep, pushed)
+	return nil
 }
 
 func (w *Worker) count(rep *Report, p pushSet) {
@@ -127,9 +145,23 @@ func (w *Worker) count(rep *Report, p pushSet) {
 	w.m.pushed.WithLabelValues("absence_total").Add(float64(len(p.totals)))
 }
 
+// batch is one read of the change log: n changes up to seq last.
+type batch struct {
+	set    pushSet
+	last   int64
+	n      int
+	issues []Issue
+	err    error
+}
+
 // readBatch reads up to BatchSize changes after cursor with the current
 // state of each row, deduplicated, and validates them.
-func (w *Worker) readBatch(ctx context.Context, cursor int64) (pushSet, int64, int, []Issue, error) {
+func (w *Worker) readBatch(ctx context.Context, cursor int64) batch {
+	set, last, n, issues, err := w.readChanges(ctx, cursor)
+	return batch{set, last, n, issues, err}
+}
+
+func (w *Worker) readChanges(ctx context.Context, cursor int64) (pushSet, int64, int, []Issue, error) {
 	var set pushSet
 	var issues []Issue
 	rows, err := w.db.R.QueryContext(ctx, changesSQL, cursor, w.cfg.BatchSize)
