@@ -113,6 +113,10 @@ func (p *preview) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	const boundary = "diemdanhframe"
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+boundary)
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
 	p.mu.Lock()
 	p.viewers++
 	p.mu.Unlock()
