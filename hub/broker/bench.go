@@ -41,7 +41,8 @@ type BenchResult struct {
 	Lost         int     `json:"lost"`
 	Duplicated   int     `json:"duplicated"`
 	Batches      int64   `json:"batches"`
-	RSSMB        float64 `json:"rss_mb"`
+	RSSMB        float64 `json:"rss_mb"`       // peak resident set of the process (VmHWM)
+	RSSStartMB   float64 `json:"rss_start_mb"` // before the run: the hub binary alone (cgo libraries included)
 	ElapsedS     float64 `json:"elapsed_s"`
 	ExternalURL  string  `json:"external_url,omitempty"`
 	BrokerBinary string  `json:"broker_binary,omitempty"`
@@ -82,7 +83,8 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	if *n < 1 || *p < 1 || *w < 2 {
 		return fmt.Errorf("bench-ingest: --events and --publishers must be positive, --window at least 2: %w", flag.ErrHelp)
 	}
-	emb, err := benchIngest(ctx, ModeEmbedded, *n, *p, *w, *mosq)
+	rssStart := peakRSSMB()
+	emb, err := benchIngest(ctx, ModeEmbedded, *n, *p, *w, *mosq, rssStart)
 	if err != nil {
 		return err
 	}
@@ -90,7 +92,7 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	b, _ := json.Marshal(emb)
 	_ = json.Unmarshal(b, &out)
 	if *ext {
-		x, err := benchIngest(ctx, ModeExternal, *n, *p, *w, *mosq)
+		x, err := benchIngest(ctx, ModeExternal, *n, *p, *w, *mosq, rssStart)
 		if err != nil {
 			return err
 		}
@@ -137,7 +139,7 @@ func (c *commitClock) EventStored(_ context.Context, ev ingest.StoredEvent) {
 	c.mu.Unlock()
 }
 
-func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin string) (*BenchResult, error) {
+func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin string, rssStartMB float64) (*BenchResult, error) {
 	dir, err := os.MkdirTemp("", "diemdanh-bench-ingest-")
 	if err != nil {
 		return nil, err
@@ -161,7 +163,7 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 	ing.Start(ctx)
 	defer ing.Close()
 
-	res := &BenchResult{Mode: mode, Events: n, Publishers: pubs, Window: window}
+	res := &BenchResult{Mode: mode, Events: n, Publishers: pubs, Window: window, RSSStartMB: rssStartMB}
 	var url string
 	switch mode {
 	case ModeEmbedded:

@@ -136,7 +136,7 @@ func New(db *store.DB, cfg Config, log *slog.Logger, now func() time.Time) (*Ing
 		now = time.Now
 	}
 	return &Ingester{db: db, cfg: cfg, log: log, now: now,
-		queue: make(chan *item, cfg.QueueSize), fan: make(chan StoredEvent, 65536)}, nil
+		queue: make(chan *item, cfg.QueueSize), fan: make(chan StoredEvent, 8192)}, nil
 }
 
 // AddListener registers l; it is told about every event stored from now on.
