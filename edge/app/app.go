@@ -216,6 +216,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error {
 		defer close(pipeDone)
 		defer a.mbox.Drain()
+		defer a.mbox.Close(nil) // unblocks a capture waiting to hand over a frame
 		err := a.pipe.Run(gctx, a.mbox)
 		if err != nil && gctx.Err() == nil {
 			return err

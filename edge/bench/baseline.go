@@ -64,6 +64,8 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 	}
 	wg.Wait()
 	wall := time.Since(t0)
+	mbox.Close(nil)
+	mbox.Drain()
 	cpu := cpuTime() - cpu0
 	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
 		return nil, e

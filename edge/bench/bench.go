@@ -245,7 +245,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	runCtx, runCancel := context.WithCancel(ctx)
 	defer runCancel()
 	go func() { e := capt.Run(runCtx, mbox.Put); mbox.Close(e); capErr <- e }()
-	if err := pipe.Run(runCtx, mbox); err != nil {
+	err = pipe.Run(runCtx, mbox)
+	mbox.Close(nil) // unblocks the capture if the pipeline stopped early
+	mbox.Drain()
+	if err != nil {
 		return nil, err
 	}
 	wall := time.Since(t0)
