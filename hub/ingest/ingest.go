@@ -122,6 +122,7 @@ type Ingester struct {
 	ctx       context.Context
 
 	stored, dups, quar, upd, batches, failures atomic.Int64
+	down                                       bool // commit loop only
 }
 
 // New makes an Ingester; call Start before submitting.
@@ -238,7 +239,8 @@ func (in *Ingester) commitLoop() {
 
 // commit stores a batch in one transaction, retrying a few times; if the
 // batch still fails, each item is tried alone so one bad row cannot block
-// the others.
+// the others. A database outage logs one "outage" line and one
+// "recovered" line, not one per message.
 func (in *Ingester) commit(batch []*item) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -247,20 +249,34 @@ func (in *Ingester) commit(batch []*item) {
 		}
 		if err = in.commitTx(batch); err == nil {
 			in.batches.Add(1)
+			in.recovered()
 			in.finish(batch, nil)
 			return
 		}
 	}
-	in.log.Error("ingest batch failed; retrying one by one", "size", len(batch), "err", err)
+	in.outage(err)
 	for _, it := range batch {
 		one := []*item{it}
 		if err := in.commitTx(one); err != nil {
 			in.failures.Add(1)
-			in.log.Error("ingest message failed", "topic", it.msg.Topic, "err", err)
 			in.finish(one, err)
 			continue
 		}
 		in.finish(one, nil)
+	}
+}
+
+func (in *Ingester) outage(err error) {
+	if !in.down {
+		in.down = true
+		in.log.Error("ingest outage: cannot commit; messages stay unacknowledged and will be resent", "err", err)
+	}
+}
+
+func (in *Ingester) recovered() {
+	if in.down {
+		in.down = false
+		in.log.Info("ingest recovered")
 	}
 }
 

@@ -343,3 +343,29 @@ func TestSlowListenerDoesNotBlockIngest(t *testing.T) {
 		}
 	}
 }
+
+// While the database refuses writes, Handle reports an error (so the
+// broker does not acknowledge and the gate resends) without crashing; once
+// writes work again the same message is stored.
+func TestDatabaseOutageNotAcknowledged(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	g := f.gates[0]
+	ev := ingesttest.Event(g, f.pupils[g.School][0], f.now.Add(-time.Minute))
+	msg := ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}
+	if _, err := f.db.W.Exec(`PRAGMA query_only = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.in.Handle(ctx, msg); err == nil {
+		t.Fatal("no error while the database refuses writes")
+	}
+	if f.in.Stats().Failures != 1 {
+		t.Fatalf("stats %+v", f.in.Stats())
+	}
+	if _, err := f.db.W.Exec(`PRAGMA query_only = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := f.in.Handle(ctx, msg); err != nil || r != ingest.Stored {
+		t.Fatalf("resent after recovery: %v %v", r, err)
+	}
+}
