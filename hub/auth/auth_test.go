@@ -236,6 +236,14 @@ func TestSessionCSRFRateLimitAndFirstAdmin(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&m)
 		return resp, m
 	}
+	// Login CSRF: a cross-site text/plain "JSON" post is not a login.
+	lreq, _ := http.NewRequest("POST", h.srv.URL+"/api/v1/auth/login", strings.NewReader(`{"username":"root","password":"`+pw+`"}`))
+	lreq.Header.Set("Content-Type", "text/plain")
+	if lresp, err := http.DefaultClient.Do(lreq); err != nil || lresp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("text/plain login: %v %v", lresp.StatusCode, err)
+	} else {
+		lresp.Body.Close()
+	}
 	// First admin: one-time password works once, then must be changed.
 	resp, m := post("/api/v1/auth/login", `{"username":"admin","password":"`+h.otp+`"}`, "")
 	if resp.StatusCode != 200 {

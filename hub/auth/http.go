@@ -114,7 +114,9 @@ func (s *Service) Middleware() gin.HandlerFunc {
 		if p != nil {
 			c.Set(api.PrincipalKey, p)
 		}
-		if p != nil && p.ViaSession && stateChanging(c.Request.Method) {
+		rule, _ := s.MatchRule(c.Request.Method, c.FullPath())
+		// Public routes (the login form) carry their own double-submit check.
+		if p != nil && p.ViaSession && stateChanging(c.Request.Method) && !rule.Public {
 			got := c.GetHeader(CSRFHeader)
 			if got == "" {
 				v, err := formValue(c, CSRFField)
@@ -129,7 +131,6 @@ func (s *Service) Middleware() gin.HandlerFunc {
 				return
 			}
 		}
-		rule, _ := s.MatchRule(c.Request.Method, c.FullPath())
 		if c.FullPath() == "" { // no route: let gin answer 404
 			c.Next()
 			return
@@ -504,6 +505,11 @@ func (s *Service) handleLogin(c *gin.Context) {
 			return
 		}
 		req.Username, req.Password, req.Next = c.PostForm("username"), c.PostForm("password"), c.PostForm("next")
+	} else if c.ContentType() != "application/json" {
+		// A cross-site form can post text/plain that looks like JSON; only
+		// a real JSON request (which needs a CORS preflight) is taken.
+		api.Fail(c, &api.Error{Code: api.CodeUnsupported, Message: "send JSON (application/json) or the login form"})
+		return
 	} else if err := api.BindJSON(c, &req, 4096); err != nil {
 		api.Fail(c, err)
 		return
