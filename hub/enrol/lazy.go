@@ -31,6 +31,9 @@ func NewLazyEngine(cfg gatekit.EngineConfig, log *slog.Logger) *LazyEngine {
 
 func (l *LazyEngine) get() (*gatekit.Engine, error) {
 	l.once.Do(func() { l.eng, l.err = gatekit.NewEngine(l.cfg, l.log) })
+	if l.eng == nil && l.err == nil {
+		return nil, &gatekit.Error{Kind: gatekit.KindClosed, Op: "enrol", Msg: "engine closed"}
+	}
 	return l.eng, l.err
 }
 
