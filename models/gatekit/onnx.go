@@ -48,20 +48,20 @@ func (s ONNXSpec) Validate() error {
 // 1×3×112×112; its output 512 values, which we L2-normalise.
 //
 // Normalisation: (v-127)/128 as in the package's own JavaScript
-// (lib/fr_feature.js), but in BGR order: on kpop BGR gave EER 11.2% and
-// 16% visitor acceptance at 95% genuine acceptance against 11.9% and 25%
-// for RGB; /255 scaling was worse (13.1%, 30%); casia-facev5 is nearly
-// indifferent (see the README's "Recognition quality" for the table).
-//
-// Alignment: the package maps 68-point eye centres and nose tip onto the
-// ArcFace template with an exact 3-point affine. We have dlib's 5 points:
-// eye centres come from the corner pairs, and dlib's nose point is the
-// nose base, which under an eyes-only alignment lands on average at
-// DlibNoseBaseArcFace112 (56.3, 75.6). Fitting it there, or eyes alone,
-// gave worse separation than a full-weight least-squares similarity that
-// targets it at (56.0, 84.0), which slightly enlarges the face in the chip
-// (kpop: visitor acceptance at 95% genuine 11.8% vs 37% at y=76 and 51%
-// with the eyes alone).
+// (lib/fr_feature.js), but in BGR order, and alignment: the package maps
+// 68-point eye centres and nose tip onto the ArcFace template. We have
+// dlib's 5 points: eye centres come from the corner pairs, and dlib's nose
+// point is the nose base, which under an eyes-only alignment lands on
+// average at DlibNoseBaseArcFace112 (56.3, 75.6). Choices were made by
+// visitor acceptance at 95% single-image genuine acceptance on kpop
+// (casia-facev5 is nearly indifferent; README "Recognition quality"):
+// RGB, nose base at y=80 with half weight 24.9%; the same in BGR 16.3%;
+// BGR, y=84, half weight 13.1%; BGR, y=84, full weight 11.8% (kept);
+// RGB with /255 scaling 29.7%; RGB at y=76 37.4%; RGB, eyes only 50.5%.
+// The kept target sits lower than the average nose base, which slightly
+// enlarges the face in the chip. These figures were measured before exact
+// duplicate photos were left out of kpop, so they are comparable with each
+// other, not with the README's table.
 var FacepluginMFNV1 = ONNXSpec{
 	Model: ModelID{Name: "faceplugin-mfn-v1", Version: "0.0.1"},
 	File:  ModelFile{"fr_feature.onnx", "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"},

@@ -244,3 +244,22 @@ func TestONNXEngineSeparatesPeople(t *testing.T) {
 		t.Errorf("DescribeCrop vs JPEG path: %.3f apart, more than the genuine pair %.3f", d, same1)
 	}
 }
+
+// BenchmarkONNXEmbedChip is one forward pass of faceplugin-mfn-v1 on an
+// aligned 112×112 chip (the extra cost over go-face's HOG + landmarks).
+func BenchmarkONNXEmbedChip(b *testing.B) {
+	emb, err := NewONNXEmbedder(onnxModelsDir(b), FacepluginMFNV1, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer emb.Close()
+	chip := gocv.NewMatWithSize(112, 112, gocv.MatTypeCV8UC3)
+	defer chip.Close()
+	gocv.RandU(&chip, gocv.NewScalar(0, 0, 0, 0), gocv.NewScalar(255, 255, 255, 0))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := emb.EmbedChip(context.Background(), chip); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
