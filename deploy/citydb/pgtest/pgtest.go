@@ -72,7 +72,13 @@ func Start(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "citydb-pg-")
+	base := "" // $TMPDIR
+	if os.Geteuid() == 0 {
+		// The server runs as postgres: use /tmp, which it can traverse
+		// (a root-only $TMPDIR would lock it out).
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "citydb-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
