@@ -157,6 +157,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.MinFace, "min-face", o.MinFace, "face width in px when a person appears")
 	fs.IntVar(&o.MaxFace, "max-face", o.MaxFace, "face width in px nearest the camera")
 	models := fs.String("models", "", "models folder (default: MODELS_DIR or models/)")
+	embedder := fs.String("embedder", "", "face embedder for the gallery (default: the engine's default; must match the gate's)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -173,6 +174,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ec := gatekit.DefaultEngineConfig()
 	ec.ModelsDir = gatekit.ResolveModelsDir(*models)
+	if *embedder != "" {
+		ec.Embedder = *embedder
+	}
 	eng, err := gatekit.NewEngine(ec, nil)
 	if err != nil {
 		return fmt.Errorf("simulate: %w", err)

@@ -125,6 +125,9 @@ func TestGenerateDeterministicAndHonest(t *testing.T) {
 			continue
 		}
 		descs := g.Descriptors(p.StudentID)
+		if m := g.Match(walked.Desc); true {
+			t.Logf("enrolled %s (%s): nearest %s at %.3f (self: %v), second %s at %.3f", p.ID, p.Name, m.PersonID, m.Distance, m.PersonID == p.StudentID, m.SecondPersonID, m.SecondDistance)
+		}
 		if len(descs) == 0 {
 			t.Fatalf("%s: %s not in the gallery", p.ID, p.StudentID)
 		}
