@@ -191,7 +191,7 @@ http: {listen: "%s"}
 		return err == nil && h.Frames+h.Dropped >= int64(sum.Frames)
 	})
 	time.Sleep(500 * time.Millisecond) // the last decision of the video commits after its frame
-	committed := outboxIDs(t, dbPath) // nothing leaves the outbox while the broker is down
+	committed := outboxIDs(t, dbPath)  // nothing leaves the outbox while the broker is down
 	for id := range afterKill {
 		if _, ok := committed[id]; !ok {
 			t.Fatalf("event %s committed before the kill vanished from the outbox", id)
