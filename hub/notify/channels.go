@@ -58,7 +58,12 @@ func (e *EmailSender) Send(ctx context.Context, m Message) error {
 		conn.Close()
 		return fmt.Errorf("email: %w", err)
 	}
-	defer c.Close()
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
 	if ok, _ := c.Extension("STARTTLS"); ok {
 		if err := c.StartTLS(&tls.Config{ServerName: host}); err != nil {
 			return fmt.Errorf("email: starttls: %w", err)
@@ -90,7 +95,11 @@ func (e *EmailSender) Send(ctx context.Context, m Message) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("email: end of data: %w", err)
 	}
-	_ = c.Quit()
+	// Accepted (250 after DATA). Say goodbye without delaying the caller,
+	// which marks the message sent: the shorter that window, the rarer a
+	// duplicate after a crash.
+	ok = true
+	go func() { _ = c.Quit(); c.Close() }()
 	return nil
 }
 

@@ -90,6 +90,14 @@ type smtpSink struct {
 	mails     []sentMail
 	mailDelay time.Duration // sleep in MAIL FROM (before any content is sent)
 	refuse    bool
+	mailCalls int // MAIL FROM commands seen
+}
+
+// MailCalls counts MAIL FROM commands (transfers started).
+func (s *smtpSink) MailCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mailCalls
 }
 
 func (s *smtpSink) NewSession(*smtp.Conn) (smtp.Session, error) { return &smtpSession{sink: s}, nil }
@@ -107,6 +115,9 @@ type smtpSession struct {
 func (s *smtpSession) Reset()        {}
 func (s *smtpSession) Logout() error { return nil }
 func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.sink.mu.Lock()
+	s.sink.mailCalls++
+	s.sink.mu.Unlock()
 	if s.sink.mailDelay > 0 {
 		time.Sleep(s.sink.mailDelay)
 	}
