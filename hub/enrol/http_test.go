@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"mime/multipart"
@@ -190,5 +191,96 @@ func TestBadUploadsClearErrorNothingStored(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &res); err != nil || res.Accepted != 1 || len(res.Photos[0].CropJPEG) == 0 || res.Photos[0].File != "ảnh đẹp.jpg" {
 		t.Fatalf("good upload result %+v %v", res.Photos, err)
+	}
+}
+
+func (h *httpFx) call(t *testing.T, user, pass, method, path, body string) (int, []byte, http.Header) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, h.url+path, r)
+	req.SetBasicAuth(user, pass)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+// TestReviewPhotoViewFeedbackOverHTTP: the admin approves a template held by
+// the duplicate guard, views a stored photo (audited), a teacher marks a
+// recognition in their class "not this pupil", and the web page's adapter
+// goes through the same path.
+func TestReviewPhotoViewFeedbackOverHTTP(t *testing.T) {
+	h := newHTTP(t)
+	ctx := context.Background()
+	if _, err := h.db.W.Exec(`UPDATE classes SET homeroom_teacher_id = 't1' WHERE id = 'c1'`); err != nil {
+		t.Fatal(err)
+	}
+	const admin, apw = "admin1", "admin-password-1"
+	st, b := h.upload(t, admin, apw, pupilA, []part{{"a.jpg", readPhotoT(t, "jimin7.jpg")}})
+	var ra Result
+	if st != 200 || json.Unmarshal(b, &ra) != nil || ra.Accepted != 1 {
+		t.Fatalf("enrol A: %d %s", st, b)
+	}
+	// The web page's adapter: same path, same verdicts.
+	vs, err := WebEnroller{S: h.svc}.EnrolPhotos(ctx, pupilB, []string{"b.jpg"}, [][]byte{readPhotoT(t, "jimin6.jpg")}, "admin:admin1", "127.0.0.1")
+	if err != nil || len(vs) != 1 || vs[0].Status != StatusReview || len(vs[0].Reasons) == 0 || !strings.Contains(vs[0].Reasons[0], " / ") {
+		t.Fatalf("web adapter: %+v %v", vs, err)
+	}
+	st, b, _ = h.call(t, admin, apw, "GET", "/api/v1/enrolment/review", "")
+	var rv struct {
+		Templates []struct {
+			ID      int64  `json:"id"`
+			PupilID string `json:"pupil_id"`
+		} `json:"templates"`
+	}
+	if st != 200 || json.Unmarshal(b, &rv) != nil || len(rv.Templates) != 1 || rv.Templates[0].PupilID != pupilB {
+		t.Fatalf("review list: %d %s", st, b)
+	}
+	tid := rv.Templates[0].ID
+	// A teacher may not approve.
+	if st, _, _ := h.call(t, "lan", "teacher-password-1", "POST", fmt.Sprintf("/api/v1/templates/%d/status", tid), `{"status":"active"}`); st != http.StatusForbidden {
+		t.Fatalf("teacher approval: %d", st)
+	}
+	if st, b, _ := h.call(t, admin, apw, "POST", fmt.Sprintf("/api/v1/templates/%d/status", tid), `{"status":"active","note":"anh em sinh đôi, đã kiểm tra"}`); st != 200 {
+		t.Fatalf("approve: %d %s", st, b)
+	}
+	_, m, _ := h.tpl.ActiveDescriptors(ctx, "s1")
+	if len(m[pupilB]) != 1 {
+		t.Fatal("approved template not in the gallery")
+	}
+	// Photos: A's consent keeps photos (viewable, audited); B's does not.
+	st, b, hdr := h.call(t, admin, apw, "GET", fmt.Sprintf("/api/v1/templates/%d/photo", ra.Photos[0].TemplateID), "")
+	if st != 200 || hdr.Get("Content-Type") != "image/jpeg" || hdr.Get("Cache-Control") != "no-store" || len(b) < 1000 {
+		t.Fatalf("photo view: %d %v", st, hdr)
+	}
+	if st, _, _ := h.call(t, admin, apw, "GET", fmt.Sprintf("/api/v1/templates/%d/photo", tid), ""); st != http.StatusNotFound {
+		t.Fatalf("photo kept without consent: %d", st)
+	}
+	if st, _, _ := h.call(t, "lan", "teacher-password-1", "GET", fmt.Sprintf("/api/v1/templates/%d/photo", ra.Photos[0].TemplateID), ""); st != http.StatusForbidden {
+		t.Fatalf("teacher photo view: %d", st)
+	}
+	if n := h.count(t, `SELECT count(*) FROM audit_log WHERE action = 'photo_view' AND actor = 'admin:admin1'`); n != 1 {
+		t.Fatalf("photo views audited: %d", n)
+	}
+	// Feedback from the teacher of the class.
+	if _, err := h.db.W.Exec(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id, captured_at, received_at, distance, margin, frames_used, model)
+		VALUES ('ev-9', 's1', 'g1', 'in', ?, 1, 1, 0.3, 0.1, 3, 'dlib-resnet-v1@1')`, pupilA); err != nil {
+		t.Fatal(err)
+	}
+	if st, b, _ := h.call(t, "lan", "teacher-password-1", "POST", "/api/v1/events/ev-9/not-this-pupil", `{"reason":"không phải em An"}`); st != 200 || !strings.Contains(string(b), FeedbackRecorded) {
+		t.Fatalf("teacher feedback: %d %s", st, b)
+	}
+	st, b, _ = h.call(t, admin, apw, "GET", "/api/v1/feedback", "")
+	if st != 200 || !strings.Contains(string(b), "ev-9") || !strings.Contains(string(b), "teacher:lan") {
+		t.Fatalf("admin feedback list: %d %s", st, b)
 	}
 }
