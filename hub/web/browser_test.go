@@ -119,8 +119,16 @@ const tofuJS = `(function(){
   return bad.join("");
 })()`
 
+// unlabelledJS lists visible form controls without an accessible name.
+const unlabelledJS = `Array.prototype.filter.call(document.querySelectorAll("input:not([type=hidden]), select, textarea, button"),
+  function(e){ return !((e.labels && e.labels.length) || e.getAttribute("aria-label") || (e.tagName === "BUTTON" && e.textContent.trim())); })
+  .map(function(e){ return e.outerHTML.slice(0, 80); }).join("\n")`
+
 func checkVietnamese(t *testing.T, ctx context.Context) {
 	t.Helper()
+	if s := attr(t, ctx, unlabelledJS); s != "" {
+		t.Errorf("form controls without a label:\n%s", s)
+	}
 	charset, lang, bad := attr(t, ctx, `document.characterSet`), attr(t, ctx, `document.documentElement.lang`), attr(t, ctx, tofuJS)
 	if charset != "UTF-8" {
 		t.Errorf("document.characterSet = %q", charset)

@@ -37,6 +37,11 @@ func TestBrowserEnrolPage(t *testing.T) {
 			t.Fatalf("test photo missing: %v", err)
 		}
 	}
+	for _, m := range []string{"dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat"} {
+		if _, err := os.Stat(filepath.Join(gatekit.TestModelsDir(), m)); err != nil {
+			t.Fatalf("face model missing (set MODELS_DIR, e.g. /var/cache/diemdanh/models): %v", err)
+		}
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ecfg := enrol.EngineConfig()
 	ecfg.ModelsDir = gatekit.TestModelsDir()
