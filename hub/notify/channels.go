@@ -246,7 +246,8 @@ func (p *pushSender) Send(ctx context.Context, m Message) error {
 	cfg := p.n.cfg.Push
 	msg, _ := json.Marshal(map[string]string{"title": m.Subject, "body": m.Body, "tag": m.DedupeKey, "url": p.n.cfg.PortalURL})
 	resp, err := webpush.SendNotificationWithContext(ctx, msg, &sub, &webpush.Options{
-		HTTPClient: p.client, Subscriber: cfg.Subscriber, TTL: cfg.TTL, Urgency: webpush.UrgencyHigh,
+		// webpush-go adds "mailto:" itself unless the subscriber is an https: URL.
+		HTTPClient: p.client, Subscriber: strings.TrimPrefix(cfg.Subscriber, "mailto:"), TTL: cfg.TTL, Urgency: webpush.UrgencyHigh,
 		VAPIDPublicKey: p.n.vapid.Public, VAPIDPrivateKey: p.n.vapid.Private, RecordSize: 3070,
 	})
 	if err != nil {

@@ -92,6 +92,11 @@ func verifyVAPID(h, wantPub string) error {
 	if len(parts) != 3 {
 		return fmt.Errorf("not a JWT")
 	}
+	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct{ Sub string }
+	if json.Unmarshal(claims, &c) != nil || c.Sub != "mailto:admin@localhost" {
+		return fmt.Errorf("JWT sub %q, want mailto:admin@localhost", claims)
+	}
 	pub, _ := base64.RawURLEncoding.DecodeString(k)
 	x, y := elliptic.Unmarshal(elliptic.P256(), pub)
 	if x == nil {
