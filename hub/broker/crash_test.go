@@ -3,6 +3,7 @@ package broker_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand"
 	"net"
@@ -260,6 +261,11 @@ func kill9MidStream(t *testing.T, external bool) {
 	case <-time.After(90 * time.Second):
 		t.Fatal("publishers did not finish")
 	}
+	if external {
+		// The gates' PUBACKs came from mosquitto: wait until the hub has
+		// consumed its queue before stopping it.
+		waitStored(t, dbPath, len(sent))
+	}
 	ch.cmd.Process.Signal(syscall.SIGTERM)
 	if err := ch.cmd.Wait(); err != nil {
 		t.Fatalf("child exit: %v", err)
@@ -301,4 +307,22 @@ func kill9MidStream(t *testing.T, external bool) {
 		t.Fatalf("%d messages quarantined", q)
 	}
 	t.Logf("sent %d distinct events (%d publishes), stored %d", len(sent), total, len(stored))
+}
+
+func waitStored(t *testing.T, dbPath string, want int) {
+	t.Helper()
+	r, err := sql.Open("sqlite3", store.DSN(dbPath, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		if err := r.QueryRow(`SELECT count(*) FROM events`).Scan(&n); err == nil && n >= want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("hub stored %d of %d within 60 s", n, want)
 }
