@@ -289,7 +289,6 @@ type job struct {
 	tr     *Track
 	region gocv.Mat        // cloned crop of the full frame around the face
 	box    image.Rectangle // face box in region coordinates
-	origin image.Point     // region's position in the frame
 	frame  int64
 	at     time.Time
 }
@@ -590,7 +589,7 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		m := w.box.Dx() * 7 / 10
 		rr := image.Rect(w.box.Min.X-m, w.box.Min.Y-m, w.box.Max.X+m, w.box.Max.Y+m).Intersect(frameR)
 		region := f.Mat.Region(rr)
-		j := job{tr: w.tr, region: region.Clone(), box: w.box.Sub(rr.Min), origin: rr.Min, frame: f.Index, at: f.At}
+		j := job{tr: w.tr, region: region.Clone(), box: w.box.Sub(rr.Min), frame: f.Index, at: f.At}
 		region.Close()
 		p.mu.Lock()
 		w.tr.Pending++
@@ -650,11 +649,10 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 			p.Stats.QualityRejects.Add(1)
 			break
 		}
-		doc, gal := p.gal.Current()
+		_, gal := p.gal.Current()
 		if gal == nil || gal.Len() == 0 {
 			break
 		}
-		_ = doc
 		v := Vote{Match: gal.Match(fc.Descriptor), Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
 		if p.cfg.FaceCrop {
 			v.JPEG = faceJPEG(j.region, fc.Box, p.cfg.FaceCropWidth) // fc.Box is in region coordinates
