@@ -13,6 +13,10 @@ pkgs=(
   mosquitto postgresql chromium fonts-noto-core fonts-dejavu-core
 )
 
+# npm fetches the ONNX embedder (models/fetch.sh). Use the machine's npm if
+# there is one (e.g. from NodeSource); otherwise Debian's.
+command -v npm >/dev/null || pkgs+=(npm)
+
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
