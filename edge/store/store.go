@@ -261,7 +261,7 @@ func (db *DB) enqueue(ctx context.Context, ev *gatekit.Event, key string, now ti
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)
 	}
-	db.depth.Store(int64(n + 1))
+	db.depth.Add(1)
 	return true, nil
 }
 
@@ -294,12 +294,12 @@ func (db *DB) Pending(ctx context.Context, limit int) ([]Record, error) {
 // Ack removes an acknowledged row. Acking a row that is already gone is
 // not an error (the ack is idempotent).
 func (db *DB) Ack(ctx context.Context, seq int64) error {
-	if _, err := db.w.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, seq); err != nil {
+	res, err := db.w.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, seq)
+	if err != nil {
 		return fmt.Errorf("store: ack %d: %w", seq, err)
 	}
-	var n int64
-	if err := db.w.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err == nil {
-		db.depth.Store(n)
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		db.depth.Add(-n)
 	}
 	return nil
 }
