@@ -369,3 +369,28 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	kb, _ := x509.MarshalECPrivateKey(k)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// A deactivated gate can no longer log in; one deactivated while connected
+// has its events quarantined ("not active") and acknowledged.
+func TestEmbeddedDeactivatedGate(t *testing.T) {
+	f := startHub(t, nil, nil)
+	g := f.gates[0]
+	c, err := connect(t, clientOpts("tcp://"+f.emb.Addr(), "deact", g.Username, g.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.W.Exec(`UPDATE gates SET active = 0 WHERE id = ?`, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	ev := ingesttest.Event(g, f.pupils[g.School][0], time.Now())
+	if tok := c.Publish(gatekit.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if f.count(t, `SELECT count(*) FROM events`) != 0 || f.count(t, `SELECT count(*) FROM quarantine WHERE reason LIKE '%not active%'`) != 1 {
+		t.Fatal("event of a deactivated gate not quarantined")
+	}
+	c.Disconnect(50)
+	if _, err := connect(t, clientOpts("tcp://"+f.emb.Addr(), "deact2", g.Username, g.Password)); err == nil {
+		t.Fatal("deactivated gate logged in")
+	}
+}
