@@ -169,6 +169,9 @@ func New(cfg Config, db *store.DB, log *slog.Logger, now func() time.Time) (*Pub
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetWriteTimeout(cfg.AckTimeout).
 		SetOrderMatters(true).
+		// MQTT 3.1.1 only: otherwise paho retries a refused login with 3.1,
+		// and each wrong password counts twice towards the hub's lockout.
+		SetProtocolVersion(4).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case p.lost <- err:
