@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/enrol"
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/web"
@@ -29,6 +30,9 @@ func (a *App) buildWeb(ctx context.Context) error {
 			return err
 		})
 	}
+	if m.Attendance != nil {
+		deps.Days = m.Attendance // one rule for the day's status: daily_attendance
+	}
 	if m.Enrol != nil {
 		deps.Feedback = enrol.WebFeedback{S: m.Enrol}
 		deps.Enroller = enrol.WebEnroller{S: m.Enrol}
@@ -44,6 +48,11 @@ func (a *App) buildWeb(ctx context.Context) error {
 	})
 	if m.Enrol != nil {
 		m.Enrol.OnFeedback(func(ctx context.Context, _, pupil string) { m.Web.PupilChanged(ctx, pupil) })
+	}
+	if m.Attendance != nil {
+		// Overrides through the JSON API, the cut-off check and the
+		// attendance worker's recomputes reach open boards at once.
+		m.Attendance.OnChange(func(ctx context.Context, d attendance.Day) { m.Web.PupilChanged(ctx, d.PupilID) })
 	}
 	m.Web.Routes(a.API.Engine)
 	return nil

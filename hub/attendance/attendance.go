@@ -128,6 +128,30 @@ type Service struct {
 	dirty map[key]bool
 	tz    map[string]*time.Location
 	kick  chan struct{}
+
+	hmu      sync.Mutex
+	onChange []func(ctx context.Context, d Day)
+}
+
+// OnChange registers fn, called after a pupil's stored day changed through
+// the service's own work: the worker's recompute after an event, the
+// cut-off check (not_yet → absent), a missing day filled in, or a manual
+// override (always). The live board subscribes to it. fn runs on the
+// caller's goroutine and must not block for long. Recompute called
+// directly by another package does not call it (that caller knows).
+func (s *Service) OnChange(fn func(ctx context.Context, d Day)) {
+	s.hmu.Lock()
+	s.onChange = append(s.onChange, fn)
+	s.hmu.Unlock()
+}
+
+func (s *Service) changed(ctx context.Context, d Day) {
+	s.hmu.Lock()
+	fns := append([]func(context.Context, Day){}, s.onChange...)
+	s.hmu.Unlock()
+	for _, fn := range fns {
+		fn(ctx, d)
+	}
 }
 
 // New returns the service.
@@ -223,7 +247,7 @@ func (s *Service) Flush(ctx context.Context) (int, error) {
 	s.dirty = map[key]bool{}
 	s.mu.Unlock()
 	for i, k := range keys {
-		if _, err := s.Recompute(ctx, k.pupil, k.day); err != nil && !errors.Is(err, api.ErrNotFound) {
+		if _, err := s.recompute(ctx, k.pupil, k.day, true); err != nil && !errors.Is(err, api.ErrNotFound) {
 			s.mu.Lock()
 			for _, k := range keys[i:] {
 				s.dirty[k] = true
@@ -287,7 +311,7 @@ func (s *Service) EnsureDay(ctx context.Context, school, class, day string) erro
 	}
 	rows.Close()
 	for _, id := range ids {
-		if _, err := s.Recompute(ctx, id, day); err != nil {
+		if _, err := s.recompute(ctx, id, day, true); err != nil {
 			return err
 		}
 	}
@@ -376,7 +400,18 @@ func Decide(events []ev, ov *Override, tt Timetable, midnight, now time.Time) Da
 }
 
 // Recompute computes and stores pupil's state for day (YYYY-MM-DD local).
+// It does not call the OnChange hooks.
 func (s *Service) Recompute(ctx context.Context, pupilID, day string) (Day, error) {
+	return s.recompute(ctx, pupilID, day, false)
+}
+
+// rowState is the visible part of a stored day, to detect changes.
+type rowState struct {
+	status, event, source string
+	arr, dep              sql.NullInt64
+}
+
+func (s *Service) recompute(ctx context.Context, pupilID, day string, hook bool) (Day, error) {
 	p, err := s.pupil(ctx, pupilID)
 	if err != nil {
 		return Day{}, err
@@ -414,6 +449,13 @@ func (s *Service) Recompute(ctx context.Context, pupilID, day string) (Day, erro
 	}
 	d := Decide(evs, ov, p.tt, midnight, s.now())
 	d.PupilID, d.Day, d.ClassID, d.FullName = pupilID, day, p.class, p.name
+	var old rowState
+	var hadRow bool
+	if hook {
+		err := s.db.R.QueryRowContext(ctx, `SELECT status, COALESCE(arrival_event_id, ''), source, arrived_at, departed_at
+			FROM daily_attendance WHERE pupil_id = ? AND day = ?`, pupilID, day).Scan(&old.status, &old.event, &old.source, &old.arr, &old.dep)
+		hadRow = err == nil
+	}
 	_, err = s.db.W.ExecContext(ctx, `INSERT INTO daily_attendance(pupil_id, day, status, arrived_at, departed_at, arrival_event_id, arrival_gate_id, source, updated_at)
 		VALUES (?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(pupil_id, day) DO UPDATE SET status=excluded.status, arrived_at=excluded.arrived_at, departed_at=excluded.departed_at,
@@ -421,6 +463,18 @@ func (s *Service) Recompute(ctx context.Context, pupilID, day string) (Day, erro
 		pupilID, day, d.Status, d.ArrivedAt, d.DepartedAt, nullStr(d.ArrivalEventID), nullStr(d.ArrivalGateID), d.Source, s.now().UnixMilli())
 	if err != nil {
 		return d, fmt.Errorf("attendance: store: %w", err)
+	}
+	if hook {
+		now := rowState{status: d.Status, event: d.ArrivalEventID, source: d.Source}
+		if d.ArrivedAt != nil {
+			now.arr = sql.NullInt64{Int64: *d.ArrivedAt, Valid: true}
+		}
+		if d.DepartedAt != nil {
+			now.dep = sql.NullInt64{Int64: *d.DepartedAt, Valid: true}
+		}
+		if !hadRow || now != old {
+			s.changed(ctx, d)
+		}
 	}
 	return d, nil
 }
@@ -455,7 +509,12 @@ func (s *Service) AddOverride(ctx context.Context, pupilID, day, status, reason,
 		pupilID, day, status, reason, actor, s.now().UnixMilli()); err != nil {
 		return Day{}, fmt.Errorf("attendance: override: %w", err)
 	}
-	return s.Recompute(ctx, pupilID, day)
+	d, err := s.Recompute(ctx, pupilID, day)
+	if err == nil {
+		d.Reason, d.ManualBy = reason, actor
+		s.changed(ctx, d)
+	}
+	return d, err
 }
 
 // Overrides lists a pupil's overrides for a day, oldest first.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/notify"
 )
 
@@ -99,11 +100,14 @@ func givenNameKey(full string) string {
 	return strings.ToLower(f[len(f)-1]) + "\x00" + strings.ToLower(full)
 }
 
-// dayRows computes every pupil's row of a class on day (only pupilID
-// when not ""). Status: the latest manual override wins; else the first
-// "in" event not marked "not this pupil" decides present or late against
-// start + late_after; else absent after the cut-off (or on a past day),
-// not yet before it.
+// dayRows returns every pupil's row of a class on day (only pupilID when
+// not ""). The status, arrival and departure are hub/attendance's
+// (daily_attendance, computed by its one rule: the latest manual override
+// wins; else the first "in" event not marked "not this pupil" decides
+// present or late against start + late_after; else absent after the
+// cut-off or not yet before it). Missing or not-final rows are computed
+// first (attendance's ClassDay / Recompute). This code only adds what the
+// board shows besides: gate name, face crop, the override's reason.
 func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string) ([]Row, error) {
 	from, to, err := dayBounds(day, cls.Loc)
 	if err != nil {
@@ -120,7 +124,6 @@ func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string
 		return nil, fmt.Errorf("web: pupils: %w", err)
 	}
 	var out []Row
-	idx := map[string]int{}
 	for rows.Next() {
 		var r Row
 		if err := rows.Scan(&r.PupilID, &r.Name, &r.ManualOnly); err != nil {
@@ -131,87 +134,128 @@ func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string
 	}
 	rows.Close()
 	sort.SliceStable(out, func(i, j int) bool { return givenNameKey(out[i].Name) < givenNameKey(out[j].Name) })
-	for i, r := range out {
-		idx[r.PupilID] = i
-	}
 	if len(out) == 0 {
 		return out, nil
 	}
-	q = `SELECT e.event_id, e.student_id, e.direction, e.captured_at, e.received_at, COALESCE(NULLIF(g.name, ''), e.gate_id),
-		e.face_jpeg IS NOT NULL FROM events e JOIN pupils p ON p.id = e.student_id LEFT JOIN gates g ON g.id = e.gate_id
-		WHERE p.class_id = ? AND e.rejected = 0 AND e.captured_at >= ? AND e.captured_at < ?`
+	days := map[string]attendance.Day{}
+	if pupilID == "" {
+		all, err := s.d.Days.ClassDay(ctx, cls.ID, day)
+		if err != nil {
+			return nil, fmt.Errorf("web: attendance: %w", err)
+		}
+		for _, d := range all {
+			days[d.PupilID] = d
+		}
+	} else {
+		d, err := s.pupilDay(ctx, pupilID, day)
+		if err != nil {
+			return nil, err
+		}
+		days[pupilID] = d
+	}
+	// Gate names, crops and hub receive times of the day's events.
+	type evInfo struct {
+		gate string
+		crop bool
+		recv int64
+	}
+	q = `SELECT e.event_id, e.received_at, COALESCE(NULLIF(g.name, ''), e.gate_id), e.face_jpeg IS NOT NULL
+		FROM events e JOIN pupils p ON p.id = e.student_id LEFT JOIN gates g ON g.id = e.gate_id
+		WHERE p.class_id = ? AND e.captured_at >= ? AND e.captured_at < ?`
 	args = []any{cls.ID, from, to}
 	if pupilID != "" {
 		q = strings.Replace(q, "WHERE p.class_id = ?", "WHERE p.class_id = ? AND e.student_id = ?", 1)
 		args = []any{cls.ID, pupilID, from, to}
 	}
-	erows, err := s.d.DB.R.QueryContext(ctx, q+` ORDER BY e.captured_at`, args...)
+	erows, err := s.d.DB.R.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("web: events: %w", err)
 	}
-	arrived := map[string]int64{}
+	evs := map[string]evInfo{}
 	for erows.Next() {
-		var id, pid, dir, gate string
-		var at, recv int64
-		var crop bool
-		if err := erows.Scan(&id, &pid, &dir, &at, &recv, &gate, &crop); err != nil {
+		var id string
+		var e evInfo
+		if err := erows.Scan(&id, &e.recv, &e.gate, &e.crop); err != nil {
 			erows.Close()
 			return nil, fmt.Errorf("web: events: %w", err)
 		}
-		i, ok := idx[pid]
-		if !ok {
-			continue
-		}
-		r := &out[i]
-		if dir == "out" {
-			r.Departed = hhmm(at, cls.Loc)
-			continue
-		}
-		if r.EventID == "" {
-			r.EventID, r.Arrived, r.Gate, r.HasCrop, r.ReceivedAt = id, hhmm(at, cls.Loc), gate, crop, recv
-			arrived[pid] = at
-		}
+		evs[id] = e
 	}
 	erows.Close()
-	orows, err := s.d.DB.R.QueryContext(ctx, `SELECT o.pupil_id, o.status, o.reason FROM attendance_overrides o
-		JOIN pupils p ON p.id = o.pupil_id WHERE p.class_id = ? AND o.day = ? ORDER BY o.id`, cls.ID, day)
+	q = `SELECT o.pupil_id, o.reason FROM attendance_overrides o JOIN pupils p ON p.id = o.pupil_id
+		WHERE p.class_id = ? AND o.day = ? ORDER BY o.id`
+	args = []any{cls.ID, day}
+	if pupilID != "" {
+		q = strings.Replace(q, "WHERE p.class_id = ?", "WHERE p.class_id = ? AND o.pupil_id = ?", 1)
+		args = []any{cls.ID, pupilID, day}
+	}
+	orows, err := s.d.DB.R.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("web: overrides: %w", err)
 	}
-	manual := map[string][2]string{}
+	reasons := map[string]string{}
 	for orows.Next() {
-		var pid, st, reason string
-		if err := orows.Scan(&pid, &st, &reason); err == nil {
-			manual[pid] = [2]string{st, reason}
+		var pid, reason string
+		if err := orows.Scan(&pid, &reason); err == nil {
+			reasons[pid] = reason
 		}
 	}
 	orows.Close()
-	now := s.now().In(cls.Loc)
-	today := now.Format("2006-01-02")
-	start, _ := clockOn(day, cls.Start, cls.Loc)
-	cutoff, _ := clockOn(day, cls.Cutoff, cls.Loc)
-	lateAt := start.Add(time.Duration(cls.LateAfter) * time.Minute)
 	for i := range out {
 		r := &out[i]
-		if m, ok := manual[r.PupilID]; ok {
-			r.Status, r.Reason, r.Manual = m[0], m[1], true
+		d, ok := days[r.PupilID]
+		if !ok {
+			// Not computable (e.g. a class without a timetable): say so
+			// rather than guess.
+			r.Status = attendance.NotYet
 			continue
 		}
-		if at, ok := arrived[r.PupilID]; ok {
-			r.Status = "present"
-			if time.UnixMilli(at).After(lateAt) {
-				r.Status = "late"
+		r.Status = d.Status
+		if d.Source == "manual" {
+			r.Manual, r.Reason = true, reasons[r.PupilID]
+		}
+		if d.ArrivedAt != nil {
+			r.Arrived = hhmm(*d.ArrivedAt, cls.Loc)
+		}
+		if d.DepartedAt != nil {
+			r.Departed = hhmm(*d.DepartedAt, cls.Loc)
+		}
+		if d.ArrivalEventID != "" {
+			e := evs[d.ArrivalEventID]
+			r.EventID, r.Gate, r.HasCrop, r.ReceivedAt = d.ArrivalEventID, e.gate, e.crop, e.recv
+			if r.Gate == "" {
+				r.Gate = d.ArrivalGateID
 			}
-			continue
-		}
-		switch {
-		case day < today || (day == today && !now.Before(cutoff)):
-			r.Status = "absent"
-		default:
-			r.Status = "not_yet"
 		}
 	}
 	return out, nil
+}
+
+// pupilDay reads a pupil's stored day from daily_attendance, computing it
+// first (hub/attendance) when it is missing or not final (not_yet).
+func (s *Server) pupilDay(ctx context.Context, pupilID, day string) (attendance.Day, error) {
+	d := attendance.Day{PupilID: pupilID, Day: day}
+	var arr, dep sql.NullInt64
+	err := s.d.DB.R.QueryRowContext(ctx, `SELECT status, arrived_at, departed_at, COALESCE(arrival_event_id, ''),
+		COALESCE(arrival_gate_id, ''), source FROM daily_attendance WHERE pupil_id = ? AND day = ?`, pupilID, day).
+		Scan(&d.Status, &arr, &dep, &d.ArrivalEventID, &d.ArrivalGateID, &d.Source)
+	switch {
+	case errors.Is(err, sql.ErrNoRows) || (err == nil && d.Status == attendance.NotYet):
+		d, err = s.d.Days.Recompute(ctx, pupilID, day)
+		if err != nil {
+			return d, fmt.Errorf("web: attendance: %w", err)
+		}
+		return d, nil
+	case err != nil:
+		return d, fmt.Errorf("web: attendance: %w", err)
+	}
+	if arr.Valid {
+		d.ArrivedAt = &arr.Int64
+	}
+	if dep.Valid {
+		d.DepartedAt = &dep.Int64
+	}
+	return d, nil
 }
 
 func countRows(rows []Row) map[string]int {

@@ -16,8 +16,8 @@ import (
 const ActionOverride = "attendance_override"
 
 // sqlOverrides is the default AttendanceWriter: append to
-// attendance_overrides, set the day's row to manual, audit — one
-// transaction.
+// attendance_overrides and audit in one transaction; the caller then has
+// hub/attendance recompute the day (Server.dayChanged).
 type sqlOverrides struct {
 	db    *store.DB
 	audit *audit.Log
@@ -29,11 +29,6 @@ func (o *sqlOverrides) Override(ctx context.Context, pupil, day, status, reason,
 	return o.db.Tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO attendance_overrides(pupil_id, day, status, reason, actor, created_at)
 			VALUES (?, ?, ?, ?, ?, ?)`, pupil, day, status, reason, actor, now); err != nil {
-			return fmt.Errorf("web: override: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO daily_attendance(pupil_id, day, status, source, updated_at)
-			VALUES (?, ?, ?, 'manual', ?) ON CONFLICT(pupil_id, day) DO UPDATE SET status = excluded.status,
-			source = 'manual', updated_at = excluded.updated_at`, pupil, day, status, now); err != nil {
 			return fmt.Errorf("web: override: %w", err)
 		}
 		return o.audit.RecordTx(ctx, tx, actor, ActionOverride, "pupil:"+pupil,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/diemdanh/diemdanh/hub/ingest"
 )
@@ -63,20 +64,51 @@ func (l *Live) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case ev := <-l.in:
-				l.pushPupil(ctx, ev.ClassID, ev.StudentID, ev.ReceivedAt)
+				l.eventPupil(ctx, ev)
 			}
 		}
 	}()
 }
 
-// pushPupil recomputes one pupil's row for today and publishes it.
-func (l *Live) pushPupil(ctx context.Context, classID, pupilID string, receivedAt int64) {
-	if l.Subscribers(classID) == 0 {
+// eventPupil brings the pupil's day in daily_attendance up to date with
+// hub/attendance's rule (its own worker does the same; whichever runs
+// first does the work, the other finds nothing changed) and pushes the
+// row when the event is of today.
+func (l *Live) eventPupil(ctx context.Context, ev ingest.StoredEvent) {
+	cls, err := l.s.loadClass(ctx, ev.ClassID)
+	if err != nil {
+		l.s.log.Warn("live: class", "class", ev.ClassID, "err", err)
 		return
 	}
+	day := time.UnixMilli(ev.CapturedAt).In(cls.Loc).Format("2006-01-02")
+	if _, err := l.s.d.Days.Recompute(ctx, ev.StudentID, day); err != nil {
+		l.s.log.Warn("live: attendance", "pupil", ev.StudentID, "err", err)
+		return
+	}
+	if day == l.s.today(cls.Loc) {
+		l.publishRow(ctx, cls, ev.StudentID, ev.ReceivedAt)
+	}
+}
+
+// pushPupil recomputes one pupil's day (hub/attendance) for today and
+// publishes the row.
+func (l *Live) pushPupil(ctx context.Context, classID, pupilID string, receivedAt int64) {
 	cls, err := l.s.loadClass(ctx, classID)
 	if err != nil {
 		l.s.log.Warn("live: class", "class", classID, "err", err)
+		return
+	}
+	if _, err := l.s.d.Days.Recompute(ctx, pupilID, l.s.today(cls.Loc)); err != nil {
+		l.s.log.Warn("live: attendance", "pupil", pupilID, "err", err)
+		return
+	}
+	l.publishRow(ctx, cls, pupilID, receivedAt)
+}
+
+// publishRow reads the pupil's row for today and sends it to the class's
+// boards.
+func (l *Live) publishRow(ctx context.Context, cls ClassInfo, pupilID string, receivedAt int64) {
+	if l.Subscribers(cls.ID) == 0 {
 		return
 	}
 	rows, err := l.s.dayRows(ctx, cls, l.s.today(cls.Loc), pupilID)
@@ -88,7 +120,7 @@ func (l *Live) pushPupil(ctx context.Context, classID, pupilID string, receivedA
 	}
 	rows[0].ReceivedAt = receivedAt
 	b, _ := json.Marshal(rows[0])
-	l.Publish(classID, append(append([]byte("event: row\ndata: "), b...), '\n', '\n'))
+	l.Publish(cls.ID, append(append([]byte("event: row\ndata: "), b...), '\n', '\n'))
 }
 
 // Subscribe registers a client for key.
@@ -144,13 +176,18 @@ func (l *Live) Stats() LiveStats {
 	return LiveStats{l.published.Load(), l.dropped.Load(), l.kicked.Load()}
 }
 
-// PupilChanged pushes a pupil's current row to the boards watching the
-// pupil's class, after a change made elsewhere (an override through the
-// API, "not this pupil" through hub/enrol).
+// PupilChanged pushes a pupil's current row (recomputed by
+// hub/attendance) to the boards watching the pupil's class, after a change
+// made elsewhere: hub/app wires hub/attendance's OnChange hook (an
+// override through the JSON API, the cut-off turning not_yet into absent,
+// its worker's recompute after an event) and hub/enrol's "not this pupil".
 func (s *Server) PupilChanged(ctx context.Context, pupilID string) {
 	var class string
 	if err := s.d.DB.R.QueryRowContext(ctx, `SELECT COALESCE(class_id, '') FROM pupils WHERE id = ?`, pupilID).Scan(&class); err != nil || class == "" {
 		return
+	}
+	if s.live.Subscribers(class) == 0 {
+		return // no board open; daily_attendance is already current
 	}
 	s.live.pushPupil(ctx, class, pupilID, s.now().UnixMilli())
 }

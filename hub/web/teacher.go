@@ -225,14 +225,24 @@ func (s *Server) override(c *gin.Context) {
 			s.log.Warn("audit override", "err", err)
 		}
 	}
-	if day == s.today(cls.Loc) {
-		s.live.pushPupil(c.Request.Context(), cls.ID, pupil, s.now().UnixMilli())
-	}
+	s.dayChanged(c.Request.Context(), cls, pupil, day)
 	if wantsJSON(c) {
 		c.JSON(http.StatusOK, gin.H{"ok": true})
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/teacher/class/"+url.PathEscape(cls.ID)+"?day="+day+"&saved=1")
+}
+
+// dayChanged recomputes a pupil's day through hub/attendance after a
+// manual change and, for today, pushes the row to open boards.
+func (s *Server) dayChanged(ctx context.Context, cls ClassInfo, pupil, day string) {
+	if day == s.today(cls.Loc) {
+		s.live.pushPupil(ctx, cls.ID, pupil, s.now().UnixMilli())
+		return
+	}
+	if _, err := s.d.Days.Recompute(ctx, pupil, day); err != nil {
+		s.log.Warn("attendance recompute", "pupil", pupil, "day", day, "err", err)
+	}
 }
 
 func (s *Server) pupilInClass(ctx context.Context, pupil, class string) bool {
@@ -266,9 +276,7 @@ func (s *Server) reject(c *gin.Context) {
 		return
 	}
 	day := time.UnixMilli(at).In(cls.Loc).Format("2006-01-02")
-	if day == s.today(cls.Loc) {
-		s.live.pushPupil(c.Request.Context(), cls.ID, pupil, s.now().UnixMilli())
-	}
+	s.dayChanged(c.Request.Context(), cls, pupil, day)
 	if wantsJSON(c) {
 		c.JSON(http.StatusOK, gin.H{"ok": true})
 		return

@@ -29,6 +29,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/notify"
@@ -107,6 +108,15 @@ type Feedback interface {
 	NotThisPupil(ctx context.Context, eventID, reason, actor string) error
 }
 
+// DayStatus is hub/attendance's computation of a pupil's day — the one
+// rule for present/late/absent/not_yet/excused (attendance.Service
+// implements it). The board, exports, term summary and parents' portal
+// show what it stores in daily_attendance.
+type DayStatus interface {
+	Recompute(ctx context.Context, pupilID, day string) (attendance.Day, error)
+	ClassDay(ctx context.Context, classID, day string) ([]attendance.Day, error)
+}
+
 // PhotoVerdict is the result of one enrolment photo.
 type PhotoVerdict struct {
 	File     string   `json:"file"`
@@ -128,6 +138,7 @@ type Deps struct {
 	Sessions   Sessions
 	Audit      *audit.Log
 	Attendance AttendanceWriter
+	Days       DayStatus // nil: an attendance.Service on DB with default settings (its worker not run)
 	Feedback   Feedback
 	Enroller   Enroller
 	Notify     *notify.Notifier // nil: preferences page without push
@@ -167,6 +178,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	auditOverrides := d.Attendance != nil
 	if d.Attendance == nil {
 		d.Attendance = &sqlOverrides{db: d.DB, audit: d.Audit, now: d.Now}
+	}
+	if d.Days == nil {
+		d.Days = attendance.New(d.DB, attendance.Default(), d.Log, d.Now)
 	}
 	if d.Feedback == nil {
 		d.Feedback = &sqlFeedback{db: d.DB, audit: d.Audit, now: d.Now}
