@@ -16,8 +16,10 @@ import (
 
 const childEnv = "DIEMDANH_NOTIFY_CHILD_DB"
 
-// runChild is the "hub" process of TestKillWithPendingNotifications: it
-// runs the notifier on the database until killed.
+// runChild is the child process of TestKillWithPendingNotifications: this
+// test binary re-run to host only the notifier on the hub's database until
+// killed (a fast, deterministic check of the outbox alone; the whole
+// bin/hub is killed in TestKillRealHubWithPendingNotifications).
 func runChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
