@@ -6,7 +6,8 @@
 // quarantine, enrolment with photo upload or the browser camera) and
 // parents (their own children only, notification preferences, Web Push).
 //
-// Accounts, sessions and roles come from hub/auth; manual attendance
+// Accounts, sessions and roles come from hub/auth; every status shown is
+// hub/attendance's (DayStatus: daily_attendance, one rule); manual attendance
 // changes go through an AttendanceWriter (hub/attendance), "not this
 // pupil" through a Feedback (hub/enrol), enrolment through an Enroller
 // (hub/enrol). Live updates are fed by hub/ingest: Server implements
