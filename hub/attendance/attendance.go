@@ -47,11 +47,17 @@ type Config struct {
 	DefaultStart        string `yaml:"default_start"`
 	DefaultLateAfterMin int    `yaml:"default_late_after_min"`
 	DefaultCutoff       string `yaml:"default_cutoff"`
+	// SchoolDays are the weekdays with classes (0 = Sunday). On other days,
+	// and on Holidays, nobody is marked absent: a row is written only when a
+	// pupil actually came (an event) or staff recorded something.
+	SchoolDays []int    `yaml:"school_days"`
+	Holidays   []string `yaml:"holidays"` // YYYY-MM-DD, school-local
 }
 
 // Default returns the defaults.
 func Default() Config {
-	return Config{Tick: time.Minute, DefaultStart: "07:00", DefaultLateAfterMin: 15, DefaultCutoff: "09:00"}
+	return Config{Tick: time.Minute, DefaultStart: "07:00", DefaultLateAfterMin: 15, DefaultCutoff: "09:00",
+		SchoolDays: []int{1, 2, 3, 4, 5}}
 }
 
 // Validate checks the config.
@@ -68,7 +74,37 @@ func (c Config) Validate(prefix string) error {
 	if c.DefaultLateAfterMin < 0 || c.DefaultLateAfterMin > 240 {
 		return gatekit.Fieldf(prefix+".default_late_after_min", "must be 0..240")
 	}
+	for _, d := range c.SchoolDays {
+		if d < 0 || d > 6 {
+			return gatekit.Fieldf(prefix+".school_days", "weekday %d not in 0..6 (0 = Sunday)", d)
+		}
+	}
+	for _, h := range c.Holidays {
+		if _, err := time.Parse(time.DateOnly, h); err != nil {
+			return gatekit.Fieldf(prefix+".holidays", "%q is not YYYY-MM-DD", h)
+		}
+	}
 	return nil
+}
+
+// SchoolDay reports whether day (YYYY-MM-DD) has classes: a configured
+// weekday that is not a holiday.
+func (c Config) SchoolDay(day string) bool {
+	t, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		return false
+	}
+	for _, h := range c.Holidays {
+		if h == day {
+			return false
+		}
+	}
+	for _, d := range c.SchoolDays {
+		if time.Weekday(d) == t.Weekday() {
+			return true
+		}
+	}
+	return false
 }
 
 // Timetable is a class's day.
@@ -289,6 +325,9 @@ func (s *Service) SyncOnce(ctx context.Context) error {
 // EnsureDay recomputes day for the active pupils of a school (or one class)
 // whose row is missing or not final (not_yet).
 func (s *Service) EnsureDay(ctx context.Context, school, class, day string) error {
+	if !s.cfg.SchoolDay(day) {
+		return nil // no classes: nobody is absent
+	}
 	q := `SELECT p.id FROM pupils p LEFT JOIN daily_attendance d ON d.pupil_id = p.id AND d.day = ?
 		WHERE p.school_id = ? AND p.active = 1 AND (d.pupil_id IS NULL OR d.status = 'not_yet')`
 	args := []any{day, school}
@@ -449,6 +488,16 @@ func (s *Service) recompute(ctx context.Context, pupilID, day string, hook bool)
 	}
 	d := Decide(evs, ov, p.tt, midnight, s.now())
 	d.PupilID, d.Day, d.ClassID, d.FullName = pupilID, day, p.class, p.name
+	if len(evs) == 0 && ov == nil && !s.cfg.SchoolDay(day) {
+		// No classes that day and nothing happened: no row, so nothing
+		// counts as an absence (transcripts, headcounts, notifications).
+		if _, err := s.db.W.ExecContext(ctx, `DELETE FROM daily_attendance WHERE pupil_id = ? AND day = ? AND source = 'auto'`,
+			pupilID, day); err != nil {
+			return d, fmt.Errorf("attendance: store: %w", err)
+		}
+		d.Status = NotYet
+		return d, nil
+	}
 	var old rowState
 	var hadRow bool
 	if hook {

@@ -283,6 +283,17 @@ notify:
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// The notifier turns stored events into outbox rows by a cursor scan,
+	// shortly after the commit; wait for all of them so the kill tests
+	// delivery, not enqueueing (which the cursor makes restart-safe anyway).
+	for deadline := time.Now().Add(30 * time.Second); count(`SELECT COUNT(*) FROM notify_outbox`) != 2*pupils; {
+		if time.Now().After(deadline) {
+			dump()
+			t.Fatalf("%d outbox rows, want %d", count(`SELECT COUNT(*) FROM notify_outbox`), 2*pupils)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
 	// Kill -9 while a delivery is in flight, after a few went through.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
