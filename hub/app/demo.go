@@ -236,9 +236,16 @@ func demoAssets(ctx context.Context, o DemoOptions, demoDir string, log *slog.Lo
 		if _, err := os.Stat(faces); err != nil {
 			return nil, fmt.Errorf("demo: test photos not found at %s (set ATTENDANCE_TESTDATA or --testdata): %w", faces, err)
 		}
-		log.Info("making the synthetic gate video from the test photos (once, about 30 s)", "photos", faces)
-		args := []string{"simulate", "--photos", faces, "--out", s.video + ".tmp.avi", "--truth", truth + ".tmp",
-			"--gallery-out", s.gallery + ".tmp", "--school", DemoSchool, "--seed", "1"}
+		// The idol crops (asian/kpop), when present, add 15 people with
+		// several photos each: enrolled from some, walking with another, so
+		// the demo shows arrivals every few seconds instead of one a loop.
+		photos := faces
+		if kpop := filepath.Join(td, "asian", "kpop"); dirExists(kpop) {
+			photos += "," + kpop
+		}
+		log.Info("making the synthetic gate video from the test photos (once, about 20 s)", "photos", photos)
+		args := []string{"simulate", "--photos", photos, "--out", s.video + ".tmp.avi", "--truth", truth + ".tmp",
+			"--gallery-out", s.gallery + ".tmp", "--school", DemoSchool, "--seed", "1", "--duration", "20"}
 		if err := runChild(ctx, o.EdgeBin, args, stderr, log); err != nil {
 			return nil, fmt.Errorf("demo: edge simulate: %w", err)
 		}
@@ -259,6 +266,11 @@ func demoAssets(ctx context.Context, o DemoOptions, demoDir string, log *slog.Lo
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	return s, nil
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 func demoName(label string) string {
