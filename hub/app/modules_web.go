@@ -36,6 +36,7 @@ func (a *App) buildWeb(ctx context.Context) error {
 	if m.Enrol != nil {
 		deps.Feedback = enrol.WebFeedback{S: m.Enrol}
 		deps.Enroller = enrol.WebEnroller{S: m.Enrol}
+		deps.Reviewer = enrol.WebReview{S: m.Enrol}
 	}
 	if m.Web, err = web.New(cfg.Web, deps); err != nil {
 		return fmt.Errorf("app: %w", err)

@@ -41,6 +41,9 @@ type Overview struct {
 	Classes    []ClassLink
 	Gates      []GateHealth
 	Quarantine []QuarantineRow
+	// Review: templates held by the duplicate guard and "not this
+	// pupil" marks of the last 7 days (details on /admin/review).
+	ReviewWaiting, FeedbackMarks int
 }
 
 func (s *Server) adminOverview(c *gin.Context) {
@@ -73,6 +76,7 @@ func (s *Server) adminOverview(c *gin.Context) {
 		s.failErr(c, err)
 		return
 	}
+	ov.ReviewWaiting, ov.FeedbackMarks = s.reviewCounts(ctx, p.SchoolID)
 	s.render(c, http.StatusOK, "admin", s.newPage(c, "admin.title", ov))
 }
 

@@ -142,6 +142,7 @@ type Deps struct {
 	Days       DayStatus // nil: an attendance.Service on DB with default settings (its worker not run)
 	Feedback   Feedback
 	Enroller   Enroller
+	Reviewer   Reviewer         // nil: the review page shows feedback only
 	Notify     *notify.Notifier // nil: preferences page without push
 }
 
@@ -239,6 +240,10 @@ func (s *Server) Routes(r gin.IRouter) {
 	a.GET("", s.adminOverview)
 	a.GET("/enrol", s.enrolPage)
 	a.POST("/enrol", s.csrf, s.enrolSubmit)
+	a.GET("/review", s.reviewPage)
+	a.POST("/review/:tid/approve", s.csrf, s.reviewDecide(true))
+	a.POST("/review/:tid/reject", s.csrf, s.reviewDecide(false))
+	a.GET("/review/:tid/photo", s.reviewPhoto)
 
 	p := g.Group("/parent", s.require(auth.RoleParent))
 	p.GET("", s.parentHome)
