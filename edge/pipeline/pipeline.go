@@ -67,6 +67,17 @@ type Config struct {
 	MinDescribePx int `yaml:"min_describe_px"`
 	// MaxDescribes bounds descriptor attempts per track.
 	MaxDescribes int `yaml:"max_describes"`
+	// DescribeGrowth spreads a track's descriptor attempts over its life:
+	// after the first, a track is described again only once its face is
+	// this fraction wider than at its last attempt (a walking face gets
+	// closer), or DescribeMaxGap frames have passed (a face that stopped).
+	// dlib's margins on East Asian faces only open up on large crops, so
+	// attempts spent on a barely grown face are mostly wasted. 0 turns it
+	// off (describe every DescribeEvery frames).
+	DescribeGrowth float64 `yaml:"describe_growth"`
+	// DescribeMaxGap is the most frames between two attempts of a track
+	// whose face does not grow (used with DescribeGrowth).
+	DescribeMaxGap int `yaml:"describe_max_gap"`
 	// VoteQuality is the quality a described crop needs to vote.
 	VoteQuality gatekit.QualityPolicy `yaml:"vote_quality"`
 
@@ -102,8 +113,10 @@ func DefaultConfig() Config {
 		Tracker:            DefaultTrackerConfig(),
 		Vote:               DefaultVoteConfig(),
 		DescribeEvery:      2,
-		MinDescribePx:      90,
-		MaxDescribes:       10,
+		MinDescribePx:      80,
+		MaxDescribes:       16,
+		DescribeGrowth:     0.08,
+		DescribeMaxGap:     6,
 		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
@@ -153,6 +166,10 @@ func (c Config) Validate(prefix string) error {
 		return f("min_describe_px", "must not be negative")
 	case c.MaxDescribes < c.Vote.M:
 		return f("max_describes", "must be at least vote.m")
+	case c.DescribeGrowth < 0 || c.DescribeGrowth > 2 || math.IsNaN(c.DescribeGrowth):
+		return f("describe_growth", "must be 0..2, got %v", c.DescribeGrowth)
+	case c.DescribeGrowth > 0 && c.DescribeMaxGap < c.DescribeEvery:
+		return f("describe_max_gap", "must be at least describe_every")
 	case c.FaceCrop && (c.FaceCropWidth < 32 || c.FaceCropWidth > 256):
 		return f("face_crop_width", "must be 32..256")
 	case c.Cooldown < 0:
@@ -558,9 +575,11 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		box image.Rectangle
 	}
 	var wants []want
+	vc := p.voteConfig()
 	for i, tr := range assigned {
 		if tr.Decided || tr.Pending > 0 || tr.Describes >= p.cfg.MaxDescribes ||
-			f.Index-tr.LastDescribe < int64(p.cfg.DescribeEvery) || boxes[i].Dx() < p.cfg.MinDescribePx {
+			f.Index-tr.LastDescribe < int64(p.cfg.DescribeEvery) || boxes[i].Dx() < p.cfg.MinDescribePx ||
+			!p.grownEnough(tr, boxes[i].Dx(), f.Index, vc) {
 			continue
 		}
 		wants = append(wants, want{tr, boxes[i]})
@@ -595,6 +614,8 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		w.tr.Pending++
 		w.tr.Describes++
 		w.tr.LastDescribe = f.Index
+		prevPx := w.tr.LastDescribePx
+		w.tr.LastDescribePx = w.box.Dx()
 		p.mu.Unlock()
 		if p.cfg.WaitForWorkers {
 			select {
@@ -614,12 +635,32 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 			w.tr.Pending--
 			w.tr.Describes--
 			w.tr.LastDescribe = f.Index - int64(p.cfg.DescribeEvery)
+			w.tr.LastDescribePx = prevPx
 			p.mu.Unlock()
 			p.Stats.DescribeSkips.Add(1)
 		}
 	}
 	p.onFrame(f, overlays)
 	return nil
+}
+
+// grownEnough reports whether a track's face of width px on frame idx may
+// be described again: at once while an accepted vote waits for
+// corroboration, otherwise once the face has grown enough since the last
+// attempt (DescribeGrowth) or waited long enough (DescribeMaxGap).
+func (p *Pipeline) grownEnough(tr *Track, px int, idx int64, vc VoteConfig) bool {
+	if p.cfg.DescribeGrowth <= 0 || tr.LastDescribePx == 0 {
+		return true
+	}
+	for _, v := range tr.Votes {
+		if v.Accepted(vc) {
+			return true
+		}
+	}
+	if idx-tr.LastDescribe >= int64(p.cfg.DescribeMaxGap) {
+		return true
+	}
+	return float64(px)+1e-9 >= float64(tr.LastDescribePx)*(1+p.cfg.DescribeGrowth)
 }
 
 func (p *Pipeline) onFrame(f capture.Frame, o []Overlay) {

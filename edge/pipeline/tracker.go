@@ -32,14 +32,15 @@ type Track struct {
 	Missed     int
 
 	// Recognition state, guarded by the pipeline's lock.
-	Votes        []Vote
-	Describes    int   // descriptor attempts, including ones that found no face
-	Pending      int   // attempts in flight
-	LastDescribe int64 // frame of the last attempt
-	Decided      bool
-	Decision     Decision
-	Ended        bool
-	Finalized    bool
+	Votes          []Vote
+	Describes      int   // descriptor attempts, including ones that found no face
+	Pending        int   // attempts in flight
+	LastDescribe   int64 // frame of the last attempt
+	LastDescribePx int   // face width at the last attempt (0: none yet)
+	Decided        bool
+	Decision       Decision
+	Ended          bool
+	Finalized      bool
 }
 
 // Tracker associates detections with tracks by greedy IoU matching. It is
