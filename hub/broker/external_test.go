@@ -57,8 +57,28 @@ func startMosquitto(t *testing.T, acl string, users map[string]string) string {
 
 // runMosquittoFiles starts mosquitto with deploy/mosquitto/mosquitto.conf
 // (listener, paths and logging adapted) and the given ACL and password files.
+// The password check is the DiemDanh auth plugin, built from
+// deploy/mosquitto/plugin for the test; opts override its plugin_opt_ values.
 func runMosquittoFiles(t *testing.T, dir, aclPath, pw string) string {
 	t.Helper()
+	return runMosquittoPlugin(t, dir, aclPath, pw, nil)
+}
+
+// buildAuthPlugin compiles deploy/mosquitto/plugin into dir. Missing gcc or
+// headers fail the test: the shipped config cannot work without the plugin.
+func buildAuthPlugin(t *testing.T, dir string) string {
+	t.Helper()
+	so := filepath.Join(dir, "diemdanh_auth.so")
+	if out, err := exec.Command("sh", "../../deploy/mosquitto/plugin/build.sh", so).CombinedOutput(); err != nil {
+		t.Fatalf("building the mosquitto auth plugin (needs gcc mosquitto-dev libmosquitto-dev libssl-dev): %v\n%s", err, out)
+	}
+	return so
+}
+
+func runMosquittoPlugin(t *testing.T, dir, aclPath, pw string, opts map[string]string) string {
+	t.Helper()
+	so := buildAuthPlugin(t, dir)
+	seen := map[string]bool{}
 	// The shipped config, with paths and the listener swapped for the test.
 	base, err := os.ReadFile("../../deploy/mosquitto/mosquitto.conf")
 	if err != nil {
@@ -76,7 +96,13 @@ func runMosquittoFiles(t *testing.T, dir, aclPath, pw string) string {
 		case "listener":
 			line = "listener " + port + " " + host
 		case "password_file":
-			line = "password_file " + pw
+			t.Fatal("mosquitto.conf sets password_file: the auth plugin checks passwords")
+		case "plugin":
+			line = "plugin " + so
+			seen["plugin"] = true
+		case "plugin_opt_password_file":
+			line = "plugin_opt_password_file " + pw
+			seen["password_file"] = true
 		case "acl_file":
 			line = "acl_file " + aclPath
 		case "persistence_location":
@@ -84,7 +110,19 @@ func runMosquittoFiles(t *testing.T, dir, aclPath, pw string) string {
 		case "log_dest":
 			line = "log_dest file " + filepath.Join(dir, "mosquitto.log")
 		}
+		if k, ok := strings.CutPrefix(f[0], "plugin_opt_"); ok && opts[k] != "" {
+			line = f[0] + " " + opts[k]
+			seen[k] = true
+		}
 		conf = append(conf, line)
+	}
+	for k := range opts {
+		if !seen[k] {
+			conf = append(conf, "plugin_opt_"+k+" "+opts[k])
+		}
+	}
+	if !seen["plugin"] || !seen["password_file"] {
+		t.Fatal("mosquitto.conf does not load the auth plugin with plugin_opt_password_file")
 	}
 	if os.Geteuid() == 0 { // mosquitto drops root to user "mosquitto", which cannot read our temp files
 		conf = append(conf, "user root")
@@ -300,8 +338,10 @@ func TestMosquittoRedeliversUncommitted(t *testing.T) {
 var _ = fmt.Sprint
 
 // The files shipped in deploy/mosquitto work as they are with the real
-// mosquitto: the demo gate publishes its events, the hub user receives
-// them, the gate cannot read gate topics, wrong passwords are refused.
+// mosquitto and the auth plugin built from deploy/mosquitto/plugin: the demo
+// gate publishes its events, the hub user receives them, the gate cannot
+// read gate topics, wrong passwords are refused and, with the shipped
+// plugin options, 5 in a row lock the username out.
 func TestShippedMosquittoFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, f := range []string{"acl.example", "passwd.example"} {
@@ -346,4 +386,9 @@ func TestShippedMosquittoFiles(t *testing.T) {
 		t.Fatalf("gate read a gate topic: %s", topic)
 	default:
 	}
+	for i := 0; i < 4; i++ {
+		refused(t, url, "demo-gate", "wrong", "wrong password")
+	}
+	refused(t, url, "demo-gate", "wrong", "5th wrong password")
+	refused(t, url, "demo-gate", "change-me-gate", "right password during the lockout")
 }

@@ -1,0 +1,412 @@
+/*
+ * diemdanh_auth: a mosquitto 2.0 (plugin API v5) password check with a
+ * lockout after repeated failed logins, so the external broker refuses
+ * password guessing the same way the hub's embedded broker does.
+ *
+ * Passwords come from a mosquitto_passwd file (plugin_opt_password_file):
+ *   user:$7$<iterations>$<salt b64>$<hash b64>   PBKDF2-HMAC-SHA512
+ *   user:$6$<salt b64>$<hash b64>                SHA512(password + salt)
+ * The file is re-read when its mtime or size changes (no reload needed).
+ *
+ * Lockout: after plugin_opt_max_failures failed logins for a username
+ * (plugin_opt_address_max_failures for a client address) every login for
+ * it is refused, without checking the password, for plugin_opt_lockout_seconds;
+ * each further failure doubles that up to plugin_opt_lockout_max_seconds.
+ * Counters are forgotten after a quiet period as long as the longest
+ * lockout; a good login resets the username's counter.
+ *
+ * mosquitto calls plugins from its single main thread: no locking needed.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#define MAX_HASH 128
+#define MAX_ENTRIES 100000 /* bound memory under a spray of usernames */
+
+struct user {
+	char *name;
+	int kind; /* 6 or 7 */
+	int iterations;
+	unsigned char salt[MAX_HASH];
+	int salt_len;
+	unsigned char hash[MAX_HASH];
+	int hash_len;
+};
+
+struct fail {
+	char *key; /* "u:<name>" or "a:<address>" */
+	int n;
+	double last;  /* time of the latest failure */
+	double until; /* locked out until */
+};
+
+struct state {
+	mosquitto_plugin_id_t *id;
+	char *path;
+	struct timespec mtime;
+	off_t size;
+	int loaded;
+	struct user *users;
+	int nusers;
+	int max_failures, addr_max_failures;
+	double base, max;
+	struct fail *fails;
+	int nfails, capfails;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void free_users(struct user *u, int n)
+{
+	for (int i = 0; i < n; i++) {
+		free(u[i].name);
+	}
+	free(u);
+}
+
+/* b64 decodes s into out (at most MAX_HASH bytes); returns the length or -1. */
+static int b64(const char *s, size_t len, unsigned char *out)
+{
+	unsigned char buf[MAX_HASH + 4];
+	if (len == 0 || len % 4 != 0 || len / 4 * 3 > sizeof(buf)) {
+		return -1;
+	}
+	int n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
+	if (n < 0) {
+		return -1;
+	}
+	if (s[len - 1] == '=') n--;
+	if (s[len - 2] == '=') n--;
+	if (n <= 0 || n > MAX_HASH) {
+		return -1;
+	}
+	memcpy(out, buf, (size_t)n);
+	return n;
+}
+
+/* parse_line fills u from "name:$7$iter$salt$hash" or "name:$6$salt$hash". */
+static int parse_line(char *line, struct user *u)
+{
+	char *colon = strchr(line, ':');
+	if (!colon || colon == line) {
+		return -1;
+	}
+	*colon = '\0';
+	char *h = colon + 1;
+	char *parts[4] = {0};
+	int np = 0;
+	if (h[0] != '$') {
+		return -1;
+	}
+	for (char *p = h + 1; p && np < 4; np++) {
+		parts[np] = p;
+		p = strchr(p, '$');
+		if (p) *p++ = '\0';
+	}
+	memset(u, 0, sizeof(*u));
+	if (np == 4 && strcmp(parts[0], "7") == 0) {
+		char *end;
+		long it = strtol(parts[1], &end, 10);
+		if (*end || it < 1 || it > 10000000) return -1;
+		u->kind = 7;
+		u->iterations = (int)it;
+		parts[1] = parts[2];
+		parts[2] = parts[3];
+	} else if (np == 3 && strcmp(parts[0], "6") == 0) {
+		u->kind = 6;
+	} else {
+		return -1;
+	}
+	u->salt_len = b64(parts[1], strlen(parts[1]), u->salt);
+	u->hash_len = b64(parts[2], strlen(parts[2]), u->hash);
+	if (u->salt_len < 0 || u->hash_len < 16) {
+		return -1;
+	}
+	u->name = strdup(line);
+	return u->name ? 0 : -1;
+}
+
+/* load (re)reads the password file when it changed; keeps the old copy on error. */
+static int load(struct state *s)
+{
+	struct stat st;
+	if (stat(s->path, &st) != 0) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "diemdanh_auth: password file %s: %s", s->path, strerror(errno));
+		return -1;
+	}
+	if (s->loaded && st.st_mtim.tv_sec == s->mtime.tv_sec && st.st_mtim.tv_nsec == s->mtime.tv_nsec &&
+	    st.st_size == s->size) {
+		return 0;
+	}
+	FILE *f = fopen(s->path, "r");
+	if (!f) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "diemdanh_auth: password file %s: %s", s->path, strerror(errno));
+		return -1;
+	}
+	struct user *users = NULL;
+	int n = 0, cap = 0, lineno = 0;
+	char line[1024];
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t l = strlen(line);
+		while (l > 0 && isspace((unsigned char)line[l - 1])) line[--l] = '\0';
+		if (l == 0 || line[0] == '#') continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct user *nu = realloc(users, (size_t)cap * sizeof(*users));
+			if (!nu) {
+				fclose(f);
+				free_users(users, n);
+				return -1;
+			}
+			users = nu;
+		}
+		if (parse_line(line, &users[n]) != 0) {
+			mosquitto_log_printf(MOSQ_LOG_WARNING, "diemdanh_auth: %s:%d: not a mosquitto_passwd line, ignored",
+					     s->path, lineno);
+			continue;
+		}
+		n++;
+	}
+	fclose(f);
+	free_users(s->users, s->nusers);
+	s->users = users;
+	s->nusers = n;
+	s->mtime = st.st_mtim;
+	s->size = st.st_size;
+	s->loaded = 1;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "diemdanh_auth: loaded %d users from %s", n, s->path);
+	return 0;
+}
+
+static int verify(struct state *s, const char *username, const char *password)
+{
+	const struct user *u = NULL;
+	for (int i = 0; i < s->nusers; i++) {
+		if (strcmp(s->users[i].name, username) == 0) {
+			u = &s->users[i];
+			break;
+		}
+	}
+	unsigned char out[MAX_HASH];
+	if (!u) {
+		/* Comparable work, so timing does not reveal which usernames exist. */
+		PKCS5_PBKDF2_HMAC(password, (int)strlen(password), (const unsigned char *)"diemdanh", 8, 101,
+				  EVP_sha512(), 64, out);
+		return 0;
+	}
+	if (u->kind == 7) {
+		if (!PKCS5_PBKDF2_HMAC(password, (int)strlen(password), u->salt, u->salt_len, u->iterations,
+				       EVP_sha512(), u->hash_len, out)) {
+			return 0;
+		}
+	} else {
+		unsigned int len = 0;
+		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+		int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) &&
+			 EVP_DigestUpdate(ctx, password, strlen(password)) &&
+			 EVP_DigestUpdate(ctx, u->salt, (size_t)u->salt_len) && EVP_DigestFinal_ex(ctx, out, &len);
+		EVP_MD_CTX_free(ctx);
+		if (!ok || (int)len != u->hash_len) {
+			return 0;
+		}
+	}
+	return CRYPTO_memcmp(out, u->hash, (size_t)u->hash_len) == 0;
+}
+
+static struct fail *find(struct state *s, const char *key)
+{
+	for (int i = 0; i < s->nfails; i++) {
+		if (strcmp(s->fails[i].key, key) == 0) return &s->fails[i];
+	}
+	return NULL;
+}
+
+static void drop(struct state *s, struct fail *f)
+{
+	free(f->key);
+	*f = s->fails[--s->nfails];
+}
+
+/* expired: the lockout is over and it has been quiet for as long as the longest lockout. */
+static int expired(const struct state *s, const struct fail *f, double now)
+{
+	return now >= f->until && now - f->last > s->max;
+}
+
+static void record_failure(struct state *s, const char *key, int free_failures, double now, const char *what)
+{
+	struct fail *f = find(s, key);
+	if (f && expired(s, f, now)) {
+		f->n = 0;
+	}
+	if (!f) {
+		if (s->nfails >= MAX_ENTRIES) {
+			for (int i = s->nfails - 1; i >= 0; i--) {
+				if (expired(s, &s->fails[i], now)) drop(s, &s->fails[i]);
+			}
+			if (s->nfails >= MAX_ENTRIES) return;
+		}
+		if (s->nfails == s->capfails) {
+			int cap = s->capfails ? s->capfails * 2 : 64;
+			struct fail *nf = realloc(s->fails, (size_t)cap * sizeof(*nf));
+			if (!nf) return;
+			s->fails = nf;
+			s->capfails = cap;
+		}
+		char *k = strdup(key);
+		if (!k) return;
+		f = &s->fails[s->nfails++];
+		memset(f, 0, sizeof(*f));
+		f->key = k;
+	}
+	f->n++;
+	f->last = now;
+	if (f->n >= free_failures) {
+		double d = s->base;
+		for (int i = free_failures; i < f->n && d < s->max; i++) d *= 2;
+		if (d > s->max) d = s->max;
+		f->until = now + d;
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+				     "diemdanh_auth: %s %s locked out for %.0f s after %d failed logins", what,
+				     key + 2, d, f->n);
+	}
+}
+
+static int locked(struct state *s, const char *key, double now)
+{
+	struct fail *f = find(s, key);
+	return f && now < f->until;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct state *s = userdata;
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	if (!ed->username || strlen(ed->username) > 256) {
+		return MOSQ_ERR_AUTH; /* allow_anonymous false refuses these anyway */
+	}
+	const char *addr = mosquitto_client_address(ed->client);
+	if (!addr) addr = "?";
+	size_t ul = strlen(ed->username) + 3, al = strlen(addr) + 3;
+	char ukey[ul], akey[al];
+	snprintf(ukey, ul, "u:%s", ed->username);
+	snprintf(akey, al, "a:%s", addr);
+	double now = now_s();
+	if (locked(s, ukey, now) || locked(s, akey, now)) {
+		return MOSQ_ERR_AUTH;
+	}
+	load(s);
+	/* A username without a password is a failed login too. */
+	if (ed->password && verify(s, ed->username, ed->password)) {
+		struct fail *f = find(s, ukey);
+		if (f) drop(s, f);
+		return MOSQ_ERR_SUCCESS;
+	}
+	record_failure(s, ukey, s->max_failures, now, "user");
+	record_failure(s, akey, s->addr_max_failures, now, "address");
+	return MOSQ_ERR_AUTH;
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++) {
+		if (supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+static int opt_int(const char *key, const char *value, int min, int *out)
+{
+	char *end;
+	long v = strtol(value, &end, 10);
+	if (*value == '\0' || *end || v < min || v > 100000000) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "diemdanh_auth: plugin_opt_%s: %s is not a number >= %d", key, value,
+				     min);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *options,
+			  int option_count)
+{
+	struct state *s = calloc(1, sizeof(*s));
+	if (!s) return MOSQ_ERR_NOMEM;
+	int base = 1, max = 900, addr_max = -1;
+	s->max_failures = 5;
+	for (int i = 0; i < option_count; i++) {
+		const char *k = options[i].key, *v = options[i].value;
+		int rc = 0;
+		if (strcmp(k, "password_file") == 0) {
+			free(s->path);
+			s->path = strdup(v);
+		} else if (strcmp(k, "max_failures") == 0) {
+			rc = opt_int(k, v, 1, &s->max_failures);
+		} else if (strcmp(k, "address_max_failures") == 0) {
+			rc = opt_int(k, v, 1, &addr_max);
+		} else if (strcmp(k, "lockout_seconds") == 0) {
+			rc = opt_int(k, v, 1, &base);
+		} else if (strcmp(k, "lockout_max_seconds") == 0) {
+			rc = opt_int(k, v, 1, &max);
+		} else {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "diemdanh_auth: unknown option plugin_opt_%s", k);
+			rc = -1;
+		}
+		if (rc != 0) goto fail;
+	}
+	if (!s->path) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "diemdanh_auth: plugin_opt_password_file is required");
+		goto fail;
+	}
+	if (max < base) max = base;
+	s->base = base;
+	s->max = max;
+	s->addr_max_failures = addr_max > 0 ? addr_max : s->max_failures * 5;
+	if (load(s) != 0) goto fail;
+	s->id = identifier;
+	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, s) != MOSQ_ERR_SUCCESS) {
+		goto fail;
+	}
+	*userdata = s;
+	return MOSQ_ERR_SUCCESS;
+fail:
+	free_users(s->users, s->nusers);
+	free(s->path);
+	free(s);
+	return MOSQ_ERR_INVAL;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+	(void)options;
+	(void)option_count;
+	struct state *s = userdata;
+	if (!s) return MOSQ_ERR_SUCCESS;
+	mosquitto_callback_unregister(s->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	free_users(s->users, s->nusers);
+	for (int i = 0; i < s->nfails; i++) free(s->fails[i].key);
+	free(s->fails);
+	free(s->path);
+	free(s);
+	return MOSQ_ERR_SUCCESS;
+}
