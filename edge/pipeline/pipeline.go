@@ -105,7 +105,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Direction:          gatekit.DirectionIn,
-		DetectWidth:        800,
+		DetectWidth:        640,
 		MotionThreshold:    1.5,
 		MinFacePx:          0,
 		MaxFaces:           6,
