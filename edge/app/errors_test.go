@@ -46,6 +46,8 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"pipeline.tracker.min_iou", func(c *Config) { c.Pipeline.Tracker.MinIoU = 1.5 }},
 		{"pipeline.vote_quality.max_yaw_deg", func(c *Config) { c.Pipeline.VoteQuality.MaxYawDeg = 120 }},
 		{"pipeline.cooldown", func(c *Config) { c.Pipeline.Cooldown = -time.Second }},
+		{"pipeline.describe_growth", func(c *Config) { c.Pipeline.DescribeGrowth = 3 }},
+		{"pipeline.describe_max_gap", func(c *Config) { c.Pipeline.DescribeMaxGap = -1 }},
 		{"store.max_outbox", func(c *Config) { c.Store.MaxOutbox = -1 }},
 		{"mqtt.broker", func(c *Config) { c.MQTT.Broker = "not a url" }},
 		{"mqtt.gate_id", func(c *Config) { c.MQTT.GateID = "other" }},
