@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +50,7 @@ type DemoOptions struct {
 // synthetic gate video made by `edge simulate` from the test photos.
 // Ctrl-C stops the gate, then the hub, cleanly.
 func DemoMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := DemoOptions{DataDir: "data", HTTPAddr: "127.0.0.1:8080", MQTTAddr: "127.0.0.1:1883", Camera: "auto"}
+	o := DemoOptions{DataDir: "data", HTTPAddr: demoHTTPAddr, MQTTAddr: demoMQTTAddr, Camera: "auto"}
 	gatekit.EnvOverride(&o.DataDir, "DIEMDANH_DATA_DIR")
 	gatekit.EnvOverride(&o.HTTPAddr, "DIEMDANH_HTTP_ADDR")
 	gatekit.EnvOverride(&o.MQTTAddr, "DIEMDANH_MQTT_ADDR")
@@ -78,6 +79,11 @@ func RunDemo(ctx context.Context, o DemoOptions, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// Debian's mosquitto package starts a system broker on 1883; the demo
+	// then moves its own broker (and the web UI, likewise) to a free port
+	// rather than fail. An address the user chose is never changed.
+	o.MQTTAddr = freeIfBusy(o.MQTTAddr, demoMQTTAddr, stderr, "MQTT")
+	o.HTTPAddr = freeIfBusy(o.HTTPAddr, demoHTTPAddr, stderr, "web")
 	cfg.DataDir = o.DataDir
 	cfg.HTTP.Addr = o.HTTPAddr
 	cfg.Broker.Listen = o.MQTTAddr
@@ -266,6 +272,33 @@ func demoAssets(ctx context.Context, o DemoOptions, demoDir string, log *slog.Lo
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	return s, nil
+}
+
+// Default demo addresses.
+const (
+	demoHTTPAddr = "127.0.0.1:8080"
+	demoMQTTAddr = "127.0.0.1:1883"
+)
+
+// freeIfBusy returns addr, or, when addr is the default and already taken
+// by another program, a free loopback port (and says so on w).
+func freeIfBusy(addr, def string, w io.Writer, what string) string {
+	if addr != def {
+		return addr
+	}
+	l, err := net.Listen("tcp", addr)
+	if err == nil {
+		l.Close()
+		return addr
+	}
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return addr
+	}
+	free := l.Addr().String()
+	l.Close()
+	fmt.Fprintf(w, "demo: %s address %s is in use by another program; using %s instead\n", what, addr, free)
+	return free
 }
 
 func dirExists(p string) bool {

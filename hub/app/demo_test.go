@@ -161,3 +161,21 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestDemoMovesOffBusyDefaultPort: a system mosquitto on 1883 (Debian starts
+// one) must not stop `make run`; a port the user chose is kept as given.
+func TestDemoMovesOffBusyDefaultPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().String()
+	var out strings.Builder
+	if got := freeIfBusy(busy, busy, &out, "MQTT"); got == busy || !strings.Contains(out.String(), "in use") {
+		t.Fatalf("busy default kept: %q (%s)", got, out.String())
+	}
+	if got := freeIfBusy(busy, "127.0.0.1:1", &out, "MQTT"); got != busy {
+		t.Fatalf("a chosen address was changed to %q", got)
+	}
+}
