@@ -43,13 +43,20 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestMakeRunSmoke is the `make run` smoke test with real processes: it
-// builds bin/hub and bin/edge, starts `hub demo` on free ports with a
-// fresh data folder (so the synthetic gate video is made from the test
-// photos), waits for at least one recognised attendance event stored in
-// SQLite (and its daily attendance row), then sends SIGINT and expects a
-// clean exit of the hub and of its gate child.
-func TestMakeRunSmoke(t *testing.T) {
+// demoRun is a running `hub demo` started by startDemo.
+type demoRun struct {
+	cmd            *exec.Cmd
+	exited         chan error
+	stdout, stderr *lockedBuffer
+	data, httpAddr string
+}
+
+// startDemo builds bin/hub and bin/edge into a temporary folder and starts
+// `hub demo` (real processes) on free ports with a fresh data folder and
+// the synthetic gate video. The demo's process group is killed at the end
+// of the test if still running, and its output is logged if the test failed.
+func startDemo(t *testing.T) *demoRun {
+	t.Helper()
 	testdata, err := gatekit.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
@@ -70,28 +77,41 @@ func TestMakeRunSmoke(t *testing.T) {
 			t.Fatalf("go build %s: %v\n%s", target, err, out)
 		}
 	}
-	data := filepath.Join(t.TempDir(), "data")
-	httpAddr, mqttAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(filepath.Join(bin, "hub"), "demo", "--data", data, "--http", httpAddr, "--mqtt", mqttAddr, "--camera", "none")
+	d := &demoRun{data: filepath.Join(t.TempDir(), "data"), httpAddr: freeAddr(t), exited: make(chan error, 1),
+		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	mqttAddr := freeAddr(t)
+	cmd := exec.Command(filepath.Join(bin, "hub"), "demo", "--data", d.data, "--http", d.httpAddr, "--mqtt", mqttAddr, "--camera", "none")
 	cmd.Env = append(os.Environ(), "ATTENDANCE_TESTDATA="+testdata, "MODELS_DIR="+models)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stdout, stderr lockedBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
+	d.cmd = cmd
+	go func() { d.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
+			<-d.exited
 		}
 		if t.Failed() {
-			t.Logf("hub stdout:\n%s", stdout.String())
-			t.Logf("hub stderr (tail):\n%s", tail(stderr.String(), 6000))
+			t.Logf("hub stdout:\n%s", d.stdout.String())
+			t.Logf("hub stderr (tail):\n%s", tail(d.stderr.String(), 6000))
 		}
-	}()
+	})
+	return d
+}
+
+// TestMakeRunSmoke is the `make run` smoke test with real processes: it
+// builds bin/hub and bin/edge, starts `hub demo` on free ports with a
+// fresh data folder (so the synthetic gate video is made from the test
+// photos), waits for at least one recognised attendance event stored in
+// SQLite (and its daily attendance row), then sends SIGINT and expects a
+// clean exit of the hub and of its gate child.
+func TestMakeRunSmoke(t *testing.T) {
+	d := startDemo(t)
+	cmd, exited, data := d.cmd, d.exited, d.data
+	stdout, stderr := d.stdout, d.stderr
 
 	dbPath := filepath.Join(data, "hub.db")
 	var pupil string
