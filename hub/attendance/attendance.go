@@ -325,12 +325,18 @@ func (s *Service) SyncOnce(ctx context.Context) error {
 // EnsureDay recomputes day for the active pupils of a school (or one class)
 // whose row is missing or not final (not_yet).
 func (s *Service) EnsureDay(ctx context.Context, school, class, day string) error {
-	if !s.cfg.SchoolDay(day) {
-		return nil // no classes: nobody is absent
-	}
 	q := `SELECT p.id FROM pupils p LEFT JOIN daily_attendance d ON d.pupil_id = p.id AND d.day = ?
 		WHERE p.school_id = ? AND p.active = 1 AND (d.pupil_id IS NULL OR d.status = 'not_yet')`
 	args := []any{day, school}
+	if !s.cfg.SchoolDay(day) {
+		// No classes: nobody becomes absent, but a pupil who did come in (or
+		// whom staff marked) still gets the day computed. The window is a
+		// day wide on each side of UTC midnight; recompute filters exactly.
+		t, _ := time.Parse(time.DateOnly, day)
+		q += ` AND (EXISTS (SELECT 1 FROM events e WHERE e.student_id = p.id AND e.captured_at >= ? AND e.captured_at < ?)
+			OR EXISTS (SELECT 1 FROM attendance_overrides o WHERE o.pupil_id = p.id AND o.day = ?))`
+		args = append(args, t.Add(-24*time.Hour).UnixMilli(), t.Add(48*time.Hour).UnixMilli(), day)
+	}
 	if class != "" {
 		q += ` AND p.class_id = ?`
 		args = append(args, class)

@@ -32,8 +32,13 @@ func TestNoAbsenceOnDaysWithoutClasses(t *testing.T) {
 	if err != nil || d.Status == Absent {
 		t.Fatalf("Sunday recompute: %+v %v", d, err)
 	}
-	// A pupil who comes in on a Sunday (a club, a make-up day) is recorded.
+	// A pupil who comes in on a Sunday (a club, a make-up day) is recorded,
+	// and a class view computes that day at once (nobody else gets a row).
 	f.event(t, an, gatekit.DirectionIn, sunday.Add(-2*time.Hour), false)
+	days, err := f.svc.ClassDay(ctx, "6a", "2026-09-13")
+	if err != nil || len(days) != 1 || days[0].PupilID != an || days[0].ArrivedAt == nil {
+		t.Fatalf("Sunday class view: %+v %v", days, err)
+	}
 	if d, err := f.svc.Recompute(ctx, an, "2026-09-13"); err != nil || d.Status == Absent || d.ArrivedAt == nil {
 		t.Fatalf("Sunday arrival: %+v %v", d, err)
 	}
