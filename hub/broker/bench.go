@@ -320,20 +320,7 @@ func pct(sorted []float64, q float64) float64 {
 
 // peakRSSMB is the process's peak resident set (VmHWM) in MB.
 func peakRSSMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				return round(kb/1024, 1)
-			}
-		}
-	}
-	return 0
+	return round(gatekit.ProcStatusMB("VmHWM"), 1)
 }
 
 // runMosquitto starts mosquitto on a free loopback port with the settings

@@ -1,7 +1,6 @@
 package citysync
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -14,13 +13,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/diemdanh/diemdanh/deploy/citydb"
 	"github.com/diemdanh/diemdanh/deploy/citydb/pgtest"
 	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/gatekit"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -485,17 +484,5 @@ func percentile(v []float64, p float64) float64 {
 
 // peakRSSMB is the process's peak resident set (VmHWM) in MB.
 func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	return gatekit.ProcStatusMB("VmHWM")
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,20 +178,7 @@ func cpuSeconds() float64 {
 }
 
 func procKB(field string) float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, field+":") {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				v, _ := strconv.ParseFloat(f[1], 64)
-				return v
-			}
-		}
-	}
-	return 0
+	return gatekit.ProcStatusMB(field) * 1024
 }
 
 // BenchEnrolMain is `hub bench-enrol [--json] [--n 60] [--workers 0]`: it

@@ -291,18 +291,5 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 
 // peakRSSMB reads the peak resident set size (VmHWM) of this process.
 func peakRSSMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmHWM:") {
-			f := strings.Fields(l)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				return kb / 1024
-			}
-		}
-	}
-	return 0
+	return gatekit.ProcStatusMB("VmHWM")
 }

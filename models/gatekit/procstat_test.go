@@ -1,0 +1,13 @@
+package gatekit
+
+import "testing"
+
+func TestProcStatusMB(t *testing.T) {
+	rss, peak := ProcStatusMB("VmRSS"), ProcStatusMB("VmHWM")
+	if rss <= 1 || peak < rss {
+		t.Fatalf("VmRSS %.1f MB, VmHWM %.1f MB", rss, peak)
+	}
+	if ProcStatusMB("NoSuchField") != 0 {
+		t.Fatal("unknown field not 0")
+	}
+}
