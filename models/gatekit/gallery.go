@@ -18,6 +18,8 @@ type Gallery struct {
 	dim     int // descriptor length; set by the first Add
 	descs   []Descriptor
 	owner   []int32 // descriptor -> identity index
+	// sessions: identity index -> sessions attended (absent: all); see sessions.go
+	sessions map[int32][]string
 }
 
 // ModelID names the embedder that produced a set of descriptors. Templates

@@ -37,13 +37,17 @@ type GalleryDoc struct {
 type GalleryPerson struct {
 	StudentID   string   `json:"student_id"`
 	Descriptors []string `json:"descriptors"`
+	// Sessions the person attends (SessionMorning, SessionAfternoon);
+	// empty means every session. Gates restricting candidates by session
+	// match a probe only against the pupils of the current one.
+	Sessions []string `json:"sessions,omitempty"`
 }
 
 // DocFromGallery converts a Gallery to its document form.
 func DocFromGallery(school string, g *Gallery) *GalleryDoc {
 	doc := &GalleryDoc{Format: GalleryFormat, SchoolID: school, Version: g.Version, Model: g.Model}
 	for _, id := range g.ids {
-		p := GalleryPerson{StudentID: id}
+		p := GalleryPerson{StudentID: id, Sessions: g.Sessions(id)}
 		for _, d := range g.Descriptors(id) {
 			p.Descriptors = append(p.Descriptors, d.MarshalBase64())
 		}
@@ -93,6 +97,9 @@ func DecodeGallery(b []byte) (*GalleryDoc, *Gallery, error) {
 			return nil, nil, Fieldf(field+".student_id", "duplicate %s", p.StudentID)
 		}
 		seen[p.StudentID] = true
+		if err := ValidSessions(p.Sessions); err != nil {
+			return nil, nil, Fieldf(field+".sessions", "%v", err)
+		}
 		if len(p.Descriptors) == 0 || len(p.Descriptors) > MaxDescriptorsPerPerson {
 			return nil, nil, Fieldf(field+".descriptors", "must hold 1..%d descriptors, got %d", MaxDescriptorsPerPerson, len(p.Descriptors))
 		}
@@ -105,6 +112,7 @@ func DecodeGallery(b []byte) (*GalleryDoc, *Gallery, error) {
 				return nil, nil, Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
 			}
 		}
+		g.SetSessions(p.StudentID, p.Sessions)
 	}
 	return &doc, g, nil
 }

@@ -201,6 +201,11 @@ type Heartbeat struct {
 	Unknowns     int64   `json:"unknown_tracks"`
 	UptimeS      int64   `json:"uptime_s"`
 	CameraOnline bool    `json:"camera_online"`
+	// Candidate restriction (edge pipeline.candidates): the session window
+	// in force ("" outside every window or when off) and how many pupils a
+	// probe is compared against.
+	CandidateWindow string `json:"candidate_window,omitempty"`
+	Candidates      int    `json:"candidates,omitempty"`
 }
 
 // GalleryAnnounce is the retained message telling gates a new gallery exists.

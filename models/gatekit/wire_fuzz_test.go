@@ -90,6 +90,9 @@ func FuzzDecodeGallery(f *testing.F) {
 			if len(a) != len(c) {
 				t.Fatalf("%s: %d descriptors became %d", id, len(a), len(c))
 			}
+			if !reflect.DeepEqual(g.Sessions(id), g2.Sessions(id)) {
+				t.Fatalf("%s: sessions %v became %v", id, g.Sessions(id), g2.Sessions(id))
+			}
 			for i := range a {
 				if Distance(a[i], c[i]) != 0 {
 					t.Fatalf("%s: descriptor %d changed", id, i)
