@@ -58,6 +58,9 @@ type Config struct {
 	// distances (gatekit.CalibrateThreshold) for this visitor false-accept
 	// rate; the stricter of it and vote.threshold is used.
 	CalibrateFAR float64 `yaml:"calibrate_far"`
+	// Candidates restricts matching to the pupils of the current session
+	// window (candidates.go).
+	Candidates CandidatesConfig `yaml:"candidates"`
 
 	// DescribeEvery is the minimum number of frames between two
 	// descriptors of one track.
@@ -120,6 +123,7 @@ func DefaultConfig() Config {
 		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
+		Candidates:               DefaultCandidatesConfig(),
 		FaceCrop:                 true,
 		FaceCropWidth:            112,
 		Location:                 time.UTC,
@@ -174,6 +178,9 @@ func (c Config) Validate(prefix string) error {
 		return f("face_crop_width", "must be 32..256")
 	case c.Cooldown < 0:
 		return f("cooldown", "must not be negative")
+	}
+	if err := c.Candidates.Validate(prefix + ".candidates"); err != nil {
+		return err
 	}
 	return c.VoteQuality.Validate(prefix + ".vote_quality")
 }
@@ -245,8 +252,10 @@ type Pipeline struct {
 	tracker *Tracker
 
 	calMu  sync.Mutex
-	calFor *gatekit.Gallery // gallery the cached calibration belongs to
-	calTh  float64          // 0: none
+	calFor *gatekit.Gallery   // gallery the cached calibration belongs to
+	calThs map[string]float64 // per candidate window ("" = all); 0: none
+
+	cand candState // candidate restriction (candidates.go)
 }
 
 // Deps are the pipeline's collaborators.
@@ -694,7 +703,7 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 		if gal == nil || gal.Len() == 0 {
 			break
 		}
-		v := Vote{Match: gal.Match(fc.Descriptor), Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
+		v := Vote{Match: gal.MatchFiltered(fc.Descriptor, p.candidateFilter(gal)), Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
 		if p.cfg.FaceCrop {
 			v.JPEG = faceJPEG(j.region, fc.Box, p.cfg.FaceCropWidth) // fc.Box is in region coordinates
 		}
@@ -753,21 +762,25 @@ func (p *Pipeline) calibrated(gal *gatekit.Gallery) float64 {
 	if p.cfg.CalibrateFAR <= 0 || gal == nil {
 		return 0
 	}
+	win, n := p.calibrationCandidates(gal)
 	p.calMu.Lock()
 	defer p.calMu.Unlock()
-	if p.calFor == gal {
-		return p.calTh
+	if p.calFor != gal {
+		p.calFor, p.calThs = gal, map[string]float64{}
 	}
-	p.calFor, p.calTh = gal, 0
-	cal, err := gatekit.CalibrateThreshold(gal, p.cfg.CalibrateFAR)
+	if th, ok := p.calThs[win]; ok {
+		return th
+	}
+	p.calThs[win] = 0
+	cal, err := gatekit.CalibrateThresholdFor(gal, p.cfg.CalibrateFAR, n)
 	if err != nil {
 		p.log.Warn("gallery calibration impossible; using vote.threshold", "err", err)
 		return 0
 	}
-	p.calTh = cal.Threshold
+	p.calThs[win] = cal.Threshold
 	p.log.Info("gallery calibrated", "threshold", cal.Threshold, "target_far", cal.TargetFAR, "expected_far", cal.ExpectedFAR,
-		"expected_frr", cal.ExpectedFRR, "method", cal.Method, "people", cal.Identities)
-	return p.calTh
+		"expected_frr", cal.ExpectedFRR, "method", cal.Method, "people", cal.Identities, "session", win)
+	return cal.Threshold
 }
 
 // finishLocked finalises an ended track once no descriptor is in flight:
