@@ -120,6 +120,8 @@ var DefaultRules = []Rule{
 	{Method: "*", Path: "/parent*", Roles: family},
 	{Method: "*", Path: "/me", Roles: anyAccount},
 	{Method: "*", Path: "/me/*", Roles: anyAccount},
+	// Calibrated recognition operating point (hub/gallerysrv): admins only.
+	{Method: "GET", Path: "/api/v1/schools/:/operating-point", Roles: adminOnly},
 	// Everything else under /api/v1 and /admin: admins only (also the default).
 	{Method: "*", Path: "/admin*", Roles: adminOnly},
 	{Method: "*", Path: "/api/v1/*", Roles: adminOnly},

@@ -12,6 +12,13 @@
 // periodic digest check otherwise. Each new version is announced on the
 // retained MQTT topic gatekit.GalleryTopic(school) through an Announcer
 // (the hub's broker), so online gates fetch it within seconds.
+//
+// Each served gallery carries the school's calibrated recognition
+// operating point (calibrate.go): the threshold gatekit.CalibrateThreshold
+// derives from exactly the served descriptors at the configured visitor
+// false-accept rate, computed once per version, persisted with its history
+// and shown to admins (GET /schools/{school_id}/operating-point, the
+// /admin/operating-point page); an admin override in config wins.
 package gallerysrv
 
 import (
@@ -28,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 )
@@ -50,19 +58,27 @@ type Config struct {
 	// CheckInterval is the periodic digest check that catches changes no
 	// component reported.
 	CheckInterval time.Duration `yaml:"check_interval"`
-	// Threshold and MinMargin, when set, are sent to gates as the
-	// calibrated operating point (real L2); 0 keeps each gate's own.
+	// TargetFAR is the visitor false-accept rate (a person who is not
+	// enrolled taken for some pupil) the served threshold is calibrated
+	// for, per school gallery (see calibrate.go); 0 means DefaultTargetFAR.
+	TargetFAR float64 `yaml:"target_far"`
+	// Threshold, when set, is an admin override sent to gates instead of
+	// the calibrated threshold (real L2); 0 = calibrate. MinMargin, when
+	// set, is sent to gates as the margin; 0 keeps each gate's own.
 	Threshold float64 `yaml:"threshold"`
 	MinMargin float64 `yaml:"min_margin"`
 }
 
 // Default returns the defaults.
-func Default() Config { return Config{CheckInterval: 5 * time.Second} }
+func Default() Config { return Config{CheckInterval: 5 * time.Second, TargetFAR: DefaultTargetFAR} }
 
 // Validate checks the config.
 func (c Config) Validate(prefix string) error {
 	if c.CheckInterval < 500*time.Millisecond || c.CheckInterval > time.Hour {
 		return gatekit.Fieldf(prefix+".check_interval", "must be 500ms..1h, got %s", c.CheckInterval)
+	}
+	if c.TargetFAR != 0 && !(c.TargetFAR > 0 && c.TargetFAR < 1) {
+		return gatekit.Fieldf(prefix+".target_far", "must be a rate strictly between 0 and 1, got %g", c.TargetFAR)
 	}
 	if c.Threshold < 0 || c.Threshold > 4 {
 		return gatekit.Fieldf(prefix+".threshold", "must be 0..4 (real L2), got %g", c.Threshold)
@@ -95,6 +111,10 @@ type Server struct {
 	kick  chan struct{}
 	auth  map[string]authEntry
 	build sync.Mutex // one Refresh at a time
+	// points: the operating point of each served gallery, by
+	// pointKey(school, gate) (calibrate.go).
+	points map[string]*OperatingPoint
+	calib  calibState
 }
 
 // New returns the server. ann may be nil and set later with SetAnnouncer.
@@ -105,8 +125,11 @@ func New(db *store.DB, src TemplateSource, ann Announcer, cfg Config, log *slog.
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{db: db, src: src, ann: ann, cfg: cfg, log: log, now: now,
-		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{}}
+	s := &Server{db: db, src: src, ann: ann, cfg: cfg, log: log, now: now,
+		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{},
+		points: map[string]*OperatingPoint{}}
+	s.calib.audit = audit.New(db, log, now)
+	return s
 }
 
 // SetAnnouncer sets the MQTT announcer (once the broker exists) and
@@ -221,7 +244,11 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 	cur := s.cache[school]
 	s.mu.Unlock()
 	if cur == nil || cur.digest != digest || cur.version != version {
-		body, n, err := s.encode(school, version, model, byPupil)
+		op, err := s.operatingPoint(ctx, school, "", version, model, byPupil)
+		if err != nil {
+			return 0, false, err
+		}
+		body, n, err := s.encode(school, version, model, byPupil, op)
 		if err != nil {
 			return 0, false, err
 		}
@@ -236,9 +263,9 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 	return version, changed, nil
 }
 
-func (s *Server) encode(school string, version int64, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) ([]byte, int, error) {
+func (s *Server) encode(school string, version int64, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor, op *OperatingPoint) ([]byte, int, error) {
 	doc := &gatekit.GalleryDoc{Format: gatekit.GalleryFormat, SchoolID: school, Version: version, Model: model,
-		People: []gatekit.GalleryPerson{}, Threshold: s.cfg.Threshold, MinMargin: s.cfg.MinMargin}
+		People: []gatekit.GalleryPerson{}, Threshold: op.ServedThreshold, MinMargin: op.ServedMinMargin}
 	for _, id := range sortedIDs(byPupil) {
 		ds := byPupil[id]
 		if len(ds) > gatekit.MaxDescriptorsPerPerson {

@@ -20,9 +20,11 @@ var openapiPaths []byte
 // OpenAPIPaths is the OpenAPI "paths" fragment of these routes.
 func OpenAPIPaths() []byte { return openapiPaths }
 
-// Routes registers GET /gates/:gate_id/gallery under r (/api/v1).
+// Routes registers GET /gates/:gate_id/gallery and (admins)
+// GET /schools/:school_id/operating-point under r (/api/v1).
 func (s *Server) Routes(r gin.IRouter) {
 	r.GET("/gates/:gate_id/gallery", s.get)
+	r.GET("/schools/:school_id/operating-point", s.getOperatingPoint)
 }
 
 var errBadCreds = &api.Error{Code: api.CodeUnauthenticated, Message: "gate username or password is wrong"}

@@ -1,0 +1,353 @@
+package gallerysrv
+
+// Calibrated operating point. Whenever a school's served gallery changes,
+// the server derives the recognition threshold from the gallery's own
+// impostor distances (gatekit.CalibrateThreshold at the configured visitor
+// false-accept rate) over exactly the descriptors the document carries, and
+// puts it in the document, so every gate of the school decides with the
+// same calibrated threshold. An admin override (config threshold > 0)
+// wins. Each computed point is persisted in gallery_operating_points (the
+// history the admin page and GET /schools/{id}/operating-point show) and a
+// change is written to the audit log. Calibration is O(n²) in descriptors:
+// it runs once per (school, gate scope, gallery version, embedder, target
+// FAR), inside Refresh (the background worker), never per request; after a
+// restart the persisted point is reused.
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/models/gatekit"
+)
+
+// ActionOperatingPoint is the audit action of a changed operating point.
+const ActionOperatingPoint = "operating_point"
+
+// Reasons a gallery was not calibrated (OperatingPoint.Reason; the admin
+// page translates them).
+const (
+	ReasonTooFewIdentities = "too_few_identities" // fewer than 2 pupils with templates
+	ReasonFailed           = "calibration_failed" // gatekit refused the gallery
+	ReasonZeroThreshold    = "zero_threshold"     // the quantile came out at 0
+)
+
+// DefaultTargetFAR is the default visitor false-accept rate: the chance
+// that a person who is not enrolled is taken for some pupil.
+const DefaultTargetFAR = 0.01
+
+// OperatingPoint is one calibrated (or not calibratable) operating point of
+// a served gallery and what the gallery document carried.
+type OperatingPoint struct {
+	ID             int64  `json:"id"`
+	SchoolID       string `json:"school_id"`
+	GateID         string `json:"gate_id,omitempty"` // "" = the school's whole gallery
+	GalleryVersion int64  `json:"gallery_version"`
+	Embedder       string `json:"embedder"` // model name@version
+	Pupils         int    `json:"pupils"`
+	Templates      int    `json:"templates"`
+	// Calibrated is false when the gallery could not be calibrated
+	// (Reason says why; Threshold is then 0).
+	Calibrated     bool    `json:"calibrated"`
+	Reason         string  `json:"reason,omitempty"`
+	Threshold      float64 `json:"threshold"`
+	TargetFAR      float64 `json:"target_far"`
+	PerIdentityFAR float64 `json:"per_identity_far"`
+	ExpectedFAR    float64 `json:"expected_far"`
+	// ExpectedFRR is the single-image false-reject rate; -1 when no pupil
+	// has two templates (not measurable).
+	ExpectedFRR    float64 `json:"expected_frr"`
+	Identities     int     `json:"identities"`
+	ImpostorScores int     `json:"impostor_scores"`
+	Method         string  `json:"method,omitempty"` // empirical | gaussian-tail
+	// Served values: what the gallery document carried (0 = each gate's own).
+	ServedThreshold float64 `json:"served_threshold"`
+	ServedMinMargin float64 `json:"served_min_margin"`
+	Override        bool    `json:"override"`    // an admin override replaced the calibrated threshold
+	ComputedAt      int64   `json:"computed_at"` // Unix ms, hub clock
+
+	digest string
+}
+
+// calibrations counts computed calibrations (tests check the cache).
+type calibState struct {
+	computed atomic.Int64
+	audit    *audit.Log
+}
+
+// Calibrations returns how many calibrations this server computed (cache
+// and persisted points are not counted).
+func (s *Server) Calibrations() int64 { return s.calib.computed.Load() }
+
+func pointKey(school, gate string) string { return school + "/" + gate }
+
+// operatingPoint returns the operating point for the descriptors about to
+// be served to school (gate "" = every gate of it) at version: from the
+// in-memory cache, else the persisted one, else computed now and
+// persisted (with an audit entry when it changed). Callers hold s.build.
+func (s *Server) operatingPoint(ctx context.Context, school, gate string, version int64, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) (*OperatingPoint, error) {
+	capped := make(map[string][]gatekit.Descriptor, len(byPupil))
+	templates := 0
+	for id, ds := range byPupil {
+		if len(ds) > gatekit.MaxDescriptorsPerPerson {
+			ds = ds[:gatekit.MaxDescriptorsPerPerson]
+		}
+		if len(ds) > 0 {
+			capped[id] = ds
+			templates += len(ds)
+		}
+	}
+	digest := Digest(model, capped)
+	far := s.cfg.targetFAR()
+	servedTh, servedMM, override := s.served(0)
+	match := func(p *OperatingPoint) bool {
+		return p != nil && p.GalleryVersion == version && p.digest == digest && p.Embedder == model.String() && p.TargetFAR == far
+	}
+	key := pointKey(school, gate)
+	s.mu.Lock()
+	cached := s.points[key]
+	s.mu.Unlock()
+	if match(cached) {
+		return cached, nil
+	}
+	prev, err := s.latestPoint(ctx, school, gate)
+	if err != nil {
+		return nil, err
+	}
+	var p OperatingPoint
+	if match(prev) {
+		p = *prev
+		servedTh, servedMM, override = s.served(p.Threshold)
+		if p.ServedThreshold == servedTh && p.ServedMinMargin == servedMM && p.Override == override {
+			s.mu.Lock()
+			s.points[key] = prev
+			s.mu.Unlock()
+			return prev, nil
+		}
+		// Same calibration, other served values (the override changed):
+		// record it without recomputing.
+	} else {
+		p = OperatingPoint{SchoolID: school, GateID: gate, GalleryVersion: version, Embedder: model.String(),
+			Pupils: len(capped), Templates: templates, TargetFAR: far, ExpectedFRR: -1, digest: digest}
+		s.calibrate(&p, model, capped)
+	}
+	p.ServedThreshold, p.ServedMinMargin, p.Override = s.served(p.Threshold)
+	p.ComputedAt = s.now().UnixMilli()
+	changed := prev == nil || prev.Threshold != p.Threshold || prev.ServedThreshold != p.ServedThreshold ||
+		prev.ServedMinMargin != p.ServedMinMargin || prev.Override != p.Override || prev.Reason != p.Reason
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO gallery_operating_points(school_id, gate_id, gallery_version, digest, embedder,
+			pupils, templates, target_far, threshold, per_identity_far, expected_far, expected_frr, identities, impostor_scores,
+			method, reason, served_threshold, served_min_margin, override, computed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			p.SchoolID, p.GateID, p.GalleryVersion, p.digest, p.Embedder, p.Pupils, p.Templates, p.TargetFAR, p.Threshold,
+			p.PerIdentityFAR, p.ExpectedFAR, p.ExpectedFRR, p.Identities, p.ImpostorScores, p.Method, p.Reason,
+			p.ServedThreshold, p.ServedMinMargin, boolInt(p.Override), p.ComputedAt)
+		if err != nil {
+			return err
+		}
+		if p.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if !changed {
+			return nil
+		}
+		subject := "school:" + school
+		if gate != "" {
+			subject = "gate:" + gate
+		}
+		detail := map[string]any{"gallery_version": p.GalleryVersion, "embedder": p.Embedder, "threshold": p.Threshold,
+			"served_threshold": p.ServedThreshold, "served_min_margin": p.ServedMinMargin, "override": p.Override,
+			"target_far": p.TargetFAR, "expected_far": p.ExpectedFAR, "expected_frr": p.ExpectedFRR, "method": p.Method,
+			"pupils": p.Pupils, "templates": p.Templates, "reason": p.Reason}
+		if prev != nil {
+			detail["previous_threshold"], detail["previous_served_threshold"] = prev.Threshold, prev.ServedThreshold
+		}
+		return s.calib.audit.RecordTx(ctx, tx, "system", ActionOperatingPoint, subject, detail, "")
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gallery %s: operating point: %w", school, err)
+	}
+	if changed {
+		s.log.Info("operating point", "school", school, "gate", gate, "version", version, "embedder", p.Embedder,
+			"threshold", p.Threshold, "served", p.ServedThreshold, "override", p.Override, "target_far", p.TargetFAR,
+			"expected_far", p.ExpectedFAR, "expected_frr", p.ExpectedFRR, "method", p.Method, "reason", p.Reason)
+	}
+	s.mu.Lock()
+	s.points[key] = &p
+	s.mu.Unlock()
+	return &p, nil
+}
+
+// calibrate fills p's calibration from the descriptors (counted).
+func (s *Server) calibrate(p *OperatingPoint, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) {
+	if len(byPupil) < 2 {
+		p.Reason = ReasonTooFewIdentities
+		return
+	}
+	g := gatekit.NewGallery(p.GalleryVersion, model)
+	for _, id := range sortedIDs(byPupil) {
+		for _, d := range byPupil[id] {
+			if err := g.Add(id, d); err != nil {
+				p.Reason = ReasonFailed
+				s.log.Warn("operating point: gallery", "school", p.SchoolID, "err", err)
+				return
+			}
+		}
+	}
+	s.calib.computed.Add(1)
+	c, err := gatekit.CalibrateThreshold(g, p.TargetFAR)
+	if err != nil {
+		p.Reason = ReasonFailed
+		s.log.Warn("operating point: calibrate", "school", p.SchoolID, "err", err)
+		return
+	}
+	p.PerIdentityFAR, p.Identities, p.ImpostorScores, p.Method = c.PerIdentityFAR, c.Identities, c.ImpostorScores, c.Method
+	p.ExpectedFAR, p.ExpectedFRR = c.ExpectedFAR, c.ExpectedFRR
+	if !(c.Threshold > 0) || c.Threshold > 4 || math.IsNaN(c.Threshold) {
+		p.Reason = ReasonZeroThreshold
+		return
+	}
+	p.Threshold, p.Calibrated = c.Threshold, true
+}
+
+// served returns what a document carries for a calibrated threshold: the
+// admin override when set, else the calibration (0 = the gate's own).
+func (s *Server) served(calibrated float64) (threshold, minMargin float64, override bool) {
+	if s.cfg.Threshold > 0 {
+		return s.cfg.Threshold, s.cfg.MinMargin, true
+	}
+	return calibrated, s.cfg.MinMargin, false
+}
+
+func (c Config) targetFAR() float64 {
+	if c.TargetFAR == 0 {
+		return DefaultTargetFAR
+	}
+	return c.TargetFAR
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+const pointCols = `id, school_id, gate_id, gallery_version, digest, embedder, pupils, templates, target_far, threshold,
+	per_identity_far, expected_far, expected_frr, identities, impostor_scores, method, reason, served_threshold,
+	served_min_margin, override, computed_at`
+
+func scanPoint(sc interface{ Scan(...any) error }) (*OperatingPoint, error) {
+	var p OperatingPoint
+	var ov int
+	err := sc.Scan(&p.ID, &p.SchoolID, &p.GateID, &p.GalleryVersion, &p.digest, &p.Embedder, &p.Pupils, &p.Templates,
+		&p.TargetFAR, &p.Threshold, &p.PerIdentityFAR, &p.ExpectedFAR, &p.ExpectedFRR, &p.Identities, &p.ImpostorScores,
+		&p.Method, &p.Reason, &p.ServedThreshold, &p.ServedMinMargin, &ov, &p.ComputedAt)
+	if err != nil {
+		return nil, err
+	}
+	p.Override = ov == 1
+	p.Calibrated = p.Reason == "" && p.Threshold > 0
+	return &p, nil
+}
+
+func (s *Server) latestPoint(ctx context.Context, school, gate string) (*OperatingPoint, error) {
+	p, err := scanPoint(s.db.R.QueryRowContext(ctx, `SELECT `+pointCols+` FROM gallery_operating_points
+		WHERE school_id = ? AND gate_id = ? ORDER BY id DESC LIMIT 1`, school, gate))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gallery %s: operating point: %w", school, err)
+	}
+	return p, nil
+}
+
+// OperatingPointReport is a school's operating point as the admin API and
+// page show it.
+type OperatingPointReport struct {
+	SchoolID string `json:"school_id"`
+	// Configured values: the visitor false-accept rate calibration aims
+	// at, the admin override (0 = none) and the margin sent to gates.
+	TargetFAR         float64 `json:"target_far"`
+	OverrideThreshold float64 `json:"override_threshold"`
+	MinMargin         float64 `json:"min_margin"`
+	// Served is what gates of the school are sent now.
+	Served ServedValues `json:"served"`
+	// Current is the point of the gallery served now (nil before the
+	// school's first gallery); History the latest points, newest first
+	// (Current included).
+	Current *OperatingPoint  `json:"current"`
+	History []OperatingPoint `json:"history"`
+}
+
+// ServedValues are the operating values a gallery document carries.
+type ServedValues struct {
+	Threshold float64 `json:"threshold"`  // 0 = each gate's own
+	MinMargin float64 `json:"min_margin"` // 0 = each gate's own
+	Override  bool    `json:"override"`
+}
+
+// MaxHistory bounds OperatingPointReport.History.
+const MaxHistory = 100
+
+// OperatingPointReport builds school's report with up to history past
+// points. It builds the school's gallery first when it was never built
+// (and so calibrates it once). An unknown school is a not_found error.
+func (s *Server) OperatingPointReport(ctx context.Context, school string, history int) (*OperatingPointReport, error) {
+	var one int
+	if err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM schools WHERE id = ?`, school).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, errNotFound("school " + school + " not found")
+		}
+		return nil, fmt.Errorf("operating point: %w", err)
+	}
+	if _, _, _, err := s.Current(ctx, school); err != nil {
+		return nil, err
+	}
+	if history < 1 {
+		history = 1
+	}
+	if history > MaxHistory {
+		history = MaxHistory
+	}
+	r := &OperatingPointReport{SchoolID: school, TargetFAR: s.cfg.targetFAR(), OverrideThreshold: s.cfg.Threshold,
+		MinMargin: s.cfg.MinMargin, History: []OperatingPoint{}}
+	s.mu.Lock()
+	if p := s.points[pointKey(school, "")]; p != nil {
+		cp := *p
+		r.Current = &cp
+	}
+	s.mu.Unlock()
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+pointCols+` FROM gallery_operating_points
+		WHERE school_id = ? AND gate_id = '' ORDER BY id DESC LIMIT ?`, school, history)
+	if err != nil {
+		return nil, fmt.Errorf("operating point: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		p, err := scanPoint(rows)
+		if err != nil {
+			return nil, fmt.Errorf("operating point: %w", err)
+		}
+		r.History = append(r.History, *p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("operating point: %w", err)
+	}
+	if r.Current == nil && len(r.History) > 0 {
+		cp := r.History[0]
+		r.Current = &cp
+	}
+	if r.Current != nil {
+		r.Served = ServedValues{Threshold: r.Current.ServedThreshold, MinMargin: r.Current.ServedMinMargin, Override: r.Current.Override}
+	} else {
+		th, mm, ov := s.served(0)
+		r.Served = ServedValues{Threshold: th, MinMargin: mm, Override: ov}
+	}
+	return r, nil
+}
