@@ -114,6 +114,9 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	if err != nil {
 		return nil, err
 	}
+	if err := a.pipe.RegisterCandidateMetrics(a.reg); err != nil {
+		return nil, err
+	}
 	a.registerMetrics()
 	return a, nil
 }
@@ -316,9 +319,11 @@ func (a *App) heartbeats(ctx context.Context) {
 
 // Heartbeat is the current metrics payload.
 func (a *App) Heartbeat() gatekit.Heartbeat {
+	window, candidates := a.pipe.CandidateWindow()
 	return gatekit.Heartbeat{Schema: gatekit.SchemaVersion, GateID: a.cfg.GateID, At: a.now().UnixMilli(), FPS: a.fps(),
 		Dropped: a.mbox.Dropped(), OutboxDepth: a.db.Depth(), GalleryVer: a.gallery.Version(),
-		Unknowns: a.pipe.Stats.Unknowns.Load(), UptimeS: int64(a.now().Sub(a.started).Seconds()), CameraOnline: a.cap.Online()}
+		Unknowns: a.pipe.Stats.Unknowns.Load(), UptimeS: int64(a.now().Sub(a.started).Seconds()), CameraOnline: a.cap.Online(),
+		CandidateWindow: window, Candidates: candidates}
 }
 
 // Close releases everything New opened.
