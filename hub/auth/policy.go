@@ -122,6 +122,10 @@ var DefaultRules = []Rule{
 	{Method: "*", Path: "/me/*", Roles: anyAccount},
 	// Calibrated recognition operating point (hub/gallerysrv): admins only.
 	{Method: "GET", Path: "/api/v1/schools/:/operating-point", Roles: adminOnly},
+	// Candidate restriction (hub/gallerysrv): class sessions and gate
+	// classes decide whom a gate can recognise — admins only.
+	{Method: "*", Path: "/api/v1/classes/:/sessions", Roles: adminOnly},
+	{Method: "*", Path: "/api/v1/gates/:/classes", Roles: adminOnly},
 	// Everything else under /api/v1 and /admin: admins only (also the default).
 	{Method: "*", Path: "/admin*", Roles: adminOnly},
 	{Method: "*", Path: "/api/v1/*", Roles: adminOnly},

@@ -94,6 +94,8 @@ type entry struct {
 	digest  string
 	body    []byte
 	people  int
+	cand    *candidates       // candidate restriction (candidates.go)
+	perGate map[string][]byte // gate → its restricted body (guarded by Server.mu)
 }
 
 // Server builds, versions, serves and announces galleries.
@@ -224,7 +226,14 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 		s.mu.Unlock()
 		return 0, false, fmt.Errorf("gallery %s: templates: %w", school, err)
 	}
-	digest := Digest(model, byPupil)
+	cand, err := s.loadCandidates(ctx, school, byPupil)
+	if err != nil {
+		s.mu.Lock()
+		s.dirty[school] = true
+		s.mu.Unlock()
+		return 0, false, err
+	}
+	digest := cand.mix(Digest(model, byPupil))
 	var version int64
 	var old string
 	err = s.db.R.QueryRowContext(ctx, `SELECT version, digest FROM gallery_served WHERE school_id = ?`, school).Scan(&version, &old)
@@ -253,7 +262,7 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 			return 0, false, err
 		}
 		s.mu.Lock()
-		s.cache[school] = &entry{version: version, digest: digest, body: body, people: n}
+		s.cache[school] = &entry{version: version, digest: digest, body: body, people: n, cand: cand}
 		s.mu.Unlock()
 	}
 	if changed {

@@ -21,10 +21,12 @@ var openapiPaths []byte
 func OpenAPIPaths() []byte { return openapiPaths }
 
 // Routes registers GET /gates/:gate_id/gallery and (admins)
-// GET /schools/:school_id/operating-point under r (/api/v1).
+// GET /schools/:school_id/operating-point and the candidate-restriction
+// API under r (/api/v1).
 func (s *Server) Routes(r gin.IRouter) {
 	r.GET("/gates/:gate_id/gallery", s.get)
 	r.GET("/schools/:school_id/operating-point", s.getOperatingPoint)
+	s.candidateRoutes(r) // admins: class sessions, gate classes (candidates.go)
 }
 
 var errBadCreds = &api.Error{Code: api.CodeUnauthenticated, Message: "gate username or password is wrong"}
@@ -82,7 +84,7 @@ func (s *Server) get(c *gin.Context) {
 		api.Fail(c, &api.Error{Code: api.CodeForbidden, Message: "a gate may fetch only its own gallery"})
 		return
 	}
-	_, etag, body, err := s.Current(c, g.school)
+	_, etag, body, err := s.CurrentForGate(c, g.school, g.id)
 	if err != nil {
 		api.Fail(c, err)
 		return
