@@ -14,12 +14,20 @@
 // go-face's faces/) names a person by the file name without trailing digits
 // (jimin.jpg, jimin2.jpg → jimin); otherwise a person is the image's
 // parent folder (kpop/train/Irene/*.jpg). Labels by name are not fully
-// trustworthy, so the simulator checks them with the face model: photos
+// trustworthy, so the simulator checks them with a face model: photos
 // with other than exactly one face are skipped; of a person's photos only
-// those within 0.5 (L2) of the person's most consistent photo are kept; a
-// name that also appears (up to one letter) in another folder is kept
-// only in the folder with more usable photos, so the same person can
-// never be both enrolled and a "visitor".
+// those near the person's most consistent photo are kept; a name that also
+// appears (up to one letter) in another folder is kept only in the folder
+// with more usable photos, so the same person can never be both enrolled
+// and a "visitor".
+//
+// Every one of these selection decisions is made on the fixed reference
+// model (gatekit.ReferenceModel, dlib-resnet-v1), never on the embedder
+// asked for with --embedder, which only computes the gallery's
+// descriptors. The same photos and seed therefore give the same truth file
+// (people, photos, frames) whatever the embedder, so gate benchmarks of
+// different embedders run on the same video, and no embedder gets to drop
+// the people it finds hard from its own benchmark.
 package sim
 
 import (
@@ -136,6 +144,8 @@ type Summary struct {
 	EnrolledPassages int     `json:"enrolled_passages"`
 	VisitorPassages  int     `json:"visitor_passages"`
 	GalleryPeople    int     `json:"gallery_people"`
+	Embedder         string  `json:"embedder"`  // the gallery's model
+	Reference        string  `json:"reference"` // the model photos were selected with
 	SkippedPhotos    int     `json:"skipped_photos"`
 	ElapsedS         float64 `json:"elapsed_s"`
 }
@@ -157,7 +167,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.MinFace, "min-face", o.MinFace, "face width in px when a person appears")
 	fs.IntVar(&o.MaxFace, "max-face", o.MaxFace, "face width in px nearest the camera")
 	models := fs.String("models", "", "models folder (default: MODELS_DIR or models/)")
-	embedder := fs.String("embedder", "", "face embedder for the gallery (default: the engine's default; must match the gate's)")
+	embedder := fs.String("embedder", "", "face embedder for the gallery (default: the engine's default; must match the gate's); people and photos are always selected with dlib-resnet-v1, so every embedder gets the same video and truth")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -212,7 +222,14 @@ func Generate(ctx context.Context, o Options, eng *gatekit.Engine, warn io.Write
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
 	all = capPerPerson(all, maxPhotosPerPerson)
-	ana, err := analyse(ctx, eng, all, warn)
+	// Selection runs on the reference model; a second engine is loaded
+	// only when eng computes other descriptors.
+	ref, closeRef, err := eng.ReferenceEngine()
+	if err != nil {
+		return nil, fmt.Errorf("simulate: reference engine: %w", err)
+	}
+	defer closeRef()
+	ana, err := analyse(ctx, eng, ref, all, warn)
 	if err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
@@ -246,10 +263,18 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 		ph := append([]*analysed(nil), p.photos...)
 		rng.Shuffle(len(ph), func(i, j int) { ph[i], ph[j] = ph[j], ph[i] })
 		walkPhoto[p.key] = ph[0]
+		n := 0
 		for _, e := range ph[1:min(len(ph), o.MaxEnrol+1)] {
+			if e.Desc == nil { // the embedder could not describe it (noted by analyse)
+				continue
+			}
 			if err := g.Add(p.sid, e.Desc); err != nil {
 				return nil, fmt.Errorf("simulate: %w", err)
 			}
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("simulate: %s cannot describe any enrolment photo of %s (%s)", model.Name, p.name, p.key)
 		}
 	}
 	doc := gatekit.DocFromGallery(o.School, g)
@@ -294,7 +319,7 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 
 	truth := Truth{Format: TruthFormat, FPS: o.FPS, Width: o.Width, Height: o.Height, Frames: frames, Seed: o.Seed}
 	sum := &Summary{Video: o.Out, Truth: o.TruthOut, Gallery: o.GalleryOut, Frames: frames, Seconds: float64(frames) / o.FPS,
-		GalleryPeople: g.People()}
+		GalleryPeople: g.People(), Embedder: model.String(), Reference: gatekit.ReferenceModel.String()}
 	for i, p := range ps {
 		truth.Passages = append(truth.Passages, Passage{ID: fmt.Sprintf("p%03d", i+1), StudentID: p.sid, Enrolled: p.enrolled,
 			Name: p.name, Photo: p.a.Rel, FirstFrame: int64(p.start), LastFrame: int64(p.start + p.frames - 1),
@@ -322,9 +347,10 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 	return sum, nil
 }
 
-// people groups the analysed photos, checks each person's photos agree,
-// resolves names found in two folders, and splits enrolled candidates
-// (two or more consistent photos) from visitors (one photo).
+// people groups the analysed photos, checks each person's photos agree
+// (on their reference descriptors only), resolves names found in two
+// folders, and splits enrolled candidates (two or more consistent photos)
+// from visitors (one photo).
 func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
 	byKey := map[string]*person{}
 	var order []*person
@@ -345,7 +371,7 @@ func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
 		for i, a := range p.photos {
 			n := 0
 			for j, b := range p.photos {
-				if i != j && gatekit.Distance(a.Desc, b.Desc) < sameFace {
+				if i != j && gatekit.Distance(a.Ref, b.Ref) < dlibRefSameFace {
 					n++
 				}
 			}
@@ -355,7 +381,7 @@ func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
 		}
 		var keep []*analysed
 		for i, a := range p.photos {
-			if i == best || gatekit.Distance(a.Desc, p.photos[best].Desc) < sameFace {
+			if i == best || gatekit.Distance(a.Ref, p.photos[best].Ref) < dlibRefSameFace {
 				keep = append(keep, a)
 			} else {
 				fmt.Fprintf(warn, "simulate: %s does not look like the other photos of %s; not used\n", a.Rel, p.name)
@@ -410,9 +436,16 @@ func capPerPerson(ps []photo, n int) []photo {
 	return out
 }
 
-// sameFace is the distance under which two photos with the same label are
-// taken to show the same person (dlib genuine median 0.39 on Asian faces).
-const sameFace = 0.5
+// dlibRefSameFace is the distance between two gatekit.ReferenceModel
+// (dlib-resnet-v1) descriptors under which two photos filed under the same
+// name are taken to show the same person (dlib's genuine median on East
+// Asian faces is 0.39, its impostor median 0.50). It may be a constant
+// because it is a data-cleaning rule on one fixed model, applied only to
+// reference descriptors (analysed.Ref): it decides which labelled photos
+// go into the simulation, never whether a face at the gate matches, and it
+// is never applied to the descriptors of the embedder under test, whose
+// distances have another scale and whose thresholds come from calibration.
+const dlibRefSameFace = 0.5
 
 // assignIDs gives every enrolled person a synthetic 12-digit personal ID
 // (079 = Hồ Chí Minh City province code) derived from the seed and the

@@ -56,7 +56,7 @@ func TestGenerateDeterministicAndHonest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var warn bytes.Buffer
-	ana, err := analyse(ctx, eng, capPerPerson(all, maxPhotosPerPerson), &warn)
+	ana, err := analyse(ctx, eng, eng, capPerPerson(all, maxPhotosPerPerson), &warn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,13 @@ type photo struct {
 // analysed is a photo with its one face found by the engine.
 type analysed struct {
 	photo
-	Box    image.Rectangle // in the original image's coordinates (may extend past its edges)
+	Box image.Rectangle // in the original image's coordinates (may extend past its edges)
+	// Ref is the face's gatekit.ReferenceModel (dlib-resnet-v1) descriptor:
+	// every selection decision uses it, so the people and photos chosen do
+	// not depend on the embedder under test.
+	Ref gatekit.Descriptor
+	// Desc is the requested embedder's descriptor, used only for the
+	// gallery; nil if that embedder could not describe the face.
 	Desc   gatekit.Descriptor
 	Sprite gocv.Mat        // face-centred tile, face scaled to spriteFace px wide
 	Face   image.Rectangle // face box within Sprite
@@ -137,11 +143,14 @@ func editDistance(a, b string) int {
 // drawn); rendering only scales down.
 const spriteFace = 240
 
-// analyse runs the engine on every photo (in parallel, results by index
-// so the output does not depend on scheduling) and keeps those with
-// exactly one face.
-func analyse(ctx context.Context, eng *gatekit.Engine, photos []photo, warn io.Writer) ([]*analysed, error) {
+// analyse runs the engines on every photo (in parallel, results by index
+// so the output does not depend on scheduling) and keeps those in which
+// the reference engine finds exactly one face. ref computes the
+// gatekit.ReferenceModel descriptor and may be eng itself; eng computes
+// the gallery descriptor.
+func analyse(ctx context.Context, eng, ref *gatekit.Engine, photos []photo, warn io.Writer) ([]*analysed, error) {
 	res := make([]*analysed, len(photos))
+	notes := make([]string, len(photos))
 	errs := make([]error, len(photos))
 	sem := make(chan struct{}, max(eng.Workers(), 1))
 	var wg sync.WaitGroup
@@ -151,12 +160,15 @@ func analyse(ctx context.Context, eng *gatekit.Engine, photos []photo, warn io.W
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res[i], errs[i] = analyseOne(ctx, eng, photos[i])
+			res[i], notes[i], errs[i] = analyseOne(ctx, eng, ref, photos[i])
 		}(i)
 	}
 	wg.Wait()
 	var out []*analysed
 	for i, a := range res {
+		if notes[i] != "" {
+			fmt.Fprintf(warn, "simulate: %s: %s\n", photos[i].Rel, notes[i])
+		}
 		if errs[i] != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -169,10 +181,12 @@ func analyse(ctx context.Context, eng *gatekit.Engine, photos []photo, warn io.W
 	return out, nil
 }
 
-func analyseOne(ctx context.Context, eng *gatekit.Engine, ph photo) (*analysed, error) {
+// analyseOne returns the photo's face, or an error when the photo is not
+// usable; note tells why the gallery lacks an otherwise usable face.
+func analyseOne(ctx context.Context, eng, ref *gatekit.Engine, ph photo) (a *analysed, note string, err error) {
 	m := gocv.IMRead(ph.Path, gocv.IMReadColor)
 	if m.Empty() {
-		return nil, fmt.Errorf("cannot decode")
+		return nil, "", fmt.Errorf("cannot decode")
 	}
 	defer m.Close()
 	// Bound the work on big photos the same way the engine does.
@@ -184,20 +198,39 @@ func analyseOne(ctx context.Context, eng *gatekit.Engine, ph photo) (*analysed, 
 		m.Close()
 		m = small
 	}
-	faces, err := eng.RecognizeTight(ctx, m)
+	// Which photos are usable is decided on the reference engine alone.
+	faces, err := ref.RecognizeTight(ctx, m)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(faces) != 1 {
-		return nil, fmt.Errorf("%d faces found (need exactly 1)", len(faces))
+		return nil, "", fmt.Errorf("%d faces found (need exactly 1)", len(faces))
 	}
 	f := faces[0]
 	if f.Box.Dx() < 40 {
-		return nil, fmt.Errorf("face only %d px wide", f.Box.Dx())
+		return nil, "", fmt.Errorf("face only %d px wide", f.Box.Dx())
 	}
-	a := &analysed{photo: ph, Box: f.Box, Desc: f.Descriptor}
+	a = &analysed{photo: ph, Box: f.Box, Ref: f.Descriptor, Desc: f.Descriptor}
+	if eng != ref {
+		// The same detector and landmarks run again; only the descriptor
+		// differs. A face the embedder cannot describe stays in the
+		// selection (it may still be walked) but is left out of the gallery.
+		a.Desc = nil
+		ef, err := eng.RecognizeTight(ctx, m)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil, "", ctx.Err()
+			}
+			note = fmt.Sprintf("%s cannot describe the face (left out of the gallery): %v", eng.Model().Name, err)
+		case len(ef) != 1 || ef[0].Box != f.Box:
+			note = fmt.Sprintf("the %s engine found %d faces where the reference found one (left out of the gallery)", eng.Model().Name, len(ef))
+		default:
+			a.Desc = ef[0].Descriptor
+		}
+	}
 	a.Sprite, a.Face = makeSprite(m, f.Box)
-	return a, nil
+	return a, note, nil
 }
 
 // makeSprite cuts a head-and-shoulders tile around box (padding with
