@@ -23,6 +23,9 @@ func (a *App) buildWeb(ctx context.Context) error {
 	a.Go("notify", m.Notify.Run)
 
 	deps := web.Deps{DB: a.DB, Log: a.Log, Now: a.Now, Sessions: m.Auth, Audit: m.Audit, Notify: m.Notify}
+	if m.Gallery != nil {
+		deps.OperatingPoints = m.Gallery // /admin/operating-point
+	}
 	if m.Attendance != nil {
 		att := m.Attendance
 		deps.Attendance = web.OverrideFunc(func(ctx context.Context, pupil, day, status, reason, actor string) error {

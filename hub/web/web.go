@@ -144,6 +144,9 @@ type Deps struct {
 	Enroller   Enroller
 	Reviewer   Reviewer         // nil: the review page shows feedback only
 	Notify     *notify.Notifier // nil: preferences page without push
+	// OperatingPoints (hub/gallerysrv) feeds /admin/operating-point; nil:
+	// the page says it is unavailable.
+	OperatingPoints OperatingPoints
 }
 
 // Server serves the pages and the live feed.
@@ -244,6 +247,7 @@ func (s *Server) Routes(r gin.IRouter) {
 	a.POST("/review/:tid/approve", s.csrf, s.reviewDecide(true))
 	a.POST("/review/:tid/reject", s.csrf, s.reviewDecide(false))
 	a.GET("/review/:tid/photo", s.reviewPhoto)
+	a.GET("/operating-point", s.operatingPointPage)
 
 	p := g.Group("/parent", s.require(auth.RoleParent))
 	p.GET("", s.parentHome)
