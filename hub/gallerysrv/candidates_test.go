@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/diemdanh/diemdanh/edge/gallery"
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
@@ -99,7 +101,7 @@ func TestCandidateGalleries(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		return r.StatusCode, b
 	}
-	gallery := func(gate, pass string) (*gatekit.GalleryDoc, *gatekit.Gallery) {
+	fetch := func(gate, pass string) (*gatekit.GalleryDoc, *gatekit.Gallery) {
 		t.Helper()
 		st, b := call("GET", "/gates/"+gate+"/gallery", gate, pass, nil)
 		if st != 200 {
@@ -120,7 +122,7 @@ func TestCandidateGalleries(t *testing.T) {
 	}
 
 	// Nothing configured: both gates get the whole school, no sessions.
-	doc0, _ := gallery("gate-a", f.pwA)
+	doc0, _ := fetch("gate-a", f.pwA)
 	if got := people(doc0); len(got) != 3 || got[pupils[0]] != nil {
 		t.Fatalf("unrestricted gallery: %v", got)
 	}
@@ -171,7 +173,7 @@ func TestCandidateGalleries(t *testing.T) {
 			t.Errorf("%s: %d %s, want 400 on %s", c.name, st, b, c.field)
 		}
 	}
-	if docNow, _ := gallery("gate-a", f.pwA); docNow.Version != doc0.Version {
+	if docNow, _ := fetch("gate-a", f.pwA); docNow.Version != doc0.Version {
 		t.Fatalf("refused requests changed the gallery: v%d → v%d", doc0.Version, docNow.Version)
 	}
 
@@ -183,7 +185,7 @@ func TestCandidateGalleries(t *testing.T) {
 	if st, b := call("PUT", "/gates/gate-a/classes", "root", pw, onlyA); st != 200 {
 		t.Fatalf("put gate classes: %d %s", st, b)
 	}
-	docA, galA := gallery("gate-a", f.pwA)
+	docA, galA := fetch("gate-a", f.pwA)
 	want := map[string][]string{pupils[0]: {gatekit.SessionMorning}, pupils[1]: {gatekit.SessionMorning}}
 	if got := people(docA); !reflect.DeepEqual(got, want) || docA.Version <= doc0.Version {
 		t.Fatalf("gate-a (class A) served v%d %v, want v>%d %v", docA.Version, got, doc0.Version, want)
@@ -191,7 +193,31 @@ func TestCandidateGalleries(t *testing.T) {
 	if galA.InSession(pupils[0], gatekit.SessionAfternoon) || !galA.InSession(pupils[0], gatekit.SessionMorning) {
 		t.Fatal("the gate's Gallery lost the sessions")
 	}
-	docA2, _ := gallery("gate-a2", g2.Password)
+	// The real edge gallery sync keeps the sessions, in memory and on disk.
+	st, err := gallery.NewStore(filepath.Join(t.TempDir(), "gallery.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := gallery.DefaultSyncConfig()
+	scfg.HubURL, scfg.GateID, scfg.Username, scfg.Password = ts.URL, "gate-a", "gate-a", f.pwA
+	sy, err := gallery.NewSync(scfg, st, nil, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sy.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, eg := st.Current()
+	_, fg, err := gatekit.LoadGalleryFile(st.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*gatekit.Gallery{eg, fg} {
+		if g.People() != 2 || g.SessionCandidates(gatekit.SessionAfternoon) != 0 || g.SessionCandidates(gatekit.SessionMorning) != 2 {
+			t.Fatalf("edge gallery: %d people, sessions %v", g.People(), g.Sessions(pupils[0]))
+		}
+	}
+	docA2, _ := fetch("gate-a2", g2.Password)
 	want[pupils[2]] = nil
 	if got := people(docA2); !reflect.DeepEqual(got, want) || docA2.Version != docA.Version {
 		t.Fatalf("unassigned gate-a2 served v%d %v, want v%d %v", docA2.Version, got, docA.Version, want)
@@ -237,7 +263,7 @@ func TestCandidateGalleries(t *testing.T) {
 	if st, b := call("PUT", "/classes/cA/sessions", "admin-a", pw, ClassSessions{Sessions: []string{"afternoon", "morning"}}); st != 200 {
 		t.Fatalf("both sessions: %d %s", st, b)
 	}
-	docBack, _ := gallery("gate-a", f.pwA)
+	docBack, _ := fetch("gate-a", f.pwA)
 	if got := people(docBack); len(got) != 3 || got[pupils[0]] != nil || docBack.Version <= docA.Version {
 		t.Fatalf("after clearing: v%d %v", docBack.Version, got)
 	}
