@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/models/gatekit"
@@ -182,6 +183,42 @@ func (s *Server) operatingPoint(ctx context.Context, school, gate string, versio
 	return &p, nil
 }
 
+// gatePoint sets the operating point of a gate's own document (candidate
+// restriction: only the pupils of its classes, see candidates.go): the
+// calibration over exactly the descriptors in doc. When they are the
+// school's whole gallery the school's point is used as is; otherwise the
+// gate's point is computed once per version (and persisted with its gate
+// ID). It must not be called while s.build is held.
+func (s *Server) gatePoint(doc *gatekit.GalleryDoc, gate string) error {
+	byPupil := make(map[string][]gatekit.Descriptor, len(doc.People))
+	for _, p := range doc.People {
+		for _, b := range p.Descriptors {
+			d, err := gatekit.ParseDescriptorBase64(b)
+			if err != nil {
+				return fmt.Errorf("gallery: gate %s: %w", gate, err)
+			}
+			byPupil[p.StudentID] = append(byPupil[p.StudentID], d)
+		}
+	}
+	s.mu.Lock()
+	school := s.points[pointKey(doc.SchoolID, "")]
+	s.mu.Unlock()
+	if school != nil && school.GalleryVersion == doc.Version && school.Embedder == doc.Model.String() && school.digest == Digest(doc.Model, byPupil) {
+		doc.Threshold, doc.MinMargin = school.ServedThreshold, school.ServedMinMargin
+		return nil
+	}
+	s.build.Lock()
+	defer s.build.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	p, err := s.operatingPoint(ctx, doc.SchoolID, gate, doc.Version, doc.Model, byPupil)
+	if err != nil {
+		return err
+	}
+	doc.Threshold, doc.MinMargin = p.ServedThreshold, p.ServedMinMargin
+	return nil
+}
+
 // calibrate fills p's calibration from the descriptors (counted).
 func (s *Server) calibrate(p *OperatingPoint, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) {
 	if len(byPupil) < 2 {
@@ -283,6 +320,10 @@ type OperatingPointReport struct {
 	// (Current included).
 	Current *OperatingPoint  `json:"current"`
 	History []OperatingPoint `json:"history"`
+	// Gates are the latest points of gates served a candidate-restricted
+	// gallery (their own calibration; gates served the whole gallery use
+	// Current).
+	Gates []OperatingPoint `json:"gates"`
 }
 
 // ServedValues are the operating values a gallery document carries.
@@ -316,7 +357,7 @@ func (s *Server) OperatingPointReport(ctx context.Context, school string, histor
 		history = MaxHistory
 	}
 	r := &OperatingPointReport{SchoolID: school, TargetFAR: s.cfg.targetFAR(), OverrideThreshold: s.cfg.Threshold,
-		MinMargin: s.cfg.MinMargin, History: []OperatingPoint{}}
+		MinMargin: s.cfg.MinMargin, History: []OperatingPoint{}, Gates: []OperatingPoint{}}
 	s.mu.Lock()
 	if p := s.points[pointKey(school, "")]; p != nil {
 		cp := *p
@@ -339,6 +380,9 @@ func (s *Server) OperatingPointReport(ctx context.Context, school string, histor
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("operating point: %w", err)
 	}
+	if r.Gates, err = s.gatePoints(ctx, school); err != nil {
+		return nil, err
+	}
 	if r.Current == nil && len(r.History) > 0 {
 		cp := r.History[0]
 		r.Current = &cp
@@ -350,4 +394,27 @@ func (s *Server) OperatingPointReport(ctx context.Context, school string, histor
 		r.Served = ServedValues{Threshold: th, MinMargin: mm, Override: ov}
 	}
 	return r, nil
+}
+
+// gatePoints returns, for the school's current gallery version, the point
+// of each active gate that was served its own candidate-restricted
+// gallery (computed when the gate first fetched that version).
+func (s *Server) gatePoints(ctx context.Context, school string) ([]OperatingPoint, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+pointCols+` FROM gallery_operating_points
+		WHERE id IN (SELECT MAX(o.id) FROM gallery_operating_points o JOIN gates g ON g.id = o.gate_id AND g.active = 1
+			WHERE o.school_id = ? AND o.gate_id != '' AND o.gallery_version = (SELECT version FROM gallery_served WHERE school_id = ?)
+			GROUP BY o.gate_id) ORDER BY gate_id`, school, school)
+	if err != nil {
+		return nil, fmt.Errorf("operating point: gates: %w", err)
+	}
+	defer rows.Close()
+	out := []OperatingPoint{}
+	for rows.Next() {
+		p, err := scanPoint(rows)
+		if err != nil {
+			return nil, fmt.Errorf("operating point: gates: %w", err)
+		}
+		out = append(out, *p)
+	}
+	return out, rows.Err()
 }

@@ -489,3 +489,59 @@ func TestOperatingPointAPIAuthz(t *testing.T) {
 		t.Fatalf("report %s does not match the served doc (v%d, threshold %g)", b, doc.Version, doc.Threshold)
 	}
 }
+
+// TestOperatingPointPerGate: a gate served only its assigned classes'
+// pupils (candidate restriction) gets a threshold calibrated over exactly
+// its own document; a gate served the whole gallery gets the school's.
+func TestOperatingPointPerGate(t *testing.T) {
+	f := newFixture(t, nil, time.Hour)
+	ctx := context.Background()
+	f.enrolIdols(t, idolFaces(t), 0, 12, 3)
+	for _, q := range []string{
+		`INSERT INTO classes(id, school_id, name, grade) VALUES ('cX', 'thcs-b', '7X', 7), ('cY', 'thcs-b', '7Y', 7)`,
+		`UPDATE pupils SET class_id = CASE WHEN id < '` + pupilID(6) + `' THEN 'cX' ELSE 'cY' END WHERE school_id = 'thcs-b'`,
+	} {
+		if _, err := f.db.W.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	g2, err := f.roster.CreateGate(ctx, roster.Gate{ID: "gate-b2", SchoolID: "thcs-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.W.Exec(`INSERT INTO gate_classes(gate_id, class_id) VALUES ('gate-b2', 'cX')`); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Changed(ctx, "thcs-b")
+	whole, _ := f.gateB(t)
+	st := f.get(t, "gate-b2", "gate-b2", g2.Password, "")
+	if st.status != 200 || len(st.doc.People) != 6 || st.doc.Version != whole.Version {
+		t.Fatalf("gate-b2: %d, %d people, v%d (school v%d)", st.status, len(st.doc.People), st.doc.Version, whole.Version)
+	}
+	b, _ := st.doc.Encode()
+	_, own, err := gatekit.DecodeGallery(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := gatekit.CalibrateThreshold(own, DefaultTargetFAR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.report(t)
+	if st.doc.Threshold != want.Threshold || whole.Threshold != r.Current.Threshold || r.Current.Pupils != 12 {
+		t.Fatalf("gate-b2 threshold %g, its own calibration %g; gate-b %g, school %+v", st.doc.Threshold, want.Threshold, whole.Threshold, r.Current)
+	}
+	if len(r.Gates) != 1 || r.Gates[0].GateID != "gate-b2" || r.Gates[0].Pupils != 6 || r.Gates[0].Threshold != want.Threshold {
+		t.Fatalf("per-gate points %+v", r.Gates)
+	}
+	checkInvariants(t, &r.Gates[0])
+	n := f.srv.Calibrations()
+	if n != 2 {
+		t.Fatalf("%d calibrations (school + one restricted gate)", n)
+	}
+	f.gateB(t)
+	f.get(t, "gate-b2", "gate-b2", g2.Password, "")
+	if f.srv.Calibrations() != n {
+		t.Fatal("refetching recomputed")
+	}
+}

@@ -54,6 +54,14 @@ type OPSchool struct {
 	Margin   string // the margin sent to gates ("" = gates' own)
 	Warnings []string
 	History  []OPRow
+	// Gates served a candidate-restricted gallery, with their own point.
+	Gates []OPGate
+}
+
+// OPGate is one gate's own operating point.
+type OPGate struct {
+	Gate string
+	OPRow
 }
 
 // OPData is the operating-point page.
@@ -149,6 +157,9 @@ func (s *Server) operatingPointPage(c *gin.Context) {
 			if r.Served.Override {
 				v.Override = fmt.Sprintf("%.3f", r.Served.Threshold)
 				v.Warnings = append(v.Warnings, pg.Tr("op.warn.override", "value", v.Override))
+			}
+			for _, g := range r.Gates {
+				v.Gates = append(v.Gates, OPGate{Gate: g.GateID, OPRow: s.opRow(pg, g, loc)})
 			}
 			for _, h := range r.History {
 				v.History = append(v.History, s.opRow(pg, h, loc))

@@ -216,20 +216,32 @@ func TestOperatingPointPageWarnings(t *testing.T) {
 	cfg.Threshold = base.Current.Threshold * 1.2
 	f.restartGallery(t, cfg)
 
+	// Gate g1 recognises only class c1 (4 of the 5 pupils): its own point.
+	_, err = f.db.W.Exec(`INSERT INTO gate_classes(gate_id, class_id) VALUES ('g1', 'c1')`)
+	must(t, err)
+	f.op.s.Changed(f.ctx, "s1")
+	_, _, body, err := f.op.s.CurrentForGate(f.ctx, "s1", "g1")
+	must(t, err)
+	var gdoc gatekit.GalleryDoc
+	must(t, json.Unmarshal(body, &gdoc))
+	if len(gdoc.People) != 4 {
+		t.Fatalf("g1 served %d pupils", len(gdoc.People))
+	}
+
 	c := f.client(t)
 	c.login("root")
-	resp, body := c.do("GET", "/admin/operating-point", nil, nil)
+	resp, page := c.do("GET", "/admin/operating-point", nil, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("page: %d", resp.StatusCode)
 	}
-	body = html.UnescapeString(body)
+	page = html.UnescapeString(page)
 	for _, want := range []string{
-		`data-school="s1"`, `data-school="s2"`,
+		`data-school="s1"`, `data-school="s2"`, `data-gate="g1"`, f.tr("vi", "op.gates"),
 		f.tr("vi", "op.warn.too_small", "pupils", "0"),
 		f.tr("vi", "op.warn.override", "value", strconv.FormatFloat(cfg.Threshold, 'f', 3, 64)),
 		f.tr("vi", "op.override"),
 	} {
-		if !strings.Contains(body, want) {
+		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
 	}
