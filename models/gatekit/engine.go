@@ -116,7 +116,13 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 	if cfg.ONNX != nil {
 		spec, ok = *cfg.ONNX, true
 	}
-	if ok {
+	if fs, fok := FusionSpecs[cfg.Embedder]; fok && cfg.ONNX == nil {
+		emb, err := NewFusionEmbedder(cfg.ModelsDir, fs, cfg.Workers)
+		if err != nil {
+			return nil, err
+		}
+		e.emb = emb
+	} else if ok {
 		emb, err := NewONNXEmbedder(cfg.ModelsDir, spec, cfg.Workers)
 		if err != nil {
 			return nil, err

