@@ -28,13 +28,18 @@ type Embedder interface {
 var _ Embedder = (*ONNXEmbedder)(nil)
 
 // EmbedderNames lists every embedder name EngineConfig.Embedder accepts,
-// the default (dlib-resnet-v1) first, including external ones whose files
+// the default (DefaultEmbedder) first, including external ones whose files
 // `make models` does not fetch.
 func EmbedderNames() []string {
-	names := []string{DlibResNetV1.Name}
+	names := []string{DefaultEmbedder.Name}
 	var onnx []string
+	if DefaultEmbedder != DlibResNetV1 {
+		onnx = append(onnx, DlibResNetV1.Name)
+	}
 	for n := range ONNXSpecs {
-		onnx = append(onnx, n)
+		if n != DefaultEmbedder.Name {
+			onnx = append(onnx, n)
+		}
 	}
 	for n := range FusionSpecs {
 		onnx = append(onnx, n)
@@ -46,9 +51,13 @@ func EmbedderNames() []string {
 	return append(names, onnx...)
 }
 
-// EmbedderModel returns the ModelID an embedder name stands for.
+// EmbedderModel returns the ModelID an embedder name stands for ("" is
+// DefaultEmbedder).
 func EmbedderModel(name string) (ModelID, bool) {
-	if name == "" || name == DlibResNetV1.Name {
+	if name == "" {
+		name = DefaultEmbedder.Name
+	}
+	if name == DlibResNetV1.Name {
 		return DlibResNetV1, true
 	}
 	if f, ok := FusionSpecs[name]; ok {
@@ -61,6 +70,9 @@ func EmbedderModel(name string) (ModelID, bool) {
 // ModelFilesFor returns the weight files an embedder needs in ModelsDir
 // (dlib's files are always needed: detection and landmarks use them).
 func ModelFilesFor(name string) []ModelFile {
+	if name == "" {
+		name = DefaultEmbedder.Name
+	}
 	files := append([]ModelFile(nil), DlibModels...)
 	if s, ok := onnxSpec(name); ok {
 		files = append(files, s.File)

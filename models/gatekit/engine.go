@@ -23,9 +23,10 @@ type EngineConfig struct {
 	// around an image in which no face is found, for tight ID-photo crops
 	// where the HOG detector needs context around the face.
 	TightCropPad float64 `yaml:"tight_crop_pad"`
-	// Embedder names the descriptor model: "dlib-resnet-v1" (the default,
-	// also when empty) or an ONNX embedder from ONNXSpecs, e.g.
-	// "faceplugin-mfn-v1". Detection and landmarks always use dlib.
+	// Embedder names the descriptor model: DefaultEmbedder
+	// ("sface-2021dec-bq", also when empty), "dlib-resnet-v1" (go-face's
+	// own) or another ONNX/fusion embedder, e.g. "faceplugin-mfn-v1".
+	// Detection and landmarks always use dlib.
 	Embedder string `yaml:"embedder"`
 	// ONNX, when set, replaces the registered spec of the ONNX embedder
 	// named by Embedder (its Model.Name must equal Embedder). It is for the
@@ -36,7 +37,7 @@ type EngineConfig struct {
 
 // DefaultEngineConfig returns the defaults.
 func DefaultEngineConfig() EngineConfig {
-	return EngineConfig{ModelsDir: DefaultModelsDir, BLASThreads: 1, Limits: DefaultImageLimits(), TightCropPad: 0.35, Embedder: DlibResNetV1.Name}
+	return EngineConfig{ModelsDir: DefaultModelsDir, BLASThreads: 1, Limits: DefaultImageLimits(), TightCropPad: 0.35, Embedder: DefaultEmbedder.Name}
 }
 
 // Validate names the first bad field, under prefix (e.g. "engine").
@@ -104,6 +105,9 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.NumCPU()
+	}
+	if cfg.Embedder == "" {
+		cfg.Embedder = DefaultEmbedder.Name
 	}
 	if cfg.BLASThreads > 0 {
 		SetBLASThreads(cfg.BLASThreads)

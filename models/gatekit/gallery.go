@@ -29,7 +29,8 @@ type ModelID struct {
 	Version string `json:"version"`
 }
 
-// DlibResNetV1 is the default embedder: dlib's ResNet via go-face.
+// DlibResNetV1 is dlib's ResNet via go-face (the baseline and the
+// ReferenceModel; DefaultEmbedder is the default).
 var DlibResNetV1 = ModelID{Name: "dlib-resnet-v1", Version: "1"}
 
 func (m ModelID) String() string { return m.Name + "@" + m.Version }

@@ -184,8 +184,8 @@ func TestEngineConfigEmbedder(t *testing.T) {
 			t.Errorf("%s: %v", n, err)
 		}
 	}
-	if m, ok := EmbedderModel(""); !ok || m != DlibResNetV1 {
-		t.Errorf("empty name = %v %v, want dlib", m, ok)
+	if m, ok := EmbedderModel(""); !ok || m != DefaultEmbedder {
+		t.Errorf("empty name = %v %v, want the default embedder", m, ok)
 	}
 }
 
