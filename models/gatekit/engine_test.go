@@ -45,7 +45,11 @@ var (
 func engine(t testing.TB) *Engine {
 	t.Helper()
 	engineOnce.Do(func() {
+		// go-face's own dlib-resnet-v1 path: these tests compare with
+		// idols.json (dlib descriptors) and raw go-face. The default
+		// embedder is tested in onnx_test.go and profile_test.go.
 		cfg := DefaultEngineConfig()
+		cfg.Embedder = DlibResNetV1.Name
 		cfg.ModelsDir = TestModelsDir()
 		cfg.Workers = 2
 		testEngine, engineErr = NewEngine(cfg, nil)
