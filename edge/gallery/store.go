@@ -63,8 +63,8 @@ func NewStore(path string, log *slog.Logger) (*Store, error) {
 
 func empty() *snapshot {
 	return &snapshot{
-		doc: &gatekit.GalleryDoc{Format: gatekit.GalleryFormat, Model: gatekit.DlibResNetV1},
-		g:   gatekit.NewGallery(0, gatekit.DlibResNetV1),
+		doc: &gatekit.GalleryDoc{Format: gatekit.GalleryFormat, Model: gatekit.DefaultEmbedder},
+		g:   gatekit.NewGallery(0, gatekit.DefaultEmbedder),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/models/gatekit"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
@@ -74,6 +75,10 @@ func (a *App) buildModules(ctx context.Context) error {
 	if m.Templates, err = templates.Open(a.DB, key, a.Log.With("component", "templates"), a.Now); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	// One model for the hub's engine, its templates and the galleries it
+	// serves (enrol.embedder; the gates' engine.embedder must match).
+	model, _ := gatekit.EmbedderModel(cfg.Enrol.Embedder)
+	m.Templates.SetModel(model)
 
 	// ---- ENROL: audit, accounts and access control (installed before any
 	// route below: gin copies middleware into routes when they are added),
@@ -143,7 +148,7 @@ func (a *App) buildEnrol(ctx context.Context) error {
 		return fmt.Errorf("app: %w", err)
 	}
 	m.Consent = consent.New(a.DB, m.Templates, m.Audit, a.Log.With("component", "consent"), a.Now)
-	eng := enrol.NewLazyEngine(enrol.EngineConfig(), a.Log.With("component", "enrol"))
+	eng := enrol.NewLazyEngine(cfg.Enrol.EngineConfig(), a.Log.With("component", "enrol"))
 	a.OnStop(PhaseFlush, "enrol engine", func(context.Context) error { eng.Close(); return nil })
 	if m.Enrol, err = enrol.New(a.DB, eng, m.Templates, m.Consent, m.Audit, cfg.Enrol, a.Log.With("component", "enrol"), a.Now); err != nil {
 		return fmt.Errorf("app: %w", err)

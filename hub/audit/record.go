@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/diemdanh/diemdanh/models/gatekit"
@@ -43,6 +44,21 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int) (*Process
 		_ = l.db.R.QueryRowContext(ctx, q).Scan(&n)
 		return n
 	}
+	// The embedders whose templates are stored (the configured default
+	// when there are none yet).
+	var models []string
+	if rows, err := l.db.R.QueryContext(ctx, `SELECT DISTINCT model FROM face_templates ORDER BY model`); err == nil {
+		for rows.Next() {
+			var m string
+			if rows.Scan(&m) == nil {
+				models = append(models, m)
+			}
+		}
+		rows.Close()
+	}
+	if len(models) == 0 {
+		models = []string{gatekit.DefaultEmbedder.String()}
+	}
 	rec := &ProcessingRecord{
 		GeneratedAt: l.now().UTC().Format(time.RFC3339),
 		Controller:  "the school operating this hub",
@@ -51,7 +67,7 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int) (*Process
 		Items: []DataItem{
 			{"roster: pupil name, 12-digit personal ID, class, date of birth", "hub SQLite database (pupils)", "hub host only; API behind accounts and roles", "while the pupil attends the school", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM pupils`)},
 			{"guardian contact: name, phone, e-mail", "hub SQLite database (guardians)", "as above", "while the pupil attends", "admins; homeroom teachers", count(`SELECT count(*) FROM guardians`)},
-			{"face templates (biometric descriptors, " + gatekit.DlibResNetV1.String() + ")", "hub SQLite database (face_templates); copies in each gate's gallery file", "AES-256-GCM at rest, key outside the database; gates fetch over authenticated HTTP", "until consent is withdrawn or the pupil leaves; deleted at once on withdrawal", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates`)},
+			{"face templates (biometric descriptors, " + strings.Join(models, ", ") + ")", "hub SQLite database (face_templates); copies in each gate's gallery file", "AES-256-GCM at rest, key outside the database; gates fetch over authenticated HTTP", "until consent is withdrawn or the pupil leaves; deleted at once on withdrawal", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates`)},
 			{"enrolment photos", "hub SQLite database (face_templates.photo)", "AES-256-GCM at rest; every view is audited", "only where consent allows keeping photos; deleted on withdrawal", "admins", count(`SELECT count(*) FROM face_templates WHERE photo IS NOT NULL`)},
 			{"gate events (time, gate, recognised pupil, distance)", "hub SQLite database (events)", "hub host only", "school year", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM events`)},
 			{"gate face crops of events", "hub SQLite database (events.face_jpeg)", "hub host only", fmt.Sprintf("%d days, then deleted by the retention job; not kept when consent excludes snapshots", retentionDays), "admins; teachers for their classes", count(`SELECT count(*) FROM events WHERE face_jpeg IS NOT NULL`)},

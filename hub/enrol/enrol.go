@@ -49,15 +49,24 @@ type Config struct {
 	Quality gatekit.QualityPolicy `yaml:"quality"`
 	// MaxPhotos per request (1–10 from the web page and the API).
 	MaxPhotos int `yaml:"max_photos"`
-	// ConsistencyMax: a new photo farther than this (real L2) from every
-	// one of the pupil's other templates is refused as "not the same
-	// person". dlib's genuine pairs on the East Asian test photos reach
-	// 0.595, while many impostor pairs are below that: this check only
-	// catches a clearly different face; see the README.
+	// Embedder is the face model of the hub's engine, of its stored
+	// templates and of the galleries it serves; the gates' engine.embedder
+	// must be the same. Default gatekit.DefaultEmbedder.
+	Embedder string `yaml:"embedder"`
+	// The three distances below are real L2 between descriptors of
+	// Embedder; 0 (the default) takes the embedder's measured
+	// gatekit.DistanceProfile (SameMax, DuplicateMax, FeedbackMatchMax),
+	// so they follow a change of model. An explicit value overrides.
+	//
+	// ConsistencyMax: a new photo farther than this from every one of the
+	// pupil's other templates is refused as "not the same person". The
+	// profile puts it at the top of the genuine distribution (many
+	// impostor pairs are nearer): this check only catches a clearly
+	// different face; see the README.
 	ConsistencyMax float64 `yaml:"consistency_max"`
 	// DuplicateMax: a new template closer than this to another pupil's
-	// template is held for review. See the README for the trade-off
-	// measured on the test photos.
+	// template is held for review (the profile: the impostor
+	// distribution's low tail). See the README for the trade-off.
 	DuplicateMax float64 `yaml:"duplicate_max"`
 	// FeedbackMatchMax: on "not this pupil", the pupil's template nearest
 	// to the event's face crop is excluded when within this distance.
@@ -74,8 +83,30 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Quality: gatekit.DefaultQualityPolicy(), MaxPhotos: 10, ConsistencyMax: 0.6, DuplicateMax: 0.42,
-		FeedbackMatchMax: 0.6, DetectSide: 1024, RetryNoFaceSide: 700}
+	return Config{Quality: gatekit.DefaultQualityPolicy(), MaxPhotos: 10, Embedder: gatekit.DefaultEmbedder.Name,
+		DetectSide: 1024, RetryNoFaceSide: 700}
+}
+
+// ForModel returns c with every distance left at 0 taken from model's
+// distance profile; it fails, naming the field, when one is 0 and nobody
+// measured model.
+func (c Config) ForModel(prefix string, model gatekit.ModelID) (Config, error) {
+	p, ok := gatekit.ProfileOf(model)
+	for _, f := range []struct {
+		v    *float64
+		name string
+		def  float64
+	}{{&c.ConsistencyMax, "consistency_max", p.SameMax}, {&c.DuplicateMax, "duplicate_max", p.DuplicateMax},
+		{&c.FeedbackMatchMax, "feedback_match_max", p.FeedbackMatchMax}} {
+		if *f.v != 0 {
+			continue
+		}
+		if !ok {
+			return c, gatekit.Fieldf(prefix+"."+f.name, "is 0 (from the embedder's profile) but %s has no measured profile: set it", model)
+		}
+		*f.v = f.def
+	}
+	return c, nil
 }
 
 // Validate names the first bad field under prefix.
@@ -86,18 +117,33 @@ func (c Config) Validate(prefix string) error {
 	switch {
 	case c.MaxPhotos < 1 || c.MaxPhotos > 32:
 		return gatekit.Fieldf(prefix+".max_photos", "must be 1..32, got %d", c.MaxPhotos)
-	case !(c.ConsistencyMax > 0 && c.ConsistencyMax <= 2):
-		return gatekit.Fieldf(prefix+".consistency_max", "must be in (0, 2]")
+	case !(c.ConsistencyMax >= 0 && c.ConsistencyMax <= 2):
+		return gatekit.Fieldf(prefix+".consistency_max", "must be in (0, 2], or 0 for the embedder's profile")
 	case !(c.DuplicateMax >= 0 && c.DuplicateMax <= 2):
-		return gatekit.Fieldf(prefix+".duplicate_max", "must be in [0, 2]")
+		return gatekit.Fieldf(prefix+".duplicate_max", "must be in [0, 2] (0: the embedder's profile)")
 	case !(c.FeedbackMatchMax >= 0 && c.FeedbackMatchMax <= 2):
-		return gatekit.Fieldf(prefix+".feedback_match_max", "must be in [0, 2]")
+		return gatekit.Fieldf(prefix+".feedback_match_max", "must be in [0, 2] (0: the embedder's profile)")
 	case c.DetectSide < 320 || c.DetectSide > 8000:
 		return gatekit.Fieldf(prefix+".detect_side", "must be 320..8000")
 	case c.RetryNoFaceSide < 0 || c.RetryNoFaceSide > 8000:
 		return gatekit.Fieldf(prefix+".retry_no_face_side", "must be 0..8000")
 	}
-	return nil
+	m, ok := gatekit.EmbedderModel(c.Embedder)
+	if !ok {
+		return gatekit.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, gatekit.EmbedderNames())
+	}
+	_, err := c.ForModel(prefix, m)
+	return err
+}
+
+// EngineConfig is the hub's face engine for c: the default limits,
+// models from $MODELS_DIR (or models/), c.Embedder.
+func (c Config) EngineConfig() gatekit.EngineConfig {
+	e := EngineConfig()
+	if c.Embedder != "" {
+		e.Embedder = c.Embedder
+	}
+	return e
 }
 
 // Engine is what enrolment needs from the face engine (*gatekit.Engine).
@@ -211,9 +257,24 @@ func New(db *store.DB, eng Engine, tpl *templates.Store, reg *consent.Registry, 
 	if err := cfg.Validate("enrol"); err != nil {
 		return nil, err
 	}
+	// Distances follow the model the engine really produces (the
+	// configured embedder, or an engine built another way in tests and
+	// the CLI), and the template store serves that model only.
+	model := eng.Model()
+	cfg, err := cfg.ForModel("enrol", model)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Embedder = model.Name
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if tpl != nil && tpl.Model() != model {
+		log.Info("template store follows the enrolment engine's model", "was", tpl.Model().String(), "model", model.String())
+		tpl.SetModel(model)
+	}
+	log.Info("enrolment distances", "model", model.String(), "consistency_max", cfg.ConsistencyMax,
+		"duplicate_max", cfg.DuplicateMax, "feedback_match_max", cfg.FeedbackMatchMax)
 	if now == nil {
 		now = time.Now
 	}

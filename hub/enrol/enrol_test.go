@@ -239,7 +239,8 @@ func TestQualityGatesOnRealPhotos(t *testing.T) {
 func TestDuplicateIdentityGuard(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	// jimin7/jimin6 are the same person (measured L2 ≈ 0.38 with dlib).
+	// jimin7/jimin6 are the same person (within the default embedder's
+	// DuplicateMax; with dlib they measure ≈ 0.38).
 	a, err := f.svc.EnrolPhotos(ctx, "admin:test", pupilA, []Photo{{Name: "a.jpg", Data: readPhotoT(t, "jimin7.jpg")}})
 	if err != nil || a.Accepted != 1 {
 		t.Fatalf("pupil A: %+v %v", a, err)
@@ -262,16 +263,10 @@ func TestDuplicateIdentityGuard(t *testing.T) {
 	if rv, _ := f.tpl.ListReview(ctx, "s1"); len(rv) != 1 || !strings.Contains(rv[0].Note, "duplicate_of:"+pupilA) {
 		t.Fatalf("review list %+v", rv)
 	}
-	// Consistency: the pupil's other template (even under review) counts.
-	// dlib separates these faces poorly (bona–jimin6 is ≈ 0.56), so this
-	// checks the mechanism with a stricter limit than the default.
-	cfg := DefaultConfig()
-	cfg.ConsistencyMax = 0.5
-	strict, err := New(f.db, engine(t), f.tpl, f.reg, f.al, cfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := strict.EnrolPhotos(ctx, "admin:test", pupilB, []Photo{{Name: "c.jpg", Data: readPhotoT(t, "bona.jpg")}})
+	// Consistency: the pupil's other template (even under review) counts;
+	// bona is another person, farther than the profile's SameMax.
+	cfg := f.svc.Config()
+	c, err := f.svc.EnrolPhotos(ctx, "admin:test", pupilB, []Photo{{Name: "c.jpg", Data: readPhotoT(t, "bona.jpg")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,5 +351,55 @@ func TestNegativeFeedbackChangesNextGallery(t *testing.T) {
 	}
 	if n := f.count(t, `SELECT count(*) FROM audit_log WHERE action = 'not_this_pupil'`); n != 2 {
 		t.Fatalf("audit %d", n)
+	}
+}
+
+// The distance defaults come from the embedder's measured profile; an
+// explicit value overrides; an unmeasured embedder needs explicit values.
+func TestConfigDistancesFromProfile(t *testing.T) {
+	def := DefaultConfig()
+	if def.ConsistencyMax != 0 || def.DuplicateMax != 0 || def.FeedbackMatchMax != 0 || def.Embedder != gatekit.DefaultEmbedder.Name {
+		t.Fatalf("defaults %+v: distances must be 0 (from the profile), embedder the default", def)
+	}
+	if err := def.Validate("enrol"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{gatekit.DefaultEmbedder.Name, gatekit.DlibResNetV1.Name, gatekit.FacepluginMFNV1.Model.Name} {
+		m, _ := gatekit.EmbedderModel(name)
+		p, ok := gatekit.ProfileOf(m)
+		if !ok {
+			t.Fatalf("%s: no profile", name)
+		}
+		got, err := def.ForModel("enrol", m)
+		if err != nil || got.ConsistencyMax != p.SameMax || got.DuplicateMax != p.DuplicateMax || got.FeedbackMatchMax != p.FeedbackMatchMax {
+			t.Errorf("%s: %+v %v, want profile %+v", name, got, err, p)
+		}
+		explicit := def
+		explicit.DuplicateMax = p.DuplicateMax / 2
+		if got, _ := explicit.ForModel("enrol", m); got.DuplicateMax != p.DuplicateMax/2 || got.ConsistencyMax != p.SameMax {
+			t.Errorf("%s: explicit duplicate_max not kept: %+v", name, got)
+		}
+	}
+	unmeasured := gatekit.ModelID{Name: "unmeasured", Version: "1"}
+	if _, err := def.ForModel("enrol", unmeasured); err == nil || !strings.Contains(err.Error(), "enrol.consistency_max") {
+		t.Errorf("unmeasured embedder with profile defaults: %v", err)
+	}
+	bad := def
+	bad.Embedder = "no-such-embedder"
+	if err := bad.Validate("enrol"); err == nil || !strings.Contains(err.Error(), "enrol.embedder") {
+		t.Errorf("unknown embedder: %v", err)
+	}
+	bad = def
+	bad.DuplicateMax = -0.1
+	if err := bad.Validate("enrol"); err == nil || !strings.Contains(err.Error(), "enrol.duplicate_max") {
+		t.Errorf("negative duplicate_max: %v", err)
+	}
+	// The service resolves against its engine's model.
+	f := newFixture(t)
+	if c := f.svc.Config(); c.Embedder != engine(t).Model().Name || c.DuplicateMax == 0 || c.ConsistencyMax == 0 || c.FeedbackMatchMax == 0 {
+		t.Errorf("service config %+v not resolved for %v", c, engine(t).Model())
+	}
+	if f.tpl.Model() != engine(t).Model() {
+		t.Errorf("template store model %v, engine %v", f.tpl.Model(), engine(t).Model())
 	}
 }

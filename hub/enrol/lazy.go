@@ -65,8 +65,15 @@ func (l *LazyEngine) Recognize(ctx context.Context, b []byte) ([]gatekit.Face, e
 	return e.Recognize(ctx, b)
 }
 
-// Model implements Engine.
-func (l *LazyEngine) Model() gatekit.ModelID { return gatekit.DlibResNetV1 }
+// Model implements Engine: the configured embedder's model, known before
+// the engine loads.
+func (l *LazyEngine) Model() gatekit.ModelID {
+	if l.cfg.ONNX != nil {
+		return l.cfg.ONNX.Model
+	}
+	m, _ := gatekit.EmbedderModel(l.cfg.Embedder)
+	return m
+}
 
 // Limits implements Engine.
 func (l *LazyEngine) Limits() gatekit.ImageLimits { return l.cfg.Limits }
@@ -83,7 +90,8 @@ func (l *LazyEngine) Close() {
 }
 
 // EngineConfig is the engine enrolment uses in the hub: the default
-// limits, models from $MODELS_DIR (or models/), one recognizer per CPU.
+// limits and embedder (gatekit.DefaultEmbedder; Config.EngineConfig
+// applies enrol.embedder), models from $MODELS_DIR (or models/).
 func EngineConfig() gatekit.EngineConfig {
 	c := gatekit.DefaultEngineConfig()
 	c.ModelsDir = gatekit.ResolveModelsDir(c.ModelsDir)

@@ -132,15 +132,19 @@ func TestAdminReviewPage(t *testing.T) {
 	ts := httptest.NewServer(eng)
 	t.Cleanup(ts.Close)
 
-	// A is enrolled; B and D are the same face (jimin6 is ≈ 0.38 from A's
-	// jimin7): both held for review. B's consent keeps no photo, D's does.
+	// A is enrolled; B and D are the same face (jimin6 is within the
+	// embedder's DuplicateMax of A's jimin7): both held for review. B's consent keeps no photo, D's does.
 	if r, err := f.svc.EnrolPhotos(ctx, "admin:test", pupilA, []Photo{{Name: "a.jpg", Data: readPhotoT(t, "jimin7.jpg")}}); err != nil || r.Accepted != 1 {
 		t.Fatalf("enrol A: %+v %v", r, err)
 	}
+	var dist float64 // B's distance to A's template, shown on the page
 	tidOf := func(pupil string) int64 {
 		r, err := f.svc.EnrolPhotos(ctx, "admin:test", pupil, []Photo{{Name: "x.jpg", Data: readPhotoT(t, "jimin6.jpg")}})
-		if err != nil || r.Review != 1 {
+		if err != nil || r.Review != 1 || r.Photos[0].Duplicate == nil {
 			t.Fatalf("enrol %s: %+v %v", pupil, r, err)
+		}
+		if dist == 0 {
+			dist = r.Photos[0].Duplicate.Distance
 		}
 		return r.Photos[0].TemplateID
 	}
@@ -153,7 +157,7 @@ func TestAdminReviewPage(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, row(tidB)) || !strings.Contains(body, row(tidD)) {
 		t.Fatalf("review page: %d, rows %d/%d missing\n%s", resp.StatusCode, tidB, tidD, body)
 	}
-	for _, want := range []string{"Trần Bình", "Nguyễn An", "Phạm &lt;b&gt;Dũng&lt;/b&gt;", "0.3", `lang="vi"`} {
+	for _, want := range []string{"Trần Bình", "Nguyễn An", "Phạm &lt;b&gt;Dũng&lt;/b&gt;", fmt.Sprintf("%.3f", dist), `lang="vi"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("review page lacks %q", want)
 		}

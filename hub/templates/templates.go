@@ -67,7 +67,7 @@ type Store struct {
 
 // Open checks key against the database's key-check record (creating it on
 // first use) and returns the store. The current model is
-// gatekit.DlibResNetV1 until SetModel.
+// gatekit.DefaultEmbedder until SetModel.
 func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*Store, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("templates: key must be %d bytes, got %d", KeySize, len(key))
@@ -86,7 +86,7 @@ func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*St
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	s := &Store{db: db, aead: aead, log: log, now: now, model: gatekit.DlibResNetV1}
+	s := &Store{db: db, aead: aead, log: log, now: now, model: gatekit.DefaultEmbedder}
 	ctx := context.Background()
 	// Deleted templates must not linger in free pages.
 	if _, err := db.W.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {

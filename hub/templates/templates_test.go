@@ -61,7 +61,7 @@ func TestEncryptedAtRestAndWrongKey(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		d := randDesc(r)
 		descs = append(descs, d)
-		if _, err := s.Add(ctx, "000000000001", d, gatekit.DlibResNetV1, gatekit.Quality{SizePx: 120}, photo); err != nil {
+		if _, err := s.Add(ctx, "000000000001", d, gatekit.DefaultEmbedder, gatekit.Quality{SizePx: 120}, photo); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,10 +135,10 @@ func TestActiveDescriptorsFilterAndVersion(t *testing.T) {
 		}
 		return id
 	}
-	a := mustAdd("000000000001", gatekit.DlibResNetV1, "")
-	mustAdd("000000000001", other, "")                          // other model: not served
-	mustAdd("000000000002", gatekit.DlibResNetV1, StatusReview) // review: not served
-	mustAdd("000000000003", gatekit.DlibResNetV1, "")           // manual attendance below
+	a := mustAdd("000000000001", gatekit.DefaultEmbedder, "")
+	mustAdd("000000000001", other, "")                             // other model: not served
+	mustAdd("000000000002", gatekit.DefaultEmbedder, StatusReview) // review: not served
+	mustAdd("000000000003", gatekit.DefaultEmbedder, "")           // manual attendance below
 	if _, err := db.W.Exec(`UPDATE pupils SET manual_attendance = 1 WHERE id = '000000000003'`); err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +146,11 @@ func TestActiveDescriptorsFilterAndVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if model != gatekit.DlibResNetV1 || len(m) != 1 || len(m["000000000001"]) != 1 {
+	if model != gatekit.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
 		t.Fatalf("served %v %v", model, m)
 	}
 	v1, _ := s.Version(ctx, "s1")
-	if _, err := s.Add(ctx, "999999999999", randDesc(r), gatekit.DlibResNetV1, gatekit.Quality{}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Add(ctx, "999999999999", randDesc(r), gatekit.DefaultEmbedder, gatekit.Quality{}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown pupil: %v", err)
 	}
 	if err := s.SetStatus(ctx, a, StatusExcluded, "test"); err != nil {
@@ -222,7 +222,7 @@ func TestReembedFromPhotosAndFlag(t *testing.T) {
 		t.Fatal("pupil without photo not flagged for re-enrolment")
 	}
 	model, m, err := s.ActiveDescriptors(ctx, "s1")
-	if err != nil || model != gatekit.DlibResNetV1 || len(m) != 1 || len(m["000000000001"]) != 1 {
+	if err != nil || model != gatekit.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
 		t.Fatalf("after reembed: %v %v %v", model, m, err)
 	}
 	// Idempotent: a second run re-embeds nothing new.

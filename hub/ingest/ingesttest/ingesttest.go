@@ -77,7 +77,7 @@ func Event(g Gate, student string, at time.Time) gatekit.Event {
 		Direction: gatekit.DirectionIn, StudentID: student, CapturedAt: at.UnixMilli(),
 		Distance: 0.31, Margin: 0.12, FramesUsed: 5,
 		Quality:    gatekit.Quality{Sharpness: 120, YawDeg: 3, RollDeg: 1, Brightness: 130},
-		Model:      gatekit.DlibResNetV1,
+		Model:      gatekit.DefaultEmbedder,
 		GalleryVer: 1,
 	}
 }
