@@ -72,7 +72,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	c := Config{}
-	fl.StringVar(&c.Embedder, "embedder", gatekit.DlibResNetV1.Name, "embedder: "+strings.Join(gatekit.EmbedderNames(), " | "))
+	fl.StringVar(&c.Embedder, "embedder", gatekit.DefaultEmbedder.Name, "embedder (a descriptors .json is always dlib-resnet-v1): "+strings.Join(gatekit.EmbedderNames(), " | "))
 	fl.StringVar(&c.ModelsDir, "models", gatekit.ResolveModelsDir(gatekit.DefaultModelsDir), "models folder (MODELS_DIR)")
 	fl.IntVar(&c.Workers, "workers", 0, "recognizers in parallel (0 = CPUs)")
 	fl.BoolVar(&c.JSON, "json", false, "print one JSON object")
@@ -99,6 +99,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return gatekit.Fieldf("input", "want exactly one DIR or .json, got %d arguments", fl.NArg())
 	}
 	c.Input = fl.Arg(0)
+	embedderSet := false
+	fl.Visit(func(f *flag.Flag) { embedderSet = embedderSet || f.Name == "embedder" })
+	if !embedderSet && strings.HasSuffix(strings.ToLower(c.Input), ".json") {
+		c.Embedder = gatekit.DlibResNetV1.Name // descriptor files hold dlib descriptors
+	}
 	if spec, ok := gatekit.ONNXSpecs[c.Embedder]; ok {
 		changed := false
 		if *rgb != "" {
