@@ -32,6 +32,7 @@ func BenchmarkRefresh1000Pupils(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tpl.SetModel(gatekit.DlibResNetV1) // the model the templates below are added as
 	r := roster.New(db, nil, time.Now)
 	if _, err := r.PutSchool(ctx, roster.School{ID: "big", Name: "Big"}); err != nil {
 		b.Fatal(err)

@@ -185,6 +185,31 @@ func (s *Server) Changed(_ context.Context, school string) {
 	}
 }
 
+// otherModels is implemented by hub/templates.Store: active templates of
+// models other than the served one.
+type otherModels interface {
+	OtherModels(ctx context.Context, schoolID string) (map[string]int, error)
+}
+
+// warnOtherModels logs templates the gallery leaves out because another
+// embedder made them (they are kept, never deleted here): after a model
+// switch, re-embed them (POST /api/v1/templates/reembed) or re-enrol.
+func (s *Server) warnOtherModels(ctx context.Context, school string, served gatekit.ModelID) {
+	om, ok := s.src.(otherModels)
+	if !ok {
+		return
+	}
+	counts, err := om.OtherModels(ctx, school)
+	if err != nil {
+		s.log.Warn("gallery: counting other models' templates", "school", school, "err", err)
+		return
+	}
+	for m, n := range counts {
+		s.log.Warn("gallery: templates of another embedder are not served; re-embed or re-enrol", "school", school,
+			"served_model", served.String(), "model", m, "templates", n)
+	}
+}
+
 // Digest is the SHA-256 of the model and the sorted descriptor set.
 func Digest(model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) string {
 	h := sha256.New()
@@ -242,6 +267,7 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 	}
 	changed := old != digest
 	if changed {
+		s.warnOtherModels(ctx, school, model)
 		version++
 		if _, err := s.db.W.ExecContext(ctx, `INSERT INTO gallery_served(school_id, version, digest, people, updated_at) VALUES (?,?,?,?,?)
 			ON CONFLICT(school_id) DO UPDATE SET version=excluded.version, digest=excluded.digest, people=excluded.people, updated_at=excluded.updated_at`,

@@ -65,6 +65,9 @@ func newFixture(t *testing.T, ann Announcer, check time.Duration) *fixture {
 	if f.tpl, err = templates.Open(db, key, nil, time.Now); err != nil {
 		t.Fatal(err)
 	}
+	// The templates are idols.json's real dlib descriptors: the store
+	// serves their model, as hub/app sets it from enrol.embedder.
+	f.tpl.SetModel(gatekit.DlibResNetV1)
 	for _, s := range []string{"thcs-a", "thcs-b"} {
 		if _, err := f.roster.PutSchool(ctx, roster.School{ID: s, Name: s}); err != nil {
 			t.Fatal(err)

@@ -306,6 +306,30 @@ func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (gatekit
 	return model, out, rows.Err()
 }
 
+// OtherModels counts, per model, the active templates of school's active
+// pupils made by another model than the current one: they are kept (a
+// re-embed or a model switch back uses them) but never served.
+func (s *Store) OtherModels(ctx context.Context, schoolID string) (map[string]int, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.model, count(*) FROM face_templates t
+		JOIN pupils p ON p.id = t.pupil_id
+		WHERE p.school_id = ? AND p.active = 1 AND t.status = 'active' AND t.model != ?
+		GROUP BY t.model ORDER BY t.model`, schoolID, s.model.String())
+	if err != nil {
+		return nil, fmt.Errorf("templates: other models: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var m string
+		var n int
+		if err := rows.Scan(&m, &n); err != nil {
+			return nil, fmt.Errorf("templates: other models: %w", err)
+		}
+		out[m] = n
+	}
+	return out, rows.Err()
+}
+
 // Gallery builds the GalleryDoc for school at its current version.
 func (s *Store) Gallery(ctx context.Context, schoolID string) (*gatekit.GalleryDoc, error) {
 	v, err := s.Version(ctx, schoolID)

@@ -149,6 +149,9 @@ func TestActiveDescriptorsFilterAndVersion(t *testing.T) {
 	if model != gatekit.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
 		t.Fatalf("served %v %v", model, m)
 	}
+	if om, err := s.OtherModels(ctx, "s1"); err != nil || len(om) != 1 || om[other.String()] != 1 {
+		t.Fatalf("other models %v %v", om, err)
+	}
 	v1, _ := s.Version(ctx, "s1")
 	if _, err := s.Add(ctx, "999999999999", randDesc(r), gatekit.DefaultEmbedder, gatekit.Quality{}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown pupil: %v", err)

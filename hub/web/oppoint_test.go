@@ -58,6 +58,7 @@ func newOPFixture(t *testing.T) *opFixture {
 	var err error
 	f.tpl, err = templates.Open(f.db, key, nil, time.Now)
 	must(t, err)
+	f.tpl.SetModel(gatekit.DlibResNetV1) // the templates below are idols.json's dlib descriptors
 	dir, err := gatekit.TestDataDir()
 	must(t, err)
 	idols, err := gatekit.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
