@@ -19,7 +19,7 @@ import (
 // about faces (the engine on real photos is tested in models/gatekit).
 type scriptedDescriber struct{ d gatekit.Descriptor }
 
-func (scriptedDescriber) Model() gatekit.ModelID { return gatekit.DlibResNetV1 }
+func (scriptedDescriber) Model() gatekit.ModelID { return gatekit.DefaultEmbedder }
 
 func (s scriptedDescriber) DescribeCrop(context.Context, gocv.Mat, image.Rectangle) (*gatekit.Face, error) {
 	return &gatekit.Face{Box: image.Rect(0, 0, 100, 100), Descriptor: s.d,
@@ -49,7 +49,12 @@ func TestCandidateRestriction(t *testing.T) {
 		t.Fatal(err)
 	}
 	day := func(h, m int) time.Time { return time.Date(2026, 11, 23, h, m, 0, 0, vn) }
-	th := DefaultConfig().Vote.Threshold
+	// Geometry in units of the threshold in force: the default embedder's
+	// vote cap (no gate calibration: these 5-d points are not faces).
+	th := DefaultConfig().Vote.Cap(gatekit.DefaultEmbedder)
+	if th <= 0 {
+		t.Fatalf("no vote cap for %v", gatekit.DefaultEmbedder)
+	}
 	// pupilA (he) attends the morning only; pupilB (she) both; pupilC the
 	// afternoon. In "lookalike", A and B are near each other.
 	type person struct {
@@ -81,7 +86,7 @@ func TestCandidateRestriction(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := gatekit.NewGallery(1, gatekit.DlibResNetV1)
+			g := gatekit.NewGallery(1, gatekit.DefaultEmbedder)
 			for _, p := range tc.people {
 				if err := g.Add(p.id, p.at); err != nil {
 					t.Fatal(err)
@@ -95,6 +100,7 @@ func TestCandidateRestriction(t *testing.T) {
 			cfg.SchoolID, cfg.GateID, cfg.Location = "s", "g", vn
 			cfg.FaceCrop, cfg.VoteQuality = false, gatekit.QualityPolicy{}
 			cfg.Vote.MinMargin = 0.05 * th
+			cfg.CalibrateFAR = 0
 			cfg.Candidates.Mode = tc.mode
 			now := tc.at
 			p, err := New(cfg, Deps{Describer: scriptedDescriber{tc.probe}, Gallery: fixedGallery{g}, Outbox: nopOutbox{}},

@@ -19,7 +19,7 @@ func (f fixedGallery) Current() (*gatekit.GalleryDoc, *gatekit.Gallery) { return
 // nopDescriber is never called here: commit and the debounce do not describe.
 type nopDescriber struct{}
 
-func (nopDescriber) Model() gatekit.ModelID { return gatekit.DlibResNetV1 }
+func (nopDescriber) Model() gatekit.ModelID { return gatekit.DefaultEmbedder }
 
 func (nopDescriber) DescribeCrop(context.Context, gocv.Mat, image.Rectangle) (*gatekit.Face, error) {
 	return nil, nil

@@ -22,44 +22,78 @@ func axis(i int, r, j float32) gatekit.Descriptor {
 }
 
 // TestOperatingPointPrecedence: a threshold the hub calibrated into the
-// gallery wins; else the gate's own calibration when enabled, never looser
-// than the configured threshold; else the configured threshold.
+// gallery wins (never above the embedder's vote cap); else the gate's own
+// calibration when enabled, never looser than vote.threshold or, when that
+// is 0 (the default), the embedder profile's VoteCap; else that cap.
 func TestOperatingPointPrecedence(t *testing.T) {
-	g := gatekit.NewGallery(3, gatekit.DlibResNetV1)
-	// Four people on orthogonal axes: every impostor distance ≈ 0.354
-	// (0.25·√2), genuine 0.01; two descriptors each.
-	for i, id := range []string{pupilA, pupilB, "079123456781", "079123456782"} {
-		_ = g.Add(id, axis(i, 0.25, 0))
-		_ = g.Add(id, axis(i, 0.25, 0.01))
+	model := gatekit.DefaultEmbedder
+	prof, ok := gatekit.ProfileOf(model)
+	if !ok {
+		t.Fatalf("no profile for %v", model)
+	}
+	vc := prof.VoteCap
+	unmeasured := gatekit.ModelID{Name: "unmeasured", Version: "1"}
+	gallery := func(m gatekit.ModelID) *gatekit.Gallery {
+		g := gatekit.NewGallery(3, m)
+		// Four people on orthogonal axes, at a scale of the cap: every
+		// impostor distance ≈ 0.8·cap, genuine 0.01·cap.
+		r := float32(0.8 * vc / math.Sqrt2)
+		for i, id := range []string{pupilA, pupilB, "079123456781", "079123456782"} {
+			_ = g.Add(id, axis(i, r, 0))
+			_ = g.Add(id, axis(i, r, float32(0.01*vc)))
+		}
+		return g
+	}
+	imp := 0.8 * vc
+	def := DefaultConfig()
+	if def.Vote.Threshold != 0 || def.CalibrateFAR <= 0 {
+		t.Fatalf("defaults: vote.threshold %g (want 0: calibrated), calibrate_far %g", def.Vote.Threshold, def.CalibrateFAR)
 	}
 	cases := []struct {
 		name      string
+		model     gatekit.ModelID
 		doc       *gatekit.GalleryDoc
+		threshold float64
 		calibrate float64
 		useDoc    bool
 		want      func(float64) bool
 		margin    float64
 	}{
-		{"configured", &gatekit.GalleryDoc{}, 0, true, func(v float64) bool { return v == 0.40 }, 0.06},
-		{"hub calibrated", &gatekit.GalleryDoc{Threshold: 0.33, MinMargin: 0.08}, 0.01, true, func(v float64) bool { return v == 0.33 }, 0.08},
-		{"hub value ignored when told", &gatekit.GalleryDoc{Threshold: 0.33, MinMargin: 0.08}, 0, false, func(v float64) bool { return v == 0.40 }, 0.06},
-		// The calibrated threshold sits just under the impostors (0.354),
-		// stricter than the configured 0.40.
-		{"gate calibrated", &gatekit.GalleryDoc{}, 0.01, true, func(v float64) bool { return v > 0.30 && v < 0.25*math.Sqrt2 }, 0.06},
+		{"profile cap when nothing is calibrated", model, &gatekit.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
+		{"configured threshold", model, &gatekit.GalleryDoc{}, 0.5 * vc, 0, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
+		{"hub calibrated", model, &gatekit.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == 0.9*vc }, 0.08},
+		{"hub calibrated above the cap is capped", model, &gatekit.GalleryDoc{Threshold: vc + 0.1, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == vc }, 0.08},
+		{"hub value ignored when told", model, &gatekit.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0, false, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
+		// The calibrated threshold sits just under the impostors, stricter
+		// than the cap.
+		{"gate calibrated", model, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp }, def.Vote.MinMargin},
+		{"gate calibrated, stricter vote.threshold wins", model, &gatekit.GalleryDoc{}, 0.5 * vc, 0.01, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
+		{"unmeasured embedder, nothing calibrated: accept nobody", unmeasured, &gatekit.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == 0 }, def.Vote.MinMargin},
+		{"unmeasured embedder, gate calibrated", unmeasured, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp }, def.Vote.MinMargin},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.SchoolID, cfg.GateID = "s", "g"
+			cfg.Vote.Threshold = tc.threshold
 			cfg.CalibrateFAR, cfg.UseGalleryOperatingPoint = tc.calibrate, tc.useDoc
-			p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: docGallery{tc.doc, g}, Outbox: nopOutbox{}}, nil, nil)
+			p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: docGallery{tc.doc, gallery(tc.model)}, Outbox: nopOutbox{}}, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			op := p.OperatingPoint()
 			if !tc.want(op.Threshold) || op.MinMargin != tc.margin {
-				t.Fatalf("threshold %g margin %g", op.Threshold, op.MinMargin)
+				t.Fatalf("threshold %g margin %g (cap %g)", op.Threshold, op.MinMargin, vc)
 			}
 		})
+	}
+	// vote.threshold 0 is valid (calibrated); negative is not.
+	bad := DefaultConfig()
+	bad.Vote.Threshold = -0.1
+	if err := bad.Validate("pipeline"); err == nil {
+		t.Fatal("negative vote.threshold accepted")
+	}
+	if err := DefaultConfig().Validate("pipeline"); err != nil {
+		t.Fatal(err)
 	}
 }

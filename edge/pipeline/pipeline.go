@@ -123,6 +123,7 @@ func DefaultConfig() Config {
 		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
+		CalibrateFAR:             0.01,
 		Candidates:               DefaultCandidatesConfig(),
 		FaceCrop:                 true,
 		FaceCropWidth:            112,
@@ -154,8 +155,8 @@ func (c Config) Validate(prefix string) error {
 		return f("tracker.min_iou", "must be between 0 and 1, got %g", c.Tracker.MinIoU)
 	case c.Tracker.MaxMissed < 0 || c.Tracker.MaxMissed > 1000:
 		return f("tracker.max_missed", "must be 0..1000")
-	case !(c.Vote.Threshold > 0 && c.Vote.Threshold < 2):
-		return f("vote.threshold", "must be a real L2 distance between 0 and 2, got %g", c.Vote.Threshold)
+	case !(c.Vote.Threshold >= 0 && c.Vote.Threshold < 2):
+		return f("vote.threshold", "must be 0 (calibrated) or a real L2 distance below 2, got %g", c.Vote.Threshold)
 	case !(c.CalibrateFAR >= 0 && c.CalibrateFAR < 1):
 		return f("calibrate_far", "must be 0 (off) or a rate below 1, got %g", c.CalibrateFAR)
 	case !(c.Vote.MinMargin >= 0 && c.Vote.MinMargin < 2):
@@ -733,23 +734,29 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 	}
 }
 
-// voteConfig is the configured rule, with the gallery's calibrated
-// operating point when it has one and the config allows it.
+// voteConfig is the configured rule with the threshold in force
+// (VoteConfig.InForce): the gallery's calibrated operating point when it
+// has one and the config allows it, else the gate's own calibration,
+// capped by vote.threshold or the embedder's profile.
 func (p *Pipeline) voteConfig() VoteConfig {
 	c := p.cfg.Vote
 	doc, gal := p.gal.Current()
+	var model gatekit.ModelID
+	if gal != nil {
+		model = gal.Model
+	}
+	var hub float64
 	if p.cfg.UseGalleryOperatingPoint && doc != nil {
 		if doc.MinMargin > 0 {
 			c.MinMargin = doc.MinMargin
 		}
-		if doc.Threshold > 0 {
-			c.Threshold = doc.Threshold
-			return c
-		}
+		hub = doc.Threshold
 	}
-	if th := p.calibrated(gal); th > 0 && th < c.Threshold {
-		c.Threshold = th
+	var cal float64
+	if hub <= 0 {
+		cal = p.calibrated(gal)
 	}
+	c.Threshold = c.InForce(model, hub, cal)
 	return c
 }
 
@@ -774,7 +781,8 @@ func (p *Pipeline) calibrated(gal *gatekit.Gallery) float64 {
 	p.calThs[win] = 0
 	cal, err := gatekit.CalibrateThresholdFor(gal, p.cfg.CalibrateFAR, n)
 	if err != nil {
-		p.log.Warn("gallery calibration impossible; using vote.threshold", "err", err)
+		p.log.Warn("gallery calibration impossible; using vote.threshold or the embedder's vote cap", "err", err,
+			"cap", p.cfg.Vote.Cap(gal.Model))
 		return 0
 	}
 	p.calThs[win] = cal.Threshold

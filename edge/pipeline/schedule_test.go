@@ -15,8 +15,13 @@ func TestGrownEnough(t *testing.T) {
 	cfg.DescribeGrowth, cfg.DescribeMaxGap = 0.10, 6
 	p := &Pipeline{cfg: cfg}
 	vc := cfg.Vote
-	accepted := Vote{Match: gatekit.Match{PersonID: "a", Distance: 0.30, SecondDistance: 0.45, SecondPersonID: "b"}}
-	rejected := Vote{Match: gatekit.Match{PersonID: "a", Distance: 0.39, SecondDistance: 0.40, SecondPersonID: "b"}}
+	vc.Threshold = vc.Cap(gatekit.DefaultEmbedder) // distances below in units of it
+	th, mm := vc.Threshold, vc.MinMargin
+	accepted := Vote{Match: gatekit.Match{PersonID: "a", Distance: 0.75 * th, SecondDistance: 0.75*th + 2*mm, SecondPersonID: "b"}}
+	rejected := Vote{Match: gatekit.Match{PersonID: "a", Distance: 0.97 * th, SecondDistance: 0.97*th + mm/2, SecondPersonID: "b"}}
+	if !accepted.Accepted(vc) || rejected.Accepted(vc) {
+		t.Fatalf("setup: accepted %v rejected %v under %+v", accepted.Accepted(vc), rejected.Accepted(vc), vc)
+	}
 	cases := []struct {
 		name   string
 		votes  []Vote

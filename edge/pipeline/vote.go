@@ -10,10 +10,16 @@ import (
 // VoteConfig is the decision rule of a track.
 type VoteConfig struct {
 	// Threshold is the largest real L2 distance a descriptor may have to an
-	// enrolled identity to vote for it.
+	// enrolled identity to vote for it. 0 (the default) fixes none: the
+	// gallery's hub-calibrated point is used, else the gate's own
+	// calibration (calibrate_far), capped by the embedder's profile
+	// (gatekit.DistanceProfile.VoteCap), which is also the fallback for a
+	// gallery too small to calibrate. A value above 0 replaces the
+	// profile's cap: the gate's calibration may only tighten it, and it is
+	// the fixed threshold when nothing is calibrated.
 	Threshold float64 `yaml:"threshold"`
 	// MinMargin is how much nearer the voted identity must be than the
-	// second-best identity.
+	// second-best identity. The hub's calibrated point may replace it.
 	MinMargin float64 `yaml:"min_margin"`
 	// K is how many of the track's best-quality descriptors are considered.
 	K int `yaml:"k"`
@@ -23,8 +29,42 @@ type VoteConfig struct {
 }
 
 // DefaultVoteConfig is strict: see the README's Recognition section for
-// the measurements behind it.
-func DefaultVoteConfig() VoteConfig { return VoteConfig{Threshold: 0.40, MinMargin: 0.06, K: 5, M: 2} }
+// the measurements behind it. The threshold comes from calibration (see
+// VoteConfig.Threshold), never from a constant of one embedder.
+func DefaultVoteConfig() VoteConfig { return VoteConfig{MinMargin: 0.06, K: 5, M: 2} }
+
+// Cap is the loosest threshold the gate accepts for descriptors of model:
+// the configured Threshold when set, else the embedder profile's VoteCap;
+// 0 when neither exists (an unmeasured embedder without vote.threshold:
+// only a calibrated threshold can then accept anyone).
+func (c VoteConfig) Cap(model gatekit.ModelID) float64 {
+	if c.Threshold > 0 {
+		return c.Threshold
+	}
+	if p, ok := gatekit.ProfileOf(model); ok {
+		return p.VoteCap
+	}
+	return 0
+}
+
+// InForce is the threshold used for a gallery of model, given the hub's
+// calibrated threshold from the gallery file (0: none or not used) and
+// the gate's own calibrated one (0: none). The hub's point wins (as an
+// explicit vote.threshold never overrode it) but never exceeds the
+// profile's VoteCap; the gate's is capped by Cap; with neither, Cap.
+func (c VoteConfig) InForce(model gatekit.ModelID, hub, calibrated float64) float64 {
+	if hub > 0 {
+		if p, ok := gatekit.ProfileOf(model); ok && hub > p.VoteCap {
+			return p.VoteCap
+		}
+		return hub
+	}
+	limit := c.Cap(model)
+	if calibrated > 0 && (limit <= 0 || calibrated < limit) {
+		return calibrated
+	}
+	return limit
+}
 
 // Vote is one descriptor of a track matched against the gallery.
 type Vote struct {
