@@ -109,12 +109,16 @@ func TestGateEndToEnd(t *testing.T) {
 		t.Errorf("processed %d frames of %d (a file read as fast as possible must not drop any)", st.Frames.Load(), truth.Frames)
 	}
 	got := map[string]int{}
+	th := a.pipe.OperatingPoint().Threshold // the threshold in force (calibrated, capped)
+	if th <= 0 {
+		t.Fatalf("no threshold in force: %+v", a.pipe.OperatingPoint())
+	}
 	for _, ev := range rec.Received() {
 		got[ev.StudentID]++
 		if ev.SchoolID != "school-1" || ev.GateID != "gate-1" || ev.Direction != "in" || ev.GalleryVer != 7 {
 			t.Errorf("event fields: %+v", ev)
 		}
-		if ev.Distance > 0.40 || ev.FramesUsed < 2 || len(ev.FaceJPEG) == 0 || len(ev.FaceJPEG) > 20<<10 {
+		if ev.Distance > th || ev.FramesUsed < 2 || len(ev.FaceJPEG) == 0 || len(ev.FaceJPEG) > 20<<10 {
 			t.Errorf("event %s: distance %.3f frames %d crop %d bytes", ev.StudentID, ev.Distance, ev.FramesUsed, len(ev.FaceJPEG))
 		}
 	}

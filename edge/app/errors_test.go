@@ -40,7 +40,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"pipeline.detect_width", func(c *Config) { c.Pipeline.DetectWidth = 10 }},
 		{"pipeline.roi", func(c *Config) { c.Pipeline.ROI = []float64{0.5, 0.5, 0.4, 0.9} }},
 		{"pipeline.max_faces", func(c *Config) { c.Pipeline.MaxFaces = 0 }},
-		{"pipeline.vote.threshold", func(c *Config) { c.Pipeline.Vote.Threshold = 0 }},
+		{"pipeline.vote.threshold", func(c *Config) { c.Pipeline.Vote.Threshold = -0.1 }},
 		{"pipeline.vote.min_margin", func(c *Config) { c.Pipeline.Vote.MinMargin = -0.1 }},
 		{"pipeline.vote.m", func(c *Config) { c.Pipeline.Vote.M = 9 }},
 		{"pipeline.tracker.min_iou", func(c *Config) { c.Pipeline.Tracker.MinIoU = 1.5 }},

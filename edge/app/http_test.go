@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diemdanh/diemdanh/models/gatekit"
 )
 
 // TestHTTPEndpoints: /healthz says why the gate is not healthy, /metrics
@@ -42,8 +45,14 @@ func TestHTTPEndpoints(t *testing.T) {
 	}
 	body, _ = io.ReadAll(res.Body)
 	res.Body.Close()
+	// No gallery yet: nothing to calibrate, so the threshold in force is
+	// the default embedder's vote cap.
+	prof, ok := gatekit.ProfileOf(gatekit.DefaultEmbedder)
+	if !ok {
+		t.Fatalf("no profile for %v", gatekit.DefaultEmbedder)
+	}
 	for _, m := range []string{"edge_frames_total", "edge_dropped_frames_total", "edge_outbox_depth", "edge_broker_connected",
-		"edge_unknown_tracks_total", "edge_vote_threshold 0.4", "edge_detect_seconds", "edge_describe_seconds"} {
+		"edge_unknown_tracks_total", "edge_vote_threshold " + strconv.FormatFloat(prof.VoteCap, 'g', -1, 64), "edge_detect_seconds", "edge_describe_seconds"} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

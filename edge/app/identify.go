@@ -40,7 +40,7 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("identify", stderr)
 	galPath := fs.String("gallery", "", "gallery file")
 	config := fs.String("config", "", "edge config file (engine and vote settings; optional)")
-	threshold := fs.Float64("threshold", 0, "distance threshold (default: gallery's calibrated value, else the config's)")
+	threshold := fs.Float64("threshold", 0, "distance threshold (default: gallery's calibrated value, else calibrated here, capped by the config's vote.threshold or the embedder's vote cap)")
 	margin := fs.Float64("margin", -1, "minimum margin over the second-best identity (default as for --threshold)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,10 +56,16 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("gallery %s: %w", *galPath, err)
 	}
-	th, mm := cfg.Pipeline.Vote.Threshold, cfg.Pipeline.Vote.MinMargin
-	if doc.Threshold > 0 {
-		th = doc.Threshold
+	// The gate's rule (pipeline.VoteConfig.InForce): the gallery's
+	// calibrated threshold, else one calibrated here from the gallery,
+	// capped by vote.threshold or the embedder's vote cap.
+	var cal float64
+	if doc.Threshold <= 0 && cfg.Pipeline.CalibrateFAR > 0 {
+		if c, err := gatekit.CalibrateThreshold(gal, cfg.Pipeline.CalibrateFAR); err == nil {
+			cal = c.Threshold
+		}
 	}
+	th, mm := cfg.Pipeline.Vote.InForce(gal.Model, doc.Threshold, cal), cfg.Pipeline.Vote.MinMargin
 	if doc.MinMargin > 0 {
 		mm = doc.MinMargin
 	}
