@@ -118,6 +118,11 @@ type Result struct {
 	LatencyP95   float64 `json:"latency_ms_p95"`
 	LatencyMax   float64 `json:"latency_ms_max"`
 	ProcessingMS float64 `json:"processing_ms_p95"` // decision frame read → PUBACK
+	// WaitMS: first visible frame → frame of the deciding vote, in video
+	// time (the part of the latency spent waiting for the face to be
+	// found, grow and get agreeing votes).
+	WaitMSP50 float64 `json:"wait_ms_p50"`
+	WaitMSP95 float64 `json:"wait_ms_p95"`
 	Accuracy
 	Events        int64     `json:"events"`
 	Acked         int       `json:"acked"`
@@ -273,7 +278,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	res.Threshold, res.MinMargin = op.Threshold, op.MinMargin
 	mu.Lock()
 	res.Acked = len(acks)
-	var lat, proc []float64
+	var lat, proc, wait []float64
 	for _, p := range truth.Passages {
 		if p.Visitor() {
 			continue
@@ -284,6 +289,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 					pr := float64(at.Sub(d.at).Microseconds()) / 1000
 					lat = append(lat, float64(d.frame-p.FirstFrame)*1000/truth.FPS+pr)
 					proc = append(proc, pr)
+					wait = append(wait, float64(d.frame-p.FirstFrame)*1000/truth.FPS)
 				}
 				break
 			}
@@ -294,6 +300,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	res.Duplicates += rec.Duplicates()
 	res.LatencyP50, res.LatencyP95, res.LatencyMax = pct(lat, 50), pct(lat, 95), pct(lat, 100)
 	res.ProcessingMS = pct(proc, 95)
+	res.WaitMSP50, res.WaitMSP95 = pct(wait, 50), pct(wait, 95)
 
 	if o.Baseline {
 		b, err := runBaseline(ctx, o.Video, eng, gal, res.Threshold, res.MinMargin, truth, log)

@@ -13,6 +13,9 @@ type Stats struct {
 	MotionSkipped  atomic.Int64 // frames skipped because nothing moved
 	DecidedSkipped atomic.Int64 // frames not searched because every face in view was decided
 	Faces          atomic.Int64 // detections kept
+	FineWindows    atomic.Int64 // regions the fine pass searched (fine.go)
+	FineFaces      atomic.Int64 // faces only the fine pass found
+	FineSkipped    atomic.Int64 // fine-pass regions left out by its budget
 	TracksStarted  atomic.Int64
 	TracksEnded    atomic.Int64
 	Describes      atomic.Int64 // descriptor attempts

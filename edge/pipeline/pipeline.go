@@ -42,6 +42,16 @@ type Config struct {
 	Upsample int `yaml:"upsample"`
 	// HOGAdjust shifts the detector's threshold (negative finds more).
 	HOGAdjust float64 `yaml:"hog_adjust"`
+	// FineDetect searches, at full resolution, the places where faces too
+	// small for the coarse pass can be: around live tracks whose face is
+	// still small, and in moving regions holding no face found (fine.go).
+	// It finds pupils as they come into view instead of once they are
+	// about 2×80 px wide.
+	FineDetect bool `yaml:"fine_detect"`
+	// FineMaxArea bounds the fine pass per frame, as a fraction of the
+	// frame's area; FineMaxWindows bounds the regions it searches.
+	FineMaxArea    float64 `yaml:"fine_max_area"`
+	FineMaxWindows int     `yaml:"fine_max_windows"`
 	// DecidedDetectEvery runs the detector only on every Nth frame while
 	// every tracked face is settled: decided, or out of descriptor attempts
 	// (they only need to be followed until they leave). 1 detects on every
@@ -113,14 +123,17 @@ func DefaultConfig() Config {
 		MinFacePx:          0,
 		MaxFaces:           6,
 		DecidedDetectEvery: 3,
+		FineDetect:         true,
+		FineMaxArea:        0.35,
+		FineMaxWindows:     6,
 		Tracker:            DefaultTrackerConfig(),
 		Vote:               DefaultVoteConfig(),
 		DescribeEvery:      2,
-		MinDescribePx:      80,
+		MinDescribePx:      64,
 		MaxDescribes:       16,
 		DescribeGrowth:     0.08,
 		DescribeMaxGap:     6,
-		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 35, MaxRollDeg: 30,
+		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 45, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
 		CalibrateFAR:             0.01,
@@ -149,12 +162,18 @@ func (c Config) Validate(prefix string) error {
 		return f("max_faces", "must be 1..64, got %d", c.MaxFaces)
 	case c.DecidedDetectEvery < 1 || c.DecidedDetectEvery > 25:
 		return f("decided_detect_every", "must be 1..25, got %d", c.DecidedDetectEvery)
+	case c.FineDetect && !(c.FineMaxArea > 0 && c.FineMaxArea <= 1):
+		return f("fine_max_area", "must be a fraction of the frame in (0, 1], got %g", c.FineMaxArea)
+	case c.FineDetect && (c.FineMaxWindows < 1 || c.FineMaxWindows > 64):
+		return f("fine_max_windows", "must be 1..64, got %d", c.FineMaxWindows)
 	case c.Upsample < 0 || c.Upsample > 2:
 		return f("upsample", "must be 0..2, got %d", c.Upsample)
 	case c.Tracker.MinIoU <= 0 || c.Tracker.MinIoU >= 1:
 		return f("tracker.min_iou", "must be between 0 and 1, got %g", c.Tracker.MinIoU)
 	case c.Tracker.MaxMissed < 0 || c.Tracker.MaxMissed > 1000:
 		return f("tracker.max_missed", "must be 0..1000")
+	case c.Tracker.MaxScaleChange != 0 && !(c.Tracker.MaxScaleChange > 1 && c.Tracker.MaxScaleChange <= 10):
+		return f("tracker.max_scale_change", "must be 0 (off) or a ratio in (1, 10], got %g", c.Tracker.MaxScaleChange)
 	case !(c.Vote.Threshold >= 0 && c.Vote.Threshold < 2):
 		return f("vote.threshold", "must be 0 (calibrated) or a real L2 distance below 2, got %g", c.Vote.Threshold)
 	case !(c.CalibrateFAR >= 0 && c.CalibrateFAR < 1):
@@ -428,18 +447,20 @@ func (p *Pipeline) commit(ctx context.Context, e emission) error {
 // detector state reused across frames.
 type detState struct {
 	small, gray, tiny, prev, diff gocv.Mat
-	hasPrev                       bool
+	fine, moved                   gocv.Mat // fine pass: window grey, thresholded motion
+	hasPrev, hasMoved             bool
 	lastDetect                    int64
 }
 
 func (s *detState) close() {
-	for _, m := range []*gocv.Mat{&s.small, &s.gray, &s.tiny, &s.prev, &s.diff} {
+	for _, m := range []*gocv.Mat{&s.small, &s.gray, &s.tiny, &s.prev, &s.diff, &s.fine, &s.moved} {
 		m.Close()
 	}
 }
 
 func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det *gatekit.HOGDetector, jobs chan<- job, emits chan<- emission) error {
-	st := &detState{small: gocv.NewMat(), gray: gocv.NewMat(), tiny: gocv.NewMat(), prev: gocv.NewMat(), diff: gocv.NewMat()}
+	st := &detState{small: gocv.NewMat(), gray: gocv.NewMat(), tiny: gocv.NewMat(), prev: gocv.NewMat(), diff: gocv.NewMat(),
+		fine: gocv.NewMat(), moved: gocv.NewMat()}
 	defer st.close()
 	for {
 		f, err := src.Next(ctx)
@@ -516,9 +537,14 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		if st.hasPrev && (st.prev.Cols() != st.tiny.Cols() || st.prev.Rows() != st.tiny.Rows()) {
 			st.hasPrev = false
 		}
+		st.hasMoved = false
 		if st.hasPrev {
 			gocv.AbsDiff(st.tiny, st.prev, &st.diff)
 			moving = st.diff.Mean().Val1 >= p.cfg.MotionThreshold
+			if p.cfg.FineDetect {
+				gocv.Threshold(st.diff, &st.moved, fineMotionLevel, 255, gocv.ThresholdBinary)
+				st.hasMoved = true
+			}
 		}
 		st.tiny.CopyTo(&st.prev)
 		st.hasPrev = true
@@ -563,6 +589,33 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		boxes = append(boxes, fb)
 		if len(boxes) == p.cfg.MaxFaces {
 			break
+		}
+	}
+	if p.cfg.FineDetect && len(boxes) < p.cfg.MaxFaces {
+		p.mu.Lock()
+		var live []image.Rectangle
+		for _, tr := range p.tracker.Active() {
+			live = append(live, tr.Box)
+		}
+		p.mu.Unlock()
+		moved, tinyScale := gocv.NewMat(), 0.0
+		if st.hasMoved {
+			moved, tinyScale = st.moved, float64(W)/float64(st.moved.Cols())
+		}
+		fullROI := image.Rectangle{}
+		if len(p.cfg.ROI) == 4 {
+			fullROI = image.Rect(int(p.cfg.ROI[0]*float64(W)), int(p.cfg.ROI[1]*float64(H)), int(p.cfg.ROI[2]*float64(W)), int(p.cfg.ROI[3]*float64(H)))
+		}
+		ws := p.fineWindows(W, H, boxes, live, moved, tinyScale, fullROI)
+		if !st.hasMoved {
+			moved.Close()
+		}
+		for _, d := range p.fineDetect(f.Mat, ws, boxes, det, st) {
+			if d.Box.Dx() < max(p.cfg.MinFacePx, 8) || len(boxes) == p.cfg.MaxFaces {
+				continue
+			}
+			boxes = append(boxes, d.Box)
+			p.Stats.FineFaces.Add(1)
 		}
 	}
 	p.metrics.observeDetect(time.Since(t0).Seconds())

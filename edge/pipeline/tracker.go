@@ -14,11 +14,29 @@ type TrackerConfig struct {
 	// MaxMissed is how many detection passes in a row a track may go
 	// unmatched before it ends.
 	MaxMissed int `yaml:"max_missed"`
+	// MaxScaleChange is the most a face's width may change between two
+	// matched detections (ratio, either way). Without it a stale track of
+	// a pupil who has just passed (large box, missed for a few frames)
+	// captures the next pupil walking up the same lane once the newcomer's
+	// face has grown to overlap it, and the newcomer is never described:
+	// he inherits a decided track. 0 turns the check off.
+	MaxScaleChange float64 `yaml:"max_scale_change"`
 }
 
 // DefaultTrackerConfig suits a gate camera at 25 fps: faces move a few
 // pixels and grow a few percent between frames.
-func DefaultTrackerConfig() TrackerConfig { return TrackerConfig{MinIoU: 0.3, MaxMissed: 8} }
+func DefaultTrackerConfig() TrackerConfig {
+	return TrackerConfig{MinIoU: 0.3, MaxMissed: 8, MaxScaleChange: 1.33}
+}
+
+// sameScale reports whether box b may continue a track whose last box is a.
+func (c TrackerConfig) sameScale(a, b image.Rectangle) bool {
+	if c.MaxScaleChange <= 0 || a.Dx() <= 0 || b.Dx() <= 0 {
+		return true
+	}
+	r := float64(b.Dx()) / float64(a.Dx())
+	return r <= c.MaxScaleChange && r >= 1/c.MaxScaleChange
+}
 
 // Track is one face followed across frames.
 type Track struct {
@@ -83,7 +101,7 @@ func (t *Tracker) Update(dets []image.Rectangle, frame int64, at time.Time) (ass
 	var pairs []pair
 	for ti, tr := range t.active {
 		for di, d := range dets {
-			if v := IoU(tr.Box, d); v >= t.cfg.MinIoU {
+			if v := IoU(tr.Box, d); v >= t.cfg.MinIoU && t.cfg.sameScale(tr.Box, d) {
 				pairs = append(pairs, pair{ti, di, v})
 			}
 		}

@@ -83,7 +83,8 @@ type Engine struct {
 	all  []*face.Recognizer
 	mu   sync.RWMutex
 	shut bool
-	emb  Embedder // nil: go-face's own dlib-resnet-v1 descriptor
+	emb  Embedder        // nil: go-face's own dlib-resnet-v1 descriptor
+	sp   *ShapePredictor // with emb: landmarks for DescribeCrop's direct path
 }
 
 // Model is the embedder this engine produces descriptors for.
@@ -133,6 +134,14 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 		}
 		e.emb = emb
 	}
+	if e.emb != nil {
+		sp, err := NewShapePredictor(cfg.ModelsDir)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.sp = sp
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		rec, err := face.NewRecognizer(cfg.ModelsDir)
 		if err != nil {
@@ -169,6 +178,9 @@ func (e *Engine) Close() {
 	}
 	if e.emb != nil {
 		e.emb.Close()
+	}
+	if e.sp != nil {
+		e.sp.Close()
 	}
 }
 
@@ -350,9 +362,17 @@ const CropTarget = 150
 // runs go-face on the crop only (a few ms of HOG on ~300×300 px instead of
 // the whole frame) and returns the face nearest the crop's centre, in
 // frame coordinates. It returns (nil, nil) when go-face finds no face there.
+//
+// With a pluggable embedder it takes a direct path instead: dlib's shape
+// predictor places the landmarks in the given box (which must be a HOG box,
+// as the predictor was trained on those) and the embedder runs on them; no
+// re-detection, JPEG encoding or unused dlib descriptor (describeBox).
 func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
 	if m.Empty() {
 		return nil, errf(KindEmptyImage, "describe", nil, "empty frame")
+	}
+	if e.emb != nil && e.sp != nil {
+		return e.describeBox(ctx, m, box)
 	}
 	bounds := image.Rect(0, 0, m.Cols(), m.Rows())
 	margin := box.Dx() * 6 / 10
@@ -385,4 +405,49 @@ func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectang
 	}
 	f.Quality.SizePx = f.Box.Dx()
 	return &f, nil
+}
+
+// describeBox is DescribeCrop's direct path for pluggable embedders.
+func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.shut {
+		return nil, errf(KindClosed, "describe", nil, "engine closed")
+	}
+	bounds := image.Rect(0, 0, m.Cols(), m.Rows())
+	box = box.Intersect(bounds)
+	if box.Dx() < 16 || box.Dy() < 16 {
+		return nil, nil
+	}
+	pad := box.Dx() / 4
+	rr := image.Rect(box.Min.X-pad, box.Min.Y-pad, box.Max.X+pad, box.Max.Y+pad).Intersect(bounds)
+	roi := m.Region(rr)
+	gray := gocv.NewMat()
+	switch roi.Channels() {
+	case 1:
+		roi.CopyTo(&gray)
+	case 4:
+		gocv.CvtColor(roi, &gray, gocv.ColorBGRAToGray)
+	default:
+		gocv.CvtColor(roi, &gray, gocv.ColorBGRToGray)
+	}
+	roi.Close()
+	pts, err := e.sp.Landmarks(gray, box.Sub(rr.Min))
+	gray.Close()
+	if err != nil {
+		return nil, err
+	}
+	for i := range pts {
+		pts[i] = pts[i].Add(rr.Min)
+	}
+	if m.Channels() != 3 {
+		return nil, errf(KindInvalid, "describe", nil, "need a BGR frame, got %d channels", m.Channels())
+	}
+	d, err := e.emb.Embed(ctx, m, pts)
+	if err != nil {
+		return nil, err
+	}
+	q := MeasureCrop(m, box)
+	q.YawDeg, q.RollDeg = PoseFromLandmarks(pts)
+	return &Face{Box: box, Landmarks: pts, Descriptor: d, Quality: q}, nil
 }

@@ -2,6 +2,8 @@
 #include <cstring>
 #include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/image_transforms.h>
+#include <dlib/image_processing/shape_predictor.h>
+#include <dlib/serialize.h>
 #include "hog.h"
 
 struct gk_hog {
@@ -32,6 +34,54 @@ extern "C" int gk_hog_detect(void* h, const unsigned char* gray, int w, int hgt,
       out[4 * i + 2] = (long)(r.right() / scale);
       out[4 * i + 3] = (long)(r.bottom() / scale);
       scores[i] = dets[i].detection_confidence;
+    }
+    return n;
+  } catch (...) {
+    return -1;
+  }
+}
+
+struct gk_sp {
+  dlib::shape_predictor sp;
+};
+
+extern "C" void* gk_sp_new(const char* path) {
+  try {
+    gk_sp* s = new gk_sp();
+    dlib::deserialize(path) >> s->sp;
+    return s;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+extern "C" void gk_sp_free(void* s) { delete static_cast<gk_sp*>(s); }
+
+// A view of a caller-owned grayscale buffer as a dlib image, so no copy is
+// made (the predictor reads only pixels near the box).
+struct gk_gray_view {
+  const unsigned char* pix;
+  long w, h, stride;
+};
+namespace dlib {
+template <> struct image_traits<gk_gray_view> { typedef unsigned char pixel_type; };
+}
+inline long num_rows(const gk_gray_view& v) { return v.h; }
+inline long num_columns(const gk_gray_view& v) { return v.w; }
+inline const void* image_data(const gk_gray_view& v) { return v.pix; }
+inline long width_step(const gk_gray_view& v) { return v.stride; }
+
+extern "C" int gk_sp_shape(void* s, const unsigned char* gray, int w, int hgt, int stride,
+                           long left, long top, long right, long bottom, long* out, int max) {
+  try {
+    gk_sp* p = static_cast<gk_sp*>(s);
+    gk_gray_view v{gray, w, hgt, stride};
+    dlib::const_image_view<gk_gray_view> img(v);
+    dlib::full_object_detection d = p->sp(img, dlib::rectangle(left, top, right, bottom));
+    int n = (int)d.num_parts();
+    for (int i = 0; i < n && i < max; i++) {
+      out[2 * i] = d.part(i).x();
+      out[2 * i + 1] = d.part(i).y();
     }
     return n;
   } catch (...) {
