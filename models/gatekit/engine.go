@@ -85,6 +85,9 @@ type Engine struct {
 	shut bool
 	emb  Embedder        // nil: go-face's own dlib-resnet-v1 descriptor
 	sp   *ShapePredictor // with emb: landmarks for DescribeCrop's direct path
+
+	recOnce sync.Once // fills pool (loadRecognizers)
+	recErr  error
 }
 
 // Model is the embedder this engine produces descriptors for.
@@ -142,18 +145,14 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 		}
 		e.sp = sp
 	}
-	for i := 0; i < cfg.Workers; i++ {
-		rec, err := face.NewRecognizer(cfg.ModelsDir)
-		if err != nil {
+	// go-face's recognizers hold dlib's ResNet, which a pluggable embedder
+	// never runs on the gate (DescribeCrop's direct path): load them on
+	// first use only. The files' checksums are verified above either way.
+	if e.emb == nil {
+		if err := e.loadRecognizers(); err != nil {
 			e.Close()
-			var se face.SerializationError
-			if errors.As(err, &se) {
-				return nil, errf(KindModelCorrupt, "engine", err, "loading models from %s", cfg.ModelsDir)
-			}
-			return nil, errf(KindUnknown, "engine", err, "loading models from %s", cfg.ModelsDir)
+			return nil, err
 		}
-		e.all = append(e.all, rec)
-		e.pool <- rec
 	}
 	log.Info("face engine ready", "models_dir", cfg.ModelsDir, "workers", cfg.Workers, "model", e.Model().String())
 	return e, nil
@@ -184,11 +183,36 @@ func (e *Engine) Close() {
 	}
 }
 
+// loadRecognizers fills the go-face pool, once.
+func (e *Engine) loadRecognizers() error {
+	e.recOnce.Do(func() {
+		for i := 0; i < e.cfg.Workers; i++ {
+			rec, err := face.NewRecognizer(e.cfg.ModelsDir)
+			if err != nil {
+				var se face.SerializationError
+				if errors.As(err, &se) {
+					e.recErr = errf(KindModelCorrupt, "engine", err, "loading models from %s", e.cfg.ModelsDir)
+				} else {
+					e.recErr = errf(KindUnknown, "engine", err, "loading models from %s", e.cfg.ModelsDir)
+				}
+				return
+			}
+			e.all = append(e.all, rec)
+			e.pool <- rec
+		}
+	})
+	return e.recErr
+}
+
 func (e *Engine) acquire(ctx context.Context) (*face.Recognizer, func(), error) {
 	e.mu.RLock()
 	if e.shut {
 		e.mu.RUnlock()
 		return nil, nil, errf(KindClosed, "engine", nil, "engine closed")
+	}
+	if err := e.loadRecognizers(); err != nil {
+		e.mu.RUnlock()
+		return nil, nil, err
 	}
 	select {
 	case r := <-e.pool:
