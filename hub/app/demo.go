@@ -110,7 +110,7 @@ func RunDemo(ctx context.Context, o DemoOptions, stdout, stderr io.Writer) error
 	if err := os.MkdirAll(demoDir, 0o750); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	sim, err := demoAssets(ctx, o, demoDir, log, stderr)
+	sim, err := demoAssets(ctx, o, demoDir, cfg.Enrol.Embedder, log, stderr)
 	if err != nil {
 		return err
 	}
@@ -222,14 +222,24 @@ type simAssets struct {
 	g   *gatekit.Gallery
 }
 
-// demoAssets makes (once) the synthetic gate video, its ground truth and
-// the gallery of the people in it with `edge simulate`.
-func demoAssets(ctx context.Context, o DemoOptions, demoDir string, log *slog.Logger, stderr io.Writer) (*simAssets, error) {
+// demoAssets makes (once per embedder) the synthetic gate video, its
+// ground truth and the gallery of the people in it, made by embedder (the
+// hub's enrol.embedder), with `edge simulate`.
+func demoAssets(ctx context.Context, o DemoOptions, demoDir, embedder string, log *slog.Logger, stderr io.Writer) (*simAssets, error) {
 	s := &simAssets{video: filepath.Join(demoDir, "gate.avi"), gallery: filepath.Join(demoDir, "gallery.json")}
 	truth := filepath.Join(demoDir, "truth.json")
+	model, ok := gatekit.EmbedderModel(embedder)
+	if !ok {
+		return nil, gatekit.Fieldf("enrol.embedder", "unknown embedder %q", embedder)
+	}
 	_, e1 := os.Stat(s.video)
 	_, e2 := os.Stat(s.gallery)
 	_, e3 := os.Stat(truth)
+	if e2 == nil { // a gallery left by a demo run with another embedder is made again
+		if _, g, err := gatekit.LoadGalleryFile(s.gallery); err != nil || g.Model != model {
+			e2 = fmt.Errorf("gallery of another model")
+		}
+	}
 	if e1 != nil || e2 != nil || e3 != nil {
 		td := o.TestData
 		if td == "" {
@@ -251,7 +261,7 @@ func demoAssets(ctx context.Context, o DemoOptions, demoDir string, log *slog.Lo
 		}
 		log.Info("making the synthetic gate video from the test photos (once, about 20 s)", "photos", photos)
 		args := []string{"simulate", "--photos", photos, "--out", s.video + ".tmp.avi", "--truth", truth + ".tmp",
-			"--gallery-out", s.gallery + ".tmp", "--school", DemoSchool, "--seed", "1", "--duration", "20"}
+			"--gallery-out", s.gallery + ".tmp", "--school", DemoSchool, "--seed", "1", "--duration", "20", "--embedder", model.Name}
 		if err := runChild(ctx, o.EdgeBin, args, stderr, log); err != nil {
 			return nil, fmt.Errorf("demo: edge simulate: %w", err)
 		}
@@ -354,7 +364,13 @@ func SeedDemo(ctx context.Context, a *App, sim *simAssets) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("demo: %w", err)
 		}
-		if len(have) == 0 {
+		own := 0 // templates of the gallery's model (a data folder may hold another model's)
+		for _, t := range have {
+			if t.Model == sim.g.Model.String() {
+				own++
+			}
+		}
+		if own == 0 {
 			for _, d := range sim.g.Descriptors(id) {
 				if _, err := a.Mods.Templates.Add(ctx, id, d, sim.g.Model, gatekit.Quality{}, nil); err != nil {
 					return "", fmt.Errorf("demo: template %s: %w", id, err)
@@ -388,7 +404,7 @@ func writeEdgeConfig(demoDir string, a *App, mqttAddr, password, camera, video s
 		"data_dir":  filepath.Join(demoDir, "edge"),
 		"log":       map[string]any{"level": "info"},
 		"camera":    map[string]any{"source": source, "realtime": true, "loop": camera == "none"},
-		"engine":    map[string]any{"models_dir": gatekit.TestModelsDir()},
+		"engine":    map[string]any{"models_dir": gatekit.TestModelsDir(), "embedder": a.Mods.Templates.Model().Name},
 		"pipeline":  map[string]any{"cooldown": "1m"},
 		"mqtt": map[string]any{"broker": "tcp://" + mqttAddr, "client_id": DemoGate,
 			"username": DemoGate, "password": password},
