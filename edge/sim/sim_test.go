@@ -56,7 +56,12 @@ func TestGenerateDeterministicAndHonest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var warn bytes.Buffer
-	ana, err := analyse(ctx, eng, eng, capPerPerson(all, maxPhotosPerPerson), &warn)
+	ref, closeRef, err := eng.ReferenceEngine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeRef)
+	ana, err := analyse(ctx, eng, ref, capPerPerson(all, maxPhotosPerPerson), &warn)
 	if err != nil {
 		t.Fatal(err)
 	}
