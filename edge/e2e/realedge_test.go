@@ -86,8 +86,9 @@ func getHealth(addr string) (health, error) {
 // (read from its outbox while the broker was down, when nothing can leave
 // it), no pupil is announced by two different events, the edge exits by
 // itself once its outbox is empty. Raw QoS-1 redeliveries are logged.
-// The vote threshold is loosened (0.5) so that pupils do get announced:
-// this test is about durability, not recognition accuracy (edge bench).
+// The vote threshold is loosened to the default embedder's VoteCap (the
+// loosest a gate ever accepts) so that pupils do get announced: this test
+// is about durability, not recognition accuracy (edge bench).
 func TestRealEdgeKilledWithBrokerDown(t *testing.T) {
 	td, err := gatekit.TestDataDir()
 	if err != nil {
@@ -136,11 +137,11 @@ data_dir: %s
 log: {level: info, format: text}
 camera: {source: %s, realtime: %v}
 engine: {models_dir: %s, workers: 2}
-pipeline: {report_unknown: true, use_gallery_operating_point: false, calibrate_far: 0, vote: {threshold: 0.5, min_margin: 0.01}}
+pipeline: {report_unknown: true, use_gallery_operating_point: false, calibrate_far: 0, vote: {threshold: %g, min_margin: 0.01}}
 gallery: {path: %s}
 mqtt: {broker: "tcp://%s", retry_min: 100ms, retry_max: 500ms, poll: 50ms}
 http: {listen: "%s"}
-`, school, gate, dataDir, so.Out, realtime, gatekit.TestModelsDir(), so.GalleryOut, addr, httpAddr)
+`, school, gate, dataDir, so.Out, realtime, gatekit.TestModelsDir(), looseThreshold(t), so.GalleryOut, addr, httpAddr)
 		if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -246,4 +247,13 @@ http: {listen: "%s"}
 	if d := outboxDepth(t, dbPath); d != 0 {
 		t.Fatalf("outbox holds %d events after the edge exited", d)
 	}
+}
+
+// looseThreshold is the default embedder's VoteCap.
+func looseThreshold(t *testing.T) float64 {
+	p, ok := gatekit.ProfileOf(gatekit.DefaultEmbedder)
+	if !ok {
+		t.Fatalf("no distance profile for %s", gatekit.DefaultEmbedder)
+	}
+	return p.VoteCap
 }
