@@ -81,7 +81,7 @@ func TestWithdrawalLeavesRunningEdgeWithin10s(t *testing.T) {
 		for i := range d {
 			d[i] = float32(r.NormFloat64() * 0.1)
 		}
-		if _, err := a.Mods.Templates.Add(ctx, p, d, gatekit.DlibResNetV1, gatekit.Quality{SizePx: 150}, nil); err != nil {
+		if _, err := a.Mods.Templates.Add(ctx, p, d, a.Mods.Templates.Model(), gatekit.Quality{SizePx: 150}, nil); err != nil { // the hub's configured model
 			t.Fatal(err)
 		}
 	}
