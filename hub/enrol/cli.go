@@ -42,7 +42,7 @@ func (e *env) close() {
 	}
 }
 
-func openEnv(ctx context.Context, dbPath, keyFile, models string, workers int, log *slog.Logger) (*env, error) {
+func openEnv(ctx context.Context, dbPath, keyFile, models, embedder string, workers int, log *slog.Logger) (*env, error) {
 	e := &env{}
 	var err error
 	if e.db, err = store.Open(ctx, dbPath, log); err != nil {
@@ -60,6 +60,9 @@ func openEnv(ctx context.Context, dbPath, keyFile, models string, workers int, l
 	}
 	ecfg := gatekit.DefaultEngineConfig()
 	ecfg.ModelsDir = gatekit.ResolveModelsDir(models)
+	if embedder != "" {
+		ecfg.Embedder = embedder
+	}
 	ecfg.Workers = workers
 	if e.eng, err = gatekit.NewEngine(ecfg, log); err != nil {
 		e.close()
@@ -88,6 +91,7 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keyFile := fs.String("key-file", filepath.Join(dataDir, "template.key"), "template key file (or set "+templates.KeyEnv+")")
 	models := fs.String("models", "", "models folder (default $MODELS_DIR or models)")
 	workers := fs.Int("workers", 0, "photos analysed in parallel (0 = CPUs)")
+	embedder := fs.String("embedder", gatekit.DefaultEmbedder.Name, "face model: the hub's enrol.embedder (one of "+strings.Join(gatekit.EmbedderNames(), ", ")+")")
 	report := fs.String("report", "enrol-report.csv", "report CSV (a .json twin is written next to it)")
 	actor := fs.String("actor", "", "who runs the enrolment, for the audit log (default cli:$USER)")
 	if err := fs.Parse(args); err != nil {
@@ -113,7 +117,7 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("photos: %s is not a folder", *photos)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := openEnv(ctx, *dbPath, *keyFile, *models, *workers, log)
+	e, err := openEnv(ctx, *dbPath, *keyFile, *models, *embedder, *workers, log)
 	if err != nil {
 		return err
 	}
@@ -232,7 +236,7 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		rows = append(rows, RosterRow{PupilID: id})
 	}
 	log := slog.New(slog.DiscardHandler)
-	e, err := openEnv(ctx, filepath.Join(tmp, "hub.db"), filepath.Join(tmp, "template.key"), *models, *workers, log)
+	e, err := openEnv(ctx, filepath.Join(tmp, "hub.db"), filepath.Join(tmp, "template.key"), *models, "", *workers, log)
 	if err != nil {
 		return err
 	}
