@@ -106,6 +106,31 @@ func (s *Server) opRow(pg *page, p gallerysrv.OperatingPoint, loc *time.Location
 	return r
 }
 
+type modelCount struct {
+	model string
+	n     int
+}
+
+// otherModelTemplates counts school's active templates (of active pupils)
+// made by another model than served (name@version).
+func (s *Server) otherModelTemplates(ctx context.Context, school, served string) ([]modelCount, error) {
+	rows, err := s.d.DB.R.QueryContext(ctx, `SELECT t.model, count(*) FROM face_templates t JOIN pupils p ON p.id = t.pupil_id
+		WHERE p.school_id = ? AND p.active = 1 AND t.status = 'active' AND t.model != ? GROUP BY t.model ORDER BY t.model`, school, served)
+	if err != nil {
+		return nil, fmt.Errorf("web: template models: %w", err)
+	}
+	defer rows.Close()
+	var out []modelCount
+	for rows.Next() {
+		var m modelCount
+		if err := rows.Scan(&m.model, &m.n); err != nil {
+			return nil, fmt.Errorf("web: template models: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
 // operatingPointPage shows each school's recognition operating point: the
 // admin's school, or every school for a hub-wide admin.
 func (s *Server) operatingPointPage(c *gin.Context) {
@@ -152,6 +177,17 @@ func (s *Server) operatingPointPage(c *gin.Context) {
 				}
 				if cur.Calibrated && cur.ExpectedFRR > FRRWarnAbove {
 					v.Warnings = append(v.Warnings, pg.Tr("op.warn.frr", "frr", v.Cur.ExpectedFRR))
+				}
+			}
+			if v.Known {
+				// Templates of another embedder are kept but never served.
+				other, err := s.otherModelTemplates(ctx, sc.id, v.Embedder)
+				if err != nil {
+					s.failErr(c, err)
+					return
+				}
+				for _, o := range other {
+					v.Warnings = append(v.Warnings, pg.Tr("op.warn.other_model", "count", strconv.Itoa(o.n), "model", o.model))
 				}
 			}
 			if r.Served.Override {

@@ -228,6 +228,12 @@ func TestOperatingPointPageWarnings(t *testing.T) {
 	if len(gdoc.People) != 4 {
 		t.Fatalf("g1 served %d pupils", len(gdoc.People))
 	}
+	// Two templates left by another embedder: kept, not served, counted.
+	old := gatekit.ModelID{Name: "old-embedder", Version: "0"}
+	for i := 0; i < 2; i++ {
+		_, err := f.tpl.Add(f.ctx, pupilAn, make(gatekit.Descriptor, gatekit.DescriptorLen), old, gatekit.Quality{}, nil)
+		must(t, err)
+	}
 
 	c := f.client(t)
 	c.login("root")
@@ -241,6 +247,7 @@ func TestOperatingPointPageWarnings(t *testing.T) {
 		f.tr("vi", "op.warn.too_small", "pupils", "0"),
 		f.tr("vi", "op.warn.override", "value", strconv.FormatFloat(cfg.Threshold, 'f', 3, 64)),
 		f.tr("vi", "op.override"),
+		f.tr("vi", "op.warn.other_model", "count", "2", "model", old.String()),
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
