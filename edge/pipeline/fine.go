@@ -133,8 +133,16 @@ func (p *Pipeline) coarseMinFace(W int) int {
 }
 
 // fineDetect runs HOG at full resolution in each window of the BGR frame
-// and returns the faces found there that are not one of coarse.
+// and returns the faces found there that are not one of coarse. A coarse
+// box narrower than coarseMinFace that a fine detection overlaps is
+// replaced, in place, by the fine box: near its smallest scale the coarse
+// pass reports its detection window rather than the face (about 1.4× too
+// wide for a 100 px face at 640), so without this the track's box would
+// jump when the coarse pass takes over from the fine one and
+// Tracker.MaxScaleChange would restart the track.
 func (p *Pipeline) fineDetect(frame gocv.Mat, ws []fineWindow, coarse []image.Rectangle, det *gatekit.HOGDetector, st *detState) []gatekit.Detection {
+	small := p.coarseMinFace(frame.Cols())
+	refined := make([]bool, len(coarse))
 	var found []gatekit.Detection
 	for _, w := range ws {
 		region := frame.Region(w.r)
@@ -154,8 +162,13 @@ func (p *Pipeline) fineDetect(frame gocv.Mat, ws []fineWindow, coarse []image.Re
 		for _, d := range dets {
 			d.Box = d.Box.Add(w.r.Min)
 			dup := false
-			for _, c := range coarse {
-				dup = dup || IoU(c, d.Box) > 0.3
+			for k, c := range coarse {
+				if IoU(c, d.Box) > 0.3 {
+					dup = true
+					if c.Dx() < small && !refined[k] {
+						coarse[k], refined[k] = d.Box, true
+					}
+				}
 			}
 			for _, f := range found {
 				dup = dup || IoU(f.Box, d.Box) > 0.3
