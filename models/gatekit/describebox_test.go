@@ -270,6 +270,8 @@ func TestONNXEngineCloseDuringUse(t *testing.T) {
 	var mu sync.Mutex
 	ok, closed := 0, 0
 	var bad []string
+	first := make(chan struct{})
+	var once sync.Once
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -285,6 +287,7 @@ func TestONNXEngineCloseDuringUse(t *testing.T) {
 				switch {
 				case err == nil:
 					ok++
+					once.Do(func() { close(first) })
 				case KindOf(err) == KindClosed:
 					closed++
 				default:
@@ -297,7 +300,11 @@ func TestONNXEngineCloseDuringUse(t *testing.T) {
 			}
 		}(g)
 	}
-	time.Sleep(300 * time.Millisecond)
+	select { // close while the others are still busy
+	case <-first:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no call finished in 2 minutes")
+	}
 	e.Close()
 	wg.Wait()
 	if len(bad) > 0 {
