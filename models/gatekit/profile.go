@@ -45,8 +45,15 @@ type DistanceProfile struct {
 //
 //	SameMax          = max genuine p99 of the two sets, rounded up to 0.05
 //	DuplicateMax     = kpop impostor p01, rounded down to 0.01
-//	VoteCap          = kpop impostor p05, rounded down to 0.01
+//	VoteCap          = kpop impostor p01, rounded down to 0.01
 //	FeedbackMatchMax = SameMax
+//
+// VoteCap was first the kpop impostor p05; on the gate benchmark made from
+// ../shared/testdata/faces alone (6 enrolled people, so the gallery's own
+// calibration has few impostor scores and lands near the cap) a visitor
+// was then announced as a pupil at distances 1.04–1.10 with margins
+// 0.08–0.14. At p01 the same run announces nobody wrongly and the casia
+// and kpop runs lose nothing (README "Gate recognition per embedder").
 //
 // dlib's values predate the rule and are kept (measured on the faces/
 // test photos, see README "Enrolment"); they sit at the same quantiles
@@ -59,14 +66,14 @@ var DistanceProfiles = map[string]DistanceProfile{
 	DlibResNetV1.Name: {Model: DlibResNetV1, SameMax: 0.6, DuplicateMax: 0.42, FeedbackMatchMax: 0.6, VoteCap: 0.40},
 	// faceplugin-mfn-v1: genuine p99 casia 1.221, kpop 1.293 → 1.30;
 	// impostor kpop p01 0.955 → 0.95, p05 1.021 → 1.02.
-	FacepluginMFNV1.Model.Name: {Model: FacepluginMFNV1.Model, SameMax: 1.30, DuplicateMax: 0.95, FeedbackMatchMax: 1.30, VoteCap: 1.02},
+	FacepluginMFNV1.Model.Name: {Model: FacepluginMFNV1.Model, SameMax: 1.30, DuplicateMax: 0.95, FeedbackMatchMax: 1.30, VoteCap: 0.95},
 	// sface-2021dec-bq: genuine p99 casia 1.234, kpop 1.247 → 1.25;
 	// impostor kpop p01 1.017 → 1.01, p05 1.077 → 1.07 (casia impostor
 	// p01 1.147, p05 1.200; genuine median casia 0.659, kpop 0.943).
-	SFace2021DecBQ.Model.Name: {Model: SFace2021DecBQ.Model, SameMax: 1.25, DuplicateMax: 1.01, FeedbackMatchMax: 1.25, VoteCap: 1.07},
+	SFace2021DecBQ.Model.Name: {Model: SFace2021DecBQ.Model, SameMax: 1.25, DuplicateMax: 1.01, FeedbackMatchMax: 1.25, VoteCap: 1.01},
 	// fusion-sface-mfn-v1: genuine p99 casia 1.228, kpop 1.258 → 1.30;
 	// impostor kpop p01 1.0004 → 1.00, p05 1.060 → 1.05 (1.0597).
-	"fusion-sface-mfn-v1": {Model: FusionSpecs["fusion-sface-mfn-v1"].Model, SameMax: 1.30, DuplicateMax: 1.00, FeedbackMatchMax: 1.30, VoteCap: 1.05},
+	"fusion-sface-mfn-v1": {Model: FusionSpecs["fusion-sface-mfn-v1"].Model, SameMax: 1.30, DuplicateMax: 1.00, FeedbackMatchMax: 1.30, VoteCap: 1.00},
 }
 
 // ProfileFor returns the distance profile of an embedder name ("" = the
