@@ -65,11 +65,12 @@ func TestOperatingPointPrecedence(t *testing.T) {
 		{"hub calibrated above the cap is capped", model, &gatekit.GalleryDoc{Threshold: vc + 0.1, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == vc }, 0.08},
 		{"hub value ignored when told", model, &gatekit.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0, false, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
 		// The calibrated threshold sits just under the impostors, stricter
-		// than the cap.
-		{"gate calibrated", model, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp }, def.Vote.MinMargin},
+		// than the cap (at most at them: the descriptors are float32, so
+		// "just under" can round to the impostor distance itself).
+		{"gate calibrated", model, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp+1e-6 }, def.Vote.MinMargin},
 		{"gate calibrated, stricter vote.threshold wins", model, &gatekit.GalleryDoc{}, 0.5 * vc, 0.01, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
 		{"unmeasured embedder, nothing calibrated: accept nobody", unmeasured, &gatekit.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == 0 }, def.Vote.MinMargin},
-		{"unmeasured embedder, gate calibrated", unmeasured, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp }, def.Vote.MinMargin},
+		{"unmeasured embedder, gate calibrated", unmeasured, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp+1e-6 }, def.Vote.MinMargin},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
