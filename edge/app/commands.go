@@ -34,6 +34,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	embedder := fs.String("embedder", "", "override engine.embedder (the gallery must be made by the same one)")
 	verbose := fs.Bool("v", false, "log the pipeline to stderr")
 	cpuprofile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
+	realtime := fs.Bool("realtime", false, "play the video at its own frame rate like a live camera (stale frames dropped, no waiting for workers): the latency a gate has")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 	res, err := bench.Run(ctx, bench.Options{Video: *video, Truth: *truth, Gallery: *gal, Engine: cfg.Engine,
-		Pipeline: pc, Baseline: *baseline}, log)
+		Pipeline: pc, Baseline: *baseline, Realtime: *realtime}, log)
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,13 @@ type Options struct {
 	Engine                gatekit.EngineConfig
 	Pipeline              pipeline.Config
 	Baseline              bool // also measure the naive baseline
-	SchoolID, GateID      string
+	// Realtime plays the video at its frame rate, as a live camera: the
+	// newest frame wins (stale ones are dropped and counted) and the
+	// detector skips a crop when every worker is busy. fps is then capped
+	// by the video; the latency is the one a gate has. Otherwise the file
+	// plays as fast as the pipeline goes and nothing is dropped.
+	Realtime         bool
+	SchoolID, GateID string
 }
 
 // Accuracy is how a run's events compare with the truth.
@@ -146,6 +152,7 @@ type Result struct {
 	K             int       `json:"k"`
 	M             int       `json:"m"`
 	DetectWidth   int       `json:"detect_width"`
+	Realtime      bool      `json:"realtime"` // played at the video's frame rate (Options.Realtime)
 	Baseline      *Baseline `json:"baseline,omitempty"`
 	Ratio         float64   `json:"throughput_ratio,omitempty"`
 	// CPURatio is the baseline's CPU time per frame over the pipeline's:
@@ -223,7 +230,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 
 	cfg := o.Pipeline
 	cfg.SchoolID, cfg.GateID = o.SchoolID, o.GateID
-	cfg.WaitForWorkers = true // reproducible whatever the machine's load
+	cfg.WaitForWorkers = !o.Realtime // fast mode: reproducible whatever the machine's load
 	if cfg.Direction == "" {
 		cfg.Direction = gatekit.DirectionIn
 	}
@@ -244,12 +251,12 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		return nil, err
 	}
 	cc := capture.DefaultConfig()
-	cc.Source, cc.Realtime = o.Video, false
+	cc.Source, cc.Realtime = o.Video, o.Realtime
 	capt, err := capture.New(cc, log, time.Now)
 	if err != nil {
 		return nil, err
 	}
-	mbox := capture.NewMailbox(false) // every frame, as fast as the pipeline goes
+	mbox := capture.NewMailbox(o.Realtime) // fast mode: every frame, as fast as the pipeline goes
 
 	cpu0 := cpuTime()
 	t0 := time.Now()
@@ -280,7 +287,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		Events: st.Events.Load(), UnknownTracks: st.Unknowns.Load(), Describes: st.Describes.Load(),
 		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: rss,
 		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), CPUPerFrameMS: perFrame(cpu, st.Frames.Load()), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
-		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth}
+		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth, Realtime: o.Realtime}
 	op := pipe.OperatingPoint()
 	res.Threshold, res.MinMargin = op.Threshold, op.MinMargin
 	mu.Lock()
