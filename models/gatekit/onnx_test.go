@@ -247,13 +247,16 @@ func TestONNXEngineSeparatesPeople(t *testing.T) {
 
 // BenchmarkONNXEmbedChip is one forward pass of faceplugin-mfn-v1 on an
 // aligned 112×112 chip (the extra cost over go-face's HOG + landmarks).
-func BenchmarkONNXEmbedChip(b *testing.B) {
-	emb, err := NewONNXEmbedder(onnxModelsDir(b), FacepluginMFNV1, 1)
+func BenchmarkONNXEmbedChip(b *testing.B) { benchmarkEmbedChip(b, FacepluginMFNV1) }
+
+// benchmarkEmbedChip times one embedder's EmbedChip on a random chip.
+func benchmarkEmbedChip(b *testing.B, spec ONNXSpec) {
+	emb, err := NewONNXEmbedder(onnxModelsDir(b), spec, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer emb.Close()
-	chip := gocv.NewMatWithSize(112, 112, gocv.MatTypeCV8UC3)
+	chip := gocv.NewMatWithSize(spec.Input, spec.Input, gocv.MatTypeCV8UC3)
 	defer chip.Close()
 	gocv.RandU(&chip, gocv.NewScalar(0, 0, 0, 0), gocv.NewScalar(255, 255, 255, 0))
 	b.ResetTimer()
