@@ -16,8 +16,9 @@ import (
 // runBaseline is the naive gate: go-face (detect + landmarks + descriptor)
 // on every full frame, no downscaling, no tracking; each face is decided
 // on its own with the same threshold and margin, and the first decision
-// per pupil is announced (the same one-per-day debounce).
-func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *gatekit.Gallery, th, mm float64, truth *Truth, log *slog.Logger) (*Baseline, error) {
+// per pupil is announced (the same one-per-day debounce). The same matches
+// are also decided with M of K consecutive frames (Baseline.SameRule).
+func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *gatekit.Gallery, th, mm float64, m, k int, truth *Truth, log *slog.Logger) (*Baseline, error) {
 	cc := capture.DefaultConfig()
 	cc.Source, cc.Realtime = video, false
 	capt, err := capture.New(cc, log, time.Now)
@@ -75,6 +76,7 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 	}
 	// Debounce in frame order: the first decision per pupil is the event.
 	sort.SliceStable(decs, func(i, j int) bool { return decs[i].frame < decs[j].frame })
+	same := mOfKFrames(decs, m, k)
 	seen := map[string]bool{}
 	for i := range decs {
 		if !seen[decs[i].student] {
@@ -82,6 +84,40 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 			decs[i].enqueued = true
 		}
 	}
+	sameAcc := score(truth, same)
 	return &Baseline{FPS: float64(frames) / wall.Seconds(), Frames: frames, CPUCoresUsed: cpu.Seconds() / wall.Seconds(),
-		CPUPerFrameMS: perFrame(cpu, frames), Accuracy: score(truth, decs)}, nil
+		CPUPerFrameMS: perFrame(cpu, frames), Accuracy: score(truth, decs), SameRule: &sameAcc}, nil
+}
+
+// mOfKFrames turns per-frame accepted matches (sorted by frame) into
+// decisions with an M-of-K rule over frames: a pupil is decided at the first
+// frame where at least m of the frames in the k-frame window ending there
+// accepted them (a frame counts once per pupil). Only the first decision
+// per pupil is enqueued, as the gate's debounce does.
+func mOfKFrames(matches []decision, m, k int) []decision {
+	if m < 1 {
+		m = 1
+	}
+	frames := map[string][]int64{}
+	for _, d := range matches {
+		fs := frames[d.student]
+		if len(fs) == 0 || fs[len(fs)-1] != d.frame {
+			frames[d.student] = append(fs, d.frame)
+		}
+	}
+	var out []decision
+	for student, fs := range frames {
+		for j := range fs {
+			n := 0
+			for i := j; i >= 0 && fs[j]-fs[i] < int64(k); i-- {
+				n++
+			}
+			if n >= m {
+				out = append(out, decision{student: student, frame: fs[j], enqueued: true})
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].frame < out[j].frame })
+	return out
 }

@@ -114,6 +114,12 @@ type Baseline struct {
 	CPUCoresUsed  float64 `json:"cpu_cores_used"`
 	CPUPerFrameMS float64 `json:"cpu_ms_per_frame"`
 	Accuracy
+	// SameRule is the same run's matches decided with the pipeline's
+	// agreement rule instead of one frame: a pupil is announced once M
+	// of K consecutive frames accepted them (no tracking, so frames, not
+	// tracks, are counted). It separates what tracking buys from what the
+	// stricter M-of-K rule costs.
+	SameRule *Accuracy `json:"same_rule,omitempty"`
 }
 
 // Result is the one JSON object `edge bench --json` prints.
@@ -326,7 +332,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	}
 
 	if o.Baseline {
-		b, err := runBaseline(ctx, o.Video, eng, gal, res.Threshold, res.MinMargin, truth, log)
+		b, err := runBaseline(ctx, o.Video, eng, gal, res.Threshold, res.MinMargin, cfg.Vote.M, cfg.Vote.K, truth, log)
 		if err != nil {
 			return nil, fmt.Errorf("baseline: %w", err)
 		}

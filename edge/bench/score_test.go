@@ -53,3 +53,34 @@ func TestPercentile(t *testing.T) {
 		t.Fatalf("pct: %v %v %v", pct(v, 50), pct(v, 95), pct(v, 100))
 	}
 }
+
+// TestMOfKFrames checks the baseline's M-of-K-over-frames rule.
+func TestMOfKFrames(t *testing.T) {
+	d := func(s string, f int64) decision { return decision{student: s, frame: f} }
+	cases := []struct {
+		name string
+		in   []decision
+		m, k int
+		want map[string]int64 // student → decision frame
+	}{
+		{"one frame is not enough for m=2", []decision{d("a", 10)}, 2, 5, map[string]int64{}},
+		{"m=1 decides on the first frame", []decision{d("a", 10), d("a", 11)}, 1, 5, map[string]int64{"a": 10}},
+		{"two frames inside the window", []decision{d("a", 10), d("a", 14)}, 2, 5, map[string]int64{"a": 14}},
+		{"two frames just outside the window", []decision{d("a", 10), d("a", 15)}, 2, 5, map[string]int64{}},
+		{"two faces in one frame count once", []decision{d("a", 10), d("a", 10)}, 2, 5, map[string]int64{}},
+		{"later pair decides", []decision{d("a", 1), d("a", 20), d("a", 22), d("b", 3), d("b", 4)}, 2, 5, map[string]int64{"a": 22, "b": 4}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mOfKFrames(tc.in, tc.m, tc.k)
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d decisions %+v, want %v", len(got), got, tc.want)
+			}
+			for _, g := range got {
+				if f, ok := tc.want[g.student]; !ok || f != g.frame || !g.enqueued {
+					t.Errorf("decision %+v, want frame %d (present %v)", g, f, ok)
+				}
+			}
+		})
+	}
+}
