@@ -83,9 +83,8 @@ type Engine struct {
 	all  []*face.Recognizer
 	mu   sync.RWMutex
 	shut bool
-	emb  Embedder          // nil: go-face's own dlib-resnet-v1 descriptor
-	sp   *ShapePredictor   // with emb: landmarks for DescribeCrop's direct path
-	hogs chan *HOGDetector // with emb: box refinement for the direct path (one per worker)
+	emb  Embedder        // nil: go-face's own dlib-resnet-v1 descriptor
+	sp   *ShapePredictor // with emb: landmarks for DescribeCrop's direct path
 
 	recOnce sync.Once // fills pool (loadRecognizers)
 	recErr  error
@@ -145,15 +144,6 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 			return nil, err
 		}
 		e.sp = sp
-		e.hogs = make(chan *HOGDetector, cfg.Workers)
-		for i := 0; i < cfg.Workers; i++ {
-			d, err := NewHOGDetector()
-			if err != nil {
-				e.Close()
-				return nil, err
-			}
-			e.hogs <- d
-		}
 	}
 	// go-face's recognizers hold dlib's ResNet, which a pluggable embedder
 	// never runs on the gate (DescribeCrop's direct path): load them on
@@ -190,11 +180,6 @@ func (e *Engine) Close() {
 	}
 	if e.sp != nil {
 		e.sp.Close()
-	}
-	if e.hogs != nil {
-		for len(e.hogs) > 0 {
-			(<-e.hogs).Close()
-		}
 	}
 }
 
@@ -458,7 +443,7 @@ func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangl
 	if box.Dx() < 16 || box.Dy() < 16 {
 		return nil, nil
 	}
-	pad := box.Dx() * 6 / 10
+	pad := box.Dx() / 4
 	rr := image.Rect(box.Min.X-pad, box.Min.Y-pad, box.Max.X+pad, box.Max.Y+pad).Intersect(bounds)
 	roi := m.Region(rr)
 	gray := gocv.NewMat()
@@ -471,13 +456,11 @@ func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangl
 		gocv.CvtColor(roi, &gray, gocv.ColorBGRToGray)
 	}
 	roi.Close()
-	defer gray.Close()
-	local := e.refineBox(gray, box.Sub(rr.Min))
-	pts, err := e.sp.Landmarks(gray, local)
+	pts, err := e.sp.Landmarks(gray, box.Sub(rr.Min))
+	gray.Close()
 	if err != nil {
 		return nil, err
 	}
-	box = local.Add(rr.Min).Intersect(bounds)
 	for i := range pts {
 		pts[i] = pts[i].Add(rr.Min)
 	}
@@ -491,51 +474,4 @@ func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangl
 	q := MeasureCrop(m, box)
 	q.YawDeg, q.RollDeg = PoseFromLandmarks(pts)
 	return &Face{Box: box, Landmarks: pts, Descriptor: d, Quality: q}, nil
-}
-
-// refineBox re-detects the face of box (in gray's coordinates) with HOG at
-// the crop's own resolution, scaled so the face is about CropTarget px wide
-// as go-face's path does: a box from the gate's downscaled detection is a
-// few pixels off at full resolution, and the shape predictor, trained on
-// HOG boxes, places the landmarks better on a tight one. The detection that
-// overlaps box most is returned; box itself when none does.
-func (e *Engine) refineBox(gray gocv.Mat, box image.Rectangle) image.Rectangle {
-	if e.hogs == nil {
-		return box
-	}
-	det := <-e.hogs
-	defer func() { e.hogs <- det }()
-	scale := float64(CropTarget) / float64(max(box.Dx(), 1))
-	work := gray
-	if math.Abs(scale-1) > 0.05 {
-		small := gocv.NewMat()
-		defer small.Close()
-		gocv.Resize(gray, &small, image.Pt(max(1, int(float64(gray.Cols())*scale)), max(1, int(float64(gray.Rows())*scale))), 0, 0, gocv.InterpolationLinear)
-		work = small
-	} else {
-		scale = 1
-	}
-	pix, err := work.DataPtrUint8()
-	if err != nil {
-		return box
-	}
-	dets, err := det.DetectGray(pix, work.Cols(), work.Rows(), work.Step(), 0, 0)
-	if err != nil {
-		return box
-	}
-	best, bestIoU := box, 0.3
-	for _, d := range dets {
-		r := image.Rect(int(float64(d.Box.Min.X)/scale), int(float64(d.Box.Min.Y)/scale),
-			int(float64(d.Box.Max.X)/scale), int(float64(d.Box.Max.Y)/scale))
-		in := r.Intersect(box)
-		if in.Empty() {
-			continue
-		}
-		ia := float64(in.Dx() * in.Dy())
-		iou := ia / (float64(r.Dx()*r.Dy()+box.Dx()*box.Dy()) - ia)
-		if iou > bestIoU {
-			best, bestIoU = r, iou
-		}
-	}
-	return best
 }
