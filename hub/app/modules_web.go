@@ -25,6 +25,7 @@ func (a *App) buildWeb(ctx context.Context) error {
 	deps := web.Deps{DB: a.DB, Log: a.Log, Now: a.Now, Sessions: m.Auth, Audit: m.Audit, Notify: m.Notify}
 	if m.Gallery != nil {
 		deps.OperatingPoints = m.Gallery // /admin/operating-point
+		deps.Candidates = m.Gallery      // /admin/candidates
 	}
 	if m.Attendance != nil {
 		att := m.Attendance

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 
@@ -287,23 +286,14 @@ func (h *candidateAPI) putSessions(c *gin.Context) {
 		return
 	}
 	// Store in canonical order; every session is stored as '' (the default).
-	var keep []string
-	for _, name := range gatekit.Sessions {
-		if slices.Contains(in.Sessions, name) {
-			keep = append(keep, name)
-		}
-	}
-	stored := strings.Join(keep, ",")
-	if len(keep) == len(gatekit.Sessions) {
-		stored = ""
+	keep, stored, err := canonicalSessions(in.Sessions)
+	if err != nil {
+		api.Fail(c, api.Invalid("sessions", "%v", err))
+		return
 	}
 	id := c.Param("class_id")
 	err = h.s.db.Tx(c, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(c, `UPDATE classes SET sessions = ?, updated_at = ? WHERE id = ?`, stored, h.s.now().UnixMilli(), id); err != nil {
-			return fmt.Errorf("gallery: class sessions: %w", err)
-		}
-		return h.aud.RecordTx(c, tx, api.Actor(c), ActionClassSessions, "class:"+id,
-			map[string]any{"from": splitSessions(old), "to": keep}, c.ClientIP())
+		return h.s.writeClassSessions(c, tx, h.aud, api.Actor(c), c.ClientIP(), id, old, keep, stored)
 	})
 	if err != nil {
 		api.Fail(c, err)
@@ -390,16 +380,7 @@ func (h *candidateAPI) putGateClasses(c *gin.Context) {
 	ids := append([]string{}, in.ClassIDs...)
 	sort.Strings(ids)
 	err = h.s.db.Tx(c, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(c, `DELETE FROM gate_classes WHERE gate_id = ?`, gate); err != nil {
-			return fmt.Errorf("gallery: gate classes: %w", err)
-		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(c, `INSERT INTO gate_classes(gate_id, class_id) VALUES (?, ?)`, gate, id); err != nil {
-				return fmt.Errorf("gallery: gate classes: %w", err)
-			}
-		}
-		return h.aud.RecordTx(c, tx, api.Actor(c), ActionGateClasses, "gate:"+gate,
-			map[string]any{"from": before.ClassIDs, "to": ids}, c.ClientIP())
+		return h.s.writeGateClasses(c, tx, h.aud, api.Actor(c), c.ClientIP(), gate, before.ClassIDs, ids)
 	})
 	if err != nil {
 		api.Fail(c, err)

@@ -147,6 +147,9 @@ type Deps struct {
 	// OperatingPoints (hub/gallerysrv) feeds /admin/operating-point; nil:
 	// the page says it is unavailable.
 	OperatingPoints OperatingPoints
+	// Candidates (hub/gallerysrv) feeds /admin/candidates; nil: the page
+	// says it is unavailable.
+	Candidates Candidates
 }
 
 // Server serves the pages and the live feed.
@@ -248,6 +251,8 @@ func (s *Server) Routes(r gin.IRouter) {
 	a.POST("/review/:tid/reject", s.csrf, s.reviewDecide(false))
 	a.GET("/review/:tid/photo", s.reviewPhoto)
 	a.GET("/operating-point", s.operatingPointPage)
+	a.GET("/candidates", s.candidatesPage)
+	a.POST("/candidates", s.csrf, s.candidatesSave)
 
 	p := g.Group("/parent", s.require(auth.RoleParent))
 	p.GET("", s.parentHome)
