@@ -213,6 +213,7 @@ func TestBrowserCandidates(t *testing.T) {
 	if s := attr(t, ctx, `String(document.getElementById("sess-c2-afternoon").checked && document.getElementById("gate-g1-c2").checked && !document.getElementById("sess-c1-morning").checked)`); s != "true" {
 		t.Errorf("after save the boxes are not as ticked")
 	}
+	screenshot(t, ctx, "admin-candidates-en.png")
 	cs, err := f.gs.CandidateSettings(f.ctx, "s1")
 	must(t, err)
 	var got []string
