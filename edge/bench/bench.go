@@ -24,6 +24,7 @@ import (
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/edge/publish"
+	"github.com/diemdanh/diemdanh/edge/sim"
 	"github.com/diemdanh/diemdanh/edge/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -32,34 +33,16 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// TruthFormat identifies the simulator's ground-truth file.
-const TruthFormat = "diemdanh-gate-truth/1"
+// TruthFormat identifies the ground-truth file. The truth types are the
+// simulator's own, so its writer (edge/sim) and this reader share one
+// definition.
+const TruthFormat = sim.TruthFormat
 
 // Truth is the simulator's ground truth.
-type Truth struct {
-	Format   string    `json:"format"`
-	FPS      float64   `json:"fps"`
-	Width    int       `json:"width"`
-	Height   int       `json:"height"`
-	Frames   int       `json:"frames"`
-	Seed     int64     `json:"seed"`
-	Passages []Passage `json:"passages"`
-}
+type Truth = sim.Truth
 
 // Passage is one person walking past the camera.
-type Passage struct {
-	ID         string `json:"id"`
-	StudentID  string `json:"student_id"` // "" for visitors
-	Enrolled   bool   `json:"enrolled"`
-	Photo      string `json:"photo"`
-	FirstFrame int64  `json:"first_frame"`
-	LastFrame  int64  `json:"last_frame"`
-	Blur       bool   `json:"motion_blur"`
-	Occluded   bool   `json:"occluded"`
-}
-
-// Visitor reports whether the passage is somebody not in the gallery.
-func (p Passage) Visitor() bool { return !p.Enrolled || p.StudentID == "" }
+type Passage = sim.Passage
 
 // LoadTruth reads and checks a truth file.
 func LoadTruth(path string) (*Truth, error) {

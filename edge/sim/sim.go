@@ -79,6 +79,9 @@ type Passage struct {
 	Occluded   bool   `json:"occluded"`
 }
 
+// Visitor reports whether the passage is somebody not in the gallery.
+func (p Passage) Visitor() bool { return !p.Enrolled || p.StudentID == "" }
+
 // Options configure a run.
 type Options struct {
 	Photos     []string
