@@ -13,11 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/diemdanh/diemdanh/hub/api"
-	"github.com/diemdanh/diemdanh/hub/audit"
-	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 )
@@ -399,7 +395,6 @@ func TestOperatingPointConfigValidate(t *testing.T) {
 func TestOperatingPointAPIAuthz(t *testing.T) {
 	f := newFixture(t, nil, time.Hour)
 	f.enrolIdols(t, idolFaces(t), 0, 5, 3)
-	ctx := context.Background()
 	for _, q := range []string{
 		`INSERT INTO staff(id, school_id, full_name, role) VALUES ('t1', 'thcs-b', 'Cô Lan', 'teacher')`,
 		`INSERT INTO classes(id, school_id, name, grade, homeroom_teacher_id) VALUES ('c1', 'thcs-b', '6A', 6, 't1')`,
@@ -410,36 +405,8 @@ func TestOperatingPointAPIAuthz(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	acfg := auth.DefaultConfig()
-	acfg.BcryptCost = bcrypt.MinCost
-	svc, err := auth.New(f.db, audit.New(f.db, nil, time.Now), acfg, nil, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const pw = "mat-khau-dai-12345"
-	for _, n := range []auth.NewAccount{
-		{Username: "admin-b", Password: pw, Role: auth.RoleAdmin, SchoolID: "thcs-b"},
-		{Username: "admin-a", Password: pw, Role: auth.RoleAdmin, SchoolID: "thcs-a"},
-		{Username: "root", Password: pw, Role: auth.RoleAdmin},
-		{Username: "lan", Password: pw, Role: auth.RoleTeacher, SchoolID: "thcs-b", StaffID: "t1"},
-		{Username: "me", Password: pw, Role: auth.RoleParent, SchoolID: "thcs-b", GuardianIDs: []int64{1}},
-	} {
-		if _, _, err := svc.CreateAccount(ctx, "test", n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a := api.NewServer(nil, nil, svc)
-	a.Engine.Use(svc.Middleware())
-	a.V1.Use(svc.Middleware())
-	f.srv.Routes(a.V1)
-	if err := a.AddPaths(OpenAPIPaths()); err != nil {
-		t.Fatal(err)
-	}
-	if missing, err := a.MissingFromSpec(); err != nil || len(missing) > 0 {
-		t.Fatalf("routes missing from the OpenAPI document: %v %v", missing, err)
-	}
-	ts := httptest.NewServer(a.Engine)
-	defer ts.Close()
+	const pw = testPassword
+	ts := authAPIServer(t, f, "thcs-b")
 	get := func(user, pass, school string, query ...string) (int, []byte) {
 		q := "?history=5"
 		if len(query) > 0 {

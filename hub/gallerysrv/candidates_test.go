@@ -49,36 +49,8 @@ func TestCandidateGalleries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acfg := auth.DefaultConfig()
-	acfg.BcryptCost = bcrypt.MinCost
-	svc, err := auth.New(f.db, audit.New(f.db, nil, time.Now), acfg, nil, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const pw = "mat-khau-dai-12345"
-	for _, n := range []auth.NewAccount{
-		{Username: "root", Password: pw, Role: auth.RoleAdmin},
-		{Username: "admin-a", Password: pw, Role: auth.RoleAdmin, SchoolID: "thcs-a"},
-		{Username: "admin-b", Password: pw, Role: auth.RoleAdmin, SchoolID: "thcs-b"},
-		{Username: "lan", Password: pw, Role: auth.RoleTeacher, SchoolID: "thcs-a", StaffID: "t1"},
-		{Username: "me", Password: pw, Role: auth.RoleParent, SchoolID: "thcs-a", GuardianIDs: []int64{1}},
-	} {
-		if _, _, err := svc.CreateAccount(ctx, "test", n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a := api.NewServer(nil, nil, svc)
-	a.Engine.Use(svc.Middleware())
-	a.V1.Use(svc.Middleware())
-	f.srv.Routes(a.V1)
-	if err := a.AddPaths(OpenAPIPaths()); err != nil {
-		t.Fatal(err)
-	}
-	if missing, err := a.MissingFromSpec(); err != nil || len(missing) > 0 {
-		t.Fatalf("routes missing from the OpenAPI document: %v %v", missing, err)
-	}
-	ts := httptest.NewServer(a.Engine)
-	defer ts.Close()
+	const pw = testPassword
+	ts := authAPIServer(t, f, "thcs-a")
 	call := func(method, path, user, pass string, body any) (int, []byte) {
 		t.Helper()
 		var rd io.Reader
@@ -267,4 +239,46 @@ func TestCandidateGalleries(t *testing.T) {
 	if got := people(docBack); len(got) != 3 || got[pupils[0]] != nil || docBack.Version <= docA.Version {
 		t.Fatalf("after clearing: v%d %v", docBack.Version, got)
 	}
+}
+
+// testPassword is the password of every account authAPIServer creates.
+const testPassword = "mat-khau-dai-12345"
+
+// authAPIServer serves f's routes behind the real auth middleware on
+// loopback, with accounts root (hub-wide admin), admin-a and admin-b
+// (admins of thcs-a and thcs-b), and teacher "lan" (staff t1) and parent
+// "me" (guardian 1) of school; it checks the routes are all in the OpenAPI
+// document.
+func authAPIServer(t *testing.T, f *fixture, school string) *httptest.Server {
+	t.Helper()
+	acfg := auth.DefaultConfig()
+	acfg.BcryptCost = bcrypt.MinCost
+	svc, err := auth.New(f.db, audit.New(f.db, nil, time.Now), acfg, nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []auth.NewAccount{
+		{Username: "root", Password: testPassword, Role: auth.RoleAdmin},
+		{Username: "admin-a", Password: testPassword, Role: auth.RoleAdmin, SchoolID: "thcs-a"},
+		{Username: "admin-b", Password: testPassword, Role: auth.RoleAdmin, SchoolID: "thcs-b"},
+		{Username: "lan", Password: testPassword, Role: auth.RoleTeacher, SchoolID: school, StaffID: "t1"},
+		{Username: "me", Password: testPassword, Role: auth.RoleParent, SchoolID: school, GuardianIDs: []int64{1}},
+	} {
+		if _, _, err := svc.CreateAccount(context.Background(), "test", n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := api.NewServer(nil, nil, svc)
+	a.Engine.Use(svc.Middleware())
+	a.V1.Use(svc.Middleware())
+	f.srv.Routes(a.V1)
+	if err := a.AddPaths(OpenAPIPaths()); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := a.MissingFromSpec(); err != nil || len(missing) > 0 {
+		t.Fatalf("routes missing from the OpenAPI document: %v %v", missing, err)
+	}
+	ts := httptest.NewServer(a.Engine)
+	t.Cleanup(ts.Close)
+	return ts
 }
