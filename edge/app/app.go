@@ -109,7 +109,7 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 		a.preview = newPreview(cfg.HTTP.Preview)
 		hooks.OnFrame = a.preview.offer
 	}
-	a.pipe, err = pipeline.New(cfg.Pipeline, pipeline.Deps{Describer: a.engine, Workers: a.engine.Workers(), Gallery: a.gallery,
+	a.pipe, err = pipeline.New(cfg.Pipeline, pipeline.Deps{Describer: a.engine, Workers: a.engine.Workers(), ModelsDir: cfg.Engine.ModelsDir, Gallery: a.gallery,
 		Outbox: a.db, Notify: a.pub.Notify, Hooks: hooks, Stats: stats, Metrics: metrics}, log, now)
 	if err != nil {
 		return nil, err

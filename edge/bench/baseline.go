@@ -11,10 +11,14 @@ import (
 
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/models/gatekit"
+	"gocv.io/x/gocv"
 )
 
 // runBaseline is the naive gate: go-face (detect + landmarks + descriptor)
-// on every full frame, no downscaling, no tracking; each face is decided
+// on every full frame, no downscaling, no tracking. With an engine whose
+// embedder aligns on YuNet's landmarks, go-face's detector (dlib's HOG)
+// still finds the faces on every full frame and the engine describes each
+// (baselineFrame). Each face is decided
 // on its own with the same threshold and margin, and the first decision
 // per pupil is announced (the same one-per-day debounce). The same matches
 // are also decided with M of K consecutive frames (Baseline.SameRule).
@@ -41,12 +45,23 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var hog *gatekit.HOGDetector
+			if eng.UsesYuNet() {
+				var err error
+				if hog, err = gatekit.NewHOGDetector(); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				defer hog.Close()
+			}
 			for {
 				f, err := mbox.Next(ctx)
 				if err != nil {
 					return
 				}
-				faces, err := eng.RecognizeMat(ctx, f.Mat)
+				faces, err := baselineFrame(ctx, eng, hog, f.Mat)
 				f.Mat.Close()
 				mu.Lock()
 				frames++
@@ -87,6 +102,37 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 	sameAcc := score(truth, same)
 	return &Baseline{FPS: float64(frames) / wall.Seconds(), Frames: frames, CPUCoresUsed: cpu.Seconds() / wall.Seconds(),
 		CPUPerFrameMS: perFrame(cpu, frames), Accuracy: score(truth, decs), SameRule: &sameAcc}, nil
+}
+
+// baselineFrame finds and describes every face of a full frame: go-face
+// alone, or (hog set) dlib's HOG, go-face's own detector, with the engine
+// describing each box.
+func baselineFrame(ctx context.Context, eng *gatekit.Engine, hog *gatekit.HOGDetector, m gocv.Mat) ([]gatekit.Face, error) {
+	if hog == nil {
+		return eng.RecognizeMat(ctx, m)
+	}
+	gray := gocv.NewMat()
+	defer gray.Close()
+	gocv.CvtColor(m, &gray, gocv.ColorBGRToGray)
+	pix, err := gray.DataPtrUint8()
+	if err != nil {
+		return nil, err
+	}
+	dets, err := hog.DetectGray(pix, gray.Cols(), gray.Rows(), gray.Step(), 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	var faces []gatekit.Face
+	for _, d := range dets {
+		f, err := eng.DescribeCrop(ctx, m, d.Box)
+		if err != nil {
+			return nil, err
+		}
+		if f != nil {
+			faces = append(faces, *f)
+		}
+	}
+	return faces, nil
 }
 
 // mOfKFrames turns per-frame accepted matches (sorted by frame) into

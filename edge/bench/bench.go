@@ -234,7 +234,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	}}
 	st := &pipeline.Stats{}
 	src := staticGallery{doc, gal}
-	pipe, err := pipeline.New(cfg, pipeline.Deps{Describer: eng, Workers: eng.Workers(), Gallery: src, Outbox: db,
+	pipe, err := pipeline.New(cfg, pipeline.Deps{Describer: eng, Workers: eng.Workers(), ModelsDir: o.Engine.ModelsDir, Gallery: src, Outbox: db,
 		Notify: pub.Notify, Hooks: hooks, Stats: st}, log, time.Now)
 	if err != nil {
 		return nil, err

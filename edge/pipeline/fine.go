@@ -40,13 +40,14 @@ const hogWindow = 80
 // full-frame pixels per tiny pixel.
 func (p *Pipeline) fineWindows(W, H int, coarse []image.Rectangle, tracks []image.Rectangle, motion gocv.Mat, tinyScale float64, roi image.Rectangle) []fineWindow {
 	small := p.coarseMinFace(W)
+	win := p.detMinFace()
 	frame := image.Rect(0, 0, W, H)
 	var ws []fineWindow
 	for _, b := range tracks {
 		if b.Dx() >= small {
 			continue
 		}
-		m := max(b.Dx()/2, hogWindow/2)
+		m := max(b.Dx()/2, win/2)
 		ws = append(ws, fineWindow{r: image.Rect(b.Min.X-m, b.Min.Y-m, b.Max.X+m, b.Max.Y+m).Intersect(frame), track: true})
 	}
 	if !motion.Empty() {
@@ -55,10 +56,10 @@ func (p *Pipeline) fineWindows(W, H int, coarse []image.Rectangle, tracks []imag
 			br := gocv.BoundingRect(cs.At(i))
 			r := image.Rect(int(float64(br.Min.X)*tinyScale), int(float64(br.Min.Y)*tinyScale),
 				int(float64(br.Max.X)*tinyScale+0.5), int(float64(br.Max.Y)*tinyScale+0.5))
-			if r.Dx() < hogWindow/2 || r.Dy() < hogWindow/2 {
+			if r.Dx() < win/2 || r.Dy() < win/2 {
 				continue // too small to hold a detectable face
 			}
-			m := hogWindow / 2
+			m := win / 2
 			r = image.Rect(r.Min.X-m, r.Min.Y-m, r.Max.X+m, r.Max.Y+m).Intersect(frame)
 			if explained(r, coarse, small) {
 				continue
@@ -90,7 +91,7 @@ func (p *Pipeline) fineWindows(W, H int, coarse []image.Rectangle, tracks []imag
 	budget := int(p.cfg.FineMaxArea * float64(W*H))
 	var out []fineWindow
 	for _, w := range ws {
-		if w.r.Dx() < hogWindow+8 || w.r.Dy() < hogWindow+8 {
+		if w.r.Dx() < win+8 || w.r.Dy() < win+8 {
 			continue
 		}
 		a := w.r.Dx() * w.r.Dy()
@@ -122,6 +123,15 @@ func explained(r image.Rectangle, boxes []image.Rectangle, minW int) bool {
 	return false
 }
 
+// detMinFace is the running detector's smallest face (HOG's window
+// before Run has built one).
+func (p *Pipeline) detMinFace() int {
+	if p.minFace > 0 {
+		return p.minFace
+	}
+	return hogWindow
+}
+
 // coarseMinFace is the narrowest face (full-frame px) the coarse pass
 // finds reliably on a frame W wide.
 func (p *Pipeline) coarseMinFace(W int) int {
@@ -129,10 +139,10 @@ func (p *Pipeline) coarseMinFace(W int) int {
 	if W > p.cfg.DetectWidth {
 		scale = float64(W) / float64(p.cfg.DetectWidth)
 	}
-	return int(float64(hogWindow) * scale * 1.15)
+	return int(float64(p.detMinFace()) * scale * 1.15)
 }
 
-// fineDetect runs HOG at full resolution in each window of the BGR frame
+// fineDetect runs the detector at full resolution in each window of the BGR frame
 // and returns the faces found there that are not one of coarse. A coarse
 // box narrower than coarseMinFace that a fine detection overlaps is
 // replaced, in place, by the fine box: near its smallest scale the coarse
@@ -140,27 +150,18 @@ func (p *Pipeline) coarseMinFace(W int) int {
 // wide for a 100 px face at 640), so without this the track's box would
 // jump when the coarse pass takes over from the fine one and
 // Tracker.MaxScaleChange would restart the track.
-func (p *Pipeline) fineDetect(frame gocv.Mat, ws []fineWindow, coarse []image.Rectangle, det *gatekit.HOGDetector, st *detState) []gatekit.Detection {
+func (p *Pipeline) fineDetect(frame gocv.Mat, ws []fineWindow, coarse []image.Rectangle, det faceDetector, st *detState) []gatekit.Detection {
 	small := p.coarseMinFace(frame.Cols())
 	refined := make([]bool, len(coarse))
 	var found []gatekit.Detection
 	for _, w := range ws {
-		region := frame.Region(w.r)
-		gocv.CvtColor(region, &st.fine, gocv.ColorBGRToGray)
-		region.Close()
-		pix, err := st.fine.DataPtrUint8()
-		if err != nil {
-			p.Stats.Errors.Add(1)
-			continue
-		}
-		dets, err := det.DetectGray(pix, st.fine.Cols(), st.fine.Rows(), st.fine.Step(), 0, p.cfg.HOGAdjust)
+		dets, err := detectIn(det, frame, w.r, false)
 		if err != nil {
 			p.Stats.Errors.Add(1)
 			continue
 		}
 		p.Stats.FineWindows.Add(1)
 		for _, d := range dets {
-			d.Box = d.Box.Add(w.r.Min)
 			dup := false
 			for k, c := range coarse {
 				if IoU(c, d.Box) > 0.3 {

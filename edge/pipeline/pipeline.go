@@ -24,6 +24,11 @@ type Config struct {
 	GateID    string `yaml:"-"`
 	Direction string `yaml:"-"`
 
+	// Detector is the face detector: "yunet" (default) or "hog"
+	// (detector.go).
+	Detector string `yaml:"detector"`
+	// YuNetScore is YuNet's detection threshold (0..1).
+	YuNetScore float64 `yaml:"yunet_score"`
 	// DetectWidth is the width frames are downscaled to for detection.
 	DetectWidth int `yaml:"detect_width"`
 	// ROI is the gate region of interest as fractions of the frame
@@ -118,6 +123,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Direction:          gatekit.DirectionIn,
+		Detector:           DetectorYuNet,
+		YuNetScore:         0.6,
 		DetectWidth:        640,
 		MotionThreshold:    1.5,
 		MinFacePx:          0,
@@ -148,6 +155,10 @@ func DefaultConfig() Config {
 func (c Config) Validate(prefix string) error {
 	f := func(name, format string, args ...any) error { return gatekit.Fieldf(prefix+"."+name, format, args...) }
 	switch {
+	case c.Detector != DetectorYuNet && c.Detector != DetectorHOG:
+		return f("detector", "must be %q or %q, got %q", DetectorYuNet, DetectorHOG, c.Detector)
+	case !(c.YuNetScore > 0 && c.YuNetScore < 1):
+		return f("yunet_score", "must be in (0, 1), got %g", c.YuNetScore)
 	case c.DetectWidth < 160 || c.DetectWidth > 4096:
 		return f("detect_width", "must be 160..4096, got %d", c.DetectWidth)
 	case len(c.ROI) != 0 && len(c.ROI) != 4:
@@ -276,12 +287,18 @@ type Pipeline struct {
 	calThs map[string]float64 // per candidate window ("" = all); 0: none
 
 	cand candState // candidate restriction (candidates.go)
+
+	modelsDir string // YuNet's weights (Deps.ModelsDir)
+	minFace   int    // the running detector's MinFace
 }
 
 // Deps are the pipeline's collaborators.
 type Deps struct {
 	Describer Describer
 	Workers   int // descriptor workers (the engine's pool size)
+	// ModelsDir holds the YuNet detector's weights ("" = MODELS_DIR or
+	// the default, gatekit.ResolveModelsDir).
+	ModelsDir string
 	Gallery   GallerySource
 	Outbox    Outbox
 	Notify    func() // wakes the publisher after a commit
@@ -327,7 +344,7 @@ func New(cfg Config, d Deps, log *slog.Logger, now func() time.Time) (*Pipeline,
 	}
 	return &Pipeline{cfg: cfg, log: log, now: now, workers: d.Workers, desc: d.Describer, gal: d.Gallery,
 		out: d.Outbox, notify: d.Notify, hooks: d.Hooks, Stats: d.Stats, metrics: d.Metrics,
-		tracker: NewTracker(cfg.Tracker)}, nil
+		tracker: NewTracker(cfg.Tracker), modelsDir: d.ModelsDir}, nil
 }
 
 // job asks a worker to describe one track's crop.
@@ -355,10 +372,11 @@ func DebounceKey(at time.Time, loc *time.Location, student, direction string) st
 // cancelled. Events decided before it returns are committed to the outbox
 // even when ctx is cancelled.
 func (p *Pipeline) Run(ctx context.Context, src FrameSource) error {
-	det, err := gatekit.NewHOGDetector()
+	det, err := p.newDetector()
 	if err != nil {
 		return fmt.Errorf("pipeline: %w", err)
 	}
+	p.minFace = det.MinFace()
 	defer det.Close()
 	op := p.voteConfig() // calibrates now rather than under the lock later
 	p.log.Info("operating point", "threshold", op.Threshold, "min_margin", op.MinMargin, "m", op.M, "k", op.K)
@@ -458,7 +476,7 @@ func (s *detState) close() {
 	}
 }
 
-func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det *gatekit.HOGDetector, jobs chan<- job, emits chan<- emission) error {
+func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det faceDetector, jobs chan<- job, emits chan<- emission) error {
 	st := &detState{small: gocv.NewMat(), gray: gocv.NewMat(), tiny: gocv.NewMat(), prev: gocv.NewMat(), diff: gocv.NewMat(),
 		fine: gocv.NewMat(), moved: gocv.NewMat()}
 	defer st.close()
@@ -491,7 +509,7 @@ func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det *gatekit
 	}
 }
 
-func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatekit.HOGDetector, st *detState, jobs chan<- job, emits chan<- emission) error {
+func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det faceDetector, st *detState, jobs chan<- job, emits chan<- emission) error {
 	W, H := f.Mat.Cols(), f.Mat.Rows()
 	if f.Mat.Empty() || W < 16 || H < 16 {
 		p.Stats.Errors.Add(1)
@@ -563,12 +581,7 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 		roi = image.Rect(int(p.cfg.ROI[0]*float64(gw)), int(p.cfg.ROI[1]*float64(gh)),
 			int(p.cfg.ROI[2]*float64(gw)), int(p.cfg.ROI[3]*float64(gh))).Intersect(roi)
 	}
-	pix, err := st.gray.DataPtrUint8()
-	if err != nil {
-		return fmt.Errorf("pipeline: frame buffer: %w", err)
-	}
-	stride := st.gray.Step()
-	dets, err := det.DetectGray(pix[roi.Min.Y*stride+roi.Min.X:], roi.Dx(), roi.Dy(), stride, p.cfg.Upsample, p.cfg.HOGAdjust)
+	dets, err := detectIn(det, work, roi, true)
 	if err != nil {
 		p.Stats.Errors.Add(1)
 		p.log.Warn("detect failed", "err", err)
@@ -580,7 +593,7 @@ func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det *gatek
 	frameR := image.Rect(0, 0, W, H)
 	boxes := make([]image.Rectangle, 0, len(dets))
 	for _, d := range dets {
-		b := d.Box.Add(roi.Min)
+		b := d.Box
 		fb := image.Rect(int(float64(b.Min.X)*scale), int(float64(b.Min.Y)*scale),
 			int(float64(b.Max.X)*scale), int(float64(b.Max.Y)*scale)).Intersect(frameR)
 		if fb.Dx() < max(p.cfg.MinFacePx, 8) || fb.Dy() < 8 {

@@ -212,21 +212,28 @@ func analyseOne(ctx context.Context, eng, ref *gatekit.Engine, ph photo) (a *ana
 	}
 	a = &analysed{photo: ph, Box: f.Box, Ref: f.Descriptor, Desc: f.Descriptor}
 	if eng != ref {
-		// The same detector and landmarks run again; only the descriptor
-		// differs. A face the embedder cannot describe stays in the
-		// selection (it may still be walked) but is left out of the gallery.
+		// The engine under test describes the same face (the one its own
+		// detector's box overlaps most; with YuNet the box differs from
+		// dlib's). A face it cannot describe stays in the selection (it
+		// may still be walked) but is left out of the gallery.
 		a.Desc = nil
 		ef, err := eng.RecognizeTight(ctx, m)
+		best, bestIoU := -1, 0.3
+		for i := range ef {
+			if v := gatekit.IoU(ef[i].Box, f.Box); v > bestIoU {
+				best, bestIoU = i, v
+			}
+		}
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
 				return nil, "", ctx.Err()
 			}
 			note = fmt.Sprintf("%s cannot describe the face (left out of the gallery): %v", eng.Model().Name, err)
-		case len(ef) != 1 || ef[0].Box != f.Box:
-			note = fmt.Sprintf("the %s engine found %d faces where the reference found one (left out of the gallery)", eng.Model().Name, len(ef))
+		case best < 0:
+			note = fmt.Sprintf("the %s engine found %d faces, none where the reference found one (left out of the gallery)", eng.Model().Name, len(ef))
 		default:
-			a.Desc = ef[0].Descriptor
+			a.Desc = ef[best].Descriptor
 		}
 	}
 	a.Sprite, a.Face = makeSprite(m, f.Box)

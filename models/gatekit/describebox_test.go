@@ -16,18 +16,20 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// newDefaultEngine is an engine with the default (pluggable, ONNX)
-// embedder, so DescribeCrop takes the direct path (describeBox).
-func newDefaultEngine(t testing.TB, workers int) *Engine {
+// newDirectEngine is an engine with a pluggable ONNX embedder aligned on
+// dlib's landmarks (SFace as version flip.2 aligned it), so DescribeCrop
+// takes the direct path (describeBox).
+func newDirectEngine(t testing.TB, workers int) *Engine {
 	t.Helper()
+	spec := SFace2021DecBQDlib5
 	cfg := DefaultEngineConfig()
-	cfg.ModelsDir, cfg.Workers = TestModelsDir(), workers
+	cfg.ModelsDir, cfg.Workers, cfg.Embedder, cfg.ONNX = TestModelsDir(), workers, spec.Model.Name, &spec
 	e, err := NewEngine(cfg, nil)
 	if err != nil {
 		t.Fatalf("face engine: %v (run `make models` or set MODELS_DIR)", err)
 	}
 	if e.emb == nil || e.sp == nil {
-		t.Fatalf("default embedder %v has no direct path", e.Model())
+		t.Fatalf("embedder %v has no direct path", e.Model())
 	}
 	return e
 }
@@ -105,7 +107,7 @@ func casiaGenuineMedian(t testing.TB, e *Engine, people int) float64 {
 // genuine median measured here, while every other person's face is
 // farther than that bound. Quality carries pose and sharpness.
 func TestDescribeCropDirectPathMatchesWholeImage(t *testing.T) {
-	e := newDefaultEngine(t, 2)
+	e := newDirectEngine(t, 2)
 	defer e.Close()
 	ctx := context.Background()
 	bound := casiaGenuineMedian(t, e, 8) / 2
@@ -182,7 +184,16 @@ func TestDescribeCropDirectPathMatchesWholeImage(t *testing.T) {
 // Boxes too small or outside the frame give (nil, nil); frames the path
 // cannot take give typed errors; nothing panics.
 func TestDescribeCropDirectPathBadInput(t *testing.T) {
-	e := newDefaultEngine(t, 1)
+	for name, mk := range gatePathEngines {
+		t.Run(name, func(t *testing.T) { testDescribeCropBadInput(t, mk(t, 1)) })
+	}
+}
+
+// gatePathEngines are the two DescribeCrop paths a pluggable embedder has:
+// dlib's landmarks on the given box, or YuNet re-run around it.
+var gatePathEngines = map[string]func(testing.TB, int) *Engine{"dlib-landmarks": newDirectEngine, "yunet": yunetEngine}
+
+func testDescribeCropBadInput(t *testing.T, e *Engine) {
 	defer e.Close()
 	ctx := context.Background()
 	m := loadPhoto(t, "faces/images/chaeyoung2.jpg")
@@ -198,10 +209,18 @@ func TestDescribeCropDirectPathBadInput(t *testing.T) {
 			t.Errorf("box %v: %v, %v; want nil, nil", b, f, err)
 		}
 	}
-	// A box partly outside the frame is clipped and described.
-	if f, err := e.DescribeCrop(ctx, m, good.Add(image.Pt(0, m.Rows()-good.Max.Y+40))); err != nil || f == nil {
+	// A box partly outside the frame is clipped and described. dlib's
+	// predictor describes whatever the box holds; YuNet needs the face in
+	// it, so it gets a frame that cuts the face at the chin instead.
+	frame, box := m, good.Add(image.Pt(0, m.Rows()-good.Max.Y+40))
+	if e.UsesYuNet() {
+		frame = m.Region(image.Rect(0, 0, m.Cols(), 700)) // the face ends at y≈730
+		defer frame.Close()
+		box = image.Rect(325, 314, 625, 760)
+	}
+	if f, err := e.DescribeCrop(ctx, frame, box); err != nil || f == nil {
 		t.Errorf("box over the bottom edge: %v, %v", f, err)
-	} else if !f.Box.In(image.Rect(0, 0, m.Cols(), m.Rows())) {
+	} else if !f.Box.In(image.Rect(0, 0, frame.Cols(), frame.Rows())) {
 		t.Errorf("box %v not clipped to the frame", f.Box)
 	}
 
@@ -228,7 +247,7 @@ func TestDescribeCropDirectPathBadInput(t *testing.T) {
 // With a pluggable embedder the go-face recognizers load on first use
 // only: DescribeCrop never loads them, RecognizeMat does and works.
 func TestONNXEngineLoadsRecognizersLazily(t *testing.T) {
-	e := newDefaultEngine(t, 2)
+	e := newDirectEngine(t, 2)
 	defer e.Close()
 	ctx := context.Background()
 	m := loadPhoto(t, "faces/images/elkie.jpg")
@@ -258,7 +277,12 @@ func TestONNXEngineLoadsRecognizersLazily(t *testing.T) {
 // Close while both paths are in use: every call either succeeds or
 // returns KindClosed; after Close both do, and a second Close is a no-op.
 func TestONNXEngineCloseDuringUse(t *testing.T) {
-	e := newDefaultEngine(t, 2)
+	for name, mk := range gatePathEngines {
+		t.Run(name, func(t *testing.T) { testEngineCloseDuringUse(t, mk(t, 2)) })
+	}
+}
+
+func testEngineCloseDuringUse(t *testing.T, e *Engine) {
 	ctx := context.Background()
 	m := loadPhoto(t, "faces/images/elkie.jpg")
 	defer m.Close()

@@ -10,8 +10,10 @@ import (
 
 // Embedder turns a detected face into a descriptor: it aligns the face by
 // its dlib landmarks to its own template, normalises the pixels its own way
-// and runs its network. The engine always detects with HOG and finds the 5
-// landmarks with dlib; only this last step is pluggable. The built-in
+// and runs its network. The engine detects with HOG and finds the 5
+// landmarks with dlib; only this last step is pluggable. (An ONNX embedder
+// whose spec sets Align5 is the exception: the engine then detects and
+// places landmarks with YuNet and calls EmbedPoints; engine_yunet.go.) The built-in
 // dlib-resnet-v1 embedder runs inside go-face and has no Embedder value.
 //
 // Descriptors of different embedders are never compared: a Gallery holds
@@ -68,7 +70,7 @@ func EmbedderModel(name string) (ModelID, bool) {
 }
 
 // ModelFilesFor returns the weight files an embedder needs in ModelsDir
-// (dlib's files are always needed: detection and landmarks use them).
+// (dlib's files are always needed; an Align5 embedder also needs YuNet).
 func ModelFilesFor(name string) []ModelFile {
 	if name == "" {
 		name = DefaultEmbedder.Name
@@ -76,6 +78,9 @@ func ModelFilesFor(name string) []ModelFile {
 	files := append([]ModelFile(nil), DlibModels...)
 	if s, ok := onnxSpec(name); ok {
 		files = append(files, s.File)
+		if s.Align5 {
+			files = append(files, YuNet2023MarBQ)
+		}
 	}
 	for _, p := range FusionSpecs[name].Parts {
 		files = append(files, p.File)

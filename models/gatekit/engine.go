@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"sync"
 
 	face "github.com/Kagami/go-face"
@@ -85,6 +86,11 @@ type Engine struct {
 	shut bool
 	emb  Embedder        // nil: go-face's own dlib-resnet-v1 descriptor
 	sp   *ShapePredictor // with emb: landmarks for DescribeCrop's direct path
+	// With an Align5 embedder: YuNet detects and places the landmarks
+	// (one detector per worker; engine_yunet.go).
+	pe    pointEmbedder
+	ynAll []*YuNetDetector
+	yn    chan *YuNetDetector
 
 	recOnce sync.Once // fills pool (loadRecognizers)
 	recErr  error
@@ -116,6 +122,7 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 	if cfg.BLASThreads > 0 {
 		SetBLASThreads(cfg.BLASThreads)
 	}
+
 	if err := VerifyModels(cfg.ModelsDir, DlibModels); err != nil {
 		return nil, err
 	}
@@ -137,7 +144,12 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 		}
 		e.emb = emb
 	}
-	if e.emb != nil {
+	if pe, ok := e.emb.(pointEmbedder); ok && pe.Aligns5() {
+		if err := e.loadYuNet(); err != nil {
+			e.Close()
+			return nil, err
+		}
+	} else if e.emb != nil {
 		sp, err := NewShapePredictor(cfg.ModelsDir)
 		if err != nil {
 			e.Close()
@@ -154,6 +166,11 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 			return nil, err
 		}
 	}
+	// The ONNX files were read into Go memory to be checked and parsed;
+	// OpenCV holds its own copy now. Hand the Go copies back to the OS
+	// at once rather than at the collector's leisure (tens of MB of RSS
+	// on a gate device).
+	debug.FreeOSMemory()
 	log.Info("face engine ready", "models_dir", cfg.ModelsDir, "workers", cfg.Workers, "model", e.Model().String())
 	return e, nil
 }
@@ -180,6 +197,9 @@ func (e *Engine) Close() {
 	}
 	if e.sp != nil {
 		e.sp.Close()
+	}
+	for _, d := range e.ynAll {
+		d.Close()
 	}
 }
 
@@ -248,6 +268,9 @@ func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]Face, error) {
 		return nil, errf(KindCorruptImage, "recognize", err, "cannot decode JPEG")
 	}
 	defer m.Close()
+	if e.pe != nil {
+		return e.recognizeYuNet(ctx, m)
+	}
 	return e.recognizeRaw(ctx, b, &m)
 }
 
@@ -312,6 +335,9 @@ func (e *Engine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]Face, error) {
 			gocv.CvtColor(m, &conv, gocv.ColorBGRAToBGR)
 		}
 		src = conv
+	}
+	if e.pe != nil {
+		return e.recognizeYuNet(ctx, src)
 	}
 	jpg, err := EncodeJPEG(src, 95)
 	if err != nil {
@@ -394,6 +420,9 @@ const CropTarget = 150
 func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
 	if m.Empty() {
 		return nil, errf(KindEmptyImage, "describe", nil, "empty frame")
+	}
+	if e.pe != nil {
+		return e.describeYuNet(ctx, m, box)
 	}
 	if e.emb != nil && e.sp != nil {
 		return e.describeBox(ctx, m, box)

@@ -82,5 +82,5 @@ func (f *FusionEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []im
 
 // FusionSpecs are the fused embedders this build knows, by model name.
 var FusionSpecs = map[string]FusionSpec{
-	"fusion-sface-mfn-v1": {Model: ModelID{Name: "fusion-sface-mfn-v1", Version: "2"}, Parts: []ONNXSpec{SFace2021DecBQ, FacepluginMFNV1}},
+	"fusion-sface-mfn-v1": {Model: ModelID{Name: "fusion-sface-mfn-v1", Version: "2"}, Parts: []ONNXSpec{SFace2021DecBQDlib5, FacepluginMFNV1}},
 }

@@ -96,3 +96,12 @@ extern "C" int gk_set_blas_threads(int n) {
   f(n);
   return 1;
 }
+
+#include <malloc.h>
+extern "C" int gk_limit_arenas(int n) {
+#ifdef M_ARENA_MAX
+  return mallopt(M_ARENA_MAX, n);
+#else
+  return 0;
+#endif
+}

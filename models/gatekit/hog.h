@@ -23,6 +23,8 @@ int gk_sp_shape(void* sp, const unsigned char* gray, int w, int hgt, int stride,
 // Sets the OpenBLAS thread count if OpenBLAS is the loaded BLAS; returns 1 if
 // it was, 0 otherwise.
 int gk_set_blas_threads(int n);
+// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); returns 1 on success.
+int gk_limit_arenas(int n);
 #ifdef __cplusplus
 }
 #endif

@@ -28,13 +28,19 @@ type ONNXSpec struct {
 	// descriptor no longer depends on which way the face is lit or turned
 	// as much). Twice the network time.
 	Flip bool
+	// Align5 aligns on YuNet's five landmarks (eyes, nose tip, mouth
+	// corners) onto the ArcFace template by least squares over all five,
+	// as OpenCV's FaceRecognizerSF::alignCrop does for SFace. An engine
+	// with such an embedder detects and places landmarks with YuNet
+	// instead of dlib; Template is then unused.
+	Align5 bool
 }
 
 // Validate checks the spec's own fields.
 func (s ONNXSpec) Validate() error {
 	switch {
-	case s.Model.Name == "" || s.Model.Version == "":
-		return errf(KindInvalid, "onnx", nil, "spec has no model name/version")
+	case s.Model.Name == "" || s.Model.Version == "" || len(s.Model.Name) > 64 || len(s.Model.Version) > 32:
+		return errf(KindInvalid, "onnx", nil, "spec needs a model name (≤64 bytes) and version (≤32 bytes, the event's limits), got %q", s.Model)
 	case s.File.Name == "" || len(s.File.SHA256) != 64:
 		return errf(KindInvalid, "onnx", nil, "%s: spec needs a file name and a SHA-256", s.Model)
 	case s.Input < 16 || s.Input > 512:
@@ -103,19 +109,35 @@ var SFace2021Dec = ONNXSpec{
 // Input 1×3×112×112 RGB 0..255 (the graph subtracts 127.5 and scales by
 // 1/128 itself), output 128 values, L2-normalised here.
 //
-// Alignment reuses our dlib mapping onto the ArcFace template: measured on
-// kpop (EER; casia-facev5 is indifferent), nose base at y=84 with full
-// weight 9.5%, y=80 9.8%, y=88 11.1%, y=76 11.8%, eyes only 12.6%; BGR
-// instead of RGB 11.1%.
+// Alignment is SFace's own (Align5): YuNet's five landmarks onto the
+// ArcFace template, the landmarks placed by YuNet re-run on a crop where
+// the face is describeFacePx wide (engine_yunet.go). Against version
+// flip.2, which mapped dlib's landmarks onto the same template
+// (SFace2021DecBQDlib5), on the same photos: failures to enrol fall from
+// 17 to 1 of 391 on kpop and from 11 to 4 of 200 on casia-facev5, rank-1
+// rises (kpop 97.6% → 99.2% with the 16 extra, harder photos included;
+// casia 99.5% → 100%), EER is about the same (kpop 9.0% → 9.3%, casia
+// 1.1% → 1.0%); README "Recognition quality" has the full table.
 //
-// Flip (the mirrored chip's output added in) was measured the same way:
-// kpop EER 9.5% → 9.0%, visitor acceptance at 95% single-image genuine
-// acceptance 24.5% → 13.0%; faces/images EER 3.7% → 3.4%, 15.2% → 9.1%;
-// casia-facev5 unchanged (rank-1 99.5%, EER 1.1%). Version "flip.2" marks
-// descriptors made this way (version 1 had no flip).
+// Flip (the mirrored chip's output added in) was measured with dlib
+// alignment: kpop EER 9.5% → 9.0%, visitor acceptance at 95% single-image
+// genuine acceptance 24.5% → 13.0%. Version "yunet5.flip.3" marks
+// descriptors made this way.
 var SFace2021DecBQ = ONNXSpec{
-	Model: ModelID{Name: "sface-2021dec-bq", Version: "2021dec-int8bq-fp32.flip.2"},
+	Model: ModelID{Name: "sface-2021dec-bq", Version: "2021dec-bq.yunet5.flip.3"},
 	File:  ModelFile{"face_recognition_sface_2021dec_bq_fp32.onnx", "c9507617a7cbd15fb6b785e7580a58f63396cad7ba185118dcf1ca53f7b58c3b"},
+	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true, Flip: true, Align5: true,
+}
+
+// SFace2021DecBQDlib5 is the same network aligned the way version flip.2
+// of sface-2021dec-bq was: dlib's landmarks onto the ArcFace template
+// (measured on kpop, EER: nose base at y=84 with full weight 9.5%, y=80
+// 9.8%, y=88 11.1%, y=76 11.8%, eyes only 12.6%; BGR instead of RGB
+// 11.1%). It is not selectable on its own; fusion-sface-mfn-v1 uses it, so
+// both of its parts share dlib's landmarks.
+var SFace2021DecBQDlib5 = ONNXSpec{
+	Model: ModelID{Name: "sface-2021dec-bq", Version: "2021dec-int8bq-fp32.flip.2"},
+	File:  SFace2021DecBQ.File,
 	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true, Flip: true,
 	Template: FacepluginMFNV1.Template,
 }
@@ -157,7 +179,7 @@ func onnxSpec(name string) (ONNXSpec, bool) {
 
 // ONNXModels are the pinned ONNX weight files; they must equal their lines
 // in models/SHA256SUMS (a test checks it).
-var ONNXModels = []ModelFile{FacepluginMFNV1.File, SFace2021DecBQ.File}
+var ONNXModels = []ModelFile{FacepluginMFNV1.File, SFace2021DecBQ.File, YuNet2023MarBQ}
 
 // ONNXSpecs are the ONNX embedders this build knows, by model name.
 var ONNXSpecs = map[string]ONNXSpec{
@@ -264,11 +286,32 @@ func (e *ONNXEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []imag
 	if img.Empty() {
 		return nil, errf(KindEmptyImage, "embed", nil, "empty image")
 	}
+	if e.spec.Align5 {
+		return nil, errf(KindInvalid, "embed", nil, "%s aligns on YuNet's landmarks (EmbedPoints), not dlib's", e.spec.Model)
+	}
 	chip, _, err := e.spec.Template.AlignChip(img, landmarks, e.spec.Input)
 	if err != nil {
 		return nil, err
 	}
 	defer chip.Close()
+	return e.EmbedChip(ctx, chip)
+}
+
+// EmbedPoints aligns the face with YuNet's five landmarks in img (BGR)
+// onto the ArcFace template and returns its descriptor (Align5 specs).
+func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Point2) (Descriptor, error) {
+	if img.Empty() {
+		return nil, errf(KindEmptyImage, "embed", nil, "empty image")
+	}
+	tr, err := ArcFace5(lm, e.spec.Input)
+	if err != nil {
+		return nil, err
+	}
+	m := tr.Mat()
+	defer m.Close()
+	chip := gocv.NewMat()
+	defer chip.Close()
+	gocv.WarpAffineWithParams(img, &chip, m, image.Pt(e.spec.Input, e.spec.Input), gocv.InterpolationLinear, gocv.BorderReplicate, ColorBlack())
 	return e.EmbedChip(ctx, chip)
 }
 

@@ -76,8 +76,12 @@ func PoseFromLandmarks(pts []image.Point) (yaw, roll float64) {
 	if len(pts) < 5 {
 		return 0, 0
 	}
-	a := midpoint(pts[0], pts[1])
-	b := midpoint(pts[2], pts[3])
+	return poseFromEyesNose(midpoint(pts[0], pts[1]), midpoint(pts[2], pts[3]), [2]float64{float64(pts[4].X), float64(pts[4].Y)}, 0.55)
+}
+
+// poseFromEyesNose: roll from the eye line, yaw from where the nose sits
+// along it (depth: the nose's offset in eye distances at 90°).
+func poseFromEyesNose(a, b, nose [2]float64, depth float64) (yaw, roll float64) {
 	if a[0] > b[0] {
 		a, b = b, a
 	}
@@ -89,9 +93,9 @@ func PoseFromLandmarks(pts []image.Point) (yaw, roll float64) {
 	roll = math.Atan2(dy, dx) * 180 / math.Pi
 	// Project the nose onto the eye line, in units of eye distance.
 	mx, my := (a[0]+b[0])/2, (a[1]+b[1])/2
-	nx, ny := float64(pts[4].X)-mx, float64(pts[4].Y)-my
+	nx, ny := nose[0]-mx, nose[1]-my
 	along := (nx*dx + ny*dy) / (iod * iod)
-	r := along / 0.55
+	r := along / depth
 	r = math.Max(-1, math.Min(1, r))
 	yaw = math.Asin(r) * 180 / math.Pi
 	return yaw, roll

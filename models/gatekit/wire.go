@@ -94,7 +94,7 @@ func (e *Event) Validate() error {
 	case e.FramesUsed < 0 || e.FramesUsed > 1000:
 		return Fieldf("frames_used", "must be 0..1000")
 	case e.Model.Name == "" || len(e.Model.Name) > 64 || len(e.Model.Version) > 32:
-		return Fieldf("model", "name required, at most 64 characters")
+		return Fieldf("model", "name required (at most 64 characters), version at most 32")
 	case len(e.FaceJPEG) > MaxCropBytes:
 		return Fieldf("face_jpeg", "%d bytes exceeds %d", len(e.FaceJPEG), MaxCropBytes)
 	case len(e.FaceJPEG) > 0 && !bytes.HasPrefix(e.FaceJPEG, []byte{0xFF, 0xD8}):

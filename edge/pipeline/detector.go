@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"fmt"
+	"image"
+
+	"github.com/diemdanh/diemdanh/models/gatekit"
+	"gocv.io/x/gocv"
+)
+
+// Detector names for Config.Detector.
+const (
+	DetectorYuNet = "yunet" // OpenCV Zoo YuNet (default): finds faces from ~10 px, blurred and half-covered ones too
+	DetectorHOG   = "hog"   // dlib's HOG: frontal, sharp faces from 80 px
+)
+
+// faceDetector is what the detect stage needs: the faces in a BGR image
+// (a downscaled frame, or a window of the full frame for the fine pass).
+// It is used from the detect goroutine only.
+type faceDetector interface {
+	Detect(img gocv.Mat, coarse bool) ([]gatekit.Detection, error)
+	// MinFace is the narrowest face, in pixels of the image given, that
+	// the detector finds reliably.
+	MinFace() int
+	Close()
+}
+
+// newDetector builds the configured detector.
+func (p *Pipeline) newDetector() (faceDetector, error) {
+	switch p.cfg.Detector {
+	case DetectorHOG:
+		d, err := gatekit.NewHOGDetector()
+		if err != nil {
+			return nil, err
+		}
+		return &hogDetector{d: d, gray: gocv.NewMat(), upsample: p.cfg.Upsample, adjust: p.cfg.HOGAdjust}, nil
+	case DetectorYuNet, "":
+		d, err := gatekit.NewYuNetDetector(gatekit.ResolveModelsDir(p.modelsDir))
+		if err != nil {
+			return nil, err
+		}
+		d.MinScore = p.cfg.YuNetScore
+		return &yunetDetector{d: d}, nil
+	}
+	return nil, fmt.Errorf("unknown detector %q", p.cfg.Detector)
+}
+
+type hogDetector struct {
+	d        *gatekit.HOGDetector
+	gray     gocv.Mat
+	upsample int
+	adjust   float64
+}
+
+func (h *hogDetector) Detect(img gocv.Mat, coarse bool) ([]gatekit.Detection, error) {
+	gocv.CvtColor(img, &h.gray, gocv.ColorBGRToGray)
+	pix, err := h.gray.DataPtrUint8()
+	if err != nil {
+		return nil, fmt.Errorf("frame buffer: %w", err)
+	}
+	up := 0
+	if coarse {
+		up = h.upsample
+	}
+	return h.d.DetectGray(pix, h.gray.Cols(), h.gray.Rows(), h.gray.Step(), up, h.adjust)
+}
+
+// MinFace is the HOG window: one detection scale finds faces from 80 px.
+func (h *hogDetector) MinFace() int { return hogWindow }
+
+func (h *hogDetector) Close() { h.d.Close(); h.gray.Close() }
+
+type yunetDetector struct{ d *gatekit.YuNetDetector }
+
+func (y *yunetDetector) Detect(img gocv.Mat, _ bool) ([]gatekit.Detection, error) {
+	faces, err := y.d.Detect(img)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gatekit.Detection, len(faces))
+	for i, f := range faces {
+		out[i] = gatekit.Detection{Box: f.Box, Score: f.Score}
+	}
+	return out, nil
+}
+
+// MinFace: YuNet's smallest anchors (stride 8) find faces from about 10 px;
+// 16 is where it finds them reliably on the simulator's gate videos.
+func (y *yunetDetector) MinFace() int { return yunetMinFace }
+
+const yunetMinFace = 16
+
+func (y *yunetDetector) Close() { y.d.Close() }
+
+// detectIn runs det on the part r of img and returns boxes in img's
+// coordinates.
+func detectIn(det faceDetector, img gocv.Mat, r image.Rectangle, coarse bool) ([]gatekit.Detection, error) {
+	if r == image.Rect(0, 0, img.Cols(), img.Rows()) {
+		return det.Detect(img, coarse)
+	}
+	region := img.Region(r)
+	defer region.Close()
+	dets, err := det.Detect(region, coarse)
+	for i := range dets {
+		dets[i].Box = dets[i].Box.Add(r.Min)
+	}
+	return dets, err
+}
