@@ -558,6 +558,11 @@ type ReembedReport struct {
 // model that kept its photo gets a new template from emb (the old one is
 // kept, unused, until the pupil is deleted); pupils with no usable photo are
 // flagged needs_reenrol=1. Gallery versions of the affected schools bump.
+// The kept photo passed enrolment with one face, but another model's
+// detector may see more (YuNet finds blurred and cut-off faces at a
+// photo's edge that dlib's HOG missed): the face used is then the only one
+// that passes gatekit.DefaultQualityPolicy, and the pupil is flagged when
+// that is not exactly one.
 func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error) {
 	model := emb.Model()
 	rep := ReembedReport{Model: model.String(), Flagged: []string{}}
@@ -599,6 +604,15 @@ func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error
 			return rep, err
 		}
 		faces, err := emb.Recognize(ctx, jpg)
+		if err == nil && len(faces) > 1 {
+			var good []gatekit.Face
+			for _, f := range faces {
+				if len(gatekit.DefaultQualityPolicy().CheckQuality(f.Quality)) == 0 {
+					good = append(good, f)
+				}
+			}
+			faces = good
+		}
 		if err != nil || len(faces) != 1 {
 			flagged[o.pupil] = true
 			continue

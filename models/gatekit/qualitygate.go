@@ -17,11 +17,13 @@ type QualityPolicy struct {
 	MaxBrightness float64 `yaml:"max_brightness" json:"max_brightness"`
 }
 
-// DefaultQualityPolicy is strict enough for enrolment photos: a face of at
-// least 80 px (HOG's own minimum), not blurred, roughly frontal, neither
-// under- nor over-exposed.
+// DefaultQualityPolicy is strict enough for enrolment photos: a face box
+// at least 64 px wide (the gate's own min_describe_px; the limit was 80,
+// dlib HOG's smallest face, until YuNet became the detector: its boxes are
+// about 0.8–1.0× as wide as HOG's for the same face), not blurred,
+// roughly frontal, neither under- nor over-exposed.
 func DefaultQualityPolicy() QualityPolicy {
-	return QualityPolicy{MinFacePx: 80, MinSharpness: 15, MaxYawDeg: 30, MaxRollDeg: 25, MinBrightness: 40, MaxBrightness: 225}
+	return QualityPolicy{MinFacePx: 64, MinSharpness: 15, MaxYawDeg: 30, MaxRollDeg: 25, MinBrightness: 40, MaxBrightness: 225}
 }
 
 // Validate names the first bad field under prefix.
