@@ -98,10 +98,36 @@ extern "C" int gk_set_blas_threads(int n) {
 }
 
 #include <malloc.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+// Runs when the program is loaded, before any thread exists (a mallopt
+// from Go's init can come after some thread already fixed the arena
+// limit): two malloc arenas unless MALLOC_ARENA_MAX says otherwise.
+__attribute__((constructor)) static void gk_default_arenas(void) {
+#ifdef M_ARENA_MAX
+  if (getenv("MALLOC_ARENA_MAX") == NULL) mallopt(M_ARENA_MAX, 2);
+#endif
+}
+
 extern "C" int gk_limit_arenas(int n) {
 #ifdef M_ARENA_MAX
   return mallopt(M_ARENA_MAX, n);
 #else
   return 0;
 #endif
+}
+
+// Counts glibc's malloc arenas (the <heap> elements of malloc_info).
+extern "C" int gk_count_arenas(void) {
+  char* buf = NULL;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  if (!f) return -1;
+  malloc_info(0, f);
+  fclose(f);
+  int n = 0;
+  for (const char* p = buf; (p = strstr(p, "<heap nr=")) != NULL; p++) n++;
+  free(buf);
+  return n;
 }

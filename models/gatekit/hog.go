@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"image"
-	"os"
 	"runtime"
 	"unsafe"
 )
@@ -91,12 +90,10 @@ func SetBLASThreads(n int) bool { return C.gk_set_blas_threads(C.int(n)) == 1 }
 // them on, and glibc gives busy threads arenas of their own (up to 8 per
 // core), each keeping freed buffers: on the gate, two arenas instead of
 // the default took the peak RSS from 435 to 341 MB at the same speed
-// (README, Performance). The package's init calls it with 2, before any
-// thread has made an arena, unless MALLOC_ARENA_MAX is set.
+// (README, Performance). A constructor in hog.cc already sets 2 when the
+// program loads, before any thread exists, unless MALLOC_ARENA_MAX is set;
+// this is for callers that want another limit.
 func LimitMallocArenas(n int) bool { return C.gk_limit_arenas(C.int(n)) == 1 }
 
-func init() {
-	if os.Getenv("MALLOC_ARENA_MAX") == "" {
-		LimitMallocArenas(2)
-	}
-}
+// mallocArenas is how many malloc arenas glibc has made (tests).
+func mallocArenas() int { return int(C.gk_count_arenas()) }

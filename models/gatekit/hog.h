@@ -25,6 +25,8 @@ int gk_sp_shape(void* sp, const unsigned char* gray, int w, int hgt, int stride,
 int gk_set_blas_threads(int n);
 // Caps glibc's malloc arenas (mallopt M_ARENA_MAX); returns 1 on success.
 int gk_limit_arenas(int n);
+// Number of malloc arenas glibc has made so far, or -1.
+int gk_count_arenas(void);
 #ifdef __cplusplus
 }
 #endif
