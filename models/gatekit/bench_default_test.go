@@ -17,8 +17,9 @@ func defaultEngine(b *testing.B) *Engine {
 }
 
 // BenchmarkDescribeCropDefault is the per-face cost on the gate with the
-// default embedder: the direct path (shape predictor on the HOG box,
-// alignment, SFace on the chip and on its mirror, quality figures).
+// default embedder: YuNet again on a 400×400 crop around the box (the
+// landmarks), alignment, SFace on the chip and on its mirror, quality
+// figures.
 func BenchmarkDescribeCropDefault(b *testing.B) { benchmarkDescribeCrop(b, defaultEngine(b)) }
 
 // BenchmarkSFaceEmbedChip is the default embedder's network on one

@@ -124,3 +124,19 @@ func TestNMS(t *testing.T) {
 		t.Errorf("nms: %+v", out)
 	}
 }
+
+// BenchmarkYuNetDetect640x360 is the gate's coarse pass with YuNet on a
+// 1280×720 frame downscaled to detect_width 640 (padded to 640×384);
+// BenchmarkHOGDetect640x480 is the same stage with dlib's HOG.
+func BenchmarkYuNetDetect640x360(b *testing.B) {
+	frame := benchFrame(b, 640, 360)
+	defer frame.Close()
+	d := yunet(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		faces, err := d.Detect(frame)
+		if err != nil || len(faces) != 1 {
+			b.Fatalf("%d faces, %v", len(faces), err)
+		}
+	}
+}
