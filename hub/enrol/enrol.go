@@ -383,8 +383,8 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 	}
 	v.Faces = len(faces)
 	qv := s.cfg.Quality.Check(faces)
-	if len(faces) == 1 {
-		q := faces[0].Quality
+	if qv.Face >= 0 {
+		q := faces[qv.Face].Quality
 		v.Quality = &q
 	}
 	if !qv.OK {
@@ -392,7 +392,7 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 		v.Reasons = qv.Reasons
 		return analysis{v: v}
 	}
-	f := faces[0]
+	f := faces[qv.Face]
 	v.CropJPEG = crop(m, f.Box)
 	keep, err := gatekit.EncodeJPEG(m, 92)
 	if err != nil {

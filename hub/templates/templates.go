@@ -558,11 +558,11 @@ type ReembedReport struct {
 // model that kept its photo gets a new template from emb (the old one is
 // kept, unused, until the pupil is deleted); pupils with no usable photo are
 // flagged needs_reenrol=1. Gallery versions of the affected schools bump.
-// The kept photo passed enrolment with one face, but another model's
-// detector may see more (YuNet finds blurred and cut-off faces at a
-// photo's edge that dlib's HOG missed): the face used is then the only one
-// that passes gatekit.DefaultQualityPolicy, and the pupil is flagged when
-// that is not exactly one.
+// The kept photo passed enrolment with one usable face, but another
+// model's detector may see more (YuNet finds blurred and cut-off faces at
+// a photo's edge that dlib's HOG missed): the face used is the one
+// gatekit.DefaultQualityPolicy's Check picks (with one face, that face),
+// and the pupil is flagged when it picks none.
 func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error) {
 	model := emb.Model()
 	rep := ReembedReport{Model: model.String(), Flagged: []string{}}
@@ -604,21 +604,22 @@ func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error
 			return rep, err
 		}
 		faces, err := emb.Recognize(ctx, jpg)
-		if err == nil && len(faces) > 1 {
-			var good []gatekit.Face
-			for _, f := range faces {
-				if len(gatekit.DefaultQualityPolicy().CheckQuality(f.Quality)) == 0 {
-					good = append(good, f)
-				}
-			}
-			faces = good
-		}
-		if err != nil || len(faces) != 1 {
+		if err != nil {
 			flagged[o.pupil] = true
 			continue
 		}
-		if _, _, err := s.addNoNotify(ctx, New{PupilID: o.pupil, Descriptor: faces[0].Descriptor, Model: model,
-			Quality: faces[0].Quality, Photo: jpg, Status: o.status, Note: fmt.Sprintf("reembed:%d", o.id)}); err != nil {
+		pick := 0 // one face: the one enrolment accepted
+		if len(faces) != 1 {
+			qv := gatekit.DefaultQualityPolicy().Check(faces)
+			if !qv.OK {
+				flagged[o.pupil] = true
+				continue
+			}
+			pick = qv.Face
+		}
+		f := faces[pick]
+		if _, _, err := s.addNoNotify(ctx, New{PupilID: o.pupil, Descriptor: f.Descriptor, Model: model,
+			Quality: f.Quality, Photo: jpg, Status: o.status, Note: fmt.Sprintf("reembed:%d", o.id)}); err != nil {
 			return rep, err
 		}
 		ok[o.pupil] = true

@@ -99,17 +99,39 @@ type QualityVerdict struct {
 }
 
 // Check applies the policy to the faces found in one photo: exactly one
-// face, which must pass every limit (see CheckQuality).
+// face must pass every limit (see CheckQuality). Faces that fail them do
+// not count, so a blurred, turned or small face at the photo's edge (YuNet
+// finds those; dlib's HOG did not) does not reject the photo, while two
+// usable faces do (ReasonManyFaces: whose photo is it?). When no face
+// passes, the largest one's reasons are given, after ReasonManyFaces when
+// there were several (a group photo).
 func (p QualityPolicy) Check(faces []Face) QualityVerdict {
-	switch len(faces) {
-	case 0:
+	if len(faces) == 0 {
 		return QualityVerdict{Face: -1, Reasons: []QualityReason{Reason(ReasonNoFace)}}
-	case 1:
-	default:
+	}
+	pass, n, largest := -1, 0, 0
+	for i, f := range faces {
+		if len(p.CheckQuality(f.Quality)) == 0 {
+			if pass < 0 {
+				pass = i
+			}
+			n++
+		}
+		if f.Quality.SizePx > faces[largest].Quality.SizePx {
+			largest = i
+		}
+	}
+	switch {
+	case n == 1:
+		return QualityVerdict{OK: true, Face: pass}
+	case n > 1:
 		return QualityVerdict{Face: -1, Reasons: []QualityReason{Reason(ReasonManyFaces)}}
 	}
-	rs := p.CheckQuality(faces[0].Quality)
-	return QualityVerdict{OK: len(rs) == 0, Face: 0, Reasons: rs}
+	rs := p.CheckQuality(faces[largest].Quality)
+	if len(faces) > 1 {
+		rs = append([]QualityReason{Reason(ReasonManyFaces)}, rs...)
+	}
+	return QualityVerdict{Face: largest, Reasons: rs}
 }
 
 // CheckQuality applies the per-face limits (size, sharpness, pose,

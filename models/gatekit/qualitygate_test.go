@@ -22,6 +22,10 @@ func TestQualityPolicyCheck(t *testing.T) {
 		{"good", []Face{{Quality: good}}, nil},
 		{"none", nil, []string{ReasonNoFace}},
 		{"two", []Face{{Quality: good}, {Quality: good}}, []string{ReasonManyFaces}},
+		{"good and a small one", []Face{{Quality: good}, {Quality: Quality{SizePx: 30, Sharpness: 100, Brightness: 120}}}, nil},
+		{"turned one and a good one", []Face{{Quality: Quality{SizePx: 200, Sharpness: 100, YawDeg: 60, Brightness: 120}}, {Quality: good}}, nil},
+		{"two unusable: the larger's reasons", []Face{{Quality: Quality{SizePx: 30, Sharpness: 100, Brightness: 120}},
+			{Quality: Quality{SizePx: 150, Sharpness: 2, Brightness: 120}}}, []string{ReasonManyFaces, ReasonBlurry}},
 		{"small", with(func(q *Quality) { q.SizePx = 40 }), []string{ReasonTooSmall}},
 		{"blurry", with(func(q *Quality) { q.Sharpness = 2 }), []string{ReasonBlurry}},
 		{"nan sharpness", with(func(q *Quality) { q.Sharpness = math.NaN() }), []string{ReasonBlurry}},
@@ -40,6 +44,9 @@ func TestQualityPolicyCheck(t *testing.T) {
 			if len(c.want) == 0 {
 				if v.Error() != nil {
 					t.Fatal("ok verdict has an error")
+				}
+				if v.Face < 0 || len(p.CheckQuality(c.faces[v.Face].Quality)) != 0 {
+					t.Fatalf("face %d chosen", v.Face)
 				}
 				return
 			}
