@@ -60,6 +60,10 @@ func benchmarkHOG(b *testing.B, w, h int) {
 // BenchmarkHOGDetect640x480 is the gate's first stage at its default width.
 func BenchmarkHOGDetect640x480(b *testing.B) { benchmarkHOG(b, 640, 480) }
 
+// BenchmarkHOGDetect640x360 is detector hog's coarse pass on a 1280×720
+// frame at detect_width 640 (BenchmarkYuNetDetect640x360 is the default's).
+func BenchmarkHOGDetect640x360(b *testing.B) { benchmarkHOG(b, 640, 360) }
+
 // BenchmarkHOGDetect1280x720 is detection on a full 720p frame.
 func BenchmarkHOGDetect1280x720(b *testing.B) { benchmarkHOG(b, 1280, 720) }
 
