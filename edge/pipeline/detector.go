@@ -10,9 +10,28 @@ import (
 
 // Detector names for Config.Detector.
 const (
-	DetectorYuNet = "yunet" // OpenCV Zoo YuNet (default): finds faces from ~10 px, blurred and half-covered ones too
+	DetectorAuto  = "auto"  // the detector the engine's landmarks expect (default)
+	DetectorYuNet = "yunet" // OpenCV Zoo YuNet: finds faces from ~10 px, blurred and half-covered ones too
 	DetectorHOG   = "hog"   // dlib's HOG: frontal, sharp faces from 80 px
 )
+
+// yunetUser is implemented by a Describer that places landmarks with
+// YuNet (gatekit.Engine.UsesYuNet).
+type yunetUser interface{ UsesYuNet() bool }
+
+// detectorName resolves DetectorAuto: YuNet when the describer places its
+// landmarks with YuNet (the default embedder), else HOG, whose boxes dlib's
+// shape predictor was trained on (describing a YuNet box with it would
+// misplace the landmarks).
+func (p *Pipeline) detectorName() string {
+	if p.cfg.Detector != DetectorAuto && p.cfg.Detector != "" {
+		return p.cfg.Detector
+	}
+	if y, ok := p.desc.(yunetUser); ok && y.UsesYuNet() {
+		return DetectorYuNet
+	}
+	return DetectorHOG
+}
 
 // faceDetector is what the detect stage needs: the faces in a BGR image
 // (a downscaled frame, or a window of the full frame for the fine pass).
@@ -27,14 +46,18 @@ type faceDetector interface {
 
 // newDetector builds the configured detector.
 func (p *Pipeline) newDetector() (faceDetector, error) {
-	switch p.cfg.Detector {
+	name := p.detectorName()
+	if y, ok := p.desc.(yunetUser); ok && name == DetectorYuNet && !y.UsesYuNet() {
+		p.log.Warn("detector yunet with an embedder aligned on dlib's landmarks: the shape predictor will run on YuNet's boxes, which it was not trained on; use detector auto or hog")
+	}
+	switch name {
 	case DetectorHOG:
 		d, err := gatekit.NewHOGDetector()
 		if err != nil {
 			return nil, err
 		}
 		return &hogDetector{d: d, gray: gocv.NewMat(), upsample: p.cfg.Upsample, adjust: p.cfg.HOGAdjust}, nil
-	case DetectorYuNet, "":
+	case DetectorYuNet:
 		d, err := gatekit.NewYuNetDetector(gatekit.ResolveModelsDir(p.modelsDir))
 		if err != nil {
 			return nil, err
@@ -42,7 +65,7 @@ func (p *Pipeline) newDetector() (faceDetector, error) {
 		d.MinScore = p.cfg.YuNetScore
 		return &yunetDetector{d: d}, nil
 	}
-	return nil, fmt.Errorf("unknown detector %q", p.cfg.Detector)
+	return nil, fmt.Errorf("unknown detector %q", name)
 }
 
 type hogDetector struct {

@@ -5,6 +5,7 @@ import (
 	"image"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -368,5 +369,44 @@ func TestFinePassHandsOverToCoarse(t *testing.T) {
 	}
 	if n := p.Stats.TracksStarted.Load(); n != 1 {
 		t.Fatalf("%d tracks for one face walking up: restarted at the fine→coarse handover", n)
+	}
+}
+
+type yunetDescriber struct {
+	nopDescriber
+	yunet bool
+}
+
+func (d yunetDescriber) UsesYuNet() bool { return d.yunet }
+
+// detector auto follows the describer's landmarks: YuNet boxes for an
+// engine that places landmarks with YuNet, HOG boxes (what dlib's shape
+// predictor was trained on) otherwise; an explicit choice stands.
+func TestDetectorAuto(t *testing.T) {
+	for _, c := range []struct {
+		cfg  string
+		desc Describer
+		want string
+	}{
+		{DetectorAuto, yunetDescriber{yunet: true}, DetectorYuNet},
+		{DetectorAuto, yunetDescriber{yunet: false}, DetectorHOG},
+		{DetectorAuto, nopDescriber{}, DetectorHOG},
+		{DetectorHOG, yunetDescriber{yunet: true}, DetectorHOG},
+		{DetectorYuNet, nopDescriber{}, DetectorYuNet},
+	} {
+		cfg := DefaultConfig()
+		cfg.SchoolID, cfg.GateID, cfg.Detector = "s", "g", c.cfg
+		p, err := New(cfg, Deps{Describer: c.desc, Gallery: fixedGallery{gatekit.NewGallery(1, gatekit.DefaultEmbedder)}, Outbox: nopOutbox{}}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.detectorName(); got != c.want {
+			t.Errorf("detector %q with %T: %q, want %q", c.cfg, c.desc, got, c.want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.Detector = "mtcnn"
+	if err := cfg.Validate("pipeline"); err == nil || !strings.Contains(err.Error(), "pipeline.detector") {
+		t.Errorf("unknown detector: %v", err)
 	}
 }

@@ -24,8 +24,9 @@ type Config struct {
 	GateID    string `yaml:"-"`
 	Direction string `yaml:"-"`
 
-	// Detector is the face detector: "yunet" (default) or "hog"
-	// (detector.go).
+	// Detector is the face detector: "auto" (default: YuNet with the
+	// default embedder, HOG with embedders aligned on dlib's landmarks),
+	// "yunet" or "hog" (detector.go).
 	Detector string `yaml:"detector"`
 	// YuNetScore is YuNet's detection threshold (0..1).
 	YuNetScore float64 `yaml:"yunet_score"`
@@ -123,7 +124,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Direction:          gatekit.DirectionIn,
-		Detector:           DetectorYuNet,
+		Detector:           DetectorAuto,
 		YuNetScore:         0.6,
 		DetectWidth:        640,
 		MotionThreshold:    1.5,
@@ -155,8 +156,8 @@ func DefaultConfig() Config {
 func (c Config) Validate(prefix string) error {
 	f := func(name, format string, args ...any) error { return gatekit.Fieldf(prefix+"."+name, format, args...) }
 	switch {
-	case c.Detector != DetectorYuNet && c.Detector != DetectorHOG:
-		return f("detector", "must be %q or %q, got %q", DetectorYuNet, DetectorHOG, c.Detector)
+	case c.Detector != DetectorAuto && c.Detector != DetectorYuNet && c.Detector != DetectorHOG:
+		return f("detector", "must be %q, %q or %q, got %q", DetectorAuto, DetectorYuNet, DetectorHOG, c.Detector)
 	case !(c.YuNetScore > 0 && c.YuNetScore < 1):
 		return f("yunet_score", "must be in (0, 1), got %g", c.YuNetScore)
 	case c.DetectWidth < 160 || c.DetectWidth > 4096:
@@ -377,6 +378,7 @@ func (p *Pipeline) Run(ctx context.Context, src FrameSource) error {
 		return fmt.Errorf("pipeline: %w", err)
 	}
 	p.minFace = det.MinFace()
+	p.log.Info("face detector", "detector", p.detectorName())
 	defer det.Close()
 	op := p.voteConfig() // calibrates now rather than under the lock later
 	p.log.Info("operating point", "threshold", op.Threshold, "min_margin", op.MinMargin, "m", op.M, "k", op.K)
