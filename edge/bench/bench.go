@@ -141,6 +141,7 @@ type Result struct {
 	K             int       `json:"k"`
 	M             int       `json:"m"`
 	DetectWidth   int       `json:"detect_width"`
+	Detector      string    `json:"detector"`
 	Realtime      bool      `json:"realtime"` // played at the video's frame rate (Options.Realtime)
 	Baseline      *Baseline `json:"baseline,omitempty"`
 	Ratio         float64   `json:"throughput_ratio,omitempty"`
@@ -276,7 +277,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		Events: st.Events.Load(), UnknownTracks: st.Unknowns.Load(), Describes: st.Describes.Load(),
 		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: rss,
 		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), CPUPerFrameMS: perFrame(cpu, st.Frames.Load()), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
-		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth, Realtime: o.Realtime}
+		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth, Detector: pipe.DetectorName(), Realtime: o.Realtime}
 	op := pipe.OperatingPoint()
 	res.Threshold, res.MinMargin = op.Threshold, op.MinMargin
 	mu.Lock()

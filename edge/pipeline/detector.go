@@ -19,6 +19,9 @@ const (
 // YuNet (gatekit.Engine.UsesYuNet).
 type yunetUser interface{ UsesYuNet() bool }
 
+// DetectorName is the detector the pipeline runs (DetectorAuto resolved).
+func (p *Pipeline) DetectorName() string { return p.detectorName() }
+
 // detectorName resolves DetectorAuto: YuNet when the describer places its
 // landmarks with YuNet (the default embedder), else HOG, whose boxes dlib's
 // shape predictor was trained on (describing a YuNet box with it would
