@@ -21,15 +21,22 @@ import (
 // takes the direct path (describeBox).
 func newDirectEngine(t testing.TB, workers int) *Engine {
 	t.Helper()
-	spec := SFace2021DecBQDlib5
+	e := specEngine(t, SFace2021DecBQDlib5, workers)
+	if e.emb == nil || e.sp == nil {
+		t.Fatalf("embedder %v has no direct path", e.Model())
+	}
+	return e
+}
+
+// specEngine is an engine whose ONNX embedder is spec (overriding the
+// registered spec of that name).
+func specEngine(t testing.TB, spec ONNXSpec, workers int) *Engine {
+	t.Helper()
 	cfg := DefaultEngineConfig()
 	cfg.ModelsDir, cfg.Workers, cfg.Embedder, cfg.ONNX = TestModelsDir(), workers, spec.Model.Name, &spec
 	e, err := NewEngine(cfg, nil)
 	if err != nil {
 		t.Fatalf("face engine: %v (run `make models` or set MODELS_DIR)", err)
-	}
-	if e.emb == nil || e.sp == nil {
-		t.Fatalf("embedder %v has no direct path", e.Model())
 	}
 	return e
 }

@@ -13,14 +13,7 @@ import (
 // (SFace, Align5), so detection and landmarks come from YuNet.
 func yunetEngine(t testing.TB, workers int) *Engine {
 	t.Helper()
-	spec := SFace2021DecBQ
-	spec.Align5 = true
-	cfg := DefaultEngineConfig()
-	cfg.ModelsDir, cfg.Workers, cfg.Embedder, cfg.ONNX = TestModelsDir(), workers, spec.Model.Name, &spec
-	e, err := NewEngine(cfg, nil)
-	if err != nil {
-		t.Fatalf("face engine: %v (run `make models` or set MODELS_DIR)", err)
-	}
+	e := specEngine(t, SFace2021DecBQ, workers)
 	if !e.UsesYuNet() || e.sp != nil {
 		t.Fatalf("engine with %v does not use YuNet", e.Model())
 	}
