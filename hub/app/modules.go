@@ -153,6 +153,14 @@ func (a *App) buildEnrol(ctx context.Context) error {
 	if m.Enrol, err = enrol.New(a.DB, eng, m.Templates, m.Consent, m.Audit, cfg.Enrol, a.Log.With("component", "enrol"), a.Now); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
+	if cfg.Enrol.ReembedOnUpgrade {
+		a.Go("reembed-on-upgrade", func(ctx context.Context) error {
+			if _, err := m.Enrol.UpgradeTemplates(ctx); err != nil && ctx.Err() == nil {
+				a.Log.Error("templates of an earlier model version were not re-embedded", "err", err)
+			}
+			return nil
+		})
+	}
 	// "Not this pupil": the event stops counting; recompute that day.
 	m.Enrol.OnFeedback(func(ctx context.Context, eventID, pupil string) {
 		if m.Attendance == nil {

@@ -76,6 +76,12 @@ type Config struct {
 	// detection; enrolment photos have large faces and this is most of the
 	// cost. Face sizes are then in these pixels.
 	DetectSide int `yaml:"detect_side"`
+	// ReembedOnUpgrade: when the hub starts with templates of an earlier
+	// version of the same embedder (a model upgrade, e.g. sface-2021dec-bq
+	// flip.2 → yunet5.flip.3), rebuild them from the kept photos at once
+	// (templates.Store.Reembed, audited as the system), so the gates'
+	// galleries do not lose those pupils. Default on.
+	ReembedOnUpgrade bool `yaml:"reembed_on_upgrade"`
 	// RetryNoFaceSide: when no face is found, try again with the image
 	// downscaled to this side (HOG misses some large faces); 0 = off.
 	RetryNoFaceSide int `yaml:"retry_no_face_side"`
@@ -84,7 +90,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{Quality: gatekit.DefaultQualityPolicy(), MaxPhotos: 10, Embedder: gatekit.DefaultEmbedder.Name,
-		DetectSide: 1024, RetryNoFaceSide: 700}
+		DetectSide: 1024, RetryNoFaceSide: 700, ReembedOnUpgrade: true}
 }
 
 // ForModel returns c with every distance left at 0 taken from model's
@@ -662,3 +668,31 @@ func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 
 // ErrNotFound is returned for unknown templates or events.
 var ErrNotFound = errors.New("enrol: not found")
+
+// UpgradeTemplates re-embeds (templates.Store.Reembed: every template of
+// another model, from its kept photo) when there are templates of an
+// earlier version of the engine's embedder (templates.Store.OlderVersions),
+// and records the report in the audit log as the system. It does nothing
+// when there are none (the usual start); an engine that cannot re-embed is
+// an error. The app runs it once at start when enrol.reembed_on_upgrade is
+// on.
+func (s *Service) UpgradeTemplates(ctx context.Context) (*templates.ReembedReport, error) {
+	n, err := s.tpl.OlderVersions(ctx)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	emb, ok := s.eng.(templates.Embedder)
+	if !ok {
+		return nil, fmt.Errorf("enrol: %d templates of an earlier model version, and this engine cannot re-embed", n)
+	}
+	s.log.Info("re-embedding templates of an earlier model version", "templates", n, "model", s.tpl.Model().String())
+	rep, err := s.tpl.Reembed(ctx, emb)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.audit.Record(ctx, "system", audit.ActionTemplateStatus, "templates",
+		map[string]any{"reembed": rep, "trigger": "model_upgrade"}, ""); err != nil {
+		return &rep, err
+	}
+	return &rep, nil
+}

@@ -403,3 +403,43 @@ func TestConfigDistancesFromProfile(t *testing.T) {
 		t.Errorf("template store model %v, engine %v", f.tpl.Model(), engine(t).Model())
 	}
 }
+
+// After a model version upgrade (same embedder name, another version) the
+// hub re-embeds at start, once, and the audit log says so. Only the older
+// version triggers it (templates of another embedder alone wait for an
+// explicit re-embed); once triggered, Reembed rebuilds both.
+func TestUpgradeTemplates(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cur := f.tpl.Model()
+	older := gatekit.ModelID{Name: cur.Name, Version: "older"}
+	other := gatekit.ModelID{Name: "dlib-resnet-v1", Version: "1"}
+	desc := make(gatekit.Descriptor, gatekit.DescriptorLen)
+	desc[0] = 1
+	if _, err := f.tpl.Add(ctx, pupilA, desc, older, gatekit.Quality{}, readPhotoT(t, "bona.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.tpl.Add(ctx, pupilB, desc, other, gatekit.Quality{}, readPhotoT(t, "jimin.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.tpl.OlderVersions(ctx); err != nil || n != 1 {
+		t.Fatalf("older versions: %d, %v; want 1 (the other embedder's template does not count)", n, err)
+	}
+	f.tpl.SetModel(cur)
+	rep, err := f.svc.UpgradeTemplates(ctx)
+	if err != nil || rep == nil || rep.Reembedded != 2 {
+		t.Fatalf("upgrade: %+v, %v", rep, err)
+	}
+	if n := f.count(t, `SELECT count(*) FROM face_templates WHERE pupil_id = ? AND model = ?`, pupilA, cur.String()); n != 1 {
+		t.Fatalf("%d templates of %s for the upgraded pupil, want 1", n, cur)
+	}
+	if n := f.count(t, `SELECT count(*) FROM audit_log WHERE action = ? AND actor = 'system' AND detail LIKE '%model_upgrade%'`, audit.ActionTemplateStatus); n != 1 {
+		t.Fatalf("%d audit entries for the upgrade, want 1", n)
+	}
+	if n, err := f.tpl.OlderVersions(ctx); err != nil || n != 0 {
+		t.Fatalf("after the upgrade: %d older templates, %v", n, err)
+	}
+	if rep, err := f.svc.UpgradeTemplates(ctx); err != nil || rep != nil {
+		t.Fatalf("second start: %+v, %v; want nothing to do", rep, err)
+	}
+}

@@ -330,6 +330,22 @@ func (s *Store) OtherModels(ctx context.Context, schoolID string) (map[string]in
 	return out, rows.Err()
 }
 
+// OlderVersions counts the templates of an earlier version of the current
+// embedder (same name, another version) that Reembed has not rebuilt yet:
+// after an upgrade of the model's version, the gates would otherwise get
+// galleries without those pupils.
+func (s *Store) OlderVersions(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.R.QueryRowContext(ctx, `SELECT count(*) FROM face_templates t
+		WHERE t.model != ? AND substr(t.model, 1, ?) = ? AND t.status != 'excluded'
+		AND NOT EXISTS (SELECT 1 FROM face_templates n WHERE n.pupil_id = t.pupil_id AND n.model = ? AND n.note = 'reembed:' || t.id)`,
+		s.model.String(), len(s.model.Name)+1, s.model.Name+"@", s.model.String()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("templates: older versions: %w", err)
+	}
+	return n, nil
+}
+
 // Gallery builds the GalleryDoc for school at its current version.
 func (s *Store) Gallery(ctx context.Context, schoolID string) (*gatekit.GalleryDoc, error) {
 	v, err := s.Version(ctx, schoolID)
