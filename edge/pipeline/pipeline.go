@@ -114,12 +114,12 @@ type Config struct {
 	// Location is the school's time zone, for "per day".
 	Location *time.Location `yaml:"-"`
 	// WaitForWorkers makes the detector wait for a free descriptor worker
-	// instead of skipping a crop when all are busy, and wait for a frame's
-	// descriptors before it reads the next frame, so every vote lands
-	// before the tracks it belongs to are updated again. Live cameras skip
-	// (the newest frame matters more); benchmarks and file runs wait, so
-	// their results are the same on every run, whatever the machine's
-	// load or the order in which the workers finish.
+	// instead of skipping a crop when all are busy, and apply each frame's
+	// votes in dispatch order voteLag frames later (applyDue) instead of
+	// when a worker finishes. Live cameras skip (the newest frame matters
+	// more); benchmarks and file runs wait, so their results are the same
+	// on every run, whatever the machine's load or the order in which the
+	// workers finish.
 	WaitForWorkers bool `yaml:"-"`
 }
 

@@ -122,7 +122,6 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 	if cfg.BLASThreads > 0 {
 		SetBLASThreads(cfg.BLASThreads)
 	}
-
 	if err := VerifyModels(cfg.ModelsDir, DlibModels); err != nil {
 		return nil, err
 	}
