@@ -4,6 +4,9 @@ import (
 	"context"
 	"image"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -195,5 +198,34 @@ func TestPoseFrom5MatchesDlib(t *testing.T) {
 	}
 	if mean := sumRoll / float64(n); mean > 6 {
 		t.Errorf("roll differs by %.1f° on average", mean)
+	}
+}
+
+// Every model file but YuNet's: the default engine refuses to start and
+// names the missing file (the gate and the hub report it as is).
+func TestEngineMissingYuNet(t *testing.T) {
+	dir := t.TempDir()
+	src := TestModelsDir()
+	for _, f := range ModelFilesFor(DefaultEmbedder.Name) {
+		if f == YuNet2023MarBQ {
+			continue
+		}
+		abs, err := filepath.Abs(filepath.Join(src, f.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(abs, filepath.Join(dir, f.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultEngineConfig()
+	cfg.ModelsDir, cfg.Workers = dir, 1
+	e, err := NewEngine(cfg, nil)
+	if err == nil {
+		e.Close()
+		t.Fatal("engine started without YuNet")
+	}
+	if KindOf(err) != KindModelMissing || !strings.Contains(err.Error(), YuNet2023MarBQ.Name) {
+		t.Fatalf("error %v, want model_missing naming %s", err, YuNet2023MarBQ.Name)
 	}
 }
