@@ -4,6 +4,8 @@ import (
 	"image"
 	"sort"
 	"time"
+
+	"github.com/diemdanh/diemdanh/models/gatekit"
 )
 
 // TrackerConfig tunes the IoU tracker.
@@ -75,19 +77,8 @@ func NewTracker(cfg TrackerConfig) *Tracker { return &Tracker{cfg: cfg, next: 1}
 // Active returns the live tracks (not a copy of the tracks themselves).
 func (t *Tracker) Active() []*Track { return t.active }
 
-// IoU is the intersection over union of two boxes.
-func IoU(a, b image.Rectangle) float64 {
-	in := a.Intersect(b)
-	if in.Empty() {
-		return 0
-	}
-	ia := float64(in.Dx() * in.Dy())
-	u := float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia
-	if u <= 0 {
-		return 0
-	}
-	return ia / u
-}
+// IoU is the intersection over union of two boxes (gatekit.IoU).
+func IoU(a, b image.Rectangle) float64 { return gatekit.IoU(a, b) }
 
 // Update matches the detections of one frame to the active tracks, starts
 // a track for every unmatched detection and ends tracks missed for more
