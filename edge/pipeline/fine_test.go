@@ -209,7 +209,22 @@ func gateScene(t *testing.T, frames int, faceW func(i int) int) ([]gocv.Mat, []i
 		out = append(out, f)
 		boxes = append(boxes, face.Add(at))
 	}
+	t.Cleanup(func() {
+		for _, m := range out {
+			m.Close()
+		}
+	})
 	return out, boxes
+}
+
+// sceneSource plays copies of mats as 25 fps frames.
+func sceneSource(mats []gocv.Mat) *sliceSource {
+	src := &sliceSource{}
+	t0 := time.Unix(1_800_000_000, 0)
+	for i, m := range mats {
+		src.frames = append(src.frames, capture.Frame{Mat: m.Clone(), Index: int64(i), At: t0.Add(time.Duration(i) * 40 * time.Millisecond)})
+	}
+	return src
 }
 
 // runScene runs the real pipeline over clones of the scene's frames (the
@@ -234,12 +249,7 @@ func runScene(t *testing.T, detector string, fine bool, motion float64, mats []g
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &sliceSource{}
-	t0 := time.Unix(1_800_000_000, 0)
-	for i, m := range mats {
-		src.frames = append(src.frames, capture.Frame{Mat: m.Clone(), Index: int64(i), At: t0.Add(time.Duration(i) * 40 * time.Millisecond)})
-	}
-	if err := p.Run(context.Background(), src); err != nil {
+	if err := p.Run(context.Background(), sceneSource(mats)); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	return p, seen
@@ -253,11 +263,6 @@ func runScene(t *testing.T, detector string, fine bool, motion float64, mats []g
 func TestYuNetCoarseFindsSmallFace(t *testing.T) {
 	const frames, faceW = 12, 48
 	mats, truth := gateScene(t, frames, func(int) int { return faceW })
-	defer func() {
-		for _, m := range mats {
-			m.Close()
-		}
-	}()
 	const motion = 0.5
 	yn, seen := runScene(t, DetectorYuNet, false, motion, mats)
 	h := sceneHits(seen, truth)
@@ -294,11 +299,6 @@ func TestYuNetCoarseFindsSmallFace(t *testing.T) {
 func TestFinePassFindsSmallFace(t *testing.T) {
 	const frames, faceW = 12, 80
 	mats, truth := gateScene(t, frames, func(int) int { return faceW })
-	defer func() {
-		for _, m := range mats {
-			m.Close()
-		}
-	}()
 	hits := func(seen [][]image.Rectangle) int { return sceneHits(seen, truth) }
 
 	// The pasted head moves alone on a still background: less motion than
@@ -352,11 +352,6 @@ func sceneHits(seen [][]image.Rectangle, truth []image.Rectangle) int {
 func TestFinePassHandsOverToCoarse(t *testing.T) {
 	const frames = 30
 	mats, truth := gateScene(t, frames, func(i int) int { return 88 + 3*i })
-	defer func() {
-		for _, m := range mats {
-			m.Close()
-		}
-	}()
 	p, seen := runScene(t, DetectorHOG, true, DefaultConfig().MotionThreshold, mats)
 	hits := sceneHits(seen, truth)
 	fine := p.Stats.FineFaces.Load()

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 	"gocv.io/x/gocv"
 )
@@ -71,11 +70,6 @@ func (o *memOutbox) Enqueue(_ context.Context, ev *gatekit.Event) error {
 func TestWaitForWorkersIsReproducible(t *testing.T) {
 	const frames = 30
 	mats, _ := gateScene(t, frames, func(i int) int { return 88 + 3*i })
-	defer func() {
-		for _, m := range mats {
-			m.Close()
-		}
-	}()
 	unit := func(i int) gatekit.Descriptor {
 		d := make(gatekit.Descriptor, 128)
 		d[i] = 1
@@ -117,12 +111,7 @@ func TestWaitForWorkersIsReproducible(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		src := &sliceSource{}
-		t0 := time.Unix(1_800_000_000, 0)
-		for i, m := range mats {
-			src.frames = append(src.frames, capture.Frame{Mat: m.Clone(), Index: int64(i), At: t0.Add(time.Duration(i) * 40 * time.Millisecond)})
-		}
-		if err := p.Run(context.Background(), src); err != nil {
+		if err := p.Run(context.Background(), sceneSource(mats)); err != nil {
 			t.Fatal(err)
 		}
 		o.describes = st.Describes.Load()

@@ -412,17 +412,7 @@ func TestOperatingPointAPIAuthz(t *testing.T) {
 		if len(query) > 0 {
 			q = query[0]
 		}
-		req, _ := http.NewRequest("GET", ts.URL+"/api/v1/schools/"+school+"/operating-point"+q, nil)
-		if user != "" {
-			req.SetBasicAuth(user, pass)
-		}
-		r, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		b, _ := io.ReadAll(r.Body)
-		return r.StatusCode, b
+		return apiCall(t, ts, "GET", "/schools/"+school+"/operating-point"+q, user, pass, nil)
 	}
 	for _, c := range []struct {
 		name, user, pass, school string

@@ -53,25 +53,7 @@ func TestCandidateGalleries(t *testing.T) {
 	ts := authAPIServer(t, f, "thcs-a")
 	call := func(method, path, user, pass string, body any) (int, []byte) {
 		t.Helper()
-		var rd io.Reader
-		if body != nil {
-			b, _ := json.Marshal(body)
-			rd = bytes.NewReader(b)
-		}
-		req, _ := http.NewRequest(method, ts.URL+"/api/v1"+path, rd)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if user != "" {
-			req.SetBasicAuth(user, pass)
-		}
-		r, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		b, _ := io.ReadAll(r.Body)
-		return r.StatusCode, b
+		return apiCall(t, ts, method, path, user, pass, body)
 	}
 	fetch := func(gate, pass string) (*gatekit.GalleryDoc, *gatekit.Gallery) {
 		t.Helper()
@@ -249,6 +231,31 @@ const testPassword = "mat-khau-dai-12345"
 // (admins of thcs-a and thcs-b), and teacher "lan" (staff t1) and parent
 // "me" (guardian 1) of school; it checks the routes are all in the OpenAPI
 // document.
+// apiCall sends one request to /api/v1 on ts (body as JSON when not nil,
+// basic auth when user is set) and returns the status and the body.
+func apiCall(t *testing.T, ts *httptest.Server, method, path, user, pass string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, ts.URL+"/api/v1"+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r.StatusCode, b
+}
+
 func authAPIServer(t *testing.T, f *fixture, school string) *httptest.Server {
 	t.Helper()
 	acfg := auth.DefaultConfig()
