@@ -25,6 +25,9 @@ var (
 // Gate is an authenticated gate device.
 type Gate struct {
 	School, ID, Username string
+	// hash is the password hash the gate logged in with: a session whose
+	// gate no longer has it (rotated, deactivated, deleted) is disconnected.
+	hash string
 }
 
 // CanPublish reports whether the gate may publish to topic: only its own
@@ -32,6 +35,25 @@ type Gate struct {
 func (g Gate) CanPublish(topic string) bool {
 	return topic == gatekit.EventTopic(g.School, g.ID) || topic == gatekit.StatusTopic(g.School, g.ID) ||
 		topic == gatekit.HeartbeatTopic(g.School, g.ID)
+}
+
+// ErrNotAllowed is the refusal of a publish, will or retained message.
+var ErrNotAllowed = errors.New("broker: not allowed for this gate")
+
+// MayPublish is the one rule for every way a gate can make the broker
+// publish: a PUBLISH, its last will (checked at CONNECT) and a retained
+// message. The topic must be one of the gate's own (CanPublish), and only
+// its status topic may be retained (the status is the retained
+// online/offline flag; a retained event or heartbeat would be replayed to
+// every later subscriber).
+func (g Gate) MayPublish(topic string, retain bool) error {
+	if !g.CanPublish(topic) {
+		return fmt.Errorf("%w: topic %q", ErrNotAllowed, topic)
+	}
+	if retain && topic != gatekit.StatusTopic(g.School, g.ID) {
+		return fmt.Errorf("%w: retained message on %q", ErrNotAllowed, topic)
+	}
+	return nil
 }
 
 // CanRead reports whether the gate may subscribe to filter: only its
@@ -155,7 +177,7 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) (
 	if err != nil {
 		return Gate{}, fmt.Errorf("broker: auth lookup: %w", err)
 	}
-	g.Username = username
+	g.Username, g.hash = username, hash
 	sum := sha256.Sum256([]byte(password))
 	now := a.now()
 	a.mu.Lock()

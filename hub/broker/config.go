@@ -39,6 +39,10 @@ type Config struct {
 	TLSKey         string        `yaml:"tls_key"`          // PEM file
 	MaxPacketBytes int           `yaml:"max_packet_bytes"` // larger packets disconnect the client
 	Lockout        LockoutConfig `yaml:"lockout"`
+	// SessionCheck is how often connected gates are checked against the
+	// gates table: a rotated password or a deactivated gate is
+	// disconnected within this interval (at most 1s).
+	SessionCheck time.Duration `yaml:"session_check"`
 	// External broker.
 	External ExternalConfig `yaml:"external"`
 }
@@ -63,7 +67,7 @@ type ExternalConfig struct {
 
 // Default returns the embedded defaults.
 func Default() Config {
-	return Config{Mode: ModeEmbedded, Listen: ":1883", MaxPacketBytes: 1 << 20,
+	return Config{Mode: ModeEmbedded, Listen: ":1883", MaxPacketBytes: 1 << 20, SessionCheck: 250 * time.Millisecond,
 		Lockout:  LockoutConfig{FreeFailures: 3, Base: 2 * time.Second, Max: 10 * time.Minute},
 		External: ExternalConfig{ClientID: "diemdanh-hub"}}
 }
@@ -79,6 +83,8 @@ func (c Config) Validate(prefix string) error {
 		return gatekit.Fieldf(join(prefix, "tls_cert"), "tls_cert and tls_key go together")
 	case c.MaxPacketBytes < gatekit.MaxPayloadBytes+1024:
 		return gatekit.Fieldf(join(prefix, "max_packet_bytes"), "must be at least %d", gatekit.MaxPayloadBytes+1024)
+	case c.SessionCheck <= 0 || c.SessionCheck > time.Second:
+		return gatekit.Fieldf(join(prefix, "session_check"), "must be in (0, 1s], got %s", c.SessionCheck)
 	case c.Lockout.FreeFailures < 1:
 		return gatekit.Fieldf(join(prefix, "lockout.free_failures"), "must be at least 1")
 	case c.Lockout.Base <= 0 || c.Lockout.Max < c.Lockout.Base:

@@ -39,9 +39,13 @@ import (
 type Embedded struct {
 	cfg  Config
 	log  *slog.Logger
+	db   *store.DB
 	srv  *mqtt.Server
 	tcp  *listeners.TCP
 	hook *gateHook
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // NewEmbedded builds the broker; Start opens the listener.
@@ -62,9 +66,12 @@ func NewEmbedded(cfg Config, db *store.DB, ing *ingest.Ingester, log *slog.Logge
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketBytes)
+	// No topic aliases: a gate names its topic in every PUBLISH, so the
+	// ACL always sees the topic that is published (MQTT 5 aliases refused).
+	caps.TopicAliasMaximum = 0
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps,
 		Logger: slog.New(levelFloor{log.Handler(), slog.LevelWarn}).With("component", "mqtt")})
-	h := &gateHook{auth: NewAuthenticator(db, cfg.Lockout, now), ing: ing, log: log}
+	h := &gateHook{srv: srv, auth: NewAuthenticator(db, cfg.Lockout, now), ing: ing, log: log}
 	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker: hook: %w", err)
 	}
@@ -72,7 +79,7 @@ func NewEmbedded(cfg Config, db *store.DB, ing *ingest.Ingester, log *slog.Logge
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("broker: listen %s: %w", cfg.Listen, err)
 	}
-	return &Embedded{cfg: cfg, log: log, srv: srv, tcp: tcp, hook: h}, nil
+	return &Embedded{cfg: cfg, log: log, db: db, srv: srv, tcp: tcp, hook: h}, nil
 }
 
 // Start serves in the background.
@@ -81,6 +88,12 @@ func (e *Embedded) Start() error {
 		return fmt.Errorf("broker: serve: %w", err)
 	}
 	e.log.Info("mqtt broker listening", "addr", e.tcp.Address(), "tls", e.cfg.TLSCert != "")
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopWatch, e.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(e.watchDone)
+		e.watchSessions(ctx)
+	}()
 	return nil
 }
 
@@ -88,7 +101,13 @@ func (e *Embedded) Start() error {
 func (e *Embedded) Addr() string { return e.tcp.Address() }
 
 // Close stops the listener and disconnects every client.
-func (e *Embedded) Close() error { return e.srv.Close() }
+func (e *Embedded) Close() error {
+	if e.stopWatch != nil {
+		e.stopWatch()
+		<-e.watchDone
+	}
+	return e.srv.Close()
+}
 
 // Announce publishes a retained gallery announcement for the school.
 func (e *Embedded) Announce(_ context.Context, schoolID string, a gatekit.GalleryAnnounce) error {
@@ -105,9 +124,10 @@ func (e *Embedded) Announce(_ context.Context, schoolID string, a gatekit.Galler
 	return nil
 }
 
-// gateHook authenticates gates, enforces the ACL and feeds ingest.
+// gateHook admits gates, enforces the ACL and feeds ingest.
 type gateHook struct {
 	mqtt.HookBase
+	srv  *mqtt.Server
 	auth *Authenticator
 	ing  *ingest.Ingester
 	log  *slog.Logger
@@ -125,22 +145,61 @@ type session struct {
 func (h *gateHook) ID() string { return "diemdanh-gates" }
 
 func (h *gateHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish,
 		mqtt.OnDisconnect, mqtt.OnWillSent}, []byte{b})
 }
 
-func (h *gateHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	g, err := h.auth.Check(context.Background(), string(pk.Connect.Username), string(pk.Connect.Password), cl.Net.Remote)
+// OnConnect admits a gate before mochi looks at its session: the
+// credentials, then its last will under the same rule as a publish
+// (Gate.MayPublish), and binds the client ID to the gate's username, so
+// that one gate's credentials never take over another gate's session. A
+// refusal answers CONNACK with its reason and closes the connection: the
+// will of a refused client is never sent.
+func (h *gateHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	g, code, err := h.admit(cl, pk)
 	if err != nil {
-		h.log.Warn("gate login refused", "username", string(pk.Connect.Username), "remote", cl.Net.Remote, "err", err)
-		return false
+		h.log.Warn("gate connection refused", "username", string(pk.Connect.Username), "client_id", cl.ID,
+			"remote", cl.Net.Remote, "err", err)
+		_ = h.srv.SendConnack(cl, connackCode(cl, code), false, nil)
+		return err
 	}
+	cl.ID = g.Username
 	s := &session{gate: g, acks: make(chan uint16, 1<<16), stop: make(chan struct{})}
 	if old, loaded := h.clients.Swap(cl, s); loaded {
 		old.(*session).close()
 	}
 	go s.ackLoop(cl)
-	return true
+	return nil
+}
+
+// connackCode maps a refusal to MQTT 3's return codes where mochi does not
+// (it would send MQTT 3 clients 0x87, which paho reads as success).
+func connackCode(cl *mqtt.Client, code packets.Code) packets.Code {
+	if cl.Properties.ProtocolVersion < 5 && code == packets.ErrNotAuthorized {
+		return packets.Err3NotAuthorized
+	}
+	return code
+}
+
+func (h *gateHook) admit(cl *mqtt.Client, pk packets.Packet) (Gate, packets.Code, error) {
+	g, err := h.auth.Check(context.Background(), string(pk.Connect.Username), string(pk.Connect.Password), cl.Net.Remote)
+	switch {
+	case errors.Is(err, ErrBadCredentials) || errors.Is(err, ErrLockedOut):
+		return g, packets.ErrBadUsernameOrPassword, err
+	case err != nil:
+		return g, packets.ErrServerUnavailable, err
+	}
+	if pk.Connect.WillFlag {
+		if err := g.MayPublish(pk.Connect.WillTopic, pk.Connect.WillRetain); err != nil {
+			return g, packets.ErrNotAuthorized, fmt.Errorf("last will: %w", err)
+		}
+	}
+	return g, packets.CodeSuccess, nil
+}
+
+// OnConnectAuthenticate lets in exactly the clients OnConnect admitted.
+func (h *gateHook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	return h.session(cl) != nil
 }
 
 func (s *session) close() { s.once.Do(func() { close(s.stop) }) }
@@ -183,8 +242,18 @@ func (h *gateHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	}
 }
 
+// OnWillSent ingests a will; OnConnect admitted its topic and retain flag.
 func (h *gateHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	h.ing.Submit(ingest.Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID}, nil)
+}
+
+// kick disconnects a client with a reason (MQTT 3 has no server DISCONNECT).
+func (h *gateHook) kick(cl *mqtt.Client, code packets.Code) {
+	if cl.Properties.ProtocolVersion >= 5 {
+		_ = h.srv.DisconnectClient(cl, code)
+		return
+	}
+	cl.Stop(code)
 }
 
 func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
@@ -193,6 +262,13 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	s := h.session(cl)
 	if s == nil { // cannot happen after auth; refuse rather than guess
+		return pk, packets.ErrRejectPacket
+	}
+	// The ACL hook saw the topic before any alias was applied; this is the
+	// whole rule on the topic that will be published, with its retain flag.
+	if err := s.gate.MayPublish(pk.TopicName, pk.FixedHeader.Retain); err != nil {
+		h.log.Warn("gate publish refused; disconnecting", "gate", s.gate.ID, "err", err)
+		h.kick(cl, packets.ErrNotAuthorized)
 		return pk, packets.ErrRejectPacket
 	}
 	msg := ingest.Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID}
@@ -212,7 +288,13 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		}
 		return pk, packets.CodeSuccessIgnore // acknowledged, not forwarded
 	}
-	id := pk.PacketID
+	h.submitEvent(cl, s, msg, pk.PacketID)
+	return pk, packets.ErrRejectPacket
+}
+
+// submitEvent hands a QoS 1 event to the ingester; its PUBACK leaves
+// after the commit, through the session's acker.
+func (h *gateHook) submitEvent(cl *mqtt.Client, s *session, msg ingest.Message, id uint16) {
 	h.ing.Submit(msg, func(_ ingest.Result, err error) {
 		if err != nil {
 			h.log.Error("event not committed; disconnecting gate so it resends", "gate", s.gate.ID, "err", err)
@@ -224,7 +306,6 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		case <-s.stop:
 		}
 	})
-	return pk, packets.ErrRejectPacket
 }
 
 // levelFloor drops records below min (mochi is chatty at info).
@@ -242,5 +323,3 @@ func (l levelFloor) WithAttrs(a []slog.Attr) slog.Handler {
 func (l levelFloor) WithGroup(n string) slog.Handler {
 	return levelFloor{l.Handler.WithGroup(n), l.min}
 }
-
-var _ = errors.Is

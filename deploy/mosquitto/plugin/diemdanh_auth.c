@@ -6,7 +6,11 @@
  * Passwords come from a mosquitto_passwd file (plugin_opt_password_file):
  *   user:$7$<iterations>$<salt b64>$<hash b64>   PBKDF2-HMAC-SHA512
  *   user:$6$<salt b64>$<hash b64>                SHA512(password + salt)
- * The file is re-read when its mtime or size changes (no reload needed).
+ * The file is re-read when its mtime or size changes (no reload needed):
+ * at each login and, at most every 250 ms, from the broker's tick. When a
+ * user's line changed (password rotated) or went away (gate deactivated),
+ * that user's connected clients are disconnected at once, so old
+ * credentials never keep a session alive.
  *
  * Lockout: after plugin_opt_max_failures failed logins for a username
  * (plugin_opt_address_max_failures for a client address) every login for
@@ -58,6 +62,7 @@ struct state {
 	struct timespec mtime;
 	off_t size;
 	int loaded;
+	double last_check; /* of the password file, from the tick */
 	struct user *users;
 	int nusers;
 	int max_failures, addr_max_failures;
@@ -143,6 +148,33 @@ static int parse_line(char *line, struct user *u)
 	return u->name ? 0 : -1;
 }
 
+static const struct user *find_user(const struct user *users, int n, const char *name)
+{
+	for (int i = 0; i < n; i++) {
+		if (strcmp(users[i].name, name) == 0) return &users[i];
+	}
+	return NULL;
+}
+
+static int same_secret(const struct user *a, const struct user *b)
+{
+	return a->kind == b->kind && a->iterations == b->iterations && a->salt_len == b->salt_len &&
+	       a->hash_len == b->hash_len && memcmp(a->salt, b->salt, (size_t)a->salt_len) == 0 &&
+	       memcmp(a->hash, b->hash, (size_t)a->hash_len) == 0;
+}
+
+/* kick_changed disconnects the clients of every user whose line changed or went away. */
+static void kick_changed(const struct user *old, int nold, const struct user *cur, int ncur)
+{
+	for (int i = 0; i < nold; i++) {
+		const struct user *u = find_user(cur, ncur, old[i].name);
+		if (u && same_secret(u, &old[i])) continue;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "diemdanh_auth: %s %s: disconnecting its clients", old[i].name,
+				     u ? "password changed" : "removed");
+		mosquitto_kick_client_by_username(old[i].name, true);
+	}
+}
+
 /* load (re)reads the password file when it changed; keeps the old copy on error. */
 static int load(struct state *s)
 {
@@ -186,6 +218,7 @@ static int load(struct state *s)
 		n++;
 	}
 	fclose(f);
+	if (s->loaded) kick_changed(s->users, s->nusers, users, n);
 	free_users(s->users, s->nusers);
 	s->users = users;
 	s->nusers = n;
@@ -198,13 +231,7 @@ static int load(struct state *s)
 
 static int verify(struct state *s, const char *username, const char *password)
 {
-	const struct user *u = NULL;
-	for (int i = 0; i < s->nusers; i++) {
-		if (strcmp(s->users[i].name, username) == 0) {
-			u = &s->users[i];
-			break;
-		}
-	}
+	const struct user *u = find_user(s->users, s->nusers, username);
 	unsigned char out[MAX_HASH];
 	if (!u) {
 		/* Comparable work, so timing does not reveal which usernames exist. */
@@ -326,6 +353,20 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_AUTH;
 }
 
+/* on_tick re-reads a changed password file at most every 250 ms. */
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	struct state *s = userdata;
+	double now = now_s();
+	if (now - s->last_check >= 0.25) {
+		s->last_check = now;
+		load(s);
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
 {
 	for (int i = 0; i < supported_version_count; i++) {
@@ -387,6 +428,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, s) != MOSQ_ERR_SUCCESS) {
 		goto fail;
 	}
+	if (mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, s) != MOSQ_ERR_SUCCESS) {
+		mosquitto_callback_unregister(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+		goto fail;
+	}
 	*userdata = s;
 	return MOSQ_ERR_SUCCESS;
 fail:
@@ -403,6 +448,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	struct state *s = userdata;
 	if (!s) return MOSQ_ERR_SUCCESS;
 	mosquitto_callback_unregister(s->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(s->id, MOSQ_EVT_TICK, on_tick, NULL);
 	free_users(s->users, s->nusers);
 	for (int i = 0; i < s->nfails; i++) free(s->fails[i].key);
 	free(s->fails);
