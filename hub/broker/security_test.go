@@ -350,4 +350,3 @@ func TestSecurityRotateDisconnects(t *testing.T) {
 		}
 	}
 }
-
