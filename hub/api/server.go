@@ -46,7 +46,10 @@ const (
 
 // NewServer builds the engine with recovery, metrics, /healthz, /metrics
 // and /api/v1/openapi.json. auth may be nil: then LocalOnly is used and the
-// caller must bind to loopback.
+// caller must bind to loopback. The engine trusts no proxy: the client IP
+// (c.ClientIP(), used by the login rate limits and the audit log) is the
+// connection's address until SetTrustedProxies names the reverse proxies
+// whose X-Forwarded-For / X-Real-IP headers count.
 func NewServer(log *slog.Logger, now func() time.Time, auth Authorizer) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	if log == nil {
@@ -67,6 +70,11 @@ func NewServer(log *slog.Logger, now func() time.Time, auth Authorizer) *Server 
 		health:   map[string]func(context.Context) error{},
 		spec:     map[string]any{},
 	}
+	// gin trusts X-Forwarded-For from anyone by default; with nil it never
+	// reads the headers (cannot fail).
+	_ = s.Engine.SetTrustedProxies(nil)
+	s.Engine.ForwardedByClientIP = false
+	s.Engine.TrustedPlatform = ""
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "diemdanh_http_requests_total", Help: "HTTP requests by route and status.",
@@ -82,6 +90,26 @@ func NewServer(log *slog.Logger, now func() time.Time, auth Authorizer) *Server 
 	s.V1 = s.Engine.Group(Prefix)
 	s.V1.GET("/openapi.json", s.openapi)
 	return s
+}
+
+// SetTrustedProxies makes the engine take the client IP from the
+// X-Forwarded-For or else X-Real-IP header, but only on requests whose connection comes from one of
+// proxies (IPs or CIDRs). X-Forwarded-For is read right to left, skipping
+// trusted proxies, so a client cannot forge its address by sending the
+// header itself through a proxy that appends to it. Empty: trust none.
+// Call it before serving.
+func (s *Server) SetTrustedProxies(proxies []string) error {
+	if len(proxies) == 0 {
+		proxies = nil
+	}
+	s.Engine.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
+	s.Engine.ForwardedByClientIP = proxies != nil
+	if err := s.Engine.SetTrustedProxies(proxies); err != nil {
+		_ = s.Engine.SetTrustedProxies(nil)
+		s.Engine.ForwardedByClientIP = false
+		return fmt.Errorf("api: trusted proxies: %w", err)
+	}
+	return nil
 }
 
 // SetAuthorizer replaces the access-control hook (ENROL's hub/auth).

@@ -1,8 +1,10 @@
 package app
 
 import (
+	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/diemdanh/diemdanh/models/gatekit"
@@ -33,6 +35,32 @@ type HTTPConfig struct {
 	// PublicURL is how gates reach the hub (gallery announce URL base);
 	// default http://<addr>.
 	PublicURL string `yaml:"public_url"`
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose
+	// X-Forwarded-For / X-Real-IP headers give the client's address (login
+	// rate limits, audit log). Empty (the default): the headers are
+	// ignored and the connection's address is the client's.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Validate names the first bad field under prefix ("http").
+func (h HTTPConfig) Validate(prefix string) error {
+	if _, port, err := net.SplitHostPort(h.Addr); err != nil || port == "" {
+		return gatekit.Fieldf(prefix+".addr", "must be host:port, got %q", h.Addr)
+	}
+	for i, p := range h.TrustedProxies {
+		if !validProxy(p) {
+			return gatekit.Fieldf(fmt.Sprintf("%s.trusted_proxies[%d]", prefix, i), "must be an IP or a CIDR, got %q", p)
+		}
+	}
+	return nil
+}
+
+func validProxy(p string) bool {
+	if strings.Contains(p, "/") {
+		_, _, err := net.ParseCIDR(p)
+		return err == nil
+	}
+	return net.ParseIP(p) != nil
 }
 
 // Default returns the embedded defaults (what `hub demo` uses).
@@ -80,8 +108,8 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return gatekit.Fieldf("data_dir", "is required")
 	}
-	if _, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil || port == "" {
-		return gatekit.Fieldf("http.addr", "must be host:port, got %q", c.HTTP.Addr)
+	if err := c.HTTP.Validate("http"); err != nil {
+		return err
 	}
 	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout > 5*time.Minute {
 		return gatekit.Fieldf("shutdown_timeout", "must be in (0, 5m], got %s", c.ShutdownTimeout)

@@ -15,6 +15,11 @@ import (
 func (a *App) buildWeb(ctx context.Context) error {
 	m := &a.Mods
 	cfg := a.Cfg
+	// Client IPs (login limits, audit) come from X-Forwarded-For only
+	// behind the configured proxies; api.NewServer trusts none.
+	if err := a.API.SetTrustedProxies(cfg.HTTP.TrustedProxies); err != nil {
+		return fmt.Errorf("app: http.trusted_proxies: %w", err)
+	}
 	var err error
 	if m.Notify, err = notify.New(ctx, cfg.Notify, a.DB, a.Log, a.Now); err != nil {
 		return fmt.Errorf("app: %w", err)

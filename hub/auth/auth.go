@@ -8,14 +8,19 @@
 // the X-CSRF-Token header or a csrf_token form field. Requests
 // authenticated with basic auth (gates, scripts) carry no ambient
 // credential and are exempt. Failed logins are rate-limited per account
-// and per client IP.
+// and per client IP (the connection's address unless it is one of the
+// hub's http.trusted_proxies); a gate username is locked after failures
+// in a row from any address, with exponential backoff (gate_lockout).
 //
 // Least privilege is enforced twice: Middleware refuses any route whose
 // policy rule (Policy) does not list the caller's role, and Authorizer
 // (api.Authorizer) scopes each request to what the caller may touch: a
 // teacher only their homeroom and assigned classes, a parent only their
 // own children (through linked guardian rows), a gate only its own
-// gallery. Handlers use CanSeeClass / CanSeePupil for lists.
+// gallery. An admin with a school is that school's admin: anything not
+// scoped to a school, class, pupil or gate (a list across schools) is for
+// hub-wide admins only, and so are accounts of other schools. Handlers use
+// CanSeeClass / CanSeePupil for lists.
 //
 // On first start with no admin, Bootstrap creates "admin" with a one-time
 // password printed to the log; it must be changed at the first login.
@@ -70,12 +75,16 @@ type Config struct {
 	FailureWindow      time.Duration `yaml:"failure_window"`
 	BcryptCost         int           `yaml:"bcrypt_cost"`
 	MinPasswordLen     int           `yaml:"min_password_len"`
+	// GateLockout locks a gate's basic-auth username after failures in a
+	// row from any address, with exponential backoff; a good login resets
+	// it. It holds even for the right password while it lasts.
+	GateLockout api.LockoutConfig `yaml:"gate_lockout"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{CookieSecure: true, SessionTTL: 12 * time.Hour, MaxFailuresAccount: 5, MaxFailuresIP: 20,
-		FailureWindow: 15 * time.Minute, BcryptCost: 11, MinPasswordLen: 10}
+		FailureWindow: 15 * time.Minute, BcryptCost: 11, MinPasswordLen: 10, GateLockout: api.DefaultLockout()}
 }
 
 // Validate names the first bad field under prefix.
@@ -92,7 +101,7 @@ func (c Config) Validate(prefix string) error {
 	case c.MinPasswordLen < 8 || c.MinPasswordLen > 128:
 		return gatekit.Fieldf(prefix+".min_password_len", "must be 8..128")
 	}
-	return nil
+	return c.GateLockout.Validate(prefix + ".gate_lockout")
 }
 
 // Principal is who a request comes from.
@@ -125,6 +134,8 @@ type Service struct {
 	now   func() time.Time
 	cfg   Config
 	lim   *limiter
+	// gateLock: per gate username, from any address (Gate).
+	gateLock *api.Lockout
 
 	rmu   sync.RWMutex
 	rules []Rule
@@ -153,7 +164,7 @@ func New(db *store.DB, al *audit.Log, cfg Config, log *slog.Logger, now func() t
 		al = audit.New(db, log, now)
 	}
 	return &Service{db: db, audit: al, log: log, now: now, cfg: cfg, lim: newLimiter(now), gateCache: map[string]gateEntry{},
-		rules: append([]Rule(nil), DefaultRules...)}, nil
+		gateLock: api.NewLockout(cfg.GateLockout, now), rules: append([]Rule(nil), DefaultRules...)}, nil
 }
 
 // Config returns the config in force.
@@ -236,6 +247,9 @@ func (s *Service) CreateAccount(ctx context.Context, actor string, n NewAccount)
 	if n.Role != RoleAdmin && n.SchoolID == "" {
 		return Account{}, "", api.Invalid("school_id", "is required for teachers and parents")
 	}
+	if err := s.checkLinks(ctx, n); err != nil {
+		return Account{}, "", err
+	}
 	otp := ""
 	must := 0
 	if n.Password == "" {
@@ -279,6 +293,26 @@ func (s *Service) CreateAccount(ctx context.Context, actor string, n NewAccount)
 	}
 	return Account{ID: id, Username: n.Username, Role: n.Role, SchoolID: n.SchoolID, StaffID: n.StaffID,
 		FullName: n.FullName, MustChange: must == 1, Active: true, Guardians: n.GuardianIDs}, otp, nil
+}
+
+// checkLinks refuses a staff row or guardian rows of another school than
+// the account's: the account would see that school's classes or pupils
+// through them (CanSeeClass, CanSeePupil).
+func (s *Service) checkLinks(ctx context.Context, n NewAccount) error {
+	if n.SchoolID == "" {
+		return nil
+	}
+	if n.StaffID != "" && !s.staffInSchool(ctx, n.StaffID, n.SchoolID) {
+		return api.Invalid("staff_id", "unknown staff %q in school %q", n.StaffID, n.SchoolID)
+	}
+	for _, g := range n.GuardianIDs {
+		var school string
+		err := s.db.R.QueryRowContext(ctx, `SELECT pu.school_id FROM guardians g JOIN pupils pu ON pu.id = g.pupil_id WHERE g.id = ?`, g).Scan(&school)
+		if err != nil || school != n.SchoolID {
+			return api.Invalid("guardian_ids", "unknown guardian %d of a pupil in school %q", g, n.SchoolID)
+		}
+	}
+	return nil
 }
 
 // Bootstrap creates the first admin when there is none and logs its
@@ -488,17 +522,18 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, old, newPw, 
 }
 
 // Gate authenticates a gate device by its username/password (gates table).
+// The username's lockout (cfg.GateLockout, failures from any address) and
+// the address's failure limit (shared with logins) are checked before the
+// cache of good passwords, so a lock holds even for the right password.
 func (s *Service) Gate(ctx context.Context, username, password, ip string) (*Principal, error) {
-	key := hashToken(username + "\x00" + password)
-	s.gmu.Lock()
-	e, ok := s.gateCache[key]
-	s.gmu.Unlock()
-	if ok && s.now().Before(e.exp) {
-		p := e.p
-		return &p, nil
-	}
-	if !s.lim.allow("gate:"+username, s.cfg.MaxFailuresAccount*4, s.cfg.FailureWindow) || !s.lim.allow("ip:"+ip, s.cfg.MaxFailuresIP, s.cfg.FailureWindow) {
+	ukey := "gate:" + username
+	if _, locked := s.gateLock.Locked(ukey); locked || !s.lim.allow("ip:"+ip, s.cfg.MaxFailuresIP, s.cfg.FailureWindow) {
 		return nil, ErrRateLimited
+	}
+	key := hashToken(username + "\x00" + password)
+	if p, ok := s.cachedGate(key); ok {
+		s.gateLock.Reset(ukey)
+		return p, nil
 	}
 	var p Principal
 	var hash string
@@ -507,16 +542,43 @@ func (s *Service) Gate(ctx context.Context, username, password, ip string) (*Pri
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoSuchGate
 	}
-	if err != nil || !active || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
-		s.lim.fail("gate:"+username, s.cfg.FailureWindow)
-		s.lim.fail("ip:"+ip, s.cfg.FailureWindow)
+	if err != nil {
+		return nil, fmt.Errorf("auth: gate %q: %w", trunc(username), err)
+	}
+	if !active || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		s.gateFailed(ctx, username, ip)
 		return nil, ErrBadCredentials
 	}
+	s.gateLock.Reset(ukey)
 	p.Role, p.Username = RoleGate, username
 	s.gmu.Lock()
 	s.gateCache[key] = gateEntry{p: p, exp: s.now().Add(time.Minute)}
 	s.gmu.Unlock()
 	return &p, nil
+}
+
+func (s *Service) cachedGate(key string) (*Principal, bool) {
+	s.gmu.Lock()
+	e, ok := s.gateCache[key]
+	s.gmu.Unlock()
+	if !ok || !s.now().Before(e.exp) {
+		return nil, false
+	}
+	p := e.p
+	return &p, true
+}
+
+// gateFailed counts a wrong gate password against the username and the
+// address, and audits it (with the lock it caused, if any).
+func (s *Service) gateFailed(ctx context.Context, username, ip string) {
+	lock := s.gateLock.Fail("gate:" + username)
+	s.lim.fail("ip:"+ip, s.cfg.FailureWindow)
+	detail := map[string]any{"kind": "gate"}
+	if lock > 0 {
+		detail["locked_for"] = lock.String()
+		s.log.Warn("gate username locked after failed logins", "username", trunc(username), "for", lock, "ip", ip)
+	}
+	_ = s.audit.Record(ctx, "anonymous", audit.ActionLoginFailed, "gate:"+trunc(username), detail, ip)
 }
 
 // errNoSuchGate: the basic-auth user is not a gate (try accounts).

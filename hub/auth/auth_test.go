@@ -35,7 +35,11 @@ type hub struct {
 // newHub builds the whole hub (every module's routes, the real auth
 // middleware) on a throwaway data folder, with a small roster:
 // class c1 (teacher lan, pupil p1, parent me), class c2 (pupil p2).
-func newHub(t *testing.T) *hub {
+func newHub(t *testing.T) *hub { return newHubWith(t, nil) }
+
+// newHubWith is newHub with the config edited by edit (may be nil) and
+// app options (a clock).
+func newHubWith(t *testing.T, edit func(*app.Config), opts ...app.Option) *hub {
 	t.Helper()
 	ctx := context.Background()
 	cfg := app.Default()
@@ -44,9 +48,12 @@ func newHub(t *testing.T) *hub {
 	cfg.Broker.Listen = "127.0.0.1:0"
 	cfg.Auth.BcryptCost = 4
 	cfg.Auth.CookieSecure = true
+	if edit != nil {
+		edit(&cfg)
+	}
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	a, err := app.New(ctx, cfg, log)
+	a, err := app.New(ctx, cfg, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

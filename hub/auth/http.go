@@ -193,84 +193,113 @@ func (s *Service) Authorize(c *gin.Context, a api.Access) error {
 	return s.Allowed(c.Request.Context(), p, a)
 }
 
-// Allowed is Authorize without a request (used by pages and tests).
+// errDenied is the refusal of Allowed.
+var errDenied = &api.Error{Code: api.CodeForbidden, Message: "forbidden / không được phép"}
+
+// Allowed is Authorize without a request (used by pages and tests). An
+// Access naming no school, class, pupil or gate is about every school (a
+// list across schools): only a hub-wide admin (no school) may make it.
 func (s *Service) Allowed(ctx context.Context, p *Principal, a api.Access) error {
-	deny := &api.Error{Code: api.CodeForbidden, Message: "forbidden / không được phép"}
 	if p.MustChange {
 		return ErrMustChange
 	}
 	if a.SchoolID != "" && p.SchoolID != "" && a.SchoolID != p.SchoolID {
-		return deny
+		return errDenied
 	}
-	write := a.Action == api.ActionWrite
+	var ok bool
 	switch p.Role {
 	case RoleAdmin:
-		if a.Resource == "gallery" && p.SchoolID == "" {
-			return nil
-		}
-		if p.SchoolID != "" && a.SchoolID == "" {
-			// An admin of one school: scope by the pupil or class touched.
-			if a.PupilID != "" && !s.pupilInSchool(ctx, a.PupilID, p.SchoolID) {
-				return deny
-			}
-			if a.ClassID != "" && !s.classInSchool(ctx, a.ClassID, p.SchoolID) {
-				return deny
-			}
-		}
-		return nil
+		ok = s.adminMay(ctx, p, a)
 	case RoleGate:
-		if !write && (a.Resource == "gallery" || a.Resource == "gates") && a.GateID != "" && a.GateID == p.GateID {
-			return nil
-		}
-		return deny
+		ok = a.Action != api.ActionWrite && (a.Resource == "gallery" || a.Resource == "gates") && a.GateID != "" && a.GateID == p.GateID
 	case RoleTeacher:
-		switch a.Resource {
-		case "schools":
-			if write {
-				return deny
-			}
-			return nil
-		case "classes", "pupils", "events", "guardians", "consents":
-			if write {
-				return deny
-			}
-		case "attendance", "overrides", "feedback":
-		default:
-			return deny
-		}
-		if a.PupilID != "" {
-			if !s.CanSeePupil(ctx, p, a.PupilID) {
-				return deny
-			}
-			return nil
-		}
-		if a.ClassID != "" && s.CanSeeClass(ctx, p, a.ClassID) {
-			return nil
-		}
-		return deny
+		ok = s.teacherMay(ctx, p, a)
 	case RoleParent:
-		switch a.Resource {
-		case "schools":
-			if write {
-				return deny
-			}
-			return nil
-		case "pupils", "attendance", "events", "notifications", "subscriptions":
-		default:
-			return deny
-		}
-		if write && a.Resource != "notifications" && a.Resource != "subscriptions" {
-			return deny
-		}
-		if a.PupilID != "" && s.CanSeePupil(ctx, p, a.PupilID) {
-			return nil
-		}
-		if a.PupilID == "" && (a.Resource == "notifications" || a.Resource == "subscriptions") {
-			return nil // their own preferences
-		}
-		return deny
+		ok = s.parentMay(ctx, p, a)
 	}
-	return deny
+	if !ok {
+		return errDenied
+	}
+	return nil
+}
+
+func unscoped(a api.Access) bool {
+	return a.SchoolID == "" && a.ClassID == "" && a.PupilID == "" && a.GateID == ""
+}
+
+// adminMay: a hub-wide admin everything; an admin of one school only what
+// is scoped to it (its school, or a pupil or class in it).
+func (s *Service) adminMay(ctx context.Context, p *Principal, a api.Access) bool {
+	if p.SchoolID == "" {
+		return true
+	}
+	if unscoped(a) {
+		return false
+	}
+	if a.SchoolID == "" {
+		if a.PupilID != "" && !s.pupilInSchool(ctx, a.PupilID, p.SchoolID) {
+			return false
+		}
+		if a.ClassID != "" && !s.classInSchool(ctx, a.ClassID, p.SchoolID) {
+			return false
+		}
+		if a.GateID != "" && !s.gateInSchool(ctx, a.GateID, p.SchoolID) {
+			return false
+		}
+	}
+	return true
+}
+
+// teacherMay: read their school; read their classes and pupils; fix
+// attendance and give feedback there.
+func (s *Service) teacherMay(ctx context.Context, p *Principal, a api.Access) bool {
+	write := a.Action == api.ActionWrite
+	switch a.Resource {
+	case "schools":
+		return !write && a.SchoolID != "" && a.SchoolID == p.SchoolID
+	case "classes", "pupils", "events", "guardians", "consents":
+		if write {
+			return false
+		}
+	case "attendance", "overrides", "feedback":
+	default:
+		return false
+	}
+	if a.PupilID != "" {
+		return s.CanSeePupil(ctx, p, a.PupilID)
+	}
+	return a.ClassID != "" && s.CanSeeClass(ctx, p, a.ClassID)
+}
+
+// parentMay: read the schools of their children, their children; manage
+// their own notification preferences.
+func (s *Service) parentMay(ctx context.Context, p *Principal, a api.Access) bool {
+	write := a.Action == api.ActionWrite
+	switch a.Resource {
+	case "schools":
+		return !write && a.SchoolID != "" && s.childInSchool(ctx, p, a.SchoolID)
+	case "notifications", "subscriptions":
+		return a.PupilID == "" || s.CanSeePupil(ctx, p, a.PupilID) // their own preferences
+	case "pupils", "attendance", "events":
+		return !write && a.PupilID != "" && s.CanSeePupil(ctx, p, a.PupilID)
+	}
+	return false
+}
+
+func (s *Service) childInSchool(ctx context.Context, p *Principal, school string) bool {
+	var one int
+	return s.db.R.QueryRowContext(ctx, `SELECT 1 FROM account_guardians ag JOIN guardians g ON g.id = ag.guardian_id
+		JOIN pupils pu ON pu.id = g.pupil_id WHERE ag.account_id = ? AND pu.school_id = ? LIMIT 1`, p.AccountID, school).Scan(&one) == nil
+}
+
+func (s *Service) staffInSchool(ctx context.Context, staff, school string) bool {
+	var one int
+	return s.db.R.QueryRowContext(ctx, `SELECT 1 FROM staff WHERE id = ? AND school_id = ?`, staff, school).Scan(&one) == nil
+}
+
+func (s *Service) gateInSchool(ctx context.Context, gate, school string) bool {
+	var one int
+	return s.db.R.QueryRowContext(ctx, `SELECT 1 FROM gates WHERE id = ? AND school_id = ?`, gate, school).Scan(&one) == nil
 }
 
 func (s *Service) pupilInSchool(ctx context.Context, pupil, school string) bool {
@@ -436,57 +465,101 @@ func (s *Service) Routes(r gin.IRouter) {
 		}
 		api.JSON(c, gin.H{"ok": true})
 	})
-	r.GET("/accounts", Require(PermAccounts), func(c *gin.Context) {
-		l, err := s.ListAccounts(c.Request.Context())
-		if err != nil {
-			api.Fail(c, err)
+	r.GET("/accounts", Require(PermAccounts), s.handleListAccounts)
+	r.POST("/accounts", Require(PermAccounts), s.handleCreateAccount)
+	r.POST("/teacher-classes", Require(PermAccounts), s.handleTeacherClasses)
+	r.POST("/accounts/:username/active", Require(PermAccounts), s.handleSetActive)
+}
+
+// errOtherSchool refuses an admin of one school anything about another
+// school's accounts, staff or classes, and creating hub-wide accounts.
+var errOtherSchool = &api.Error{Code: api.CodeForbidden, Message: "an admin of one school manages that school only / quản trị một trường chỉ quản lý trường đó"}
+
+// manages reports whether p may manage accounts of school ("" = hub-wide):
+// a hub-wide admin all, an admin of one school that school only.
+func manages(p *Principal, school string) bool {
+	return p != nil && (p.SchoolID == "" || p.SchoolID == school)
+}
+
+func (s *Service) handleListAccounts(c *gin.Context) {
+	l, err := s.ListAccounts(c.Request.Context())
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	p := PrincipalOf(c)
+	out := make([]Account, 0, len(l))
+	for _, a := range l {
+		if manages(p, a.SchoolID) {
+			out = append(out, a)
+		}
+	}
+	api.JSON(c, gin.H{"accounts": out})
+}
+
+func (s *Service) handleCreateAccount(c *gin.Context) {
+	var n NewAccount
+	if err := api.BindJSON(c, &n, 1<<16); err != nil {
+		api.Fail(c, err)
+		return
+	}
+	if !manages(PrincipalOf(c), n.SchoolID) {
+		api.Fail(c, errOtherSchool)
+		return
+	}
+	acc, otp, err := s.CreateAccount(c.Request.Context(), api.Actor(c), n)
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"account": acc, "one_time_password": otp})
+}
+
+func (s *Service) handleTeacherClasses(c *gin.Context) {
+	var req struct {
+		StaffID string `json:"staff_id"`
+		ClassID string `json:"class_id"`
+		Remove  bool   `json:"remove"`
+	}
+	if err := api.BindJSON(c, &req, 1024); err != nil {
+		api.Fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if p := PrincipalOf(c); p == nil || p.SchoolID != "" && (!s.staffInSchool(ctx, req.StaffID, p.SchoolID) || !s.classInSchool(ctx, req.ClassID, p.SchoolID)) {
+		api.Fail(c, errOtherSchool)
+		return
+	}
+	if err := s.AssignClass(ctx, api.Actor(c), req.StaffID, req.ClassID, !req.Remove); err != nil {
+		api.Fail(c, err)
+		return
+	}
+	api.JSON(c, gin.H{"ok": true})
+}
+
+func (s *Service) handleSetActive(c *gin.Context) {
+	var req struct {
+		Active bool `json:"active"`
+	}
+	if err := api.BindJSON(c, &req, 1024); err != nil {
+		api.Fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	user := c.Param("username")
+	if p := PrincipalOf(c); p == nil || p.SchoolID != "" {
+		var school string
+		err := s.db.R.QueryRowContext(ctx, `SELECT school_id FROM accounts WHERE username = ?`, user).Scan(&school)
+		if err != nil || !manages(p, school) {
+			api.Fail(c, api.ErrNotFound) // as for an unknown account: names of other schools are not revealed
 			return
 		}
-		api.JSON(c, gin.H{"accounts": l})
-	})
-	r.POST("/accounts", Require(PermAccounts), func(c *gin.Context) {
-		var n NewAccount
-		if err := api.BindJSON(c, &n, 1<<16); err != nil {
-			api.Fail(c, err)
-			return
-		}
-		acc, otp, err := s.CreateAccount(c.Request.Context(), api.Actor(c), n)
-		if err != nil {
-			api.Fail(c, err)
-			return
-		}
-		c.JSON(http.StatusCreated, gin.H{"account": acc, "one_time_password": otp})
-	})
-	r.POST("/teacher-classes", Require(PermAccounts), func(c *gin.Context) {
-		var req struct {
-			StaffID string `json:"staff_id"`
-			ClassID string `json:"class_id"`
-			Remove  bool   `json:"remove"`
-		}
-		if err := api.BindJSON(c, &req, 1024); err != nil {
-			api.Fail(c, err)
-			return
-		}
-		if err := s.AssignClass(c.Request.Context(), api.Actor(c), req.StaffID, req.ClassID, !req.Remove); err != nil {
-			api.Fail(c, err)
-			return
-		}
-		api.JSON(c, gin.H{"ok": true})
-	})
-	r.POST("/accounts/:username/active", Require(PermAccounts), func(c *gin.Context) {
-		var req struct {
-			Active bool `json:"active"`
-		}
-		if err := api.BindJSON(c, &req, 1024); err != nil {
-			api.Fail(c, err)
-			return
-		}
-		if err := s.SetActive(c.Request.Context(), api.Actor(c), c.Param("username"), req.Active); err != nil {
-			api.Fail(c, err)
-			return
-		}
-		api.JSON(c, gin.H{"ok": true})
-	})
+	}
+	if err := s.SetActive(ctx, api.Actor(c), user, req.Active); err != nil {
+		api.Fail(c, err)
+		return
+	}
+	api.JSON(c, gin.H{"ok": true})
 }
 
 func (s *Service) handleLogin(c *gin.Context) {

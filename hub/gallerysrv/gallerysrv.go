@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
@@ -112,7 +113,8 @@ type Server struct {
 	dirty map[string]bool
 	kick  chan struct{}
 	auth  map[string]authEntry
-	build sync.Mutex // one Refresh at a time
+	lock  *api.Lockout // per gate username (http.go authenticate)
+	build sync.Mutex   // one Refresh at a time
 	// points: the operating point of each served gallery, by
 	// pointKey(school, gate) (calibrate.go).
 	points map[string]*OperatingPoint
@@ -129,7 +131,7 @@ func New(db *store.DB, src TemplateSource, ann Announcer, cfg Config, log *slog.
 	}
 	s := &Server{db: db, src: src, ann: ann, cfg: cfg, log: log, now: now,
 		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{},
-		points: map[string]*OperatingPoint{}}
+		points: map[string]*OperatingPoint{}, lock: api.NewLockout(api.DefaultLockout(), now)}
 	s.calib.audit = audit.New(db, log, now)
 	return s
 }

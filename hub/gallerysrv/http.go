@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	_ "embed"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,7 +30,10 @@ func (s *Server) Routes(r gin.IRouter) {
 	s.candidateRoutes(r) // admins: class sessions, gate classes (candidates.go)
 }
 
-var errBadCreds = &api.Error{Code: api.CodeUnauthenticated, Message: "gate username or password is wrong"}
+var (
+	errBadCreds = &api.Error{Code: api.CodeUnauthenticated, Message: "gate username or password is wrong"}
+	errLocked   = &api.Error{Code: api.CodeRateLimited, Message: "too many failed logins for this gate; try again later"}
+)
 
 var (
 	dummyOnce sync.Once
@@ -41,12 +45,31 @@ type gateRow struct {
 	active           bool
 }
 
-// authenticate checks HTTP basic auth against the gates table.
+// authenticate checks HTTP basic auth against the gates table. A username
+// is locked after failures in a row from any address (api.Lockout, with
+// exponential backoff; a good login resets it), checked before the cache
+// of good passwords so that the lock holds even for the right one.
 func (s *Server) authenticate(c *gin.Context) (gateRow, error) {
 	user, pw, ok := c.Request.BasicAuth()
 	if !ok || user == "" {
 		return gateRow{}, &api.Error{Code: api.CodeUnauthenticated, Message: "gate credentials required (HTTP basic auth)"}
 	}
+	key := "gate:" + user
+	if _, locked := s.lock.Locked(key); locked {
+		return gateRow{}, errLocked
+	}
+	g, err := s.checkGate(c, user, pw)
+	switch {
+	case errors.Is(err, errBadCreds):
+		s.lock.Fail(key)
+	case err == nil:
+		s.lock.Reset(key)
+	}
+	return g, err
+}
+
+// checkGate verifies user/pw against the gates table (cached bcrypt).
+func (s *Server) checkGate(c *gin.Context, user, pw string) (gateRow, error) {
 	var g gateRow
 	var active int
 	err := s.db.R.QueryRowContext(c, `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, user).
@@ -58,7 +81,7 @@ func (s *Server) authenticate(c *gin.Context) (gateRow, error) {
 		return g, errBadCreds
 	}
 	if err != nil {
-		return g, err
+		return g, fmt.Errorf("gallerysrv: gate %q: %w", user, err)
 	}
 	g.active = active == 1
 	sum := sha256.Sum256([]byte(pw))

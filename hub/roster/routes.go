@@ -82,12 +82,32 @@ func done(c *gin.Context, status int, v any, err error) {
 
 // ---- schools ----
 
+// listSchools lists every school to whoever may read them all (a hub-wide
+// admin) and otherwise only the schools the caller may read one by one:
+// a school's admin and teachers their school, a parent the schools of
+// their children. A caller who may read none gets the refusal.
 func (s *Store) listSchools(c *gin.Context) {
-	if !authz(c, api.Access{Action: api.ActionRead, Resource: "schools"}) {
+	all := api.Authorize(c, api.Access{Action: api.ActionRead, Resource: "schools"})
+	if all != nil && api.CodeOf(all) != api.CodeForbidden {
+		api.Fail(c, all)
 		return
 	}
 	v, err := s.Schools(c)
-	done(c, http.StatusOK, v, err)
+	if err != nil || all == nil {
+		done(c, http.StatusOK, v, err)
+		return
+	}
+	out := []School{}
+	for _, x := range v {
+		if api.Authorize(c, api.Access{Action: api.ActionRead, Resource: "schools", SchoolID: x.ID}) == nil {
+			out = append(out, x)
+		}
+	}
+	if len(out) == 0 {
+		api.Fail(c, all)
+		return
+	}
+	done(c, http.StatusOK, out, nil)
 }
 
 func (s *Store) createSchool(c *gin.Context) {
