@@ -95,8 +95,28 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int) (*Process
 	return rec, rows.Err()
 }
 
-// Retention deletes gate face crops: those older than days, and at once
-// those of pupils whose valid consent does not include snapshots.
+// SnapshotsAllowed returns the SQL condition "the consent of the pupil
+// whose ID is the SQL expression pupil allows keeping gate face crops":
+// the pupil's current consent — the latest one not withdrawn, ordered as
+// consent.Registry.Current orders them (given_at, then id) — has
+// scope_snapshots = 1. No consent, only withdrawn ones, or a current one
+// without snapshots: not allowed (a later consent that drops snapshots
+// overrides an earlier one that had them).
+//
+// It is the one definition of the rule, used where a crop is stored
+// (hub/ingest, in the event's transaction), served (the teacher's crop
+// page), removed on a consent change (hub/consent) and by Retention, so
+// these cannot drift apart. pupil must be a column or "?", never user
+// text.
+func SnapshotsAllowed(pupil string) string {
+	return `COALESCE((SELECT c.scope_snapshots FROM consents c WHERE c.pupil_id = ` + pupil + ` AND c.withdrawn_at IS NULL
+		ORDER BY c.given_at DESC, c.id DESC LIMIT 1), 0) = 1`
+}
+
+// Retention deletes gate face crops: those older than days, and those of
+// pupils whose consent does not allow snapshots (SnapshotsAllowed). Ingest
+// never stores the latter and a consent change deletes them at once; the
+// job is the backstop.
 type Retention struct {
 	Log      *Log
 	Days     int
@@ -121,8 +141,7 @@ func (r *Retention) RunOnce(ctx context.Context) (int64, error) {
 	var n int64
 	err := r.Log.db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE face_jpeg IS NOT NULL AND (received_at < ?
-			OR (student_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.pupil_id = events.student_id
-				AND c.withdrawn_at IS NULL AND c.scope_snapshots = 1)))`, cutoff)
+			OR (student_id IS NOT NULL AND NOT (`+SnapshotsAllowed("events.student_id")+`)))`, cutoff)
 		if err != nil {
 			return fmt.Errorf("audit: retention: %w", err)
 		}

@@ -3,11 +3,15 @@
 // For each pupil it records who consented (the guardian and, from age 7,
 // the pupil too — Decree 13/2023/NĐ-CP art. 20), when, the scope (face
 // attendance; optionally keeping enrolment photos and gate snapshots) and
-// the reference of the signed document. Enrolment requires a valid consent
-// (Valid). Withdrawal, in one transaction, marks the consent withdrawn,
-// deletes the pupil's templates and photos and gate face crops, bumps the
-// school's gallery version (gates drop the pupil at their next sync) and
-// puts the pupil on manual attendance.
+// the reference of the signed document. The latest consent not withdrawn
+// is the one in force (Current). Enrolment requires a valid consent
+// (Valid). Recording a consent whose scope leaves out snapshots (photos)
+// deletes the pupil's gate face crops (kept enrolment photos) in the same
+// transaction; the crop rule is audit.SnapshotsAllowed. Withdrawal, in
+// one transaction, marks the consent withdrawn, deletes the pupil's
+// templates and photos and gate face crops, bumps the school's gallery
+// version (gates drop the pupil at their next sync) and puts the pupil on
+// manual attendance.
 package consent
 
 import (
@@ -164,10 +168,31 @@ func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, er
 		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET manual_attendance = 0, updated_at = ? WHERE id = ?`, r.now().UnixMilli(), g.PupilID); err != nil {
 			return fmt.Errorf("consent: %w", err)
 		}
+		// A new consent may drop snapshots (it overrides earlier ones:
+		// audit.SnapshotsAllowed): the crops kept so far go at once.
+		x, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE student_id = ? AND face_jpeg IS NOT NULL
+			AND NOT (`+audit.SnapshotsAllowed("events.student_id")+`)`, g.PupilID)
+		if err != nil {
+			return fmt.Errorf("consent: delete crops: %w", err)
+		}
+		crops, _ := x.RowsAffected()
+		// Likewise the kept enrolment photos when the consent in force
+		// (the latest, as Current picks it) does not allow keeping them.
+		x, err = tx.ExecContext(ctx, `UPDATE face_templates SET photo = NULL WHERE pupil_id = ? AND photo IS NOT NULL
+			AND COALESCE((SELECT c.scope_photos FROM consents c WHERE c.pupil_id = face_templates.pupil_id AND c.withdrawn_at IS NULL
+				ORDER BY c.given_at DESC, c.id DESC LIMIT 1), 0) = 0`, g.PupilID)
+		if err != nil {
+			return fmt.Errorf("consent: delete photos: %w", err)
+		}
+		photos, _ := x.RowsAffected()
 		if err := r.tpl.BumpTx(ctx, tx, school); err != nil {
 			return err
 		}
-		return r.audit.RecordTx(ctx, tx, actor, audit.ActionConsentGiven, "pupil:"+g.PupilID, g, "")
+		return r.audit.RecordTx(ctx, tx, actor, audit.ActionConsentGiven, "pupil:"+g.PupilID, struct {
+			Grant
+			CropsDeleted  int64 `json:"crops_deleted,omitempty"`
+			PhotosDeleted int64 `json:"photos_deleted,omitempty"`
+		}{g, crops, photos}, "")
 	})
 	if err != nil {
 		return 0, err

@@ -50,8 +50,6 @@ func TestWithdrawalLeavesRunningEdgeWithin10s(t *testing.T) {
 	for _, q := range []string{
 		`INSERT INTO schools(id, name) VALUES ('s1', 'Tiểu học B')`,
 		`INSERT INTO pupils(id, school_id, full_name, date_of_birth) VALUES ('000000000777', 's1', 'Phạm Cúc', '2018-02-03'), ('000000000778', 's1', 'Vũ Dũng', '2021-01-01')`,
-		`INSERT INTO events(event_id, school_id, gate_id, direction, student_id, captured_at, received_at, distance, margin, frames_used, model, face_jpeg)
-			VALUES ('e-1', 's1', 'g1', 'in', '000000000777', 1, 1, 0.3, 0.1, 3, 'dlib-resnet-v1@1', x'ffd8ffd9')`,
 	} {
 		if _, err := a.DB.W.Exec(q); err != nil {
 			t.Fatal(err)
@@ -68,12 +66,19 @@ func TestWithdrawalLeavesRunningEdgeWithin10s(t *testing.T) {
 	}
 	// Pupil 777 is 8: their own consent is recorded with the guardian's.
 	for _, g := range []consent.Grant{
-		{PupilID: pupil, GuardianName: "Phạm Mẹ", PupilConsented: true, ScopeFace: true, DocumentRef: "DK-777"},
+		{PupilID: pupil, GuardianName: "Phạm Mẹ", PupilConsented: true, ScopeFace: true, ScopeSnapshots: true, DocumentRef: "DK-777"},
 		{PupilID: other, GuardianName: "Vũ Bố", ScopeFace: true, DocumentRef: "DK-778"},
 	} {
 		if _, err := a.Mods.Consent.Record(ctx, "admin:root", g); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A recent gate crop of pupil 777, kept under the consent's snapshot
+	// scope (after the consent, so neither ingest's rule nor the retention
+	// job would have dropped it): the withdrawal must delete it.
+	if _, err := a.DB.W.Exec(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id, captured_at, received_at, distance, margin, frames_used, model, face_jpeg)
+		VALUES ('e-1', 's1', 'g1', 'in', '000000000777', ?, ?, 0.3, 0.1, 3, 'dlib-resnet-v1@1', x'ffd8ffd9')`, time.Now().UnixMilli(), time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, p := range []string{pupil, pupil, other} {
@@ -124,7 +129,7 @@ func TestWithdrawalLeavesRunningEdgeWithin10s(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(b), `"templates_deleted":2`) {
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"templates_deleted":2`) || !strings.Contains(string(b), `"crops_deleted":1`) {
 		t.Fatalf("withdraw: %d %s", resp.StatusCode, b)
 	}
 	took := waitFor("pupil gone from the running edge", func() bool { return !has(pupil) }, 10*time.Second)

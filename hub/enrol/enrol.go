@@ -5,11 +5,12 @@
 //
 // Each photo passes, in order: a safe file name; byte and pixel limits
 // before decoding (a 50 MB upload or a decompression bomb never reaches
-// the decoder); decoding; exactly one face; gatekit.QualityPolicy (size,
-// sharpness, yaw/roll, brightness); consistency with the pupil's other
-// templates; and the duplicate-identity guard — a template closer than
-// DuplicateMax to ANOTHER pupil's template is stored for review, never
-// served to gates until an admin approves it. Rejections carry plain-words
+// the decoder); a whole file (a truncated JPEG or PNG is refused, never
+// decoded into a half-grey face: gatekit.Sniff); decoding; exactly one
+// face; gatekit.QualityPolicy (size, sharpness, yaw/roll, brightness);
+// consistency with the pupil's other templates; and the duplicate-identity
+// guard — a template closer than DuplicateMax to ANOTHER pupil's template
+// is stored for review, never served to gates until an admin approves it. Rejections carry plain-words
 // reasons in Vietnamese and English. Nothing is stored without a valid
 // consent (hub/consent); photos are kept (encrypted) only if the consent's
 // scope allows it.
@@ -178,6 +179,10 @@ const (
 	ReasonNoConsent    = "no_consent"
 	ReasonUnknownPupil = "unknown_pupil"
 	ReasonEngine       = "engine_error"
+	// ReasonTruncated: the file's end is missing (gatekit.ErrTruncated),
+	// e.g. an upload cut short; the decoder would have filled the rest
+	// with grey.
+	ReasonTruncated = "truncated"
 )
 
 var reasonText = map[string][2]string{
@@ -189,6 +194,7 @@ var reasonText = map[string][2]string{
 	ReasonNoConsent:    {"there is no valid consent for face attendance", "chưa có sự đồng ý hợp lệ cho điểm danh bằng khuôn mặt"},
 	ReasonUnknownPupil: {"unknown pupil", "không tìm thấy học sinh"},
 	ReasonEngine:       {"the face engine failed on this photo", "lỗi xử lý khuôn mặt với ảnh này"},
+	ReasonTruncated:    {"the photo file is incomplete (truncated: its end is missing); send it again", "tệp ảnh không đầy đủ (bị cắt cụt, thiếu phần cuối); hãy gửi lại"},
 }
 
 // Reason returns a reason with its English and Vietnamese text.
@@ -343,12 +349,14 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 	}
 	m, err := s.decode(p.Data, lim)
 	if err != nil {
-		switch gatekit.KindOf(err) {
-		case gatekit.KindTooLarge:
+		switch {
+		case gatekit.KindOf(err) == gatekit.KindTooLarge:
 			if lim.MaxBytes > 0 && len(p.Data) > lim.MaxBytes {
 				return analysis{v: reject(v, ReasonTooLarge)}
 			}
 			return analysis{v: reject(v, ReasonTooManyPx)}
+		case errors.Is(err, gatekit.ErrTruncated):
+			return analysis{v: reject(v, ReasonTruncated)}
 		default:
 			return analysis{v: reject(v, gatekit.ReasonUnreadable)}
 		}

@@ -8,6 +8,12 @@
 // same transaction (group commit), so throughput is bounded by SQLite's
 // commit rate per batch, not per event.
 //
+// An event's face crop (face_jpeg) is stored only when the pupil's
+// consent in force allows snapshots (audit.SnapshotsAllowed), decided in
+// the same transaction as the insert; otherwise the event is stored
+// without it. Crops of unknown faces (no pupil) are stored and deleted by
+// the retention job after audit.retention_days.
+//
 // A payload that fails validation is written to the quarantine table with
 // the reason and acknowledged; it never blocks or crashes the stream.
 // After commit, registered Listeners are told about each new event.

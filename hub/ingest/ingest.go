@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 )
@@ -329,6 +331,9 @@ type gateRow struct {
 type pupilRow struct {
 	school, class string
 	found         bool
+	// snapshots: the pupil's consent allows keeping gate face crops
+	// (audit.SnapshotsAllowed), read in the ingest transaction.
+	snapshots bool
 }
 
 // txState caches lookups within one transaction.
@@ -390,11 +395,19 @@ func (in *Ingester) commitTx(batch []*item) error {
 
 const quarantineMax = 64 << 10
 
+// cropField matches an event's face crop in a (possibly malformed or cut)
+// JSON payload.
+var cropField = regexp.MustCompile(`"face_jpeg"\s*:\s*"[^"]*"?`)
+
+// quarantine keeps the refused payload for diagnosis, without the face
+// crop: nobody's consent covers keeping it (and the retention job does not
+// look in quarantine).
 func quarantine(tx *sql.Tx, it *item, reason string) error {
 	p := it.msg.Payload
 	if len(p) > quarantineMax {
 		p = p[:quarantineMax]
 	}
+	p = cropField.ReplaceAllLiteral(p, []byte(`"face_jpeg":"(removed)"`))
 	if p == nil {
 		p = []byte{}
 	}
@@ -478,7 +491,8 @@ func (st *txState) preloadPupils(batch []*item) error {
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), 500)]
 		ids = ids[len(chunk):]
-		q := `SELECT id, school_id, class_id FROM pupils WHERE id IN (?` + strings.Repeat(",?", len(chunk)-1) + `)`
+		q := `SELECT p.id, p.school_id, p.class_id, ` + audit.SnapshotsAllowed("p.id") + ` FROM pupils p WHERE p.id IN (?` +
+			strings.Repeat(",?", len(chunk)-1) + `)`
 		rows, err := st.tx.Query(q, chunk...)
 		if err != nil {
 			return fmt.Errorf("ingest: pupil lookup: %w", err)
@@ -487,7 +501,7 @@ func (st *txState) preloadPupils(batch []*item) error {
 			var id string
 			var p pupilRow
 			var class sql.NullString
-			if err := rows.Scan(&id, &p.school, &class); err != nil {
+			if err := rows.Scan(&id, &p.school, &class, &p.snapshots); err != nil {
 				rows.Close()
 				return fmt.Errorf("ingest: pupil lookup: %w", err)
 			}
@@ -508,7 +522,8 @@ func (st *txState) pupil(id string) (pupilRow, error) {
 	}
 	var p pupilRow
 	var class sql.NullString
-	err := st.tx.QueryRow(`SELECT school_id, class_id FROM pupils WHERE id = ?`, id).Scan(&p.school, &class)
+	err := st.tx.QueryRow(`SELECT p.school_id, p.class_id, `+audit.SnapshotsAllowed("p.id")+` FROM pupils p WHERE p.id = ?`, id).
+		Scan(&p.school, &class, &p.snapshots)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -557,6 +572,11 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 	}
 	se := &StoredEvent{Event: *ev, ReceivedAt: it.received, Unknown: ev.StudentID == gatekit.UnknownStudent}
 	var student any
+	// The face crop is kept only where it may be: for a pupil whose
+	// consent allows snapshots (decided in this transaction), and for an
+	// unknown face (no pupil, no consent to consult: kept until the
+	// retention job deletes it). Listeners never see a dropped crop.
+	keepCrop := se.Unknown
 	if !se.Unknown {
 		p, err := st.pupil(ev.StudentID)
 		if err != nil {
@@ -567,6 +587,10 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 		}
 		se.ClassID = p.class
 		student = ev.StudentID
+		keepCrop = p.snapshots
+	}
+	if !keepCrop {
+		se.FaceJPEG = nil
 	}
 	q, _ := json.Marshal(ev.Quality)
 	model := ev.Model.Name
@@ -574,8 +598,8 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 		model += "@" + ev.Model.Version
 	}
 	var face any
-	if len(ev.FaceJPEG) > 0 {
-		face = ev.FaceJPEG
+	if len(se.FaceJPEG) > 0 {
+		face = se.FaceJPEG
 	}
 	res, err := st.ins.Exec(ev.EventID, ev.SchoolID, ev.GateID, ev.Direction, student, ev.CapturedAt, it.received,
 		ev.Distance, ev.Margin, ev.FramesUsed, string(q), model, ev.GalleryVer, face)

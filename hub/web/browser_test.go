@@ -182,10 +182,14 @@ func TestBrowserTeacherLiveBoard(t *testing.T) {
 		t.Errorf("script-named pupil shows %q", s)
 	}
 
+	// An's consent allows gate snapshots, so the crop is kept and shown.
+	_, err := f.db.W.Exec(`INSERT INTO consents(pupil_id, guardian_name, pupil_consented, scope_face, scope_snapshots, document_ref, given_at, recorded_by)
+		VALUES (?, 'Nguyễn Thị Hoa', 1, 1, 1, 'DK-An', ?, 'test')`, pupilAn, time.Now().UnixMilli())
+	must(t, err)
 	// A gate publishes An's arrival over MQTT to the real embedded broker.
 	start := time.Now()
 	publishMQTT(t, f, event(pupilAn, "in", time.Now()))
-	err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](row(pupilAn)+`.dataset.status === "present"`,
+	err = chromedp.Do(ctx, chromedp.Poll[chromedp.Void](row(pupilAn)+`.dataset.status === "present"`,
 		chromedp.WithPollingTimeout(2*time.Second), chromedp.WithPollingInterval(20*time.Millisecond)))
 	took := time.Since(start)
 	if err != nil {

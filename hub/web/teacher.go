@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 )
 
@@ -284,13 +285,19 @@ func (s *Server) reject(c *gin.Context) {
 	c.Redirect(http.StatusSeeOther, "/teacher/class/"+url.PathEscape(cls.ID)+"?day="+day+"&saved=1")
 }
 
-// crop serves an event's face crop to staff who may see its class.
+// crop serves an event's face crop to staff who may see its class, and
+// only while the pupil's consent allows snapshots (audit.SnapshotsAllowed,
+// checked at every request: a crop left from an earlier consent is never
+// shown). Access is checked before whether a crop exists. Browsers must
+// not keep it (no-store), so a withdrawal also takes effect on a teacher's
+// open board.
 func (s *Server) crop(c *gin.Context) {
 	var jpeg []byte
 	var classID sql.NullString
-	err := s.d.DB.R.QueryRowContext(c.Request.Context(), `SELECT e.face_jpeg, p.class_id FROM events e
-		JOIN pupils p ON p.id = e.student_id WHERE e.event_id = ?`, c.Param("event")).Scan(&jpeg, &classID)
-	if err != nil || len(jpeg) == 0 || !classID.Valid {
+	var allowed bool
+	err := s.d.DB.R.QueryRowContext(c.Request.Context(), `SELECT e.face_jpeg, p.class_id, `+audit.SnapshotsAllowed("p.id")+`
+		FROM events e JOIN pupils p ON p.id = e.student_id WHERE e.event_id = ?`, c.Param("event")).Scan(&jpeg, &classID, &allowed)
+	if err != nil || !classID.Valid {
 		s.fail(c, http.StatusNotFound, "error.not_found")
 		return
 	}
@@ -299,7 +306,11 @@ func (s *Server) crop(c *gin.Context) {
 		s.fail(c, http.StatusForbidden, "error.forbidden")
 		return
 	}
-	c.Header("Cache-Control", "private, max-age=3600")
+	if len(jpeg) == 0 || !allowed {
+		s.fail(c, http.StatusNotFound, "error.not_found")
+		return
+	}
+	c.Header("Cache-Control", "private, no-store")
 	c.Data(http.StatusOK, "image/jpeg", jpeg)
 }
 
