@@ -99,6 +99,8 @@ func (e *Event) Validate() error {
 		return Fieldf("face_jpeg", "%d bytes exceeds %d", len(e.FaceJPEG), MaxCropBytes)
 	case len(e.FaceJPEG) > 0 && !bytes.HasPrefix(e.FaceJPEG, []byte{0xFF, 0xD8}):
 		return Fieldf("face_jpeg", "not a JPEG")
+	case len(e.FaceJPEG) > 0 && jpegComplete(e.FaceJPEG) != nil:
+		return Fieldf("face_jpeg", "incomplete JPEG (truncated, no end-of-image marker)")
 	}
 	for name, v := range map[string]float64{"quality.sharpness": e.Quality.Sharpness, "quality.yaw_deg": e.Quality.YawDeg,
 		"quality.roll_deg": e.Quality.RollDeg, "quality.brightness": e.Quality.Brightness} {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"image"
+	"image/jpeg"
 	"math"
 	"os"
 	"path/filepath"
@@ -30,7 +32,7 @@ func goldenEvents() map[string]*Event {
 	unknown.EventID, unknown.StudentID, unknown.Distance, unknown.Margin = "01920e4b-0d1e-7a2b-8c3d-4e5f60718293", UnknownStudent, 0.55, 0.02
 	crop := base()
 	crop.EventID = "01920e4b-5f60-7182-9a3b-4c5d6e7f8091"
-	crop.FaceJPEG = []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0xFF, 0xD9}
+	crop.FaceJPEG = tinyJPEG()
 	return map[string]*Event{"in.json": in, "out.json": out, "unknown.json": unknown, "with_crop.json": crop}
 }
 
@@ -152,6 +154,8 @@ func TestEventValidateTable(t *testing.T) {
 		{"frames used", "frames_used", func(e *Event) { e.FramesUsed = -1 }},
 		{"model missing", "model", func(e *Event) { e.Model = ModelID{} }},
 		{"crop not jpeg", "face_jpeg", func(e *Event) { e.FaceJPEG = []byte("PNG") }},
+		{"crop truncated", "face_jpeg", func(e *Event) { e.FaceJPEG = tinyJPEG()[:200] }},
+		{"crop without end marker", "face_jpeg", func(e *Event) { j := tinyJPEG(); e.FaceJPEG = j[:len(j)-2] }},
 		{"crop too big", "face_jpeg", func(e *Event) { e.FaceJPEG = append([]byte{0xFF, 0xD8}, make([]byte, MaxCropBytes)...) }},
 		{"sharpness NaN", "quality.sharpness", func(e *Event) { e.Quality.Sharpness = math.NaN() }},
 	}
@@ -326,4 +330,17 @@ func closeTo(a, b float64) bool {
 		return math.IsInf(a, 1)
 	}
 	return math.Abs(a-b) < 1e-6
+}
+
+// tinyJPEG is a complete 8×8 JPEG (Go's encoder is deterministic).
+func tinyJPEG() []byte {
+	im := image.NewGray(image.Rect(0, 0, 8, 8))
+	for i := range im.Pix {
+		im.Pix[i] = uint8(i * 4)
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, im, &jpeg.Options{Quality: 50}); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
 }
