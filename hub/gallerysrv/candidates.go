@@ -224,6 +224,7 @@ func (s *Server) candidateRoutes(r gin.IRouter) {
 	r.PUT("/classes/:class_id/sessions", h.putSessions)
 	r.GET("/gates/:gate_id/classes", h.getGateClasses)
 	r.PUT("/gates/:gate_id/classes", h.putGateClasses)
+	r.POST("/schools/:school_id/candidates/import", h.importCSV) // candidates_csv.go
 }
 
 type candidateAPI struct {
