@@ -42,6 +42,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 	"github.com/google/uuid"
@@ -230,6 +231,7 @@ func validUsername(u string) bool {
 // CreateAccount creates an account and returns it with the one-time
 // password when none was given (the account must change it at first login).
 func (s *Service) CreateAccount(ctx context.Context, actor string, n NewAccount) (Account, string, error) {
+	n.FullName = roster.NormalizeText(n.FullName) // trimmed, NFC
 	if !validUsername(n.Username) {
 		return Account{}, "", api.Invalid("username", "2–64 letters, digits or . _ - @")
 	}

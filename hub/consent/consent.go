@@ -25,6 +25,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
 )
@@ -116,8 +117,8 @@ func (r *Registry) needsOwn(dob string, t time.Time) bool {
 
 // Record stores a consent after checking it is complete.
 func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, error) {
-	g.DocumentRef = strings.TrimSpace(g.DocumentRef)
-	g.GuardianName = strings.TrimSpace(g.GuardianName)
+	g.DocumentRef = roster.NormalizeText(g.DocumentRef) // trimmed, NFC
+	g.GuardianName = roster.NormalizeText(g.GuardianName)
 	switch {
 	case !g.ScopeFace:
 		return 0, api.Invalid("scope_face", "consent must cover face attendance")

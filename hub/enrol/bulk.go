@@ -17,9 +17,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 )
 
@@ -77,13 +77,14 @@ func yes(s string) (bool, bool) {
 	return false, false
 }
 
-// ParseRoster reads a roster CSV (UTF-8, optional BOM; comma or
-// semicolon): a header with personal_id (or id / pupil_id / ma_dinh_danh)
-// and optional photos (file names separated by ';' or '|'), consent_ref,
-// consent_guardian, consent_pupil, consent_photos. The whole file is
-// refused, with every problem listed, when any row is bad: invalid UTF-8
-// (save as "CSV UTF-8"), a cell that looks like a spreadsheet formula, a
-// malformed personal ID, a duplicate pupil, an unsafe photo name.
+// ParseRoster reads a roster CSV (UTF-8 with an optional BOM or UTF-16
+// with a BOM; comma, semicolon or tab): a header with personal_id (or id /
+// pupil_id / ma_dinh_danh) and optional photos (file names separated by ';'
+// or '|'), consent_ref, consent_guardian, consent_pupil, consent_photos.
+// The whole file is refused, with every problem listed, when any row is
+// bad: another encoding (save as "CSV UTF-8"), a cell that looks like a
+// spreadsheet formula, a malformed personal ID, a duplicate pupil, an
+// unsafe photo name.
 func ParseRoster(r io.Reader) ([]RosterRow, error) {
 	b, err := io.ReadAll(io.LimitReader(r, MaxRosterBytes+1))
 	if err != nil {
@@ -92,16 +93,16 @@ func ParseRoster(r io.Reader) ([]RosterRow, error) {
 	if len(b) > MaxRosterBytes {
 		return nil, RosterErrors{{0, "file", fmt.Sprintf("larger than %d MB", MaxRosterBytes>>20)}}
 	}
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
-	if bytes.IndexByte(b, 0) >= 0 || !utf8.Valid(b) {
-		// Find the first bad line for the message.
-		line := 1 + bytes.Count(b[:firstBad(b)], []byte("\n"))
-		return nil, RosterErrors{{line, "file", "not valid UTF-8 text (UTF-16 or a legacy encoding?): save it as \"CSV UTF-8\" / tệp không phải UTF-8: hãy lưu dạng \"CSV UTF-8\""}}
+	// UTF-8 (optional BOM) or UTF-16 with a BOM; anything else is refused
+	// naming the first bad line (the roster importer's decoder).
+	if b, err = roster.DecodeText(b); err != nil {
+		var ee *roster.EncodingError
+		if errors.As(err, &ee) {
+			return nil, RosterErrors{{ee.Line, "file", ee.Reason}}
+		}
+		return nil, err
 	}
-	sep := ','
-	if first, _, _ := bytes.Cut(b, []byte("\n")); bytes.Count(first, []byte(";")) > bytes.Count(first, []byte(",")) {
-		sep = ';'
-	}
+	sep := roster.SniffComma(b) // comma, semicolon or tab
 	cr := csv.NewReader(bytes.NewReader(b))
 	cr.Comma = sep
 	cr.FieldsPerRecord = -1
@@ -197,20 +198,6 @@ func ParseRoster(r io.Reader) ([]RosterRow, error) {
 		return nil, RosterErrors{{2, "row", "the roster has no pupils"}}
 	}
 	return rows, nil
-}
-
-func firstBad(b []byte) int {
-	for i := 0; i < len(b); {
-		if b[i] == 0 {
-			return i
-		}
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n <= 1 {
-			return i
-		}
-		i += n
-	}
-	return len(b)
 }
 
 var photoExt = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".webp": true, ".bmp": true}

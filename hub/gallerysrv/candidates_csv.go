@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/text/unicode/norm"
@@ -76,9 +75,9 @@ func splitList(cell string) []string {
 }
 
 // ImportCandidatesCSV sets class sessions or gate classes of school from
-// a CSV file (UTF-8, comma, semicolon or tab separated, header required:
-// "class,sessions" or "gate,classes"; Vietnamese headers lớp, ca, cổng,
-// các lớp are accepted). Classes and gates are named by ID or by name.
+// a CSV file (UTF-8, or UTF-16 with a BOM; comma, semicolon or tab
+// separated; header required: "class,sessions" or "gate,classes";
+// Vietnamese headers lớp, ca, cổng, các lớp are accepted). Classes and gates are named by ID or by name.
 // ALL-OR-NOTHING PER FILE: every row is checked first (unknown class or
 // gate, unknown session, a class or gate listed twice); any error and
 // nothing is written, and the report lists every error with its line and
@@ -101,9 +100,14 @@ func (s *Server) ImportCandidatesCSV(ctx context.Context, actor, ip, school stri
 	if len(data) > MaxCandidateCSVBytes {
 		return rep, api.Errorf(api.CodeTooLarge, "CSV larger than %d bytes", MaxCandidateCSVBytes)
 	}
-	data = bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))
-	if !utf8.Valid(data) {
-		rep.addErr(1, "encoding", `the file is not UTF-8 text: save it as "CSV UTF-8" / tệp không phải UTF-8: hãy lưu dạng "CSV UTF-8"`)
+	// UTF-8 (optional BOM) or UTF-16 with a BOM; any other encoding is
+	// refused naming the first bad line (the roster importer's decoder).
+	if data, err = roster.DecodeText(data); err != nil {
+		var ee *roster.EncodingError
+		if !errors.As(err, &ee) {
+			return rep, err
+		}
+		rep.addErr(ee.Line, "encoding", ee.Reason)
 		return rep, rep.refused()
 	}
 	cur, err := s.CandidateSettings(ctx, school)

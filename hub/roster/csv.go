@@ -9,24 +9,42 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/diemdanh/diemdanh/hub/api"
 )
 
-// PupilCSVColumns are the columns of the pupils CSV (header row required,
-// any order; only personal_id and full_name are mandatory). "class" is a
-// class ID or a class name of the school.
-var PupilCSVColumns = []string{"personal_id", "full_name", "class", "date_of_birth", "gender",
-	"guardian_name", "guardian_phone", "guardian_email", "guardian_relation", "active", "manual_attendance"}
+// PupilCSVColumns are the pupil columns of the pupils CSV (header row
+// required, any order; only personal_id and full_name are mandatory).
+// "class" is a class ID or a class name of the school. Each guardian is a
+// group of columns guardianN_name, guardianN_phone, guardianN_email and
+// guardianN_relation (N = 1, 2, …, see GuardianCSVFields); guardian_name,
+// guardian_phone, guardian_email and guardian_relation are accepted for
+// guardian 1. The export writes exactly this format, one row per pupil.
+var PupilCSVColumns = []string{"personal_id", "full_name", "class", "date_of_birth", "gender", "active", "manual_attendance"}
+
+// GuardianCSVFields are the fields of a guardian's column group.
+var GuardianCSVFields = []string{"name", "phone", "email", "relation"}
 
 // Limits of an import.
 const (
 	MaxCSVBytes  = 10 << 20
 	MaxCSVRows   = 50000
 	maxRowErrors = 1000
+	// MaxCSVGuardians bounds N in guardianN_* columns.
+	MaxCSVGuardians = 99
+	// exportGuardians is the least number of guardian groups the export
+	// writes, so the file is a template with room for two parents.
+	exportGuardians = 2
 )
+
+var guardianColRe = regexp.MustCompile(`^guardian([1-9][0-9]?)?_(name|phone|email|relation)$`)
+
+// guardianCol is the column of field f of guardian n.
+func guardianCol(n int, f string) string { return fmt.Sprintf("guardian%d_%s", n, f) }
 
 // RowError is one problem in an imported file.
 type RowError struct {
@@ -47,16 +65,35 @@ type ImportReport struct {
 }
 
 type importRow struct {
-	line     int
-	pupil    Pupil
-	guardian *Guardian
+	line      int
+	pupil     Pupil
+	guardians []csvGuardian
+}
+
+// csvGuardian is a guardian of a row and its column group N.
+type csvGuardian struct {
+	n int
+	Guardian
 }
 
 // ImportPupilsCSV validates every row of r and, only if the whole file is
-// clean (and dryRun is false), upserts all pupils (and their guardian, when
-// the guardian columns are filled) in one transaction. A file with any bad
-// row changes nothing; the report lists every error. The returned error is
-// an *api.Error (CodeInvalid, Details = report) when the file is refused.
+// clean (and dryRun is false), upserts all pupils and their guardians in
+// one transaction. A file with any bad row changes nothing; the report
+// lists every error. The returned error is an *api.Error (CodeInvalid,
+// Details = report) when the file is refused.
+//
+// The file may be UTF-8 (with or without a byte-order mark) or UTF-16 with
+// a byte-order mark, separated by commas, semicolons or tabs (see
+// DecodeText, SniffComma); any other encoding is refused with one error
+// (field "encoding") naming the first bad line. Cells a spreadsheet would
+// run as a formula are refused; the "'" the export puts before them is
+// removed first (see SafeCell), so an exported file imports unchanged.
+//
+// Semantics: a pupil is matched by personal ID, a guardian by name
+// (NameKey) among the pupil's guardians. A column absent from the file
+// leaves that field of an existing pupil or guardian unchanged (a present
+// but empty cell clears it); guardians not in the file are kept. Importing
+// the same file again is therefore an idempotent update.
 func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader, dryRun bool) (ImportReport, error) {
 	rep := ImportReport{DryRun: dryRun, Errors: []RowError{}}
 	if err := s.checkSchoolRef(ctx, school); err != nil {
@@ -69,25 +106,37 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 	if len(data) > MaxCSVBytes {
 		return rep, api.Errorf(api.CodeTooLarge, "CSV larger than %d bytes", MaxCSVBytes)
 	}
-	data = bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))
-	classes, err := s.Classes(ctx, school)
-	if err != nil {
-		return rep, err
-	}
-	classByKey := map[string]string{}
-	for _, c := range classes {
-		classByKey[strings.ToLower(c.Name)] = c.ID
-	}
-	for _, c := range classes {
-		classByKey[c.ID] = c.ID
-	}
-
 	addErr := func(line int, field, reason string) {
 		if len(rep.Errors) < maxRowErrors {
 			rep.Errors = append(rep.Errors, RowError{Line: line, Field: field, Reason: reason})
 		}
 	}
+	if data, err = DecodeText(data); err != nil {
+		var ee *EncodingError
+		if !errors.As(err, &ee) {
+			return rep, err
+		}
+		addErr(ee.Line, "encoding", ee.Reason)
+		return rep, refused(rep)
+	}
+	classes, err := s.Classes(ctx, school)
+	if err != nil {
+		return rep, err
+	}
+	classByID := map[string]string{}
+	classByName := map[string]string{} // NameKey -> ID, "" when ambiguous
+	for _, c := range classes {
+		classByID[c.ID] = c.ID
+		k := NameKey(c.Name)
+		if _, dup := classByName[k]; dup {
+			classByName[k] = ""
+		} else {
+			classByName[k] = c.ID
+		}
+	}
+
 	cr := csv.NewReader(bufio.NewReader(bytes.NewReader(data)))
+	cr.Comma = SniffComma(data)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
 	header, err := cr.Read()
@@ -99,25 +148,31 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 		}
 		return rep, refused(rep)
 	}
-	col := map[string]int{}
+	col := map[string]int{}        // canonical column -> index
+	colName := map[string]string{} // canonical column -> its header in the file
+	nGuardians := 0
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
-		if !utf8.ValidString(h) {
-			addErr(1, "", "the header is not valid UTF-8 (save the file as UTF-8)")
-			return rep, refused(rep)
-		}
-		known := false
-		for _, k := range PupilCSVColumns {
-			known = known || k == h
-		}
-		if !known {
-			addErr(1, h, "unknown column (known: "+strings.Join(PupilCSVColumns, ", ")+")")
+		key := ""
+		if slices.Contains(PupilCSVColumns, h) {
+			key = h
+		} else if m := guardianColRe.FindStringSubmatch(h); m != nil {
+			n := 1
+			if m[1] != "" {
+				n, _ = strconv.Atoi(m[1])
+			}
+			key = guardianCol(n, m[2])
+			nGuardians = max(nGuardians, n)
+		} else {
+			addErr(1, clip(h), "unknown column (known: "+strings.Join(PupilCSVColumns, ", ")+
+				", and per guardian N = 1, 2, …: guardianN_name, guardianN_phone, guardianN_email, guardianN_relation)")
 			continue
 		}
-		if _, dup := col[h]; dup {
-			addErr(1, h, "duplicate column")
+		if _, dup := col[key]; dup {
+			addErr(1, h, "duplicate column (same as "+colName[key]+")")
+			continue
 		}
-		col[h] = i
+		col[key], colName[key] = i, h
 	}
 	for _, need := range []string{"personal_id", "full_name"} {
 		if _, ok := col[need]; !ok {
@@ -127,6 +182,7 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 	if len(rep.Errors) > 0 {
 		return rep, refused(rep)
 	}
+	has := func(k string) bool { _, ok := col[k]; return ok }
 	var rows []importRow
 	seen := map[string]int{}
 	for {
@@ -168,9 +224,13 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 			Gender: strings.ToLower(get("gender")), Active: true, Source: "local"}
 		ok := true
 		if c := get("class"); c != "" {
-			id, found := classByKey[c]
+			id, found := classByID[c]
 			if !found {
-				id, found = classByKey[strings.ToLower(c)]
+				id, found = classByName[NameKey(c)]
+				if found && id == "" {
+					addErr(line, "class", fmt.Sprintf("several classes of school %s are named %q: give the class ID", school, clip(c)))
+					ok = false
+				}
 			}
 			if !found {
 				addErr(line, "class", fmt.Sprintf("no class %q in school %s", clip(c), school))
@@ -198,21 +258,44 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 			ok = false
 		}
 		if prev, dup := seen[p.ID]; dup && p.ID != "" {
-			addErr(line, "personal_id", fmt.Sprintf("duplicate of line %d", prev))
+			addErr(line, "personal_id", fmt.Sprintf("duplicate of line %d (one row per pupil: further guardians go in the guardian2_… columns)", prev))
 			ok = false
 		} else if p.ID != "" {
 			seen[p.ID] = line
 		}
-		var g *Guardian
-		if gn := get("guardian_name"); gn != "" || get("guardian_phone") != "" || get("guardian_email") != "" {
-			g = &Guardian{PupilID: p.ID, FullName: gn, Phone: get("guardian_phone"), Email: get("guardian_email"), Relation: get("guardian_relation")}
-			if err := g.Validate(); err != nil {
-				addFieldErr(func(l int, f, r string) { addErr(l, "guardian_"+strings.TrimPrefix(f, "full_"), r) }, line, err)
-				ok = false
+		var gs []csvGuardian
+		names := map[string]string{} // NameKey -> column
+		for n := 1; n <= nGuardians; n++ {
+			f := func(field string) string { return get(guardianCol(n, field)) }
+			if f("name") == "" && f("phone") == "" && f("email") == "" && f("relation") == "" {
+				continue
 			}
+			nameCol := colName[guardianCol(n, "name")]
+			if nameCol == "" {
+				nameCol = guardianCol(n, "name")
+			}
+			g := Guardian{PupilID: p.ID, FullName: f("name"), Phone: f("phone"), Email: f("email"), Relation: f("relation")}
+			if err := g.Validate(); err != nil {
+				addFieldErr(func(l int, field, r string) {
+					c := guardianCol(n, strings.TrimPrefix(field, "full_"))
+					if h := colName[c]; h != "" {
+						c = h
+					}
+					addErr(l, c, r)
+				}, line, err)
+				ok = false
+				continue
+			}
+			if prev, dup := names[NameKey(g.FullName)]; dup {
+				addErr(line, nameCol, "the same guardian as "+prev)
+				ok = false
+				continue
+			}
+			names[NameKey(g.FullName)] = nameCol
+			gs = append(gs, csvGuardian{n, g})
 		}
 		if ok {
-			rows = append(rows, importRow{line: line, pupil: p, guardian: g})
+			rows = append(rows, importRow{line: line, pupil: p, guardians: gs})
 		}
 		if len(rep.Errors) >= maxRowErrors {
 			break
@@ -239,9 +322,33 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 	now := s.now().UnixMilli()
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		for _, r := range rows {
-			var one int
-			exists := tx.QueryRowContext(ctx, `SELECT 1 FROM pupils WHERE id = ?`, r.pupil.ID).Scan(&one) == nil
-			ch, err := putPupilTx(ctx, tx, r.pupil, now)
+			p := r.pupil
+			old, err := scanPupil(tx.QueryRowContext(ctx, `SELECT `+pupilCols+` FROM pupils WHERE id = ?`, p.ID))
+			exists := err == nil
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("line %d: %w", r.line, err)
+			}
+			if exists {
+				// Columns the file does not have keep their value; the
+				// pupil keeps its origin (a city-synced pupil stays "city").
+				p.Source = old.Source
+				if !has("class") {
+					p.ClassID = old.ClassID
+				}
+				if !has("date_of_birth") {
+					p.DateOfBirth = old.DateOfBirth
+				}
+				if !has("gender") {
+					p.Gender = old.Gender
+				}
+				if !has("active") {
+					p.Active = old.Active
+				}
+				if !has("manual_attendance") {
+					p.ManualAttendance = old.ManualAttendance
+				}
+			}
+			ch, err := putPupilTx(ctx, tx, p, now)
 			if err != nil {
 				return fmt.Errorf("line %d: %w", r.line, err)
 			}
@@ -251,18 +358,8 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 			} else {
 				rep.Created++
 			}
-			if g := r.guardian; g != nil {
-				res, err := tx.ExecContext(ctx, `UPDATE guardians SET phone=?, email=?, relation=?, updated_at=? WHERE pupil_id=? AND full_name=?`,
-					g.Phone, g.Email, g.Relation, now, g.PupilID, g.FullName)
-				if err != nil {
-					return fmt.Errorf("line %d: %w", r.line, err)
-				}
-				if n, _ := res.RowsAffected(); n == 0 {
-					if _, err := tx.ExecContext(ctx, `INSERT INTO guardians(pupil_id, full_name, phone, email, relation, updated_at) VALUES (?,?,?,?,?,?)`,
-						g.PupilID, g.FullName, g.Phone, g.Email, g.Relation, now); err != nil {
-						return fmt.Errorf("line %d: %w", r.line, err)
-					}
-				}
+			if err := importGuardiansTx(ctx, tx, p.ID, r.guardians, has, now); err != nil {
+				return fmt.Errorf("line %d: %w", r.line, err)
 			}
 		}
 		return nil
@@ -276,6 +373,61 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 		s.changed(ctx, school)
 	}
 	return rep, nil
+}
+
+// importGuardiansTx upserts a pupil's guardians from one row: one whose
+// NameKey matches a stored guardian of the pupil updates it, keeping the
+// fields whose column the file lacks; the others are added.
+func importGuardiansTx(ctx context.Context, tx *sql.Tx, pupil string, gs []csvGuardian, has func(string) bool, now int64) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, full_name, phone, email, relation FROM guardians WHERE pupil_id = ? ORDER BY id`, pupil)
+	if err != nil {
+		return err
+	}
+	stored := map[string]Guardian{}
+	for rows.Next() {
+		var g Guardian
+		if err := rows.Scan(&g.ID, &g.FullName, &g.Phone, &g.Email, &g.Relation); err != nil {
+			rows.Close()
+			return err
+		}
+		if _, dup := stored[NameKey(g.FullName)]; !dup {
+			stored[NameKey(g.FullName)] = g
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, cg := range gs {
+		n, g := cg.n, cg.Guardian
+		old, found := stored[NameKey(g.FullName)]
+		if !found {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO guardians(pupil_id, full_name, phone, email, relation, updated_at) VALUES (?,?,?,?,?,?)`,
+				pupil, g.FullName, g.Phone, g.Email, g.Relation, now); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, f := range []struct {
+			field    string
+			dst, was *string
+		}{{"phone", &g.Phone, &old.Phone}, {"email", &g.Email, &old.Email}, {"relation", &g.Relation, &old.Relation}} {
+			if !has(guardianCol(n, f.field)) {
+				*f.dst = *f.was
+			}
+		}
+		if g.FullName == old.FullName && g.Phone == old.Phone && g.Email == old.Email && g.Relation == old.Relation {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE guardians SET full_name=?, phone=?, email=?, relation=?, updated_at=? WHERE id=?`,
+			g.FullName, g.Phone, g.Email, g.Relation, now, old.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func addFieldErr(add func(int, string, string), line int, err error) {
@@ -303,26 +455,54 @@ func refused(rep ImportReport) error {
 		Message: fmt.Sprintf("%d error(s); nothing was imported", len(rep.Errors)), Details: rep}
 }
 
+// formulaStart reports whether a spreadsheet would run v as a formula
+// (= + - @, or a tab or carriage return before one), or whether v starts
+// with a "'" that SafeCell put before such a value.
+func formulaStart(v string) bool {
+	v = strings.TrimLeft(v, "'")
+	return v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0]))
+}
+
 // SafeCell neutralises spreadsheet formula injection: a cell starting with
-// = + - @ (or tab / carriage return) is prefixed with a single quote.
+// = + - @ (or tab / carriage return) is prefixed with a single quote. So
+// that the escaping round-trips, a value that already starts with quotes
+// followed by one of these gets one more quote; the import removes exactly
+// one (unsafeCell). No returned cell starts with = + - @, tab or CR.
 func SafeCell(v string) string {
-	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+	if formulaStart(v) {
 		return "'" + v
 	}
 	return v
 }
 
-// unsafeCell undoes SafeCell so an exported file imports back unchanged
-// (a neutralised formula is then refused by validation).
+// unsafeCell undoes SafeCell so an exported file imports back unchanged:
+// unsafeCell(SafeCell(v)) == v for every v. (A neutralised formula is then
+// refused by validation where the field does not allow it.)
 func unsafeCell(v string) string {
-	if len(v) > 1 && v[0] == '\'' && strings.ContainsRune("=+-@\t\r", rune(v[1])) {
+	if len(v) > 1 && v[0] == '\'' && formulaStart(v[1:]) {
 		return v[1:]
 	}
 	return v
 }
 
-// ExportPupilsCSV writes the school's pupils (one row per guardian, or one
-// row without guardian) in the import format, formula-injection safe.
+// PupilCSVHeader is the header the export writes with that many guardian
+// column groups: PupilCSVColumns, then guardianN_name, guardianN_phone,
+// guardianN_email, guardianN_relation for N = 1..guardians.
+func PupilCSVHeader(guardians int) []string {
+	h := append([]string(nil), PupilCSVColumns...)
+	for n := 1; n <= guardians; n++ {
+		for _, f := range GuardianCSVFields {
+			h = append(h, guardianCol(n, f))
+		}
+	}
+	return h
+}
+
+// ExportPupilsCSV writes the school's pupils in the import format, one row
+// per pupil with their guardians in column groups (as many groups as the
+// pupil with most guardians has, at least two), formula-injection safe
+// (SafeCell). Importing the file back, into the same school or a fresh
+// one, gives the same pupils and guardians.
 func (s *Store) ExportPupilsCSV(ctx context.Context, school string, w io.Writer) error {
 	if err := s.checkSchoolRef(ctx, school); err != nil {
 		return err
@@ -331,27 +511,36 @@ func (s *Store) ExportPupilsCSV(ctx context.Context, school string, w io.Writer)
 	if err != nil {
 		return err
 	}
-	cw := csv.NewWriter(w)
-	if err := cw.Write(PupilCSVColumns); err != nil {
-		return fmt.Errorf("roster: export: %w", err)
-	}
-	for _, p := range pupils {
-		gs, err := s.Guardians(ctx, p.ID)
-		if err != nil {
+	guardians := make([][]Guardian, len(pupils))
+	width := exportGuardians
+	for i, p := range pupils {
+		if guardians[i], err = s.Guardians(ctx, p.ID); err != nil {
 			return err
 		}
-		if len(gs) == 0 {
-			gs = []Guardian{{}}
+		width = max(width, len(guardians[i]))
+	}
+	if width > MaxCSVGuardians {
+		return fmt.Errorf("roster: export: a pupil has more than %d guardians", MaxCSVGuardians)
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(PupilCSVHeader(width)); err != nil {
+		return fmt.Errorf("roster: export: %w", err)
+	}
+	for i, p := range pupils {
+		rec := []string{p.ID, p.FullName, p.ClassID, p.DateOfBirth, p.Gender,
+			fmt.Sprint(b2i(p.Active)), fmt.Sprint(b2i(p.ManualAttendance))}
+		for n := 0; n < width; n++ {
+			var g Guardian
+			if n < len(guardians[i]) {
+				g = guardians[i][n]
+			}
+			rec = append(rec, g.FullName, g.Phone, g.Email, g.Relation)
 		}
-		for _, g := range gs {
-			rec := []string{p.ID, p.FullName, p.ClassID, p.DateOfBirth, p.Gender, g.FullName, g.Phone, g.Email, g.Relation,
-				fmt.Sprint(b2i(p.Active)), fmt.Sprint(b2i(p.ManualAttendance))}
-			for i := range rec {
-				rec[i] = SafeCell(rec[i])
-			}
-			if err := cw.Write(rec); err != nil {
-				return fmt.Errorf("roster: export: %w", err)
-			}
+		for i := range rec {
+			rec[i] = SafeCell(rec[i])
+		}
+		if err := cw.Write(rec); err != nil {
+			return fmt.Errorf("roster: export: %w", err)
 		}
 	}
 	cw.Flush()

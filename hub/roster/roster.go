@@ -251,8 +251,9 @@ func clip(s string) string {
 var genders = map[string]bool{"": true, "male": true, "female": true, "other": true}
 var levels = map[string]bool{"": true, "preschool": true, "primary": true, "lower_secondary": true, "upper_secondary": true}
 
-// Validate checks a school.
+// Validate normalises (NormalizeText) and checks a school.
 func (x *School) Validate() error {
+	x.Name, x.District = NormalizeText(x.Name), NormalizeText(x.District)
 	if x.Timezone == "" {
 		x.Timezone = "Asia/Ho_Chi_Minh"
 	}
@@ -274,8 +275,9 @@ func (x *School) Validate() error {
 	return nil
 }
 
-// Validate checks a class.
+// Validate normalises (NormalizeText) and checks a class.
 func (x *Class) Validate() error {
+	x.Name = NormalizeText(x.Name)
 	if x.StartTime == "" {
 		x.StartTime = "07:00"
 	}
@@ -306,8 +308,9 @@ func (x *Class) Validate() error {
 	return nil
 }
 
-// Validate checks a pupil.
+// Validate normalises (NormalizeText) and checks a pupil.
 func (x *Pupil) Validate() error {
+	x.FullName = NormalizeText(x.FullName)
 	if err := CheckPersonalID("id", x.ID); err != nil {
 		return err
 	}
@@ -331,8 +334,10 @@ func (x *Pupil) Validate() error {
 	return nil
 }
 
-// Validate checks a guardian.
+// Validate normalises (NormalizeText) and checks a guardian.
 func (x *Guardian) Validate() error {
+	x.FullName, x.Relation = NormalizeText(x.FullName), NormalizeText(x.Relation)
+	x.Phone, x.Email = strings.TrimSpace(x.Phone), strings.TrimSpace(x.Email)
 	if err := checkText("full_name", x.FullName, true, 200); err != nil {
 		return err
 	}
@@ -345,8 +350,10 @@ func (x *Guardian) Validate() error {
 	return checkText("relation", x.Relation, false, 50)
 }
 
-// Validate checks a staff member.
+// Validate normalises (NormalizeText) and checks a staff member.
 func (x *Staff) Validate() error {
+	x.FullName = NormalizeText(x.FullName)
+	x.Phone, x.Email = strings.TrimSpace(x.Phone), strings.TrimSpace(x.Email)
 	if err := checkID("id", x.ID); err != nil {
 		return err
 	}
@@ -365,8 +372,9 @@ func (x *Staff) Validate() error {
 	return nil
 }
 
-// Validate checks a gate.
+// Validate normalises (NormalizeText) and checks a gate.
 func (x *Gate) Validate() error {
+	x.Name = NormalizeText(x.Name)
 	if x.Direction == "" {
 		x.Direction = gatekit.DirectionIn
 	}
