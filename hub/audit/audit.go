@@ -54,6 +54,7 @@ type Entry struct {
 	Subject string          `json:"subject"` // e.g. pupil:012345678901
 	Detail  json.RawMessage `json:"detail"`
 	IP      string          `json:"ip,omitempty"`
+	School  string          `json:"school_id,omitempty"` // the school it is about; "" none
 }
 
 // Log writes and reads the audit log.
@@ -92,13 +93,31 @@ func (l *Log) Record(ctx context.Context, actor, action, subject string, detail 
 
 // RecordTx appends one entry inside tx, so the audit record commits (or
 // not) together with the change it describes.
+// The entry's school (what school admins may read) is its subject's, else
+// its actor's (schoolFor).
 func (l *Log) RecordTx(ctx context.Context, tx *sql.Tx, actor, action, subject string, detail any, ip string) error {
+	school, err := schoolFor(ctx, tx, actor, subject)
+	if err != nil {
+		return err
+	}
+	return l.insert(ctx, tx, school, actor, action, subject, detail, ip)
+}
+
+func (l *Log) insert(ctx context.Context, tx *sql.Tx, school sql.NullString, actor, action, subject string, detail any, ip string) error {
 	at, a, ac, s, d, i := l.row(actor, action, subject, detail, ip)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log(at, actor, action, subject, detail, ip) VALUES (?, ?, ?, ?, ?, ?)`,
-		at, a, ac, s, d, i); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit_log(at, actor, action, subject, detail, ip, school_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		at, a, ac, s, d, i, school); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
+}
+
+// recordReader records a reader's own use of the log under the reader's
+// school (not the school of the subject they filtered on).
+func (l *Log) recordReader(c *gin.Context, sc Scope, action, subject string, detail any) error {
+	return l.db.Tx(c.Request.Context(), func(tx *sql.Tx) error {
+		return l.insert(c.Request.Context(), tx, readerSchool(sc), api.Actor(c), action, subject, detail, c.ClientIP())
+	})
 }
 
 // RecordC records from a request: actor and IP from the gin context.
@@ -106,8 +125,10 @@ func (l *Log) RecordC(c *gin.Context, action, subject string, detail any) error 
 	return l.Record(c.Request.Context(), api.Actor(c), action, subject, detail, c.ClientIP())
 }
 
-// Filter selects entries; zero fields match everything.
+// Filter selects entries; zero fields match everything but Scope, which
+// must be set (the zero Scope is refused).
 type Filter struct {
+	Scope    Scope `json:"-"`
 	Subject  string
 	Action   string
 	Actor    string
@@ -121,8 +142,15 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 	if f.Limit <= 0 || f.Limit > 1000 {
 		f.Limit = 200
 	}
-	q := `SELECT id, at, actor, action, subject, detail, ip FROM audit_log WHERE 1=1`
+	if !f.Scope.valid() {
+		return nil, fmt.Errorf("audit: list: %w", errNoScope)
+	}
+	q := `SELECT id, at, actor, action, subject, detail, ip, COALESCE(school_id, '') FROM audit_log WHERE 1=1`
 	var args []any
+	if !f.Scope.All {
+		q += ` AND school_id = ?`
+		args = append(args, f.Scope.School)
+	}
 	if f.Subject != "" {
 		q += ` AND subject = ?`
 		args = append(args, f.Subject)
@@ -154,7 +182,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 	for rows.Next() {
 		var e Entry
 		var d string
-		if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Subject, &d, &e.IP); err != nil {
+		if err := rows.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Subject, &d, &e.IP, &e.School); err != nil {
 			return nil, fmt.Errorf("audit: list: %w", err)
 		}
 		e.Detail = json.RawMessage(d)
@@ -164,38 +192,53 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 }
 
 // Routes registers the admin-only audit API. require must refuse everyone
-// but admins (auth.Require(auth.PermAudit)).
+// but admins (auth.Require(auth.PermAudit)); each handler then reads only
+// the scope of the request's principal (Reader): a hub-wide admin the
+// whole log and hub, an admin of one school that school's entries and
+// processing record.
 //
 //	GET /api/v1/audit?subject=&action=&actor=&since=&before_id=&limit=
 //	GET /api/v1/audit/processing-record
 func (l *Log) Routes(r gin.IRouter, require gin.HandlerFunc, retentionDays func() int) {
-	r.GET("/audit", require, func(c *gin.Context) {
-		f := Filter{Subject: c.Query("subject"), Action: c.Query("action"), Actor: c.Query("actor")}
-		f.Since, _ = strconv.ParseInt(c.Query("since"), 10, 64)
-		f.BeforeID, _ = strconv.ParseInt(c.Query("before_id"), 10, 64)
-		f.Limit, _ = strconv.Atoi(c.Query("limit"))
-		es, err := l.List(c.Request.Context(), f)
-		if err != nil {
-			api.Fail(c, err)
-			return
-		}
-		if err := l.RecordC(c, ActionAuditView, f.Subject, f); err != nil {
-			api.Fail(c, err)
-			return
-		}
-		api.JSON(c, gin.H{"entries": es})
-	})
+	r.GET("/audit", require, l.listHandler)
 	r.GET("/audit/processing-record", require, func(c *gin.Context) {
-		rec, err := l.ProcessingRecord(c.Request.Context(), retentionDays())
+		sc, err := scopeOf(c)
 		if err != nil {
 			api.Fail(c, err)
 			return
 		}
-		if err := l.RecordC(c, ActionExport, "processing-record", gin.H{"format": "json"}); err != nil {
+		rec, err := l.ProcessingRecord(c.Request.Context(), retentionDays(), sc)
+		if err != nil {
+			api.Fail(c, err)
+			return
+		}
+		if err := l.recordReader(c, sc, ActionExport, "processing-record", gin.H{"format": "json"}); err != nil {
 			api.Fail(c, err)
 			return
 		}
 		c.Header("Content-Disposition", `attachment; filename="processing-record.json"`)
 		api.JSON(c, rec)
 	})
+}
+
+func (l *Log) listHandler(c *gin.Context) {
+	sc, err := scopeOf(c)
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	f := Filter{Scope: sc, Subject: c.Query("subject"), Action: c.Query("action"), Actor: c.Query("actor")}
+	f.Since, _ = strconv.ParseInt(c.Query("since"), 10, 64)
+	f.BeforeID, _ = strconv.ParseInt(c.Query("before_id"), 10, 64)
+	f.Limit, _ = strconv.Atoi(c.Query("limit"))
+	es, err := l.List(c.Request.Context(), f)
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	if err := l.recordReader(c, sc, ActionAuditView, f.Subject, f); err != nil {
+		api.Fail(c, err)
+		return
+	}
+	api.JSON(c, gin.H{"entries": es})
 }

@@ -34,7 +34,7 @@ func TestAppendOnly(t *testing.T) {
 	if _, err := db.W.Exec(`DELETE FROM audit_log`); err == nil || !strings.Contains(err.Error(), "append-only") {
 		t.Fatalf("DELETE allowed: %v", err)
 	}
-	es, err := l.List(ctx, Filter{Subject: "pupil:000000000001"})
+	es, err := l.List(ctx, Filter{Scope: Scope{All: true}, Subject: "pupil:000000000001"})
 	if err != nil || len(es) != 1 || es[0].Actor != "admin:root" || es[0].Action != ActionPhotoView || es[0].IP != "10.0.0.1" {
 		t.Fatalf("entries %+v %v", es, err)
 	}
@@ -97,11 +97,11 @@ func TestRetentionAndProcessingRecord(t *testing.T) {
 	if n, _ := r.RunOnce(ctx); n != 0 {
 		t.Fatalf("second run deleted %d", n)
 	}
-	es, _ := l.List(ctx, Filter{Action: ActionRetention})
+	es, _ := l.List(ctx, Filter{Scope: Scope{All: true}, Action: ActionRetention})
 	if len(es) != 1 {
 		t.Fatalf("retention audited %d times", len(es))
 	}
-	rec, err := l.ProcessingRecord(ctx, 30)
+	rec, err := l.ProcessingRecord(ctx, 30, Scope{All: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,17 +37,53 @@ type ProcessingRecord struct {
 	Transfers         string     `json:"transfers_abroad"`
 }
 
-// ProcessingRecord builds the record from the live database.
-func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int) (*ProcessingRecord, error) {
-	count := func(q string) int64 {
+// ProcessingRecord builds the record from the live database, for the
+// schools of sc: the whole hub, or one school (its pupils, guardians,
+// templates, events, accounts, consents and audit entries only).
+func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int, sc Scope) (*ProcessingRecord, error) {
+	if !sc.valid() {
+		return nil, fmt.Errorf("audit: record: %w", errNoScope)
+	}
+	count := func(q, col string, pupil bool) int64 {
+		cond, args := sc.where(col, pupil)
 		var n int64
-		_ = l.db.R.QueryRowContext(ctx, q).Scan(&n)
+		_ = l.db.R.QueryRowContext(ctx, q+" AND "+cond, args...).Scan(&n)
 		return n
 	}
-	// The embedders whose templates are stored (the configured default
-	// when there are none yet).
+	rec := &ProcessingRecord{
+		GeneratedAt:       l.now().UTC().Format(time.RFC3339),
+		Controller:        "the school operating this hub",
+		Purpose:           "recording pupils' arrival and departure at the school gate (điểm danh) and informing their guardians",
+		LegalBasis:        "written consent of the parent or guardian, and of the pupil from age 7 (Decree 13/2023/NĐ-CP art. 20; Law 91/2025/QH15)",
+		Items:             dataItems(l.models(ctx, sc), retentionDays, count),
+		ConsentsValid:     count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NULL`, "pupil_id", true),
+		ConsentsWithdrawn: count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NOT NULL`, "pupil_id", true),
+		ManualPupils:      count(`SELECT count(*) FROM pupils WHERE manual_attendance = 1`, "school_id", false),
+		Recipients:        "guardians receive arrival notifications through the channels they chose; the city education database receives attendance status when enabled (no biometrics)",
+		Transfers:         "none: all data stays on the school's hub",
+	}
+	cond, args := sc.where("id", false)
+	rows, err := l.db.R.QueryContext(ctx, `SELECT id FROM schools WHERE `+cond+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("audit: record: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("audit: record: %w", err)
+		}
+		rec.Schools = append(rec.Schools, s)
+	}
+	return rec, rows.Err()
+}
+
+// models returns the embedders whose templates are stored in scope (the
+// configured default when there are none yet).
+func (l *Log) models(ctx context.Context, sc Scope) []string {
 	var models []string
-	if rows, err := l.db.R.QueryContext(ctx, `SELECT DISTINCT model FROM face_templates ORDER BY model`); err == nil {
+	cond, args := sc.where("pupil_id", true)
+	if rows, err := l.db.R.QueryContext(ctx, `SELECT DISTINCT model FROM face_templates WHERE `+cond+` ORDER BY model`, args...); err == nil {
 		for rows.Next() {
 			var m string
 			if rows.Scan(&m) == nil {
@@ -59,40 +95,23 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int) (*Process
 	if len(models) == 0 {
 		models = []string{gatekit.DefaultEmbedder.String()}
 	}
-	rec := &ProcessingRecord{
-		GeneratedAt: l.now().UTC().Format(time.RFC3339),
-		Controller:  "the school operating this hub",
-		Purpose:     "recording pupils' arrival and departure at the school gate (điểm danh) and informing their guardians",
-		LegalBasis:  "written consent of the parent or guardian, and of the pupil from age 7 (Decree 13/2023/NĐ-CP art. 20; Law 91/2025/QH15)",
-		Items: []DataItem{
-			{"roster: pupil name, 12-digit personal ID, class, date of birth", "hub SQLite database (pupils)", "hub host only; API behind accounts and roles", "while the pupil attends the school", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM pupils`)},
-			{"guardian contact: name, phone, e-mail", "hub SQLite database (guardians)", "as above", "while the pupil attends", "admins; homeroom teachers", count(`SELECT count(*) FROM guardians`)},
-			{"face templates (biometric descriptors, " + strings.Join(models, ", ") + ")", "hub SQLite database (face_templates); copies in each gate's gallery file", "AES-256-GCM at rest, key outside the database; gates fetch over authenticated HTTP", "until consent is withdrawn or the pupil leaves; deleted at once on withdrawal", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates`)},
-			{"enrolment photos", "hub SQLite database (face_templates.photo)", "AES-256-GCM at rest; every view is audited", "only where consent allows keeping photos; deleted on withdrawal", "admins", count(`SELECT count(*) FROM face_templates WHERE photo IS NOT NULL`)},
-			{"gate events (time, gate, recognised pupil, distance)", "hub SQLite database (events)", "hub host only", "school year", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM events`)},
-			{"gate face crops of events", "hub SQLite database (events.face_jpeg)", "hub host only", fmt.Sprintf("%d days, then deleted by the retention job; not kept when consent excludes snapshots", retentionDays), "admins; teachers for their classes", count(`SELECT count(*) FROM events WHERE face_jpeg IS NOT NULL`)},
-			{"accounts and sessions", "hub SQLite database (accounts, sessions)", "bcrypt password hashes; session tokens stored hashed", "while the account exists", "admins", count(`SELECT count(*) FROM accounts`)},
-			{"audit log", "hub SQLite database (audit_log)", "append-only (database triggers)", "kept for inspection", "admins", count(`SELECT count(*) FROM audit_log`)},
-		},
-		ConsentsValid:     count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NULL`),
-		ConsentsWithdrawn: count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NOT NULL`),
-		ManualPupils:      count(`SELECT count(*) FROM pupils WHERE manual_attendance = 1`),
-		Recipients:        "guardians receive arrival notifications through the channels they chose; the city education database receives attendance status when enabled (no biometrics)",
-		Transfers:         "none: all data stays on the school's hub",
+	return models
+}
+
+// dataItems lists the categories of personal data; count(query, column,
+// pupil) counts rows in scope, column being a school ID (pupil false) or
+// a pupil ID (pupil true).
+func dataItems(models []string, retentionDays int, count func(q, col string, pupil bool) int64) []DataItem {
+	return []DataItem{
+		{"roster: pupil name, 12-digit personal ID, class, date of birth", "hub SQLite database (pupils)", "hub host only; API behind accounts and roles", "while the pupil attends the school", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM pupils WHERE 1=1`, "school_id", false)},
+		{"guardian contact: name, phone, e-mail", "hub SQLite database (guardians)", "as above", "while the pupil attends", "admins; homeroom teachers", count(`SELECT count(*) FROM guardians WHERE 1=1`, "pupil_id", true)},
+		{"face templates (biometric descriptors, " + strings.Join(models, ", ") + ")", "hub SQLite database (face_templates); copies in each gate's gallery file", "AES-256-GCM at rest, key outside the database; gates fetch over authenticated HTTP", "until consent is withdrawn or the pupil leaves; deleted at once on withdrawal", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates WHERE 1=1`, "pupil_id", true)},
+		{"enrolment photos", "hub SQLite database (face_templates.photo)", "AES-256-GCM at rest; every view is audited", "only where consent allows keeping photos; deleted on withdrawal", "admins", count(`SELECT count(*) FROM face_templates WHERE photo IS NOT NULL`, "pupil_id", true)},
+		{"gate events (time, gate, recognised pupil, distance)", "hub SQLite database (events)", "hub host only", "school year", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM events WHERE 1=1`, "school_id", false)},
+		{"gate face crops of events", "hub SQLite database (events.face_jpeg)", "hub host only", fmt.Sprintf("%d days, then deleted by the retention job; not kept when consent excludes snapshots", retentionDays), "admins; teachers for their classes", count(`SELECT count(*) FROM events WHERE face_jpeg IS NOT NULL`, "school_id", false)},
+		{"accounts and sessions", "hub SQLite database (accounts, sessions)", "bcrypt password hashes; session tokens stored hashed", "while the account exists", "admins", count(`SELECT count(*) FROM accounts WHERE 1=1`, "school_id", false)},
+		{"audit log", "hub SQLite database (audit_log)", "append-only (database triggers)", "kept for inspection", "admins", count(`SELECT count(*) FROM audit_log WHERE 1=1`, "school_id", false)},
 	}
-	rows, err := l.db.R.QueryContext(ctx, `SELECT id FROM schools ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("audit: record: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		rec.Schools = append(rec.Schools, s)
-	}
-	return rec, rows.Err()
 }
 
 // SnapshotsAllowed returns the SQL condition "the consent of the pupil

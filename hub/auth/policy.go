@@ -2,6 +2,8 @@ package auth
 
 import (
 	"strings"
+
+	"github.com/diemdanh/diemdanh/hub/audit"
 )
 
 // Perm is a permission checked by Require.
@@ -36,6 +38,21 @@ func (p *Principal) Has(perm Perm) bool {
 		}
 	}
 	return false
+}
+
+// AuditScope implements audit.Reader: what of the audit log p may read
+// (GET /api/v1/audit, /api/v1/audit/processing-record). A hub-wide admin
+// (no school) reads every entry; an admin of one school only the entries
+// about that school; everyone else (teachers, parents, gates, an account
+// that must change its password first) nothing.
+func (p *Principal) AuditScope() audit.Scope {
+	if p == nil || p.MustChange || !p.Has(PermAudit) || p.Role != RoleAdmin {
+		return audit.Scope{}
+	}
+	if p.SchoolID == "" {
+		return audit.Scope{All: true}
+	}
+	return audit.Scope{School: p.SchoolID}
 }
 
 // Rule opens a route (method and gin path pattern) to roles. Patterns are
