@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	hubroster "github.com/diemdanh/diemdanh/hub/roster"
 )
 
 var personalIDRe = regexp.MustCompile(`^[0-9]{12}$`)
@@ -47,6 +49,30 @@ type roster struct {
 	classes []cityClass
 	pupils  []cityPupil
 	terms   []termSpan
+}
+
+// normalize stores the city's names the way the roster stores its own
+// (trimmed, Unicode NFC), so a name typed decomposed in the city's system
+// equals the same name entered at the school.
+func (r *roster) normalize() {
+	n := hubroster.NormalizeText
+	if r.school != nil {
+		r.school.name, r.school.district = n(r.school.name), n(r.school.district)
+	}
+	for i := range r.staff {
+		r.staff[i].name = n(r.staff[i].name)
+	}
+	for i := range r.classes {
+		r.classes[i].name = n(r.classes[i].name)
+	}
+	for i := range r.pupils {
+		p := &r.pupils[i]
+		p.name = n(p.name)
+		for j := range p.guardians {
+			g := &p.guardians[j]
+			g.name, g.relation = n(g.name), n(g.relation)
+		}
+	}
 }
 
 const fingerprintSQL = `SELECT concat_ws('|',
@@ -197,6 +223,7 @@ func (w *Worker) fetchRoster(ctx context.Context) (*roster, error) {
 	if r.terms == nil {
 		r.terms = []termSpan{}
 	}
+	r.normalize()
 	return r, nil
 }
 
