@@ -34,6 +34,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/notify"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 )
@@ -150,6 +151,16 @@ type Deps struct {
 	// Candidates (hub/gallerysrv) feeds /admin/candidates; nil: the page
 	// says it is unavailable.
 	Candidates Candidates
+	// School setup pages (/admin/school/…, school_admin.go). Nil Roster:
+	// a roster.Store over DB; nil Accounts, Policy: Sessions when it
+	// implements them (auth.Service does); nil Consent: hub/consent's
+	// registry over DB (read only); nil Templates: the pupil's page says
+	// templates are unavailable.
+	Roster    *roster.Store
+	Accounts  Accounts
+	Policy    Policy
+	Consent   ConsentReader
+	Templates TemplateLister
 }
 
 // Server serves the pages and the live feed.
@@ -193,6 +204,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if d.Feedback == nil {
 		d.Feedback = &sqlFeedback{db: d.DB, audit: d.Audit, now: d.Now}
 	}
+	d = withSchoolDeps(d)
 	cat, err := LoadCatalogue()
 	if err != nil {
 		return nil, err
@@ -253,6 +265,7 @@ func (s *Server) Routes(r gin.IRouter) {
 	a.GET("/operating-point", s.operatingPointPage)
 	a.GET("/candidates", s.candidatesPage)
 	a.POST("/candidates", s.csrf, s.candidatesSave)
+	s.schoolRoutes(a) // /admin/school/…: classes, pupils, staff, CSV imports (school_admin.go)
 
 	p := g.Group("/parent", s.require(auth.RoleParent))
 	p.GET("", s.parentHome)
