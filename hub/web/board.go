@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/attendance"
@@ -80,6 +83,46 @@ func dayBounds(day string, loc *time.Location) (int64, int64, error) {
 		return 0, 0, api.Invalid("day", "must be YYYY-MM-DD")
 	}
 	return t.UnixMilli(), t.AddDate(0, 0, 1).UnixMilli(), nil
+}
+
+// queryDays reads the date query parameters keys as typed by a person
+// (dd/mm/yyyy, ParseDate) or as ISO, "" where absent. A malformed one
+// fails the request (400, the "error.date" message); when any was not
+// already ISO, a GET is redirected to the same address with ISO values, so
+// addresses, bookmarks and the page's own links stay yyyy-mm-dd. ok is
+// false when the response is written.
+func (s *Server) queryDays(c *gin.Context, keys ...string) ([]string, bool) {
+	out := make([]string, len(keys))
+	q := c.Request.URL.Query()
+	changed := false
+	for i, k := range keys {
+		raw := q.Get(k)
+		if raw == "" {
+			continue
+		}
+		day, err := ParseDate(raw)
+		if err != nil {
+			s.log.Debug("bad date", "param", k, "err", err)
+			s.fail(c, http.StatusBadRequest, "error.date")
+			return nil, false
+		}
+		out[i], changed = day, changed || day != raw
+		q.Set(k, day)
+	}
+	if changed && c.Request.Method == http.MethodGet {
+		c.Redirect(http.StatusSeeOther, c.Request.URL.Path+"?"+q.Encode())
+		return nil, false
+	}
+	return out, true
+}
+
+// addDays returns the ISO day n days after day ("" when day is not ISO).
+func addDays(day string, n int) string {
+	t, err := time.Parse(isoDateLayout, day)
+	if err != nil {
+		return ""
+	}
+	return t.AddDate(0, 0, n).Format(isoDateLayout)
 }
 
 func hhmm(ms int64, loc *time.Location) string { return time.UnixMilli(ms).In(loc).Format("15:04") }

@@ -73,7 +73,7 @@ func (s *Server) printDay(c *gin.Context) {
 	s.auditExport(c, "day_print", map[string]any{"day": day})
 	b := &Board{Class: cls, Day: day, Rows: rows, Counts: countRows(rows)}
 	p := s.newPage(c, "board.title", b)
-	p.Title = p.Tr("board.title", "class", cls.Name) + " — " + day
+	p.Title = p.Tr("board.title", "class", cls.Name) + " — " + FormatDate(p.Lang, day)
 	s.render(c, http.StatusOK, "print_day", p)
 }
 
@@ -107,6 +107,6 @@ func (s *Server) printTerm(c *gin.Context) {
 	}
 	s.auditExport(c, "term_print", map[string]any{"from": d.From, "to": d.To})
 	p := s.newPage(c, "term.title", d)
-	p.Title = p.Tr("term.title", "class", d.Class.Name) + " (" + d.From + " – " + d.To + ")"
+	p.Title = p.Tr("term.title", "class", d.Class.Name) + " (" + FormatDate(p.Lang, d.From) + " – " + FormatDate(p.Lang, d.To) + ")"
 	s.render(c, http.StatusOK, "print_term", p)
 }

@@ -109,21 +109,16 @@ func (s *Server) teacherHome(c *gin.Context) {
 	s.render(c, http.StatusOK, "classes", s.newPage(c, "teacher.classes", cls))
 }
 
-// dayParam returns ?day (default today).
+// dayParam returns ?day (dd/mm/yyyy or ISO, queryDays; default today).
 func (s *Server) dayParam(c *gin.Context, cls ClassInfo) (string, bool) {
-	day := c.Query("day")
-	if day == "" {
+	days, ok := s.queryDays(c, "day")
+	if !ok {
+		return "", false
+	}
+	if days[0] == "" {
 		return s.today(cls.Loc), true
 	}
-	if !dayRe.MatchString(day) {
-		s.fail(c, http.StatusBadRequest, "error.invalid")
-		return "", false
-	}
-	if _, err := time.Parse("2006-01-02", day); err != nil {
-		s.fail(c, http.StatusBadRequest, "error.invalid")
-		return "", false
-	}
-	return day, true
+	return days[0], true
 }
 
 func (s *Server) board(c *gin.Context) {
@@ -325,11 +320,15 @@ type TermData struct {
 func (s *Server) termData(c *gin.Context) (*TermData, bool) {
 	cls := classOf(c)
 	from, to := termDefault(s.now().In(cls.Loc))
-	if v := c.Query("from"); v != "" {
-		from = v
+	ds, ok := s.queryDays(c, "from", "to")
+	if !ok {
+		return nil, false
 	}
-	if v := c.Query("to"); v != "" {
-		to = v
+	if ds[0] != "" {
+		from = ds[0]
+	}
+	if ds[1] != "" {
+		to = ds[1]
 	}
 	rows, days, err := s.termSummary(c.Request.Context(), cls, from, to)
 	if err != nil {

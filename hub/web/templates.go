@@ -15,6 +15,10 @@ func (s *Server) parseTemplates() (map[string]*template.Template, error) {
 		"list":     func(xs ...string) []string { return xs },
 		"inc":      func(i int) int { return i + 1 },
 		"add":      func(a, b int) int { return a + b },
+		// date shows an ISO day to people (dd/mm/yyyy): {{date .Lang $day}}.
+		"date":     FormatDate,
+		"dateHint": func() string { return DateHint },
+		"addDays":  addDays,
 		"pct": func(n, d int) string {
 			if d == 0 {
 				return "–"
