@@ -336,3 +336,56 @@ func TestSchoolAdminPupilPage(t *testing.T) {
 		t.Errorf("English pupil page:\n%.2000s", body)
 	}
 }
+
+// TestSchoolAdminStaffAccounts: disabling a teacher ends her sessions and
+// is audited; enabling and linking a class lets her see it; a taken
+// username or another school's class is refused and nothing is written.
+func TestSchoolAdminStaffAccounts(t *testing.T) {
+	f, _ := newSchoolFixture(t, true)
+	adm, minh := f.client(t), f.client(t)
+	adm.login("admin")
+	minh.login("minh")
+	post := func(path string, v url.Values) (*http.Response, string) {
+		v.Set("csrf_token", adm.csrf)
+		return adm.do("POST", path, v, nil)
+	}
+	if resp, _ := post("/admin/school/s1/staff/t2/active", url.Values{"active": {"0"}}); resp.StatusCode != 303 {
+		t.Fatalf("disable: %d", resp.StatusCode)
+	}
+	if resp, _ := minh.do("GET", "/teacher", nil, nil); resp.StatusCode != 303 || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Errorf("disabled teacher's session still works: %d", resp.StatusCode)
+	}
+	if _, _, err := f.auth.Login(f.ctx, "minh", password, "127.0.0.1"); err == nil {
+		t.Error("a disabled account can log in")
+	}
+	var n int
+	must(t, f.db.R.QueryRow(`SELECT count(*) FROM audit_log WHERE action = 'account_update' AND subject = 'account:minh' AND actor = 'admin:admin'`).Scan(&n))
+	if n != 1 {
+		t.Errorf("audit entries for disabling minh: %d", n)
+	}
+	_, body := adm.do("GET", "/admin/school/s1/staff", nil, nil)
+	if !strings.Contains(body, `id="acc-create-t2"`) || !strings.Contains(body, `id="active-t2"`) {
+		t.Error("a disabled teacher's row offers neither a new account nor enabling")
+	}
+	post("/admin/school/s1/staff/t2/active", url.Values{"active": {"1"}})
+	if resp, _ := post("/admin/school/s1/staff/t2/classes", url.Values{"class_id": {"c1"}, "assign": {"1"}}); resp.StatusCode != 303 {
+		t.Fatalf("link class: %d", resp.StatusCode)
+	}
+	minh.login("minh")
+	if resp, _ := minh.do("GET", "/teacher/class/c1", nil, nil); resp.StatusCode != 200 {
+		t.Errorf("linked class: %d", resp.StatusCode)
+	}
+	_, err := f.db.W.Exec(`INSERT INTO classes(id, school_id, name, grade) VALUES ('x1', 's2', '5C', 5)`)
+	must(t, err)
+	if resp, _ := post("/admin/school/s1/staff/t2/classes", url.Values{"class_id": {"x1"}, "assign": {"1"}}); resp.StatusCode != 400 {
+		t.Errorf("linking another school's class: %d", resp.StatusCode)
+	}
+	resp, body := post("/admin/school/s1/staff", url.Values{"id": {"gv-moi"}, "full_name": {"Thầy Mới"}, "role": {"teacher"}, "username": {"lan"}})
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, f.web.cat.T("vi", "sa.err.staff.conflict_username")) {
+		t.Errorf("taken username: %d", resp.StatusCode)
+	}
+	must(t, f.db.R.QueryRow(`SELECT count(*) FROM staff WHERE id = 'gv-moi'`).Scan(&n))
+	if n != 0 {
+		t.Error("a refused staff form created the staff row")
+	}
+}

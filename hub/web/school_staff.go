@@ -227,27 +227,33 @@ func (s *Server) staffAccount(c *gin.Context) {
 // /accounts/{username}/active's SetActive: disabling ends their sessions)
 // and marks the staff row (PutStaff).
 func (s *Server) staffActive(c *gin.Context) {
-	ctx := c.Request.Context()
 	x, ok := s.staffInSchool(c)
 	if !ok {
 		return
 	}
-	active := c.PostForm("active") == "1"
-	accs, err := s.d.Accounts.ListAccounts(ctx)
-	for _, a := range accs {
-		if err == nil && a.StaffID == x.ID && a.SchoolID == x.SchoolID {
-			err = s.d.Accounts.SetActive(ctx, principal(c).ActorID(), a.Username, active)
-		}
-	}
-	if err == nil {
-		x.Active = active
-		_, err = s.d.Roster.PutStaff(ctx, x)
-	}
-	if err != nil {
+	x.Active = c.PostForm("active") == "1"
+	if err := s.setStaffActive(c, x); err != nil {
 		s.failErr(c, err)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, schoolURL(x.SchoolID, "staff")+"?saved=1")
+}
+
+func (s *Server) setStaffActive(c *gin.Context, x roster.Staff) error {
+	ctx := c.Request.Context()
+	accs, err := s.d.Accounts.ListAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range accs {
+		if a.StaffID == x.ID && a.SchoolID == x.SchoolID {
+			if err := s.d.Accounts.SetActive(ctx, principal(c).ActorID(), a.Username, x.Active); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = s.d.Roster.PutStaff(ctx, x)
+	return err
 }
 
 // staffClasses links a teacher to a class of the school or unlinks them.
