@@ -1,0 +1,2 @@
+// Package doccheck checks the project's documentation.
+package doccheck
