@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -262,16 +261,6 @@ func formError(pg *page, err error, form string) (FormErr, int, bool) {
 		}
 	}
 	return fe, api.CodeOf(err).Status(), true
-}
-
-// schoolDate shows a YYYY-MM-DD day as dd/mm/yyyy, the Vietnamese way,
-// on English pages too (as the board and exports do).
-func schoolDate(day string) string {
-	t, err := time.Parse("2006-01-02", day)
-	if err != nil {
-		return day
-	}
-	return t.Format("02/01/2006")
 }
 
 // schoolURL is the address of a school page.

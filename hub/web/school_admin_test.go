@@ -263,6 +263,20 @@ func TestSchoolAdminBadInput(t *testing.T) {
 		!strings.Contains(body, `value="Hồ Ngọc Hà"`) || !strings.Contains(body, `value="12345"`) {
 		t.Errorf("form does not show the error by the field with the typed values:\n%s", body)
 	}
+	// Dates of birth are typed dd/mm/yyyy (whatever the browser's locale)
+	// and stored ISO; an impossible one is refused by the field.
+	resp, body = c.do("POST", "/admin/school/s1/pupils", url.Values{"csrf_token": {c.csrf}, "id": {"033333333333"}, "full_name": {"Hồ Ngọc Hà"}, "date_of_birth": {"31/02/2017"}}, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, f.web.cat.T("vi", "sa.err.pupil.date_of_birth")) || !strings.Contains(body, `value="31/02/2017"`) {
+		t.Errorf("impossible date of birth: %d", resp.StatusCode)
+	}
+	if resp, _ = c.do("POST", "/admin/school/s1/pupils", url.Values{"csrf_token": {c.csrf}, "id": {"033333333333"}, "full_name": {"Hồ Ngọc Hà"}, "date_of_birth": {"5/9/2017"}}, nil); resp.StatusCode != 303 {
+		t.Errorf("date of birth 5/9/2017: %d", resp.StatusCode)
+	}
+	var dob string
+	must(t, f.db.R.QueryRow(`SELECT date_of_birth FROM pupils WHERE id = '033333333333'`).Scan(&dob))
+	if _, body = c.do("GET", "/admin/school/s1/pupils/033333333333", nil, nil); dob != "2017-09-05" || !strings.Contains(body, `value="05/09/2017"`) {
+		t.Errorf("stored %q; the form shows it dd/mm/yyyy: %v", dob, strings.Contains(body, "05/09/2017"))
+	}
 	// An existing personal ID is a conflict, said so.
 	resp, body = c.do("POST", "/admin/school/s1/pupils", url.Values{"csrf_token": {c.csrf}, "id": {pupilAn}, "full_name": {"Người Khác"}}, nil)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, f.web.cat.T("vi", "sa.err.pupil.conflict_id")) {

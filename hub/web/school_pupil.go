@@ -111,6 +111,7 @@ func (s *Server) pupilPageWith(c *gin.Context, x roster.Pupil, form string, err 
 func (s *Server) pupilData(c *gin.Context, id string) (*PupilData, error) {
 	ctx := c.Request.Context()
 	sc := schoolOf(c)
+	lang := s.lang(c)
 	d := &PupilData{SchoolNav: SchoolNav{School: sc, Tab: "pupils"}, HasAccount: s.d.Accounts != nil}
 	var err error
 	if d.Pupil, err = s.d.Roster.Pupil(ctx, id); err != nil {
@@ -127,31 +128,32 @@ func (s *Server) pupilData(c *gin.Context, id string) (*PupilData, error) {
 	if d.Guardians, err = s.d.Roster.Guardians(ctx, id); err != nil {
 		return nil, err
 	}
-	if d.Consent, err = s.consentView(ctx, id); err != nil {
+	if d.Consent, err = s.consentView(ctx, id, lang); err != nil {
 		return nil, err
 	}
-	if d.Templates, err = s.templateView(ctx, id); err != nil {
+	if d.Templates, err = s.templateView(ctx, id, lang); err != nil {
 		return nil, err
 	}
 	if d.Pupil.ClassID != "" {
-		if err = s.pupilAttendance(ctx, d); err != nil {
+		if err = s.pupilAttendance(ctx, d, lang); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
 }
 
-func msDate(ms int64) string {
-	return schoolDate(time.UnixMilli(ms).In(notify.Zone("")).Format("2006-01-02"))
+// msDate shows a hub time (Unix ms) as its day, dd/mm/yyyy (FormatDate).
+func msDate(lang string, ms int64) string {
+	return FormatDate(lang, time.UnixMilli(ms).In(notify.Zone("")).Format("2006-01-02"))
 }
 
 // consentView reads the current consent and the history (hub/consent).
-func (s *Server) consentView(ctx context.Context, pupil string) (ConsentView, error) {
+func (s *Server) consentView(ctx context.Context, pupil, lang string) (ConsentView, error) {
 	var v ConsentView
 	cur, err := s.d.Consent.Current(ctx, pupil)
 	switch {
 	case err == nil:
-		v = ConsentView{Has: true, Guardian: cur.GuardianName, Document: cur.DocumentRef, Given: msDate(cur.GivenAt),
+		v = ConsentView{Has: true, Guardian: cur.GuardianName, Document: cur.DocumentRef, Given: msDate(lang, cur.GivenAt),
 			Own: cur.PupilConsented, Face: cur.ScopeFace, Photos: cur.ScopePhotos, Snapshots: cur.ScopeSnapshots}
 	case !errors.Is(err, consent.ErrNoConsent) && api.CodeOf(err) != api.CodePrecondition:
 		return v, err
@@ -164,7 +166,7 @@ func (s *Server) consentView(ctx context.Context, pupil string) (ConsentView, er
 	for _, h := range hist { // newest first
 		if h.WithdrawnAt != nil {
 			if v.Withdrawn == 0 {
-				v.WithdrawnLast, v.WithdrawnLastReason = msDate(*h.WithdrawnAt), h.WithdrawalReason
+				v.WithdrawnLast, v.WithdrawnLastReason = msDate(lang, *h.WithdrawnAt), h.WithdrawalReason
 			}
 			v.Withdrawn++
 		}
@@ -173,7 +175,7 @@ func (s *Server) consentView(ctx context.Context, pupil string) (ConsentView, er
 }
 
 // templateView counts the pupil's templates by status (hub/templates).
-func (s *Server) templateView(ctx context.Context, pupil string) (TemplateView, error) {
+func (s *Server) templateView(ctx context.Context, pupil, lang string) (TemplateView, error) {
 	v := TemplateView{Available: s.d.Templates != nil, ByStatus: map[string]int{}}
 	if !v.Available {
 		return v, nil
@@ -185,7 +187,7 @@ func (s *Server) templateView(ctx context.Context, pupil string) (TemplateView, 
 	v.Total = len(list)
 	for _, t := range list {
 		v.ByStatus[t.Status]++
-		v.Rows = append(v.Rows, TemplateRow{Model: t.Model, Status: t.Status, Created: msDate(t.CreatedAt), HasPhoto: t.HasPhoto})
+		v.Rows = append(v.Rows, TemplateRow{Model: t.Model, Status: t.Status, Created: msDate(lang, t.CreatedAt), HasPhoto: t.HasPhoto})
 	}
 	return v, nil
 }
@@ -193,7 +195,7 @@ func (s *Server) templateView(ctx context.Context, pupil string) (TemplateView, 
 // pupilAttendance fills today and the last 30 days (hub/attendance's
 // computation, as GET /pupils/{id}/attendance/{day}); a past day it
 // leaves "not yet" had no classes and is left out.
-func (s *Server) pupilAttendance(ctx context.Context, d *PupilData) error {
+func (s *Server) pupilAttendance(ctx context.Context, d *PupilData, lang string) error {
 	cls, err := s.loadClass(ctx, d.Pupil.ClassID)
 	if err != nil {
 		return err
@@ -206,7 +208,7 @@ func (s *Server) pupilAttendance(ctx context.Context, d *PupilData) error {
 		if err != nil {
 			return err
 		}
-		row := AttendanceRow{Day: day.Day, Date: schoolDate(day.Day), Status: day.Status, Weekday: int(t.Weekday()),
+		row := AttendanceRow{Day: day.Day, Date: FormatDate(lang, day.Day), Status: day.Status, Weekday: int(t.Weekday()),
 			Manual: day.Source == "manual"}
 		if day.ArrivedAt != nil {
 			row.Arrived = hhmm(*day.ArrivedAt, cls.Loc)

@@ -46,8 +46,9 @@ func (s *Server) pupilsData(c *gin.Context, class string) (*PupilsData, error) {
 	if err != nil {
 		return nil, err
 	}
+	lang := s.lang(c)
 	for _, p := range pupils {
-		d.Pupils = append(d.Pupils, PupilListRow{Pupil: p, Class: names[p.ClassID], Born: schoolDate(p.DateOfBirth)})
+		d.Pupils = append(d.Pupils, PupilListRow{Pupil: p, Class: names[p.ClassID], Born: FormatDate(lang, p.DateOfBirth)})
 	}
 	return d, nil
 }
@@ -65,12 +66,22 @@ func (s *Server) pupilsPage(c *gin.Context) {
 	s.render(c, http.StatusOK, "school_pupils", pg)
 }
 
-// pupilForm reads the pupil form over x.
-func pupilForm(c *gin.Context, x roster.Pupil) roster.Pupil {
+// pupilForm reads the pupil form over x; the date of birth is typed
+// dd/mm/yyyy (ParseDate) and stored ISO. On a bad date x keeps what was
+// typed, to show it again.
+func pupilForm(c *gin.Context, x roster.Pupil) (roster.Pupil, error) {
 	x.FullName, x.ClassID = c.PostForm("full_name"), c.PostForm("class_id")
 	x.DateOfBirth, x.Gender = strings.TrimSpace(c.PostForm("date_of_birth")), c.PostForm("gender")
 	x.Active, x.ManualAttendance = c.PostForm("active") == "1", c.PostForm("manual_attendance") == "1"
-	return x
+	if x.DateOfBirth == "" {
+		return x, nil
+	}
+	iso, err := ParseDate(x.DateOfBirth)
+	if err != nil {
+		return x, api.Invalid("date_of_birth", "%v", err)
+	}
+	x.DateOfBirth = iso
+	return x, nil
 }
 
 // pupilCreate adds a pupil through roster.Store.PutPupil, as POST
@@ -78,9 +89,11 @@ func pupilForm(c *gin.Context, x roster.Pupil) roster.Pupil {
 func (s *Server) pupilCreate(c *gin.Context) {
 	ctx := c.Request.Context()
 	sc := schoolOf(c)
-	x := pupilForm(c, roster.Pupil{ID: strings.TrimSpace(c.PostForm("id")), SchoolID: sc.ID})
-	var err error
-	if err = roster.CheckPersonalID("id", x.ID); err == nil {
+	x, err := pupilForm(c, roster.Pupil{ID: strings.TrimSpace(c.PostForm("id")), SchoolID: sc.ID})
+	if err == nil {
+		err = roster.CheckPersonalID("id", x.ID)
+	}
+	if err == nil {
 		if _, e := s.d.Roster.Pupil(ctx, x.ID); e == nil {
 			err = &api.Error{Code: api.CodeConflict, Field: "id", Message: "a pupil with this personal ID already exists"}
 		}
@@ -126,9 +139,12 @@ func (s *Server) pupilUpdate(c *gin.Context) {
 	if !ok {
 		return
 	}
-	x, err := s.d.Roster.PutPupil(c.Request.Context(), pupilForm(c, old))
+	x, err := pupilForm(c, old)
+	if err == nil {
+		x, err = s.d.Roster.PutPupil(c.Request.Context(), x)
+	}
 	if err != nil {
-		s.pupilPageWith(c, pupilForm(c, old), "pupil", err, nil)
+		s.pupilPageWith(c, x, "pupil", err, nil)
 		return
 	}
 	c.Redirect(http.StatusSeeOther, schoolURL(x.SchoolID, "pupils", x.ID)+"?saved=1")
