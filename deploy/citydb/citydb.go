@@ -4,7 +4,7 @@
 // One schema per module: records (roster), attendance (events, daily status,
 // hub sync status), nutrition (headcounts per class and meal) and transcript
 // (absence totals per pupil and term). Every school-owned table is keyed by
-// school_id first so it distributes by school_id on Citus; see README.md.
+// school_id first so it distributes by school_id on Citus; see deploy/README.md.
 // Row-level security lets a school's hub role see only its own school and the
 // citydb_analyst role read everything.
 package citydb

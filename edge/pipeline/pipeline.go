@@ -123,7 +123,7 @@ type Config struct {
 	WaitForWorkers bool `yaml:"-"`
 }
 
-// DefaultConfig returns strict defaults (see README, Recognition).
+// DefaultConfig returns strict defaults (see edge/README.md and models/README.md).
 func DefaultConfig() Config {
 	return Config{
 		Direction:          gatekit.DirectionIn,

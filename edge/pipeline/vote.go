@@ -28,7 +28,7 @@ type VoteConfig struct {
 	M int `yaml:"m"`
 }
 
-// DefaultVoteConfig is strict: see the README's Recognition section for
+// DefaultVoteConfig is strict: see models/README.md, Recognition quality, for
 // the measurements behind it. The threshold comes from calibration (see
 // VoteConfig.Threshold), never from a constant of one embedder.
 func DefaultVoteConfig() VoteConfig { return VoteConfig{MinMargin: 0.06, K: 5, M: 2} }

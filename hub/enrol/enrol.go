@@ -63,11 +63,11 @@ type Config struct {
 	// pupil's other templates is refused as "not the same person". The
 	// profile puts it at the top of the genuine distribution (many
 	// impostor pairs are nearer): this check only catches a clearly
-	// different face; see the README.
+	// different face; see hub/README.md, Enrolment.
 	ConsistencyMax float64 `yaml:"consistency_max"`
 	// DuplicateMax: a new template closer than this to another pupil's
 	// template is held for review (the profile: the impostor
-	// distribution's low tail). See the README for the trade-off.
+	// distribution's low tail). See hub/README.md, Enrolment, for the trade-off.
 	DuplicateMax float64 `yaml:"duplicate_max"`
 	// FeedbackMatchMax: on "not this pupil", the pupil's template nearest
 	// to the event's face crop is excluded when within this distance.

@@ -10,7 +10,7 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// Benchmarks for the README's Performance section:
+// Benchmarks for deploy/PERFORMANCE.md:
 //   go test -run '^$' -bench . -benchmem ./models/gatekit/
 
 func benchFrame(b *testing.B, w, h int) gocv.Mat {

@@ -90,7 +90,7 @@ func SetBLASThreads(n int) bool { return C.gk_set_blas_threads(C.int(n)) == 1 }
 // them on, and glibc gives busy threads arenas of their own (up to 8 per
 // core), each keeping freed buffers: on the gate, two arenas instead of
 // the default took the peak RSS from 435 to 341 MB at the same speed
-// (README, Performance). A constructor in hog.cc already sets 2 when the
+// (deploy/PERFORMANCE.md). A constructor in hog.cc already sets 2 when the
 // program loads, before any thread exists, unless MALLOC_ARENA_MAX is set;
 // this is for callers that want another limit.
 func LimitMallocArenas(n int) bool { return C.gk_limit_arenas(C.int(n)) == 1 }

@@ -65,14 +65,14 @@ func (s ONNXSpec) Validate() error {
 // point is the nose base, which under an eyes-only alignment lands on
 // average at DlibNoseBaseArcFace112 (56.3, 75.6). Choices were made by
 // visitor acceptance at 95% single-image genuine acceptance on kpop
-// (casia-facev5 is nearly indifferent; README "Recognition quality"):
+// (casia-facev5 is nearly indifferent; models/README.md "Recognition quality"):
 // RGB, nose base at y=80 with half weight 24.9%; the same in BGR 16.3%;
 // BGR, y=84, half weight 13.1%; BGR, y=84, full weight 11.8% (kept);
 // RGB with /255 scaling 29.7%; RGB at y=76 37.4%; RGB, eyes only 50.5%.
 // The kept target sits lower than the average nose base, which slightly
 // enlarges the face in the chip. These figures were measured before exact
 // duplicate photos were left out of kpop, so they are comparable with each
-// other, not with the README's table.
+// other, not with the table in models/README.md.
 var FacepluginMFNV1 = ONNXSpec{
 	Model: ModelID{Name: "faceplugin-mfn-v1", Version: "0.0.1"},
 	File:  ModelFile{"fr_feature.onnx", "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"},
@@ -117,7 +117,7 @@ var SFace2021Dec = ONNXSpec{
 // 17 to 1 of 391 on kpop and from 11 to 4 of 200 on casia-facev5, rank-1
 // rises (kpop 97.6% → 99.2% with the 16 extra, harder photos included;
 // casia 99.5% → 100%), EER is about the same (kpop 9.0% → 9.3%, casia
-// 1.1% → 1.0%); README "Recognition quality" has the full table.
+// 1.1% → 1.0%); models/README.md "Recognition quality" has the full table.
 //
 // Flip (the mirrored chip's output added in) was measured with dlib
 // alignment: kpop EER 9.5% → 9.0%, visitor acceptance at 95% single-image

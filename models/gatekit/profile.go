@@ -53,10 +53,10 @@ type DistanceProfile struct {
 // calibration has few impostor scores and lands near the cap) a visitor
 // was then announced as a pupil at distances 1.04–1.10 with margins
 // 0.08–0.14. At p01 the same run announces nobody wrongly and the casia
-// and kpop runs lose nothing (README "Gate recognition per embedder").
+// and kpop runs lose nothing (deploy/PERFORMANCE.md "Gate recognition per embedder").
 //
 // dlib's values predate the rule and are kept (measured on the faces/
-// test photos, see README "Enrolment"); they sit at the same quantiles
+// test photos, see hub/README.md "Enrolment"); they sit at the same quantiles
 // within a few hundredths.
 var DistanceProfiles = map[string]DistanceProfile{
 	// dlib: genuine p99 casia 0.489, kpop 0.548 (faces/ photos up to

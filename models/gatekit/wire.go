@@ -14,7 +14,7 @@ import (
 )
 
 // SchemaVersion is the version of the gate→hub event contract. A hub
-// accepts exactly the versions it knows; see the README's Protocol section.
+// accepts exactly the versions it knows; see models/gatekit/PROTOCOL.md.
 const SchemaVersion = 1
 
 // Limits of the wire contract.

@@ -16,7 +16,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden payloads in testdata/")
 
-// goldenEvents are the documented example payloads (README, Protocol).
+// goldenEvents are the documented example payloads (models/gatekit/PROTOCOL.md).
 func goldenEvents() map[string]*Event {
 	base := func() *Event {
 		return &Event{Schema: SchemaVersion, EventID: "01920e4a-7c3b-7d2e-9f10-3a5b7c9d1e2f", SchoolID: "thcs-nguyen-du",
