@@ -4,28 +4,42 @@ SHELL := /bin/bash
 GO ?= go
 MODELS_DIR ?= $(CURDIR)/models
 ATTENDANCE_TESTDATA ?= $(abspath $(CURDIR)/../shared/testdata)
-export MODELS_DIR ATTENDANCE_TESTDATA
+# Downloads other than the models are cached outside the clone: the demo
+# pupils' photos (models/fetch-demo.sh) go to $(DEMO_PHOTOS_DIR), where
+# bin/hub demo looks for them too.
+DIEMDANH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/diemdanh
+DEMO_PHOTOS_DIR ?= $(DIEMDANH_CACHE)/demo-photos
+export MODELS_DIR ATTENDANCE_TESTDATA DIEMDANH_CACHE DEMO_PHOTOS_DIR
 # OpenBLAS: one thread per worker; we parallelise across recognizers.
 export OPENBLAS_NUM_THREADS ?= 1
 TEST_TIMEOUT ?= 75m
 STAMP := bin/.setup-stamp
 
-.PHONY: setup deps models build test test-race run lint bench clean fuzz
+.PHONY: setup prepare deps models demo-photos build test test-race run lint bench clean fuzz
 
-# setup is idempotent: packages only if missing, models only if absent or
-# wrong, then a build. The stamp lets `make test`/`make run` skip it when
-# nothing it depends on changed.
-setup: deps models build
+# setup is idempotent: packages only if missing, models and demo photos
+# only if absent or wrong, then a build. `prepare` is setup without the
+# build; its stamp lets `make test`/`make run` skip it when nothing it
+# depends on changed, and they build once themselves.
+setup: prepare build
+
+prepare: deps models demo-photos
 	@mkdir -p bin && touch $(STAMP)
 
-$(STAMP): deploy/setup-debian.sh models/SHA256SUMS models/fetch.sh go.mod go.sum
-	@$(MAKE) --no-print-directory setup
+$(STAMP): deploy/setup-debian.sh models/SHA256SUMS models/fetch.sh models/DEMO_PHOTOS.SHA256SUMS models/fetch-demo.sh go.mod go.sum
+	@$(MAKE) --no-print-directory prepare
 
 deps:
 	@bash deploy/setup-debian.sh
 
 models:
 	@bash models/fetch.sh
+
+# The demo's photos: without them (offline) `make run` still starts the hub
+# and the gate and says what is missing (fetch-demo.sh exits 1); a checksum
+# mismatch (exit 2) is a hard error.
+demo-photos:
+	@bash models/fetch-demo.sh || [ $$? -eq 1 ]
 
 build:
 	@mkdir -p bin
@@ -45,10 +59,12 @@ RACE_PKGS := ./edge/store ./edge/gallery ./edge/publish ./edge/pipeline ./edge/c
 test-race: $(STAMP)
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
-run: $(STAMP) build
+# The demo photos are tried again here (a quick check when present), so a
+# first run offline picks them up on a later `make run`.
+run: $(STAMP) build demo-photos
 	./bin/hub demo
 
-lint:
+lint: $(STAMP)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"database/sql"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -52,8 +53,9 @@ type demoRun struct {
 }
 
 // startDemo builds bin/hub and bin/edge into a temporary folder and starts
-// `hub demo` (real processes) on free ports with a fresh data folder and
-// the synthetic gate video. The demo's process group is killed at the end
+// `hub demo --testdata` (real processes) on free ports with a fresh data
+// folder and the synthetic gate video made from the shared test photos
+// (TestFreshCloneMakeRun covers the default, the fetched demo photos). The demo's process group is killed at the end
 // of the test if still running, and its output is logged if the test failed.
 func startDemo(t *testing.T) *demoRun {
 	t.Helper()
@@ -80,8 +82,10 @@ func startDemo(t *testing.T) *demoRun {
 	d := &demoRun{data: filepath.Join(t.TempDir(), "data"), httpAddr: freeAddr(t), exited: make(chan error, 1),
 		stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
 	mqttAddr := freeAddr(t)
-	cmd := exec.Command(filepath.Join(bin, "hub"), "demo", "--data", d.data, "--http", d.httpAddr, "--mqtt", mqttAddr, "--camera", "none")
-	cmd.Env = append(os.Environ(), "ATTENDANCE_TESTDATA="+testdata, "MODELS_DIR="+models)
+	cmd := exec.Command(filepath.Join(bin, "hub"), "demo", "--data", d.data, "--http", d.httpAddr, "--mqtt", mqttAddr,
+		"--camera", "none", "--testdata", testdata)
+	// --testdata needs no demo photos: an empty photo folder proves it.
+	cmd.Env = append(os.Environ(), "MODELS_DIR="+models, "DEMO_PHOTOS_DIR="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = d.stdout, d.stderr
 	if err := cmd.Start(); err != nil {
@@ -103,9 +107,9 @@ func startDemo(t *testing.T) *demoRun {
 }
 
 // TestMakeRunSmoke is the `make run` smoke test with real processes: it
-// builds bin/hub and bin/edge, starts `hub demo` on free ports with a
-// fresh data folder (so the synthetic gate video is made from the test
-// photos), waits for at least one recognised attendance event stored in
+// builds bin/hub and bin/edge, starts `hub demo --testdata` on free ports
+// with a fresh data folder (so the synthetic gate video is made from the
+// test photos), waits for at least one recognised attendance event stored in
 // SQLite (and its daily attendance row), then sends SIGINT and expects a
 // clean exit of the hub and of its gate child.
 func TestMakeRunSmoke(t *testing.T) {
@@ -197,5 +201,139 @@ func TestDemoMovesOffBusyDefaultPort(t *testing.T) {
 	}
 	if got := freeIfBusy(busy, "127.0.0.1:1", &out, "MQTT"); got != busy {
 		t.Fatalf("a chosen address was changed to %q", got)
+	}
+}
+
+// TestDemoPhotoSumsMatchFetchScript: the photos the hub verifies are the
+// ones models/fetch-demo.sh installs, with the same pinned checksums.
+func TestDemoPhotoSumsMatchFetchScript(t *testing.T) {
+	root, err := gatekit.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "models", "DEMO_PHOTOS.SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || len(f[0]) != 64 {
+			t.Fatalf("bad line %q", line)
+		}
+		pinned[f[1]] = f[0]
+	}
+	if pinned["face_recognition-1.3.0.tar.gz"] == "" {
+		t.Error("the sdist's own checksum is not pinned")
+	}
+	delete(pinned, "face_recognition-1.3.0.tar.gz")
+	files := demoPhotoFiles()
+	if len(files) != len(pinned) {
+		t.Fatalf("hub knows %d photos, the sums file %d", len(files), len(pinned))
+	}
+	for _, f := range files {
+		if pinned[f.File] != f.SHA256 {
+			t.Errorf("%s: hub %s, sums file %s", f.File, f.SHA256, pinned[f.File])
+		}
+	}
+	used := map[string]bool{}
+	for _, p := range demoPeople() {
+		for _, f := range p.Photos {
+			used[f] = true
+		}
+	}
+	for _, f := range files {
+		if !used[f.File] {
+			t.Errorf("%s is fetched but no demo pupil uses it", f.File)
+		}
+	}
+}
+
+// TestMissingDemoPhotos names absent and altered photos, and accepts the
+// real ones.
+func TestMissingDemoPhotos(t *testing.T) {
+	dir := t.TempDir()
+	if got := missingDemoPhotos(dir); len(got) != len(demoPhotoFiles()) || !strings.Contains(got[0], "not found") {
+		t.Fatalf("empty folder: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "obama.jpg"), []byte("not the photo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(missingDemoPhotos(dir), ","); !strings.Contains(got, "obama.jpg (checksum differs)") {
+		t.Fatalf("altered photo not named: %s", got)
+	}
+}
+
+// TestLayoutDemoPhotos: the simulator's folder holds every photo under
+// its name, and a person with one photo twice (the same bytes), so that
+// the simulator enrols that person instead of taking them for a visitor.
+func TestLayoutDemoPhotos(t *testing.T) {
+	src, dst := t.TempDir(), filepath.Join(t.TempDir(), "photos")
+	for _, f := range demoPhotoFiles() {
+		if err := os.WriteFile(filepath.Join(src, f.File), []byte("photo "+f.File), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(dst, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "stale.jpg"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := layoutDemoPhotos(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"obama.jpg": "photo obama.jpg", "obama2.jpg": "photo obama2.jpg", "obama3.jpg": "photo obama3.jpg",
+		"biden.jpg": "photo biden.jpg", "biden2.jpg": "photo biden.jpg"}
+	entries, err := os.ReadDir(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Errorf("%d files laid out, want %d", len(entries), len(want))
+	}
+	for name, content := range want {
+		b, err := os.ReadFile(filepath.Join(dst, name))
+		if err != nil || string(b) != content {
+			t.Errorf("%s: %q %v, want %q", name, b, err, content)
+		}
+	}
+	lines := strings.Join(describeDemoPeople(map[string]string{"obama": "obama.jpg", "biden": "biden.jpg"}), "\n")
+	for _, w := range []string{"Barack Obama: enrolled from obama2.jpg, obama3.jpg; obama.jpg walks", "Joe Biden: one photo only (biden.jpg)"} {
+		if !strings.Contains(lines, w) {
+			t.Errorf("description lacks %q:\n%s", w, lines)
+		}
+	}
+}
+
+// TestOTPCatcher: the first admin's one-time password is caught from the
+// auth log record, through With, even when the log level hides warnings.
+func TestOTPCatcher(t *testing.T) {
+	var buf lockedBuffer
+	got := &adminLogin{}
+	log := slog.New(otpCatcher{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelError}), got})
+	log.With("component", "auth").Warn("first admin account created", "username", "admin", "one_time_password", "s3cret")
+	log.Info("unrelated", "username", "bob")
+	if got.user != "admin" || got.password != "s3cret" {
+		t.Fatalf("caught %q/%q", got.user, got.password)
+	}
+	if buf.String() != "" {
+		t.Fatalf("records below the level were written: %s", buf.String())
+	}
+}
+
+// TestDemoOptionsValidate names the missing setting.
+func TestDemoOptionsValidate(t *testing.T) {
+	o := DefaultDemoOptions()
+	if err := o.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	o.Photos = ""
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "photos") {
+		t.Fatalf("no photo folder: %v", err)
+	}
+	o.TestData = "/somewhere"
+	if err := o.Validate(); err != nil {
+		t.Fatalf("test data instead of photos: %v", err)
 	}
 }
