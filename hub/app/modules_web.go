@@ -42,6 +42,14 @@ func (a *App) buildWeb(ctx context.Context) error {
 	if m.Attendance != nil {
 		deps.Days = m.Attendance // one rule for the day's status: daily_attendance
 	}
+	// School set-up pages: the same stores as the API (nil interfaces stay nil).
+	deps.Roster = m.Roster
+	if m.Templates != nil {
+		deps.Templates = m.Templates
+	}
+	if m.Consent != nil {
+		deps.Consent = m.Consent
+	}
 	if m.Enrol != nil {
 		deps.Feedback = enrol.WebFeedback{S: m.Enrol}
 		deps.Enroller = enrol.WebEnroller{S: m.Enrol}
