@@ -266,7 +266,7 @@ func (s *demoSession) banner(a *App) demoBanner {
 		b.gate = fmt.Sprintf("the synthetic gate video %s (%.0f s, looped)", s.video, s.sim.seconds())
 	}
 	if s.sim != nil {
-		b.people = s.sim.people
+		b.people, b.arrivals = s.sim.people, s.sim.walkers()
 	}
 	return b
 }

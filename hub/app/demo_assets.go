@@ -147,6 +147,26 @@ func (s *simAssets) load(truth string, src *demoSource) error {
 	return nil
 }
 
+// walkers names the pupils who walk through the gate: "Joe Biden and
+// Barack Obama", or "the pupils" when there are more than three.
+func (s *simAssets) walkers() string {
+	var names []string
+	seen := map[string]bool{}
+	for _, p := range s.truth.Passages {
+		if n := s.names[p.StudentID]; p.StudentID != "" && n != "" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	switch {
+	case len(names) == 0 || len(names) > 3:
+		return "the pupils"
+	case len(names) == 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
 func filesExist(paths ...string) bool {
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {

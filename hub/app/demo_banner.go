@@ -102,6 +102,7 @@ type demoBanner struct {
 	mqtt, db       string
 	gate           string   // what the gate reads
 	people         []string // who is enrolled and who walks
+	arrivals       string   // who the board will show arriving
 	photosDir      string
 	missing        []string // demo photos missing (the demo then has no pupils)
 	placeholder    string   // the pupil to enrol from the browser when photos are missing
@@ -119,7 +120,7 @@ func (b demoBanner) print(w io.Writer) {
 		line("Missing", "%s in %s", strings.Join(b.missing, ", "), b.photosDir)
 		line("", "(the test images of %s; `%s` fetches them, and `make run` tries it first)", demoPhotoPackage, demoPhotoFetch)
 	}
-	line("Open", "%s/login", b.url)
+	line("Open", "%s/login (pages in Vietnamese; in English: %s/lang/en?next=/login)", b.url, b.url)
 	if b.password != "" {
 		line("Log in", "as %s with the one-time password %s (you will then choose your own)", b.user, b.password)
 	} else {
@@ -134,7 +135,8 @@ func (b demoBanner) print(w io.Writer) {
 			label = ""
 		}
 		line("Photos", "%s: %s; cached in %s", demoPhotoPackage, demoPhotoLicence, b.photosDir)
-		line("Expect", "within a few seconds the board shows the pupils arriving (after 07:15 marked late: the demo class starts at 07:00); each arrival is also printed below")
+		line("Expect", "within a few seconds of this line the board shows %s arriving, each also printed below;", b.arrivals)
+		line("", "after 07:15 school time (Asia/Ho_Chi_Minh) they are marked late (\"Đi muộn\"): the demo class starts at 07:00")
 		line("", "this shows the product working; it is not a measure of recognition accuracy")
 	} else {
 		line("Enrol", "from the browser: log in, open %s/admin/enrol?pupil=%s (pupil \"%s\", consent recorded) and upload 1 to 10 photos of one face",
