@@ -51,7 +51,7 @@ test: $(STAMP) models build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 # The race detector on the packages whose tests are not dominated by cgo
-# face work (see README, Testing). Run it on its own: -race slows the cgo
+# face work (see hub/README.md, Tests). Run it on its own: -race slows the cgo
 # paths (face engine, browser tests) beyond what is useful on 2 cores.
 RACE_PKGS := ./edge/store ./edge/gallery ./edge/publish ./edge/pipeline ./edge/capture \
 	./hub/store ./hub/ingest ./hub/roster ./hub/attendance ./hub/notify ./hub/auth \
@@ -68,7 +68,7 @@ lint: $(STAMP)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Benchmarks behind the README's Performance section. Each bench command
+# Benchmarks behind deploy/PERFORMANCE.md. Each bench command
 # prints one JSON object; the gate bench measures the naive baseline in the
 # same run. Videos are made once into BENCH_DIR (delete it after changing
 # the default embedder: its galleries record the model that made them).

@@ -249,7 +249,8 @@ func seedPupil(ctx context.Context, a *App, id, name string) error {
 		return nil
 	}
 	if _, err := c.Record(ctx, "demo", consent.Grant{PupilID: id, GuardianName: "Phụ huynh (demo)", PupilConsented: true,
-		ScopeFace: true, DocumentRef: "demo consent form"}); err != nil {
+		// The demo's consent also allows gate snapshots, so the board shows each arrival's face crop.
+		ScopeFace: true, ScopeSnapshots: true, DocumentRef: "demo consent form"}); err != nil {
 		return fmt.Errorf("demo: consent %s: %w", id, err)
 	}
 	return nil

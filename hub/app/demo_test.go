@@ -141,6 +141,15 @@ func TestMakeRunSmoke(t *testing.T) {
 		db.Close()
 	}
 	t.Logf("first recognised event stored %s after start (pupil %s)", time.Since(start).Round(time.Second), pupil)
+	// The demo's consent allows gate snapshots: the event keeps its face crop for the board.
+	if db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro&_busy_timeout=2000"); err == nil {
+		var crops int
+		_ = db.QueryRow(`SELECT count(*) FROM events WHERE student_id = ? AND face_jpeg IS NOT NULL`, pupil).Scan(&crops)
+		db.Close()
+		if crops == 0 {
+			t.Error("the demo pupil's arrival has no face crop (consent with snapshots)")
+		}
+	}
 	// The attendance listener turned it into the pupil's daily state.
 	var status string
 	for status == "" && time.Now().Before(deadline) {
