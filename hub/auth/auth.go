@@ -397,6 +397,59 @@ func (s *Service) SetActive(ctx context.Context, actor, username string, active 
 	})
 }
 
+// ActionPasswordReset is the audit action of an admin's password reset
+// (named as hub/audit's account actions are; the detail never holds the
+// password).
+const ActionPasswordReset = "password_reset"
+
+// errResetSelf: an admin changes their own password with the old one.
+var errResetSelf = api.Invalid("username", "change your own password on the password page / hãy tự đổi mật khẩu của bạn ở trang đổi mật khẩu")
+
+// ResetPassword gives the account username a new one-time password (as
+// CreateAccount generates), returned once; like the first admin's, it
+// must be changed at the next login. The account's sessions end and its
+// failed-login count is cleared. Only an admin may reset, an admin of one
+// school only accounts of that school: another school's account or a
+// hub-wide one is not found (404), as for POST /accounts/{username}/active.
+// Audited (password_reset, as actor from ip).
+func (s *Service) ResetPassword(ctx context.Context, actor *Principal, username, ip string) (string, error) {
+	if actor == nil || actor.Role != RoleAdmin || actor.MustChange {
+		return "", errDenied
+	}
+	var id, school string
+	err := s.db.R.QueryRowContext(ctx, `SELECT id, school_id FROM accounts WHERE username = ?`, username).Scan(&id, &school)
+	switch {
+	case errors.Is(err, sql.ErrNoRows) || err == nil && !manages(actor, school):
+		return "", api.ErrNotFound // names of other schools are not revealed
+	case err != nil:
+		return "", fmt.Errorf("auth: reset password: %w", err)
+	case id == actor.AccountID:
+		return "", errResetSelf
+	}
+	otp := randToken(12)
+	hash, err := bcrypt.GenerateFromPassword([]byte(otp), s.cfg.BcryptCost)
+	if err != nil {
+		return "", fmt.Errorf("auth: reset password: %w", err)
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET password_hash = ?, must_change = 1, updated_at = ? WHERE id = ?`,
+			string(hash), s.now().UnixMilli(), id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE account_id = ?`, id)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		return s.audit.RecordTx(ctx, tx, actor.ActorID(), ActionPasswordReset, "account:"+username, map[string]any{"sessions_ended": n}, ip)
+	})
+	if err != nil {
+		return "", fmt.Errorf("auth: reset password: %w", err)
+	}
+	s.lim.reset("acct:" + strings.ToLower(username))
+	return otp, nil
+}
+
 func (s *Service) loadAccount(ctx context.Context, where string, arg any) (*Principal, string, bool, error) {
 	var p Principal
 	var hash string

@@ -420,6 +420,7 @@ type loginReq struct {
 //	GET  /accounts        admin
 //	POST /accounts        admin: create (one-time password returned when none given)
 //	POST /accounts/:username/active  admin {active}
+//	POST /accounts/:username/reset-password  admin: a new one-time password, returned once
 func (s *Service) Routes(r gin.IRouter) {
 	r.POST("/auth/login", s.handleLogin)
 	r.POST("/auth/logout", func(c *gin.Context) {
@@ -469,6 +470,7 @@ func (s *Service) Routes(r gin.IRouter) {
 	r.POST("/accounts", Require(PermAccounts), s.handleCreateAccount)
 	r.POST("/teacher-classes", Require(PermAccounts), s.handleTeacherClasses)
 	r.POST("/accounts/:username/active", Require(PermAccounts), s.handleSetActive)
+	r.POST("/accounts/:username/reset-password", Require(PermAccounts), s.handleResetPassword)
 }
 
 // errOtherSchool refuses an admin of one school anything about another
@@ -560,6 +562,19 @@ func (s *Service) handleSetActive(c *gin.Context) {
 		return
 	}
 	api.JSON(c, gin.H{"ok": true})
+}
+
+// handleResetPassword answers {username, one_time_password}; the scope
+// (an admin of one school: its accounts only, else 404) is ResetPassword's.
+func (s *Service) handleResetPassword(c *gin.Context) {
+	user := c.Param("username")
+	otp, err := s.ResetPassword(c.Request.Context(), PrincipalOf(c), user, c.ClientIP())
+	if err != nil {
+		api.Fail(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	api.JSON(c, gin.H{"username": user, "one_time_password": otp})
 }
 
 func (s *Service) handleLogin(c *gin.Context) {

@@ -11,7 +11,7 @@ type Perm string
 
 // Permissions.
 const (
-	PermAccounts    Perm = "accounts"     // create and disable accounts
+	PermAccounts    Perm = "accounts"     // create, disable accounts and reset their passwords
 	PermRoster      Perm = "roster"       // edit schools, classes, pupils, guardians, gates
 	PermEnrol       Perm = "enrol"        // enrol faces, review templates
 	PermConsent     Perm = "consent"      // record and withdraw consent
@@ -143,6 +143,8 @@ var DefaultRules = []Rule{
 	// classes decide whom a gate can recognise — admins only.
 	{Method: "*", Path: "/api/v1/classes/:/sessions", Roles: adminOnly},
 	{Method: "*", Path: "/api/v1/gates/:/classes", Roles: adminOnly},
+	// Password resets (a school's admin: its accounts only, in the handler).
+	{Method: "POST", Path: "/api/v1/accounts/:/reset-password", Roles: adminOnly},
 	// Everything else under /api/v1 and /admin: admins only (also the default).
 	{Method: "*", Path: "/admin*", Roles: adminOnly},
 	{Method: "*", Path: "/api/v1/*", Roles: adminOnly},

@@ -15,29 +15,43 @@ import (
 
 // ---- schools ----
 
-// PutSchool creates or updates a school.
+// PutSchool creates or updates a school (audited: school_create, or
+// school_update with the fields changed).
 func (s *Store) PutSchool(ctx context.Context, x School) (School, error) {
 	if err := x.Validate(); err != nil {
 		return x, err
 	}
-	_, err := s.db.W.ExecContext(ctx, `INSERT INTO schools(id, name, district, level, timezone, updated_at) VALUES (?,?,?,?,?,?)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var old School
+		existed, err := found(tx.QueryRowContext(ctx, `SELECT `+schoolCols+` FROM schools WHERE id = ?`, x.ID).
+			Scan(&old.ID, &old.Name, &old.District, &old.Level, &old.Timezone))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schools(id, name, district, level, timezone, updated_at) VALUES (?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET name=excluded.name, district=excluded.district, level=excluded.level,
 		timezone=excluded.timezone, updated_at=excluded.updated_at`,
-		x.ID, x.Name, x.District, x.Level, x.Timezone, s.now().UnixMilli())
+			x.ID, x.Name, x.District, x.Level, x.Timezone, s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return s.recordPut(ctx, tx, ActionSchoolCreate, ActionSchoolUpdate, "school:"+x.ID, existed, old, x, nil)
+	})
 	return x, dbErr("school", err)
 }
+
+const schoolCols = `id, name, district, level, timezone`
 
 // School returns one school.
 func (s *Store) School(ctx context.Context, id string) (School, error) {
 	var x School
-	err := s.db.R.QueryRowContext(ctx, `SELECT id, name, district, level, timezone FROM schools WHERE id = ?`, id).
+	err := s.db.R.QueryRowContext(ctx, `SELECT `+schoolCols+` FROM schools WHERE id = ?`, id).
 		Scan(&x.ID, &x.Name, &x.District, &x.Level, &x.Timezone)
 	return x, dbErr("school "+clip(id), err)
 }
 
 // Schools lists all schools.
 func (s *Store) Schools(ctx context.Context) ([]School, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT id, name, district, level, timezone FROM schools ORDER BY id`)
+	rows, err := s.db.R.QueryContext(ctx, `SELECT `+schoolCols+` FROM schools ORDER BY id`)
 	if err != nil {
 		return nil, dbErr("schools", err)
 	}
@@ -55,13 +69,28 @@ func (s *Store) Schools(ctx context.Context) ([]School, error) {
 
 // DeleteSchool deletes a school with nothing in it (409 otherwise).
 func (s *Store) DeleteSchool(ctx context.Context, id string) error {
-	return s.deleteOne(ctx, "school", `DELETE FROM schools WHERE id = ?`, id)
+	return s.deleteOne(ctx, "school", ActionSchoolDelete, "school:"+id, nil, `DELETE FROM schools WHERE id = ?`, id)
 }
 
-func (s *Store) deleteOne(ctx context.Context, what, q string, args ...any) error {
-	res, err := s.db.W.ExecContext(ctx, q, args...)
+// deleteOne deletes with q and records action about subject in the same
+// transaction — the entry first, while the row still names its school. A
+// missing row (404) or a refused delete (409: still in use) rolls the
+// entry back with it.
+func (s *Store) deleteOne(ctx context.Context, what, action, subject string, detail any, q string, args ...any) error {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := s.record(ctx, tx, action, subject, detail); err != nil {
+			return err
+		}
+		return updateTx(ctx, tx, what, q, args...)
+	})
+	return dbErr(what, err)
+}
+
+// updateTx runs q in tx: 404 when it touches no row.
+func updateTx(ctx context.Context, tx *sql.Tx, what, q string, args ...any) error {
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		return dbErr(what, err)
+		return err
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return &api.Error{Code: api.CodeNotFound, Message: what + " not found"}
@@ -81,7 +110,9 @@ func scanClass(sc interface{ Scan(...any) error }) (Class, error) {
 	return x, err
 }
 
-// PutClass creates or updates a class.
+// PutClass creates or updates a class (audited: class_create, or
+// class_update with the fields changed). A class ID of another school is
+// a conflict.
 func (s *Store) PutClass(ctx context.Context, x Class) (Class, error) {
 	if err := x.Validate(); err != nil {
 		return x, err
@@ -99,12 +130,25 @@ func (s *Store) PutClass(ctx context.Context, x Class) (Class, error) {
 	if x.HomeroomTeacherID != "" {
 		teacher = x.HomeroomTeacherID
 	}
-	_, err := s.db.W.ExecContext(ctx, `INSERT INTO classes(id, school_id, name, grade, homeroom_teacher_id, start_time, late_after_min, absent_cutoff, active, updated_at)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanClass(tx.QueryRowContext(ctx, `SELECT `+classCols+` FROM classes WHERE id = ?`, x.ID))
+		existed, err := found(err)
+		if err != nil {
+			return err
+		}
+		if existed && old.SchoolID != x.SchoolID {
+			return &api.Error{Code: api.CodeConflict, Field: "id", Message: "class " + clip(x.ID) + " belongs to another school"}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO classes(id, school_id, name, grade, homeroom_teacher_id, start_time, late_after_min, absent_cutoff, active, updated_at)
 		VALUES (?,?,?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET name=excluded.name, grade=excluded.grade, homeroom_teacher_id=excluded.homeroom_teacher_id,
 		start_time=excluded.start_time, late_after_min=excluded.late_after_min, absent_cutoff=excluded.absent_cutoff,
 		active=excluded.active, updated_at=excluded.updated_at WHERE classes.school_id = excluded.school_id`,
-		x.ID, x.SchoolID, x.Name, x.Grade, teacher, x.StartTime, x.LateAfterMin, x.AbsentCutoff, b2i(x.Active), s.now().UnixMilli())
+			x.ID, x.SchoolID, x.Name, x.Grade, teacher, x.StartTime, x.LateAfterMin, x.AbsentCutoff, b2i(x.Active), s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return s.recordPut(ctx, tx, ActionClassCreate, ActionClassUpdate, "class:"+x.ID, existed, old, x, nil)
+	})
 	return x, dbErr("class", err)
 }
 
@@ -145,7 +189,7 @@ func (s *Store) Classes(ctx context.Context, school string) ([]Class, error) {
 
 // DeleteClass deletes a class without pupils.
 func (s *Store) DeleteClass(ctx context.Context, id string) error {
-	return s.deleteOne(ctx, "class", `DELETE FROM classes WHERE id = ?`, id)
+	return s.deleteOne(ctx, "class", ActionClassDelete, "class:"+id, nil, `DELETE FROM classes WHERE id = ?`, id)
 }
 
 // ---- pupils ----
@@ -234,7 +278,8 @@ func putPupilTx(ctx context.Context, tx *sql.Tx, x Pupil, now int64) (galleryCha
 	return exists && (oldActive != b2i(x.Active) || oldManual != b2i(x.ManualAttendance)), nil
 }
 
-// PutPupil creates or updates a pupil.
+// PutPupil creates or updates a pupil (audited: pupil_create, or
+// pupil_update with the fields changed).
 func (s *Store) PutPupil(ctx context.Context, x Pupil) (Pupil, error) {
 	if err := x.Validate(); err != nil {
 		return x, err
@@ -244,9 +289,15 @@ func (s *Store) PutPupil(ctx context.Context, x Pupil) (Pupil, error) {
 	}
 	var changed bool
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		changed, err = putPupilTx(ctx, tx, x, s.now().UnixMilli())
-		return err
+		old, err := scanPupil(tx.QueryRowContext(ctx, `SELECT `+pupilCols+` FROM pupils WHERE id = ?`, x.ID))
+		existed, err := found(err)
+		if err != nil {
+			return err
+		}
+		if changed, err = putPupilTx(ctx, tx, x, s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return s.recordPut(ctx, tx, ActionPupilCreate, ActionPupilUpdate, "pupil:"+x.ID, existed, old, x, nil)
 	})
 	if err != nil {
 		return x, dbErr("pupil", err)
@@ -264,7 +315,7 @@ func (s *Store) DeletePupil(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.deleteOne(ctx, "pupil", `DELETE FROM pupils WHERE id = ?`, id); err != nil {
+	if err := s.deleteOne(ctx, "pupil", ActionPupilDelete, "pupil:"+id, nil, `DELETE FROM pupils WHERE id = ?`, id); err != nil {
 		return err
 	}
 	s.changed(ctx, p.SchoolID)
@@ -299,38 +350,66 @@ func (s *Store) Guardian(ctx context.Context, id int64) (Guardian, error) {
 	return x, dbErr("guardian", err)
 }
 
-// PutGuardian creates (ID 0) or updates a guardian.
+// PutGuardian creates (ID 0) or updates a guardian (audited about its
+// pupil: guardian_create, or guardian_update with the fields changed;
+// guardian_id in the detail).
 func (s *Store) PutGuardian(ctx context.Context, x Guardian) (Guardian, error) {
 	if err := x.Validate(); err != nil {
 		return x, err
 	}
-	now := s.now().UnixMilli()
 	if x.ID == 0 {
 		if _, err := s.Pupil(ctx, x.PupilID); err != nil {
 			return x, err
 		}
-		res, err := s.db.W.ExecContext(ctx, `INSERT INTO guardians(pupil_id, full_name, phone, email, relation, updated_at) VALUES (?,?,?,?,?,?)`,
-			x.PupilID, x.FullName, x.Phone, x.Email, x.Relation, now)
-		if err != nil {
-			return x, dbErr("guardian", err)
+	}
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if x.ID == 0 {
+			return s.addGuardianTx(ctx, tx, &x)
 		}
-		x.ID, _ = res.LastInsertId()
-		return x, nil
-	}
-	res, err := s.db.W.ExecContext(ctx, `UPDATE guardians SET full_name=?, phone=?, email=?, relation=?, updated_at=? WHERE id=?`,
-		x.FullName, x.Phone, x.Email, x.Relation, now, x.ID)
-	if err != nil {
-		return x, dbErr("guardian", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return x, &api.Error{Code: api.CodeNotFound, Message: "guardian not found"}
-	}
-	return s.Guardian(ctx, x.ID)
+		return s.updateGuardianTx(ctx, tx, &x)
+	})
+	return x, dbErr("guardian", err)
 }
 
-// DeleteGuardian deletes a guardian.
+func (s *Store) addGuardianTx(ctx context.Context, tx *sql.Tx, x *Guardian) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO guardians(pupil_id, full_name, phone, email, relation, updated_at) VALUES (?,?,?,?,?,?)`,
+		x.PupilID, x.FullName, x.Phone, x.Email, x.Relation, s.now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	if x.ID, err = res.LastInsertId(); err != nil {
+		return err
+	}
+	return s.recordPut(ctx, tx, ActionGuardianCreate, ActionGuardianUpdate, "pupil:"+x.PupilID, false, nil, x, map[string]any{"guardian_id": x.ID})
+}
+
+// updateGuardianTx updates x (by ID; its pupil is the stored one's).
+func (s *Store) updateGuardianTx(ctx context.Context, tx *sql.Tx, x *Guardian) error {
+	var old Guardian
+	err := tx.QueryRowContext(ctx, `SELECT id, pupil_id, full_name, phone, email, relation FROM guardians WHERE id = ?`, x.ID).
+		Scan(&old.ID, &old.PupilID, &old.FullName, &old.Phone, &old.Email, &old.Relation)
+	if errors.Is(err, sql.ErrNoRows) {
+		return &api.Error{Code: api.CodeNotFound, Message: "guardian not found"}
+	}
+	if err != nil {
+		return err
+	}
+	x.PupilID = old.PupilID
+	if _, err := tx.ExecContext(ctx, `UPDATE guardians SET full_name=?, phone=?, email=?, relation=?, updated_at=? WHERE id=?`,
+		x.FullName, x.Phone, x.Email, x.Relation, s.now().UnixMilli(), x.ID); err != nil {
+		return err
+	}
+	return s.recordPut(ctx, tx, ActionGuardianCreate, ActionGuardianUpdate, "pupil:"+x.PupilID, true, old, *x, map[string]any{"guardian_id": x.ID})
+}
+
+// DeleteGuardian deletes a guardian (audited about its pupil).
 func (s *Store) DeleteGuardian(ctx context.Context, id int64) error {
-	return s.deleteOne(ctx, "guardian", `DELETE FROM guardians WHERE id = ?`, id)
+	g, err := s.Guardian(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.deleteOne(ctx, "guardian", ActionGuardianDelete, "pupil:"+g.PupilID, map[string]any{"guardian_id": id},
+		`DELETE FROM guardians WHERE id = ?`, id)
 }
 
 // ---- staff ----
@@ -345,7 +424,9 @@ func scanStaff(sc interface{ Scan(...any) error }) (Staff, error) {
 	return x, err
 }
 
-// PutStaff creates or updates a staff member.
+// PutStaff creates or updates a staff member (audited: staff_create, or
+// staff_update with the fields changed). A staff ID of another school is
+// a conflict.
 func (s *Store) PutStaff(ctx context.Context, x Staff) (Staff, error) {
 	if err := x.Validate(); err != nil {
 		return x, err
@@ -353,10 +434,23 @@ func (s *Store) PutStaff(ctx context.Context, x Staff) (Staff, error) {
 	if err := s.checkSchoolRef(ctx, x.SchoolID); err != nil {
 		return x, err
 	}
-	_, err := s.db.W.ExecContext(ctx, `INSERT INTO staff(id, school_id, full_name, email, phone, role, active, updated_at) VALUES (?,?,?,?,?,?,?,?)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		old, err := scanStaff(tx.QueryRowContext(ctx, `SELECT `+staffCols+` FROM staff WHERE id = ?`, x.ID))
+		existed, err := found(err)
+		if err != nil {
+			return err
+		}
+		if existed && old.SchoolID != x.SchoolID {
+			return &api.Error{Code: api.CodeConflict, Field: "id", Message: "staff member " + clip(x.ID) + " belongs to another school"}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO staff(id, school_id, full_name, email, phone, role, active, updated_at) VALUES (?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET full_name=excluded.full_name, email=excluded.email, phone=excluded.phone, role=excluded.role,
 		active=excluded.active, updated_at=excluded.updated_at WHERE staff.school_id = excluded.school_id`,
-		x.ID, x.SchoolID, x.FullName, x.Email, x.Phone, x.Role, b2i(x.Active), s.now().UnixMilli())
+			x.ID, x.SchoolID, x.FullName, x.Email, x.Phone, x.Role, b2i(x.Active), s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return s.recordPut(ctx, tx, ActionStaffCreate, ActionStaffUpdate, "staff:"+x.ID, existed, old, x, nil)
+	})
 	return x, dbErr("staff", err)
 }
 
@@ -386,7 +480,7 @@ func (s *Store) StaffList(ctx context.Context, school string) ([]Staff, error) {
 
 // DeleteStaff deletes a staff member (409 while homeroom teacher of a class).
 func (s *Store) DeleteStaff(ctx context.Context, id string) error {
-	return s.deleteOne(ctx, "staff", `DELETE FROM staff WHERE id = ?`, id)
+	return s.deleteOne(ctx, "staff", ActionStaffDelete, "staff:"+id, nil, `DELETE FROM staff WHERE id = ?`, id)
 }
 
 // ---- gates ----
@@ -439,7 +533,8 @@ func (s *Store) Gates(ctx context.Context, school string) ([]Gate, error) {
 }
 
 // CreateGate registers a gate device and returns its credentials once:
-// username = gate ID, a random password; only its bcrypt hash is stored.
+// username = gate ID, a random password; only its bcrypt hash is stored
+// (audited: gate_create).
 func (s *Store) CreateGate(ctx context.Context, x Gate) (GateCredentials, error) {
 	if err := x.Validate(); err != nil {
 		return GateCredentials{}, err
@@ -453,8 +548,13 @@ func (s *Store) CreateGate(ctx context.Context, x Gate) (GateCredentials, error)
 		return GateCredentials{}, fmt.Errorf("roster: bcrypt: %w", err)
 	}
 	x.Username, x.Active = x.ID, true
-	_, err = s.db.W.ExecContext(ctx, `INSERT INTO gates(id, school_id, name, direction, username, password_hash, active, updated_at) VALUES (?,?,?,?,?,?,1,?)`,
-		x.ID, x.SchoolID, x.Name, x.Direction, x.Username, string(hash), s.now().UnixMilli())
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO gates(id, school_id, name, direction, username, password_hash, active, updated_at) VALUES (?,?,?,?,?,?,1,?)`,
+			x.ID, x.SchoolID, x.Name, x.Direction, x.Username, string(hash), s.now().UnixMilli()); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, ActionGateCreate, "gate:"+x.ID, nil)
+	})
 	if err != nil {
 		return GateCredentials{}, dbErr("gate", err)
 	}
@@ -462,7 +562,8 @@ func (s *Store) CreateGate(ctx context.Context, x Gate) (GateCredentials, error)
 	return GateCredentials{Gate: g, Username: x.Username, Password: pw}, err
 }
 
-// SetGatePassword stores a given password for a gate (demo, provisioning).
+// SetGatePassword stores a given password for a gate (demo, provisioning;
+// audited: gate_password, without the password).
 func (s *Store) SetGatePassword(ctx context.Context, id, pw string) error {
 	if len(pw) < 12 {
 		return api.Invalid("password", "must be at least 12 characters")
@@ -471,7 +572,13 @@ func (s *Store) SetGatePassword(ctx context.Context, id, pw string) error {
 	if err != nil {
 		return fmt.Errorf("roster: bcrypt: %w", err)
 	}
-	return s.update(ctx, "gate", `UPDATE gates SET password_hash = ?, updated_at = ? WHERE id = ?`, string(hash), s.now().UnixMilli(), id)
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := updateTx(ctx, tx, "gate", `UPDATE gates SET password_hash = ?, updated_at = ? WHERE id = ?`, string(hash), s.now().UnixMilli(), id); err != nil {
+			return err
+		}
+		return s.record(ctx, tx, ActionGatePassword, "gate:"+id, nil)
+	})
+	return dbErr("gate", err)
 }
 
 // RotateGatePassword sets a new random password and returns it once.
@@ -484,32 +591,43 @@ func (s *Store) RotateGatePassword(ctx context.Context, id string) (GateCredenti
 	return GateCredentials{Gate: g, Username: g.Username, Password: pw}, err
 }
 
-// UpdateGate changes a gate's name, direction and active flag.
+// gateEdit is what UpdateGate changes.
+type gateEdit struct {
+	Name      string `json:"name"`
+	Direction string `json:"direction"`
+	Active    bool   `json:"active"`
+}
+
+// UpdateGate changes a gate's name, direction and active flag (audited:
+// gate_update with the fields changed).
 func (s *Store) UpdateGate(ctx context.Context, x Gate) (Gate, error) {
 	if err := x.Validate(); err != nil {
 		return x, err
 	}
-	if err := s.update(ctx, "gate", `UPDATE gates SET name = ?, direction = ?, active = ?, updated_at = ? WHERE id = ?`,
-		x.Name, x.Direction, b2i(x.Active), s.now().UnixMilli(), x.ID); err != nil {
-		return x, err
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var old gateEdit
+		err := tx.QueryRowContext(ctx, `SELECT name, direction, active FROM gates WHERE id = ?`, x.ID).Scan(&old.Name, &old.Direction, &old.Active)
+		if errors.Is(err, sql.ErrNoRows) {
+			return &api.Error{Code: api.CodeNotFound, Message: "gate not found"}
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE gates SET name = ?, direction = ?, active = ?, updated_at = ? WHERE id = ?`,
+			x.Name, x.Direction, b2i(x.Active), s.now().UnixMilli(), x.ID); err != nil {
+			return err
+		}
+		return s.recordPut(ctx, tx, ActionGateCreate, ActionGateUpdate, "gate:"+x.ID, true, old, gateEdit{x.Name, x.Direction, x.Active}, nil)
+	})
+	if err != nil {
+		return x, dbErr("gate", err)
 	}
 	return s.Gate(ctx, x.ID)
 }
 
 // DeleteGate removes a gate (its events stay).
 func (s *Store) DeleteGate(ctx context.Context, id string) error {
-	return s.deleteOne(ctx, "gate", `DELETE FROM gates WHERE id = ?`, id)
-}
-
-func (s *Store) update(ctx context.Context, what, q string, args ...any) error {
-	res, err := s.db.W.ExecContext(ctx, q, args...)
-	if err != nil {
-		return dbErr(what, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return &api.Error{Code: api.CodeNotFound, Message: what + " not found"}
-	}
-	return nil
+	return s.deleteOne(ctx, "gate", ActionGateDelete, "gate:"+id, nil, `DELETE FROM gates WHERE id = ?`, id)
 }
 
 func msTime(ms int64) time.Time { return time.UnixMilli(ms) }

@@ -318,52 +318,7 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 	if dryRun {
 		return rep, nil
 	}
-	changed := false
-	now := s.now().UnixMilli()
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		for _, r := range rows {
-			p := r.pupil
-			old, err := scanPupil(tx.QueryRowContext(ctx, `SELECT `+pupilCols+` FROM pupils WHERE id = ?`, p.ID))
-			exists := err == nil
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("line %d: %w", r.line, err)
-			}
-			if exists {
-				// Columns the file does not have keep their value; the
-				// pupil keeps its origin (a city-synced pupil stays "city").
-				p.Source = old.Source
-				if !has("class") {
-					p.ClassID = old.ClassID
-				}
-				if !has("date_of_birth") {
-					p.DateOfBirth = old.DateOfBirth
-				}
-				if !has("gender") {
-					p.Gender = old.Gender
-				}
-				if !has("active") {
-					p.Active = old.Active
-				}
-				if !has("manual_attendance") {
-					p.ManualAttendance = old.ManualAttendance
-				}
-			}
-			ch, err := putPupilTx(ctx, tx, p, now)
-			if err != nil {
-				return fmt.Errorf("line %d: %w", r.line, err)
-			}
-			changed = changed || ch
-			if exists {
-				rep.Updated++
-			} else {
-				rep.Created++
-			}
-			if err := importGuardiansTx(ctx, tx, p.ID, r.guardians, has, now); err != nil {
-				return fmt.Errorf("line %d: %w", r.line, err)
-			}
-		}
-		return nil
-	})
+	changed, err := s.applyImport(ctx, school, rows, has, &rep)
 	if err != nil {
 		rep.Created, rep.Updated = 0, 0
 		return rep, dbErr("import", err)
@@ -375,10 +330,72 @@ func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader,
 	return rep, nil
 }
 
+// applyImport writes the checked rows of a file in one transaction, with
+// the file's one audit entry (pupil_import about the school: counts only),
+// and counts the pupils created and updated in rep. changed reports a
+// gallery-relevant change.
+func (s *Store) applyImport(ctx context.Context, school string, rows []importRow, has func(string) bool, rep *ImportReport) (changed bool, err error) {
+	now := s.now().UnixMilli()
+	var gs guardianCounts
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rows {
+			existed, ch, err := importPupilTx(ctx, tx, r.pupil, has, now)
+			if err != nil {
+				return fmt.Errorf("line %d: %w", r.line, err)
+			}
+			changed = changed || ch
+			if existed {
+				rep.Updated++
+			} else {
+				rep.Created++
+			}
+			if err := importGuardiansTx(ctx, tx, r.pupil.ID, r.guardians, has, now, &gs); err != nil {
+				return fmt.Errorf("line %d: %w", r.line, err)
+			}
+		}
+		return s.record(ctx, tx, ActionPupilImport, "school:"+school, map[string]int{"rows": rep.Rows,
+			"pupils_created": rep.Created, "pupils_updated": rep.Updated, "guardians_created": gs.created, "guardians_updated": gs.updated})
+	})
+	return changed, err
+}
+
+// importPupilTx upserts one pupil of a file: columns the file does not
+// have keep an existing pupil's value, and the pupil keeps its origin (a
+// city-synced pupil stays "city").
+func importPupilTx(ctx context.Context, tx *sql.Tx, p Pupil, has func(string) bool, now int64) (existed, changed bool, err error) {
+	old, err := scanPupil(tx.QueryRowContext(ctx, `SELECT `+pupilCols+` FROM pupils WHERE id = ?`, p.ID))
+	if existed, err = found(err); err != nil {
+		return false, false, err
+	}
+	if existed {
+		p.Source = old.Source
+		if !has("class") {
+			p.ClassID = old.ClassID
+		}
+		if !has("date_of_birth") {
+			p.DateOfBirth = old.DateOfBirth
+		}
+		if !has("gender") {
+			p.Gender = old.Gender
+		}
+		if !has("active") {
+			p.Active = old.Active
+		}
+		if !has("manual_attendance") {
+			p.ManualAttendance = old.ManualAttendance
+		}
+	}
+	changed, err = putPupilTx(ctx, tx, p, now)
+	return existed, changed, err
+}
+
+// guardianCounts counts the guardians an import added and updated.
+type guardianCounts struct{ created, updated int }
+
 // importGuardiansTx upserts a pupil's guardians from one row: one whose
 // NameKey matches a stored guardian of the pupil updates it, keeping the
 // fields whose column the file lacks; the others are added.
-func importGuardiansTx(ctx context.Context, tx *sql.Tx, pupil string, gs []csvGuardian, has func(string) bool, now int64) error {
+func importGuardiansTx(ctx context.Context, tx *sql.Tx, pupil string, gs []csvGuardian, has func(string) bool, now int64, cnt *guardianCounts) error {
 	if len(gs) == 0 {
 		return nil
 	}
@@ -409,6 +426,7 @@ func importGuardiansTx(ctx context.Context, tx *sql.Tx, pupil string, gs []csvGu
 				pupil, g.FullName, g.Phone, g.Email, g.Relation, now); err != nil {
 				return err
 			}
+			cnt.created++
 			continue
 		}
 		for _, f := range []struct {
@@ -426,6 +444,7 @@ func importGuardiansTx(ctx context.Context, tx *sql.Tx, pupil string, gs []csvGu
 			g.FullName, g.Phone, g.Email, g.Relation, now, old.ID); err != nil {
 			return err
 		}
+		cnt.updated++
 	}
 	return nil
 }

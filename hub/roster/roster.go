@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 	"golang.org/x/crypto/bcrypt"
@@ -115,11 +116,13 @@ type GateCredentials struct {
 // moved to another school).
 type ChangeFunc func(ctx context.Context, schoolID string)
 
-// Store is the roster over the hub database.
+// Store is the roster over the hub database. Every write is audited
+// (audit.go) as the actor of its context (WithActor).
 type Store struct {
-	db  *store.DB
-	log *slog.Logger
-	now func() time.Time
+	db    *store.DB
+	audit *audit.Log
+	log   *slog.Logger
+	now   func() time.Time
 	// OfflineAfter: a gate not seen for this long is reported offline.
 	OfflineAfter time.Duration
 	// BcryptCost for gate passwords.
@@ -137,7 +140,7 @@ func New(db *store.DB, log *slog.Logger, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, log: log, now: now, OfflineAfter: 2 * time.Minute, BcryptCost: bcrypt.DefaultCost}
+	return &Store{db: db, audit: audit.New(db, log, now), log: log, now: now, OfflineAfter: 2 * time.Minute, BcryptCost: bcrypt.DefaultCost}
 }
 
 // Subscribe registers fn for gallery-relevant roster changes.

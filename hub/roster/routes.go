@@ -123,7 +123,7 @@ func (s *Store) createSchool(c *gin.Context) {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "school already exists"})
 		return
 	}
-	v, err := s.PutSchool(c, x)
+	v, err := s.PutSchool(actx(c), x)
 	done(c, http.StatusCreated, v, err)
 }
 
@@ -147,7 +147,7 @@ func (s *Store) patchSchool(c *gin.Context) {
 	}
 	if err == nil {
 		x.ID = id
-		x, err = s.PutSchool(c, x)
+		x, err = s.PutSchool(actx(c), x)
 	}
 	done(c, http.StatusOK, x, err)
 }
@@ -157,7 +157,7 @@ func (s *Store) deleteSchool(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "schools", SchoolID: id}) {
 		return
 	}
-	done(c, http.StatusNoContent, nil, s.DeleteSchool(c, id))
+	done(c, http.StatusNoContent, nil, s.DeleteSchool(actx(c), id))
 }
 
 // ---- classes ----
@@ -190,7 +190,7 @@ func (s *Store) createClass(c *gin.Context) {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "class already exists"})
 		return
 	}
-	v, err := s.PutClass(c, x)
+	v, err := s.PutClass(actx(c), x)
 	done(c, http.StatusCreated, v, err)
 }
 
@@ -221,7 +221,7 @@ func (s *Store) patchClass(c *gin.Context) {
 		return
 	}
 	x.ID, x.SchoolID = id, school
-	x, err = s.PutClass(c, x)
+	x, err = s.PutClass(actx(c), x)
 	done(c, http.StatusOK, x, err)
 }
 
@@ -234,7 +234,7 @@ func (s *Store) deleteClass(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "classes", SchoolID: x.SchoolID, ClassID: x.ID}) {
 		return
 	}
-	done(c, http.StatusNoContent, nil, s.DeleteClass(c, x.ID))
+	done(c, http.StatusNoContent, nil, s.DeleteClass(actx(c), x.ID))
 }
 
 // ---- pupils ----
@@ -268,7 +268,7 @@ func (s *Store) createPupil(c *gin.Context) {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "a pupil with this personal ID already exists"})
 		return
 	}
-	v, err := s.PutPupil(c, x)
+	v, err := s.PutPupil(actx(c), x)
 	done(c, http.StatusCreated, v, err)
 }
 
@@ -299,7 +299,7 @@ func (s *Store) patchPupil(c *gin.Context) {
 		return
 	}
 	x.ID, x.SchoolID = id, school
-	x, err = s.PutPupil(c, x)
+	x, err = s.PutPupil(actx(c), x)
 	done(c, http.StatusOK, x, err)
 }
 
@@ -312,7 +312,7 @@ func (s *Store) deletePupil(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "pupils", SchoolID: x.SchoolID, ClassID: x.ClassID, PupilID: x.ID}) {
 		return
 	}
-	done(c, http.StatusNoContent, nil, s.DeletePupil(c, x.ID))
+	done(c, http.StatusNoContent, nil, s.DeletePupil(actx(c), x.ID))
 }
 
 func (s *Store) importPupils(c *gin.Context) {
@@ -322,7 +322,7 @@ func (s *Store) importPupils(c *gin.Context) {
 	}
 	dry := c.Query("dry_run") == "1" || c.Query("dry_run") == "true"
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, MaxCSVBytes+1)
-	rep, err := s.ImportPupilsCSV(c, school, body, dry)
+	rep, err := s.ImportPupilsCSV(actx(c), school, body, dry)
 	done(c, http.StatusOK, rep, err)
 }
 
@@ -371,7 +371,7 @@ func (s *Store) createGuardian(c *gin.Context) {
 		return
 	}
 	x.ID, x.PupilID = 0, p.ID
-	v, err := s.PutGuardian(c, x)
+	v, err := s.PutGuardian(actx(c), x)
 	done(c, http.StatusCreated, v, err)
 }
 
@@ -401,7 +401,7 @@ func (s *Store) patchGuardian(c *gin.Context) {
 		return
 	}
 	x.ID, x.PupilID = id, pupil
-	v, err := s.PutGuardian(c, x)
+	v, err := s.PutGuardian(actx(c), x)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -410,7 +410,7 @@ func (s *Store) deleteGuardian(c *gin.Context) {
 	if !ok {
 		return
 	}
-	done(c, http.StatusNoContent, nil, s.DeleteGuardian(c, x.ID))
+	done(c, http.StatusNoContent, nil, s.DeleteGuardian(actx(c), x.ID))
 }
 
 // ---- staff ----
@@ -443,7 +443,7 @@ func (s *Store) createStaff(c *gin.Context) {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "staff member already exists"})
 		return
 	}
-	v, err := s.PutStaff(c, x)
+	v, err := s.PutStaff(actx(c), x)
 	done(c, http.StatusCreated, v, err)
 }
 
@@ -474,14 +474,14 @@ func (s *Store) patchStaff(c *gin.Context) {
 		return
 	}
 	x.ID, x.SchoolID = id, school
-	v, err := s.PutStaff(c, x)
+	v, err := s.PutStaff(actx(c), x)
 	done(c, http.StatusOK, v, err)
 }
 
 func (s *Store) deleteStaff(c *gin.Context) {
 	x, ok := s.staffAccess(c, api.ActionWrite)
 	if ok {
-		done(c, http.StatusNoContent, nil, s.DeleteStaff(c, x.ID))
+		done(c, http.StatusNoContent, nil, s.DeleteStaff(actx(c), x.ID))
 	}
 }
 
@@ -526,7 +526,7 @@ func (s *Store) createGate(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "gates", SchoolID: school, GateID: in.ID}) {
 		return
 	}
-	v, err := s.CreateGate(c, Gate{ID: in.ID, SchoolID: school, Name: in.Name, Direction: in.Direction})
+	v, err := s.CreateGate(actx(c), Gate{ID: in.ID, SchoolID: school, Name: in.Name, Direction: in.Direction})
 	done(c, http.StatusCreated, v, err)
 }
 
@@ -564,14 +564,14 @@ func (s *Store) patchGate(c *gin.Context) {
 	if in.Active != nil {
 		x.Active = *in.Active
 	}
-	v, err := s.UpdateGate(c, x)
+	v, err := s.UpdateGate(actx(c), x)
 	done(c, http.StatusOK, v, err)
 }
 
 func (s *Store) deleteGate(c *gin.Context) {
 	x, ok := s.gateAccess(c, api.ActionWrite)
 	if ok {
-		done(c, http.StatusNoContent, nil, s.DeleteGate(c, x.ID))
+		done(c, http.StatusNoContent, nil, s.DeleteGate(actx(c), x.ID))
 	}
 }
 
@@ -580,6 +580,6 @@ func (s *Store) rotateGate(c *gin.Context) {
 	if !ok {
 		return
 	}
-	v, err := s.RotateGatePassword(c, x.ID)
+	v, err := s.RotateGatePassword(actx(c), x.ID)
 	done(c, http.StatusOK, v, err)
 }

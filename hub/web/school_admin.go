@@ -32,6 +32,9 @@ type Accounts interface {
 	ListAccounts(ctx context.Context) ([]auth.Account, error)
 	AssignClass(ctx context.Context, actor, staffID, classID string, assign bool) error
 	SetActive(ctx context.Context, actor, username string, active bool) error
+	// ResetPassword gives username a new one-time password (scoped to
+	// actor's school, audited, the account's sessions ended).
+	ResetPassword(ctx context.Context, actor *auth.Principal, username, ip string) (string, error)
 	// Classes lists the classes a teacher (StaffID) sees: homeroom and assigned.
 	Classes(ctx context.Context, p *auth.Principal) ([]string, error)
 }
@@ -100,6 +103,7 @@ func (s *Server) schoolRoutes(a gin.IRouter) {
 	g.POST("/staff", s.csrf, s.staffCreate)
 	g.POST("/staff/:staff/account", s.csrf, s.staffAccount)
 	g.POST("/staff/:staff/active", s.csrf, s.staffActive)
+	g.POST("/staff/:staff/reset-password", s.csrf, s.staffResetPassword)
 	g.POST("/staff/:staff/classes", s.csrf, s.staffClasses)
 	g.GET("/import", s.importPage)
 	g.POST("/import/pupils", s.uploadLimit, s.csrf, s.importPupils)
@@ -152,6 +156,9 @@ func (s *Server) schoolScope(c *gin.Context) {
 		return
 	}
 	c.Set(keySchool, sc)
+	// The roster writes of these pages are audited as the admin, from the
+	// client's address (as the JSON API's are).
+	c.Request = c.Request.WithContext(roster.WithActor(ctx, principal(c).ActorID(), c.ClientIP()))
 	c.Next()
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"html/template"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -16,6 +18,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/notify"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/gatekit"
 )
@@ -133,6 +136,7 @@ func testSchoolRoutesByRole(t *testing.T, f *fixture) {
 		{"POST", "/admin/school/s1/staff/t2/account", func(u string) url.Values { return url.Values{"username": {"minh-" + u}} }, nil, shown},
 		{"POST", "/admin/school/s1/staff/t2/active", func(string) url.Values { return url.Values{"active": {"1"}} }, nil, changed},
 		{"POST", "/admin/school/s1/staff/t2/classes", func(string) url.Values { return url.Values{"class_id": {"c1"}, "assign": {"1"}} }, nil, changed},
+		{"POST", "/admin/school/s1/staff/t2/reset-password", func(string) url.Values { return url.Values{"username": {"minh"}} }, nil, shown},
 		{"GET", "/admin/school/s1/import", nil, nil, page},
 		{"POST", "/admin/school/s1/import/pupils", nil, csvPupils, shown},
 		{"POST", "/admin/school/s1/import/candidates", nil, func(string) []byte { return []byte("class,sessions\n1A,sáng\n") }, shown},
@@ -201,6 +205,44 @@ func testSchoolRoutesByRole(t *testing.T, f *fixture) {
 	must(t, f.db.R.QueryRow(`SELECT count(*) FROM audit_log WHERE action = 'account_create' AND actor IN ('admin:admin', 'admin:root')`).Scan(&accounts))
 	if accounts != 2 {
 		t.Errorf("audited account creations by the admins: %d, want 2", accounts)
+	}
+	checkSchoolPagesAudited(t, f)
+}
+
+// checkSchoolPagesAudited: each admin's roster writes and password reset
+// through the pages of testSchoolRoutesByRole are audited once each, as
+// that admin, from the client's address, about s1; the refused callers'
+// attempts not at all.
+func checkSchoolPagesAudited(t *testing.T, f *fixture) {
+	t.Helper()
+	want := map[string]int{roster.ActionClassCreate: 1, roster.ActionClassUpdate: 1, roster.ActionPupilCreate: 1, roster.ActionPupilUpdate: 1,
+		roster.ActionGuardianCreate: 1, roster.ActionStaffCreate: 1, roster.ActionStaffUpdate: 1, roster.ActionPupilImport: 1, auth.ActionPasswordReset: 1}
+	actions := make([]any, 0, len(want))
+	marks := ""
+	for a := range want {
+		actions, marks = append(actions, a), marks+",?"
+	}
+	for _, actor := range []string{"admin:admin", "admin:root", "admin:admin2", "teacher:lan", "parent:hoa"} {
+		rows, err := f.db.R.Query(`SELECT action, subject, ip, COALESCE(school_id, '') FROM audit_log WHERE actor = ? AND action IN (`+marks[1:]+`)`,
+			append([]any{actor}, actions...)...)
+		must(t, err)
+		got := map[string]int{}
+		for rows.Next() {
+			var action, subject, ip, school string
+			must(t, rows.Scan(&action, &subject, &ip, &school))
+			got[action]++
+			if ip != "127.0.0.1" || school != "s1" {
+				t.Errorf("%s %s %s: from %q about school %q, want 127.0.0.1 and s1", actor, action, subject, ip, school)
+			}
+		}
+		must(t, rows.Close())
+		w := want
+		if actor != "admin:admin" && actor != "admin:root" {
+			w = map[string]int{}
+		}
+		if !maps.Equal(got, w) {
+			t.Errorf("audited for %s: %v, want %v", actor, got, w)
+		}
 	}
 }
 
@@ -401,5 +443,62 @@ func TestSchoolAdminStaffAccounts(t *testing.T) {
 	must(t, f.db.R.QueryRow(`SELECT count(*) FROM staff WHERE id = 'gv-moi'`).Scan(&n))
 	if n != 0 {
 		t.Error("a refused staff form created the staff row")
+	}
+}
+
+var oneTimeRe = regexp.MustCompile(`id="onetime-password"><code>([^<]+)</code>`)
+
+// TestSchoolAdminResetPassword: the staff page's "Đặt lại mật khẩu" gives
+// a teacher's account a one-time password shown once; her sessions end,
+// the old password stops working, the new one must be changed at the
+// next login; the reset is audited without the password. An account that
+// is not the staff member's, or is the admin's own, is not offered or not
+// found.
+func TestSchoolAdminResetPassword(t *testing.T) {
+	f, _ := newSchoolFixture(t, true)
+	adm, minh := f.client(t), f.client(t)
+	adm.login("admin")
+	minh.login("minh")
+	_, body := adm.do("GET", "/admin/school/s1/staff", nil, nil)
+	if !strings.Contains(body, `id="reset-minh"`) || !strings.Contains(body, template.HTMLEscapeString(f.web.cat.T("vi", "sa.reset_hint"))) || strings.Contains(body, "tạo tài khoản mới cho người đó") {
+		t.Fatalf("the staff page offers no reset for minh, or still says to make a new account")
+	}
+	post := func(staff, user string) (*http.Response, string) {
+		return adm.do("POST", "/admin/school/s1/staff/"+staff+"/reset-password", url.Values{"csrf_token": {adm.csrf}, "username": {user}}, nil)
+	}
+	for _, tc := range []struct{ staff, user string }{{"t1", "minh"}, {"t2", "lan"}, {"t2", "admin2"}, {"t9", "minh"}} {
+		if resp, _ := post(tc.staff, tc.user); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("reset %s through staff %s: %d, want 404", tc.user, tc.staff, resp.StatusCode)
+		}
+	}
+	resp, body := post("t2", "minh")
+	m := oneTimeRe.FindStringSubmatch(body)
+	if resp.StatusCode != 200 || m == nil || !strings.Contains(body, "Mật khẩu mới của Thầy Minh") {
+		t.Fatalf("reset minh: %d, one-time password shown: %v\n%.2000s", resp.StatusCode, m != nil, body)
+	}
+	otp := m[1]
+	if resp, _ := minh.do("GET", "/teacher", nil, nil); resp.StatusCode != 303 || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Errorf("minh's session outlived the reset: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, _, err := f.auth.Login(f.ctx, "minh", password, "127.0.0.1"); err == nil {
+		t.Error("the old password still works")
+	}
+	minh.do("GET", "/login", nil, nil)
+	resp, _ = minh.do("POST", "/login", url.Values{"username": {"minh"}, "password": {otp}, "csrf_token": {minh.csrf}}, nil)
+	if resp.StatusCode != 303 || !strings.HasPrefix(resp.Header.Get("Location"), "/password") {
+		t.Fatalf("login with the one-time password: %d to %q, want the password change", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, _ := minh.do("GET", "/teacher", nil, nil); resp.StatusCode != 303 || resp.Header.Get("Location") != "/password" {
+		t.Errorf("one-time password reached the board: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var n int
+	var detail string
+	must(t, f.db.R.QueryRow(`SELECT count(*), COALESCE(max(detail), '') FROM audit_log WHERE action = 'password_reset' AND subject = 'account:minh'
+		AND actor = 'admin:admin' AND ip = '127.0.0.1' AND school_id = 's1'`).Scan(&n, &detail))
+	if n != 1 || strings.Contains(detail, otp) {
+		t.Errorf("audited resets of minh: %d, detail %s", n, detail)
+	}
+	if _, _, err := f.auth.Login(f.ctx, "lan", password, "127.0.0.1"); err != nil {
+		t.Errorf("a refused reset changed lan's password: %v", err)
 	}
 }

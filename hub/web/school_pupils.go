@@ -185,8 +185,10 @@ func (s *Server) guardianAdd(c *gin.Context) {
 	s.pupilPageWith(c, p, "", nil, &OneTime{Username: acc.Username, Password: otp, Name: g.FullName})
 }
 
-// OneTime is a new account's one-time password, shown once.
+// OneTime is a new account's one-time password, or an existing
+// account's after a reset, shown once.
 type OneTime struct {
 	Username, Password string
 	Name               string // the guardian or staff member (also when the account was refused)
+	Reset              bool   // a reset of an existing account's password
 }

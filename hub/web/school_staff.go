@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -19,8 +20,8 @@ type StaffRow struct {
 }
 
 // HasActiveAccount reports whether one of r's accounts is enabled (else
-// the page offers to create one: the way to give a new password while
-// hub/auth has no password reset).
+// the page offers to create one; an enabled account's forgotten password
+// is reset instead: staffResetPassword).
 func (r StaffRow) HasActiveAccount() bool {
 	for _, a := range r.Accounts {
 		if a.Active {
@@ -254,6 +255,35 @@ func (s *Server) setStaffActive(c *gin.Context, x roster.Staff) error {
 	}
 	_, err = s.d.Roster.PutStaff(ctx, x)
 	return err
+}
+
+// staffResetPassword gives one of the staff member's accounts a new
+// one-time password (POST /accounts/{username}/reset-password's
+// ResetPassword: scoped to the admin's school, audited, the account's
+// sessions ended, the password to be changed at the next login) and shows
+// it once. An account that is not this staff member's is not found.
+func (s *Server) staffResetPassword(c *gin.Context) {
+	x, ok := s.staffInSchool(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	user := c.PostForm("username")
+	accs, err := s.d.Accounts.ListAccounts(ctx)
+	if err == nil && !slices.ContainsFunc(accs, func(a auth.Account) bool {
+		return a.Username == user && a.StaffID == x.ID && a.SchoolID == x.SchoolID
+	}) {
+		err = api.ErrNotFound
+	}
+	var otp string
+	if err == nil {
+		otp, err = s.d.Accounts.ResetPassword(ctx, principal(c), user, c.ClientIP())
+	}
+	if err != nil {
+		s.failErr(c, err)
+		return
+	}
+	s.staffPageWith(c, nil, nil, &OneTime{Username: user, Password: otp, Name: x.FullName, Reset: true})
 }
 
 // staffClasses links a teacher to a class of the school or unlinks them.
