@@ -253,7 +253,7 @@ func prepareDemo(ctx context.Context, o DemoOptions, stderr io.Writer) (*demoSes
 func (s *demoSession) banner(a *App) demoBanner {
 	b := demoBanner{url: a.BaseURL(), board: a.BaseURL() + "/teacher/class/" + DemoClass, mqtt: s.o.MQTTAddr,
 		db: filepath.Join(s.o.DataDir, "hub.db"), photosDir: s.o.Photos, missing: s.missing,
-		placeholder: demoPlaceholderPupil, dataDir: s.o.DataDir}
+		placeholder: demoPlaceholderPupil, dataDir: s.o.DataDir, testData: s.o.TestData}
 	s.admin.mu.Lock()
 	b.user, b.password = s.admin.user, s.admin.password
 	s.admin.mu.Unlock()

@@ -104,6 +104,7 @@ type demoBanner struct {
 	people         []string // who is enrolled and who walks
 	arrivals       string   // who the board will show arriving
 	photosDir      string
+	testData       string   // --testdata: the pupils are the shared test photos, not the demo photos
 	missing        []string // demo photos missing (the demo then has no pupils)
 	placeholder    string   // the pupil to enrol from the browser when photos are missing
 	dataDir        string
@@ -134,7 +135,9 @@ func (b demoBanner) print(w io.Writer) {
 			line(label, "%s", p)
 			label = ""
 		}
-		line("Photos", "%s: %s; cached in %s", demoPhotoPackage, demoPhotoLicence, b.photosDir)
+		if b.testData == "" {
+			line("Photos", "%s: %s; cached in %s", demoPhotoPackage, demoPhotoLicence, b.photosDir)
+		}
 		line("Expect", "within a few seconds of this line the board shows %s arriving, each also printed below;", b.arrivals)
 		line("", "after 07:15 school time (Asia/Ho_Chi_Minh) they are marked late (\"Đi muộn\"): the demo class starts at 07:00")
 		line("", "this shows the product working; it is not a measure of recognition accuracy")

@@ -177,6 +177,10 @@ func TestMakeRunSmoke(t *testing.T) {
 	if !strings.Contains(out, pupil) {
 		t.Errorf("the event was not shown to the user:\n%s", out)
 	}
+	// With --testdata the pupils are the test photos: the banner does not credit the demo photo package.
+	if !strings.Contains(out, "the people of the test photos") || strings.Contains(out, demoPhotoPackage) {
+		t.Errorf("the banner misnames where the pupils come from:\n%s", out)
+	}
 	for _, want := range []string{"gate stopped", "hub stopped"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("log lacks %q", want)
