@@ -311,6 +311,8 @@ func TestRunAnnouncementOutageRecovery(t *testing.T) {
 	h.set(makeDoc(3, "079123456783"))
 	sy.Notify()
 	wait("recovery after outage", func() bool { return st.Version() == 3 })
+	// The loop logs the recovery after the store took the new version.
+	wait("recovery logged", func() bool { return logs.count("gallery sync recovered") >= 1 })
 	if n := logs.count("gallery sync outage"); n != 1 {
 		t.Fatalf("%d outage lines", n)
 	}
