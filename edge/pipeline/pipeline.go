@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"sort"
 	"sync"
 	"time"
 
@@ -540,224 +539,57 @@ func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det faceDete
 	}
 }
 
+// processFrame runs one frame through the gate's named steps (stages.go):
+//
+//	skip settled → motion gate → coarse detect → fine detect → track →
+//	choose describes → dispatch
+//
+// Locking: p.mu guards the tracker and its tracks, which the workers also
+// update (applyVote). Of the frame's steps only processFrame takes it, in
+// the marked sections below: once before detection to read the tracks,
+// once after it to track, choose and claim, and once more only when a
+// claimed crop reached no worker. Steps named …Locked run inside a
+// section; the others run outside: the image work, detection and the
+// channel sends never hold up a worker's vote, and a send never waits
+// with the lock held.
 func (p *Pipeline) processFrame(ctx context.Context, f capture.Frame, det faceDetector, st *detState, jobs chan<- job, emits chan<- emission) error {
 	st.calls++
 	p.applyDue(st, st.calls-voteLag+1, emits) // votes of the jobs dispatched voteLag calls ago and before
-	W, H := f.Mat.Cols(), f.Mat.Rows()
-	if f.Mat.Empty() || W < 16 || H < 16 {
-		p.Stats.Errors.Add(1)
+	if !p.usableFrame(f) {
 		return nil
 	}
-	if f.Mat.Channels() != 3 {
-		p.Stats.Errors.Add(1)
+	p.mu.Lock() // ── lock: read the tracks
+	view := p.viewLocked()
+	p.mu.Unlock()
+	if p.skipSettled(f, st, view) {
 		return nil
-	}
-	// Every face in view is settled (decided, or out of descriptor
-	// attempts): follow them on every Nth frame only.
-	if p.cfg.DecidedDetectEvery > 1 {
-		p.mu.Lock()
-		act := p.tracker.Active()
-		allDecided := len(act) > 0
-		for _, tr := range act {
-			allDecided = allDecided && (tr.Decided || tr.Describes >= p.cfg.MaxDescribes)
-		}
-		p.mu.Unlock()
-		if allDecided && f.Index-st.lastDetect < int64(p.cfg.DecidedDetectEvery) {
-			p.Stats.DecidedSkipped.Add(1)
-			p.onFrame(f, nil)
-			return nil
-		}
 	}
 	t0 := time.Now()
-	scale := 1.0
-	work := f.Mat
-	if W > p.cfg.DetectWidth {
-		scale = float64(W) / float64(p.cfg.DetectWidth)
-		gocv.Resize(f.Mat, &st.small, image.Pt(p.cfg.DetectWidth, int(float64(H)/scale+0.5)), 0, 0, gocv.InterpolationLinear)
-		work = st.small
-	}
-	gocv.CvtColor(work, &st.gray, gocv.ColorBGRToGray)
-	gw, gh := st.gray.Cols(), st.gray.Rows()
-
-	// Motion gating.
-	if p.cfg.MotionThreshold > 0 {
-		tw := 160
-		gocv.Resize(st.gray, &st.tiny, image.Pt(tw, max(1, gh*tw/gw)), 0, 0, gocv.InterpolationArea)
-		moving := true
-		// A camera may come back from an outage at another resolution.
-		if st.hasPrev && (st.prev.Cols() != st.tiny.Cols() || st.prev.Rows() != st.tiny.Rows()) {
-			st.hasPrev = false
-		}
-		st.hasMoved = false
-		if st.hasPrev {
-			gocv.AbsDiff(st.tiny, st.prev, &st.diff)
-			moving = st.diff.Mean().Val1 >= p.cfg.MotionThreshold
-			if p.cfg.FineDetect {
-				gocv.Threshold(st.diff, &st.moved, fineMotionLevel, 255, gocv.ThresholdBinary)
-				st.hasMoved = true
-			}
-		}
-		st.tiny.CopyTo(&st.prev)
-		st.hasPrev = true
-		p.mu.Lock()
-		idle := len(p.tracker.Active()) == 0
-		p.mu.Unlock()
-		if !moving && idle {
-			p.Stats.MotionSkipped.Add(1)
-			p.onFrame(f, nil)
-			return nil
-		}
-	}
-
-	roi := image.Rect(0, 0, gw, gh)
-	if len(p.cfg.ROI) == 4 {
-		roi = image.Rect(int(p.cfg.ROI[0]*float64(gw)), int(p.cfg.ROI[1]*float64(gh)),
-			int(p.cfg.ROI[2]*float64(gw)), int(p.cfg.ROI[3]*float64(gh))).Intersect(roi)
-	}
-	dets, err := detectIn(det, work, roi, true)
-	if err != nil {
-		p.Stats.Errors.Add(1)
-		p.log.Warn("detect failed", "err", err)
+	fw := p.prepare(f, st)
+	if p.motionGate(fw, st, view) || !p.coarseDetect(fw, det, st) {
 		return nil
 	}
-	p.Stats.DetectFrames.Add(1)
-	st.lastDetect = f.Index
-	sort.SliceStable(dets, func(i, j int) bool { return dets[i].Score > dets[j].Score })
-	frameR := image.Rect(0, 0, W, H)
-	boxes := make([]image.Rectangle, 0, len(dets))
-	for _, d := range dets {
-		b := d.Box
-		fb := image.Rect(int(float64(b.Min.X)*scale), int(float64(b.Min.Y)*scale),
-			int(float64(b.Max.X)*scale), int(float64(b.Max.Y)*scale)).Intersect(frameR)
-		if fb.Dx() < max(p.cfg.MinFacePx, 8) || fb.Dy() < 8 {
-			continue
-		}
-		boxes = append(boxes, fb)
-		if len(boxes) == p.cfg.MaxFaces {
-			break
-		}
-	}
-	if p.cfg.FineDetect && len(boxes) < p.cfg.MaxFaces {
-		p.mu.Lock()
-		var live []image.Rectangle
-		for _, tr := range p.tracker.Active() {
-			live = append(live, tr.Box)
-		}
-		p.mu.Unlock()
-		moved, tinyScale := gocv.NewMat(), 0.0
-		if st.hasMoved {
-			moved, tinyScale = st.moved, float64(W)/float64(st.moved.Cols())
-		}
-		fullROI := image.Rectangle{}
-		if len(p.cfg.ROI) == 4 {
-			fullROI = image.Rect(int(p.cfg.ROI[0]*float64(W)), int(p.cfg.ROI[1]*float64(H)), int(p.cfg.ROI[2]*float64(W)), int(p.cfg.ROI[3]*float64(H)))
-		}
-		ws := p.fineWindows(W, H, boxes, live, moved, tinyScale, fullROI)
-		if !st.hasMoved {
-			moved.Close()
-		}
-		for _, d := range p.fineDetect(f.Mat, ws, boxes, det, st) {
-			if d.Box.Dx() < max(p.cfg.MinFacePx, 8) || len(boxes) == p.cfg.MaxFaces {
-				continue
-			}
-			boxes = append(boxes, d.Box)
-			p.Stats.FineFaces.Add(1)
-		}
-	}
+	p.addFineFaces(fw, det, st, view.live)
 	p.metrics.observeDetect(time.Since(t0).Seconds())
-	p.Stats.Faces.Add(int64(len(boxes)))
+	p.Stats.Faces.Add(int64(len(fw.boxes)))
 
-	p.mu.Lock()
-	before := p.tracker.next
-	assigned, ended := p.tracker.Update(boxes, f.Index, f.At)
-	p.Stats.TracksStarted.Add(p.tracker.next - before)
-	p.Stats.TracksEnded.Add(int64(len(ended)))
-	var out []emission
-	for _, tr := range ended {
-		if e, ok := p.finishLocked(tr); ok {
-			out = append(out, e)
-		}
-	}
-	// Choose the tracks to describe on this frame.
-	type want struct {
-		tr  *Track
-		box image.Rectangle
-	}
-	var wants []want
-	vc := p.voteConfig()
-	for i, tr := range assigned {
-		if tr.Decided || tr.Pending > 0 || tr.Describes >= p.cfg.MaxDescribes ||
-			f.Index-tr.LastDescribe < int64(p.cfg.DescribeEvery) || boxes[i].Dx() < p.cfg.MinDescribePx ||
-			!p.grownEnough(tr, boxes[i].Dx(), f.Index, vc) {
-			continue
-		}
-		wants = append(wants, want{tr, boxes[i]})
-	}
-	// Bigger faces first: they give the best descriptors.
-	sort.SliceStable(wants, func(i, j int) bool { return wants[i].box.Dx() > wants[j].box.Dx() })
-	var overlays []Overlay
-	if p.hooks.OnFrame != nil {
-		for i, tr := range assigned {
-			label := ""
-			if tr.Decided {
-				label = tr.Decision.StudentID
-			}
-			overlays = append(overlays, Overlay{Box: boxes[i], Label: label})
-		}
-	}
+	p.mu.Lock() // ── lock: track, choose and claim the describes
+	assigned, out := p.trackLocked(fw)
+	claims := p.chooseDescribesLocked(fw, assigned)
+	overlays := p.overlaysLocked(fw, assigned)
 	p.mu.Unlock()
-	for _, e := range out {
-		select {
-		case emits <- e:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+
+	err := p.emitAll(ctx, out, emits)
+	if err == nil {
+		err = p.dispatch(ctx, fw, claims, st, jobs)
 	}
-	for _, w := range wants {
-		m := w.box.Dx() * 7 / 10
-		rr := image.Rect(w.box.Min.X-m, w.box.Min.Y-m, w.box.Max.X+m, w.box.Max.Y+m).Intersect(frameR)
-		region := f.Mat.Region(rr)
-		j := job{tr: w.tr, region: region.Clone(), box: w.box.Sub(rr.Min), frame: f.Index, at: f.At}
-		region.Close()
-		p.mu.Lock()
-		w.tr.Pending++
-		w.tr.Describes++
-		w.tr.LastDescribe = f.Index
-		prevPx := w.tr.LastDescribePx
-		w.tr.LastDescribePx = w.box.Dx()
+	if !allSent(claims) {
+		p.mu.Lock() // ── lock: hand back the claims no worker took
+		p.releaseLocked(f.Index, claims)
 		p.mu.Unlock()
-		if p.cfg.WaitForWorkers {
-			sl := &voteSlot{j: j}
-			sl.done.Add(1)
-			j.slot = sl
-			select {
-			case jobs <- j:
-				if n := len(st.inflight); n == 0 || st.inflight[n-1].call != st.calls {
-					st.inflight = append(st.inflight, framedSlots{call: st.calls})
-				}
-				st.inflight[len(st.inflight)-1].slots = append(st.inflight[len(st.inflight)-1].slots, sl)
-				continue
-			case <-ctx.Done():
-				j.region.Close()
-				p.mu.Lock()
-				w.tr.Pending--
-				p.mu.Unlock()
-				return ctx.Err()
-			}
-		}
-		select {
-		case jobs <- j:
-		default:
-			// Every worker is busy: skip, the track tries again next frame.
-			j.region.Close()
-			p.mu.Lock()
-			w.tr.Pending--
-			w.tr.Describes--
-			w.tr.LastDescribe = f.Index - int64(p.cfg.DescribeEvery)
-			w.tr.LastDescribePx = prevPx
-			p.mu.Unlock()
-			p.Stats.DescribeSkips.Add(1)
-		}
+	}
+	if err != nil {
+		return err
 	}
 	p.onFrame(f, overlays)
 	return nil
