@@ -95,239 +95,347 @@ type csvGuardian struct {
 // but empty cell clears it); guardians not in the file are kept. Importing
 // the same file again is therefore an idempotent update.
 func (s *Store) ImportPupilsCSV(ctx context.Context, school string, r io.Reader, dryRun bool) (ImportReport, error) {
-	rep := ImportReport{DryRun: dryRun, Errors: []RowError{}}
+	im := &csvImport{school: school, rep: ImportReport{DryRun: dryRun, Errors: []RowError{}}}
 	if err := s.checkSchoolRef(ctx, school); err != nil {
-		return rep, err
+		return im.rep, err
 	}
+	data, err := readCSV(r)
+	if err != nil {
+		return im.rep, err
+	}
+	if data, err = im.decode(data); err != nil {
+		return im.rep, err
+	}
+	if err := s.loadClasses(ctx, im); err != nil {
+		return im.rep, err
+	}
+	if err := im.parseHeader(data); err != nil {
+		return im.rep, err
+	}
+	if err := im.parseRows(); err != nil {
+		return im.rep, err
+	}
+	if err := s.validateAll(ctx, im); err != nil || dryRun {
+		return im.rep, err
+	}
+	return s.applyReport(ctx, im)
+}
+
+// csvImport is one pupils CSV on its way through ImportPupilsCSV's steps:
+// read → decode → load classes → parse header → parse rows → validate all
+// → apply in one transaction → report. A step that refuses the file
+// returns refused(im.rep) with every error found so far.
+type csvImport struct {
+	school      string
+	rep         ImportReport
+	classByID   map[string]string
+	classByName map[string]string // NameKey -> ID, "" when ambiguous
+	cr          *csv.Reader
+	header      []string
+	col         map[string]int    // canonical column -> index
+	colName     map[string]string // canonical column -> its header in the file
+	nGuardians  int               // the highest N of the guardianN_* columns
+	rows        []importRow       // the rows without errors
+	seen        map[string]int    // personal ID -> its line
+}
+
+// addErr records a problem of the file, up to maxRowErrors.
+func (im *csvImport) addErr(line int, field, reason string) {
+	if len(im.rep.Errors) < maxRowErrors {
+		im.rep.Errors = append(im.rep.Errors, RowError{Line: line, Field: field, Reason: reason})
+	}
+}
+
+// has reports whether the file has canonical column k.
+func (im *csvImport) has(k string) bool { _, ok := im.col[k]; return ok }
+
+// readCSV reads the file, at most MaxCSVBytes.
+func readCSV(r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxCSVBytes+1))
 	if err != nil {
-		return rep, fmt.Errorf("roster: read csv: %w", err)
+		return nil, fmt.Errorf("roster: read csv: %w", err)
 	}
 	if len(data) > MaxCSVBytes {
-		return rep, api.Errorf(api.CodeTooLarge, "CSV larger than %d bytes", MaxCSVBytes)
+		return nil, api.Errorf(api.CodeTooLarge, "CSV larger than %d bytes", MaxCSVBytes)
 	}
-	addErr := func(line int, field, reason string) {
-		if len(rep.Errors) < maxRowErrors {
-			rep.Errors = append(rep.Errors, RowError{Line: line, Field: field, Reason: reason})
-		}
-	}
-	if data, err = DecodeText(data); err != nil {
+	return data, nil
+}
+
+// decode turns the file into UTF-8 (DecodeText); a file in another
+// encoding is refused with one error naming the first bad line.
+func (im *csvImport) decode(data []byte) ([]byte, error) {
+	text, err := DecodeText(data)
+	if err != nil {
 		var ee *EncodingError
 		if !errors.As(err, &ee) {
-			return rep, err
+			return nil, err
 		}
-		addErr(ee.Line, "encoding", ee.Reason)
-		return rep, refused(rep)
+		im.addErr(ee.Line, "encoding", ee.Reason)
+		return nil, refused(im.rep)
 	}
-	classes, err := s.Classes(ctx, school)
-	if err != nil {
-		return rep, err
-	}
-	classByID := map[string]string{}
-	classByName := map[string]string{} // NameKey -> ID, "" when ambiguous
-	for _, c := range classes {
-		classByID[c.ID] = c.ID
-		k := NameKey(c.Name)
-		if _, dup := classByName[k]; dup {
-			classByName[k] = ""
-		} else {
-			classByName[k] = c.ID
-		}
-	}
+	return text, nil
+}
 
-	cr := csv.NewReader(bufio.NewReader(bytes.NewReader(data)))
-	cr.Comma = SniffComma(data)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = false
-	header, err := cr.Read()
+// loadClasses indexes the school's classes by ID and by name.
+func (s *Store) loadClasses(ctx context.Context, im *csvImport) error {
+	classes, err := s.Classes(ctx, im.school)
+	if err != nil {
+		return err
+	}
+	im.classByID, im.classByName = map[string]string{}, map[string]string{}
+	for _, c := range classes {
+		im.classByID[c.ID] = c.ID
+		k := NameKey(c.Name)
+		if _, dup := im.classByName[k]; dup {
+			im.classByName[k] = ""
+		} else {
+			im.classByName[k] = c.ID
+		}
+	}
+	return nil
+}
+
+// parseHeader reads the header row and maps each column to its canonical
+// name; an unknown or duplicate column, or a missing required one,
+// refuses the file.
+func (im *csvImport) parseHeader(data []byte) error {
+	im.cr = csv.NewReader(bufio.NewReader(bytes.NewReader(data)))
+	im.cr.Comma = SniffComma(data)
+	im.cr.FieldsPerRecord = -1
+	im.cr.ReuseRecord = false
+	header, err := im.cr.Read()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			addErr(1, "", "the file is empty")
+			im.addErr(1, "", "the file is empty")
 		} else {
-			addErr(1, "", "cannot read the header row: "+err.Error())
+			im.addErr(1, "", "cannot read the header row: "+err.Error())
 		}
-		return rep, refused(rep)
+		return refused(im.rep)
 	}
-	col := map[string]int{}        // canonical column -> index
-	colName := map[string]string{} // canonical column -> its header in the file
-	nGuardians := 0
+	im.header, im.col, im.colName = header, map[string]int{}, map[string]string{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(h))
-		key := ""
-		if slices.Contains(PupilCSVColumns, h) {
-			key = h
-		} else if m := guardianColRe.FindStringSubmatch(h); m != nil {
-			n := 1
-			if m[1] != "" {
-				n, _ = strconv.Atoi(m[1])
-			}
-			key = guardianCol(n, m[2])
-			nGuardians = max(nGuardians, n)
-		} else {
-			addErr(1, clip(h), "unknown column (known: "+strings.Join(PupilCSVColumns, ", ")+
-				", and per guardian N = 1, 2, …: guardianN_name, guardianN_phone, guardianN_email, guardianN_relation)")
+		key := im.columnKey(h)
+		if key == "" {
 			continue
 		}
-		if _, dup := col[key]; dup {
-			addErr(1, h, "duplicate column (same as "+colName[key]+")")
+		if _, dup := im.col[key]; dup {
+			im.addErr(1, h, "duplicate column (same as "+im.colName[key]+")")
 			continue
 		}
-		col[key], colName[key] = i, h
+		im.col[key], im.colName[key] = i, h
 	}
 	for _, need := range []string{"personal_id", "full_name"} {
-		if _, ok := col[need]; !ok {
-			addErr(1, need, "required column missing")
+		if _, ok := im.col[need]; !ok {
+			im.addErr(1, need, "required column missing")
 		}
 	}
-	if len(rep.Errors) > 0 {
-		return rep, refused(rep)
+	if len(im.rep.Errors) > 0 {
+		return refused(im.rep)
 	}
-	has := func(k string) bool { _, ok := col[k]; return ok }
-	var rows []importRow
-	seen := map[string]int{}
+	return nil
+}
+
+// columnKey is the canonical name of header h ("" and an error when
+// unknown), counting the guardian column groups.
+func (im *csvImport) columnKey(h string) string {
+	if slices.Contains(PupilCSVColumns, h) {
+		return h
+	}
+	if m := guardianColRe.FindStringSubmatch(h); m != nil {
+		n := 1
+		if m[1] != "" {
+			n, _ = strconv.Atoi(m[1])
+		}
+		im.nGuardians = max(im.nGuardians, n)
+		return guardianCol(n, m[2])
+	}
+	im.addErr(1, clip(h), "unknown column (known: "+strings.Join(PupilCSVColumns, ", ")+
+		", and per guardian N = 1, 2, …: guardianN_name, guardianN_phone, guardianN_email, guardianN_relation)")
+	return ""
+}
+
+// parseRows reads every row, checks it on its own and keeps the clean
+// ones (im.rows); it stops after MaxCSVRows rows or maxRowErrors errors.
+func (im *csvImport) parseRows() error {
+	im.seen = map[string]int{}
 	for {
-		rec, err := cr.Read()
+		rec, err := im.cr.Read()
 		if errors.Is(err, io.EOF) {
-			break
+			return nil
 		}
 		if err != nil {
 			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				addErr(pe.Line, "", "malformed CSV: "+pe.Err.Error())
-				if len(rep.Errors) >= maxRowErrors {
-					break
-				}
-				continue
+			if !errors.As(err, &pe) {
+				return fmt.Errorf("roster: csv: %w", err)
 			}
-			return rep, fmt.Errorf("roster: csv: %w", err)
+			im.addErr(pe.Line, "", "malformed CSV: "+pe.Err.Error())
+			if len(im.rep.Errors) >= maxRowErrors {
+				return nil
+			}
+			continue
 		}
-		line, _ := cr.FieldPos(0)
+		line, _ := im.cr.FieldPos(0)
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // blank line
 		}
-		rep.Rows++
-		if rep.Rows > MaxCSVRows {
-			addErr(line, "", fmt.Sprintf("more than %d rows", MaxCSVRows))
-			break
+		im.rep.Rows++
+		if im.rep.Rows > MaxCSVRows {
+			im.addErr(line, "", fmt.Sprintf("more than %d rows", MaxCSVRows))
+			return nil
 		}
-		get := func(k string) string {
-			if i, ok := col[k]; ok && i < len(rec) {
-				return unsafeCell(strings.TrimSpace(rec[i]))
-			}
-			return ""
-		}
-		if len(rec) != len(header) {
-			addErr(line, "", fmt.Sprintf("has %d cells, the header has %d", len(rec), len(header)))
+		if len(rec) != len(im.header) {
+			im.addErr(line, "", fmt.Sprintf("has %d cells, the header has %d", len(rec), len(im.header)))
 			continue
 		}
-		p := Pupil{ID: get("personal_id"), SchoolID: school, FullName: get("full_name"), DateOfBirth: get("date_of_birth"),
-			Gender: strings.ToLower(get("gender")), Active: true, Source: "local"}
-		ok := true
-		if c := get("class"); c != "" {
-			id, found := classByID[c]
-			if !found {
-				id, found = classByName[NameKey(c)]
-				if found && id == "" {
-					addErr(line, "class", fmt.Sprintf("several classes of school %s are named %q: give the class ID", school, clip(c)))
-					ok = false
+		if row, ok := im.parseRow(rec, line); ok {
+			im.rows = append(im.rows, row)
+		}
+		if len(im.rep.Errors) >= maxRowErrors {
+			return nil
+		}
+	}
+}
+
+// parseRow checks one row: its pupil, then its guardians. ok: no error.
+func (im *csvImport) parseRow(rec []string, line int) (row importRow, ok bool) {
+	get := func(k string) string {
+		if i, ok := im.col[k]; ok && i < len(rec) {
+			return unsafeCell(strings.TrimSpace(rec[i]))
+		}
+		return ""
+	}
+	p, ok := im.parsePupil(get, line)
+	gs, gok := im.parseGuardians(get, line, p.ID)
+	return importRow{line: line, pupil: p, guardians: gs}, ok && gok
+}
+
+// parsePupil checks a row's pupil columns: class, flags, the pupil's own
+// rules, and one row per pupil.
+func (im *csvImport) parsePupil(get func(string) string, line int) (Pupil, bool) {
+	p := Pupil{ID: get("personal_id"), SchoolID: im.school, FullName: get("full_name"), DateOfBirth: get("date_of_birth"),
+		Gender: strings.ToLower(get("gender")), Active: true, Source: "local"}
+	ok := true
+	if c := get("class"); c != "" {
+		p.ClassID, ok = im.resolveClass(c, line)
+	}
+	for _, b := range []struct {
+		k   string
+		dst *bool
+	}{{"active", &p.Active}, {"manual_attendance", &p.ManualAttendance}} {
+		switch strings.ToLower(get(b.k)) {
+		case "":
+		case "1", "true", "yes", "có", "co":
+			*b.dst = true
+		case "0", "false", "no", "không", "khong":
+			*b.dst = false
+		default:
+			im.addErr(line, b.k, fmt.Sprintf("must be 1 or 0, got %q", clip(get(b.k))))
+			ok = false
+		}
+	}
+	if err := p.Validate(); err != nil {
+		addFieldErr(im.addErr, line, err)
+		ok = false
+	}
+	if prev, dup := im.seen[p.ID]; dup && p.ID != "" {
+		im.addErr(line, "personal_id", fmt.Sprintf("duplicate of line %d (one row per pupil: further guardians go in the guardian2_… columns)", prev))
+		ok = false
+	} else if p.ID != "" {
+		im.seen[p.ID] = line
+	}
+	return p, ok
+}
+
+// resolveClass finds the class a row names by ID or, failing that, by a
+// name only one class of the school has.
+func (im *csvImport) resolveClass(c string, line int) (string, bool) {
+	id, found := im.classByID[c]
+	if !found {
+		id, found = im.classByName[NameKey(c)]
+		if found && id == "" {
+			im.addErr(line, "class", fmt.Sprintf("several classes of school %s are named %q: give the class ID", im.school, clip(c)))
+			return id, false
+		}
+	}
+	if !found {
+		im.addErr(line, "class", fmt.Sprintf("no class %q in school %s", clip(c), im.school))
+		return id, false
+	}
+	return id, true
+}
+
+// parseGuardians checks a row's guardian column groups (an all-empty group
+// is no guardian); a guardian named twice on a row is an error.
+func (im *csvImport) parseGuardians(get func(string) string, line int, pupil string) ([]csvGuardian, bool) {
+	var gs []csvGuardian
+	ok := true
+	names := map[string]string{} // NameKey -> column
+	for n := 1; n <= im.nGuardians; n++ {
+		f := func(field string) string { return get(guardianCol(n, field)) }
+		if f("name") == "" && f("phone") == "" && f("email") == "" && f("relation") == "" {
+			continue
+		}
+		nameCol := im.colName[guardianCol(n, "name")]
+		if nameCol == "" {
+			nameCol = guardianCol(n, "name")
+		}
+		g := Guardian{PupilID: pupil, FullName: f("name"), Phone: f("phone"), Email: f("email"), Relation: f("relation")}
+		if err := g.Validate(); err != nil {
+			addFieldErr(func(l int, field, r string) {
+				c := guardianCol(n, strings.TrimPrefix(field, "full_"))
+				if h := im.colName[c]; h != "" {
+					c = h
 				}
-			}
-			if !found {
-				addErr(line, "class", fmt.Sprintf("no class %q in school %s", clip(c), school))
-				ok = false
-			}
-			p.ClassID = id
-		}
-		for _, b := range []struct {
-			k   string
-			dst *bool
-		}{{"active", &p.Active}, {"manual_attendance", &p.ManualAttendance}} {
-			switch strings.ToLower(get(b.k)) {
-			case "":
-			case "1", "true", "yes", "có", "co":
-				*b.dst = true
-			case "0", "false", "no", "không", "khong":
-				*b.dst = false
-			default:
-				addErr(line, b.k, fmt.Sprintf("must be 1 or 0, got %q", clip(get(b.k))))
-				ok = false
-			}
-		}
-		if err := p.Validate(); err != nil {
-			addFieldErr(addErr, line, err)
+				im.addErr(l, c, r)
+			}, line, err)
 			ok = false
+			continue
 		}
-		if prev, dup := seen[p.ID]; dup && p.ID != "" {
-			addErr(line, "personal_id", fmt.Sprintf("duplicate of line %d (one row per pupil: further guardians go in the guardian2_… columns)", prev))
+		if prev, dup := names[NameKey(g.FullName)]; dup {
+			im.addErr(line, nameCol, "the same guardian as "+prev)
 			ok = false
-		} else if p.ID != "" {
-			seen[p.ID] = line
+			continue
 		}
-		var gs []csvGuardian
-		names := map[string]string{} // NameKey -> column
-		for n := 1; n <= nGuardians; n++ {
-			f := func(field string) string { return get(guardianCol(n, field)) }
-			if f("name") == "" && f("phone") == "" && f("email") == "" && f("relation") == "" {
-				continue
-			}
-			nameCol := colName[guardianCol(n, "name")]
-			if nameCol == "" {
-				nameCol = guardianCol(n, "name")
-			}
-			g := Guardian{PupilID: p.ID, FullName: f("name"), Phone: f("phone"), Email: f("email"), Relation: f("relation")}
-			if err := g.Validate(); err != nil {
-				addFieldErr(func(l int, field, r string) {
-					c := guardianCol(n, strings.TrimPrefix(field, "full_"))
-					if h := colName[c]; h != "" {
-						c = h
-					}
-					addErr(l, c, r)
-				}, line, err)
-				ok = false
-				continue
-			}
-			if prev, dup := names[NameKey(g.FullName)]; dup {
-				addErr(line, nameCol, "the same guardian as "+prev)
-				ok = false
-				continue
-			}
-			names[NameKey(g.FullName)] = nameCol
-			gs = append(gs, csvGuardian{n, g})
-		}
-		if ok {
-			rows = append(rows, importRow{line: line, pupil: p, guardians: gs})
-		}
-		if len(rep.Errors) >= maxRowErrors {
-			break
-		}
+		names[NameKey(g.FullName)] = nameCol
+		gs = append(gs, csvGuardian{n, g})
 	}
-	if rep.Rows == 0 && len(rep.Errors) == 0 {
-		addErr(2, "", "the file has a header but no rows")
+	return gs, ok
+}
+
+// validateAll finishes the checks that need the whole file or the
+// database: a file without rows, and pupils of another school (row errors
+// too, checked before anything is written). Any error refuses the file.
+func (s *Store) validateAll(ctx context.Context, im *csvImport) error {
+	if im.rep.Rows == 0 && len(im.rep.Errors) == 0 {
+		im.addErr(2, "", "the file has a header but no rows")
 	}
-	// Cross-school conflicts are row errors too: check them before writing.
-	for _, r := range rows {
+	for _, r := range im.rows {
 		var other string
 		err := s.db.R.QueryRowContext(ctx, `SELECT school_id FROM pupils WHERE id = ?`, r.pupil.ID).Scan(&other)
-		if err == nil && other != school {
-			addErr(r.line, "personal_id", "already belongs to a pupil of school "+other)
+		if err == nil && other != im.school {
+			im.addErr(r.line, "personal_id", "already belongs to a pupil of school "+other)
 		}
 	}
-	if len(rep.Errors) > 0 {
-		return rep, refused(rep)
+	if len(im.rep.Errors) > 0 {
+		return refused(im.rep)
 	}
-	if dryRun {
-		return rep, nil
-	}
-	changed, err := s.applyImport(ctx, school, rows, has, &rep)
+	return nil
+}
+
+// applyReport applies a clean file in one transaction (applyImport) and
+// reports what changed.
+func (s *Store) applyReport(ctx context.Context, im *csvImport) (ImportReport, error) {
+	changed, err := s.applyImport(ctx, im.school, im.rows, im.has, &im.rep)
 	if err != nil {
-		rep.Created, rep.Updated = 0, 0
-		return rep, dbErr("import", err)
+		im.rep.Created, im.rep.Updated = 0, 0
+		return im.rep, dbErr("import", err)
 	}
-	rep.Applied = true
+	im.rep.Applied = true
 	if changed {
-		s.changed(ctx, school)
+		s.changed(ctx, im.school)
 	}
-	return rep, nil
+	return im.rep, nil
 }
 
 // applyImport writes the checked rows of a file in one transaction, with
