@@ -74,7 +74,7 @@ lint: $(STAMP)
 # the default embedder: its galleries record the model that made them).
 BENCH_DIR ?= /tmp/diemdanh-bench
 bench: $(STAMP) build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./models/gatekit/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./models/faceengine/ ./models/match/
 	@mkdir -p $(BENCH_DIR)
 	@[ -f $(BENCH_DIR)/f.avi ] || ./bin/edge simulate --photos $(ATTENDANCE_TESTDATA)/faces \
 	  --seed 1 --out $(BENCH_DIR)/f.avi --truth $(BENCH_DIR)/f.truth.json --gallery-out $(BENCH_DIR)/f.gallery.json
@@ -92,7 +92,7 @@ bench: $(STAMP) build
 
 # Every fuzz target, FUZZTIME each (seed corpora live in each package's testdata/).
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./models/gatekit:FuzzDecodeEvent ./models/gatekit:FuzzDecodeGallery \
+FUZZ_TARGETS := ./models/wire:FuzzDecodeEvent ./models/wire:FuzzDecodeGallery \
 	./hub/ingest:FuzzCheckEvent ./hub/roster:FuzzImportPupilsCSV ./hub/enrol:FuzzParseRoster \
 	./hub/notify:FuzzVerify ./hub/web:FuzzSafeNext
 fuzz:

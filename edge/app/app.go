@@ -21,7 +21,8 @@ import (
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/edge/publish"
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -32,7 +33,7 @@ type App struct {
 	cfg     Config
 	log     *slog.Logger
 	now     func() time.Time
-	engine  *gatekit.Engine
+	engine  *faceengine.Engine
 	db      *store.DB
 	pub     *publish.Publisher
 	gallery *gallery.Store
@@ -77,7 +78,7 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 		}
 		cfg.MQTT.OnGalleryAnnounce = a.sync.OnAnnounce
 	}
-	if a.engine, err = gatekit.NewEngine(cfg.Engine, log); err != nil {
+	if a.engine, err = faceengine.NewEngine(cfg.Engine, log); err != nil {
 		return nil, fmt.Errorf("face engine: %w", err)
 	}
 	if _, g := a.gallery.Current(); g.Len() > 0 && g.Model != a.engine.Model() {
@@ -318,9 +319,9 @@ func (a *App) heartbeats(ctx context.Context) {
 }
 
 // Heartbeat is the current metrics payload.
-func (a *App) Heartbeat() gatekit.Heartbeat {
+func (a *App) Heartbeat() wire.Heartbeat {
 	window, candidates := a.pipe.CandidateWindow()
-	return gatekit.Heartbeat{Schema: gatekit.SchemaVersion, GateID: a.cfg.GateID, At: a.now().UnixMilli(), FPS: a.fps(),
+	return wire.Heartbeat{Schema: wire.SchemaVersion, GateID: a.cfg.GateID, At: a.now().UnixMilli(), FPS: a.fps(),
 		Dropped: a.mbox.Dropped(), OutboxDepth: a.db.Depth(), GalleryVer: a.gallery.Version(),
 		Unknowns: a.pipe.Stats.Unknowns.Load(), UptimeS: int64(a.now().Sub(a.started).Seconds()), CameraOnline: a.cap.Online(),
 		CandidateWindow: window, Candidates: candidates}

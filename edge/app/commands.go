@@ -10,7 +10,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/edge/bench"
 	"github.com/diemdanh/diemdanh/edge/eval"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,13 +70,13 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *embedder != "" {
 		cfg.Engine.Embedder = *embedder
 	}
-	pc.SchoolID, pc.GateID, pc.Direction = "bench", "gate-1", gatekit.DirectionIn
+	pc.SchoolID, pc.GateID, pc.Direction = "bench", "gate-1", wire.DirectionIn
 	if err := pc.Validate("pipeline"); err != nil {
 		return err
 	}
-	log := gatekit.NewLogger(gatekit.LogConfig{Level: "error"}, stderr)
+	log := conf.NewLogger(conf.LogConfig{Level: "error"}, stderr)
 	if *verbose {
-		log = gatekit.NewLogger(gatekit.LogConfig{Level: "debug"}, stderr)
+		log = conf.NewLogger(conf.LogConfig{Level: "debug"}, stderr)
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

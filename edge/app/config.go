@@ -12,7 +12,9 @@ import (
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/edge/publish"
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Config is the gate service's configuration (configs/edge.example.yaml).
@@ -25,14 +27,14 @@ type Config struct {
 	// unless their paths are set.
 	DataDir string `yaml:"data_dir"`
 
-	Log      gatekit.LogConfig    `yaml:"log"`
-	Camera   capture.Config       `yaml:"camera"`
-	Engine   gatekit.EngineConfig `yaml:"engine"`
-	Pipeline pipeline.Config      `yaml:"pipeline"`
-	Store    StoreConfig          `yaml:"store"`
-	MQTT     publish.Config       `yaml:"mqtt"`
-	Gallery  GalleryConfig        `yaml:"gallery"`
-	HTTP     HTTPConfig           `yaml:"http"`
+	Log      conf.LogConfig          `yaml:"log"`
+	Camera   capture.Config          `yaml:"camera"`
+	Engine   faceengine.EngineConfig `yaml:"engine"`
+	Pipeline pipeline.Config         `yaml:"pipeline"`
+	Store    StoreConfig             `yaml:"store"`
+	MQTT     publish.Config          `yaml:"mqtt"`
+	Gallery  GalleryConfig           `yaml:"gallery"`
+	HTTP     HTTPConfig              `yaml:"http"`
 	// HeartbeatInterval between heartbeat messages with the gate's metrics.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
@@ -70,12 +72,12 @@ type PreviewConfig struct {
 func Default() Config {
 	mq := publish.Default()
 	return Config{
-		Direction:         gatekit.DirectionIn,
+		Direction:         wire.DirectionIn,
 		Timezone:          "Asia/Ho_Chi_Minh",
 		DataDir:           "/var/lib/diemdanh-edge",
-		Log:               gatekit.LogConfig{Level: "info", Format: "text"},
+		Log:               conf.LogConfig{Level: "info", Format: "text"},
 		Camera:            capture.DefaultConfig(),
-		Engine:            gatekit.DefaultEngineConfig(),
+		Engine:            faceengine.DefaultEngineConfig(),
 		Pipeline:          pipeline.DefaultConfig(),
 		Gallery:           GalleryConfig{Sync: gallery.DefaultSyncConfig()},
 		Store:             StoreConfig{Options: store.DefaultOptions()},
@@ -89,10 +91,10 @@ func Default() Config {
 // overrides (MODELS_DIR) and fills derived fields. It does not validate.
 func LoadConfig(path string) (Config, error) {
 	c := Default()
-	if err := gatekit.LoadYAML(path, &c); err != nil {
+	if err := conf.LoadYAML(path, &c); err != nil {
 		return c, err
 	}
-	gatekit.EnvOverride(&c.Engine.ModelsDir, "MODELS_DIR")
+	conf.EnvOverride(&c.Engine.ModelsDir, "MODELS_DIR")
 	c.fill()
 	return c, nil
 }
@@ -121,26 +123,26 @@ func (c *Config) fill() {
 func (c *Config) Validate() error {
 	c.fill()
 	switch {
-	case !gatekit.ValidID(c.SchoolID):
-		return gatekit.Fieldf("school_id", "is required: lowercase letters, digits, - and _ (got %q)", c.SchoolID)
-	case !gatekit.ValidID(c.GateID):
-		return gatekit.Fieldf("gate_id", "is required: lowercase letters, digits, - and _ (got %q)", c.GateID)
-	case c.Direction != gatekit.DirectionIn && c.Direction != gatekit.DirectionOut:
-		return gatekit.Fieldf("direction", "must be in or out, got %q", c.Direction)
+	case !wire.ValidID(c.SchoolID):
+		return conf.Fieldf("school_id", "is required: lowercase letters, digits, - and _ (got %q)", c.SchoolID)
+	case !wire.ValidID(c.GateID):
+		return conf.Fieldf("gate_id", "is required: lowercase letters, digits, - and _ (got %q)", c.GateID)
+	case c.Direction != wire.DirectionIn && c.Direction != wire.DirectionOut:
+		return conf.Fieldf("direction", "must be in or out, got %q", c.Direction)
 	case c.Store.Path == "":
-		return gatekit.Fieldf("store.path", "is required (or set data_dir)")
+		return conf.Fieldf("store.path", "is required (or set data_dir)")
 	case c.Gallery.Path == "":
-		return gatekit.Fieldf("gallery.path", "is required (or set data_dir)")
+		return conf.Fieldf("gallery.path", "is required (or set data_dir)")
 	case c.HeartbeatInterval < time.Second:
-		return gatekit.Fieldf("heartbeat_interval", "must be at least 1s")
+		return conf.Fieldf("heartbeat_interval", "must be at least 1s")
 	case c.MQTT.SchoolID != c.SchoolID:
-		return gatekit.Fieldf("mqtt.school_id", "must equal school_id or be left out")
+		return conf.Fieldf("mqtt.school_id", "must equal school_id or be left out")
 	case c.MQTT.GateID != c.GateID:
-		return gatekit.Fieldf("mqtt.gate_id", "must equal gate_id or be left out")
+		return conf.Fieldf("mqtt.gate_id", "must equal gate_id or be left out")
 	}
 	loc, err := time.LoadLocation(c.Timezone)
 	if err != nil || c.Timezone == "" {
-		return gatekit.Fieldf("timezone", "unknown time zone %q", c.Timezone)
+		return conf.Fieldf("timezone", "unknown time zone %q", c.Timezone)
 	}
 	c.Pipeline.Location = loc
 	if err := c.Log.Validate("log"); err != nil {
@@ -166,21 +168,21 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			return gatekit.Fieldf("http.listen", "must be host:port, got %q", c.HTTP.Listen)
+			return conf.Fieldf("http.listen", "must be host:port, got %q", c.HTTP.Listen)
 		}
 	}
 	if p := c.HTTP.Preview; p.Enabled {
 		switch {
 		case c.HTTP.Listen == "":
-			return gatekit.Fieldf("http.preview.enabled", "needs http.listen")
+			return conf.Fieldf("http.preview.enabled", "needs http.listen")
 		case len(p.Password) < 8:
-			return gatekit.Fieldf("http.preview.password", "is required when the preview is on (at least 8 characters)")
+			return conf.Fieldf("http.preview.password", "is required when the preview is on (at least 8 characters)")
 		case p.Username == "":
-			return gatekit.Fieldf("http.preview.username", "is required when the preview is on")
+			return conf.Fieldf("http.preview.username", "is required when the preview is on")
 		case !(p.FPS > 0 && p.FPS <= 25):
-			return gatekit.Fieldf("http.preview.fps", "must be in (0, 25]")
+			return conf.Fieldf("http.preview.fps", "must be in (0, 25]")
 		case p.Width < 160 || p.Width > 1920:
-			return gatekit.Fieldf("http.preview.width", "must be 160..1920")
+			return conf.Fieldf("http.preview.width", "must be 160..1920")
 		}
 	}
 	return nil

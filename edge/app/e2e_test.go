@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/bench"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 const (
@@ -34,7 +36,7 @@ func gateFixture(t *testing.T) (dir, video, galPath string, truth *bench.Truth) 
 			}
 		}
 	}
-	doc, reps, err := BuildGallery(context.Background(), testEngine(t), photos, "school-1", 7, gatekit.DefaultQualityPolicy(), 8)
+	doc, reps, err := BuildGallery(context.Background(), testEngine(t), photos, "school-1", 7, match.DefaultQualityPolicy(), 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func gateFixture(t *testing.T) (dir, video, galPath string, truth *bench.Truth) 
 	}
 	b, _ := doc.Encode()
 	galPath = filepath.Join(dir, "gallery.json")
-	if err := gatekit.WriteFileAtomic(galPath, b, 0o644); err != nil {
+	if err := conf.WriteFileAtomic(galPath, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	video = filepath.Join(dir, "gate.avi")
@@ -62,7 +64,7 @@ func gateConfig(dir, video, galPath, broker string) Config {
 	c.DataDir = dir
 	c.Gallery.Path = galPath
 	c.Camera.Source, c.Camera.Realtime = video, false
-	c.Engine.ModelsDir = gatekit.TestModelsDir()
+	c.Engine.ModelsDir = conf.TestModelsDir()
 	c.Engine.Workers = 2
 	c.MQTT.Broker = "tcp://" + broker
 	c.MQTT.RetryMin = 50 * time.Millisecond
@@ -148,8 +150,8 @@ func TestBenchScoresSyntheticVideo(t *testing.T) {
 	dir, video, galPath, truth := gateFixture(t)
 	tp := filepath.Join(dir, "truth.json")
 	writeJSON(t, tp, truth)
-	ec := gatekit.DefaultEngineConfig()
-	ec.ModelsDir, ec.Workers = gatekit.TestModelsDir(), 2
+	ec := faceengine.DefaultEngineConfig()
+	ec.ModelsDir, ec.Workers = conf.TestModelsDir(), 2
 	res, err := bench.Run(context.Background(), bench.Options{Video: video, Truth: tp, Gallery: galPath, Engine: ec,
 		Pipeline: Default().Pipeline}, nil)
 	if err != nil {

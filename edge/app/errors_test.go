@@ -11,14 +11,14 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 func validConfig(t *testing.T) Config {
 	c := Default()
 	c.SchoolID, c.GateID = "school-1", "gate-1"
 	c.DataDir = t.TempDir()
-	c.Engine.ModelsDir = gatekit.TestModelsDir()
+	c.Engine.ModelsDir = conf.TestModelsDir()
 	return c
 }
 
@@ -64,7 +64,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 			c := validConfig(t)
 			tc.mod(&c)
 			err := c.Validate()
-			var fe *gatekit.FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) || fe.Field != tc.field {
 				t.Fatalf("got %v, want an error naming %s", err, tc.field)
 			}
@@ -73,7 +73,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 }
 
 func TestLoadConfigExampleAndUnknownKey(t *testing.T) {
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,27 +10,30 @@ import (
 	"sort"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // PhotoReport is one photo's outcome in `gallery build`.
 type PhotoReport struct {
-	Photo     string                  `json:"photo"`
-	StudentID string                  `json:"student_id"`
-	OK        bool                    `json:"ok"`
-	Reasons   []gatekit.QualityReason `json:"reasons,omitempty"`
-	Quality   *gatekit.Quality        `json:"quality,omitempty"`
+	Photo     string                `json:"photo"`
+	StudentID string                `json:"student_id"`
+	OK        bool                  `json:"ok"`
+	Reasons   []match.QualityReason `json:"reasons,omitempty"`
+	Quality   *match.Quality        `json:"quality,omitempty"`
 }
 
 // BuildGallery enrols every person folder under dir (DIR/<student_id>/*)
 // with the shared quality policy; rejected photos are reported, never
 // silently dropped.
-func BuildGallery(ctx context.Context, eng *gatekit.Engine, dir, school string, version int64, policy gatekit.QualityPolicy, maxPer int) (*gatekit.GalleryDoc, []PhotoReport, error) {
+func BuildGallery(ctx context.Context, eng *faceengine.Engine, dir, school string, version int64, policy match.QualityPolicy, maxPer int) (*wire.GalleryDoc, []PhotoReport, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("photos: %w", err)
 	}
-	g := gatekit.NewGallery(version, eng.Model())
+	g := match.NewGallery(version, eng.Model())
 	var reps []PhotoReport
 	for _, e := range ents {
 		if !e.IsDir() {
@@ -48,10 +51,10 @@ func BuildGallery(ctx context.Context, eng *gatekit.Engine, dir, school string, 
 			}
 		}
 		sort.Strings(names)
-		if !gatekit.ValidPersonalID(id) {
+		if !wire.ValidPersonalID(id) {
 			for _, n := range names {
 				reps = append(reps, PhotoReport{Photo: filepath.Join(dir, id, n), StudentID: id,
-					Reasons: []gatekit.QualityReason{{Code: "bad_student_id", EN: "the folder name is not a 12-digit personal ID",
+					Reasons: []match.QualityReason{{Code: "bad_student_id", EN: "the folder name is not a 12-digit personal ID",
 						VI: "tên thư mục không phải mã định danh cá nhân 12 chữ số"}}})
 			}
 			continue
@@ -72,7 +75,7 @@ func BuildGallery(ctx context.Context, eng *gatekit.Engine, dir, school string, 
 			case !verdict.OK:
 				rep.Reasons = verdict.Reasons
 			case added >= maxPer:
-				rep.Reasons = []gatekit.QualityReason{{Code: "too_many", EN: fmt.Sprintf("already %d photos for this pupil", maxPer),
+				rep.Reasons = []match.QualityReason{{Code: "too_many", EN: fmt.Sprintf("already %d photos for this pupil", maxPer),
 					VI: fmt.Sprintf("đã đủ %d ảnh cho học sinh này", maxPer)}}
 			default:
 				if err := g.Add(id, face.Descriptor); err != nil {
@@ -84,16 +87,16 @@ func BuildGallery(ctx context.Context, eng *gatekit.Engine, dir, school string, 
 			reps = append(reps, rep)
 		}
 	}
-	return gatekit.DocFromGallery(school, g), reps, nil
+	return wire.DocFromGallery(school, g), reps, nil
 }
 
-func enrolPhoto(ctx context.Context, eng *gatekit.Engine, path string, policy gatekit.QualityPolicy) (*gatekit.Face, gatekit.QualityVerdict) {
-	unreadable := gatekit.QualityVerdict{Face: -1, Reasons: []gatekit.QualityReason{gatekit.Reason(gatekit.ReasonUnreadable)}}
+func enrolPhoto(ctx context.Context, eng *faceengine.Engine, path string, policy match.QualityPolicy) (*match.Face, match.QualityVerdict) {
+	unreadable := match.QualityVerdict{Face: -1, Reasons: []match.QualityReason{match.Reason(match.ReasonUnreadable)}}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, unreadable
 	}
-	m, _, err := gatekit.DecodeMat(b, eng.Limits())
+	m, _, err := faceengine.DecodeMat(b, eng.Limits())
 	if err != nil {
 		return nil, unreadable
 	}
@@ -125,10 +128,10 @@ func cmdGalleryBuild(ctx context.Context, args []string, stdout, stderr io.Write
 	if *photos == "" || *out == "" {
 		return usageErr("gallery build needs --photos DIR and --out FILE")
 	}
-	if *maxPer < 1 || *maxPer > gatekit.MaxDescriptorsPerPerson {
-		return usageErr("--max-per-person must be 1..%d", gatekit.MaxDescriptorsPerPerson)
+	if *maxPer < 1 || *maxPer > wire.MaxDescriptorsPerPerson {
+		return usageErr("--max-per-person must be 1..%d", wire.MaxDescriptorsPerPerson)
 	}
-	if *school != "" && !gatekit.ValidID(*school) {
+	if *school != "" && !wire.ValidID(*school) {
 		return usageErr("--school %q is not a valid school ID", *school)
 	}
 	if *version == 0 {
@@ -138,12 +141,12 @@ func cmdGalleryBuild(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		return fmt.Errorf("face engine: %w", err)
 	}
 	defer eng.Close()
-	policy := gatekit.DefaultQualityPolicy()
+	policy := match.DefaultQualityPolicy()
 	if *minFace >= 0 {
 		policy.MinFacePx = *minFace
 	}
@@ -175,7 +178,7 @@ func cmdGalleryBuild(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	if err := gatekit.WriteFileAtomic(*out, b, 0o640); err != nil {
+	if err := conf.WriteFileAtomic(*out, b, 0o640); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "gallery %s: %d people, %d photos enrolled, %d rejected, version %d\n", *out, len(doc.People), ok, rejected, doc.Version)

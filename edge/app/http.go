@@ -13,7 +13,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/edge/pipeline"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gocv.io/x/gocv"
 )
@@ -91,7 +91,7 @@ func (p *preview) offer(f capture.Frame, boxes []pipeline.Overlay) {
 		gocv.Rectangle(&small, r, c, 2)
 		gocv.PutText(&small, label, image.Pt(r.Min.X, max(r.Min.Y-6, 12)), gocv.FontHersheySimplex, 0.5, c, 1)
 	}
-	b, err := gatekit.EncodeJPEG(small, 70)
+	b, err := faceengine.EncodeJPEG(small, 70)
 	if err != nil {
 		return
 	}

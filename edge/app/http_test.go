@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // TestHTTPEndpoints: /healthz says why the gate is not healthy, /metrics
@@ -47,9 +48,9 @@ func TestHTTPEndpoints(t *testing.T) {
 	res.Body.Close()
 	// No gallery yet: nothing to calibrate, so the threshold in force is
 	// the default embedder's vote cap.
-	prof, ok := gatekit.ProfileOf(gatekit.DefaultEmbedder)
+	prof, ok := faceengine.ProfileOf(match.DefaultEmbedder)
 	if !ok {
-		t.Fatalf("no profile for %v", gatekit.DefaultEmbedder)
+		t.Fatalf("no profile for %v", match.DefaultEmbedder)
 	}
 	for _, m := range []string{"edge_frames_total", "edge_dropped_frames_total", "edge_outbox_depth", "edge_broker_connected",
 		"edge_unknown_tracks_total", "edge_vote_threshold " + strconv.FormatFloat(prof.VoteCap, 'g', -1, 64), "edge_detect_seconds", "edge_describe_seconds"} {

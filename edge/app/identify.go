@@ -9,7 +9,9 @@ import (
 	"math"
 	"os"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // IdentifyResult is one face found by `edge identify`.
@@ -22,7 +24,7 @@ type IdentifyResult struct {
 	Margin    float64         `json:"margin"`
 	Threshold float64         `json:"threshold"`
 	MinMargin float64         `json:"min_margin"`
-	Quality   gatekit.Quality `json:"quality"`
+	Quality   match.Quality   `json:"quality"`
 	// Why explains "unknown" and quality problems in plain words.
 	Why []string `json:"why,omitempty"`
 	// Error is set (with no face fields) when the image could not be read.
@@ -52,7 +54,7 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	doc, gal, err := gatekit.LoadGalleryFile(*galPath)
+	doc, gal, err := wire.LoadGalleryFile(*galPath)
 	if err != nil {
 		return fmt.Errorf("gallery %s: %w", *galPath, err)
 	}
@@ -61,7 +63,7 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	// capped by vote.threshold or the embedder's vote cap.
 	var cal float64
 	if doc.Threshold <= 0 && cfg.Pipeline.CalibrateFAR > 0 {
-		if c, err := gatekit.CalibrateThreshold(gal, cfg.Pipeline.CalibrateFAR); err == nil {
+		if c, err := match.CalibrateThreshold(gal, cfg.Pipeline.CalibrateFAR); err == nil {
 			cal = c.Threshold
 		}
 	}
@@ -75,7 +77,7 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *margin >= 0 {
 		mm = *margin
 	}
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		return fmt.Errorf("face engine: %w", err)
 	}
@@ -94,7 +96,7 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			continue
 		}
 		if len(res) == 0 {
-			_ = enc.Encode(IdentifyResult{Image: p, StudentID: gatekit.UnknownStudent, Why: []string{gatekit.Reason(gatekit.ReasonNoFace).EN}})
+			_ = enc.Encode(IdentifyResult{Image: p, StudentID: wire.UnknownStudent, Why: []string{match.Reason(match.ReasonNoFace).EN}})
 		}
 		for _, r := range res {
 			_ = enc.Encode(r)
@@ -106,12 +108,12 @@ func cmdIdentify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
-func identifyImage(ctx context.Context, eng *gatekit.Engine, gal *gatekit.Gallery, path string, th, mm float64, policy gatekit.QualityPolicy) ([]IdentifyResult, error) {
+func identifyImage(ctx context.Context, eng *faceengine.Engine, gal *match.Gallery, path string, th, mm float64, policy match.QualityPolicy) ([]IdentifyResult, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	m, _, err := gatekit.DecodeMat(b, eng.Limits())
+	m, _, err := faceengine.DecodeMat(b, eng.Limits())
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +125,7 @@ func identifyImage(ctx context.Context, eng *gatekit.Engine, gal *gatekit.Galler
 	var out []IdentifyResult
 	for _, f := range faces {
 		mt := gal.Match(f.Descriptor)
-		r := IdentifyResult{Image: path, Box: f.Box, StudentID: gatekit.UnknownStudent, Nearest: mt.PersonID,
+		r := IdentifyResult{Image: path, Box: f.Box, StudentID: wire.UnknownStudent, Nearest: mt.PersonID,
 			Distance: finiteOr(mt.Distance, -1), Margin: finiteOr(mt.Margin(), -1), Threshold: th, MinMargin: mm, Quality: f.Quality}
 		switch {
 		case mt.PersonID == "":

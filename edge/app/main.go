@@ -9,7 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 )
 
 const usage = `usage: edge <command> [flags]
@@ -98,7 +99,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config %s: %w", *path, err)
 	}
-	log := gatekit.NewLogger(cfg.Log, stderr)
+	log := conf.NewLogger(cfg.Log, stderr)
 	a, err := New(cfg, log, time.Now)
 	if err != nil {
 		return err
@@ -109,7 +110,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 
 // engineFromFlags builds an engine config from an optional --config file
 // and MODELS_DIR.
-func engineConfig(path string) (gatekit.EngineConfig, Config, error) {
+func engineConfig(path string) (faceengine.EngineConfig, Config, error) {
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		return cfg.Engine, cfg, err

@@ -10,24 +10,25 @@ import (
 	"testing"
 
 	"github.com/diemdanh/diemdanh/edge/bench"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 	"gocv.io/x/gocv"
 )
 
 var (
 	engOnce sync.Once
-	engT    *gatekit.Engine
+	engT    *faceengine.Engine
 	engErr  error
 )
 
 // testEngine is shared by the tests of this package; missing models fail.
-func testEngine(t testing.TB) *gatekit.Engine {
+func testEngine(t testing.TB) *faceengine.Engine {
 	t.Helper()
 	engOnce.Do(func() {
-		c := gatekit.DefaultEngineConfig()
-		c.ModelsDir = gatekit.TestModelsDir()
+		c := faceengine.DefaultEngineConfig()
+		c.ModelsDir = conf.TestModelsDir()
 		c.Workers = 2
-		engT, engErr = gatekit.NewEngine(c, nil)
+		engT, engErr = faceengine.NewEngine(c, nil)
 	})
 	if engErr != nil {
 		t.Fatalf("face engine: %v (set MODELS_DIR or run make models)", engErr)
@@ -37,7 +38,7 @@ func testEngine(t testing.TB) *gatekit.Engine {
 
 func facePhoto(t testing.TB, name string) string {
 	t.Helper()
-	d, err := gatekit.TestDataDir()
+	d, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func writeGateVideo(t testing.TB, path string, frames, w, h int, walkers []walke
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, _, err := gatekit.DecodeMat(b, eng.Limits())
+		m, _, err := faceengine.DecodeMat(b, eng.Limits())
 		if err != nil {
 			t.Fatal(err)
 		}

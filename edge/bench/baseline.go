@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -22,7 +23,7 @@ import (
 // on its own with the same threshold and margin, and the first decision
 // per pupil is announced (the same one-per-day debounce). The same matches
 // are also decided with M of K consecutive frames (Baseline.SameRule).
-func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *gatekit.Gallery, th, mm float64, m, k int, truth *Truth, log *slog.Logger) (*Baseline, error) {
+func runBaseline(ctx context.Context, video string, eng *faceengine.Engine, gal *match.Gallery, th, mm float64, m, k int, truth *Truth, log *slog.Logger) (*Baseline, error) {
 	cc := capture.DefaultConfig()
 	cc.Source, cc.Realtime = video, false
 	capt, err := capture.New(cc, log, time.Now)
@@ -45,10 +46,10 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var hog *gatekit.HOGDetector
+			var hog *faceengine.HOGDetector
 			if eng.UsesYuNet() {
 				var err error
-				if hog, err = gatekit.NewHOGDetector(); err != nil {
+				if hog, err = faceengine.NewHOGDetector(); err != nil {
 					mu.Lock()
 					firstErr = err
 					mu.Unlock()
@@ -107,7 +108,7 @@ func runBaseline(ctx context.Context, video string, eng *gatekit.Engine, gal *ga
 // baselineFrame finds and describes every face of a full frame: go-face
 // alone, or (hog set) dlib's HOG, go-face's own detector, with the engine
 // describing each box.
-func baselineFrame(ctx context.Context, eng *gatekit.Engine, hog *gatekit.HOGDetector, m gocv.Mat) ([]gatekit.Face, error) {
+func baselineFrame(ctx context.Context, eng *faceengine.Engine, hog *faceengine.HOGDetector, m gocv.Mat) ([]match.Face, error) {
 	if hog == nil {
 		return eng.RecognizeMat(ctx, m)
 	}
@@ -122,7 +123,7 @@ func baselineFrame(ctx context.Context, eng *gatekit.Engine, hog *gatekit.HOGDet
 	if err != nil {
 		return nil, err
 	}
-	var faces []gatekit.Face
+	var faces []match.Face
 	for _, d := range dets {
 		f, err := eng.DescribeCrop(ctx, m, d.Box)
 		if err != nil {

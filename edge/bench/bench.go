@@ -26,7 +26,9 @@ import (
 	"github.com/diemdanh/diemdanh/edge/publish"
 	"github.com/diemdanh/diemdanh/edge/sim"
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -66,7 +68,7 @@ func LoadTruth(path string) (*Truth, error) {
 // Options configure a benchmark run.
 type Options struct {
 	Video, Truth, Gallery string
-	Engine                gatekit.EngineConfig
+	Engine                faceengine.EngineConfig
 	Pipeline              pipeline.Config
 	Baseline              bool // also measure the naive baseline
 	// Realtime plays the video at its frame rate, as a live camera: the
@@ -168,14 +170,14 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, gal, err := gatekit.LoadGalleryFile(o.Gallery)
+	doc, gal, err := wire.LoadGalleryFile(o.Gallery)
 	if err != nil {
 		return nil, fmt.Errorf("gallery %s: %w", o.Gallery, err)
 	}
 	if _, err := os.Stat(o.Video); err != nil {
 		return nil, fmt.Errorf("video: %w", err)
 	}
-	eng, err := gatekit.NewEngine(o.Engine, log)
+	eng, err := faceengine.NewEngine(o.Engine, log)
 	if err != nil {
 		return nil, fmt.Errorf("face engine: %w", err)
 	}
@@ -222,10 +224,10 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	cfg.SchoolID, cfg.GateID = o.SchoolID, o.GateID
 	cfg.WaitForWorkers = !o.Realtime // fast mode: reproducible whatever the machine's load
 	if cfg.Direction == "" {
-		cfg.Direction = gatekit.DirectionIn
+		cfg.Direction = wire.DirectionIn
 	}
 	var decs []decision
-	hooks := pipeline.Hooks{OnEvent: func(ev *gatekit.Event, info pipeline.EventInfo) {
+	hooks := pipeline.Hooks{OnEvent: func(ev *wire.Event, info pipeline.EventInfo) {
 		if info.Unknown {
 			return
 		}
@@ -425,11 +427,11 @@ func maxRSSMB() float64 {
 }
 
 type staticGallery struct {
-	doc *gatekit.GalleryDoc
-	gal *gatekit.Gallery
+	doc *wire.GalleryDoc
+	gal *match.Gallery
 }
 
-func (s staticGallery) Current() (*gatekit.GalleryDoc, *gatekit.Gallery) { return s.doc, s.gal }
+func (s staticGallery) Current() (*wire.GalleryDoc, *match.Gallery) { return s.doc, s.gal }
 
 // Recorder is a broker hook that counts deliveries per event ID, so a
 // duplicate at the broker is seen even if the edge's own count is right.
@@ -438,7 +440,7 @@ type Recorder struct {
 	mu   sync.Mutex
 	seen map[string]int
 	// Events receives every event payload decoded at the broker.
-	Events []*gatekit.Event
+	Events []*wire.Event
 }
 
 // ID names the hook.
@@ -449,7 +451,7 @@ func (r *Recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 // OnPublish records event payloads.
 func (r *Recorder) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if ev, err := gatekit.DecodeEvent(pk.Payload); err == nil {
+	if ev, err := wire.DecodeEvent(pk.Payload); err == nil {
 		r.mu.Lock()
 		if r.seen == nil {
 			r.seen = map[string]int{}
@@ -475,10 +477,10 @@ func (r *Recorder) Duplicates() int {
 }
 
 // Received returns a copy of the distinct events received.
-func (r *Recorder) Received() []*gatekit.Event {
+func (r *Recorder) Received() []*wire.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*gatekit.Event(nil), r.Events...)
+	return append([]*wire.Event(nil), r.Events...)
 }
 
 // StartBroker serves an embedded mochi-mqtt broker on 127.0.0.1:0 and

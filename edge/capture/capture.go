@@ -18,7 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 	"gocv.io/x/gocv"
 )
 
@@ -58,13 +58,13 @@ func DefaultConfig() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case strings.TrimSpace(c.Source) == "":
-		return gatekit.Fieldf(prefix+".source", "is required (camera index, rtsp:// URL or video file)")
+		return conf.Fieldf(prefix+".source", "is required (camera index, rtsp:// URL or video file)")
 	case c.ReconnectMin <= 0:
-		return gatekit.Fieldf(prefix+".reconnect_min", "must be positive")
+		return conf.Fieldf(prefix+".reconnect_min", "must be positive")
 	case c.ReconnectMax < c.ReconnectMin:
-		return gatekit.Fieldf(prefix+".reconnect_max", "must be at least reconnect_min")
+		return conf.Fieldf(prefix+".reconnect_max", "must be at least reconnect_min")
 	case c.MaxBadFrames < 1:
-		return gatekit.Fieldf(prefix+".max_bad_frames", "must be at least 1")
+		return conf.Fieldf(prefix+".max_bad_frames", "must be at least 1")
 	}
 	return nil
 }

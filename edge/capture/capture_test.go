@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // TestCaptureMissingCameraRetries: a camera that is not there is an outage
 // retried with backoff (logged once), not an error that stops the gate.
 func TestCaptureMissingCameraRetries(t *testing.T) {
 	var logs bytes.Buffer
-	log := gatekit.NewLogger(gatekit.LogConfig{Level: "info"}, &logs)
+	log := conf.NewLogger(conf.LogConfig{Level: "info"}, &logs)
 	c, err := capture.New(capture.Config{Source: "rtsp://user:secret@127.0.0.1:1/none", ReconnectMin: 20 * time.Millisecond,
 		ReconnectMax: 50 * time.Millisecond, MaxBadFrames: 3}, log, time.Now)
 	if err != nil {

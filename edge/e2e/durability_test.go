@@ -19,7 +19,8 @@ import (
 	"github.com/diemdanh/diemdanh/edge/publish"
 	"github.com/diemdanh/diemdanh/edge/publish/brokertest"
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	pmqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/uuid"
 )
@@ -78,9 +79,9 @@ func gateMain() int {
 	t0 := time.Date(2026, 9, 7, 6, 45, 0, 0, time.UTC)
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		now := t0.Add(time.Duration(i) * time.Second)
-		ev := &gatekit.Event{Schema: gatekit.SchemaVersion, EventID: eventID(seed, i), SchoolID: school, GateID: gate,
-			Direction: gatekit.DirectionIn, StudentID: fmt.Sprintf("079%09d", i), CapturedAt: now.UnixMilli(),
-			Distance: 0.31, Margin: 0.12, FramesUsed: 3, Model: gatekit.DlibResNetV1}
+		ev := &wire.Event{Schema: wire.SchemaVersion, EventID: eventID(seed, i), SchoolID: school, GateID: gate,
+			Direction: wire.DirectionIn, StudentID: fmt.Sprintf("079%09d", i), CapturedAt: now.UnixMilli(),
+			Distance: 0.31, Margin: 0.12, FramesUsed: 3, Model: match.DlibResNetV1}
 		ok, err := db.EnqueueDebounced(ctx, ev, "ev-"+strconv.Itoa(i), now, 0)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "enqueue:", err)
@@ -376,7 +377,7 @@ func newReceiver(t *testing.T, addr string) *receiver {
 	t.Helper()
 	r := &receiver{}
 	handler := func(_ pmqtt.Client, m pmqtt.Message) {
-		if ev, err := gatekit.DecodeEvent(m.Payload()); err == nil {
+		if ev, err := wire.DecodeEvent(m.Payload()); err == nil {
 			r.mu.Lock()
 			r.got = append(r.got, ev.EventID)
 			r.mu.Unlock()
@@ -390,7 +391,7 @@ func newReceiver(t *testing.T, addr string) *receiver {
 		t.Fatalf("receiver connect: %v", tok.Error())
 	}
 	t.Cleanup(func() { r.c.Disconnect(0) })
-	if tok := r.c.Subscribe(gatekit.EventTopic(school, gate), 1, handler); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := r.c.Subscribe(wire.EventTopic(school, gate), 1, handler); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	return r

@@ -15,13 +15,16 @@ import (
 	"github.com/diemdanh/diemdanh/edge/publish/brokertest"
 	"github.com/diemdanh/diemdanh/edge/sim"
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // buildEdge compiles the real bin/edge into dir.
 func buildEdge(t *testing.T, dir string) string {
 	t.Helper()
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +51,7 @@ func outboxIDs(t *testing.T, path string) map[string]string {
 	}
 	out := map[string]string{}
 	for _, r := range recs {
-		ev, err := gatekit.DecodeEvent(r.Payload)
+		ev, err := wire.DecodeEvent(r.Payload)
 		if err != nil {
 			t.Fatalf("outbox row %d: %v", r.Seq, err)
 		}
@@ -90,7 +93,7 @@ func getHealth(addr string) (health, error) {
 // loosest a gate ever accepts) so that pupils do get announced: this test
 // is about durability, not recognition accuracy (edge bench).
 func TestRealEdgeKilledWithBrokerDown(t *testing.T) {
-	td, err := gatekit.TestDataDir()
+	td, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,10 +101,10 @@ func TestRealEdgeKilledWithBrokerDown(t *testing.T) {
 	bin := buildEdge(t, dir)
 
 	// Fixture: a short synthetic gate video and its gallery.
-	ec := gatekit.DefaultEngineConfig()
-	ec.ModelsDir = gatekit.TestModelsDir()
+	ec := faceengine.DefaultEngineConfig()
+	ec.ModelsDir = conf.TestModelsDir()
 	ec.Workers = 2
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		t.Fatalf("face engine (set MODELS_DIR): %v", err)
 	}
@@ -141,7 +144,7 @@ pipeline: {report_unknown: true, use_gallery_operating_point: false, calibrate_f
 gallery: {path: %s}
 mqtt: {broker: "tcp://%s", retry_min: 100ms, retry_max: 500ms, poll: 50ms}
 http: {listen: "%s"}
-`, school, gate, dataDir, so.Out, realtime, gatekit.TestModelsDir(), looseThreshold(t), so.GalleryOut, addr, httpAddr)
+`, school, gate, dataDir, so.Out, realtime, conf.TestModelsDir(), looseThreshold(t), so.GalleryOut, addr, httpAddr)
 		if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +203,7 @@ http: {listen: "%s"}
 	}
 	pupils := map[string]string{}
 	for id, sid := range committed {
-		if sid == gatekit.UnknownStudent {
+		if sid == wire.UnknownStudent {
 			continue
 		}
 		if other, dup := pupils[sid]; dup {
@@ -251,9 +254,9 @@ http: {listen: "%s"}
 
 // looseThreshold is the default embedder's VoteCap.
 func looseThreshold(t *testing.T) float64 {
-	p, ok := gatekit.ProfileOf(gatekit.DefaultEmbedder)
+	p, ok := faceengine.ProfileOf(match.DefaultEmbedder)
 	if !ok {
-		t.Fatalf("no distance profile for %s", gatekit.DefaultEmbedder)
+		t.Fatalf("no distance profile for %s", match.DefaultEmbedder)
 	}
 	return p.VoteCap
 }

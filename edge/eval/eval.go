@@ -1,11 +1,11 @@
 // Package eval is the recognition evaluation harness behind `bin/edge eval`.
-// It runs the gate's own detect → align → embed path (gatekit.Engine, with
+// It runs the gate's own detect → align → embed path (faceengine.Engine, with
 // RecognizeTight so tight ID-photo crops work) over a labelled folder, or
 // reads a descriptor file like go-face's idols.json, and reports
 // failure-to-enrol, genuine and impostor distance distributions, FAR/FRR
 // per threshold, EER, TAR at FAR 1e-3 and 1e-4, closed-set rank-1 by
 // leave-one-out, and open-set visitor acceptance by leave-one-identity-out
-// at the calibrated operating threshold (gatekit.CalibrateThreshold) and at
+// at the calibrated operating threshold (match.CalibrateThreshold) and at
 // the threshold that gives 95% single-image genuine acceptance.
 package eval
 
@@ -27,7 +27,10 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Config is what the command line sets.
@@ -44,25 +47,25 @@ type Config struct {
 	PerID     int    // at most this many images per identity (0 = all)
 	MaxIDs    int    // at most this many identities, in name order (0 = all)
 	// ONNX tuning (evaluation only): override the registered spec.
-	ONNX *gatekit.ONNXSpec
+	ONNX *faceengine.ONNXSpec
 }
 
 // Validate names the first bad flag.
 func (c Config) Validate() error {
 	switch {
 	case c.Input == "":
-		return gatekit.Fieldf("input", "a labelled folder or a descriptor .json file is required")
+		return conf.Fieldf("input", "a labelled folder or a descriptor .json file is required")
 	case !(c.TargetFAR > 0 && c.TargetFAR < 1):
-		return gatekit.Fieldf("target-far", "must be in (0,1), got %g", c.TargetFAR)
+		return conf.Fieldf("target-far", "must be in (0,1), got %g", c.TargetFAR)
 	case c.Margin < 0:
-		return gatekit.Fieldf("margin", "must not be negative")
+		return conf.Fieldf("margin", "must not be negative")
 	case c.Label != "auto" && c.Label != "dir" && c.Label != "stem":
-		return gatekit.Fieldf("label", "must be auto, dir or stem, got %q", c.Label)
+		return conf.Fieldf("label", "must be auto, dir or stem, got %q", c.Label)
 	case c.PerID < 0 || c.MaxIDs < 0 || c.Workers < 0:
-		return gatekit.Fieldf("per-id", "counts must not be negative")
+		return conf.Fieldf("per-id", "counts must not be negative")
 	}
-	if _, ok := gatekit.EmbedderModel(c.Embedder); !ok && c.ONNX == nil {
-		return gatekit.Fieldf("embedder", "unknown %q (one of %v)", c.Embedder, gatekit.EmbedderNames())
+	if _, ok := faceengine.EmbedderModel(c.Embedder); !ok && c.ONNX == nil {
+		return conf.Fieldf("embedder", "unknown %q (one of %v)", c.Embedder, faceengine.EmbedderNames())
 	}
 	return nil
 }
@@ -72,8 +75,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("eval", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	c := Config{}
-	fl.StringVar(&c.Embedder, "embedder", gatekit.DefaultEmbedder.Name, "embedder (a descriptors .json is always dlib-resnet-v1): "+strings.Join(gatekit.EmbedderNames(), " | "))
-	fl.StringVar(&c.ModelsDir, "models", gatekit.ResolveModelsDir(gatekit.DefaultModelsDir), "models folder (MODELS_DIR)")
+	fl.StringVar(&c.Embedder, "embedder", match.DefaultEmbedder.Name, "embedder (a descriptors .json is always dlib-resnet-v1): "+strings.Join(faceengine.EmbedderNames(), " | "))
+	fl.StringVar(&c.ModelsDir, "models", conf.ResolveModelsDir(conf.DefaultModelsDir), "models folder (MODELS_DIR)")
 	fl.IntVar(&c.Workers, "workers", 0, "recognizers in parallel (0 = CPUs)")
 	fl.BoolVar(&c.JSON, "json", false, "print one JSON object")
 	fl.StringVar(&c.Plot, "plot", "", "write a PNG with the DET curve and the distance histograms")
@@ -96,15 +99,15 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fl.NArg() != 1 {
 		fl.Usage()
-		return gatekit.Fieldf("input", "want exactly one DIR or .json, got %d arguments", fl.NArg())
+		return conf.Fieldf("input", "want exactly one DIR or .json, got %d arguments", fl.NArg())
 	}
 	c.Input = fl.Arg(0)
 	embedderSet := false
 	fl.Visit(func(f *flag.Flag) { embedderSet = embedderSet || f.Name == "embedder" })
 	if !embedderSet && strings.HasSuffix(strings.ToLower(c.Input), ".json") {
-		c.Embedder = gatekit.DlibResNetV1.Name // descriptor files hold dlib descriptors
+		c.Embedder = match.DlibResNetV1.Name // descriptor files hold dlib descriptors
 	}
-	if spec, ok := gatekit.ONNXSpecs[c.Embedder]; ok {
+	if spec, ok := faceengine.ONNXSpecs[c.Embedder]; ok {
 		changed := false
 		if *rgb != "" {
 			spec.RGB, changed = *rgb == "true", true
@@ -183,25 +186,25 @@ type CurvePoint struct {
 
 // Report is the harness's output (the --json object).
 type Report struct {
-	Input      string          `json:"input"`
-	Embedder   gatekit.ModelID `json:"embedder"`
-	Images     int             `json:"images"`
-	Identities int             `json:"identities"`
-	FTE        Rate            `json:"failure_to_enrol"`
-	FTEFiles   []string        `json:"fte_files,omitempty"`
-	MultiFace  int             `json:"multi_face_images"` // the largest face was used
+	Input      string        `json:"input"`
+	Embedder   match.ModelID `json:"embedder"`
+	Images     int           `json:"images"`
+	Identities int           `json:"identities"`
+	FTE        Rate          `json:"failure_to_enrol"`
+	FTEFiles   []string      `json:"fte_files,omitempty"`
+	MultiFace  int           `json:"multi_face_images"` // the largest face was used
 	// Duplicates are samples whose descriptor equals an earlier one (the
 	// same photo twice, e.g. in kpop's train and validation folders, or
 	// under two identities in idols.json); they are left out, since a
 	// probe finding its own copy would inflate every figure.
-	Duplicates  []string            `json:"duplicates_dropped,omitempty"`
-	Genuine     Dist                `json:"genuine"`
-	Impostor    Dist                `json:"impostor"`
-	EER         Num                 `json:"eer"`
-	EERThresh   Num                 `json:"eer_threshold"`
-	TARAtFAR    []TAR               `json:"tar_at_far"`
-	Rank1       Rate                `json:"rank1_loo"`
-	Calibration gatekit.Calibration `json:"calibration"`
+	Duplicates  []string          `json:"duplicates_dropped,omitempty"`
+	Genuine     Dist              `json:"genuine"`
+	Impostor    Dist              `json:"impostor"`
+	EER         Num               `json:"eer"`
+	EERThresh   Num               `json:"eer_threshold"`
+	TARAtFAR    []TAR             `json:"tar_at_far"`
+	Rank1       Rate              `json:"rank1_loo"`
+	Calibration match.Calibration `json:"calibration"`
 	// Open-set outcomes at three operating points: the calibrated one, the
 	// one with 95% single-image genuine acceptance (NaN threshold when
 	// rank-1 is under 95%), and the one with 1% visitor acceptance.
@@ -218,15 +221,15 @@ type Report struct {
 // Run loads the input, computes the descriptors and every figure.
 func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 	start := time.Now()
-	model, _ := gatekit.EmbedderModel(c.Embedder)
+	model, _ := faceengine.EmbedderModel(c.Embedder)
 	if c.ONNX != nil {
 		model = c.ONNX.Model
 	}
 	rep := &Report{Input: c.Input, Embedder: model}
 	var samples []Sample
 	if strings.HasSuffix(strings.ToLower(c.Input), ".json") {
-		if model != gatekit.DlibResNetV1 {
-			return nil, gatekit.Fieldf("embedder", "a descriptor file holds dlib-resnet-v1 descriptors; %s cannot be measured on it", model)
+		if model != match.DlibResNetV1 {
+			return nil, conf.Fieldf("embedder", "a descriptor file holds dlib-resnet-v1 descriptors; %s cannot be measured on it", model)
 		}
 		var err error
 		if samples, err = loadDescriptors(c); err != nil {
@@ -241,7 +244,7 @@ func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 		}
 		items = subset(items, c.PerID, c.MaxIDs)
 		if len(items) == 0 {
-			return nil, gatekit.Fieldf("input", "no .jpg/.png/.bmp images under %s", c.Input)
+			return nil, conf.Fieldf("input", "no .jpg/.png/.bmp images under %s", c.Input)
 		}
 		if samples, err = describe(ctx, c, items, rep, logw); err != nil {
 			return nil, err
@@ -249,7 +252,7 @@ func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 	}
 	samples, rep.Duplicates = dedupe(samples)
 	if len(samples) < 2 {
-		return nil, gatekit.Fieldf("input", "%d usable samples; need at least 2", len(samples))
+		return nil, conf.Fieldf("input", "%d usable samples; need at least 2", len(samples))
 	}
 	ids := map[string]bool{}
 	for _, s := range samples {
@@ -266,14 +269,14 @@ func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 		rep.TARAtFAR = append(rep.TARAtFAR, TAR{FAR: far, TAR: Num(tar), Threshold: Num(th)})
 	}
 	rep.Rank1 = Rank1(probes)
-	g := gatekit.NewGallery(1, model)
+	g := match.NewGallery(1, model)
 	for _, s := range samples {
 		if err := g.Add(s.Identity, s.Desc); err != nil {
 			return nil, err
 		}
 	}
 	if len(ids) >= 2 {
-		cal, err := gatekit.CalibrateThreshold(g, c.TargetFAR)
+		cal, err := match.CalibrateThreshold(g, c.TargetFAR)
 		if err != nil {
 			return nil, err
 		}
@@ -303,7 +306,7 @@ func dedupe(in []Sample) ([]Sample, []string) {
 	for _, s := range in {
 		dup := false
 		for _, o := range out {
-			if gatekit.SquaredL2(s.Desc, o.Desc) < 1e-12 {
+			if match.SquaredL2(s.Desc, o.Desc) < 1e-12 {
 				dup = true
 				dropped = append(dropped, s.Source+" = "+o.Source)
 				break
@@ -388,7 +391,7 @@ func subset(items []Item, perID, maxIDs int) []Item {
 }
 
 func loadDescriptors(c Config) ([]Sample, error) {
-	d, err := gatekit.LoadIdols(c.Input)
+	d, err := match.LoadIdols(c.Input)
 	if err != nil {
 		return nil, err
 	}
@@ -412,12 +415,12 @@ func loadDescriptors(c Config) ([]Sample, error) {
 }
 
 func describe(ctx context.Context, c Config, items []Item, rep *Report, logw io.Writer) ([]Sample, error) {
-	ec := gatekit.DefaultEngineConfig()
+	ec := faceengine.DefaultEngineConfig()
 	ec.ModelsDir, ec.Workers, ec.Embedder, ec.ONNX = c.ModelsDir, c.Workers, c.Embedder, c.ONNX
 	if ec.Workers == 0 {
 		ec.Workers = runtime.NumCPU()
 	}
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -452,8 +455,8 @@ func describe(ctx context.Context, c Config, items []Item, rep *Report, logw io.
 	fte := 0
 	for i, s := range out {
 		if errs[i] != nil {
-			var ge *gatekit.Error
-			if !errors.As(errs[i], &ge) || ge.Kind == gatekit.KindModelMissing || ge.Kind == gatekit.KindModelCorrupt || ge.Kind == gatekit.KindClosed {
+			var ge *errkind.Error
+			if !errors.As(errs[i], &ge) || ge.Kind == errkind.ModelMissing || ge.Kind == errkind.ModelCorrupt || ge.Kind == errkind.Closed {
 				return nil, fmt.Errorf("eval: %s: %w", items[i].Path, errs[i])
 			}
 			fmt.Fprintf(logw, "eval: %s: %v (counted as failure to enrol)\n", items[i].Path, errs[i])
@@ -474,12 +477,12 @@ func describe(ctx context.Context, c Config, items []Item, rep *Report, logw io.
 
 // describeOne returns the descriptor of the largest face, or nil when the
 // engine finds none (a failure to enrol).
-func describeOne(ctx context.Context, eng *gatekit.Engine, it Item) (*Sample, bool, error) {
+func describeOne(ctx context.Context, eng *faceengine.Engine, it Item) (*Sample, bool, error) {
 	b, err := os.ReadFile(it.Path)
 	if err != nil {
 		return nil, false, err
 	}
-	m, _, err := gatekit.DecodeMat(b, eng.Limits())
+	m, _, err := faceengine.DecodeMat(b, eng.Limits())
 	if err != nil {
 		return nil, false, err
 	}

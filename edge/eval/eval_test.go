@@ -11,7 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // fixture: five 1-D points (as 2-D descriptors, values exact in float32)
@@ -31,7 +33,7 @@ import (
 //	b1: own 1.5; A 2;   C 7   → correct
 //	c:  own ∞;   B 7;   A 9   → not a closed-set probe
 func fixture() []Sample {
-	pt := func(id string, x float32) Sample { return Sample{Identity: id, Desc: gatekit.Descriptor{x, 0}} }
+	pt := func(id string, x float32) Sample { return Sample{Identity: id, Desc: match.Descriptor{x, 0}} }
 	return []Sample{pt("A", 0), pt("A", 1), pt("B", 1.5), pt("B", 3), pt("C", 10)}
 }
 
@@ -111,7 +113,7 @@ func TestFiguresOnHandComputedFixture(t *testing.T) {
 
 func testData(t *testing.T) string {
 	t.Helper()
-	d, err := gatekit.TestDataDir()
+	d, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,18 +122,18 @@ func testData(t *testing.T) string {
 
 func modelsDir(t *testing.T) string {
 	t.Helper()
-	d := gatekit.TestModelsDir()
-	if err := gatekit.VerifyModels(d, gatekit.ModelFilesFor(gatekit.FacepluginMFNV1.Model.Name)); err != nil {
+	d := conf.TestModelsDir()
+	if err := faceengine.VerifyModels(d, faceengine.ModelFilesFor(faceengine.FacepluginMFNV1.Model.Name)); err != nil {
 		t.Fatalf("models: %v (run `make models`)", err)
 	}
 	return d
 }
 
 // On go-face's descriptors, rank-1 from the harness equals a brute-force
-// leave-one-out through gatekit.Gallery built anew for every probe.
+// leave-one-out through match.Gallery built anew for every probe.
 func TestDescriptorFileMatchesBruteForce(t *testing.T) {
 	path := filepath.Join(testData(t), "faces", "idols.json")
-	c := Config{Input: path, Embedder: gatekit.DlibResNetV1.Name, TargetFAR: 0.01, Label: "auto", MaxIDs: 12}
+	c := Config{Input: path, Embedder: match.DlibResNetV1.Name, TargetFAR: 0.01, Label: "auto", MaxIDs: 12}
 	rep, err := Run(context.Background(), c, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +154,7 @@ func TestDescriptorFileMatchesBruteForce(t *testing.T) {
 		if count[s.Identity] < 2 {
 			continue
 		}
-		g := gatekit.NewGallery(1, gatekit.DlibResNetV1)
+		g := match.NewGallery(1, match.DlibResNetV1)
 		for j, o := range samples {
 			if j != i {
 				_ = g.Add(o.Identity, o.Desc)
@@ -172,7 +174,7 @@ func TestDescriptorFileMatchesBruteForce(t *testing.T) {
 	if rep.Genuine.Pairs != genuine || rep.Genuine.Pairs+rep.Impostor.Pairs != len(samples)*(len(samples)-1)/2 {
 		t.Errorf("pairs %d+%d, want %d genuine of %d", rep.Genuine.Pairs, rep.Impostor.Pairs, genuine, len(samples)*(len(samples)-1)/2)
 	}
-	if _, err := Run(context.Background(), Config{Input: path, Embedder: gatekit.FacepluginMFNV1.Model.Name, TargetFAR: 0.01, Label: "auto"}, &bytes.Buffer{}); err == nil {
+	if _, err := Run(context.Background(), Config{Input: path, Embedder: faceengine.FacepluginMFNV1.Model.Name, TargetFAR: 0.01, Label: "auto"}, &bytes.Buffer{}); err == nil {
 		t.Error("an ONNX embedder on dlib descriptors must be refused")
 	}
 }
@@ -183,7 +185,7 @@ func TestDescriptorFileMatchesBruteForce(t *testing.T) {
 func TestMainOnSharedPhotos(t *testing.T) {
 	dir := filepath.Join(testData(t), "asian", "casia-facev5")
 	models := modelsDir(t)
-	for _, emb := range []string{gatekit.DlibResNetV1.Name, gatekit.FacepluginMFNV1.Model.Name} {
+	for _, emb := range []string{match.DlibResNetV1.Name, faceengine.FacepluginMFNV1.Model.Name} {
 		t.Run(emb, func(t *testing.T) {
 			png := filepath.Join(t.TempDir(), "det.png")
 			var out, errb bytes.Buffer
@@ -201,9 +203,9 @@ func TestMainOnSharedPhotos(t *testing.T) {
 				t.Fatal(err)
 			}
 			items = subset(items, 3, 4)
-			cfg := gatekit.DefaultEngineConfig()
+			cfg := faceengine.DefaultEngineConfig()
 			cfg.ModelsDir, cfg.Workers, cfg.Embedder = models, 1, emb
-			eng, err := gatekit.NewEngine(cfg, nil)
+			eng, err := faceengine.NewEngine(cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -223,7 +225,7 @@ func TestMainOnSharedPhotos(t *testing.T) {
 			}
 			correct := 0
 			for i, s := range samples {
-				g := gatekit.NewGallery(1, eng.Model())
+				g := match.NewGallery(1, eng.Model())
 				for j, o := range samples {
 					if j != i {
 						_ = g.Add(o.Identity, o.Desc)
@@ -251,7 +253,7 @@ func TestMainOnSharedPhotos(t *testing.T) {
 }
 
 func TestMainRejectsBadArguments(t *testing.T) {
-	var fe *gatekit.FieldError
+	var fe *conf.FieldError
 	for _, args := range [][]string{
 		{},
 		{"-embedder", "arcface-r100", "x"},

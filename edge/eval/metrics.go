@@ -5,14 +5,14 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Sample is one labelled descriptor.
 type Sample struct {
 	Identity string
 	Source   string // file name, or "idols.json#N"
-	Desc     gatekit.Descriptor
+	Desc     match.Descriptor
 }
 
 // Probe holds, for one sample, the distance to the nearest other sample of
@@ -49,7 +49,7 @@ func Analyse(s []Sample) (Pairs, []Probe) {
 	}
 	for i := range s {
 		for j := i + 1; j < len(s); j++ {
-			d := gatekit.Distance(s[i].Desc, s[j].Desc)
+			d := match.Distance(s[i].Desc, s[j].Desc)
 			dist[i][j], dist[j][i] = d, d
 			if owner[i] == owner[j] {
 				p.Genuine = append(p.Genuine, d)

@@ -17,14 +17,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
-func makeDoc(version int64, ids ...string) *gatekit.GalleryDoc {
+func makeDoc(version int64, ids ...string) *wire.GalleryDoc {
 	r := rand.New(rand.NewPCG(uint64(version), 7))
-	g := gatekit.NewGallery(version, gatekit.DlibResNetV1)
+	g := match.NewGallery(version, match.DlibResNetV1)
 	for _, id := range ids {
-		d := make(gatekit.Descriptor, gatekit.DescriptorLen)
+		d := make(match.Descriptor, match.DescriptorLen)
 		for i := range d {
 			d[i] = float32(r.NormFloat64() * 0.1)
 		}
@@ -32,7 +34,7 @@ func makeDoc(version int64, ids ...string) *gatekit.GalleryDoc {
 			panic(err)
 		}
 	}
-	return gatekit.DocFromGallery("thcs-a", g)
+	return wire.DocFromGallery("thcs-a", g)
 }
 
 func TestStoreMissingCorruptReplaceReload(t *testing.T) {
@@ -46,7 +48,7 @@ func TestStoreMissingCorruptReplaceReload(t *testing.T) {
 		t.Fatal("not empty")
 	}
 	var changes atomic.Int32
-	s.OnChange(func(*gatekit.GalleryDoc, *gatekit.Gallery) { changes.Add(1) })
+	s.OnChange(func(*wire.GalleryDoc, *match.Gallery) { changes.Add(1) })
 	if err := s.Replace(makeDoc(3, "079123456781", "079123456782")); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +60,7 @@ func TestStoreMissingCorruptReplaceReload(t *testing.T) {
 	bad := makeDoc(4, "079123456781")
 	bad.People[0].StudentID = "42"
 	err = s.Replace(bad)
-	var fe *gatekit.FieldError
+	var fe *conf.FieldError
 	if !errors.As(err, &fe) || fe.Field != "people[0].student_id" {
 		t.Fatalf("bad doc: %v", err)
 	}
@@ -123,7 +125,7 @@ func TestConcurrentReadersSeeWholeGalleries(t *testing.T) {
 // If-None-Match → 304.
 type hub struct {
 	mu       sync.Mutex
-	doc      *gatekit.GalleryDoc
+	doc      *wire.GalleryDoc
 	requests int
 	inm      []string
 	fail     int // answer 503 this many times
@@ -164,7 +166,7 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(b)
 }
 
-func (h *hub) set(doc *gatekit.GalleryDoc) { h.mu.Lock(); h.doc = doc; h.mu.Unlock() }
+func (h *hub) set(doc *wire.GalleryDoc) { h.mu.Lock(); h.doc = doc; h.mu.Unlock() }
 
 func startHub(t *testing.T, h *hub) *httptest.Server {
 	srv := httptest.NewServer(h) // listens on 127.0.0.1
@@ -297,12 +299,12 @@ func TestRunAnnouncementOutageRecovery(t *testing.T) {
 	}
 	wait("initial fetch", func() bool { return st.Version() == 1 })
 	h.set(makeDoc(2, "079123456782"))
-	sy.OnAnnounce(gatekit.GalleryAnnounce{Schema: 1, Version: 1}) // same version: no fetch needed
+	sy.OnAnnounce(wire.GalleryAnnounce{Schema: 1, Version: 1}) // same version: no fetch needed
 	time.Sleep(100 * time.Millisecond)
 	if st.Version() != 1 {
 		t.Fatal("fetched on an announcement of the current version")
 	}
-	sy.OnAnnounce(gatekit.GalleryAnnounce{Schema: 1, Version: 2})
+	sy.OnAnnounce(wire.GalleryAnnounce{Schema: 1, Version: 2})
 	wait("announced version", func() bool { return st.Version() == 2 })
 	// Two failures in a row, then recovery via the retry backoff.
 	h.mu.Lock()
@@ -338,7 +340,7 @@ func TestSyncConfigValidate(t *testing.T) {
 		c := syncCfg("http://127.0.0.1:8080")
 		tc.mod(&c)
 		err := c.Validate()
-		var fe *gatekit.FieldError
+		var fe *conf.FieldError
 		if tc.field == "" && err != nil || tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field) {
 			t.Errorf("%s: got %v", tc.field, err)
 		}

@@ -18,12 +18,14 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 type snapshot struct {
-	doc *gatekit.GalleryDoc
-	g   *gatekit.Gallery
+	doc *wire.GalleryDoc
+	g   *match.Gallery
 }
 
 // Store is the current gallery plus its file. Safe for concurrent use.
@@ -32,7 +34,7 @@ type Store struct {
 	log  *slog.Logger
 	cur  atomic.Pointer[snapshot]
 	wmu  sync.Mutex // serialises Replace
-	subs []func(*gatekit.GalleryDoc, *gatekit.Gallery)
+	subs []func(*wire.GalleryDoc, *match.Gallery)
 }
 
 // NewStore loads the gallery file at path. A missing file gives an empty
@@ -44,10 +46,10 @@ func NewStore(path string, log *slog.Logger) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if path == "" {
-		return nil, gatekit.Fieldf("gallery.path", "is required")
+		return nil, conf.Fieldf("gallery.path", "is required")
 	}
 	s := &Store{path: path, log: log}
-	doc, g, err := gatekit.LoadGalleryFile(path)
+	doc, g, err := wire.LoadGalleryFile(path)
 	switch {
 	case err == nil:
 		s.cur.Store(&snapshot{doc, g})
@@ -63,8 +65,8 @@ func NewStore(path string, log *slog.Logger) (*Store, error) {
 
 func empty() *snapshot {
 	return &snapshot{
-		doc: &gatekit.GalleryDoc{Format: gatekit.GalleryFormat, Model: gatekit.DefaultEmbedder},
-		g:   gatekit.NewGallery(0, gatekit.DefaultEmbedder),
+		doc: &wire.GalleryDoc{Format: wire.GalleryFormat, Model: match.DefaultEmbedder},
+		g:   match.NewGallery(0, match.DefaultEmbedder),
 	}
 }
 
@@ -74,7 +76,7 @@ func (s *Store) Path() string { return s.path }
 // Current returns the gallery in force (never nil). Both values are
 // immutable; a caller keeps using the pair it got even if a new gallery
 // is swapped in meanwhile.
-func (s *Store) Current() (*gatekit.GalleryDoc, *gatekit.Gallery) {
+func (s *Store) Current() (*wire.GalleryDoc, *match.Gallery) {
 	c := s.cur.Load()
 	return c.doc, c.g
 }
@@ -84,11 +86,11 @@ func (s *Store) Version() int64 { return s.cur.Load().doc.Version }
 
 // OnChange registers f to be called after each successful Replace (for
 // metrics or logging). Register before starting workers.
-func (s *Store) OnChange(f func(*gatekit.GalleryDoc, *gatekit.Gallery)) { s.subs = append(s.subs, f) }
+func (s *Store) OnChange(f func(*wire.GalleryDoc, *match.Gallery)) { s.subs = append(s.subs, f) }
 
 // Replace validates doc, writes it to disk atomically and swaps it in.
 // On any error the current gallery and the file are left as they were.
-func (s *Store) Replace(doc *gatekit.GalleryDoc) error {
+func (s *Store) Replace(doc *wire.GalleryDoc) error {
 	b, err := doc.Encode()
 	if err != nil {
 		return err
@@ -98,7 +100,7 @@ func (s *Store) Replace(doc *gatekit.GalleryDoc) error {
 
 // ReplaceBytes is Replace for an encoded document (as served by the hub).
 func (s *Store) ReplaceBytes(b []byte) error {
-	doc, g, err := gatekit.DecodeGallery(b)
+	doc, g, err := wire.DecodeGallery(b)
 	if err != nil {
 		return fmt.Errorf("gallery: %w", err)
 	}
@@ -106,9 +108,9 @@ func (s *Store) ReplaceBytes(b []byte) error {
 	defer s.wmu.Unlock()
 	old := s.cur.Load()
 	if old.g.Len() > 0 && g.Len() > 0 && g.Model != old.g.Model {
-		return gatekit.Fieldf("model", "gallery is for %s, the gate runs %s", g.Model, old.g.Model)
+		return conf.Fieldf("model", "gallery is for %s, the gate runs %s", g.Model, old.g.Model)
 	}
-	if err := gatekit.WriteFileAtomic(s.path, b, 0o600); err != nil {
+	if err := conf.WriteFileAtomic(s.path, b, 0o600); err != nil {
 		return fmt.Errorf("gallery: %w", err)
 	}
 	s.cur.Store(&snapshot{doc, g})

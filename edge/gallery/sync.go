@@ -16,7 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // SyncConfig configures fetching the gallery from the hub.
@@ -45,19 +46,19 @@ func (c SyncConfig) Validate() error {
 	u, err := url.Parse(c.HubURL)
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return gatekit.Fieldf("gallery.sync.hub_url", "must be an http(s) URL, got %q", c.HubURL)
-	case !gatekit.ValidID(c.GateID):
-		return gatekit.Fieldf("gallery.sync.gate_id", "invalid %q", c.GateID)
+		return conf.Fieldf("gallery.sync.hub_url", "must be an http(s) URL, got %q", c.HubURL)
+	case !wire.ValidID(c.GateID):
+		return conf.Fieldf("gallery.sync.gate_id", "invalid %q", c.GateID)
 	case c.Password != "" && c.Username == "":
-		return gatekit.Fieldf("gallery.sync.username", "is required when a password is set")
+		return conf.Fieldf("gallery.sync.username", "is required when a password is set")
 	case c.CAFile != "" && u.Scheme != "https":
-		return gatekit.Fieldf("gallery.sync.ca_file", "only for an https hub_url")
+		return conf.Fieldf("gallery.sync.ca_file", "only for an https hub_url")
 	case c.Interval < time.Second:
-		return gatekit.Fieldf("gallery.sync.interval", "must be at least 1s")
+		return conf.Fieldf("gallery.sync.interval", "must be at least 1s")
 	case c.Timeout <= 0:
-		return gatekit.Fieldf("gallery.sync.timeout", "must be positive")
+		return conf.Fieldf("gallery.sync.timeout", "must be positive")
 	case c.RetryMax < time.Second:
-		return gatekit.Fieldf("gallery.sync.retry_max", "must be at least 1s")
+		return conf.Fieldf("gallery.sync.retry_max", "must be at least 1s")
 	}
 	return nil
 }
@@ -81,7 +82,7 @@ func NewSync(cfg SyncConfig, st *Store, hc *http.Client, log *slog.Logger, now f
 		return nil, err
 	}
 	if cfg.HubURL == "" {
-		return nil, gatekit.Fieldf("gallery.sync.hub_url", "is required for syncing")
+		return nil, conf.Fieldf("gallery.sync.hub_url", "is required for syncing")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -94,11 +95,11 @@ func NewSync(cfg SyncConfig, st *Store, hc *http.Client, log *slog.Logger, now f
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
-				return nil, gatekit.Fieldf("gallery.sync.ca_file", "%v", err)
+				return nil, conf.Fieldf("gallery.sync.ca_file", "%v", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, gatekit.Fieldf("gallery.sync.ca_file", "no PEM certificate in %s", cfg.CAFile)
+				return nil, conf.Fieldf("gallery.sync.ca_file", "no PEM certificate in %s", cfg.CAFile)
 			}
 			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
@@ -119,7 +120,7 @@ func (s *Sync) Notify() {
 // OnAnnounce handles the hub's retained gallery announcement: a version
 // other than the current one triggers a fetch. Pass it as the MQTT
 // publisher's OnGalleryAnnounce.
-func (s *Sync) OnAnnounce(a gatekit.GalleryAnnounce) {
+func (s *Sync) OnAnnounce(a wire.GalleryAnnounce) {
 	if a.Version != s.st.Version() {
 		s.Notify()
 	}
@@ -173,11 +174,11 @@ func (s *Sync) SyncOnce(ctx context.Context) (changed bool, err error) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return false, fmt.Errorf("gallery sync: hub answered HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, gatekit.MaxGalleryBytes+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxGalleryBytes+1))
 	if err != nil {
 		return false, fmt.Errorf("gallery sync: reading body: %w", err)
 	}
-	doc, _, err := gatekit.DecodeGallery(body)
+	doc, _, err := wire.DecodeGallery(body)
 	if err != nil {
 		return false, fmt.Errorf("gallery sync: hub sent a bad gallery: %w", err)
 	}

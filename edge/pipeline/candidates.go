@@ -5,7 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,10 +14,10 @@ import (
 // at this gate now. The hub already serves a gate only the pupils of the
 // classes assigned to it; in "session" mode the gate further keeps, during
 // a session window (ca sáng, ca chiều), only the pupils whose class
-// attends that session (gatekit.GalleryPerson.Sessions). Fewer candidates
+// attends that session (wire.GalleryPerson.Sessions). Fewer candidates
 // means fewer chances for a visitor to resemble somebody, so the visitor
 // false-accept rate drops — and at the same target rate a self-calibrated
-// threshold may be looser (gatekit.CalibrateThresholdFor).
+// threshold may be looser (match.CalibrateThresholdFor).
 
 // Candidate modes.
 const (
@@ -45,8 +46,8 @@ type CandidatesConfig struct {
 // for "session" mode.
 func DefaultCandidatesConfig() CandidatesConfig {
 	return CandidatesConfig{Mode: CandidatesAll, Sessions: []SessionWindow{
-		{Name: gatekit.SessionMorning, From: "05:30", To: "11:30"},
-		{Name: gatekit.SessionAfternoon, From: "12:00", To: "17:30"},
+		{Name: match.SessionMorning, From: "05:30", To: "11:30"},
+		{Name: match.SessionAfternoon, From: "12:00", To: "17:30"},
 	}}
 }
 
@@ -62,37 +63,37 @@ func parseHM(s string) (int, error) {
 // Validate names the first bad field under prefix.
 func (c CandidatesConfig) Validate(prefix string) error {
 	if c.Mode != "" && c.Mode != CandidatesAll && c.Mode != CandidatesSession {
-		return gatekit.Fieldf(prefix+".mode", "must be %q or %q, got %q", CandidatesAll, CandidatesSession, c.Mode)
+		return conf.Fieldf(prefix+".mode", "must be %q or %q, got %q", CandidatesAll, CandidatesSession, c.Mode)
 	}
 	if c.Mode == CandidatesSession && len(c.Sessions) == 0 {
-		return gatekit.Fieldf(prefix+".sessions", "session mode needs at least one window")
+		return conf.Fieldf(prefix+".sessions", "session mode needs at least one window")
 	}
 	type span struct{ from, to int }
 	var spans []span
 	for i, w := range c.Sessions {
 		f := fmt.Sprintf("%s.sessions[%d]", prefix, i)
-		if !gatekit.ValidSession(w.Name) {
-			return gatekit.Fieldf(f+".name", "unknown session %q (want one of %v)", w.Name, gatekit.Sessions)
+		if !match.ValidSession(w.Name) {
+			return conf.Fieldf(f+".name", "unknown session %q (want one of %v)", w.Name, match.Sessions)
 		}
 		for _, prev := range c.Sessions[:i] {
 			if prev.Name == w.Name {
-				return gatekit.Fieldf(f+".name", "duplicate session %q", w.Name)
+				return conf.Fieldf(f+".name", "duplicate session %q", w.Name)
 			}
 		}
 		from, err := parseHM(w.From)
 		if err != nil {
-			return gatekit.Fieldf(f+".from", "%v", err)
+			return conf.Fieldf(f+".from", "%v", err)
 		}
 		to, err := parseHM(w.To)
 		if err != nil {
-			return gatekit.Fieldf(f+".to", "%v", err)
+			return conf.Fieldf(f+".to", "%v", err)
 		}
 		if to <= from {
-			return gatekit.Fieldf(f+".to", "must be after from (%s), got %s", w.From, w.To)
+			return conf.Fieldf(f+".to", "must be after from (%s), got %s", w.From, w.To)
 		}
 		for j, s := range spans {
 			if from < s.to && s.from < to {
-				return gatekit.Fieldf(f, "window %s–%s overlaps sessions[%d] %s–%s", w.From, w.To, j, c.Sessions[j].From, c.Sessions[j].To)
+				return conf.Fieldf(f, "window %s–%s overlaps sessions[%d] %s–%s", w.From, w.To, j, c.Sessions[j].From, c.Sessions[j].To)
 			}
 		}
 		spans = append(spans, span{from, to})
@@ -156,7 +157,7 @@ func (p *Pipeline) CandidateWindow() (string, int) {
 
 // candidateFilter is the MatchFiltered filter for the current window (nil:
 // everybody).
-func (p *Pipeline) candidateFilter(gal *gatekit.Gallery) gatekit.Filter {
+func (p *Pipeline) candidateFilter(gal *match.Gallery) match.Filter {
 	if p.cfg.Candidates.Mode != CandidatesSession {
 		return nil
 	}
@@ -164,12 +165,12 @@ func (p *Pipeline) candidateFilter(gal *gatekit.Gallery) gatekit.Filter {
 	if w == "" || n == gal.People() {
 		return nil
 	}
-	return gatekit.SessionFilter{G: gal, Session: w}
+	return match.SessionFilter{G: gal, Session: w}
 }
 
 // calibrationCandidates is the candidate count the gate-side calibration
 // uses for gal now, and the key it is cached under.
-func (p *Pipeline) calibrationCandidates(gal *gatekit.Gallery) (string, int) {
+func (p *Pipeline) calibrationCandidates(gal *match.Gallery) (string, int) {
 	if p.cfg.Candidates.Mode != CandidatesSession {
 		return "", gal.People()
 	}

@@ -9,27 +9,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 )
 
 // scriptedDescriber returns a fixed descriptor for every crop: the tests
 // below are about which gallery identities a probe is compared with, not
-// about faces (the engine on real photos is tested in models/gatekit).
-type scriptedDescriber struct{ d gatekit.Descriptor }
+// about faces (the engine on real photos is tested in models/faceengine).
+type scriptedDescriber struct{ d match.Descriptor }
 
-func (scriptedDescriber) Model() gatekit.ModelID { return gatekit.DefaultEmbedder }
+func (scriptedDescriber) Model() match.ModelID { return match.DefaultEmbedder }
 
-func (s scriptedDescriber) DescribeCrop(context.Context, gocv.Mat, image.Rectangle) (*gatekit.Face, error) {
-	return &gatekit.Face{Box: image.Rect(0, 0, 100, 100), Descriptor: s.d,
-		Quality: gatekit.Quality{SizePx: 100, Brightness: 128}}, nil
+func (s scriptedDescriber) DescribeCrop(context.Context, gocv.Mat, image.Rectangle) (*match.Face, error) {
+	return &match.Face{Box: image.Rect(0, 0, 100, 100), Descriptor: s.d,
+		Quality: match.Quality{SizePx: 100, Brightness: 128}}, nil
 }
 
 // vec builds a 5-d descriptor from coordinates given in units of t (the
 // configured threshold), offset from a fixed base so none is zero.
-func vec(t float64, xs ...float64) gatekit.Descriptor {
-	d := gatekit.Descriptor{0, 0, 0, 0, 1}
+func vec(t float64, xs ...float64) match.Descriptor {
+	d := match.Descriptor{0, 0, 0, 0, 1}
 	for i, x := range xs {
 		d[i] += float32(x * t)
 	}
@@ -51,25 +52,25 @@ func TestCandidateRestriction(t *testing.T) {
 	day := func(h, m int) time.Time { return time.Date(2026, 11, 23, h, m, 0, 0, vn) }
 	// Geometry in units of the threshold in force: the default embedder's
 	// vote cap (no gate calibration: these 5-d points are not faces).
-	th := DefaultConfig().Vote.Cap(gatekit.DefaultEmbedder)
+	th := DefaultConfig().Vote.Cap(match.DefaultEmbedder)
 	if th <= 0 {
-		t.Fatalf("no vote cap for %v", gatekit.DefaultEmbedder)
+		t.Fatalf("no vote cap for %v", match.DefaultEmbedder)
 	}
 	// pupilA (he) attends the morning only; pupilB (she) both; pupilC the
 	// afternoon. In "lookalike", A and B are near each other.
 	type person struct {
 		id       string
-		at       gatekit.Descriptor
+		at       match.Descriptor
 		sessions []string
 	}
-	far := []person{{pupilA, vec(th, 1.5), []string{gatekit.SessionMorning}}, {pupilB, vec(th), nil},
-		{pupilC, vec(th, 0, 2), []string{gatekit.SessionAfternoon}}}
-	lookalike := []person{{pupilA, vec(th, 0.3), []string{gatekit.SessionMorning}}, {pupilB, vec(th), nil},
-		{pupilC, vec(th, 0, 2), []string{gatekit.SessionAfternoon}}}
+	far := []person{{pupilA, vec(th, 1.5), []string{match.SessionMorning}}, {pupilB, vec(th), nil},
+		{pupilC, vec(th, 0, 2), []string{match.SessionAfternoon}}}
+	lookalike := []person{{pupilA, vec(th, 0.3), []string{match.SessionMorning}}, {pupilB, vec(th), nil},
+		{pupilC, vec(th, 0, 2), []string{match.SessionAfternoon}}}
 	cases := []struct {
 		name   string
 		people []person
-		probe  gatekit.Descriptor
+		probe  match.Descriptor
 		mode   string
 		at     time.Time
 		want   string // "" = no decision (unknown)
@@ -86,7 +87,7 @@ func TestCandidateRestriction(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			g := gatekit.NewGallery(1, gatekit.DefaultEmbedder)
+			g := match.NewGallery(1, match.DefaultEmbedder)
 			for _, p := range tc.people {
 				if err := g.Add(p.id, p.at); err != nil {
 					t.Fatal(err)
@@ -98,7 +99,7 @@ func TestCandidateRestriction(t *testing.T) {
 			}
 			cfg := DefaultConfig()
 			cfg.SchoolID, cfg.GateID, cfg.Location = "s", "g", vn
-			cfg.FaceCrop, cfg.VoteQuality = false, gatekit.QualityPolicy{}
+			cfg.FaceCrop, cfg.VoteQuality = false, match.QualityPolicy{}
 			cfg.Vote.MinMargin = 0.05 * th
 			cfg.CalibrateFAR = 0
 			cfg.Candidates.Mode = tc.mode
@@ -137,12 +138,12 @@ func runTrack(p *Pipeline, n int, at time.Time) string {
 // candidate count follow the clock, and /metrics shows them.
 func TestCandidateWindowSwitches(t *testing.T) {
 	vn, _ := time.LoadLocation("Asia/Ho_Chi_Minh")
-	g := gatekit.NewGallery(1, gatekit.DlibResNetV1)
+	g := match.NewGallery(1, match.DlibResNetV1)
 	for i, id := range []string{pupilA, pupilB, pupilC} {
 		_ = g.Add(id, vec(1, float64(i)))
 	}
-	g.SetSessions(pupilA, []string{gatekit.SessionMorning})
-	g.SetSessions(pupilC, []string{gatekit.SessionAfternoon})
+	g.SetSessions(pupilA, []string{match.SessionMorning})
+	g.SetSessions(pupilC, []string{match.SessionAfternoon})
 	cfg := DefaultConfig()
 	cfg.SchoolID, cfg.GateID, cfg.Location = "s", "g", vn
 	cfg.Candidates.Mode = CandidatesSession
@@ -160,10 +161,10 @@ func TestCandidateWindowSwitches(t *testing.T) {
 		window string
 		n      int
 	}{
-		{time.Date(2026, 11, 23, 6, 0, 0, 0, vn), gatekit.SessionMorning, 2},
-		{time.Date(2026, 11, 23, 11, 29, 0, 0, vn), gatekit.SessionMorning, 2},
+		{time.Date(2026, 11, 23, 6, 0, 0, 0, vn), match.SessionMorning, 2},
+		{time.Date(2026, 11, 23, 11, 29, 0, 0, vn), match.SessionMorning, 2},
 		{time.Date(2026, 11, 23, 11, 30, 0, 0, vn), "", 3},
-		{time.Date(2026, 11, 23, 12, 0, 0, 0, vn), gatekit.SessionAfternoon, 2},
+		{time.Date(2026, 11, 23, 12, 0, 0, 0, vn), match.SessionAfternoon, 2},
 		{time.Date(2026, 11, 23, 17, 30, 0, 0, vn), "", 3},
 	}
 	for _, s := range steps {
@@ -215,15 +216,15 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, session string) float64
 func TestCandidateCalibrationDirection(t *testing.T) {
 	vn, _ := time.LoadLocation("Asia/Ho_Chi_Minh")
 	rng := rand.New(rand.NewPCG(8, 4))
-	g := gatekit.NewGallery(1, gatekit.DlibResNetV1)
+	g := match.NewGallery(1, match.DlibResNetV1)
 	for i := 0; i < 40; i++ {
 		id := "0791234" + string(rune('0'+i/10)) + "000" + string(rune('0'+i%10))
-		c := make(gatekit.Descriptor, 8)
+		c := make(match.Descriptor, 8)
 		for k := range c {
 			c[k] = float32(rng.NormFloat64())
 		}
 		for j := 0; j < 2; j++ {
-			d := append(gatekit.Descriptor(nil), c...)
+			d := append(match.Descriptor(nil), c...)
 			for k := range d {
 				d[k] += float32(0.05 * rng.NormFloat64())
 			}
@@ -232,9 +233,9 @@ func TestCandidateCalibrationDirection(t *testing.T) {
 			}
 		}
 		if i%2 == 0 {
-			g.SetSessions(id, []string{gatekit.SessionMorning})
+			g.SetSessions(id, []string{match.SessionMorning})
 		} else {
-			g.SetSessions(id, []string{gatekit.SessionAfternoon})
+			g.SetSessions(id, []string{match.SessionAfternoon})
 		}
 	}
 	threshold := func(mode string) (float64, int) {
@@ -288,7 +289,7 @@ func TestCandidatesConfigValidate(t *testing.T) {
 			}
 			continue
 		}
-		var fe *gatekit.FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%s: got %v, want error on %s", tc.name, err, tc.field)
 		}
@@ -306,9 +307,9 @@ func TestCandidatesConfigValidate(t *testing.T) {
 // unfiltered scan.
 func BenchmarkMatchSession(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	g := gatekit.NewGallery(1, gatekit.DlibResNetV1)
-	rnd := func() gatekit.Descriptor {
-		d := make(gatekit.Descriptor, gatekit.DescriptorLen)
+	g := match.NewGallery(1, match.DlibResNetV1)
+	rnd := func() match.Descriptor {
+		d := make(match.Descriptor, match.DescriptorLen)
 		for k := range d {
 			d[k] = float32(rng.NormFloat64())
 		}
@@ -319,7 +320,7 @@ func BenchmarkMatchSession(b *testing.B) {
 		for j := 0; j < 3; j++ {
 			_ = g.Add(id, rnd())
 		}
-		g.SetSessions(id, []string{gatekit.Sessions[i%2]})
+		g.SetSessions(id, []string{match.Sessions[i%2]})
 	}
 	probe := rnd()
 	b.Run("all", func(b *testing.B) {
@@ -328,7 +329,7 @@ func BenchmarkMatchSession(b *testing.B) {
 		}
 	})
 	b.Run("session", func(b *testing.B) {
-		f := gatekit.SessionFilter{G: g, Session: gatekit.SessionMorning}
+		f := match.SessionFilter{G: g, Session: match.SessionMorning}
 		for b.Loop() {
 			g.MatchFiltered(probe, f)
 		}

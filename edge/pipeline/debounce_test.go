@@ -8,20 +8,21 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 )
 
-type fixedGallery struct{ g *gatekit.Gallery }
+type fixedGallery struct{ g *match.Gallery }
 
-func (f fixedGallery) Current() (*gatekit.GalleryDoc, *gatekit.Gallery) { return nil, f.g }
+func (f fixedGallery) Current() (*wire.GalleryDoc, *match.Gallery) { return nil, f.g }
 
 // nopDescriber is never called here: commit and the debounce do not describe.
 type nopDescriber struct{}
 
-func (nopDescriber) Model() gatekit.ModelID { return gatekit.DefaultEmbedder }
+func (nopDescriber) Model() match.ModelID { return match.DefaultEmbedder }
 
-func (nopDescriber) DescribeCrop(context.Context, gocv.Mat, image.Rectangle) (*gatekit.Face, error) {
+func (nopDescriber) DescribeCrop(context.Context, gocv.Mat, image.Rectangle) (*match.Face, error) {
 	return nil, nil
 }
 
@@ -66,12 +67,12 @@ func TestDebouncePersisted(t *testing.T) {
 		}
 		cfg := DefaultConfig()
 		cfg.SchoolID, cfg.GateID, cfg.Direction, cfg.Location = "school-1", "gate-1", s.direction, vn
-		p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{gatekit.NewGallery(1, gatekit.DlibResNetV1)}, Outbox: db}, nil, nil)
+		p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{match.NewGallery(1, match.DlibResNetV1)}, Outbox: db}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got *EventInfo
-		p.hooks.OnEvent = func(_ *gatekit.Event, info EventInfo) { got = &info }
+		p.hooks.OnEvent = func(_ *wire.Event, info EventInfo) { got = &info }
 		tr := &Track{ID: 1}
 		d := Decision{OK: true, StudentID: s.student, Distance: 0.3, Margin: 0.1, FramesUsed: 2}
 		e := p.emissionLocked(tr, d, 10, s.at, false)
@@ -90,7 +91,7 @@ func TestDebouncePersisted(t *testing.T) {
 // nopOutbox is for tests that never commit an event.
 type nopOutbox struct{}
 
-func (nopOutbox) EnqueueDebounced(context.Context, *gatekit.Event, string, time.Time, time.Duration) (bool, error) {
+func (nopOutbox) EnqueueDebounced(context.Context, *wire.Event, string, time.Time, time.Duration) (bool, error) {
 	panic("not used")
 }
-func (nopOutbox) Enqueue(context.Context, *gatekit.Event) error { panic("not used") }
+func (nopOutbox) Enqueue(context.Context, *wire.Event) error { panic("not used") }

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"image"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 	"gocv.io/x/gocv"
 )
 
@@ -16,7 +17,7 @@ const (
 )
 
 // yunetUser is implemented by a Describer that places landmarks with
-// YuNet (gatekit.Engine.UsesYuNet).
+// YuNet (faceengine.Engine.UsesYuNet).
 type yunetUser interface{ UsesYuNet() bool }
 
 // DetectorName is the detector the pipeline runs (DetectorAuto resolved).
@@ -40,7 +41,7 @@ func (p *Pipeline) detectorName() string {
 // (a downscaled frame, or a window of the full frame for the fine pass).
 // It is used from the detect goroutine only.
 type faceDetector interface {
-	Detect(img gocv.Mat, coarse bool) ([]gatekit.Detection, error)
+	Detect(img gocv.Mat, coarse bool) ([]faceengine.Detection, error)
 	// MinFace is the narrowest face, in pixels of the image given, that
 	// the detector finds reliably.
 	MinFace() int
@@ -55,13 +56,13 @@ func (p *Pipeline) newDetector() (faceDetector, error) {
 	}
 	switch name {
 	case DetectorHOG:
-		d, err := gatekit.NewHOGDetector()
+		d, err := faceengine.NewHOGDetector()
 		if err != nil {
 			return nil, err
 		}
 		return &hogDetector{d: d, gray: gocv.NewMat(), upsample: p.cfg.Upsample, adjust: p.cfg.HOGAdjust}, nil
 	case DetectorYuNet:
-		d, err := gatekit.NewYuNetDetector(gatekit.ResolveModelsDir(p.modelsDir))
+		d, err := faceengine.NewYuNetDetector(conf.ResolveModelsDir(p.modelsDir))
 		if err != nil {
 			return nil, err
 		}
@@ -72,13 +73,13 @@ func (p *Pipeline) newDetector() (faceDetector, error) {
 }
 
 type hogDetector struct {
-	d        *gatekit.HOGDetector
+	d        *faceengine.HOGDetector
 	gray     gocv.Mat
 	upsample int
 	adjust   float64
 }
 
-func (h *hogDetector) Detect(img gocv.Mat, coarse bool) ([]gatekit.Detection, error) {
+func (h *hogDetector) Detect(img gocv.Mat, coarse bool) ([]faceengine.Detection, error) {
 	gocv.CvtColor(img, &h.gray, gocv.ColorBGRToGray)
 	pix, err := h.gray.DataPtrUint8()
 	if err != nil {
@@ -96,16 +97,16 @@ func (h *hogDetector) MinFace() int { return hogWindow }
 
 func (h *hogDetector) Close() { h.d.Close(); h.gray.Close() }
 
-type yunetDetector struct{ d *gatekit.YuNetDetector }
+type yunetDetector struct{ d *faceengine.YuNetDetector }
 
-func (y *yunetDetector) Detect(img gocv.Mat, _ bool) ([]gatekit.Detection, error) {
+func (y *yunetDetector) Detect(img gocv.Mat, _ bool) ([]faceengine.Detection, error) {
 	faces, err := y.d.Detect(img)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]gatekit.Detection, len(faces))
+	out := make([]faceengine.Detection, len(faces))
 	for i, f := range faces {
-		out[i] = gatekit.Detection{Box: f.Box, Score: f.Score}
+		out[i] = faceengine.Detection{Box: f.Box, Score: f.Score}
 	}
 	return out, nil
 }
@@ -120,7 +121,7 @@ func (y *yunetDetector) Close() { y.d.Close() }
 
 // detectIn runs det on the part r of img and returns boxes in img's
 // coordinates.
-func detectIn(det faceDetector, img gocv.Mat, r image.Rectangle, coarse bool) ([]gatekit.Detection, error) {
+func detectIn(det faceDetector, img gocv.Mat, r image.Rectangle, coarse bool) ([]faceengine.Detection, error) {
 	if r == image.Rect(0, 0, img.Cols(), img.Rows()) {
 		return det.Detect(img, coarse)
 	}

@@ -4,7 +4,7 @@ import (
 	"image"
 	"sort"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 	"gocv.io/x/gocv"
 )
 
@@ -150,10 +150,10 @@ func (p *Pipeline) coarseMinFace(W int) int {
 // wide for a 100 px face at 640), so without this the track's box would
 // jump when the coarse pass takes over from the fine one and
 // Tracker.MaxScaleChange would restart the track.
-func (p *Pipeline) fineDetect(frame gocv.Mat, ws []fineWindow, coarse []image.Rectangle, det faceDetector, st *detState) []gatekit.Detection {
+func (p *Pipeline) fineDetect(frame gocv.Mat, ws []fineWindow, coarse []image.Rectangle, det faceDetector, st *detState) []faceengine.Detection {
 	small := p.coarseMinFace(frame.Cols())
 	refined := make([]bool, len(coarse))
-	var found []gatekit.Detection
+	var found []faceengine.Detection
 	for _, w := range ws {
 		dets, err := detectIn(det, frame, w.r, false)
 		if err != nil {

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -22,7 +25,7 @@ func finePipeline(t *testing.T, edit func(*Config)) *Pipeline {
 	if edit != nil {
 		edit(&cfg)
 	}
-	p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{gatekit.NewGallery(1, gatekit.DefaultEmbedder)}, Outbox: nopOutbox{}}, nil, nil)
+	p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{match.NewGallery(1, match.DefaultEmbedder)}, Outbox: nopOutbox{}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +151,7 @@ func TestFineWindowsGeometry(t *testing.T) {
 // in each.
 func gateScene(t *testing.T, frames int, faceW func(i int) int) ([]gocv.Mat, []image.Rectangle) {
 	t.Helper()
-	root, err := gatekit.TestDataDir()
+	root, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +160,7 @@ func gateScene(t *testing.T, frames int, faceW func(i int) int) ([]gocv.Mat, []i
 		if err != nil {
 			t.Fatalf("test photo: %v", err)
 		}
-		m, _, err := gatekit.DecodeMat(b, gatekit.DefaultImageLimits())
+		m, _, err := faceengine.DecodeMat(b, imagecheck.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +179,7 @@ func gateScene(t *testing.T, frames int, faceW func(i int) int) ([]gocv.Mat, []i
 	gray := gocv.NewMat()
 	defer gray.Close()
 	gocv.CvtColor(src, &gray, gocv.ColorBGRToGray)
-	hog, err := gatekit.NewHOGDetector()
+	hog, err := faceengine.NewHOGDetector()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +247,7 @@ func runScene(t *testing.T, detector string, fine bool, motion float64, mats []g
 			seen[f.Index] = append(seen[f.Index], b.Box)
 		}
 	}}
-	p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{gatekit.NewGallery(1, gatekit.DefaultEmbedder)},
+	p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{match.NewGallery(1, match.DefaultEmbedder)},
 		Outbox: nopOutbox{}, Hooks: hooks}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -391,7 +394,7 @@ func TestDetectorAuto(t *testing.T) {
 	} {
 		cfg := DefaultConfig()
 		cfg.SchoolID, cfg.GateID, cfg.Detector = "s", "g", c.cfg
-		p, err := New(cfg, Deps{Describer: c.desc, Gallery: fixedGallery{gatekit.NewGallery(1, gatekit.DefaultEmbedder)}, Outbox: nopOutbox{}}, nil, nil)
+		p, err := New(cfg, Deps{Describer: c.desc, Gallery: fixedGallery{match.NewGallery(1, match.DefaultEmbedder)}, Outbox: nopOutbox{}}, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -47,7 +47,7 @@ func TestPipelineSurvivesBadFrames(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.SchoolID, cfg.GateID = "s", "g"
 	cfg.ROI = []float64{0.1, 0.1, 0.9, 0.9}
-	p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{gatekit.NewGallery(1, gatekit.DlibResNetV1)}, Outbox: nopOutbox{}}, nil, nil)
+	p, err := New(cfg, Deps{Describer: nopDescriber{}, Gallery: fixedGallery{match.NewGallery(1, match.DlibResNetV1)}, Outbox: nopOutbox{}}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,19 +4,21 @@ import (
 	"math"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 type docGallery struct {
-	doc *gatekit.GalleryDoc
-	g   *gatekit.Gallery
+	doc *wire.GalleryDoc
+	g   *match.Gallery
 }
 
-func (d docGallery) Current() (*gatekit.GalleryDoc, *gatekit.Gallery) { return d.doc, d.g }
+func (d docGallery) Current() (*wire.GalleryDoc, *match.Gallery) { return d.doc, d.g }
 
 // axis returns a 5-d descriptor of length r along axis i, with j on axis 4.
-func axis(i int, r, j float32) gatekit.Descriptor {
-	d := make(gatekit.Descriptor, 5)
+func axis(i int, r, j float32) match.Descriptor {
+	d := make(match.Descriptor, 5)
 	d[i], d[4] = r, j
 	return d
 }
@@ -26,15 +28,15 @@ func axis(i int, r, j float32) gatekit.Descriptor {
 // calibration when enabled, never looser than vote.threshold or, when that
 // is 0 (the default), the embedder profile's VoteCap; else that cap.
 func TestOperatingPointPrecedence(t *testing.T) {
-	model := gatekit.DefaultEmbedder
-	prof, ok := gatekit.ProfileOf(model)
+	model := match.DefaultEmbedder
+	prof, ok := faceengine.ProfileOf(model)
 	if !ok {
 		t.Fatalf("no profile for %v", model)
 	}
 	vc := prof.VoteCap
-	unmeasured := gatekit.ModelID{Name: "unmeasured", Version: "1"}
-	gallery := func(m gatekit.ModelID) *gatekit.Gallery {
-		g := gatekit.NewGallery(3, m)
+	unmeasured := match.ModelID{Name: "unmeasured", Version: "1"}
+	gallery := func(m match.ModelID) *match.Gallery {
+		g := match.NewGallery(3, m)
 		// Four people on orthogonal axes, at a scale of the cap: every
 		// impostor distance ≈ 0.8·cap, genuine 0.01·cap.
 		r := float32(0.8 * vc / math.Sqrt2)
@@ -51,26 +53,26 @@ func TestOperatingPointPrecedence(t *testing.T) {
 	}
 	cases := []struct {
 		name      string
-		model     gatekit.ModelID
-		doc       *gatekit.GalleryDoc
+		model     match.ModelID
+		doc       *wire.GalleryDoc
 		threshold float64
 		calibrate float64
 		useDoc    bool
 		want      func(float64) bool
 		margin    float64
 	}{
-		{"profile cap when nothing is calibrated", model, &gatekit.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
-		{"configured threshold", model, &gatekit.GalleryDoc{}, 0.5 * vc, 0, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
-		{"hub calibrated", model, &gatekit.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == 0.9*vc }, 0.08},
-		{"hub calibrated above the cap is capped", model, &gatekit.GalleryDoc{Threshold: vc + 0.1, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == vc }, 0.08},
-		{"hub value ignored when told", model, &gatekit.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0, false, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
+		{"profile cap when nothing is calibrated", model, &wire.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
+		{"configured threshold", model, &wire.GalleryDoc{}, 0.5 * vc, 0, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
+		{"hub calibrated", model, &wire.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == 0.9*vc }, 0.08},
+		{"hub calibrated above the cap is capped", model, &wire.GalleryDoc{Threshold: vc + 0.1, MinMargin: 0.08}, 0, 0.01, true, func(v float64) bool { return v == vc }, 0.08},
+		{"hub value ignored when told", model, &wire.GalleryDoc{Threshold: 0.9 * vc, MinMargin: 0.08}, 0, 0, false, func(v float64) bool { return v == vc }, def.Vote.MinMargin},
 		// The calibrated threshold sits just under the impostors, stricter
 		// than the cap (at most at them: the descriptors are float32, so
 		// "just under" can round to the impostor distance itself).
-		{"gate calibrated", model, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp+1e-6 }, def.Vote.MinMargin},
-		{"gate calibrated, stricter vote.threshold wins", model, &gatekit.GalleryDoc{}, 0.5 * vc, 0.01, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
-		{"unmeasured embedder, nothing calibrated: accept nobody", unmeasured, &gatekit.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == 0 }, def.Vote.MinMargin},
-		{"unmeasured embedder, gate calibrated", unmeasured, &gatekit.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp+1e-6 }, def.Vote.MinMargin},
+		{"gate calibrated", model, &wire.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp+1e-6 }, def.Vote.MinMargin},
+		{"gate calibrated, stricter vote.threshold wins", model, &wire.GalleryDoc{}, 0.5 * vc, 0.01, true, func(v float64) bool { return v == 0.5*vc }, def.Vote.MinMargin},
+		{"unmeasured embedder, nothing calibrated: accept nobody", unmeasured, &wire.GalleryDoc{}, 0, 0, true, func(v float64) bool { return v == 0 }, def.Vote.MinMargin},
+		{"unmeasured embedder, gate calibrated", unmeasured, &wire.GalleryDoc{}, 0, 0.01, true, func(v float64) bool { return v > 0.6*vc && v < imp+1e-6 }, def.Vote.MinMargin},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

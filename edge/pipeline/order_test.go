@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 )
 
@@ -17,14 +18,14 @@ import (
 // order) and returns a descriptor whose distance to pupil A shrinks as the
 // face grows: the decision depends on which frames were described.
 type jitterDescriber struct {
-	a, b gatekit.Descriptor
+	a, b match.Descriptor
 	mu   sync.Mutex
 	rng  *rand.Rand
 }
 
-func (*jitterDescriber) Model() gatekit.ModelID { return gatekit.DefaultEmbedder }
+func (*jitterDescriber) Model() match.ModelID { return match.DefaultEmbedder }
 
-func (d *jitterDescriber) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*gatekit.Face, error) {
+func (d *jitterDescriber) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*match.Face, error) {
 	d.mu.Lock()
 	sleep := time.Duration(d.rng.IntN(60)) * time.Millisecond
 	d.mu.Unlock()
@@ -33,7 +34,7 @@ func (d *jitterDescriber) DescribeCrop(ctx context.Context, m gocv.Mat, box imag
 	// under the 0.98 cap once the box is ~175 px wide, after several
 	// describes.
 	k := math.Max(0, float64(210-box.Dx())) / 20
-	out := make(gatekit.Descriptor, len(d.a))
+	out := make(match.Descriptor, len(d.a))
 	var n float64
 	for i := range out {
 		out[i] = d.a[i] + float32(k)*d.b[i]
@@ -42,23 +43,23 @@ func (d *jitterDescriber) DescribeCrop(ctx context.Context, m gocv.Mat, box imag
 	for i := range out {
 		out[i] /= float32(math.Sqrt(n))
 	}
-	return &gatekit.Face{Box: box, Descriptor: out,
-		Quality: gatekit.Quality{SizePx: box.Dx(), Sharpness: 100, Brightness: 120}}, nil
+	return &match.Face{Box: box, Descriptor: out,
+		Quality: match.Quality{SizePx: box.Dx(), Sharpness: 100, Brightness: 120}}, nil
 }
 
 type memOutbox struct {
 	mu  sync.Mutex
-	evs []*gatekit.Event
+	evs []*wire.Event
 }
 
-func (o *memOutbox) EnqueueDebounced(_ context.Context, ev *gatekit.Event, _ string, _ time.Time, _ time.Duration) (bool, error) {
+func (o *memOutbox) EnqueueDebounced(_ context.Context, ev *wire.Event, _ string, _ time.Time, _ time.Duration) (bool, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.evs = append(o.evs, ev)
 	return true, nil
 }
 
-func (o *memOutbox) Enqueue(_ context.Context, ev *gatekit.Event) error {
+func (o *memOutbox) Enqueue(_ context.Context, ev *wire.Event) error {
 	_, err := o.EnqueueDebounced(context.Background(), ev, "", time.Time{}, 0)
 	return err
 }
@@ -70,15 +71,15 @@ func (o *memOutbox) Enqueue(_ context.Context, ev *gatekit.Event) error {
 func TestWaitForWorkersIsReproducible(t *testing.T) {
 	const frames = 30
 	mats, _ := gateScene(t, frames, func(i int) int { return 88 + 3*i })
-	unit := func(i int) gatekit.Descriptor {
-		d := make(gatekit.Descriptor, 128)
+	unit := func(i int) match.Descriptor {
+		d := make(match.Descriptor, 128)
 		d[i] = 1
 		return d
 	}
-	gal := gatekit.NewGallery(1, gatekit.DefaultEmbedder)
+	gal := match.NewGallery(1, match.DefaultEmbedder)
 	for _, p := range []struct {
 		id string
-		d  gatekit.Descriptor
+		d  match.Descriptor
 	}{{"000000000001", unit(0)}, {"000000000002", unit(1)}, {"000000000003", unit(2)}} {
 		if err := gal.Add(p.id, p.d); err != nil {
 			t.Fatal(err)
@@ -98,7 +99,7 @@ func TestWaitForWorkersIsReproducible(t *testing.T) {
 		cfg.DescribeEvery, cfg.DescribeGrowth, cfg.MaxDescribes = 1, 0, 30
 		var mu sync.Mutex
 		var o outcome
-		hooks := Hooks{OnEvent: func(ev *gatekit.Event, info EventInfo) {
+		hooks := Hooks{OnEvent: func(ev *wire.Event, info EventInfo) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !info.Unknown {

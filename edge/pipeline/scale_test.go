@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // sq is a square face box of side s at (x, y).
@@ -85,7 +85,7 @@ func TestTrackerDefaultFollowsGrowingFace(t *testing.T) {
 }
 
 func fieldOf(err error) string {
-	var fe *gatekit.FieldError
+	var fe *conf.FieldError
 	if errors.As(err, &fe) {
 		return fe.Field
 	}

@@ -3,7 +3,7 @@ package pipeline
 import (
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // TestGrownEnough checks the descriptor schedule: a failed attempt is
@@ -15,10 +15,10 @@ func TestGrownEnough(t *testing.T) {
 	cfg.DescribeGrowth, cfg.DescribeMaxGap = 0.10, 6
 	p := &Pipeline{cfg: cfg}
 	vc := cfg.Vote
-	vc.Threshold = vc.Cap(gatekit.DefaultEmbedder) // distances below in units of it
+	vc.Threshold = vc.Cap(match.DefaultEmbedder) // distances below in units of it
 	th, mm := vc.Threshold, vc.MinMargin
-	accepted := Vote{Match: gatekit.Match{PersonID: "a", Distance: 0.75 * th, SecondDistance: 0.75*th + 2*mm, SecondPersonID: "b"}}
-	rejected := Vote{Match: gatekit.Match{PersonID: "a", Distance: 0.97 * th, SecondDistance: 0.97*th + mm/2, SecondPersonID: "b"}}
+	accepted := Vote{Match: match.Result{PersonID: "a", Distance: 0.75 * th, SecondDistance: 0.75*th + 2*mm, SecondPersonID: "b"}}
+	rejected := Vote{Match: match.Result{PersonID: "a", Distance: 0.97 * th, SecondDistance: 0.97*th + mm/2, SecondPersonID: "b"}}
 	if !accepted.Accepted(vc) || rejected.Accepted(vc) {
 		t.Fatalf("setup: accepted %v rejected %v under %+v", accepted.Accepted(vc), rejected.Accepted(vc), vc)
 	}

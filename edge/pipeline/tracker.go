@@ -5,7 +5,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 )
 
 // TrackerConfig tunes the IoU tracker.
@@ -77,8 +77,8 @@ func NewTracker(cfg TrackerConfig) *Tracker { return &Tracker{cfg: cfg, next: 1}
 // Active returns the live tracks (not a copy of the tracks themselves).
 func (t *Tracker) Active() []*Track { return t.active }
 
-// IoU is the intersection over union of two boxes (gatekit.IoU).
-func IoU(a, b image.Rectangle) float64 { return gatekit.IoU(a, b) }
+// IoU is the intersection over union of two boxes (faceengine.IoU).
+func IoU(a, b image.Rectangle) float64 { return faceengine.IoU(a, b) }
 
 // Update matches the detections of one frame to the active tracks, starts
 // a track for every unmatched detection and ends tracks missed for more

@@ -4,7 +4,8 @@ import (
 	"math"
 	"sort"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // VoteConfig is the decision rule of a track.
@@ -13,7 +14,7 @@ type VoteConfig struct {
 	// enrolled identity to vote for it. 0 (the default) fixes none: the
 	// gallery's hub-calibrated point is used, else the gate's own
 	// calibration (calibrate_far), capped by the embedder's profile
-	// (gatekit.DistanceProfile.VoteCap), which is also the fallback for a
+	// (faceengine.DistanceProfile.VoteCap), which is also the fallback for a
 	// gallery too small to calibrate. A value above 0 replaces the
 	// profile's cap: the gate's calibration may only tighten it, and it is
 	// the fixed threshold when nothing is calibrated.
@@ -37,11 +38,11 @@ func DefaultVoteConfig() VoteConfig { return VoteConfig{MinMargin: 0.06, K: 5, M
 // the configured Threshold when set, else the embedder profile's VoteCap;
 // 0 when neither exists (an unmeasured embedder without vote.threshold:
 // only a calibrated threshold can then accept anyone).
-func (c VoteConfig) Cap(model gatekit.ModelID) float64 {
+func (c VoteConfig) Cap(model match.ModelID) float64 {
 	if c.Threshold > 0 {
 		return c.Threshold
 	}
-	if p, ok := gatekit.ProfileOf(model); ok {
+	if p, ok := faceengine.ProfileOf(model); ok {
 		return p.VoteCap
 	}
 	return 0
@@ -52,9 +53,9 @@ func (c VoteConfig) Cap(model gatekit.ModelID) float64 {
 // the gate's own calibrated one (0: none). The hub's point wins (as an
 // explicit vote.threshold never overrode it) but never exceeds the
 // profile's VoteCap; the gate's is capped by Cap; with neither, Cap.
-func (c VoteConfig) InForce(model gatekit.ModelID, hub, calibrated float64) float64 {
+func (c VoteConfig) InForce(model match.ModelID, hub, calibrated float64) float64 {
 	if hub > 0 {
-		if p, ok := gatekit.ProfileOf(model); ok && hub > p.VoteCap {
+		if p, ok := faceengine.ProfileOf(model); ok && hub > p.VoteCap {
 			return p.VoteCap
 		}
 		return hub
@@ -68,8 +69,8 @@ func (c VoteConfig) InForce(model gatekit.ModelID, hub, calibrated float64) floa
 
 // Vote is one descriptor of a track matched against the gallery.
 type Vote struct {
-	Match   gatekit.Match
-	Quality gatekit.Quality
+	Match   match.Result
+	Quality match.Quality
 	Score   float64 // Quality.Score(), to rank crops
 	Frame   int64
 	JPEG    []byte // small face crop, for the event

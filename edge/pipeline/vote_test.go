@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 const (
@@ -13,7 +13,7 @@ const (
 )
 
 func v(id string, dist, second float64, score float64) Vote {
-	return Vote{Match: gatekit.Match{PersonID: id, Distance: dist, SecondDistance: second}, Score: score}
+	return Vote{Match: match.Result{PersonID: id, Distance: dist, SecondDistance: second}, Score: score}
 }
 
 func TestDecide(t *testing.T) {

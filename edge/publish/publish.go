@@ -27,7 +27,8 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -60,7 +61,7 @@ type Config struct {
 	OnAck func(eventID string, ackedAt time.Time) `yaml:"-"`
 	// OnGalleryAnnounce, if set, subscribes to the school's retained
 	// gallery topic and is called with each announcement.
-	OnGalleryAnnounce func(gatekit.GalleryAnnounce) `yaml:"-"`
+	OnGalleryAnnounce func(wire.GalleryAnnounce) `yaml:"-"`
 }
 
 // Default returns the defaults (broker on localhost without TLS).
@@ -82,33 +83,33 @@ func (c Config) Validate() error {
 	u, err := url.Parse(c.Broker)
 	switch {
 	case c.Broker == "" || err != nil || u.Host == "":
-		return gatekit.Fieldf("mqtt.broker", "must be a URL like tcp://host:1883, got %q", c.Broker)
+		return conf.Fieldf("mqtt.broker", "must be a URL like tcp://host:1883, got %q", c.Broker)
 	case !knownScheme(u.Scheme):
-		return gatekit.Fieldf("mqtt.broker", "scheme %q not supported (tcp, mqtt, ssl, tls, mqtts)", u.Scheme)
-	case !gatekit.ValidID(c.SchoolID):
-		return gatekit.Fieldf("mqtt.school_id", "invalid %q", c.SchoolID)
-	case !gatekit.ValidID(c.GateID):
-		return gatekit.Fieldf("mqtt.gate_id", "invalid %q", c.GateID)
+		return conf.Fieldf("mqtt.broker", "scheme %q not supported (tcp, mqtt, ssl, tls, mqtts)", u.Scheme)
+	case !wire.ValidID(c.SchoolID):
+		return conf.Fieldf("mqtt.school_id", "invalid %q", c.SchoolID)
+	case !wire.ValidID(c.GateID):
+		return conf.Fieldf("mqtt.gate_id", "invalid %q", c.GateID)
 	case c.ClientID != "" && len(c.ClientID) > 64:
-		return gatekit.Fieldf("mqtt.client_id", "at most 64 characters")
+		return conf.Fieldf("mqtt.client_id", "at most 64 characters")
 	case c.Password != "" && c.Username == "":
-		return gatekit.Fieldf("mqtt.username", "is required when a password is set")
+		return conf.Fieldf("mqtt.username", "is required when a password is set")
 	case c.CAFile != "" && !fileExists(c.CAFile):
-		return gatekit.Fieldf("mqtt.ca_file", "cannot read %s", c.CAFile)
+		return conf.Fieldf("mqtt.ca_file", "cannot read %s", c.CAFile)
 	case (c.CertFile == "") != (c.KeyFile == ""):
-		return gatekit.Fieldf("mqtt.cert_file", "cert_file and key_file go together")
+		return conf.Fieldf("mqtt.cert_file", "cert_file and key_file go together")
 	case c.KeepAlive < time.Second:
-		return gatekit.Fieldf("mqtt.keep_alive", "must be at least 1s")
+		return conf.Fieldf("mqtt.keep_alive", "must be at least 1s")
 	case c.ConnectTimeout <= 0:
-		return gatekit.Fieldf("mqtt.connect_timeout", "must be positive")
+		return conf.Fieldf("mqtt.connect_timeout", "must be positive")
 	case c.AckTimeout <= 0:
-		return gatekit.Fieldf("mqtt.ack_timeout", "must be positive")
+		return conf.Fieldf("mqtt.ack_timeout", "must be positive")
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
-		return gatekit.Fieldf("mqtt.retry_min", "need 0 < retry_min <= retry_max")
+		return conf.Fieldf("mqtt.retry_min", "need 0 < retry_min <= retry_max")
 	case c.Window < 1 || c.Window > 1000:
-		return gatekit.Fieldf("mqtt.window", "must be 1..1000, got %d", c.Window)
+		return conf.Fieldf("mqtt.window", "must be 1..1000, got %d", c.Window)
 	case c.Poll <= 0:
-		return gatekit.Fieldf("mqtt.poll", "must be positive")
+		return conf.Fieldf("mqtt.poll", "must be positive")
 	}
 	return nil
 }
@@ -189,13 +190,13 @@ func New(cfg Config, db *store.DB, log *slog.Logger, now func() time.Time) (*Pub
 		}
 		opts.SetTLSConfig(tc)
 	}
-	will, _ := json.Marshal(gatekit.Status{Schema: gatekit.SchemaVersion, GateID: cfg.GateID, Online: false})
-	opts.SetBinaryWill(gatekit.StatusTopic(cfg.SchoolID, cfg.GateID), will, 1, true)
+	will, _ := json.Marshal(wire.Status{Schema: wire.SchemaVersion, GateID: cfg.GateID, Online: false})
+	opts.SetBinaryWill(wire.StatusTopic(cfg.SchoolID, cfg.GateID), will, 1, true)
 	if cfg.OnGalleryAnnounce != nil {
-		topic := gatekit.GalleryTopic(cfg.SchoolID)
+		topic := wire.GalleryTopic(cfg.SchoolID)
 		opts.SetOnConnectHandler(func(c mqtt.Client) {
 			c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
-				var a gatekit.GalleryAnnounce
+				var a wire.GalleryAnnounce
 				if err := json.Unmarshal(m.Payload(), &a); err != nil || a.Version < 0 {
 					p.log.Warn("bad gallery announcement ignored", "topic", m.Topic(), "err", err)
 					return
@@ -217,18 +218,18 @@ func tlsConfig(cfg Config, host string) (*tls.Config, error) {
 	if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, gatekit.Fieldf("mqtt.ca_file", "%v", err)
+			return nil, conf.Fieldf("mqtt.ca_file", "%v", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, gatekit.Fieldf("mqtt.ca_file", "no PEM certificate in %s", cfg.CAFile)
+			return nil, conf.Fieldf("mqtt.ca_file", "no PEM certificate in %s", cfg.CAFile)
 		}
 		tc.RootCAs = pool
 	}
 	if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
-			return nil, gatekit.Fieldf("mqtt.cert_file", "%v", err)
+			return nil, conf.Fieldf("mqtt.cert_file", "%v", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
 	}
@@ -321,8 +322,8 @@ func (p *Publisher) connect(ctx context.Context) error {
 func (p *Publisher) publishStatus(online bool, wait time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	b, _ := json.Marshal(gatekit.Status{Schema: gatekit.SchemaVersion, GateID: p.cfg.GateID, Online: online, At: p.now().UnixMilli()})
-	tok := p.cur().Publish(gatekit.StatusTopic(p.cfg.SchoolID, p.cfg.GateID), 1, true, b)
+	b, _ := json.Marshal(wire.Status{Schema: wire.SchemaVersion, GateID: p.cfg.GateID, Online: online, At: p.now().UnixMilli()})
+	tok := p.cur().Publish(wire.StatusTopic(p.cfg.SchoolID, p.cfg.GateID), 1, true, b)
 	if !tok.WaitTimeout(wait) {
 		return errors.New("publish: status: no PUBACK")
 	}
@@ -382,7 +383,7 @@ func (p *Publisher) drain(ctx context.Context) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	topic := gatekit.EventTopic(p.cfg.SchoolID, p.cfg.GateID)
+	topic := wire.EventTopic(p.cfg.SchoolID, p.cfg.GateID)
 	c := p.cur()
 	toks := make([]mqtt.Token, len(recs))
 	for i, r := range recs {
@@ -416,12 +417,12 @@ func (p *Publisher) drain(ctx context.Context) (int, error) {
 
 // PublishHeartbeat sends the gate's metrics (QoS 1, not retained). It
 // fails fast when the broker is not connected; heartbeats are not queued.
-func (p *Publisher) PublishHeartbeat(hb gatekit.Heartbeat) error {
+func (p *Publisher) PublishHeartbeat(hb wire.Heartbeat) error {
 	if !p.Connected() {
 		return errors.New("publish: heartbeat: not connected")
 	}
 	if hb.Schema == 0 {
-		hb.Schema = gatekit.SchemaVersion
+		hb.Schema = wire.SchemaVersion
 	}
 	if hb.GateID == "" {
 		hb.GateID = p.cfg.GateID
@@ -430,7 +431,7 @@ func (p *Publisher) PublishHeartbeat(hb gatekit.Heartbeat) error {
 	if err != nil {
 		return fmt.Errorf("publish: heartbeat: %w", err)
 	}
-	tok := p.cur().Publish(gatekit.HeartbeatTopic(p.cfg.SchoolID, p.cfg.GateID), 1, false, b)
+	tok := p.cur().Publish(wire.HeartbeatTopic(p.cfg.SchoolID, p.cfg.GateID), 1, false, b)
 	if !tok.WaitTimeout(p.cfg.AckTimeout) {
 		return errors.New("publish: heartbeat: no PUBACK")
 	}

@@ -15,16 +15,18 @@ import (
 
 	"github.com/diemdanh/diemdanh/edge/publish/brokertest"
 	"github.com/diemdanh/diemdanh/edge/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	pmqtt "github.com/eclipse/paho.mqtt.golang"
 )
 
 const school, gate = "thcs-a", "gate-1"
 
-func newEvent(i int) *gatekit.Event {
-	return &gatekit.Event{Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: school, GateID: gate,
-		Direction: gatekit.DirectionIn, StudentID: gatekit.UnknownStudent,
-		CapturedAt: time.Date(2026, 9, 5, 7, 0, 0, 0, time.UTC).UnixMilli() + int64(i), Model: gatekit.DlibResNetV1}
+func newEvent(i int) *wire.Event {
+	return &wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: school, GateID: gate,
+		Direction: wire.DirectionIn, StudentID: wire.UnknownStudent,
+		CapturedAt: time.Date(2026, 9, 5, 7, 0, 0, 0, time.UTC).UnixMilli() + int64(i), Model: match.DlibResNetV1}
 }
 
 func openStore(t *testing.T) *store.DB {
@@ -144,7 +146,7 @@ func TestDrainInOrderDeletesOnlyAfterPUBACK(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
-	sub := subscribe(t, addr, gatekit.TopicRoot+"/#")
+	sub := subscribe(t, addr, wire.TopicRoot+"/#")
 	db := openStore(t)
 	var want []string
 	for i := 0; i < 60; i++ {
@@ -164,7 +166,7 @@ func TestDrainInOrderDeletesOnlyAfterPUBACK(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, p)
-	topic := gatekit.EventTopic(school, gate)
+	topic := wire.EventTopic(school, gate)
 	waitFor(t, 10*time.Second, "60 events at the subscriber", func() bool { return len(sub.get(topic)) >= 60 })
 	waitFor(t, 5*time.Second, "empty outbox", func() bool { return db.Depth() == 0 })
 	if !p.Connected() {
@@ -172,7 +174,7 @@ func TestDrainInOrderDeletesOnlyAfterPUBACK(t *testing.T) {
 	}
 	got := sub.get(topic)
 	for i, b := range got[:60] {
-		ev, err := gatekit.DecodeEvent(b)
+		ev, err := wire.DecodeEvent(b)
 		if err != nil {
 			t.Fatalf("payload %d: %v", i, err)
 		}
@@ -186,11 +188,11 @@ func TestDrainInOrderDeletesOnlyAfterPUBACK(t *testing.T) {
 		t.Fatalf("OnAck called %d times", len(acked))
 	}
 	// Retained online status.
-	st := sub.get(gatekit.StatusTopic(school, gate))
+	st := sub.get(wire.StatusTopic(school, gate))
 	if len(st) == 0 {
 		t.Fatal("no status message")
 	}
-	var s gatekit.Status
+	var s wire.Status
 	if err := json.Unmarshal(st[len(st)-1], &s); err != nil || !s.Online || s.GateID != gate {
 		t.Fatalf("status %s: %v", st[len(st)-1], err)
 	}
@@ -274,20 +276,20 @@ func TestLastWillAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
-	sub := subscribe(t, addr, gatekit.StatusTopic(school, gate))
+	sub := subscribe(t, addr, wire.StatusTopic(school, gate))
 	db := openStore(t)
 	p, err := New(testConfig(addr), db, testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := run(t, p)
-	topic := gatekit.StatusTopic(school, gate)
-	last := func() (gatekit.Status, int) {
+	topic := wire.StatusTopic(school, gate)
+	last := func() (wire.Status, int) {
 		m := sub.get(topic)
 		if len(m) == 0 {
-			return gatekit.Status{}, 0
+			return wire.Status{}, 0
 		}
-		var s gatekit.Status
+		var s wire.Status
 		_ = json.Unmarshal(m[len(m)-1], &s)
 		return s, len(m)
 	}
@@ -300,18 +302,18 @@ func TestLastWillAndStatus(t *testing.T) {
 	waitFor(t, 5*time.Second, "last will (offline)", func() bool { s, n := last(); return n >= 2 && !s.Online })
 	waitFor(t, 5*time.Second, "online again after reconnect", func() bool { s, n := last(); return n >= 3 && s.Online })
 	// Heartbeat while connected.
-	hbSub := subscribe(t, addr, gatekit.HeartbeatTopic(school, gate))
-	if err := p.PublishHeartbeat(gatekit.Heartbeat{FPS: 25, OutboxDepth: db.Depth()}); err != nil {
+	hbSub := subscribe(t, addr, wire.HeartbeatTopic(school, gate))
+	if err := p.PublishHeartbeat(wire.Heartbeat{FPS: 25, OutboxDepth: db.Depth()}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "heartbeat", func() bool { return len(hbSub.get(gatekit.HeartbeatTopic(school, gate))) == 1 })
-	var hb gatekit.Heartbeat
-	if err := json.Unmarshal(hbSub.get(gatekit.HeartbeatTopic(school, gate))[0], &hb); err != nil || hb.FPS != 25 || hb.GateID != gate || hb.Schema != gatekit.SchemaVersion {
+	waitFor(t, 5*time.Second, "heartbeat", func() bool { return len(hbSub.get(wire.HeartbeatTopic(school, gate))) == 1 })
+	var hb wire.Heartbeat
+	if err := json.Unmarshal(hbSub.get(wire.HeartbeatTopic(school, gate))[0], &hb); err != nil || hb.FPS != 25 || hb.GateID != gate || hb.Schema != wire.SchemaVersion {
 		t.Fatalf("heartbeat %+v: %v", hb, err)
 	}
 	stop()
 	waitFor(t, 5*time.Second, "offline after clean stop", func() bool { s, n := last(); return n >= 4 && !s.Online })
-	if err := p.PublishHeartbeat(gatekit.Heartbeat{}); err == nil {
+	if err := p.PublishHeartbeat(wire.Heartbeat{}); err == nil {
 		t.Fatal("heartbeat accepted while disconnected")
 	}
 }
@@ -385,7 +387,7 @@ func TestConfigValidate(t *testing.T) {
 			}
 			continue
 		}
-		var fe *gatekit.FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("want error on %s, got %v", tc.field, err)
 		}
@@ -415,16 +417,16 @@ func TestGalleryAnnouncement(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 		defer c.Disconnect(100)
-		if tok := c.Publish(gatekit.GalleryTopic(school), 1, true, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		if tok := c.Publish(wire.GalleryTopic(school), 1, true, b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatal(tok.Error())
 		}
 	}
-	a1, _ := json.Marshal(gatekit.GalleryAnnounce{Schema: 1, Version: 3, URL: "/api/v1/gates/gate-1/gallery", Model: gatekit.DlibResNetV1})
+	a1, _ := json.Marshal(wire.GalleryAnnounce{Schema: 1, Version: 3, URL: "/api/v1/gates/gate-1/gallery", Model: match.DlibResNetV1})
 	pubRetained(a1)
 	var mu sync.Mutex
 	var got []int64
 	cfg := testConfig(addr)
-	cfg.OnGalleryAnnounce = func(a gatekit.GalleryAnnounce) { mu.Lock(); got = append(got, a.Version); mu.Unlock() }
+	cfg.OnGalleryAnnounce = func(a wire.GalleryAnnounce) { mu.Lock(); got = append(got, a.Version); mu.Unlock() }
 	p, err := New(cfg, openStore(t), testLogger(t), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +435,7 @@ func TestGalleryAnnouncement(t *testing.T) {
 	versions := func() []int64 { mu.Lock(); defer mu.Unlock(); return append([]int64(nil), got...) }
 	waitFor(t, 5*time.Second, "retained announcement", func() bool { return len(versions()) == 1 })
 	pubRetained([]byte("not json"))
-	a2, _ := json.Marshal(gatekit.GalleryAnnounce{Schema: 1, Version: 4})
+	a2, _ := json.Marshal(wire.GalleryAnnounce{Schema: 1, Version: 4})
 	pubRetained(a2)
 	waitFor(t, 5*time.Second, "second announcement", func() bool { return len(versions()) == 2 })
 	if v := versions(); v[0] != 3 || v[1] != 4 {

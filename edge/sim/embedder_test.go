@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // casiaSubset links the photos of a few casia-facev5 people into a fresh
@@ -18,7 +21,7 @@ import (
 // photos are far apart in faceplugin-mfn-v1 distances (000, 021, 028).
 func casiaSubset(t *testing.T) string {
 	t.Helper()
-	td, err := gatekit.TestDataDir()
+	td, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +45,13 @@ func casiaSubset(t *testing.T) string {
 	return root
 }
 
-func engineFor(t *testing.T, embedder string) *gatekit.Engine {
+func engineFor(t *testing.T, embedder string) *faceengine.Engine {
 	t.Helper()
-	ec := gatekit.DefaultEngineConfig()
-	ec.ModelsDir = gatekit.TestModelsDir()
+	ec := faceengine.DefaultEngineConfig()
+	ec.ModelsDir = conf.TestModelsDir()
 	ec.Workers = 2
 	ec.Embedder = embedder
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		t.Fatalf("face engine %s (set MODELS_DIR, run make models): %v", embedder, err)
 	}
@@ -71,8 +74,8 @@ func TestSelectionDoesNotDependOnEmbedder(t *testing.T) {
 		o    Options
 		sum  *Summary
 		warn string
-		doc  *gatekit.GalleryDoc
-		g    *gatekit.Gallery
+		doc  *wire.GalleryDoc
+		g    *match.Gallery
 	}
 	gen := func(embedder string) run {
 		eng := engineFor(t, embedder)
@@ -85,14 +88,14 @@ func TestSelectionDoesNotDependOnEmbedder(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", embedder, err)
 		}
-		doc, g, err := gatekit.LoadGalleryFile(o.GalleryOut)
+		doc, g, err := wire.LoadGalleryFile(o.GalleryOut)
 		if err != nil {
 			t.Fatalf("%s: %v", embedder, err)
 		}
 		t.Logf("%s: %+v\n%s", embedder, *sum, warn.String())
 		return run{o, sum, warn.String(), doc, g}
 	}
-	dl := gen(gatekit.DlibResNetV1.Name)
+	dl := gen(match.DlibResNetV1.Name)
 	mf := gen("faceplugin-mfn-v1")
 
 	for _, f := range []func(Options) string{
@@ -125,11 +128,11 @@ func TestSelectionDoesNotDependOnEmbedder(t *testing.T) {
 		t.Errorf("selection notes differ:\n dlib %q\n mfn  %q", a, b)
 	}
 
-	if dl.doc.Model != gatekit.DlibResNetV1 || mf.doc.Model.Name != "faceplugin-mfn-v1" {
+	if dl.doc.Model != match.DlibResNetV1 || mf.doc.Model.Name != "faceplugin-mfn-v1" {
 		t.Fatalf("gallery models %v and %v", dl.doc.Model, mf.doc.Model)
 	}
 	if dl.sum.Embedder != dl.doc.Model.String() || mf.sum.Embedder != mf.doc.Model.String() ||
-		mf.sum.Reference != gatekit.ReferenceModel.String() {
+		mf.sum.Reference != faceengine.ReferenceModel.String() {
 		t.Errorf("summary models: %q/%q, %q/%q", dl.sum.Embedder, dl.sum.Reference, mf.sum.Embedder, mf.sum.Reference)
 	}
 	if dl.g.Dim() == mf.g.Dim() {
@@ -147,7 +150,7 @@ func TestSelectionDoesNotDependOnEmbedder(t *testing.T) {
 		}
 		for i := range b {
 			for j := i + 1; j < len(b); j++ {
-				if gatekit.Distance(b[i], b[j]) >= dlibRefSameFace {
+				if match.Distance(b[i], b[j]) >= dlibRefSameFace {
 					split++
 				}
 			}

@@ -22,7 +22,7 @@
 // and a "visitor".
 //
 // Every one of these selection decisions is made on the fixed reference
-// model (gatekit.ReferenceModel, dlib-resnet-v1), never on the embedder
+// model (faceengine.ReferenceModel, dlib-resnet-v1), never on the embedder
 // asked for with --embedder, which only computes the gallery's
 // descriptors. The same photos and seed therefore give the same truth file
 // (people, photos, frames) whatever the embedder, so gate benchmarks of
@@ -46,7 +46,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 )
 
@@ -111,27 +114,27 @@ func DefaultOptions() Options {
 func (o Options) Validate() error {
 	switch {
 	case len(o.Photos) == 0:
-		return gatekit.Fieldf("photos", "at least one folder is required")
+		return conf.Fieldf("photos", "at least one folder is required")
 	case o.Out == "":
-		return gatekit.Fieldf("out", "is required")
+		return conf.Fieldf("out", "is required")
 	case o.TruthOut == "":
-		return gatekit.Fieldf("truth", "is required")
+		return conf.Fieldf("truth", "is required")
 	case o.GalleryOut == "":
-		return gatekit.Fieldf("gallery-out", "is required")
+		return conf.Fieldf("gallery-out", "is required")
 	case o.Duration < 0 || o.Duration > 3600:
-		return gatekit.Fieldf("duration", "must be 0..3600 s")
+		return conf.Fieldf("duration", "must be 0..3600 s")
 	case o.People < -1 || o.Visitors < -1:
-		return gatekit.Fieldf("people", "people and visitors must be -1 (all) or more")
-	case !gatekit.ValidID(o.School):
-		return gatekit.Fieldf("school", "invalid %q", o.School)
+		return conf.Fieldf("people", "people and visitors must be -1 (all) or more")
+	case !wire.ValidID(o.School):
+		return conf.Fieldf("school", "invalid %q", o.School)
 	case o.FPS < 1 || o.FPS > 120:
-		return gatekit.Fieldf("fps", "must be 1..120")
+		return conf.Fieldf("fps", "must be 1..120")
 	case o.Width < 320 || o.Height < 240 || o.Width > 3840 || o.Height > 2160:
-		return gatekit.Fieldf("width", "frame must be 320×240 .. 3840×2160")
+		return conf.Fieldf("width", "frame must be 320×240 .. 3840×2160")
 	case o.MinFace < 20 || o.MaxFace <= o.MinFace || o.MaxFace > spriteFace:
-		return gatekit.Fieldf("min-face", "need 20 <= min-face < max-face <= %d", spriteFace)
-	case o.MaxEnrol < 1 || o.MaxEnrol > gatekit.MaxDescriptorsPerPerson:
-		return gatekit.Fieldf("max-enrol", "must be 1..%d", gatekit.MaxDescriptorsPerPerson)
+		return conf.Fieldf("min-face", "need 20 <= min-face < max-face <= %d", spriteFace)
+	case o.MaxEnrol < 1 || o.MaxEnrol > wire.MaxDescriptorsPerPerson:
+		return conf.Fieldf("max-enrol", "must be 1..%d", wire.MaxDescriptorsPerPerson)
 	}
 	return nil
 }
@@ -185,12 +188,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("simulate: %w", err)
 	}
-	ec := gatekit.DefaultEngineConfig()
-	ec.ModelsDir = gatekit.ResolveModelsDir(*models)
+	ec := faceengine.DefaultEngineConfig()
+	ec.ModelsDir = conf.ResolveModelsDir(*models)
 	if *embedder != "" {
 		ec.Embedder = *embedder
 	}
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		return fmt.Errorf("simulate: %w", err)
 	}
@@ -212,7 +215,7 @@ type person struct {
 }
 
 // Generate builds the gallery, the truth and the video.
-func Generate(ctx context.Context, o Options, eng *gatekit.Engine, warn io.Writer) (*Summary, error) {
+func Generate(ctx context.Context, o Options, eng *faceengine.Engine, warn io.Writer) (*Summary, error) {
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
@@ -251,7 +254,7 @@ func Generate(ctx context.Context, o Options, eng *gatekit.Engine, warn io.Write
 }
 
 // generateFrom does everything after the photos have been analysed.
-func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit.ModelID, warn io.Writer) (*Summary, error) {
+func generateFrom(ctx context.Context, o Options, ana []*analysed, model match.ModelID, warn io.Writer) (*Summary, error) {
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0x9e3779b97f4a7c15))
 	enrolled, visitors := people(ana, warn)
 	if len(enrolled) == 0 {
@@ -260,7 +263,7 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 	assignIDs(enrolled, o.Seed)
 
 	// Gallery: every enrolled person, from photos other than the walked one.
-	g := gatekit.NewGallery(1, model)
+	g := match.NewGallery(1, model)
 	walkPhoto := map[string]*analysed{}
 	for _, p := range enrolled {
 		ph := append([]*analysed(nil), p.photos...)
@@ -280,12 +283,12 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 			return nil, fmt.Errorf("simulate: %s cannot describe any enrolment photo of %s (%s)", model.Name, p.name, p.key)
 		}
 	}
-	doc := gatekit.DocFromGallery(o.School, g)
+	doc := wire.DocFromGallery(o.School, g)
 	galBytes, err := doc.Encode()
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := gatekit.DecodeGallery(galBytes); err != nil {
+	if _, _, err := wire.DecodeGallery(galBytes); err != nil {
 		return nil, fmt.Errorf("simulate: built an invalid gallery: %w", err)
 	}
 
@@ -322,7 +325,7 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 
 	truth := Truth{Format: TruthFormat, FPS: o.FPS, Width: o.Width, Height: o.Height, Frames: frames, Seed: o.Seed}
 	sum := &Summary{Video: o.Out, Truth: o.TruthOut, Gallery: o.GalleryOut, Frames: frames, Seconds: float64(frames) / o.FPS,
-		GalleryPeople: g.People(), Embedder: model.String(), Reference: gatekit.ReferenceModel.String()}
+		GalleryPeople: g.People(), Embedder: model.String(), Reference: faceengine.ReferenceModel.String()}
 	for i, p := range ps {
 		truth.Passages = append(truth.Passages, Passage{ID: fmt.Sprintf("p%03d", i+1), StudentID: p.sid, Enrolled: p.enrolled,
 			Name: p.name, Photo: p.a.Rel, FirstFrame: int64(p.start), LastFrame: int64(p.start + p.frames - 1),
@@ -341,10 +344,10 @@ func generateFrom(ctx context.Context, o Options, ana []*analysed, model gatekit
 	if err := render(ctx, o, ps, frames); err != nil {
 		return nil, err
 	}
-	if err := gatekit.WriteFileAtomic(o.TruthOut, append(tb, '\n'), 0o644); err != nil {
+	if err := conf.WriteFileAtomic(o.TruthOut, append(tb, '\n'), 0o644); err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
-	if err := gatekit.WriteFileAtomic(o.GalleryOut, galBytes, 0o600); err != nil {
+	if err := conf.WriteFileAtomic(o.GalleryOut, galBytes, 0o600); err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
 	return sum, nil
@@ -374,7 +377,7 @@ func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
 		for i, a := range p.photos {
 			n := 0
 			for j, b := range p.photos {
-				if i != j && gatekit.Distance(a.Ref, b.Ref) < dlibRefSameFace {
+				if i != j && match.Distance(a.Ref, b.Ref) < dlibRefSameFace {
 					n++
 				}
 			}
@@ -384,7 +387,7 @@ func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
 		}
 		var keep []*analysed
 		for i, a := range p.photos {
-			if i == best || gatekit.Distance(a.Ref, p.photos[best].Ref) < dlibRefSameFace {
+			if i == best || match.Distance(a.Ref, p.photos[best].Ref) < dlibRefSameFace {
 				keep = append(keep, a)
 			} else {
 				fmt.Fprintf(warn, "simulate: %s does not look like the other photos of %s; not used\n", a.Rel, p.name)
@@ -439,7 +442,7 @@ func capPerPerson(ps []photo, n int) []photo {
 	return out
 }
 
-// dlibRefSameFace is the distance between two gatekit.ReferenceModel
+// dlibRefSameFace is the distance between two faceengine.ReferenceModel
 // (dlib-resnet-v1) descriptors under which two photos filed under the same
 // name are taken to show the same person (dlib's genuine median on East
 // Asian faces is 0.39, its impostor median 0.50). It may be a constant

@@ -10,16 +10,19 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 )
 
-func testEngine(t *testing.T) *gatekit.Engine {
+func testEngine(t *testing.T) *faceengine.Engine {
 	t.Helper()
-	ec := gatekit.DefaultEngineConfig()
-	ec.ModelsDir = gatekit.TestModelsDir()
+	ec := faceengine.DefaultEngineConfig()
+	ec.ModelsDir = conf.TestModelsDir()
 	ec.Workers = 2
-	eng, err := gatekit.NewEngine(ec, nil)
+	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		t.Fatalf("face engine (set MODELS_DIR): %v", err)
 	}
@@ -41,7 +44,7 @@ func outputs(dir string, o Options) Options {
 // its enrolment photos; visitors are not in the gallery; the video has
 // the frames and size the truth claims; people overlap in time.
 func TestGenerateDeterministicAndHonest(t *testing.T) {
-	td, err := gatekit.TestDataDir()
+	td, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +107,7 @@ func TestGenerateDeterministicAndHonest(t *testing.T) {
 	if err := json.Unmarshal(ta, &truth); err != nil {
 		t.Fatal(err)
 	}
-	_, g, err := gatekit.LoadGalleryFile(a.GalleryOut)
+	_, g, err := wire.LoadGalleryFile(a.GalleryOut)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +140,7 @@ func TestGenerateDeterministicAndHonest(t *testing.T) {
 			t.Fatalf("%s: %s not in the gallery", p.ID, p.StudentID)
 		}
 		for _, d := range descs {
-			if gatekit.Distance(d, walked.Desc) < 1e-4 {
+			if match.Distance(d, walked.Desc) < 1e-4 {
 				t.Fatalf("%s: walked photo %s was also used for enrolment", p.ID, p.Photo)
 			}
 		}
@@ -243,7 +246,7 @@ func TestMainBadArguments(t *testing.T) {
 	}
 	for _, c := range cases {
 		err := Main(context.Background(), c.args, io.Discard, io.Discard)
-		var fe *gatekit.FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("%v: got %v, want error on %s", c.args, err, c.field)
 		}

@@ -13,7 +13,8 @@ import (
 	"sync"
 	"unicode"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -30,13 +31,13 @@ type photo struct {
 type analysed struct {
 	photo
 	Box image.Rectangle // in the original image's coordinates (may extend past its edges)
-	// Ref is the face's gatekit.ReferenceModel (dlib-resnet-v1) descriptor:
+	// Ref is the face's faceengine.ReferenceModel (dlib-resnet-v1) descriptor:
 	// every selection decision uses it, so the people and photos chosen do
 	// not depend on the embedder under test.
-	Ref gatekit.Descriptor
+	Ref match.Descriptor
 	// Desc is the requested embedder's descriptor, used only for the
 	// gallery; nil if that embedder could not describe the face.
-	Desc   gatekit.Descriptor
+	Desc   match.Descriptor
 	Sprite gocv.Mat        // face-centred tile, face scaled to spriteFace px wide
 	Face   image.Rectangle // face box within Sprite
 }
@@ -146,9 +147,9 @@ const spriteFace = 240
 // analyse runs the engines on every photo (in parallel, results by index
 // so the output does not depend on scheduling) and keeps those in which
 // the reference engine finds exactly one face. ref computes the
-// gatekit.ReferenceModel descriptor and may be eng itself; eng computes
+// faceengine.ReferenceModel descriptor and may be eng itself; eng computes
 // the gallery descriptor.
-func analyse(ctx context.Context, eng, ref *gatekit.Engine, photos []photo, warn io.Writer) ([]*analysed, error) {
+func analyse(ctx context.Context, eng, ref *faceengine.Engine, photos []photo, warn io.Writer) ([]*analysed, error) {
 	res := make([]*analysed, len(photos))
 	notes := make([]string, len(photos))
 	errs := make([]error, len(photos))
@@ -183,7 +184,7 @@ func analyse(ctx context.Context, eng, ref *gatekit.Engine, photos []photo, warn
 
 // analyseOne returns the photo's face, or an error when the photo is not
 // usable; note tells why the gallery lacks an otherwise usable face.
-func analyseOne(ctx context.Context, eng, ref *gatekit.Engine, ph photo) (a *analysed, note string, err error) {
+func analyseOne(ctx context.Context, eng, ref *faceengine.Engine, ph photo) (a *analysed, note string, err error) {
 	m := gocv.IMRead(ph.Path, gocv.IMReadColor)
 	if m.Empty() {
 		return nil, "", fmt.Errorf("cannot decode")
@@ -220,7 +221,7 @@ func analyseOne(ctx context.Context, eng, ref *gatekit.Engine, ph photo) (a *ana
 		ef, err := eng.RecognizeTight(ctx, m)
 		best, bestIoU := -1, 0.3
 		for i := range ef {
-			if v := gatekit.IoU(ef[i].Box, f.Box); v > bestIoU {
+			if v := faceengine.IoU(ef[i].Box, f.Box); v > bestIoU {
 				best, bestIoU = i, v
 			}
 		}
@@ -251,7 +252,7 @@ func makeSprite(m gocv.Mat, box image.Rectangle) (gocv.Mat, image.Rectangle) {
 	if pad > 0 {
 		padded := gocv.NewMat()
 		defer padded.Close()
-		gocv.CopyMakeBorder(m, &padded, pad, pad, pad, pad, gocv.BorderReplicate, gatekit.ColorBlack())
+		gocv.CopyMakeBorder(m, &padded, pad, pad, pad, pad, gocv.BorderReplicate, faceengine.ColorBlack())
 		src = padded
 	}
 	roi := src.Region(region.Add(image.Pt(pad, pad)))

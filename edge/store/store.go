@@ -24,7 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 	_ "github.com/mattn/go-sqlite3" // SQLite driver
 )
 
@@ -57,9 +58,9 @@ func DefaultOptions() Options {
 func (o Options) Validate(prefix string) error {
 	switch {
 	case o.MaxOutbox < 0:
-		return gatekit.Fieldf(prefix+".max_outbox", "must not be negative, got %d", o.MaxOutbox)
+		return conf.Fieldf(prefix+".max_outbox", "must not be negative, got %d", o.MaxOutbox)
 	case o.BusyTimeout < 0:
-		return gatekit.Fieldf(prefix+".busy_timeout", "must not be negative")
+		return conf.Fieldf(prefix+".busy_timeout", "must not be negative")
 	}
 	return nil
 }
@@ -96,7 +97,7 @@ func Open(path string, opts Options, log *slog.Logger) (*DB, error) {
 		return nil, err
 	}
 	if path == "" {
-		return nil, gatekit.Fieldf("store.path", "is required")
+		return nil, conf.Fieldf("store.path", "is required")
 	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
@@ -199,7 +200,7 @@ func (db *DB) MaxOutbox() int { return db.opts.MaxOutbox }
 func (db *DB) Depth() int { return int(db.depth.Load()) }
 
 // Enqueue encodes ev (validating it) and commits it to the outbox.
-func (db *DB) Enqueue(ctx context.Context, ev *gatekit.Event) error {
+func (db *DB) Enqueue(ctx context.Context, ev *wire.Event) error {
 	_, err := db.enqueue(ctx, ev, "", time.Time{}, 0)
 	return err
 }
@@ -209,14 +210,14 @@ func (db *DB) Enqueue(ctx context.Context, ev *gatekit.Event) error {
 // and the outbox insert are one transaction, committed before it returns.
 // enqueued reports whether the event was stored; a debounced duplicate
 // returns (false, nil).
-func (db *DB) EnqueueDebounced(ctx context.Context, ev *gatekit.Event, key string, now time.Time, cooldown time.Duration) (bool, error) {
+func (db *DB) EnqueueDebounced(ctx context.Context, ev *wire.Event, key string, now time.Time, cooldown time.Duration) (bool, error) {
 	if key == "" {
 		return false, errors.New("store: empty debounce key")
 	}
 	return db.enqueue(ctx, ev, key, now, cooldown)
 }
 
-func (db *DB) enqueue(ctx context.Context, ev *gatekit.Event, key string, now time.Time, cooldown time.Duration) (bool, error) {
+func (db *DB) enqueue(ctx context.Context, ev *wire.Event, key string, now time.Time, cooldown time.Duration) (bool, error) {
 	payload, err := ev.Encode()
 	if err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)

@@ -8,14 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
-func testEvent(t testing.TB, student string, at time.Time) *gatekit.Event {
+func testEvent(t testing.TB, student string, at time.Time) *wire.Event {
 	t.Helper()
-	return &gatekit.Event{Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: "thcs-a", GateID: "gate-1",
-		Direction: gatekit.DirectionIn, StudentID: student, CapturedAt: at.UnixMilli(), Distance: 0.3, Margin: 0.1,
-		FramesUsed: 3, Model: gatekit.DlibResNetV1}
+	return &wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: "thcs-a", GateID: "gate-1",
+		Direction: wire.DirectionIn, StudentID: student, CapturedAt: at.UnixMilli(), Distance: 0.3, Margin: 0.1,
+		FramesUsed: 3, Model: match.DlibResNetV1}
 }
 
 func open(t *testing.T, path string, opts Options) *DB {
@@ -80,7 +82,7 @@ func TestPendingOrderAckAndReopen(t *testing.T) {
 	t0 := time.Date(2026, 9, 5, 7, 0, 0, 0, time.UTC)
 	var ids []string
 	for i := 0; i < 10; i++ {
-		ev := testEvent(t, gatekit.UnknownStudent, t0.Add(time.Duration(i)*time.Second))
+		ev := testEvent(t, wire.UnknownStudent, t0.Add(time.Duration(i)*time.Second))
 		ids = append(ids, ev.EventID)
 		if err := db.Enqueue(ctx, ev); err != nil {
 			t.Fatal(err)
@@ -94,7 +96,7 @@ func TestPendingOrderAckAndReopen(t *testing.T) {
 		if r.EventID != ids[i] {
 			t.Fatalf("row %d is %s want %s", i, r.EventID, ids[i])
 		}
-		ev, err := gatekit.DecodeEvent(r.Payload)
+		ev, err := wire.DecodeEvent(r.Payload)
 		if err != nil || ev.EventID != ids[i] {
 			t.Fatalf("payload %d: %v", i, err)
 		}
@@ -109,7 +111,7 @@ func TestPendingOrderAckAndReopen(t *testing.T) {
 		t.Fatalf("depth %d", db.Depth())
 	}
 	// Duplicate event_id is refused, not silently dropped.
-	dup := testEvent(t, gatekit.UnknownStudent, t0)
+	dup := testEvent(t, wire.UnknownStudent, t0)
 	dup.EventID = ids[5]
 	if err := db.Enqueue(ctx, dup); err == nil {
 		t.Fatal("duplicate event_id accepted")
@@ -131,11 +133,11 @@ func TestOutboxFullIsAnError(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 9, 5, 7, 0, 0, 0, time.UTC)
 	for i := 0; i < 3; i++ {
-		if err := db.Enqueue(ctx, testEvent(t, gatekit.UnknownStudent, t0)); err != nil {
+		if err := db.Enqueue(ctx, testEvent(t, wire.UnknownStudent, t0)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := db.Enqueue(ctx, testEvent(t, gatekit.UnknownStudent, t0))
+	err := db.Enqueue(ctx, testEvent(t, wire.UnknownStudent, t0))
 	if !errors.Is(err, ErrOutboxFull) {
 		t.Fatalf("got %v, want ErrOutboxFull", err)
 	}
@@ -159,7 +161,7 @@ func TestInvalidEventRejected(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "edge.db"), Options{})
 	ev := testEvent(t, "12345", time.Now())
 	err := db.Enqueue(context.Background(), ev)
-	var fe *gatekit.FieldError
+	var fe *conf.FieldError
 	if !errors.As(err, &fe) || fe.Field != "student_id" {
 		t.Fatalf("got %v", err)
 	}

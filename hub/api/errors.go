@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
 	"github.com/gin-gonic/gin"
 )
 
@@ -113,26 +114,26 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code && t.Field == "" && t.Err == nil && t.Details == nil
 }
 
-// CodeOf classifies any error: *Error by its code, *gatekit.FieldError and
-// gatekit KindInvalid as invalid, sql.ErrNoRows as not found, context
+// CodeOf classifies any error: *Error by its code, *conf.FieldError and
+// errkind.Invalid as invalid, sql.ErrNoRows as not found, context
 // cancellation as unavailable, everything else internal.
 func CodeOf(err error) Code {
 	var ae *Error
 	if errors.As(err, &ae) {
 		return ae.Code
 	}
-	var fe *gatekit.FieldError
+	var fe *conf.FieldError
 	if errors.As(err, &fe) {
 		return CodeInvalid
 	}
-	switch gatekit.KindOf(err) {
-	case gatekit.KindInvalid, gatekit.KindEmptyImage, gatekit.KindCorruptImage:
+	switch errkind.Of(err) {
+	case errkind.Invalid, errkind.EmptyImage, errkind.CorruptImage:
 		return CodeInvalid
-	case gatekit.KindTooLarge:
+	case errkind.TooLarge:
 		return CodeTooLarge
-	case gatekit.KindUnsupported:
+	case errkind.Unsupported:
 		return CodeUnsupported
-	case gatekit.KindModelMissing, gatekit.KindModelCorrupt, gatekit.KindClosed:
+	case errkind.ModelMissing, errkind.ModelCorrupt, errkind.Closed:
 		return CodeUnavailable
 	}
 	switch {
@@ -157,7 +158,7 @@ func BodyOf(err error) (int, Body) {
 	code := CodeOf(err)
 	b := Body{Error: code}
 	var ae *Error
-	var fe *gatekit.FieldError
+	var fe *conf.FieldError
 	switch {
 	case errors.As(err, &ae):
 		b.Field, b.Message, b.Details = ae.Field, ae.Message, ae.Details

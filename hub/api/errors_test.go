@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/gin-gonic/gin"
 )
 
@@ -25,7 +25,7 @@ func TestFailMapsErrorsInOnePlace(t *testing.T) {
 	}{
 		{"invalid with field", Invalid("id", "bad"), 400, CodeInvalid, "id", ""},
 		{"wrapped api error", fmt.Errorf("roster: %w", &Error{Code: CodeConflict, Message: "exists"}), 409, CodeConflict, "", ""},
-		{"gatekit field error", gatekit.Fieldf("payload", "malformed"), 400, CodeInvalid, "payload", ""},
+		{"conf field error", conf.Fieldf("payload", "malformed"), 400, CodeInvalid, "payload", ""},
 		{"not found sentinel", ErrNotFound, 404, CodeNotFound, "", ""},
 		{"sql no rows", fmt.Errorf("x: %w", sql.ErrNoRows), 404, CodeNotFound, "", ""},
 		{"unauthenticated", ErrUnauthenticated, 401, CodeUnauthenticated, "", ""},

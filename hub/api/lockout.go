@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // LockoutConfig locks a key (a username, an address) after failures in a
@@ -29,11 +29,11 @@ func DefaultLockout() LockoutConfig {
 func (c LockoutConfig) Validate(prefix string) error {
 	switch {
 	case c.FreeFailures < 1 || c.FreeFailures > 1000:
-		return gatekit.Fieldf(prefix+".free_failures", "must be 1..1000, got %d", c.FreeFailures)
+		return conf.Fieldf(prefix+".free_failures", "must be 1..1000, got %d", c.FreeFailures)
 	case c.Base < time.Second:
-		return gatekit.Fieldf(prefix+".base", "must be ≥ 1s, got %v", c.Base)
+		return conf.Fieldf(prefix+".base", "must be ≥ 1s, got %v", c.Base)
 	case c.Max < c.Base || c.Max > 24*time.Hour:
-		return gatekit.Fieldf(prefix+".max", "must be base..24h, got %v", c.Max)
+		return conf.Fieldf(prefix+".max", "must be base..24h, got %v", c.Max)
 	}
 	return nil
 }

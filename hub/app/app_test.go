@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 func testConfig(t *testing.T) Config {
@@ -53,7 +53,7 @@ func TestConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			var fe *gatekit.FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) || fe.Field != tc.field {
 				t.Fatalf("want an error naming %q, got %v", tc.field, err)
 			}
@@ -62,7 +62,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestExampleConfigLoads(t *testing.T) {
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Unknown keys are refused (strict YAML).
-	if err := gatekit.DecodeYAML([]byte("htttp:\n  addr: x\n"), &c); err == nil {
+	if err := conf.DecodeYAML([]byte("htttp:\n  addr: x\n"), &c); err == nil {
 		t.Fatal("a misspelt key was accepted")
 	}
 }

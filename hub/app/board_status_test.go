@@ -13,7 +13,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/ingest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TestBoardStatusIsDailyAttendance runs the wired hub (hub/attendance,
@@ -116,15 +117,15 @@ func TestBoardStatusIsDailyAttendance(t *testing.T) {
 	day := now.In(time.FixedZone("ICT", 7*3600)).Format(time.DateOnly)
 	var jb bytes.Buffer
 	_ = jpeg.Encode(&jb, image.NewGray(image.Rect(0, 0, 32, 32)), nil)
-	ev := gatekit.Event{Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: "s1", GateID: "g1",
-		Direction: gatekit.DirectionIn, StudentID: pupil, CapturedAt: now.UnixMilli(), Distance: 0.33, Margin: 0.11, FramesUsed: 4,
-		Quality: gatekit.Quality{Sharpness: 100, Brightness: 120}, Model: gatekit.ModelID{Name: "dlib_resnet", Version: "1"},
+	ev := wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: "s1", GateID: "g1",
+		Direction: wire.DirectionIn, StudentID: pupil, CapturedAt: now.UnixMilli(), Distance: 0.33, Margin: 0.11, FramesUsed: 4,
+		Quality: match.Quality{Sharpness: 100, Brightness: 120}, Model: match.ModelID{Name: "dlib_resnet", Version: "1"},
 		GalleryVer: 1, FaceJPEG: jb.Bytes()}
 	payload, err := ev.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Mods.MQTT.Ingest.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic("s1", "g1"), Payload: payload, ClientID: "g1"}); err != nil {
+	if _, err := a.Mods.MQTT.Ingest.Handle(ctx, ingest.Message{Topic: wire.EventTopic("s1", "g1"), Payload: payload, ClientID: "g1"}); err != nil {
 		t.Fatal(err)
 	}
 	r := waitRow("late")

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // Config is the hub's whole configuration: general settings plus one
@@ -15,7 +15,7 @@ import (
 // Default()/Validate(prefix); add a field here (one line) and its default
 // in Default() and check in Validate().
 type Config struct {
-	Log gatekit.LogConfig `yaml:"log"`
+	Log conf.LogConfig `yaml:"log"`
 	// DataDir holds the database, backups, keys and the demo's files.
 	DataDir string `yaml:"data_dir"`
 	// DBPath is the SQLite file; default <data_dir>/hub.db.
@@ -45,11 +45,11 @@ type HTTPConfig struct {
 // Validate names the first bad field under prefix ("http").
 func (h HTTPConfig) Validate(prefix string) error {
 	if _, port, err := net.SplitHostPort(h.Addr); err != nil || port == "" {
-		return gatekit.Fieldf(prefix+".addr", "must be host:port, got %q", h.Addr)
+		return conf.Fieldf(prefix+".addr", "must be host:port, got %q", h.Addr)
 	}
 	for i, p := range h.TrustedProxies {
 		if !validProxy(p) {
-			return gatekit.Fieldf(fmt.Sprintf("%s.trusted_proxies[%d]", prefix, i), "must be an IP or a CIDR, got %q", p)
+			return conf.Fieldf(fmt.Sprintf("%s.trusted_proxies[%d]", prefix, i), "must be an IP or a CIDR, got %q", p)
 		}
 	}
 	return nil
@@ -66,7 +66,7 @@ func validProxy(p string) bool {
 // Default returns the embedded defaults (what `hub demo` uses).
 func Default() Config {
 	return Config{
-		Log:             gatekit.LogConfig{Level: "info", Format: "text"},
+		Log:             conf.LogConfig{Level: "info", Format: "text"},
 		DataDir:         "data",
 		HTTP:            HTTPConfig{Addr: "127.0.0.1:8080"},
 		ShutdownTimeout: 10 * time.Second,
@@ -78,7 +78,7 @@ func Default() Config {
 // errors) and applies DIEMDANH_DATA_DIR / DIEMDANH_HTTP_ADDR overrides.
 func Load(path string) (Config, error) {
 	c := Default()
-	if err := gatekit.LoadYAML(path, &c); err != nil {
+	if err := conf.LoadYAML(path, &c); err != nil {
 		return c, err
 	}
 	c.ApplyEnv()
@@ -87,9 +87,9 @@ func Load(path string) (Config, error) {
 
 // ApplyEnv applies environment overrides.
 func (c *Config) ApplyEnv() {
-	gatekit.EnvOverride(&c.DataDir, "DIEMDANH_DATA_DIR")
-	gatekit.EnvOverride(&c.HTTP.Addr, "DIEMDANH_HTTP_ADDR")
-	gatekit.EnvOverride(&c.Log.Level, "DIEMDANH_LOG_LEVEL")
+	conf.EnvOverride(&c.DataDir, "DIEMDANH_DATA_DIR")
+	conf.EnvOverride(&c.HTTP.Addr, "DIEMDANH_HTTP_ADDR")
+	conf.EnvOverride(&c.Log.Level, "DIEMDANH_LOG_LEVEL")
 }
 
 // DB returns the database path.
@@ -106,13 +106,13 @@ func (c Config) Validate() error {
 		return err
 	}
 	if c.DataDir == "" {
-		return gatekit.Fieldf("data_dir", "is required")
+		return conf.Fieldf("data_dir", "is required")
 	}
 	if err := c.HTTP.Validate("http"); err != nil {
 		return err
 	}
 	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout > 5*time.Minute {
-		return gatekit.Fieldf("shutdown_timeout", "must be in (0, 5m], got %s", c.ShutdownTimeout)
+		return conf.Fieldf("shutdown_timeout", "must be in (0, 5m], got %s", c.ShutdownTimeout)
 	}
 	return c.Components.validate()
 }

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/ingest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // Demo identifiers.
@@ -42,9 +42,9 @@ type DemoOptions struct {
 // DefaultDemoOptions are the defaults, with the environment's overrides.
 func DefaultDemoOptions() DemoOptions {
 	o := DemoOptions{DataDir: "data", HTTPAddr: demoHTTPAddr, MQTTAddr: demoMQTTAddr, Camera: "auto", Photos: DefaultDemoPhotosDir()}
-	gatekit.EnvOverride(&o.DataDir, "DIEMDANH_DATA_DIR")
-	gatekit.EnvOverride(&o.HTTPAddr, "DIEMDANH_HTTP_ADDR")
-	gatekit.EnvOverride(&o.MQTTAddr, "DIEMDANH_MQTT_ADDR")
+	conf.EnvOverride(&o.DataDir, "DIEMDANH_DATA_DIR")
+	conf.EnvOverride(&o.HTTPAddr, "DIEMDANH_HTTP_ADDR")
+	conf.EnvOverride(&o.MQTTAddr, "DIEMDANH_MQTT_ADDR")
 	return o
 }
 
@@ -52,13 +52,13 @@ func DefaultDemoOptions() DemoOptions {
 func (o DemoOptions) Validate() error {
 	switch {
 	case o.DataDir == "":
-		return gatekit.Fieldf("data", "is required")
+		return conf.Fieldf("data", "is required")
 	case o.HTTPAddr == "" || o.MQTTAddr == "":
-		return gatekit.Fieldf("http", "the web and MQTT addresses are required")
+		return conf.Fieldf("http", "the web and MQTT addresses are required")
 	case o.Photos == "" && o.TestData == "":
-		return gatekit.Fieldf("photos", "a demo photo folder is required")
+		return conf.Fieldf("photos", "a demo photo folder is required")
 	case o.Camera == "":
-		return gatekit.Fieldf("camera", `use "auto", "none" or a camera source`)
+		return conf.Fieldf("camera", `use "auto", "none" or a camera source`)
 	}
 	return nil
 }

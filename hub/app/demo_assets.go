@@ -12,7 +12,10 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // simAssets are the gate video, its ground truth and the gallery that
@@ -28,7 +31,7 @@ type simAssets struct {
 			Photo     string `json:"photo"`
 		} `json:"passages"`
 	}
-	g      *gatekit.Gallery
+	g      *match.Gallery
 	names  map[string]string // student ID → the name shown
 	people []string          // for the banner: who is enrolled, who walks
 }
@@ -93,9 +96,9 @@ func chooseDemoSource(o DemoOptions, demoDir string) (*demoSource, []string, err
 // embedder (the hub's enrol.embedder), with `edge simulate`. Without the
 // demo photos it returns no assets and what is missing.
 func demoAssets(ctx context.Context, o DemoOptions, demoDir, embedder string, log *slog.Logger, stderr io.Writer) (*simAssets, []string, error) {
-	model, ok := gatekit.EmbedderModel(embedder)
+	model, ok := faceengine.EmbedderModel(embedder)
 	if !ok {
-		return nil, nil, gatekit.Fieldf("enrol.embedder", "unknown embedder %q", embedder)
+		return nil, nil, conf.Fieldf("enrol.embedder", "unknown embedder %q", embedder)
 	}
 	src, missing, err := chooseDemoSource(o, demoDir)
 	if err != nil || src == nil {
@@ -116,7 +119,7 @@ func demoAssets(ctx context.Context, o DemoOptions, demoDir, embedder string, lo
 				return nil, nil, fmt.Errorf("demo: %w", err)
 			}
 		}
-		if err := gatekit.WriteFileAtomic(stampFile, []byte(stamp), 0o640); err != nil {
+		if err := conf.WriteFileAtomic(stampFile, []byte(stamp), 0o640); err != nil {
 			return nil, nil, fmt.Errorf("demo: %w", err)
 		}
 	}
@@ -132,7 +135,7 @@ func (s *simAssets) load(truth string, src *demoSource) error {
 	if err := json.Unmarshal(b, &s.truth); err != nil {
 		return fmt.Errorf("demo: %s: %w", truth, err)
 	}
-	if _, s.g, err = gatekit.LoadGalleryFile(s.gallery); err != nil {
+	if _, s.g, err = wire.LoadGalleryFile(s.gallery); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	s.names = map[string]string{}
@@ -259,7 +262,7 @@ func seedPupil(ctx context.Context, a *App, id, name string) error {
 // seedTemplates stores the pupil's gallery descriptors unless the pupil
 // already has templates of the gallery's model (a data folder may hold
 // another model's).
-func seedTemplates(ctx context.Context, a *App, id string, g *gatekit.Gallery) error {
+func seedTemplates(ctx context.Context, a *App, id string, g *match.Gallery) error {
 	have, err := a.Mods.Templates.List(ctx, id)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -270,7 +273,7 @@ func seedTemplates(ctx context.Context, a *App, id string, g *gatekit.Gallery) e
 		}
 	}
 	for _, d := range g.Descriptors(id) {
-		if _, err := a.Mods.Templates.Add(ctx, id, d, g.Model, gatekit.Quality{}, nil); err != nil {
+		if _, err := a.Mods.Templates.Add(ctx, id, d, g.Model, match.Quality{}, nil); err != nil {
 			return fmt.Errorf("demo: template %s: %w", id, err)
 		}
 	}
@@ -280,7 +283,7 @@ func seedTemplates(ctx context.Context, a *App, id string, g *gatekit.Gallery) e
 // seedGate creates the demo gate, or gives it a fresh password.
 func seedGate(ctx context.Context, r *roster.Store) (string, error) {
 	if _, err := r.Gate(ctx, DemoGate); err != nil {
-		cred, err := r.CreateGate(ctx, roster.Gate{ID: DemoGate, SchoolID: DemoSchool, Name: "Cổng chính (demo)", Direction: gatekit.DirectionIn})
+		cred, err := r.CreateGate(ctx, roster.Gate{ID: DemoGate, SchoolID: DemoSchool, Name: "Cổng chính (demo)", Direction: wire.DirectionIn})
 		if err != nil {
 			return "", fmt.Errorf("demo: %w", err)
 		}

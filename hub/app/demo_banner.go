@@ -11,7 +11,7 @@ import (
 	"sync"
 
 	"github.com/diemdanh/diemdanh/hub/auth"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // otpCatcher passes log records on to its handler and keeps the first
@@ -70,7 +70,7 @@ func resolveAdminLogin(ctx context.Context, a *App, demoDir string, l *adminLogi
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.password != "" {
-		if err := gatekit.WriteFileAtomic(saved, []byte(l.user+"\n"+l.password+"\n"), 0o600); err != nil {
+		if err := conf.WriteFileAtomic(saved, []byte(l.user+"\n"+l.password+"\n"), 0o600); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 		return nil

@@ -7,7 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 	"gopkg.in/yaml.v3"
 )
@@ -60,11 +61,11 @@ func writeEdgeConfig(demoDir string, a *App, mqttAddr, password, camera, video s
 	cfg := map[string]any{
 		"school_id": DemoSchool,
 		"gate_id":   DemoGate,
-		"direction": gatekit.DirectionIn,
+		"direction": wire.DirectionIn,
 		"data_dir":  filepath.Join(demoDir, "edge"),
 		"log":       map[string]any{"level": "info"},
 		"camera":    map[string]any{"source": source, "realtime": true, "loop": camera == "none"},
-		"engine":    map[string]any{"models_dir": gatekit.TestModelsDir(), "embedder": a.Mods.Templates.Model().Name},
+		"engine":    map[string]any{"models_dir": conf.TestModelsDir(), "embedder": a.Mods.Templates.Model().Name},
 		"pipeline":  map[string]any{"cooldown": "1m"},
 		"mqtt": map[string]any{"broker": "tcp://" + mqttAddr, "client_id": DemoGate,
 			"username": DemoGate, "password": password},
@@ -78,7 +79,7 @@ func writeEdgeConfig(demoDir string, a *App, mqttAddr, password, camera, video s
 		return "", err
 	}
 	p := filepath.Join(demoDir, "edge.yaml")
-	if err := gatekit.WriteFileAtomic(p, b, 0o600); err != nil {
+	if err := conf.WriteFileAtomic(p, b, 0o600); err != nil {
 		return "", fmt.Errorf("demo: %w", err)
 	}
 	return p, nil

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 type lockedBuffer struct {
@@ -59,15 +59,15 @@ type demoRun struct {
 // of the test if still running, and its output is logged if the test failed.
 func startDemo(t *testing.T) *demoRun {
 	t.Helper()
-	testdata, err := gatekit.TestDataDir()
+	testdata, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	models := gatekit.TestModelsDir()
+	models := conf.TestModelsDir()
 	if _, err := os.Stat(filepath.Join(models, "dlib_face_recognition_resnet_model_v1.dat")); err != nil {
 		t.Fatalf("models missing in %s (set MODELS_DIR): %v", models, err)
 	}
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestDemoMovesOffBusyDefaultPort(t *testing.T) {
 // TestDemoPhotoSumsMatchFetchScript: the photos the hub verifies are the
 // ones models/fetch-demo.sh installs, with the same pinned checksums.
 func TestDemoPhotoSumsMatchFetchScript(t *testing.T) {
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // freshMakeRun is `make run` started in a fresh clone of this repository.
@@ -40,14 +40,14 @@ func startFreshMakeRun(t *testing.T, env ...string) *freshMakeRun {
 			t.Fatalf("%s is needed to run `make run` in a fresh clone: %v", tool, err)
 		}
 	}
-	models := gatekit.TestModelsDir()
+	models := conf.TestModelsDir()
 	if _, err := os.Stat(filepath.Join(models, "dlib_face_recognition_resnet_model_v1.dat")); err != nil {
 		t.Fatalf("models missing in %s (run `make setup` or set MODELS_DIR): %v", models, err)
 	}
 	if abs, err := filepath.Abs(models); err == nil {
 		models = abs
 	}
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

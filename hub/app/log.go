@@ -4,7 +4,7 @@ import (
 	"io"
 	"log/slog"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
-func newLogger(cfg Config, w io.Writer) *slog.Logger { return gatekit.NewLogger(cfg.Log, w) }
+func newLogger(cfg Config, w io.Writer) *slog.Logger { return conf.NewLogger(cfg.Log, w) }

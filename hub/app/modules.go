@@ -12,7 +12,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
@@ -77,7 +77,7 @@ func (a *App) buildModules(ctx context.Context) error {
 	}
 	// One model for the hub's engine, its templates and the galleries it
 	// serves (enrol.embedder; the gates' engine.embedder must match).
-	model, _ := gatekit.EmbedderModel(cfg.Enrol.Embedder)
+	model, _ := faceengine.EmbedderModel(cfg.Enrol.Embedder)
 	m.Templates.SetModel(model)
 
 	// ---- ENROL: audit, accounts and access control (installed before any

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 func TestTrustedProxiesConfig(t *testing.T) {
@@ -18,12 +18,12 @@ func TestTrustedProxiesConfig(t *testing.T) {
 	}
 	for _, bad := range []string{"10.0.0.0/33", "proxy.local", "", "10.0.0.1/"} {
 		c.HTTP.TrustedProxies = []string{"127.0.0.1", bad}
-		var fe *gatekit.FieldError
+		var fe *conf.FieldError
 		if err := c.Validate(); !errors.As(err, &fe) || fe.Field != "http.trusted_proxies[1]" {
 			t.Errorf("%q: want an error naming http.trusted_proxies[1], got %v", bad, err)
 		}
 	}
-	if err := gatekit.DecodeYAML([]byte("http:\n  trusted_proxies: [\"192.0.2.1\"]\n"), &c); err != nil || len(c.HTTP.TrustedProxies) != 1 {
+	if err := conf.DecodeYAML([]byte("http:\n  trusted_proxies: [\"192.0.2.1\"]\n"), &c); err != nil || len(c.HTTP.TrustedProxies) != 1 {
 		t.Fatalf("YAML key http.trusted_proxies: %v %v", err, c.HTTP.TrustedProxies)
 	}
 }

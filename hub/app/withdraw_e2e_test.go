@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TestWithdrawReachesRunningEdgeProcess (issue 5, "consent withdrawal
@@ -33,7 +33,7 @@ func TestWithdrawReachesRunningEdgeProcess(t *testing.T) {
 	edgeGallery := filepath.Join(d.data, "demo", "edge", "gallery.json")
 
 	// Wait for the gate's first synced gallery.
-	var before *gatekit.GalleryDoc
+	var before *wire.GalleryDoc
 	deadline := time.Now().Add(150 * time.Second)
 	for before == nil || len(before.People) == 0 {
 		select {
@@ -44,7 +44,7 @@ func TestWithdrawReachesRunningEdgeProcess(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the gate's gallery %s never filled within 150 s", edgeGallery)
 		}
-		before, _, _ = gatekit.LoadGalleryFile(edgeGallery)
+		before, _, _ = wire.LoadGalleryFile(edgeGallery)
 	}
 	pupil := before.People[0].StudentID
 	t.Logf("gate gallery v%d with %d people; withdrawing %s", before.Version, len(before.People), pupil)
@@ -57,11 +57,11 @@ func TestWithdrawReachesRunningEdgeProcess(t *testing.T) {
 	withdrawn := time.Now()
 
 	// The running gate drops P within 10 s.
-	var after *gatekit.GalleryDoc
+	var after *wire.GalleryDoc
 	for {
-		if doc, _, err := gatekit.LoadGalleryFile(edgeGallery); err == nil && doc.Version > before.Version {
+		if doc, _, err := wire.LoadGalleryFile(edgeGallery); err == nil && doc.Version > before.Version {
 			after = doc
-			if !slices.ContainsFunc(doc.People, func(p gatekit.GalleryPerson) bool { return p.StudentID == pupil }) {
+			if !slices.ContainsFunc(doc.People, func(p wire.GalleryPerson) bool { return p.StudentID == pupil }) {
 				break
 			}
 		}
@@ -125,7 +125,7 @@ func TestWithdrawReachesRunningEdgeProcess(t *testing.T) {
 	}
 }
 
-func versionOf(doc *gatekit.GalleryDoc) string {
+func versionOf(doc *wire.GalleryDoc) string {
 	if doc == nil {
 		return "none newer"
 	}

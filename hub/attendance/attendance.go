@@ -27,7 +27,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Statuses of a pupil's day.
@@ -63,25 +64,25 @@ func Default() Config {
 // Validate checks the config.
 func (c Config) Validate(prefix string) error {
 	if c.Tick < time.Second || c.Tick > time.Hour {
-		return gatekit.Fieldf(prefix+".tick", "must be 1s..1h, got %s", c.Tick)
+		return conf.Fieldf(prefix+".tick", "must be 1s..1h, got %s", c.Tick)
 	}
 	if _, err := parseHHMM(c.DefaultStart); err != nil {
-		return gatekit.Fieldf(prefix+".default_start", "%v", err)
+		return conf.Fieldf(prefix+".default_start", "%v", err)
 	}
 	if _, err := parseHHMM(c.DefaultCutoff); err != nil {
-		return gatekit.Fieldf(prefix+".default_cutoff", "%v", err)
+		return conf.Fieldf(prefix+".default_cutoff", "%v", err)
 	}
 	if c.DefaultLateAfterMin < 0 || c.DefaultLateAfterMin > 240 {
-		return gatekit.Fieldf(prefix+".default_late_after_min", "must be 0..240")
+		return conf.Fieldf(prefix+".default_late_after_min", "must be 0..240")
 	}
 	for _, d := range c.SchoolDays {
 		if d < 0 || d > 6 {
-			return gatekit.Fieldf(prefix+".school_days", "weekday %d not in 0..6 (0 = Sunday)", d)
+			return conf.Fieldf(prefix+".school_days", "weekday %d not in 0..6 (0 = Sunday)", d)
 		}
 	}
 	for _, h := range c.Holidays {
 		if _, err := time.Parse(time.DateOnly, h); err != nil {
-			return gatekit.Fieldf(prefix+".holidays", "%q is not YYYY-MM-DD", h)
+			return conf.Fieldf(prefix+".holidays", "%q is not YYYY-MM-DD", h)
 		}
 	}
 	return nil
@@ -206,7 +207,7 @@ var _ ingest.Listener = (*Service)(nil)
 // EventStored implements ingest.Listener: it marks the pupil's day dirty
 // and returns without blocking.
 func (s *Service) EventStored(ctx context.Context, ev ingest.StoredEvent) {
-	if ev.Unknown || ev.StudentID == gatekit.UnknownStudent {
+	if ev.Unknown || ev.StudentID == wire.UnknownStudent {
 		return
 	}
 	loc := s.location(ctx, ev.SchoolID)
@@ -406,7 +407,7 @@ func Decide(events []ev, ov *Override, tt Timetable, midnight, now time.Time) Da
 	d := Day{Source: "auto"}
 	var arrival *ev
 	for i := range events {
-		if events[i].dir == gatekit.DirectionIn {
+		if events[i].dir == wire.DirectionIn {
 			arrival = &events[i]
 			break
 		}
@@ -417,7 +418,7 @@ func Decide(events []ev, ov *Override, tt Timetable, midnight, now time.Time) Da
 	}
 	for i := len(events) - 1; i >= 0; i-- {
 		e := events[i]
-		if e.dir == gatekit.DirectionOut && (arrival == nil || e.at >= arrival.at) {
+		if e.dir == wire.DirectionOut && (arrival == nil || e.at >= arrival.at) {
 			at := e.at
 			d.DepartedAt = &at
 			break

@@ -17,7 +17,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 var ict = time.FixedZone("ICT", 7*3600)
@@ -63,9 +63,9 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) event(t *testing.T, pupil, dir string, when time.Time, rejected bool) string {
 	t.Helper()
 	f.n++
-	id := gatekit.NewEventID()
+	id := wire.NewEventID()
 	var student any = pupil
-	if pupil == gatekit.UnknownStudent {
+	if pupil == wire.UnknownStudent {
 		student = nil
 	}
 	_, err := f.db.W.Exec(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id, captured_at, received_at, distance, margin, frames_used, model, rejected)
@@ -108,7 +108,7 @@ func TestDailyStateTable(t *testing.T) {
 		{name: "only seen leaving", events: []ev{{dir: "out", at: at("16:30")}}, now: "17:00", want: Present, departed: "16:30"},
 		{name: "rejected recognition ignored", events: []ev{{dir: "in", at: at("06:50"), rejected: true}}, now: "09:30", want: Absent},
 		{name: "another pupil's event ignored", events: []ev{{dir: "in", at: at("06:50"), pupil: "001234567891"}}, now: "09:30", want: Absent},
-		{name: "unknown face ignored", events: []ev{{dir: "in", at: at("06:50"), pupil: gatekit.UnknownStudent}}, now: "09:30", want: Absent},
+		{name: "unknown face ignored", events: []ev{{dir: "in", at: at("06:50"), pupil: wire.UnknownStudent}}, now: "09:30", want: Absent},
 		{name: "yesterday's event ignored", events: []ev{{dir: "in", at: at("06:50").Add(-24 * time.Hour)}}, now: "09:30", want: Absent},
 	}
 	for _, tc := range cases {
@@ -211,8 +211,8 @@ func TestListenerAndCutoffTicker(t *testing.T) {
 	id := f.event(t, "001234567890", "in", at("07:20"), false)
 	f.now.Store(at("07:20").UnixMilli())
 	var l ingest.Listener = f.svc
-	l.EventStored(ctx, ingest.StoredEvent{Event: gatekit.Event{EventID: id, SchoolID: "thcs-a", StudentID: "001234567890", Direction: "in", CapturedAt: at("07:20").UnixMilli()}, ClassID: "6a"})
-	l.EventStored(ctx, ingest.StoredEvent{Event: gatekit.Event{SchoolID: "thcs-a", StudentID: gatekit.UnknownStudent}, Unknown: true})
+	l.EventStored(ctx, ingest.StoredEvent{Event: wire.Event{EventID: id, SchoolID: "thcs-a", StudentID: "001234567890", Direction: "in", CapturedAt: at("07:20").UnixMilli()}, ClassID: "6a"})
+	l.EventStored(ctx, ingest.StoredEvent{Event: wire.Event{SchoolID: "thcs-a", StudentID: wire.UnknownStudent}, Unknown: true})
 	waitFor(t, "late after the event", func() bool { return status(t, f.db, "001234567890") == Late })
 	// The cut-off passes: the other pupil turns absent, the late one stays.
 	f.now.Store(at("09:01").UnixMilli())
@@ -245,7 +245,7 @@ func TestAttendanceHTTP(t *testing.T) {
 	ts := httptest.NewServer(srv.Engine)
 	defer ts.Close()
 	f.event(t, "001234567890", "in", at("06:45"), false)
-	f.event(t, gatekit.UnknownStudent, "in", at("06:46"), false)
+	f.event(t, wire.UnknownStudent, "in", at("06:46"), false)
 	f.now.Store(at("09:30").UnixMilli())
 
 	get := func(path string, want int, out any) {
@@ -305,7 +305,7 @@ func TestAttendanceHTTP(t *testing.T) {
 
 	var evs []EventRow
 	get("/schools/thcs-a/events", 200, &evs)
-	if len(evs) != 2 || evs[0].StudentID != gatekit.UnknownStudent || evs[0].ClockSkewMS != 200 {
+	if len(evs) != 2 || evs[0].StudentID != wire.UnknownStudent || evs[0].ClockSkewMS != 200 {
 		t.Fatalf("events: %+v", evs)
 	}
 	get(fmt.Sprintf("/schools/thcs-a/events?pupil_id=001234567890&from=%d", at("06:00").UnixMilli()), 200, &evs)

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/diemdanh/diemdanh/hub/ingest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TestOnChangeHook: the hook fires when the service's own work changes a
@@ -43,8 +43,8 @@ func TestOnChangeHook(t *testing.T) {
 	}
 	take("")
 	when := at("07:20")
-	f.event(t, an, gatekit.DirectionIn, when, false)
-	f.svc.EventStored(ctx, ingest.StoredEvent{Event: gatekit.Event{StudentID: an, SchoolID: "thcs-a", CapturedAt: when.UnixMilli()}})
+	f.event(t, an, wire.DirectionIn, when, false)
+	f.svc.EventStored(ctx, ingest.StoredEvent{Event: wire.Event{StudentID: an, SchoolID: "thcs-a", CapturedAt: when.UnixMilli()}})
 	if _, err := f.svc.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

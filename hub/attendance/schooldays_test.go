@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TestNoAbsenceOnDaysWithoutClasses: weekends and holidays must never count
@@ -34,7 +34,7 @@ func TestNoAbsenceOnDaysWithoutClasses(t *testing.T) {
 	}
 	// A pupil who comes in on a Sunday (a club, a make-up day) is recorded,
 	// and a class view computes that day at once (nobody else gets a row).
-	f.event(t, an, gatekit.DirectionIn, sunday.Add(-2*time.Hour), false)
+	f.event(t, an, wire.DirectionIn, sunday.Add(-2*time.Hour), false)
 	days, err := f.svc.ClassDay(ctx, "6a", "2026-09-13")
 	if err != nil || len(days) != 1 || days[0].PupilID != an || days[0].ArrivedAt == nil {
 		t.Fatalf("Sunday class view: %+v %v", days, err)

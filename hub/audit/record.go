@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // DataItem is one category of personal data in the processing record.
@@ -93,7 +94,7 @@ func (l *Log) models(ctx context.Context, sc Scope) []string {
 		rows.Close()
 	}
 	if len(models) == 0 {
-		models = []string{gatekit.DefaultEmbedder.String()}
+		models = []string{match.DefaultEmbedder.String()}
 	}
 	return models
 }
@@ -203,7 +204,7 @@ func DefaultConfig() Config { return Config{RetentionDays: 30} }
 // Validate names the first bad field under prefix.
 func (c Config) Validate(prefix string) error {
 	if c.RetentionDays < 1 || c.RetentionDays > 3650 {
-		return gatekit.Fieldf(prefix+".retention_days", "must be 1..3650, got %d", c.RetentionDays)
+		return conf.Fieldf(prefix+".retention_days", "must be 1..3650, got %d", c.RetentionDays)
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -92,15 +92,15 @@ func DefaultConfig() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case c.SessionTTL < time.Minute || c.SessionTTL > 30*24*time.Hour:
-		return gatekit.Fieldf(prefix+".session_ttl", "must be 1m..720h, got %v", c.SessionTTL)
+		return conf.Fieldf(prefix+".session_ttl", "must be 1m..720h, got %v", c.SessionTTL)
 	case c.MaxFailuresAccount < 1 || c.MaxFailuresIP < 1:
-		return gatekit.Fieldf(prefix+".max_failures_account", "failure limits must be ≥ 1")
+		return conf.Fieldf(prefix+".max_failures_account", "failure limits must be ≥ 1")
 	case c.FailureWindow < time.Second:
-		return gatekit.Fieldf(prefix+".failure_window", "must be ≥ 1s")
+		return conf.Fieldf(prefix+".failure_window", "must be ≥ 1s")
 	case c.BcryptCost < bcrypt.MinCost || c.BcryptCost > 16:
-		return gatekit.Fieldf(prefix+".bcrypt_cost", "must be %d..16", bcrypt.MinCost)
+		return conf.Fieldf(prefix+".bcrypt_cost", "must be %d..16", bcrypt.MinCost)
 	case c.MinPasswordLen < 8 || c.MinPasswordLen > 128:
-		return gatekit.Fieldf(prefix+".min_password_len", "must be 8..128")
+		return conf.Fieldf(prefix+".min_password_len", "must be 8..128")
 	}
 	return c.GateLockout.Validate(prefix + ".gate_lockout")
 }

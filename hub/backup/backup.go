@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -38,10 +38,10 @@ func (c Config) Validate(prefix string) error {
 		return nil
 	}
 	if c.Keep < 1 || c.Keep > 365 {
-		return gatekit.Fieldf(prefix+".keep", "must be 1..365, got %d", c.Keep)
+		return conf.Fieldf(prefix+".keep", "must be 1..365, got %d", c.Keep)
 	}
 	if _, err := time.Parse("15:04", c.At); err != nil || len(c.At) != 5 {
-		return gatekit.Fieldf(prefix+".at", "must be HH:MM, got %q", c.At)
+		return conf.Fieldf(prefix+".at", "must be HH:MM, got %q", c.At)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Auth errors.
@@ -33,8 +33,8 @@ type Gate struct {
 // CanPublish reports whether the gate may publish to topic: only its own
 // events, status and heartbeat topics.
 func (g Gate) CanPublish(topic string) bool {
-	return topic == gatekit.EventTopic(g.School, g.ID) || topic == gatekit.StatusTopic(g.School, g.ID) ||
-		topic == gatekit.HeartbeatTopic(g.School, g.ID)
+	return topic == wire.EventTopic(g.School, g.ID) || topic == wire.StatusTopic(g.School, g.ID) ||
+		topic == wire.HeartbeatTopic(g.School, g.ID)
 }
 
 // ErrNotAllowed is the refusal of a publish, will or retained message.
@@ -50,7 +50,7 @@ func (g Gate) MayPublish(topic string, retain bool) error {
 	if !g.CanPublish(topic) {
 		return fmt.Errorf("%w: topic %q", ErrNotAllowed, topic)
 	}
-	if retain && topic != gatekit.StatusTopic(g.School, g.ID) {
+	if retain && topic != wire.StatusTopic(g.School, g.ID) {
 		return fmt.Errorf("%w: retained message on %q", ErrNotAllowed, topic)
 	}
 	return nil
@@ -58,7 +58,7 @@ func (g Gate) MayPublish(topic string, retain bool) error {
 
 // CanRead reports whether the gate may subscribe to filter: only its
 // school's gallery topic, exactly (no wildcards).
-func (g Gate) CanRead(filter string) bool { return filter == gatekit.GalleryTopic(g.School) }
+func (g Gate) CanRead(filter string) bool { return filter == wire.GalleryTopic(g.School) }
 
 // Authenticator checks gate credentials against the gates table (bcrypt,
 // active=1) with a lockout after repeated failures, per username and per

@@ -25,7 +25,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/procstat"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // BenchResult is one bench-ingest run.
@@ -217,7 +218,7 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 	for i := 0; i < n; i++ {
 		g := gates[i%pubs]
 		ev := ingesttest.Event(g, pupils["bench"][i%len(pupils["bench"])], now.Add(-time.Duration(n-i)*time.Millisecond))
-		per[i%pubs] = append(per[i%pubs], msg{ev.EventID, gatekit.EventTopic(g.School, g.ID), ingesttest.Payload(ev)})
+		per[i%pubs] = append(per[i%pubs], msg{ev.EventID, wire.EventTopic(g.School, g.ID), ingesttest.Payload(ev)})
 	}
 	clients := make([]paho.Client, pubs)
 	for i, g := range gates {
@@ -320,7 +321,7 @@ func pct(sorted []float64, q float64) float64 {
 
 // peakRSSMB is the process's peak resident set (VmHWM) in MB.
 func peakRSSMB() float64 {
-	return round(gatekit.ProcStatusMB("VmHWM"), 1)
+	return round(procstat.StatusMB("VmHWM"), 1)
 }
 
 // runMosquitto starts mosquitto on a free loopback port with the settings

@@ -13,7 +13,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // The bench command runs end to end on a small load, in both modes, and
@@ -87,7 +87,7 @@ func TestEmbeddedQoS2AndHugePayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := ingesttest.Event(g, f.pupils[g.School][0], time.Now())
-	if tok := c.Publish(gatekit.EventTopic(g.School, g.ID), 2, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(wire.EventTopic(g.School, g.ID), 2, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	if f.count(t, `SELECT count(*) FROM events WHERE event_id=?`, ev.EventID) != 1 {
@@ -95,14 +95,14 @@ func TestEmbeddedQoS2AndHugePayload(t *testing.T) {
 	}
 	huge := append([]byte(`{"schema":1,"pad":"`), bytes.Repeat([]byte("x"), 300<<10)...)
 	huge = append(huge, '"', '}')
-	if tok := c.Publish(gatekit.EventTopic(g.School, g.ID), 1, false, huge); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(wire.EventTopic(g.School, g.ID), 1, false, huge); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	if f.count(t, `SELECT count(*) FROM quarantine WHERE reason LIKE '%exceeds%'`) != 1 {
 		t.Fatal("huge payload not quarantined")
 	}
 	next := ingesttest.Event(g, f.pupils[g.School][1], time.Now())
-	if tok := c.Publish(gatekit.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(next)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(wire.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(next)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	if f.count(t, `SELECT count(*) FROM events WHERE event_id=?`, next.EventID) != 1 {

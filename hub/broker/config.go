@@ -21,7 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Modes.
@@ -76,30 +77,30 @@ func Default() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case c.Mode != ModeEmbedded && c.Mode != ModeExternal:
-		return gatekit.Fieldf(join(prefix, "mode"), "must be embedded or external, got %q", c.Mode)
+		return conf.Fieldf(join(prefix, "mode"), "must be embedded or external, got %q", c.Mode)
 	case c.Mode == ModeEmbedded && c.Listen == "":
-		return gatekit.Fieldf(join(prefix, "listen"), "required")
+		return conf.Fieldf(join(prefix, "listen"), "required")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
-		return gatekit.Fieldf(join(prefix, "tls_cert"), "tls_cert and tls_key go together")
-	case c.MaxPacketBytes < gatekit.MaxPayloadBytes+1024:
-		return gatekit.Fieldf(join(prefix, "max_packet_bytes"), "must be at least %d", gatekit.MaxPayloadBytes+1024)
+		return conf.Fieldf(join(prefix, "tls_cert"), "tls_cert and tls_key go together")
+	case c.MaxPacketBytes < wire.MaxPayloadBytes+1024:
+		return conf.Fieldf(join(prefix, "max_packet_bytes"), "must be at least %d", wire.MaxPayloadBytes+1024)
 	case c.SessionCheck <= 0 || c.SessionCheck > time.Second:
-		return gatekit.Fieldf(join(prefix, "session_check"), "must be in (0, 1s], got %s", c.SessionCheck)
+		return conf.Fieldf(join(prefix, "session_check"), "must be in (0, 1s], got %s", c.SessionCheck)
 	case c.Lockout.FreeFailures < 1:
-		return gatekit.Fieldf(join(prefix, "lockout.free_failures"), "must be at least 1")
+		return conf.Fieldf(join(prefix, "lockout.free_failures"), "must be at least 1")
 	case c.Lockout.Base <= 0 || c.Lockout.Max < c.Lockout.Base:
-		return gatekit.Fieldf(join(prefix, "lockout.base"), "must be positive and not above lockout.max")
+		return conf.Fieldf(join(prefix, "lockout.base"), "must be positive and not above lockout.max")
 	case c.Mode == ModeExternal && c.External.URL == "":
-		return gatekit.Fieldf(join(prefix, "external.url"), "required in external mode")
+		return conf.Fieldf(join(prefix, "external.url"), "required in external mode")
 	case c.Mode == ModeExternal && c.External.ClientID == "":
-		return gatekit.Fieldf(join(prefix, "external.client_id"), "required in external mode (persistent session)")
+		return conf.Fieldf(join(prefix, "external.client_id"), "required in external mode (persistent session)")
 	}
 	return nil
 }
 
 // Announcer publishes the retained gallery announcement of a school.
 type Announcer interface {
-	Announce(ctx context.Context, schoolID string, a gatekit.GalleryAnnounce) error
+	Announce(ctx context.Context, schoolID string, a wire.GalleryAnnounce) error
 }
 
 // join makes "prefix.name" ("name" when prefix is empty).

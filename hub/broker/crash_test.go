@@ -23,7 +23,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TestMain doubles as the hub child process of TestKill9MidStream: with
@@ -170,7 +170,7 @@ func kill9MidStream(t *testing.T, external bool) {
 	var wg sync.WaitGroup
 	for gi, g := range gates {
 		// Build this gate's stream: every event, then 20% again, shuffled.
-		var evs []gatekit.Event
+		var evs []wire.Event
 		base := time.Now().Add(-time.Hour)
 		for i := 0; i < perGate; i++ {
 			evs = append(evs, ingesttest.Event(g, pupils["thcs-a"][i%20], base.Add(time.Duration(i)*time.Second)))
@@ -195,14 +195,14 @@ func kill9MidStream(t *testing.T, external bool) {
 		}
 		defer c.Disconnect(100)
 		wg.Add(1)
-		go func(g ingesttest.Gate, evs []gatekit.Event) {
+		go func(g ingesttest.Gate, evs []wire.Event) {
 			defer wg.Done()
-			topic := gatekit.EventTopic(g.School, g.ID)
+			topic := wire.EventTopic(g.School, g.ID)
 			sem := make(chan struct{}, 64) // in-flight window, like the edge's outbox sender
 			for _, e := range evs {
 				sem <- struct{}{}
 				acked.Add(1)
-				go func(e gatekit.Event) {
+				go func(e wire.Event) {
 					defer acked.Done()
 					defer func() { <-sem }()
 					p := ingesttest.Payload(e)

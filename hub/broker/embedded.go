@@ -17,7 +17,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Embedded is the in-process mochi-mqtt broker.
@@ -110,15 +111,15 @@ func (e *Embedded) Close() error {
 }
 
 // Announce publishes a retained gallery announcement for the school.
-func (e *Embedded) Announce(_ context.Context, schoolID string, a gatekit.GalleryAnnounce) error {
-	if !gatekit.ValidID(schoolID) {
-		return gatekit.Fieldf("school_id", "invalid %q", schoolID)
+func (e *Embedded) Announce(_ context.Context, schoolID string, a wire.GalleryAnnounce) error {
+	if !wire.ValidID(schoolID) {
+		return conf.Fieldf("school_id", "invalid %q", schoolID)
 	}
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("broker: announce: %w", err)
 	}
-	if err := e.srv.Publish(gatekit.GalleryTopic(schoolID), b, true, 1); err != nil {
+	if err := e.srv.Publish(wire.GalleryTopic(schoolID), b, true, 1); err != nil {
 		return fmt.Errorf("broker: announce: %w", err)
 	}
 	return nil
@@ -272,7 +273,7 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		return pk, packets.ErrRejectPacket
 	}
 	msg := ingest.Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID}
-	_, _, kind, _ := gatekit.ParseGateTopic(pk.TopicName)
+	_, _, kind, _ := wire.ParseGateTopic(pk.TopicName)
 	if kind != "events" {
 		h.ing.Submit(msg, nil) // status/heartbeat: normal flow, applied asynchronously
 		return pk, nil

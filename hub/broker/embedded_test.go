@@ -25,7 +25,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Every event whose PUBACK the gate received is already a committed row:
@@ -48,7 +48,7 @@ func TestEmbeddedCommitBeforePuback(t *testing.T) {
 			for i := 0; i < 150; i++ {
 				ev := ingesttest.Event(g, f.pupils[g.School][i%10], time.Now())
 				ids = append(ids, ev.EventID)
-				toks = append(toks, c.Publish(gatekit.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)))
+				toks = append(toks, c.Publish(wire.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)))
 			}
 			for i, tok := range toks {
 				if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -74,10 +74,10 @@ func TestEmbeddedACL(t *testing.T) {
 	f := startHub(t, nil, nil)
 	url := "tcp://" + f.emb.Addr()
 	a, a2, b := f.gates[0], f.gates[1], f.gates[2] // a, a2: school thcs-a; b: thcs-b
-	if err := f.emb.Announce(context.Background(), "thcs-a", gatekit.GalleryAnnounce{Schema: 1, Version: 7, URL: "/api/v1/gates/gallery"}); err != nil {
+	if err := f.emb.Announce(context.Background(), "thcs-a", wire.GalleryAnnounce{Schema: 1, Version: 7, URL: "/api/v1/gates/gallery"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.emb.Announce(context.Background(), "thcs-b", gatekit.GalleryAnnounce{Schema: 1, Version: 9}); err != nil {
+	if err := f.emb.Announce(context.Background(), "thcs-b", wire.GalleryAnnounce{Schema: 1, Version: 9}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -95,14 +95,14 @@ func TestEmbeddedACL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := make(chan gatekit.GalleryAnnounce, 1)
-		tok := c.Subscribe(gatekit.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) {
-			var ga gatekit.GalleryAnnounce
+		got := make(chan wire.GalleryAnnounce, 1)
+		tok := c.Subscribe(wire.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) {
+			var ga wire.GalleryAnnounce
 			json.Unmarshal(m.Payload(), &ga)
 			got <- ga
 		})
 		tok.Wait()
-		if r := tok.(*paho.SubscribeToken).Result()[gatekit.GalleryTopic("thcs-a")]; r != 1 {
+		if r := tok.(*paho.SubscribeToken).Result()[wire.GalleryTopic("thcs-a")]; r != 1 {
 			t.Fatalf("own gallery subscribe granted %d", r)
 		}
 		select {
@@ -113,8 +113,8 @@ func TestEmbeddedACL(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("no retained gallery announce")
 		}
-		for _, filter := range []string{gatekit.GalleryTopic("thcs-b"), "diemdanh/v1/#", "diemdanh/v1/+/gallery",
-			gatekit.EventTopic("thcs-a", a2.ID)} {
+		for _, filter := range []string{wire.GalleryTopic("thcs-b"), "diemdanh/v1/#", "diemdanh/v1/+/gallery",
+			wire.EventTopic("thcs-a", a2.ID)} {
 			tok := c.Subscribe(filter, 1, func(paho.Client, paho.Message) { t.Errorf("received on %s", filter) })
 			tok.Wait()
 			if r := tok.(*paho.SubscribeToken).Result()[filter]; r != 0x80 {
@@ -127,15 +127,15 @@ func TestEmbeddedACL(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		topic string
-		ev    func() gatekit.Event
+		ev    func() wire.Event
 	}{
-		{"as another gate of the same school", gatekit.EventTopic(a2.School, a2.ID), func() gatekit.Event {
+		{"as another gate of the same school", wire.EventTopic(a2.School, a2.ID), func() wire.Event {
 			return ingesttest.Event(a2, f.pupils["thcs-a"][0], time.Now())
 		}},
-		{"to another school", gatekit.EventTopic(b.School, b.ID), func() gatekit.Event {
+		{"to another school", wire.EventTopic(b.School, b.ID), func() wire.Event {
 			return ingesttest.Event(b, f.pupils["thcs-b"][0], time.Now())
 		}},
-		{"to the gallery topic", gatekit.GalleryTopic("thcs-a"), func() gatekit.Event {
+		{"to the gallery topic", wire.GalleryTopic("thcs-a"), func() wire.Event {
 			return ingesttest.Event(a, f.pupils["thcs-a"][0], time.Now())
 		}},
 	} {
@@ -165,10 +165,10 @@ func TestEmbeddedACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan []byte, 1)
-	c.Subscribe(gatekit.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) { got <- m.Payload() }).Wait()
+	c.Subscribe(wire.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) { got <- m.Payload() }).Wait()
 	select {
 	case p := <-got:
-		var ga gatekit.GalleryAnnounce
+		var ga wire.GalleryAnnounce
 		if json.Unmarshal(p, &ga) != nil || ga.Version != 7 {
 			t.Fatalf("gallery topic overwritten: %s", p)
 		}
@@ -259,7 +259,7 @@ func TestEmbeddedTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := ingesttest.Event(g, f.pupils[g.School][0], time.Now())
-	if tok := c.Publish(gatekit.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(wire.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	if n := f.count(t, `SELECT count(*) FROM events WHERE event_id=?`, ev.EventID); n != 1 {
@@ -274,18 +274,18 @@ func TestEmbeddedTLS(t *testing.T) {
 func TestEmbeddedStatusHeartbeatAndWill(t *testing.T) {
 	f := startHub(t, nil, nil)
 	g := f.gates[0]
-	will, _ := json.Marshal(gatekit.Status{Schema: 1, GateID: g.ID, Online: false})
+	will, _ := json.Marshal(wire.Status{Schema: 1, GateID: g.ID, Online: false})
 	px := newProxy(t, f.emb.Addr())
 	o := clientOpts("tcp://"+px.addr(), "hb", g.Username, g.Password).
-		SetWill(gatekit.StatusTopic(g.School, g.ID), string(will), 1, true)
+		SetWill(wire.StatusTopic(g.School, g.ID), string(will), 1, true)
 	c, err := connect(t, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	on, _ := json.Marshal(gatekit.Status{Schema: 1, GateID: g.ID, Online: true, At: time.Now().UnixMilli()})
-	c.Publish(gatekit.StatusTopic(g.School, g.ID), 1, true, on).Wait()
-	hb, _ := json.Marshal(gatekit.Heartbeat{Schema: 1, GateID: g.ID, At: time.Now().Add(-2 * time.Second).UnixMilli(), OutboxDepth: 4})
-	c.Publish(gatekit.HeartbeatTopic(g.School, g.ID), 0, false, hb).Wait()
+	on, _ := json.Marshal(wire.Status{Schema: 1, GateID: g.ID, Online: true, At: time.Now().UnixMilli()})
+	c.Publish(wire.StatusTopic(g.School, g.ID), 1, true, on).Wait()
+	hb, _ := json.Marshal(wire.Heartbeat{Schema: 1, GateID: g.ID, At: time.Now().Add(-2 * time.Second).UnixMilli(), OutboxDepth: 4})
+	c.Publish(wire.HeartbeatTopic(g.School, g.ID), 0, false, hb).Wait()
 	waitFor(t, func() bool {
 		return f.count(t, `SELECT count(*) FROM gates WHERE id=? AND online=1 AND clock_skew_ms BETWEEN 1500 AND 4000 AND last_heartbeat LIKE '%"outbox_depth":4%'`, g.ID) == 1
 	})
@@ -383,7 +383,7 @@ func TestEmbeddedDeactivatedGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := ingesttest.Event(g, f.pupils[g.School][0], time.Now())
-	if tok := c.Publish(gatekit.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(wire.EventTopic(g.School, g.ID), 1, false, ingesttest.Payload(ev)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	if f.count(t, `SELECT count(*) FROM events`) != 0 || f.count(t, `SELECT count(*) FROM quarantine WHERE reason LIKE '%not active%'`) != 1 {

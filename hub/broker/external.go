@@ -15,12 +15,13 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // GateFilter is the hub's subscription in external mode: every gate topic
 // of every school the broker carries.
-const GateFilter = gatekit.TopicRoot + "/+/gate/+/+"
+const GateFilter = wire.TopicRoot + "/+/gate/+/+"
 
 // External consumes gate messages from an existing broker (mosquitto,
 // EMQX) through paho: QoS 1, persistent session (CleanSession=false, fixed
@@ -56,7 +57,7 @@ func NewExternal(ctx context.Context, cfg Config, ing *ingest.Ingester, log *slo
 	x := &External{cfg: cfg, log: log, ing: ing, acks: make(chan paho.Message, 1<<16), stop: make(chan struct{}),
 		connectedCh: make(chan struct{})}
 	pw := cfg.External.Password
-	gatekit.EnvOverride(&pw, "DIEMDANH_BROKER_PASSWORD")
+	conf.EnvOverride(&pw, "DIEMDANH_BROKER_PASSWORD")
 	o := paho.NewClientOptions().AddBroker(cfg.External.URL).SetClientID(cfg.External.ClientID).
 		SetUsername(cfg.External.Username).SetPassword(pw).
 		SetCleanSession(false).SetAutoAckDisabled(true).SetOrderMatters(false).
@@ -69,7 +70,7 @@ func NewExternal(ctx context.Context, cfg Config, ing *ingest.Ingester, log *slo
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, gatekit.Fieldf("broker.external.ca_file", "no PEM certificates in %s", cfg.External.CAFile)
+			return nil, conf.Fieldf("broker.external.ca_file", "no PEM certificates in %s", cfg.External.CAFile)
 		}
 		o.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
@@ -148,15 +149,15 @@ func (x *External) Connected() bool { return x.client.IsConnectionOpen() }
 func (x *External) Addr() string { return x.cfg.External.URL }
 
 // Announce publishes the retained gallery announcement (QoS 1).
-func (x *External) Announce(ctx context.Context, schoolID string, a gatekit.GalleryAnnounce) error {
-	if !gatekit.ValidID(schoolID) {
-		return gatekit.Fieldf("school_id", "invalid %q", schoolID)
+func (x *External) Announce(ctx context.Context, schoolID string, a wire.GalleryAnnounce) error {
+	if !wire.ValidID(schoolID) {
+		return conf.Fieldf("school_id", "invalid %q", schoolID)
 	}
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("broker: announce: %w", err)
 	}
-	tok := x.client.Publish(gatekit.GalleryTopic(schoolID), 1, true, b)
+	tok := x.client.Publish(wire.GalleryTopic(schoolID), 1, true, b)
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {

@@ -17,7 +17,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 const mosquittoBin = "/usr/sbin/mosquitto"
@@ -229,10 +229,10 @@ func TestMosquittoACLAndIngest(t *testing.T) {
 		t.Fatal("mosquitto accepted an anonymous client")
 	}
 
-	if err := ext.Announce(context.Background(), "thcs-a", gatekit.GalleryAnnounce{Schema: 1, Version: 3}); err != nil {
+	if err := ext.Announce(context.Background(), "thcs-a", wire.GalleryAnnounce{Schema: 1, Version: 3}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ext.Announce(context.Background(), "thcs-b", gatekit.GalleryAnnounce{Schema: 1, Version: 4}); err != nil {
+	if err := ext.Announce(context.Background(), "thcs-b", wire.GalleryAnnounce{Schema: 1, Version: 4}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := connect(t, clientOpts(x.url, "gate-a", a.Username, a.Password))
@@ -240,30 +240,30 @@ func TestMosquittoACLAndIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan string, 10)
-	c.Subscribe(gatekit.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).Wait()
+	c.Subscribe(wire.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() }).Wait()
 	select {
 	case <-got:
 	case <-time.After(5 * time.Second):
 		t.Fatal("own gallery announce not received")
 	}
-	for _, filter := range []string{gatekit.GalleryTopic("thcs-b"), gatekit.EventTopic(b.School, b.ID), "diemdanh/v1/#"} {
+	for _, filter := range []string{wire.GalleryTopic("thcs-b"), wire.EventTopic(b.School, b.ID), "diemdanh/v1/#"} {
 		tok := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() })
 		tok.Wait()
 		t.Logf("subscribe %s → %#x", filter, tok.(*paho.SubscribeToken).Result()[filter])
 	}
 	// Forbidden publishes: as another gate, to another school, to the gallery.
-	forbidden := []gatekit.Event{ingesttest.Event(a2, x.pupils["thcs-a"][0], time.Now()),
+	forbidden := []wire.Event{ingesttest.Event(a2, x.pupils["thcs-a"][0], time.Now()),
 		ingesttest.Event(b, x.pupils["thcs-b"][0], time.Now())}
-	c.Publish(gatekit.EventTopic(a2.School, a2.ID), 1, false, ingesttest.Payload(forbidden[0])).WaitTimeout(3 * time.Second)
-	c.Publish(gatekit.EventTopic(b.School, b.ID), 1, false, ingesttest.Payload(forbidden[1])).WaitTimeout(3 * time.Second)
-	c.Publish(gatekit.GalleryTopic("thcs-a"), 1, true, []byte(`{"schema":1,"version":666}`)).WaitTimeout(3 * time.Second)
+	c.Publish(wire.EventTopic(a2.School, a2.ID), 1, false, ingesttest.Payload(forbidden[0])).WaitTimeout(3 * time.Second)
+	c.Publish(wire.EventTopic(b.School, b.ID), 1, false, ingesttest.Payload(forbidden[1])).WaitTimeout(3 * time.Second)
+	c.Publish(wire.GalleryTopic("thcs-a"), 1, true, []byte(`{"schema":1,"version":666}`)).WaitTimeout(3 * time.Second)
 	// An allowed event afterwards arrives; by then the forbidden ones would have too.
 	c2, err := connect(t, clientOpts(x.url, "gate-a-2", a.Username, a.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ok := ingesttest.Event(a, x.pupils["thcs-a"][1], time.Now())
-	publishOK(t, c2, gatekit.EventTopic(a.School, a.ID), ingesttest.Payload(ok))
+	publishOK(t, c2, wire.EventTopic(a.School, a.ID), ingesttest.Payload(ok))
 	waitFor(t, func() bool { return x.count(t, `SELECT count(*) FROM events WHERE event_id=?`, ok.EventID) == 1 })
 	time.Sleep(200 * time.Millisecond)
 	for _, ev := range forbidden {
@@ -275,7 +275,7 @@ func TestMosquittoACLAndIngest(t *testing.T) {
 	for drained := false; !drained; {
 		select {
 		case topic := <-got:
-			if topic != gatekit.GalleryTopic("thcs-a") {
+			if topic != wire.GalleryTopic("thcs-a") {
 				t.Fatalf("gate A received %s", topic)
 			}
 		default:
@@ -285,7 +285,7 @@ func TestMosquittoACLAndIngest(t *testing.T) {
 	// The retained announce was not overwritten by the gate.
 	c3, _ := connect(t, clientOpts(x.url, "gate-a-3", a.Username, a.Password))
 	ann := make(chan []byte, 1)
-	c3.Subscribe(gatekit.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) { ann <- m.Payload() }).Wait()
+	c3.Subscribe(wire.GalleryTopic("thcs-a"), 1, func(_ paho.Client, m paho.Message) { ann <- m.Payload() }).Wait()
 	select {
 	case p := <-ann:
 		if strings.Contains(string(p), "666") {
@@ -308,19 +308,19 @@ func TestMosquittoRedeliversUncommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := ingesttest.Event(g, x.pupils["thcs-a"][0], time.Now())
-	publishOK(t, c, gatekit.EventTopic(g.School, g.ID), ingesttest.Payload(first))
+	publishOK(t, c, wire.EventTopic(g.School, g.ID), ingesttest.Payload(first))
 	waitFor(t, func() bool { return x.count(t, `SELECT count(*) FROM events WHERE event_id=?`, first.EventID) == 1 })
 
 	ing1.Close() // the database side is gone: nothing more can commit
 	lost := ingesttest.Event(g, x.pupils["thcs-a"][1], time.Now())
-	publishOK(t, c, gatekit.EventTopic(g.School, g.ID), ingesttest.Payload(lost))
+	publishOK(t, c, wire.EventTopic(g.School, g.ID), ingesttest.Payload(lost))
 	time.Sleep(300 * time.Millisecond) // delivered to the hub, refused, not acked
 	ext1.Close()
 	var queued []string
 	for i := 0; i < 50; i++ { // published while the hub is offline
 		ev := ingesttest.Event(g, x.pupils["thcs-a"][i%10], time.Now())
 		queued = append(queued, ev.EventID)
-		publishOK(t, c, gatekit.EventTopic(g.School, g.ID), ingesttest.Payload(ev))
+		publishOK(t, c, wire.EventTopic(g.School, g.ID), ingesttest.Payload(ev))
 	}
 	if n := x.count(t, `SELECT count(*) FROM events`); n != 1 {
 		t.Fatalf("%d events before the hub is back, want 1", n)
@@ -368,11 +368,11 @@ func TestShippedMosquittoFiles(t *testing.T) {
 	spy := make(chan string, 10)
 	gate.Subscribe(broker.GateFilter, 1, func(_ paho.Client, m paho.Message) { spy <- m.Topic() }).Wait()
 	g := ingesttest.Gate{School: "demo", ID: "demo-gate"}
-	publishOK(t, gate, gatekit.EventTopic("demo", "demo-gate"), ingesttest.Payload(ingesttest.Event(g, gatekit.UnknownStudent, time.Now())))
-	gate.Publish(gatekit.EventTopic("demo", "other-gate"), 1, false, []byte("{}")).Wait()
+	publishOK(t, gate, wire.EventTopic("demo", "demo-gate"), ingesttest.Payload(ingesttest.Event(g, wire.UnknownStudent, time.Now())))
+	gate.Publish(wire.EventTopic("demo", "other-gate"), 1, false, []byte("{}")).Wait()
 	select {
 	case topic := <-got:
-		if topic != gatekit.EventTopic("demo", "demo-gate") {
+		if topic != wire.EventTopic("demo", "demo-gate") {
 			t.Fatalf("hub got %s", topic)
 		}
 	case <-time.After(5 * time.Second):

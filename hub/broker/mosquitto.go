@@ -9,7 +9,8 @@ import (
 	"strings"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // MosquittoACL renders a mosquitto acl_file for every active gate in the
@@ -47,17 +48,17 @@ func RenderMosquittoACL(hubUser string, gates []Gate) (string, error) {
 	b.WriteString("# Anything not listed is denied.\n\n")
 	if hubUser != "" {
 		if !safeACLWord(hubUser) {
-			return "", gatekit.Fieldf("hub_user", "%q cannot be used in a mosquitto ACL", hubUser)
+			return "", conf.Fieldf("hub_user", "%q cannot be used in a mosquitto ACL", hubUser)
 		}
-		fmt.Fprintf(&b, "user %s\ntopic read %s\ntopic write %s/+/gallery\n\n", hubUser, GateFilter, gatekit.TopicRoot)
+		fmt.Fprintf(&b, "user %s\ntopic read %s\ntopic write %s/+/gallery\n\n", hubUser, GateFilter, wire.TopicRoot)
 	}
 	for _, g := range gates {
-		if !safeACLWord(g.Username) || !gatekit.ValidID(g.School) || !gatekit.ValidID(g.ID) {
-			return "", gatekit.Fieldf("gates", "gate %q (user %q) cannot be used in a mosquitto ACL", g.ID, g.Username)
+		if !safeACLWord(g.Username) || !wire.ValidID(g.School) || !wire.ValidID(g.ID) {
+			return "", conf.Fieldf("gates", "gate %q (user %q) cannot be used in a mosquitto ACL", g.ID, g.Username)
 		}
 		fmt.Fprintf(&b, "user %s\ntopic write %s\ntopic write %s\ntopic write %s\ntopic read %s\n\n", g.Username,
-			gatekit.EventTopic(g.School, g.ID), gatekit.StatusTopic(g.School, g.ID),
-			gatekit.HeartbeatTopic(g.School, g.ID), gatekit.GalleryTopic(g.School))
+			wire.EventTopic(g.School, g.ID), wire.StatusTopic(g.School, g.ID),
+			wire.HeartbeatTopic(g.School, g.ID), wire.GalleryTopic(g.School))
 	}
 	return b.String(), nil
 }
@@ -103,5 +104,5 @@ func MosquittoACLMain(ctx context.Context, args []string, stdout, stderr io.Writ
 		_, err = io.WriteString(stdout, acl)
 		return err
 	}
-	return gatekit.WriteFileAtomic(*out, []byte(acl), 0o600)
+	return conf.WriteFileAtomic(*out, []byte(acl), 0o600)
 }

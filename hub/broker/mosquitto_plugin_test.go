@@ -16,7 +16,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // refused asserts that mosquitto answered the login with a refusal (not a
@@ -110,11 +110,11 @@ func TestMosquittoPluginLockout(t *testing.T) {
 	spy := make(chan string, 10)
 	gate.Subscribe(broker.GateFilter, 1, func(_ paho.Client, m paho.Message) { spy <- m.Topic() }).Wait()
 	ig := ingesttest.Gate{School: g1.School, ID: g1.ID}
-	gate.Publish(gatekit.EventTopic(g2.School, g2.ID), 1, false, []byte("{}")).Wait()
-	publishOK(t, gate, gatekit.EventTopic(g1.School, g1.ID), ingesttest.Payload(ingesttest.Event(ig, gatekit.UnknownStudent, time.Now())))
+	gate.Publish(wire.EventTopic(g2.School, g2.ID), 1, false, []byte("{}")).Wait()
+	publishOK(t, gate, wire.EventTopic(g1.School, g1.ID), ingesttest.Payload(ingesttest.Event(ig, wire.UnknownStudent, time.Now())))
 	select {
 	case topic := <-got:
-		if topic != gatekit.EventTopic(g1.School, g1.ID) {
+		if topic != wire.EventTopic(g1.School, g1.ID) {
 			t.Fatalf("hub got %s", topic)
 		}
 	case <-time.After(5 * time.Second):

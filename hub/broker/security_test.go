@@ -15,7 +15,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // secHub is a hub on one of the two brokers, with the operations the
@@ -43,7 +43,7 @@ func startSecHub(t *testing.T, kind string) *secHub {
 		rs.BcryptCost = 4
 		h := &secHub{hubFixture: f, kind: kind, url: "tcp://" + f.emb.Addr()}
 		h.announce = func(school string, v int) error {
-			return f.emb.Announce(context.Background(), school, gatekit.GalleryAnnounce{Schema: 1, Version: int64(v)})
+			return f.emb.Announce(context.Background(), school, wire.GalleryAnnounce{Schema: 1, Version: int64(v)})
 		}
 		h.rotate = func(t *testing.T, g ingesttest.Gate) string {
 			c, err := rs.RotateGatePassword(context.Background(), g.ID)
@@ -96,7 +96,7 @@ func startSecMosquitto(t *testing.T) *secHub {
 	t.Cleanup(func() { ext.Close(); ing.Close() })
 	h := &secHub{hubFixture: f, kind: "mosquitto", url: x.url}
 	h.announce = func(school string, v int) error {
-		return ext.Announce(context.Background(), school, gatekit.GalleryAnnounce{Schema: 1, Version: int64(v)})
+		return ext.Announce(context.Background(), school, wire.GalleryAnnounce{Schema: 1, Version: int64(v)})
 	}
 	n := 0
 	h.rotate = func(t *testing.T, g ingesttest.Gate) string {
@@ -117,20 +117,20 @@ func (h *secHub) gateOnline(t *testing.T, g ingesttest.Gate) paho.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	on, _ := json.Marshal(gatekit.Status{Schema: 1, GateID: g.ID, Online: true, At: time.Now().UnixMilli()})
-	c.Publish(gatekit.StatusTopic(g.School, g.ID), 1, true, on).Wait()
+	on, _ := json.Marshal(wire.Status{Schema: 1, GateID: g.ID, Online: true, At: time.Now().UnixMilli()})
+	c.Publish(wire.StatusTopic(g.School, g.ID), 1, true, on).Wait()
 	waitFor(t, func() bool { return h.count(t, `SELECT online FROM gates WHERE id=?`, g.ID) == 1 })
 	return c
 }
 
 func willOpts(url string, login, willOf ingesttest.Gate, clientID string) *paho.ClientOptions {
-	off, _ := json.Marshal(gatekit.Status{Schema: 1, GateID: willOf.ID, Online: false})
+	off, _ := json.Marshal(wire.Status{Schema: 1, GateID: willOf.ID, Online: false})
 	return clientOpts(url, clientID, login.Username, login.Password).
-		SetWill(gatekit.StatusTopic(willOf.School, willOf.ID), string(off), 1, true)
+		SetWill(wire.StatusTopic(willOf.School, willOf.ID), string(off), 1, true)
 }
 
 // retainedGallery returns the retained announcement gate g reads.
-func (h *secHub) retainedGallery(t *testing.T, g ingesttest.Gate) gatekit.GalleryAnnounce {
+func (h *secHub) retainedGallery(t *testing.T, g ingesttest.Gate) wire.GalleryAnnounce {
 	t.Helper()
 	c, err := connect(t, clientOpts(h.url, g.ID, g.Username, g.Password))
 	if err != nil {
@@ -138,10 +138,10 @@ func (h *secHub) retainedGallery(t *testing.T, g ingesttest.Gate) gatekit.Galler
 	}
 	defer c.Disconnect(50)
 	got := make(chan []byte, 4)
-	c.Subscribe(gatekit.GalleryTopic(g.School), 1, func(_ paho.Client, m paho.Message) { got <- m.Payload() }).Wait()
+	c.Subscribe(wire.GalleryTopic(g.School), 1, func(_ paho.Client, m paho.Message) { got <- m.Payload() }).Wait()
 	select {
 	case p := <-got:
-		var a gatekit.GalleryAnnounce
+		var a wire.GalleryAnnounce
 		if err := json.Unmarshal(p, &a); err != nil {
 			t.Fatalf("retained gallery %q: %v", p, err)
 		}
@@ -149,7 +149,7 @@ func (h *secHub) retainedGallery(t *testing.T, g ingesttest.Gate) gatekit.Galler
 	case <-time.After(5 * time.Second):
 		t.Fatal("no retained gallery announcement")
 	}
-	return gatekit.GalleryAnnounce{}
+	return wire.GalleryAnnounce{}
 }
 
 // A gate's last will goes through the same rule as its publishes, on both
@@ -170,23 +170,23 @@ func TestSecurityWillACL(t *testing.T) {
 			h.gateOnline(t, a2)
 			evB := ingesttest.Event(b, h.pupils[b.School][0], time.Now())
 			evA := ingesttest.Event(a, h.pupils[a.School][0], time.Now())
-			offA2, _ := json.Marshal(gatekit.Status{Schema: 1, GateID: a2.ID, Online: false})
+			offA2, _ := json.Marshal(wire.Status{Schema: 1, GateID: a2.ID, Online: false})
 			cases := []struct {
 				name, topic string
 				payload     []byte
 				retain      bool
 			}{
-				{"another school's gate events", gatekit.EventTopic(b.School, b.ID), ingesttest.Payload(evB), false},
-				{"retained gallery announcement", gatekit.GalleryTopic(a.School),
+				{"another school's gate events", wire.EventTopic(b.School, b.ID), ingesttest.Payload(evB), false},
+				{"retained gallery announcement", wire.GalleryTopic(a.School),
 					[]byte(`{"schema":1,"version":999999,"url":"http://evil.example/g"}`), true},
-				{"another gate's status", gatekit.StatusTopic(a2.School, a2.ID), offA2, true},
+				{"another gate's status", wire.StatusTopic(a2.School, a2.ID), offA2, true},
 			}
 			if kind == "embedded" {
 				cases = append(cases, struct {
 					name, topic string
 					payload     []byte
 					retain      bool
-				}{"own events, retained", gatekit.EventTopic(a.School, a.ID), ingesttest.Payload(evA), true})
+				}{"own events, retained", wire.EventTopic(a.School, a.ID), ingesttest.Payload(evA), true})
 			}
 			for _, tc := range cases {
 				px := newProxy(t, h.url[len("tcp://"):])
@@ -203,7 +203,7 @@ func TestSecurityWillACL(t *testing.T) {
 				t.Fatal(err)
 			}
 			ok := ingesttest.Event(a, h.pupils[a.School][1], time.Now())
-			publishOK(t, c, gatekit.EventTopic(a.School, a.ID), ingesttest.Payload(ok))
+			publishOK(t, c, wire.EventTopic(a.School, a.ID), ingesttest.Payload(ok))
 			waitFor(t, func() bool { return h.count(t, `SELECT count(*) FROM events WHERE event_id=?`, ok.EventID) == 1 })
 			c.Disconnect(50)
 			time.Sleep(300 * time.Millisecond)
@@ -242,7 +242,7 @@ func TestSecurityMQTT5WillDelayAndTopicAlias(t *testing.T) {
 			addr := h.url[len("tcp://"):]
 			evB := ingesttest.Event(b, h.pupils[b.School][0], time.Now())
 			// A delayed will (1 s) for another school's gate is refused at CONNECT.
-			rc, err := rawConnect5(addr, a, &rawWill{topic: gatekit.EventTopic(b.School, b.ID),
+			rc, err := rawConnect5(addr, a, &rawWill{topic: wire.EventTopic(b.School, b.ID),
 				payload: ingesttest.Payload(evB), qos: 1, delay: 1})
 			if err == nil {
 				if kind == "embedded" {
@@ -256,10 +256,10 @@ func TestSecurityMQTT5WillDelayAndTopicAlias(t *testing.T) {
 				t.Fatal(err)
 			}
 			evB2 := ingesttest.Event(b, h.pupils[b.School][1], time.Now())
-			rc.publish(gatekit.EventTopic(b.School, b.ID), 1, 1, ingesttest.Payload(evB2))
+			rc.publish(wire.EventTopic(b.School, b.ID), 1, 1, ingesttest.Payload(evB2))
 			rc.publish("", 1, 2, ingesttest.Payload(evB2))
 			evA := ingesttest.Event(a, h.pupils[a.School][0], time.Now())
-			rc.publish(gatekit.EventTopic(a.School, a.ID), 2, 3, ingesttest.Payload(evA))
+			rc.publish(wire.EventTopic(a.School, a.ID), 2, 3, ingesttest.Payload(evA))
 			rc.publish("", 2, 4, ingesttest.Payload(evB2))
 			time.Sleep(2500 * time.Millisecond) // past the will delay
 			rc.close()
@@ -292,7 +292,7 @@ func TestSecurityClientIDBoundToUsername(t *testing.T) {
 				}
 				// The intruder still publishes only as itself.
 				ev := ingesttest.Event(a, h.pupils[a.School][i], time.Now())
-				publishOK(t, intruder, gatekit.EventTopic(a.School, a.ID), ingesttest.Payload(ev))
+				publishOK(t, intruder, wire.EventTopic(a.School, a.ID), ingesttest.Payload(ev))
 				intruder.Disconnect(50)
 			}
 			time.Sleep(500 * time.Millisecond)
@@ -300,7 +300,7 @@ func TestSecurityClientIDBoundToUsername(t *testing.T) {
 				t.Fatalf("the real gate lost its connection %d times", n)
 			}
 			ev := ingesttest.Event(a2, h.pupils[a2.School][5], time.Now())
-			publishOK(t, real, gatekit.EventTopic(a2.School, a2.ID), ingesttest.Payload(ev))
+			publishOK(t, real, wire.EventTopic(a2.School, a2.ID), ingesttest.Payload(ev))
 			waitFor(t, func() bool { return h.count(t, `SELECT count(*) FROM events WHERE gate_id=?`, a.ID) == 3 })
 		})
 	}

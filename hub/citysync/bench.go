@@ -19,7 +19,7 @@ import (
 	"github.com/diemdanh/diemdanh/deploy/citydb"
 	"github.com/diemdanh/diemdanh/deploy/citydb/pgtest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/procstat"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -484,5 +484,5 @@ func percentile(v []float64, p float64) float64 {
 
 // peakRSSMB is the process's peak resident set (VmHWM) in MB.
 func peakRSSMB() float64 {
-	return gatekit.ProcStatusMB("VmHWM")
+	return procstat.StatusMB("VmHWM")
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -92,8 +92,8 @@ func Default() Config {
 
 // ApplyEnv applies the environment overrides.
 func (c *Config) ApplyEnv() {
-	gatekit.EnvOverride(&c.DSN, "DIEMDANH_CITYDB_DSN")
-	gatekit.EnvOverride(&c.Password, "DIEMDANH_CITYDB_PASSWORD")
+	conf.EnvOverride(&c.DSN, "DIEMDANH_CITYDB_DSN")
+	conf.EnvOverride(&c.Password, "DIEMDANH_CITYDB_PASSWORD")
 }
 
 // Enabled reports whether sync is configured.
@@ -112,40 +112,40 @@ func (c Config) Validate(prefix string) error {
 		return nil
 	}
 	if _, err := pgxpool.ParseConfig(c.DSN); err != nil {
-		return gatekit.Fieldf(f("dsn"), "not a PostgreSQL DSN: %v", err)
+		return conf.Fieldf(f("dsn"), "not a PostgreSQL DSN: %v", err)
 	}
 	if c.Interval <= 0 {
-		return gatekit.Fieldf(f("interval"), "must be positive")
+		return conf.Fieldf(f("interval"), "must be positive")
 	}
 	if c.Debounce < 0 {
-		return gatekit.Fieldf(f("debounce"), "must not be negative")
+		return conf.Fieldf(f("debounce"), "must not be negative")
 	}
 	if c.RosterInterval <= 0 {
-		return gatekit.Fieldf(f("roster_interval"), "must be positive")
+		return conf.Fieldf(f("roster_interval"), "must be positive")
 	}
 	if c.MaxBackoff < time.Second {
-		return gatekit.Fieldf(f("max_backoff"), "must be at least 1s")
+		return conf.Fieldf(f("max_backoff"), "must be at least 1s")
 	}
 	if c.BatchSize < 1 || c.BatchSize > 50000 {
-		return gatekit.Fieldf(f("batch_size"), "must be 1..50000, got %d", c.BatchSize)
+		return conf.Fieldf(f("batch_size"), "must be 1..50000, got %d", c.BatchSize)
 	}
 	for i, m := range c.Meals {
 		if !mealCode.MatchString(m) {
-			return gatekit.Fieldf(fmt.Sprintf("%s[%d]", f("meals"), i), "bad meal code %q", m)
+			return conf.Fieldf(fmt.Sprintf("%s[%d]", f("meals"), i), "bad meal code %q", m)
 		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return gatekit.Fieldf(f("tls.cert_file"), "cert_file and key_file go together")
+		return conf.Fieldf(f("tls.cert_file"), "cert_file and key_file go together")
 	}
 	for i, t := range c.Terms {
 		p := fmt.Sprintf("%s[%d]", f("terms"), i)
 		if _, err := parseTerm(t); err != nil {
-			return gatekit.Fieldf(p, "%v", err)
+			return conf.Fieldf(p, "%v", err)
 		}
 	}
 	for name, v := range map[string]string{"term1_start": c.TermRule.Term1Start, "term2_start": c.TermRule.Term2Start, "year_end": c.TermRule.YearEnd} {
 		if !mmdd.MatchString(v) {
-			return gatekit.Fieldf(f("term_rule."+name), "want MM-DD, got %q", v)
+			return conf.Fieldf(f("term_rule."+name), "want MM-DD, got %q", v)
 		}
 	}
 	return nil

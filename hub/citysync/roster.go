@@ -250,8 +250,6 @@ func b2i(b bool) int {
 	return 0
 }
 
-type mapping struct{ localID, hash string }
-
 // applyRoster applies the city roster to the hub inside tx and reports
 // whether the gallery membership changed (a pupil (de)activated).
 //
@@ -262,241 +260,31 @@ type mapping struct{ localID, hash string }
 // attendance, templates, class times, accounts) is never touched. Pupils the
 // hub created itself are never deactivated by the sync; a local pupil whose
 // personal ID the city also has becomes a city pupil.
+//
+// The steps (roster_apply.go): load the city-key map, then apply the
+// school, the staff, the classes and the pupils in that order (each retires
+// what the city no longer sends), then save the issues found on the way.
 func (w *Worker) applyRoster(ctx context.Context, tx *sql.Tx, r *roster, rep *Report) (bool, error) {
-	now := w.now().UnixMilli()
-	var issues []Issue
-	report := func(kind, key, format string, args ...any) {
-		issues = append(issues, Issue{kind, key, fmt.Sprintf(format, args...)})
-	}
-	maps := map[string]map[string]mapping{"staff": {}, "class": {}, "pupil": {}}
-	rows, err := tx.QueryContext(ctx, `SELECT kind, city_key, local_id, hash FROM citysync_roster`)
-	if err != nil {
-		return false, fmt.Errorf("citysync: roster map: %w", err)
-	}
-	for rows.Next() {
-		var k, key string
-		var m mapping
-		if err := rows.Scan(&k, &key, &m.localID, &m.hash); err != nil {
-			rows.Close()
-			return false, fmt.Errorf("citysync: roster map: %w", err)
-		}
-		maps[k][key] = m
-	}
-	rows.Close()
-	setMap := func(kind, key, local, hash string) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO citysync_roster (kind, city_key, local_id, hash, seen_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT(kind, city_key) DO UPDATE SET local_id = excluded.local_id, hash = excluded.hash, seen_at = excluded.seen_at`,
-			kind, key, local, hash, now)
-		return err
-	}
-	dropMap := func(kind, key string) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM citysync_roster WHERE kind = ? AND city_key = ?`, kind, key)
-		return err
-	}
-	exists := func(table, id string) bool {
-		var one int
-		return tx.QueryRowContext(ctx, `SELECT 1 FROM `+table+` WHERE id = ?`, id).Scan(&one) == nil
-	}
-
-	// School.
-	if r.school != nil {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schools (id, name, district, level, updated_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET name = excluded.name, district = excluded.district, level = excluded.level, updated_at = excluded.updated_at
-			WHERE schools.name IS NOT excluded.name OR schools.district IS NOT excluded.district OR schools.level IS NOT excluded.level`,
-			w.school, r.school.name, r.school.district, r.school.level, now); err != nil {
-			return false, fmt.Errorf("citysync: apply school: %w", err)
-		}
-	} else if !exists("schools", w.school) {
-		return false, fmt.Errorf("citysync: school %q is neither in the city records nor on the hub", w.school)
-	}
-
-	// Staff.
-	seen := map[string]bool{}
-	for _, s := range r.staff {
-		seen[s.id] = true
-		if s.role != "teacher" && s.role != "admin" {
-			report("staff", s.id, "unknown staff role %q", s.role)
-			continue
-		}
-		if strings.TrimSpace(s.name) == "" {
-			report("staff", s.id, "staff member without a name")
-			continue
-		}
-		h := hashOf(s.name, s.email, s.phone, s.role, fmt.Sprint(s.active))
-		if m, ok := maps["staff"][s.id]; ok && m.hash == h && exists("staff", s.id) {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO staff (id, school_id, full_name, email, phone, role, active, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET full_name = excluded.full_name, email = excluded.email, phone = excluded.phone,
-			  role = excluded.role, active = excluded.active, updated_at = excluded.updated_at`,
-			s.id, w.school, s.name, s.email, s.phone, s.role, b2i(s.active), now); err != nil {
-			return false, fmt.Errorf("citysync: apply staff %s: %w", s.id, err)
-		}
-		if err := setMap("staff", s.id, s.id, h); err != nil {
-			return false, fmt.Errorf("citysync: roster map: %w", err)
-		}
-		rep.RosterChanged++
-	}
-	for key, m := range maps["staff"] {
-		if !seen[key] {
-			if _, err := tx.ExecContext(ctx, `UPDATE staff SET active = 0, updated_at = ? WHERE id = ? AND active = 1`, now, m.localID); err != nil {
-				return false, fmt.Errorf("citysync: retire staff: %w", err)
-			}
-			if err := dropMap("staff", key); err != nil {
-				return false, err
-			}
-		}
-	}
-
-	// Classes.
-	seen = map[string]bool{}
-	for _, c := range r.classes {
-		seen[c.id] = true
-		switch {
-		case c.teacher == nil || *c.teacher == "":
-			report("class", c.id, "class %q has no homeroom teacher", c.name)
-			continue
-		case !exists("staff", *c.teacher):
-			report("class", c.id, "homeroom teacher %q of class %q is not on the hub", *c.teacher, c.name)
-			continue
-		}
-		h := hashOf(c.name, fmt.Sprint(c.grade), *c.teacher, fmt.Sprint(c.active))
-		if m, ok := maps["class"][c.id]; ok && m.hash == h && exists("classes", c.id) {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO classes (id, school_id, name, grade, homeroom_teacher_id, active, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET name = excluded.name, grade = excluded.grade,
-			  homeroom_teacher_id = excluded.homeroom_teacher_id, active = excluded.active, updated_at = excluded.updated_at`,
-			c.id, w.school, c.name, c.grade, *c.teacher, b2i(c.active), now); err != nil {
-			return false, fmt.Errorf("citysync: apply class %s: %w", c.id, err)
-		}
-		if err := setMap("class", c.id, c.id, h); err != nil {
-			return false, fmt.Errorf("citysync: roster map: %w", err)
-		}
-		rep.RosterChanged++
-	}
-	for key, m := range maps["class"] {
-		if !seen[key] {
-			if _, err := tx.ExecContext(ctx, `UPDATE classes SET active = 0, updated_at = ? WHERE id = ? AND active = 1`, now, m.localID); err != nil {
-				return false, fmt.Errorf("citysync: retire class: %w", err)
-			}
-			if err := dropMap("class", key); err != nil {
-				return false, err
-			}
-		}
-	}
-
-	// Pupils: validate, find duplicates, apply changed rows.
-	codesByID := map[string][]string{}
-	for _, p := range r.pupils {
-		if id := deref(p.personalID); personalIDRe.MatchString(id) {
-			codesByID[id] = append(codesByID[id], p.code)
-		}
-	}
-	bump := false
-	setActive := func(id string, active bool) error {
-		res, err := tx.ExecContext(ctx, `UPDATE pupils SET active = ?, updated_at = ? WHERE id = ? AND active <> ?`,
-			b2i(active), now, id, b2i(active))
-		if err != nil {
-			return fmt.Errorf("citysync: pupil %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			bump = true
-			if !active {
-				rep.Deactivated++
-			}
-		}
-		return nil
-	}
-	seen = map[string]bool{}
-	for _, p := range r.pupils {
-		seen[p.code] = true
-		id := deref(p.personalID)
-		switch {
-		case strings.TrimSpace(id) == "":
-			report("pupil", p.code, "pupil %q has no personal ID", p.name)
-			continue
-		case !personalIDRe.MatchString(id):
-			report("pupil", p.code, "pupil %q has a malformed personal ID %q (want 12 digits)", p.name, id)
-			continue
-		case len(codesByID[id]) > 1:
-			others := slicesWithout(codesByID[id], p.code)
-			report("pupil", p.code, "duplicate pupil: personal ID %s also on pupil code(s) %s", id, strings.Join(others, ", "))
-			continue
-		case strings.TrimSpace(p.name) == "":
-			report("pupil", p.code, "pupil %s has no name", id)
-			continue
-		}
-		gs := make([]string, 0, 4*len(p.guardians))
-		for _, g := range p.guardians {
-			gs = append(gs, g.name, g.phone, g.email, g.relation)
-		}
-		h := hashOf(append([]string{id, deref(p.classID), p.name, p.dob, p.gender, p.st}, gs...)...)
-		m, mapped := maps["pupil"][p.code]
-		if mapped && m.hash == h && exists("pupils", id) {
-			continue
-		}
-		if mapped && m.localID != id { // the city corrected the personal ID
-			if err := setActive(m.localID, false); err != nil {
-				return false, err
-			}
-		}
-		// Class: the city's, if the hub has it; else keep the local one and report.
-		var class any
-		var localClass sql.NullString
-		var oldActive sql.NullInt64
-		_ = tx.QueryRowContext(ctx, `SELECT class_id, active FROM pupils WHERE id = ?`, id).Scan(&localClass, &oldActive)
-		if cid := deref(p.classID); cid != "" {
-			if exists("classes", cid) {
-				class = cid
-			} else {
-				report("pupil", p.code, "class %q of pupil %s is not on the hub (kept the pupil's current class)", cid, id)
-				if localClass.Valid {
-					class = localClass.String
-				}
-			}
-		}
-		active := p.st == "enrolled"
-		if _, err := tx.ExecContext(ctx, `INSERT INTO pupils (id, school_id, class_id, full_name, date_of_birth, gender, active, source, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'city', ?)
-			ON CONFLICT(id) DO UPDATE SET school_id = excluded.school_id, class_id = excluded.class_id, full_name = excluded.full_name,
-			  date_of_birth = excluded.date_of_birth, gender = excluded.gender, active = excluded.active, source = 'city',
-			  updated_at = excluded.updated_at`,
-			id, w.school, class, p.name, p.dob, p.gender, b2i(active), now); err != nil {
-			return false, fmt.Errorf("citysync: apply pupil %s: %w", p.code, err)
-		}
-		if !oldActive.Valid && active {
-			// a new pupil has no templates yet: the gallery does not change
-		} else if oldActive.Valid && (oldActive.Int64 == 1) != active {
-			bump = true
-			if !active {
-				rep.Deactivated++
-			}
-		}
-		if err := w.applyGuardians(ctx, tx, id, p.guardians, now); err != nil {
-			return false, err
-		}
-		if err := setMap("pupil", p.code, id, h); err != nil {
-			return false, fmt.Errorf("citysync: roster map: %w", err)
-		}
-		rep.RosterChanged++
-	}
-	for key, m := range maps["pupil"] {
-		if !seen[key] { // gone from the city roster: left
-			if err := setActive(m.localID, false); err != nil {
-				return false, err
-			}
-			if err := dropMap("pupil", key); err != nil {
-				return false, err
-			}
-		}
-	}
-	if err := w.saveRosterIssues(ctx, tx, issues, rep); err != nil {
+	a := &rosterApply{w: w, tx: tx, now: w.now().UnixMilli(), rep: rep}
+	if err := a.loadMaps(ctx); err != nil {
 		return false, err
 	}
-	return bump, nil
+	if err := a.applySchool(ctx, r.school); err != nil {
+		return false, err
+	}
+	if err := a.applyStaff(ctx, r.staff); err != nil {
+		return false, err
+	}
+	if err := a.applyClasses(ctx, r.classes); err != nil {
+		return false, err
+	}
+	if err := a.applyPupils(ctx, r.pupils); err != nil {
+		return false, err
+	}
+	if err := w.saveRosterIssues(ctx, tx, a.issues, rep); err != nil {
+		return false, err
+	}
+	return a.bump, nil
 }
 
 // applyGuardians adds the city's guardians of a pupil that the hub does not

@@ -5,7 +5,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/auth"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/gin-gonic/gin"
 )
 
@@ -16,7 +16,7 @@ import (
 //	POST /pupils/:id/consent/withdraw  {reason}: delete templates, manual attendance
 func (r *Registry) Routes(g gin.IRouter) {
 	pupilOK := func(c *gin.Context) {
-		if !gatekit.ValidPersonalID(c.Param("pupil_id")) {
+		if !wire.ValidPersonalID(c.Param("pupil_id")) {
 			api.Fail(c, api.Invalid("id", "must be a 12-digit personal ID"))
 			return
 		}

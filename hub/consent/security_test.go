@@ -19,14 +19,16 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // realPhoto reads a test photo from $ATTENDANCE_TESTDATA/faces (the test
 // fails when it is missing) and returns it whole and as a gate-sized crop.
 func realPhoto(t *testing.T, name string) (photo, crop []byte) {
 	t.Helper()
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,15 +113,15 @@ func TestSecurityScopeChangeDeletesCropsAndPhotosAtOnce(t *testing.T) {
 			for k := 0; k < 2; k++ {
 				ev := ingesttest.Event(gates[0], pupil, time.Now().Add(-time.Duration(k+1)*time.Minute))
 				ev.FaceJPEG = crop
-				if res, err := in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic("s1", gates[0].ID), Payload: ingesttest.Payload(ev), ClientID: "g"}); err != nil || res != ingest.Stored {
+				if res, err := in.Handle(ctx, ingest.Message{Topic: wire.EventTopic("s1", gates[0].ID), Payload: ingesttest.Payload(ev), ClientID: "g"}); err != nil || res != ingest.Stored {
 					t.Fatalf("ingest: %v %v", res, err)
 				}
 			}
-			d := make(gatekit.Descriptor, gatekit.DescriptorLen)
+			d := make(match.Descriptor, match.DescriptorLen)
 			for j := range d {
 				d[j] = float32(rng.NormFloat64() * 0.1)
 			}
-			tid, err := tpl.Add(ctx, pupil, d, tpl.Model(), gatekit.Quality{SizePx: 150}, photo)
+			tid, err := tpl.Add(ctx, pupil, d, tpl.Model(), match.Quality{SizePx: 150}, photo)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // TestWithdrawalLeavesRunningEdgeWithin10s runs the whole hub (HTTP
@@ -82,11 +82,11 @@ func TestWithdrawalLeavesRunningEdgeWithin10s(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, p := range []string{pupil, pupil, other} {
-		d := make(gatekit.Descriptor, gatekit.DescriptorLen)
+		d := make(match.Descriptor, match.DescriptorLen)
 		for i := range d {
 			d[i] = float32(r.NormFloat64() * 0.1)
 		}
-		if _, err := a.Mods.Templates.Add(ctx, p, d, a.Mods.Templates.Model(), gatekit.Quality{SizePx: 150}, nil); err != nil { // the hub's configured model
+		if _, err := a.Mods.Templates.Add(ctx, p, d, a.Mods.Templates.Model(), match.Quality{SizePx: 150}, nil); err != nil { // the hub's configured model
 			t.Fatal(err)
 		}
 	}

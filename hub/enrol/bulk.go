@@ -20,7 +20,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // RosterRow is one pupil of a bulk-enrolment roster.
@@ -165,7 +166,7 @@ func ParseRoster(r io.Reader) ([]RosterRow, error) {
 			}
 		}
 		row := RosterRow{Line: line, PupilID: strings.TrimSpace(rec[idc])}
-		if !gatekit.ValidPersonalID(row.PupilID) {
+		if !wire.ValidPersonalID(row.PupilID) {
 			errs = append(errs, RowError{line, "personal_id", "must be 12 digits / mã định danh phải có 12 chữ số"})
 		} else if prev, dup := seen[row.PupilID]; dup {
 			errs = append(errs, RowError{line, "personal_id", fmt.Sprintf("duplicate of line %d", prev)})
@@ -222,7 +223,7 @@ func FindPhotos(dir string, rows []RosterRow, maxPer int) (map[string][]string, 
 		if len(base) > 12 && (base[12] == '_' || base[12] == '-') {
 			id = base[:12]
 		}
-		if gatekit.ValidPersonalID(id) {
+		if wire.ValidPersonalID(id) {
 			byID[id] = append(byID[id], n)
 		}
 	}
@@ -619,12 +620,12 @@ func WriteReport(path string, reps []PupilReport) (string, error) {
 			fmt.Sprint(r.Rejected), csvSafe(strings.Join(r.Reasons, "; ")), csvSafe(strings.Join(r.LyDo, "; "))})
 	}
 	w.Flush()
-	if err := gatekit.WriteFileAtomic(path, b.Bytes(), 0o640); err != nil {
+	if err := conf.WriteFileAtomic(path, b.Bytes(), 0o640); err != nil {
 		return "", err
 	}
 	jp := strings.TrimSuffix(path, filepath.Ext(path)) + ".json"
 	j, _ := json.MarshalIndent(map[string]any{"pupils": reps}, "", "  ")
-	if err := gatekit.WriteFileAtomic(jp, j, 0o640); err != nil {
+	if err := conf.WriteFileAtomic(jp, j, 0o640); err != nil {
 		return "", err
 	}
 	return jp, nil

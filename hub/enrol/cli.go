@@ -21,7 +21,11 @@ import (
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/procstat"
 )
 
 // ErrUsage marks a command-line mistake.
@@ -29,7 +33,7 @@ var ErrUsage = errors.New("usage")
 
 type env struct {
 	db  *store.DB
-	eng *gatekit.Engine
+	eng *faceengine.Engine
 	svc *Service
 }
 
@@ -58,13 +62,13 @@ func openEnv(ctx context.Context, dbPath, keyFile, models, embedder string, work
 		e.close()
 		return nil, err
 	}
-	ecfg := gatekit.DefaultEngineConfig()
-	ecfg.ModelsDir = gatekit.ResolveModelsDir(models)
+	ecfg := faceengine.DefaultEngineConfig()
+	ecfg.ModelsDir = conf.ResolveModelsDir(models)
 	if embedder != "" {
 		ecfg.Embedder = embedder
 	}
 	ecfg.Workers = workers
-	if e.eng, err = gatekit.NewEngine(ecfg, log); err != nil {
+	if e.eng, err = faceengine.NewEngine(ecfg, log); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -91,7 +95,7 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keyFile := fs.String("key-file", filepath.Join(dataDir, "template.key"), "template key file (or set "+templates.KeyEnv+")")
 	models := fs.String("models", "", "models folder (default $MODELS_DIR or models)")
 	workers := fs.Int("workers", 0, "photos analysed in parallel (0 = CPUs)")
-	embedder := fs.String("embedder", gatekit.DefaultEmbedder.Name, "face model: the hub's enrol.embedder (one of "+strings.Join(gatekit.EmbedderNames(), ", ")+")")
+	embedder := fs.String("embedder", match.DefaultEmbedder.Name, "face model: the hub's enrol.embedder (one of "+strings.Join(faceengine.EmbedderNames(), ", ")+")")
 	report := fs.String("report", "enrol-report.csv", "report CSV (a .json twin is written next to it)")
 	actor := fs.String("actor", "", "who runs the enrolment, for the audit log (default cli:$USER)")
 	if err := fs.Parse(args); err != nil {
@@ -182,7 +186,7 @@ func cpuSeconds() float64 {
 }
 
 func procKB(field string) float64 {
-	return gatekit.ProcStatusMB(field) * 1024
+	return procstat.StatusMB(field) * 1024
 }
 
 // BenchEnrolMain is `hub bench-enrol [--json] [--n 60] [--workers 0]`: it
@@ -201,7 +205,7 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		return errors.Join(ErrUsage, err)
 	}
 	if *dir == "" {
-		td, err := gatekit.TestDataDir()
+		td, err := conf.TestDataDir()
 		if err != nil {
 			return err
 		}
@@ -229,7 +233,7 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		if b, err := os.ReadFile(src); err == nil {
-			if info, err := gatekit.Sniff(b, gatekit.ImageLimits{}); err == nil {
+			if info, err := imagecheck.Sniff(b, imagecheck.Limits{}); err == nil {
 				mpx += float64(info.Width*info.Height) / 1e6
 			}
 		}

@@ -6,8 +6,8 @@
 // Each photo passes, in order: a safe file name; byte and pixel limits
 // before decoding (a 50 MB upload or a decompression bomb never reaches
 // the decoder); a whole file (a truncated JPEG or PNG is refused, never
-// decoded into a half-grey face: gatekit.Sniff); decoding; exactly one
-// face; gatekit.QualityPolicy (size, sharpness, yaw/roll, brightness);
+// decoded into a half-grey face: imagecheck.Sniff); decoding; exactly one
+// face; match.QualityPolicy (size, sharpness, yaw/roll, brightness);
 // consistency with the pupil's other templates; and the duplicate-identity
 // guard — a template closer than DuplicateMax to ANOTHER pupil's template
 // is stored for review, never served to gates until an admin approves it. Rejections carry plain-words
@@ -41,22 +41,27 @@ import (
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 )
 
 // Config is the enrolment section of the hub config.
 type Config struct {
-	Quality gatekit.QualityPolicy `yaml:"quality"`
+	Quality match.QualityPolicy `yaml:"quality"`
 	// MaxPhotos per request (1–10 from the web page and the API).
 	MaxPhotos int `yaml:"max_photos"`
 	// Embedder is the face model of the hub's engine, of its stored
 	// templates and of the galleries it serves; the gates' engine.embedder
-	// must be the same. Default gatekit.DefaultEmbedder.
+	// must be the same. Default match.DefaultEmbedder.
 	Embedder string `yaml:"embedder"`
 	// The three distances below are real L2 between descriptors of
 	// Embedder; 0 (the default) takes the embedder's measured
-	// gatekit.DistanceProfile (SameMax, DuplicateMax, FeedbackMatchMax),
+	// faceengine.DistanceProfile (SameMax, DuplicateMax, FeedbackMatchMax),
 	// so they follow a change of model. An explicit value overrides.
 	//
 	// ConsistencyMax: a new photo farther than this from every one of the
@@ -90,15 +95,15 @@ type Config struct {
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Quality: gatekit.DefaultQualityPolicy(), MaxPhotos: 10, Embedder: gatekit.DefaultEmbedder.Name,
+	return Config{Quality: match.DefaultQualityPolicy(), MaxPhotos: 10, Embedder: match.DefaultEmbedder.Name,
 		DetectSide: 1024, RetryNoFaceSide: 700, ReembedOnUpgrade: true}
 }
 
 // ForModel returns c with every distance left at 0 taken from model's
 // distance profile; it fails, naming the field, when one is 0 and nobody
 // measured model.
-func (c Config) ForModel(prefix string, model gatekit.ModelID) (Config, error) {
-	p, ok := gatekit.ProfileOf(model)
+func (c Config) ForModel(prefix string, model match.ModelID) (Config, error) {
+	p, ok := faceengine.ProfileOf(model)
 	for _, f := range []struct {
 		v    *float64
 		name string
@@ -109,7 +114,7 @@ func (c Config) ForModel(prefix string, model gatekit.ModelID) (Config, error) {
 			continue
 		}
 		if !ok {
-			return c, gatekit.Fieldf(prefix+"."+f.name, "is 0 (from the embedder's profile) but %s has no measured profile: set it", model)
+			return c, conf.Fieldf(prefix+"."+f.name, "is 0 (from the embedder's profile) but %s has no measured profile: set it", model)
 		}
 		*f.v = f.def
 	}
@@ -123,21 +128,21 @@ func (c Config) Validate(prefix string) error {
 	}
 	switch {
 	case c.MaxPhotos < 1 || c.MaxPhotos > 32:
-		return gatekit.Fieldf(prefix+".max_photos", "must be 1..32, got %d", c.MaxPhotos)
+		return conf.Fieldf(prefix+".max_photos", "must be 1..32, got %d", c.MaxPhotos)
 	case !(c.ConsistencyMax >= 0 && c.ConsistencyMax <= 2):
-		return gatekit.Fieldf(prefix+".consistency_max", "must be in (0, 2], or 0 for the embedder's profile")
+		return conf.Fieldf(prefix+".consistency_max", "must be in (0, 2], or 0 for the embedder's profile")
 	case !(c.DuplicateMax >= 0 && c.DuplicateMax <= 2):
-		return gatekit.Fieldf(prefix+".duplicate_max", "must be in [0, 2] (0: the embedder's profile)")
+		return conf.Fieldf(prefix+".duplicate_max", "must be in [0, 2] (0: the embedder's profile)")
 	case !(c.FeedbackMatchMax >= 0 && c.FeedbackMatchMax <= 2):
-		return gatekit.Fieldf(prefix+".feedback_match_max", "must be in [0, 2] (0: the embedder's profile)")
+		return conf.Fieldf(prefix+".feedback_match_max", "must be in [0, 2] (0: the embedder's profile)")
 	case c.DetectSide < 320 || c.DetectSide > 8000:
-		return gatekit.Fieldf(prefix+".detect_side", "must be 320..8000")
+		return conf.Fieldf(prefix+".detect_side", "must be 320..8000")
 	case c.RetryNoFaceSide < 0 || c.RetryNoFaceSide > 8000:
-		return gatekit.Fieldf(prefix+".retry_no_face_side", "must be 0..8000")
+		return conf.Fieldf(prefix+".retry_no_face_side", "must be 0..8000")
 	}
-	m, ok := gatekit.EmbedderModel(c.Embedder)
+	m, ok := faceengine.EmbedderModel(c.Embedder)
 	if !ok {
-		return gatekit.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, gatekit.EmbedderNames())
+		return conf.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, faceengine.EmbedderNames())
 	}
 	_, err := c.ForModel(prefix, m)
 	return err
@@ -145,7 +150,7 @@ func (c Config) Validate(prefix string) error {
 
 // EngineConfig is the hub's face engine for c: the default limits,
 // models from $MODELS_DIR (or models/), c.Embedder.
-func (c Config) EngineConfig() gatekit.EngineConfig {
+func (c Config) EngineConfig() faceengine.EngineConfig {
 	e := EngineConfig()
 	if c.Embedder != "" {
 		e.Embedder = c.Embedder
@@ -153,12 +158,12 @@ func (c Config) EngineConfig() gatekit.EngineConfig {
 	return e
 }
 
-// Engine is what enrolment needs from the face engine (*gatekit.Engine).
+// Engine is what enrolment needs from the face engine (*faceengine.Engine).
 type Engine interface {
-	RecognizeMat(ctx context.Context, m gocv.Mat) ([]gatekit.Face, error)
-	RecognizeTight(ctx context.Context, m gocv.Mat) ([]gatekit.Face, error)
-	Model() gatekit.ModelID
-	Limits() gatekit.ImageLimits
+	RecognizeMat(ctx context.Context, m gocv.Mat) ([]match.Face, error)
+	RecognizeTight(ctx context.Context, m gocv.Mat) ([]match.Face, error)
+	Model() match.ModelID
+	Limits() imagecheck.Limits
 	Workers() int
 }
 
@@ -169,7 +174,7 @@ const (
 	StatusRejected = "rejected" // not stored
 )
 
-// Extra reason codes (gatekit's cover the face itself).
+// Extra reason codes (match's cover the face itself).
 const (
 	ReasonTooLarge     = "file_too_large"
 	ReasonTooManyPx    = "too_many_pixels"
@@ -179,7 +184,7 @@ const (
 	ReasonNoConsent    = "no_consent"
 	ReasonUnknownPupil = "unknown_pupil"
 	ReasonEngine       = "engine_error"
-	// ReasonTruncated: the file's end is missing (gatekit.ErrTruncated),
+	// ReasonTruncated: the file's end is missing (imagecheck.ErrTruncated),
 	// e.g. an upload cut short; the decoder would have filled the rest
 	// with grey.
 	ReasonTruncated = "truncated"
@@ -198,11 +203,11 @@ var reasonText = map[string][2]string{
 }
 
 // Reason returns a reason with its English and Vietnamese text.
-func Reason(code string) gatekit.QualityReason {
+func Reason(code string) match.QualityReason {
 	if t, ok := reasonText[code]; ok {
-		return gatekit.QualityReason{Code: code, EN: t[0], VI: t[1]}
+		return match.QualityReason{Code: code, EN: t[0], VI: t[1]}
 	}
-	return gatekit.Reason(code)
+	return match.Reason(code)
 }
 
 // Photo is one uploaded photo.
@@ -223,14 +228,14 @@ type Duplicate struct {
 
 // Verdict is the outcome for one photo.
 type Verdict struct {
-	Index      int                     `json:"index"`
-	File       string                  `json:"file"`
-	Status     string                  `json:"status"`
-	Reasons    []gatekit.QualityReason `json:"reasons,omitempty"`
-	Quality    *gatekit.Quality        `json:"quality,omitempty"`
-	Faces      int                     `json:"faces"`
-	TemplateID int64                   `json:"template_id,omitempty"`
-	Duplicate  *Duplicate              `json:"duplicate,omitempty"`
+	Index      int                   `json:"index"`
+	File       string                `json:"file"`
+	Status     string                `json:"status"`
+	Reasons    []match.QualityReason `json:"reasons,omitempty"`
+	Quality    *match.Quality        `json:"quality,omitempty"`
+	Faces      int                   `json:"faces"`
+	TemplateID int64                 `json:"template_id,omitempty"`
+	Duplicate  *Duplicate            `json:"duplicate,omitempty"`
 	// OwnDistance is the distance to the nearest of the pupil's other
 	// templates (0 when it has none).
 	OwnDistance float64 `json:"own_distance,omitempty"`
@@ -316,7 +321,7 @@ func CleanName(n string) (string, bool) {
 // analysis is a photo after the per-photo checks.
 type analysis struct {
 	v    Verdict
-	desc gatekit.Descriptor
+	desc match.Descriptor
 	keep []byte // the decoded, downscaled, metadata-free JPEG to store
 	src  string // hash of the uploaded bytes: the same file is never enrolled twice
 }
@@ -350,15 +355,15 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 	m, err := s.decode(p.Data, lim)
 	if err != nil {
 		switch {
-		case gatekit.KindOf(err) == gatekit.KindTooLarge:
+		case errkind.Of(err) == errkind.TooLarge:
 			if lim.MaxBytes > 0 && len(p.Data) > lim.MaxBytes {
 				return analysis{v: reject(v, ReasonTooLarge)}
 			}
 			return analysis{v: reject(v, ReasonTooManyPx)}
-		case errors.Is(err, gatekit.ErrTruncated):
+		case errors.Is(err, imagecheck.ErrTruncated):
 			return analysis{v: reject(v, ReasonTruncated)}
 		default:
-			return analysis{v: reject(v, gatekit.ReasonUnreadable)}
+			return analysis{v: reject(v, match.ReasonUnreadable)}
 		}
 	}
 	defer func() { m.Close() }()
@@ -366,7 +371,7 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 	if err == nil && len(faces) == 0 && lim.MaxSide > s.cfg.DetectSide {
 		// Small faces (a group photo) may vanish at DetectSide: look again
 		// at the engine's full working size before saying "no face".
-		if big, _, derr := gatekit.DecodeMat(p.Data, lim); derr == nil {
+		if big, _, derr := faceengine.DecodeMat(p.Data, lim); derr == nil {
 			if max(big.Cols(), big.Rows()) > max(m.Cols(), m.Rows()) {
 				if f2, err2 := s.eng.RecognizeMat(ctx, big); err2 == nil && len(f2) > 0 {
 					m.Close()
@@ -408,7 +413,7 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 	}
 	f := faces[qv.Face]
 	v.CropJPEG = crop(m, f.Box)
-	keep, err := gatekit.EncodeJPEG(m, 92)
+	keep, err := faceengine.EncodeJPEG(m, 92)
 	if err != nil {
 		return analysis{v: reject(v, ReasonEngine)}
 	}
@@ -419,8 +424,8 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 // decode checks the limits from the header, then decodes at the smallest
 // JPEG DCT scale (1/2, 1/4, 1/8) that still leaves DetectSide pixels, and
 // downscales to DetectSide.
-func (s *Service) decode(b []byte, lim gatekit.ImageLimits) (gocv.Mat, error) {
-	info, err := gatekit.Sniff(b, lim)
+func (s *Service) decode(b []byte, lim imagecheck.Limits) (gocv.Mat, error) {
+	info, err := imagecheck.Sniff(b, lim)
 	if err != nil {
 		return gocv.NewMat(), err
 	}
@@ -442,10 +447,10 @@ func (s *Service) decode(b []byte, lim gatekit.ImageLimits) (gocv.Mat, error) {
 		m.Close()
 		if info.Format != "jpeg" || flag == gocv.IMReadColor {
 			lim.MaxSide = side
-			m2, _, err2 := gatekit.DecodeMat(b, lim)
+			m2, _, err2 := faceengine.DecodeMat(b, lim)
 			return m2, err2
 		}
-		return gocv.NewMat(), &gatekit.Error{Kind: gatekit.KindCorruptImage, Op: "image", Msg: "cannot decode"}
+		return gocv.NewMat(), &errkind.Error{Kind: errkind.CorruptImage, Op: "image", Msg: "cannot decode"}
 	}
 	if long := max(m.Cols(), m.Rows()); long > side {
 		sc := float64(side) / float64(long)
@@ -481,7 +486,7 @@ func crop(m gocv.Mat, box image.Rectangle) []byte {
 		gocv.Resize(roi, &small, image.Pt(0, 0), sc, sc, gocv.InterpolationArea)
 		out = small
 	}
-	b, err := gatekit.EncodeJPEG(out, 88)
+	b, err := faceengine.EncodeJPEG(out, 88)
 	if err != nil {
 		return nil
 	}
@@ -497,7 +502,7 @@ type Target struct {
 
 // Prepare checks the pupil exists, is active and has a valid consent.
 func (s *Service) Prepare(ctx context.Context, pupilID string) (Target, error) {
-	if !gatekit.ValidPersonalID(pupilID) {
+	if !wire.ValidPersonalID(pupilID) {
 		return Target{}, api.Invalid("pupil_id", "must be a 12-digit personal ID")
 	}
 	var school string
@@ -594,7 +599,7 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 			if len(e.Descriptor) != len(a.desc) {
 				continue
 			}
-			d := gatekit.Distance(a.desc, e.Descriptor)
+			d := match.Distance(a.desc, e.Descriptor)
 			if e.PupilID == t.PupilID {
 				hasOwn = true
 				own = math.Min(own, d)
@@ -624,7 +629,7 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 		if t.Consent != nil && t.Consent.ScopePhotos {
 			photo = a.keep
 		}
-		q := gatekit.Quality{}
+		q := match.Quality{}
 		if v.Quality != nil {
 			q = *v.Quality
 		}

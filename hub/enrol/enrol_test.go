@@ -18,7 +18,10 @@ import (
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -42,17 +45,17 @@ func TestMain(m *testing.M) {
 
 var (
 	engOnce   sync.Once
-	sharedEng *gatekit.Engine
+	sharedEng *faceengine.Engine
 	engErr    error
 )
 
-func engine(t *testing.T) *gatekit.Engine {
+func engine(t *testing.T) *faceengine.Engine {
 	t.Helper()
 	engOnce.Do(func() {
-		cfg := gatekit.DefaultEngineConfig()
-		cfg.ModelsDir = gatekit.TestModelsDir()
+		cfg := faceengine.DefaultEngineConfig()
+		cfg.ModelsDir = conf.TestModelsDir()
 		cfg.Workers = 2
-		sharedEng, engErr = gatekit.NewEngine(cfg, nil)
+		sharedEng, engErr = faceengine.NewEngine(cfg, nil)
 	})
 	if engErr != nil {
 		t.Fatalf("face engine (models needed; set MODELS_DIR): %v", engErr)
@@ -62,7 +65,7 @@ func engine(t *testing.T) *gatekit.Engine {
 
 func photoPath(t *testing.T, name string) string {
 	t.Helper()
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +151,7 @@ func (f *fixture) count(t *testing.T, q string, args ...any) int {
 // transform decodes a test photo, applies fn and re-encodes it as JPEG.
 func transform(t *testing.T, name string, fn func(in gocv.Mat, out *gocv.Mat)) []byte {
 	t.Helper()
-	m, _, err := gatekit.DecodeMat(readPhotoT(t, name), gatekit.DefaultImageLimits())
+	m, _, err := faceengine.DecodeMat(readPhotoT(t, name), imagecheck.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +159,7 @@ func transform(t *testing.T, name string, fn func(in gocv.Mat, out *gocv.Mat)) [
 	out := gocv.NewMat()
 	defer out.Close()
 	fn(m, &out)
-	b, err := gatekit.EncodeJPEG(out, 92)
+	b, err := faceengine.EncodeJPEG(out, 92)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,9 +196,9 @@ func TestQualityGatesOnRealPhotos(t *testing.T) {
 		status, code string
 	}{
 		{StatusAccepted, ""},
-		{StatusRejected, gatekit.ReasonManyFaces},
-		{StatusRejected, gatekit.ReasonTooSmall},
-		{StatusRejected, gatekit.ReasonBlurry},
+		{StatusRejected, match.ReasonManyFaces},
+		{StatusRejected, match.ReasonTooSmall},
+		{StatusRejected, match.ReasonBlurry},
 	}
 	for i, w := range want {
 		v := res.Photos[i]
@@ -212,7 +215,7 @@ func TestQualityGatesOnRealPhotos(t *testing.T) {
 		t.Fatalf("counts %+v", res)
 	}
 	crop := res.Photos[0].CropJPEG
-	if info, err := gatekit.Sniff(crop, gatekit.DefaultImageLimits()); err != nil || info.Format != "jpeg" || info.Width > 200 || info.Width < 50 {
+	if info, err := imagecheck.Sniff(crop, imagecheck.DefaultLimits()); err != nil || info.Format != "jpeg" || info.Width > 200 || info.Width < 50 {
 		t.Fatalf("accepted crop: %+v %v", info, err)
 	}
 	if n := f.count(t, `SELECT count(*) FROM face_templates WHERE pupil_id = ?`, pupilA); n != 1 {
@@ -358,15 +361,15 @@ func TestNegativeFeedbackChangesNextGallery(t *testing.T) {
 // explicit value overrides; an unmeasured embedder needs explicit values.
 func TestConfigDistancesFromProfile(t *testing.T) {
 	def := DefaultConfig()
-	if def.ConsistencyMax != 0 || def.DuplicateMax != 0 || def.FeedbackMatchMax != 0 || def.Embedder != gatekit.DefaultEmbedder.Name {
+	if def.ConsistencyMax != 0 || def.DuplicateMax != 0 || def.FeedbackMatchMax != 0 || def.Embedder != match.DefaultEmbedder.Name {
 		t.Fatalf("defaults %+v: distances must be 0 (from the profile), embedder the default", def)
 	}
 	if err := def.Validate("enrol"); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{gatekit.DefaultEmbedder.Name, gatekit.DlibResNetV1.Name, gatekit.FacepluginMFNV1.Model.Name} {
-		m, _ := gatekit.EmbedderModel(name)
-		p, ok := gatekit.ProfileOf(m)
+	for _, name := range []string{match.DefaultEmbedder.Name, match.DlibResNetV1.Name, faceengine.FacepluginMFNV1.Model.Name} {
+		m, _ := faceengine.EmbedderModel(name)
+		p, ok := faceengine.ProfileOf(m)
 		if !ok {
 			t.Fatalf("%s: no profile", name)
 		}
@@ -380,7 +383,7 @@ func TestConfigDistancesFromProfile(t *testing.T) {
 			t.Errorf("%s: explicit duplicate_max not kept: %+v", name, got)
 		}
 	}
-	unmeasured := gatekit.ModelID{Name: "unmeasured", Version: "1"}
+	unmeasured := match.ModelID{Name: "unmeasured", Version: "1"}
 	if _, err := def.ForModel("enrol", unmeasured); err == nil || !strings.Contains(err.Error(), "enrol.consistency_max") {
 		t.Errorf("unmeasured embedder with profile defaults: %v", err)
 	}
@@ -412,14 +415,14 @@ func TestUpgradeTemplates(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	cur := f.tpl.Model()
-	older := gatekit.ModelID{Name: cur.Name, Version: "older"}
-	other := gatekit.ModelID{Name: "dlib-resnet-v1", Version: "1"}
-	desc := make(gatekit.Descriptor, gatekit.DescriptorLen)
+	older := match.ModelID{Name: cur.Name, Version: "older"}
+	other := match.ModelID{Name: "dlib-resnet-v1", Version: "1"}
+	desc := make(match.Descriptor, match.DescriptorLen)
 	desc[0] = 1
-	if _, err := f.tpl.Add(ctx, pupilA, desc, older, gatekit.Quality{}, readPhotoT(t, "bona.jpg")); err != nil {
+	if _, err := f.tpl.Add(ctx, pupilA, desc, older, match.Quality{}, readPhotoT(t, "bona.jpg")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.tpl.Add(ctx, pupilB, desc, other, gatekit.Quality{}, readPhotoT(t, "jimin.jpg")); err != nil {
+	if _, err := f.tpl.Add(ctx, pupilB, desc, other, match.Quality{}, readPhotoT(t, "jimin.jpg")); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := f.tpl.OlderVersions(ctx); err != nil || n != 1 {

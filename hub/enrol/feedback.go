@@ -10,7 +10,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Feedback actions.
@@ -95,7 +96,7 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 					continue
 				}
 				active++
-				if x := gatekit.Distance(d, e.Descriptor); x < bestD {
+				if x := match.Distance(d, e.Descriptor); x < bestD {
 					best, bestD = e.ID, x
 				}
 			}
@@ -164,8 +165,8 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 	return fb, nil
 }
 
-func (s *Service) describeCrop(ctx context.Context, jpg []byte) (gatekit.Descriptor, bool) {
-	m, _, err := gatekit.DecodeMat(jpg, s.eng.Limits())
+func (s *Service) describeCrop(ctx context.Context, jpg []byte) (match.Descriptor, bool) {
+	m, _, err := faceengine.DecodeMat(jpg, s.eng.Limits())
 	if err != nil {
 		return nil, false
 	}

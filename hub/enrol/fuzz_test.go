@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // FuzzParseRoster: any bytes give rows or a RosterErrors, never a panic,
@@ -24,7 +24,7 @@ func FuzzParseRoster(f *testing.F) {
 			return
 		}
 		for _, r := range rows {
-			if !gatekit.ValidPersonalID(r.PupilID) {
+			if !wire.ValidPersonalID(r.PupilID) {
 				t.Fatalf("bad id accepted: %q", r.PupilID)
 			}
 			for _, p := range r.Photos {

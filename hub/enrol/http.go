@@ -12,7 +12,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/gin-gonic/gin"
 )
 
@@ -79,7 +79,7 @@ func (s *Service) ReadMultipart(c *gin.Context) ([]Photo, error) {
 //	GET  /feedback                     latest "not this pupil" marks
 func (s *Service) Routes(r gin.IRouter) {
 	pupil := func(c *gin.Context) {
-		if !gatekit.ValidPersonalID(c.Param("pupil_id")) {
+		if !wire.ValidPersonalID(c.Param("pupil_id")) {
 			api.Fail(c, api.Invalid("id", "must be a 12-digit personal ID"))
 			return
 		}

@@ -6,39 +6,43 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
 // LazyEngine loads the face engine on first use, so a hub starts (and its
 // other tests run) without the models; the first enrolment pays the load.
 type LazyEngine struct {
-	cfg  gatekit.EngineConfig
+	cfg  faceengine.EngineConfig
 	log  *slog.Logger
 	once sync.Once
-	eng  *gatekit.Engine
+	eng  *faceengine.Engine
 	err  error
 }
 
-// NewLazyEngine returns an Engine that calls gatekit.NewEngine(cfg) when
+// NewLazyEngine returns an Engine that calls faceengine.NewEngine(cfg) when
 // first needed.
-func NewLazyEngine(cfg gatekit.EngineConfig, log *slog.Logger) *LazyEngine {
+func NewLazyEngine(cfg faceengine.EngineConfig, log *slog.Logger) *LazyEngine {
 	if cfg.Workers == 0 {
 		cfg.Workers = runtime.NumCPU()
 	}
 	return &LazyEngine{cfg: cfg, log: log}
 }
 
-func (l *LazyEngine) get() (*gatekit.Engine, error) {
-	l.once.Do(func() { l.eng, l.err = gatekit.NewEngine(l.cfg, l.log) })
+func (l *LazyEngine) get() (*faceengine.Engine, error) {
+	l.once.Do(func() { l.eng, l.err = faceengine.NewEngine(l.cfg, l.log) })
 	if l.eng == nil && l.err == nil {
-		return nil, &gatekit.Error{Kind: gatekit.KindClosed, Op: "enrol", Msg: "engine closed"}
+		return nil, &errkind.Error{Kind: errkind.Closed, Op: "enrol", Msg: "engine closed"}
 	}
 	return l.eng, l.err
 }
 
 // RecognizeMat implements Engine.
-func (l *LazyEngine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]gatekit.Face, error) {
+func (l *LazyEngine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]match.Face, error) {
 	e, err := l.get()
 	if err != nil {
 		return nil, err
@@ -47,7 +51,7 @@ func (l *LazyEngine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]gatekit.Fa
 }
 
 // RecognizeTight implements Engine.
-func (l *LazyEngine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]gatekit.Face, error) {
+func (l *LazyEngine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]match.Face, error) {
 	e, err := l.get()
 	if err != nil {
 		return nil, err
@@ -57,7 +61,7 @@ func (l *LazyEngine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]gatekit.
 
 // Recognize decodes b and finds every face (templates.Embedder, for
 // re-embedding after a model change).
-func (l *LazyEngine) Recognize(ctx context.Context, b []byte) ([]gatekit.Face, error) {
+func (l *LazyEngine) Recognize(ctx context.Context, b []byte) ([]match.Face, error) {
 	e, err := l.get()
 	if err != nil {
 		return nil, err
@@ -67,16 +71,16 @@ func (l *LazyEngine) Recognize(ctx context.Context, b []byte) ([]gatekit.Face, e
 
 // Model implements Engine: the configured embedder's model, known before
 // the engine loads.
-func (l *LazyEngine) Model() gatekit.ModelID {
+func (l *LazyEngine) Model() match.ModelID {
 	if l.cfg.ONNX != nil {
 		return l.cfg.ONNX.Model
 	}
-	m, _ := gatekit.EmbedderModel(l.cfg.Embedder)
+	m, _ := faceengine.EmbedderModel(l.cfg.Embedder)
 	return m
 }
 
 // Limits implements Engine.
-func (l *LazyEngine) Limits() gatekit.ImageLimits { return l.cfg.Limits }
+func (l *LazyEngine) Limits() imagecheck.Limits { return l.cfg.Limits }
 
 // Workers implements Engine.
 func (l *LazyEngine) Workers() int { return l.cfg.Workers }
@@ -90,10 +94,10 @@ func (l *LazyEngine) Close() {
 }
 
 // EngineConfig is the engine enrolment uses in the hub: the default
-// limits and embedder (gatekit.DefaultEmbedder; Config.EngineConfig
+// limits and embedder (match.DefaultEmbedder; Config.EngineConfig
 // applies enrol.embedder), models from $MODELS_DIR (or models/).
-func EngineConfig() gatekit.EngineConfig {
-	c := gatekit.DefaultEngineConfig()
-	c.ModelsDir = gatekit.ResolveModelsDir(c.ModelsDir)
+func EngineConfig() faceengine.EngineConfig {
+	c := faceengine.DefaultEngineConfig()
+	c.ModelsDir = conf.ResolveModelsDir(c.ModelsDir)
 	return c
 }

@@ -9,14 +9,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
 	"gocv.io/x/gocv"
 )
 
 // pngPhoto decodes a real test photo and re-encodes it as PNG.
 func pngPhoto(t *testing.T, name string) []byte {
 	t.Helper()
-	m, _, err := gatekit.DecodeMat(readPhotoT(t, name), gatekit.ImageLimits{MaxSide: 1200})
+	m, _, err := faceengine.DecodeMat(readPhotoT(t, name), imagecheck.Limits{MaxSide: 1200})
 	if err != nil {
 		t.Fatal(err)
 	}

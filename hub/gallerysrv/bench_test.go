@@ -13,7 +13,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // BenchmarkRefresh1000Pupils measures one gallery rebuild (decrypt every
@@ -32,7 +32,7 @@ func BenchmarkRefresh1000Pupils(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tpl.SetModel(gatekit.DlibResNetV1) // the model the templates below are added as
+	tpl.SetModel(match.DlibResNetV1) // the model the templates below are added as
 	r := roster.New(db, nil, time.Now)
 	if _, err := r.PutSchool(ctx, roster.School{ID: "big", Name: "Big"}); err != nil {
 		b.Fatal(err)
@@ -44,7 +44,7 @@ func BenchmarkRefresh1000Pupils(b *testing.B) {
 			b.Fatal(err)
 		}
 		for j := 0; j < 3; j++ {
-			d := make(gatekit.Descriptor, 128)
+			d := make(match.Descriptor, 128)
 			var n float64
 			for k := range d {
 				d[k] = float32(rng.NormFloat64())
@@ -53,7 +53,7 @@ func BenchmarkRefresh1000Pupils(b *testing.B) {
 			for k := range d {
 				d[k] /= float32(math.Sqrt(n))
 			}
-			if _, err := tpl.Add(ctx, id, d, gatekit.DlibResNetV1, gatekit.Quality{}, nil); err != nil {
+			if _, err := tpl.Add(ctx, id, d, match.DlibResNetV1, match.Quality{}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

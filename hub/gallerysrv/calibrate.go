@@ -2,7 +2,7 @@ package gallerysrv
 
 // Calibrated operating point. Whenever a school's served gallery changes,
 // the server derives the recognition threshold from the gallery's own
-// impostor distances (gatekit.CalibrateThreshold at the configured visitor
+// impostor distances (match.CalibrateThreshold at the configured visitor
 // false-accept rate) over exactly the descriptors the document carries, and
 // puts it in the document, so every gate of the school decides with the
 // same calibrated threshold. An admin override (config threshold > 0)
@@ -23,7 +23,8 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // ActionOperatingPoint is the audit action of a changed operating point.
@@ -33,7 +34,7 @@ const ActionOperatingPoint = "operating_point"
 // page translates them).
 const (
 	ReasonTooFewIdentities = "too_few_identities" // fewer than 2 pupils with templates
-	ReasonFailed           = "calibration_failed" // gatekit refused the gallery
+	ReasonFailed           = "calibration_failed" // match refused the gallery
 	ReasonZeroThreshold    = "zero_threshold"     // the quantile came out at 0
 )
 
@@ -90,12 +91,12 @@ func pointKey(school, gate string) string { return school + "/" + gate }
 // be served to school (gate "" = every gate of it) at version: from the
 // in-memory cache, else the persisted one, else computed now and
 // persisted (with an audit entry when it changed). Callers hold s.build.
-func (s *Server) operatingPoint(ctx context.Context, school, gate string, version int64, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) (*OperatingPoint, error) {
-	capped := make(map[string][]gatekit.Descriptor, len(byPupil))
+func (s *Server) operatingPoint(ctx context.Context, school, gate string, version int64, model match.ModelID, byPupil map[string][]match.Descriptor) (*OperatingPoint, error) {
+	capped := make(map[string][]match.Descriptor, len(byPupil))
 	templates := 0
 	for id, ds := range byPupil {
-		if len(ds) > gatekit.MaxDescriptorsPerPerson {
-			ds = ds[:gatekit.MaxDescriptorsPerPerson]
+		if len(ds) > wire.MaxDescriptorsPerPerson {
+			ds = ds[:wire.MaxDescriptorsPerPerson]
 		}
 		if len(ds) > 0 {
 			capped[id] = ds
@@ -189,11 +190,11 @@ func (s *Server) operatingPoint(ctx context.Context, school, gate string, versio
 // school's whole gallery the school's point is used as is; otherwise the
 // gate's point is computed once per version (and persisted with its gate
 // ID). It must not be called while s.build is held.
-func (s *Server) gatePoint(doc *gatekit.GalleryDoc, gate string) error {
-	byPupil := make(map[string][]gatekit.Descriptor, len(doc.People))
+func (s *Server) gatePoint(doc *wire.GalleryDoc, gate string) error {
+	byPupil := make(map[string][]match.Descriptor, len(doc.People))
 	for _, p := range doc.People {
 		for _, b := range p.Descriptors {
-			d, err := gatekit.ParseDescriptorBase64(b)
+			d, err := match.ParseDescriptorBase64(b)
 			if err != nil {
 				return fmt.Errorf("gallery: gate %s: %w", gate, err)
 			}
@@ -220,12 +221,12 @@ func (s *Server) gatePoint(doc *gatekit.GalleryDoc, gate string) error {
 }
 
 // calibrate fills p's calibration from the descriptors (counted).
-func (s *Server) calibrate(p *OperatingPoint, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) {
+func (s *Server) calibrate(p *OperatingPoint, model match.ModelID, byPupil map[string][]match.Descriptor) {
 	if len(byPupil) < 2 {
 		p.Reason = ReasonTooFewIdentities
 		return
 	}
-	g := gatekit.NewGallery(p.GalleryVersion, model)
+	g := match.NewGallery(p.GalleryVersion, model)
 	for _, id := range sortedIDs(byPupil) {
 		for _, d := range byPupil[id] {
 			if err := g.Add(id, d); err != nil {
@@ -236,7 +237,7 @@ func (s *Server) calibrate(p *OperatingPoint, model gatekit.ModelID, byPupil map
 		}
 	}
 	s.calib.computed.Add(1)
-	c, err := gatekit.CalibrateThreshold(g, p.TargetFAR)
+	c, err := match.CalibrateThreshold(g, p.TargetFAR)
 	if err != nil {
 		p.Reason = ReasonFailed
 		s.log.Warn("operating point: calibrate", "school", p.SchoolID, "err", err)

@@ -5,7 +5,7 @@ import (
 	mrand "math/rand/v2"
 	"testing"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // BenchmarkCalibrate measures the operating-point calibration of one
@@ -16,7 +16,7 @@ func BenchmarkCalibrate(b *testing.B) {
 	for _, n := range []int{300, 1000, 2000} {
 		b.Run(fmt.Sprintf("pupils=%d", n), func(b *testing.B) {
 			rng := mrand.New(mrand.NewPCG(3, 5))
-			byPupil := make(map[string][]gatekit.Descriptor, n)
+			byPupil := make(map[string][]match.Descriptor, n)
 			for i := 0; i < n; i++ {
 				c := randUnit(rng, 128, nil, 0)
 				for k := 0; k < 3; k++ {
@@ -27,7 +27,7 @@ func BenchmarkCalibrate(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				p := OperatingPoint{TargetFAR: DefaultTargetFAR}
-				s.calibrate(&p, gatekit.DlibResNetV1, byPupil)
+				s.calibrate(&p, match.DlibResNetV1, byPupil)
 				if !p.Calibrated {
 					b.Fatalf("not calibrated: %s", p.Reason)
 				}

@@ -15,18 +15,20 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // idolFaces returns the real dlib descriptors of go-face's idols.json
 // grouped by person, in file order.
-func idolFaces(t *testing.T) [][]gatekit.Descriptor {
+func idolFaces(t *testing.T) [][]match.Descriptor {
 	t.Helper()
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	idols, err := gatekit.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
+	idols, err := match.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func idolFaces(t *testing.T) [][]gatekit.Descriptor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]gatekit.Descriptor
+	var out [][]match.Descriptor
 	at := map[string]int{}
 	for i, id := range ids {
 		k, ok := at[id]
@@ -56,7 +58,7 @@ func pupilID(n int) string { return fmt.Sprintf("0799%08d", n) }
 
 // enrolIdols enrols people[from:to] into school thcs-b as pupils, k real
 // templates each, through the real roster and encrypted template store.
-func (f *fixture) enrolIdols(t *testing.T, people [][]gatekit.Descriptor, from, to, k int) {
+func (f *fixture) enrolIdols(t *testing.T, people [][]match.Descriptor, from, to, k int) {
 	t.Helper()
 	ctx := context.Background()
 	for i := from; i < to; i++ {
@@ -67,7 +69,7 @@ func (f *fixture) enrolIdols(t *testing.T, people [][]gatekit.Descriptor, from, 
 			t.Fatal(err)
 		}
 		for _, d := range people[i][:k] {
-			if _, err := f.tpl.Add(ctx, pupilID(i), d, gatekit.DlibResNetV1, gatekit.Quality{}, nil); err != nil {
+			if _, err := f.tpl.Add(ctx, pupilID(i), d, match.DlibResNetV1, match.Quality{}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -86,7 +88,7 @@ func (f *fixture) restart(t *testing.T, cfg Config) {
 	f.url = ts.URL
 }
 
-func (f *fixture) gateB(t *testing.T) (*gatekit.GalleryDoc, *gatekit.Gallery) {
+func (f *fixture) gateB(t *testing.T) (*wire.GalleryDoc, *match.Gallery) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", f.url+"/api/v1/gates/gate-b/gallery", nil)
 	req.SetBasicAuth("gate-b", f.pwB)
@@ -99,7 +101,7 @@ func (f *fixture) gateB(t *testing.T) (*gatekit.GalleryDoc, *gatekit.Gallery) {
 	if r.StatusCode != 200 {
 		t.Fatalf("gate-b gallery: %d %s", r.StatusCode, b)
 	}
-	doc, g, err := gatekit.DecodeGallery(b)
+	doc, g, err := wire.DecodeGallery(b)
 	if err != nil {
 		t.Fatalf("served gallery does not decode: %v", err)
 	}
@@ -124,7 +126,7 @@ func (f *fixture) auditCount(t *testing.T) int {
 	return n
 }
 
-// checkInvariants checks a calibrated point against gatekit.Calibration's
+// checkInvariants checks a calibrated point against match.Calibration's
 // definitions (no numbers of any embedder are assumed).
 func checkInvariants(t *testing.T, p *OperatingPoint) {
 	t.Helper()
@@ -163,7 +165,7 @@ func TestOperatingPointServedCachedAndRenewed(t *testing.T) {
 		t.Fatal("no current operating point")
 	}
 	checkInvariants(t, p)
-	if p.GalleryVersion != doc.Version || p.Embedder != gatekit.DlibResNetV1.String() || p.Pupils != 12 || p.Templates != 36 || p.TargetFAR != DefaultTargetFAR {
+	if p.GalleryVersion != doc.Version || p.Embedder != match.DlibResNetV1.String() || p.Pupils != 12 || p.Templates != 36 || p.TargetFAR != DefaultTargetFAR {
 		t.Fatalf("point %+v for doc v%d", p, doc.Version)
 	}
 	// Served to the gate, and computed over exactly what the gate holds.
@@ -173,7 +175,7 @@ func TestOperatingPointServedCachedAndRenewed(t *testing.T) {
 	if doc.MinMargin != Default().MinMargin {
 		t.Fatalf("min margin %g, config %g", doc.MinMargin, Default().MinMargin)
 	}
-	gateSide, err := gatekit.CalibrateThreshold(g, DefaultTargetFAR)
+	gateSide, err := match.CalibrateThreshold(g, DefaultTargetFAR)
 	if err != nil || gateSide.Threshold != doc.Threshold || gateSide.ExpectedFRR != p.ExpectedFRR {
 		t.Fatalf("calibrating the served gallery gives %+v (%v), doc has %g", gateSide, err, doc.Threshold)
 	}
@@ -311,7 +313,7 @@ func TestOperatingPointOverrideWins(t *testing.T) {
 func TestThresholdFallsAsGalleryGrows(t *testing.T) {
 	real := idolFaces(t)
 	rng := rand.New(rand.NewPCG(8, 4))
-	synthetic := make([][]gatekit.Descriptor, 160)
+	synthetic := make([][]match.Descriptor, 160)
 	for i := range synthetic {
 		centre := randUnit(rng, 128, nil, 0)
 		for k := 0; k < 3; k++ {
@@ -320,7 +322,7 @@ func TestThresholdFallsAsGalleryGrows(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name      string
-		people    [][]gatekit.Descriptor
+		people    [][]match.Descriptor
 		sizes     []int
 		everyStep bool
 	}{
@@ -360,8 +362,8 @@ func TestThresholdFallsAsGalleryGrows(t *testing.T) {
 
 // randUnit is a random unit vector: around centre (spread sd per
 // component) or uniform when centre is nil.
-func randUnit(rng *rand.Rand, dim int, centre gatekit.Descriptor, sd float64) gatekit.Descriptor {
-	d := make(gatekit.Descriptor, dim)
+func randUnit(rng *rand.Rand, dim int, centre match.Descriptor, sd float64) match.Descriptor {
+	d := make(match.Descriptor, dim)
 	var n float64
 	for i := range d {
 		v := rng.NormFloat64()
@@ -476,11 +478,11 @@ func TestOperatingPointPerGate(t *testing.T) {
 		t.Fatalf("gate-b2: %d, %d people, v%d (school v%d)", st.status, len(st.doc.People), st.doc.Version, whole.Version)
 	}
 	b, _ := st.doc.Encode()
-	_, own, err := gatekit.DecodeGallery(b)
+	_, own, err := wire.DecodeGallery(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := gatekit.CalibrateThreshold(own, DefaultTargetFAR)
+	want, err := match.CalibrateThreshold(own, DefaultTargetFAR)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/gin-gonic/gin"
 )
 
@@ -35,7 +36,7 @@ type candidates struct {
 }
 
 // loadCandidates reads school's class sessions and gate assignments.
-func (s *Server) loadCandidates(ctx context.Context, school string, byPupil map[string][]gatekit.Descriptor) (*candidates, error) {
+func (s *Server) loadCandidates(ctx context.Context, school string, byPupil map[string][]match.Descriptor) (*candidates, error) {
 	c := &candidates{sessions: map[string][]string{}, gates: map[string]map[string]bool{}}
 	rows, err := s.db.R.QueryContext(ctx, `SELECT id, sessions FROM classes WHERE school_id = ? AND sessions != ''`, school)
 	if err != nil {
@@ -144,12 +145,12 @@ func (s *Server) gateBody(e *entry, gate string) ([]byte, error) {
 	if ok {
 		return b, nil
 	}
-	var doc gatekit.GalleryDoc
+	var doc wire.GalleryDoc
 	if err := json.Unmarshal(e.body, &doc); err != nil {
 		return nil, fmt.Errorf("gallery: gate %s: %w", gate, err)
 	}
 	assigned := c.gates[gate]
-	people := []gatekit.GalleryPerson{}
+	people := []wire.GalleryPerson{}
 	for _, p := range doc.People {
 		class := c.classOf[p.StudentID]
 		if assigned != nil && !assigned[class] {
@@ -166,7 +167,7 @@ func (s *Server) gateBody(e *entry, gate string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := gatekit.DecodeGallery(b); err != nil {
+	if _, _, err := wire.DecodeGallery(b); err != nil {
 		return nil, fmt.Errorf("gallery: gate %s: built an invalid document: %w", gate, err)
 	}
 	s.mu.Lock()
@@ -259,7 +260,7 @@ func (h *candidateAPI) getSessions(c *gin.Context) {
 	}
 	out := ClassSessions{ClassID: c.Param("class_id"), Sessions: splitSessions(ss)}
 	if out.Sessions == nil {
-		out.Sessions = append([]string(nil), gatekit.Sessions...)
+		out.Sessions = append([]string(nil), match.Sessions...)
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -279,10 +280,10 @@ func (h *candidateAPI) putSessions(c *gin.Context) {
 		return
 	}
 	if len(in.Sessions) == 0 {
-		api.Fail(c, api.Invalid("sessions", "list at least one of %v / cần ít nhất một ca học", gatekit.Sessions))
+		api.Fail(c, api.Invalid("sessions", "list at least one of %v / cần ít nhất một ca học", match.Sessions))
 		return
 	}
-	if err := gatekit.ValidSessions(in.Sessions); err != nil {
+	if err := match.ValidSessions(in.Sessions); err != nil {
 		api.Fail(c, api.Invalid("sessions", "%v", err))
 		return
 	}

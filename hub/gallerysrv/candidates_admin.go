@@ -10,7 +10,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Candidate restriction for a whole school at once (hub/web's
@@ -18,7 +18,7 @@ import (
 // (writeClassSessions, writeGateClasses): same columns, same audit
 // actions, and Changed bumps the gallery version.
 
-// CandidateClass is one class and its sessions (all of gatekit.Sessions
+// CandidateClass is one class and its sessions (all of match.Sessions
 // when it attends every session).
 type CandidateClass struct {
 	ID, Name string
@@ -40,16 +40,16 @@ type CandidateSettings struct {
 // canonicalSessions validates in and returns it in canonical order with
 // the stored form (” = every session). An empty list means every session.
 func canonicalSessions(in []string) (keep []string, stored string, err error) {
-	if err := gatekit.ValidSessions(in); err != nil {
+	if err := match.ValidSessions(in); err != nil {
 		return nil, "", err
 	}
-	for _, name := range gatekit.Sessions {
+	for _, name := range match.Sessions {
 		if len(in) == 0 || slices.Contains(in, name) {
 			keep = append(keep, name)
 		}
 	}
 	stored = strings.Join(keep, ",")
-	if len(keep) == len(gatekit.Sessions) {
+	if len(keep) == len(match.Sessions) {
 		stored = ""
 	}
 	return keep, stored, nil
@@ -94,7 +94,7 @@ func (s *Server) CandidateSettings(ctx context.Context, school string) (*Candida
 			return nil, fmt.Errorf("gallery: candidates %s: %w", school, err)
 		}
 		if c.Sessions = splitSessions(ss); c.Sessions == nil {
-			c.Sessions = append([]string(nil), gatekit.Sessions...)
+			c.Sessions = append([]string(nil), match.Sessions...)
 		}
 		out.Classes = append(out.Classes, c)
 	}
@@ -163,8 +163,8 @@ func (s *Server) SaveCandidates(ctx context.Context, actor, ip, school string, i
 			return 0, api.Invalid("class:"+c.ID, "no class %q in school %s / không có lớp này trong trường", c.ID, school)
 		}
 		for _, name := range c.Sessions {
-			if !slices.Contains(gatekit.Sessions, name) {
-				return 0, api.Invalid("session:"+name, "unknown session %q (want %v) / ca học không hợp lệ", name, gatekit.Sessions)
+			if !slices.Contains(match.Sessions, name) {
+				return 0, api.Invalid("session:"+name, "unknown session %q (want %v) / ca học không hợp lệ", name, match.Sessions)
 			}
 		}
 		keep, stored, err := canonicalSessions(c.Sessions)
@@ -173,7 +173,7 @@ func (s *Server) SaveCandidates(ctx context.Context, actor, ip, school string, i
 		}
 		if !slices.Equal(keep, old.Sessions) {
 			oldStored := strings.Join(old.Sessions, ",")
-			if len(old.Sessions) == len(gatekit.Sessions) {
+			if len(old.Sessions) == len(match.Sessions) {
 				oldStored = ""
 			}
 			sc = append(sc, sessChange{id: c.ID, old: oldStored, stored: stored, keep: keep})

@@ -17,7 +17,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Kinds of candidate CSV file (ImportCandidatesCSV), told by the header.
@@ -53,8 +53,8 @@ var candidateHeaders = map[string]string{
 
 // sessionWords maps the words a school may write for a session.
 var sessionWords = map[string]string{
-	"morning": gatekit.SessionMorning, "sáng": gatekit.SessionMorning, "sang": gatekit.SessionMorning,
-	"afternoon": gatekit.SessionAfternoon, "chiều": gatekit.SessionAfternoon, "chieu": gatekit.SessionAfternoon,
+	"morning": match.SessionMorning, "sáng": match.SessionMorning, "sang": match.SessionMorning,
+	"afternoon": match.SessionAfternoon, "chiều": match.SessionAfternoon, "chieu": match.SessionAfternoon,
 }
 
 // nameKey is how a class or gate named in the file is matched: NFC, lower

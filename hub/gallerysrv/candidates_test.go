@@ -20,7 +20,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TestCandidateGalleries: a gate assigned to class A is served only class
@@ -55,19 +56,19 @@ func TestCandidateGalleries(t *testing.T) {
 		t.Helper()
 		return apiCall(t, ts, method, path, user, pass, body)
 	}
-	fetch := func(gate, pass string) (*gatekit.GalleryDoc, *gatekit.Gallery) {
+	fetch := func(gate, pass string) (*wire.GalleryDoc, *match.Gallery) {
 		t.Helper()
 		st, b := call("GET", "/gates/"+gate+"/gallery", gate, pass, nil)
 		if st != 200 {
 			t.Fatalf("%s gallery: %d %s", gate, st, b)
 		}
-		doc, g, err := gatekit.DecodeGallery(b)
+		doc, g, err := wire.DecodeGallery(b)
 		if err != nil {
 			t.Fatalf("%s: served gallery does not decode: %v", gate, err)
 		}
 		return doc, g
 	}
-	people := func(doc *gatekit.GalleryDoc) map[string][]string {
+	people := func(doc *wire.GalleryDoc) map[string][]string {
 		out := map[string][]string{}
 		for _, p := range doc.People {
 			out[p.StudentID] = p.Sessions
@@ -82,7 +83,7 @@ func TestCandidateGalleries(t *testing.T) {
 	}
 
 	// Authorisation of the admin API.
-	morning := ClassSessions{Sessions: []string{gatekit.SessionMorning}}
+	morning := ClassSessions{Sessions: []string{match.SessionMorning}}
 	onlyA := GateClasses{ClassIDs: []string{"cA"}}
 	for _, c := range []struct {
 		name, method, path, user, pass string
@@ -140,11 +141,11 @@ func TestCandidateGalleries(t *testing.T) {
 		t.Fatalf("put gate classes: %d %s", st, b)
 	}
 	docA, galA := fetch("gate-a", f.pwA)
-	want := map[string][]string{pupils[0]: {gatekit.SessionMorning}, pupils[1]: {gatekit.SessionMorning}}
+	want := map[string][]string{pupils[0]: {match.SessionMorning}, pupils[1]: {match.SessionMorning}}
 	if got := people(docA); !reflect.DeepEqual(got, want) || docA.Version <= doc0.Version {
 		t.Fatalf("gate-a (class A) served v%d %v, want v>%d %v", docA.Version, got, doc0.Version, want)
 	}
-	if galA.InSession(pupils[0], gatekit.SessionAfternoon) || !galA.InSession(pupils[0], gatekit.SessionMorning) {
+	if galA.InSession(pupils[0], match.SessionAfternoon) || !galA.InSession(pupils[0], match.SessionMorning) {
 		t.Fatal("the gate's Gallery lost the sessions")
 	}
 	// The real edge gallery sync keeps the sessions, in memory and on disk.
@@ -162,12 +163,12 @@ func TestCandidateGalleries(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, eg := st.Current()
-	_, fg, err := gatekit.LoadGalleryFile(st.Path())
+	_, fg, err := wire.LoadGalleryFile(st.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, g := range []*gatekit.Gallery{eg, fg} {
-		if g.People() != 2 || g.SessionCandidates(gatekit.SessionAfternoon) != 0 || g.SessionCandidates(gatekit.SessionMorning) != 2 {
+	for _, g := range []*match.Gallery{eg, fg} {
+		if g.People() != 2 || g.SessionCandidates(match.SessionAfternoon) != 0 || g.SessionCandidates(match.SessionMorning) != 2 {
 			t.Fatalf("edge gallery: %d people, sessions %v", g.People(), g.Sessions(pupils[0]))
 		}
 	}
@@ -194,7 +195,7 @@ func TestCandidateGalleries(t *testing.T) {
 	}
 	var cs ClassSessions
 	if st, b := call("GET", "/classes/cB/sessions", "admin-a", pw, nil); st != 200 || json.Unmarshal(b, &cs) != nil ||
-		!slices.Equal(cs.Sessions, gatekit.Sessions) {
+		!slices.Equal(cs.Sessions, match.Sessions) {
 		t.Fatalf("default class sessions: %d %s", st, b)
 	}
 

@@ -1,7 +1,7 @@
 // Package gallerysrv serves each school's face gallery to its
 // authenticated gates: GET /api/v1/gates/{gate_id}/gallery with HTTP basic
 // auth (the gate's device username and password, bcrypt-checked), an ETag
-// "v<version>" and If-None-Match → 304. The body is a gatekit.GalleryDoc of
+// "v<version>" and If-None-Match → 304. The body is a wire.GalleryDoc of
 // every active pupil's descriptors (active, not on manual attendance, with
 // templates), read through a TemplateSource (hub/templates).
 //
@@ -10,11 +10,11 @@
 // removed, a template added or deleted). Changes are noticed at once when a
 // component calls Changed (the roster and the template store do), and by a
 // periodic digest check otherwise. Each new version is announced on the
-// retained MQTT topic gatekit.GalleryTopic(school) through an Announcer
+// retained MQTT topic wire.GalleryTopic(school) through an Announcer
 // (the hub's broker), so online gates fetch it within seconds.
 //
 // Each served gallery carries the school's calibrated recognition
-// operating point (calibrate.go): the threshold gatekit.CalibrateThreshold
+// operating point (calibrate.go): the threshold match.CalibrateThreshold
 // derives from exactly the served descriptors at the configured visitor
 // false-accept rate, computed once per version, persisted with its history
 // and shown to admins (GET /schools/{school_id}/operating-point, the
@@ -38,20 +38,22 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // TemplateSource gives the descriptors gates must hold: for a school, the
 // current model and, per pupil ID, the active templates of active pupils
 // not on manual attendance. hub/templates.Store implements it.
 type TemplateSource interface {
-	ActiveDescriptors(ctx context.Context, schoolID string) (model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor, err error)
+	ActiveDescriptors(ctx context.Context, schoolID string) (model match.ModelID, byPupil map[string][]match.Descriptor, err error)
 }
 
 // Announcer publishes a school's retained gallery announcement on
-// gatekit.GalleryTopic(school) (hub/broker implements it in both modes).
+// wire.GalleryTopic(school) (hub/broker implements it in both modes).
 type Announcer interface {
-	Announce(ctx context.Context, schoolID string, a gatekit.GalleryAnnounce) error
+	Announce(ctx context.Context, schoolID string, a wire.GalleryAnnounce) error
 }
 
 // Config of the gallery server.
@@ -76,16 +78,16 @@ func Default() Config { return Config{CheckInterval: 5 * time.Second, TargetFAR:
 // Validate checks the config.
 func (c Config) Validate(prefix string) error {
 	if c.CheckInterval < 500*time.Millisecond || c.CheckInterval > time.Hour {
-		return gatekit.Fieldf(prefix+".check_interval", "must be 500ms..1h, got %s", c.CheckInterval)
+		return conf.Fieldf(prefix+".check_interval", "must be 500ms..1h, got %s", c.CheckInterval)
 	}
 	if c.TargetFAR != 0 && !(c.TargetFAR > 0 && c.TargetFAR < 1) {
-		return gatekit.Fieldf(prefix+".target_far", "must be a rate strictly between 0 and 1, got %g", c.TargetFAR)
+		return conf.Fieldf(prefix+".target_far", "must be a rate strictly between 0 and 1, got %g", c.TargetFAR)
 	}
 	if c.Threshold < 0 || c.Threshold > 4 {
-		return gatekit.Fieldf(prefix+".threshold", "must be 0..4 (real L2), got %g", c.Threshold)
+		return conf.Fieldf(prefix+".threshold", "must be 0..4 (real L2), got %g", c.Threshold)
 	}
 	if c.MinMargin < 0 || c.MinMargin > 4 {
-		return gatekit.Fieldf(prefix+".min_margin", "must be 0..4, got %g", c.MinMargin)
+		return conf.Fieldf(prefix+".min_margin", "must be 0..4, got %g", c.MinMargin)
 	}
 	return nil
 }
@@ -196,7 +198,7 @@ type otherModels interface {
 // warnOtherModels logs templates the gallery leaves out because another
 // embedder made them (they are kept, never deleted here): after a model
 // switch, re-embed them (POST /api/v1/templates/reembed) or re-enrol.
-func (s *Server) warnOtherModels(ctx context.Context, school string, served gatekit.ModelID) {
+func (s *Server) warnOtherModels(ctx context.Context, school string, served match.ModelID) {
 	om, ok := s.src.(otherModels)
 	if !ok {
 		return
@@ -213,7 +215,7 @@ func (s *Server) warnOtherModels(ctx context.Context, school string, served gate
 }
 
 // Digest is the SHA-256 of the model and the sorted descriptor set.
-func Digest(model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) string {
+func Digest(model match.ModelID, byPupil map[string][]match.Descriptor) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n", model.String())
 	ids := sortedIDs(byPupil)
@@ -226,7 +228,7 @@ func Digest(model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor) stri
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func sortedIDs(m map[string][]gatekit.Descriptor) []string {
+func sortedIDs(m map[string][]match.Descriptor) []string {
 	ids := make([]string, 0, len(m))
 	for id, ds := range m {
 		if len(ds) > 0 {
@@ -300,15 +302,15 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 	return version, changed, nil
 }
 
-func (s *Server) encode(school string, version int64, model gatekit.ModelID, byPupil map[string][]gatekit.Descriptor, op *OperatingPoint) ([]byte, int, error) {
-	doc := &gatekit.GalleryDoc{Format: gatekit.GalleryFormat, SchoolID: school, Version: version, Model: model,
-		People: []gatekit.GalleryPerson{}, Threshold: op.ServedThreshold, MinMargin: op.ServedMinMargin}
+func (s *Server) encode(school string, version int64, model match.ModelID, byPupil map[string][]match.Descriptor, op *OperatingPoint) ([]byte, int, error) {
+	doc := &wire.GalleryDoc{Format: wire.GalleryFormat, SchoolID: school, Version: version, Model: model,
+		People: []wire.GalleryPerson{}, Threshold: op.ServedThreshold, MinMargin: op.ServedMinMargin}
 	for _, id := range sortedIDs(byPupil) {
 		ds := byPupil[id]
-		if len(ds) > gatekit.MaxDescriptorsPerPerson {
-			ds = ds[:gatekit.MaxDescriptorsPerPerson]
+		if len(ds) > wire.MaxDescriptorsPerPerson {
+			ds = ds[:wire.MaxDescriptorsPerPerson]
 		}
-		p := gatekit.GalleryPerson{StudentID: id}
+		p := wire.GalleryPerson{StudentID: id}
 		for _, d := range ds {
 			p.Descriptors = append(p.Descriptors, d.MarshalBase64())
 		}
@@ -319,7 +321,7 @@ func (s *Server) encode(school string, version int64, model gatekit.ModelID, byP
 		return nil, 0, err
 	}
 	// The edge decodes strictly: never serve what it would refuse.
-	if _, _, err := gatekit.DecodeGallery(b); err != nil {
+	if _, _, err := wire.DecodeGallery(b); err != nil {
 		return nil, 0, fmt.Errorf("gallery %s: built an invalid document: %w", school, err)
 	}
 	return b, len(doc.People), nil
@@ -328,7 +330,7 @@ func (s *Server) encode(school string, version int64, model gatekit.ModelID, byP
 // AnnounceURL is the gallery path announced to gates ({gate_id} is theirs).
 const AnnounceURL = "/api/v1/gates/{gate_id}/gallery"
 
-func (s *Server) announce(school string, version int64, model gatekit.ModelID) {
+func (s *Server) announce(school string, version int64, model match.ModelID) {
 	s.mu.Lock()
 	ann := s.ann
 	s.mu.Unlock()
@@ -337,7 +339,7 @@ func (s *Server) announce(school string, version int64, model gatekit.ModelID) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	a := gatekit.GalleryAnnounce{Schema: gatekit.SchemaVersion, Version: version, URL: AnnounceURL, Model: model}
+	a := wire.GalleryAnnounce{Schema: wire.SchemaVersion, Version: version, URL: AnnounceURL, Model: model}
 	if err := ann.Announce(ctx, school, a); err != nil {
 		s.log.Warn("gallery announce failed", "school", school, "version", version, "err", err)
 	}

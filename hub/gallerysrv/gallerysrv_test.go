@@ -18,7 +18,9 @@ import (
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	pmqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -46,11 +48,11 @@ func newFixture(t *testing.T, ann Announcer, check time.Duration) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	idols, err := gatekit.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
+	idols, err := match.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func newFixture(t *testing.T, ann Announcer, check time.Duration) *fixture {
 	}
 	// The templates are idols.json's real dlib descriptors: the store
 	// serves their model, as hub/app sets it from enrol.embedder.
-	f.tpl.SetModel(gatekit.DlibResNetV1)
+	f.tpl.SetModel(match.DlibResNetV1)
 	for _, s := range []string{"thcs-a", "thcs-b"} {
 		if _, err := f.roster.PutSchool(ctx, roster.School{ID: s, Name: s}); err != nil {
 			t.Fatal(err)
@@ -78,7 +80,7 @@ func newFixture(t *testing.T, ann Announcer, check time.Duration) *fixture {
 			t.Fatal(err)
 		}
 		for _, d := range descs[2*i : 2*i+2] {
-			if _, err := f.tpl.Add(ctx, p, d, gatekit.DlibResNetV1, gatekit.Quality{}, nil); err != nil {
+			if _, err := f.tpl.Add(ctx, p, d, match.DlibResNetV1, match.Quality{}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -108,7 +110,7 @@ func newFixture(t *testing.T, ann Announcer, check time.Duration) *fixture {
 type resp struct {
 	status int
 	etag   string
-	doc    *gatekit.GalleryDoc
+	doc    *wire.GalleryDoc
 }
 
 func (f *fixture) get(t *testing.T, gate, user, pw, inm string) resp {
@@ -128,7 +130,7 @@ func (f *fixture) get(t *testing.T, gate, user, pw, inm string) resp {
 	b, _ := io.ReadAll(r.Body)
 	out := resp{status: r.StatusCode, etag: r.Header.Get("ETag")}
 	if r.StatusCode == 200 {
-		doc, _, err := gatekit.DecodeGallery(b)
+		doc, _, err := wire.DecodeGallery(b)
 		if err != nil {
 			t.Fatalf("served gallery does not decode: %v", err)
 		}
@@ -137,7 +139,7 @@ func (f *fixture) get(t *testing.T, gate, user, pw, inm string) resp {
 	return out
 }
 
-func ids(doc *gatekit.GalleryDoc) []string {
+func ids(doc *wire.GalleryDoc) []string {
 	var out []string
 	for _, p := range doc.People {
 		out = append(out, p.StudentID)
@@ -182,7 +184,7 @@ func TestGalleryETagFlowAndGateAuth(t *testing.T) {
 		}
 	}
 	// A template added: new version.
-	if _, err := f.tpl.Add(ctx, pupils[0], make(gatekit.Descriptor, 128), gatekit.DlibResNetV1, gatekit.Quality{}, nil); err != nil {
+	if _, err := f.tpl.Add(ctx, pupils[0], make(match.Descriptor, 128), match.DlibResNetV1, match.Quality{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if r := f.get(t, "gate-a", "gate-a", f.pwA, `"v2"`); r.status != 200 || r.etag != `"v3"` {
@@ -230,9 +232,9 @@ func TestGalleryETagFlowAndGateAuth(t *testing.T) {
 // client, as the hub's broker does.
 type mqttAnnouncer struct{ c pmqtt.Client }
 
-func (m mqttAnnouncer) Announce(_ context.Context, school string, a gatekit.GalleryAnnounce) error {
+func (m mqttAnnouncer) Announce(_ context.Context, school string, a wire.GalleryAnnounce) error {
 	b, _ := json.Marshal(a)
-	tok := m.c.Publish(gatekit.GalleryTopic(school), 1, true, b)
+	tok := m.c.Publish(wire.GalleryTopic(school), 1, true, b)
 	tok.WaitTimeout(5 * time.Second)
 	return tok.Error()
 }
@@ -286,8 +288,8 @@ func TestRemovalReachesRunningEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	connect(t, addr, "gate-a-sub", func(c pmqtt.Client) {
-		c.Subscribe(gatekit.GalleryTopic("thcs-a"), 1, func(_ pmqtt.Client, m pmqtt.Message) {
-			var a gatekit.GalleryAnnounce
+		c.Subscribe(wire.GalleryTopic("thcs-a"), 1, func(_ pmqtt.Client, m pmqtt.Message) {
+			var a wire.GalleryAnnounce
 			if json.Unmarshal(m.Payload(), &a) == nil {
 				sync.OnAnnounce(a)
 			}
@@ -317,7 +319,7 @@ func TestRemovalReachesRunningEdge(t *testing.T) {
 		t.Fatal("other pupils lost")
 	}
 	// The edge keeps its gallery on disk.
-	if _, g, err := gatekit.LoadGalleryFile(st.Path()); err != nil || g.People() != 2 {
+	if _, g, err := wire.LoadGalleryFile(st.Path()); err != nil || g.People() != 2 {
 		t.Fatalf("edge gallery file: %v", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // BenchmarkIngestGroupCommit measures the ingest path without MQTT:
@@ -38,7 +38,7 @@ func BenchmarkIngestGroupCommit(b *testing.B) {
 	for i := range msgs {
 		g := gates[i%len(gates)]
 		ev := ingesttest.Event(g, pupils["bench"][i%200], now)
-		msgs[i] = ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}
+		msgs[i] = ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}
 	}
 	b.ResetTimer()
 	start := time.Now()

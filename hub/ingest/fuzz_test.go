@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/ingest"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // FuzzCheckEvent feeds arbitrary topics and payloads to the ingest decode
@@ -26,7 +26,7 @@ func FuzzCheckEvent(f *testing.F) {
 		if err := ev.Validate(); err != nil {
 			t.Fatalf("accepted an invalid event: %v", err)
 		}
-		s, g, k, ok := gatekit.ParseGateTopic(topic)
+		s, g, k, ok := wire.ParseGateTopic(topic)
 		if !ok || k != "events" || s != ev.SchoolID || g != ev.GateID {
 			t.Fatalf("accepted event does not match topic %q", topic)
 		}

@@ -15,7 +15,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Config tunes validation and group commit.
@@ -39,13 +40,13 @@ func Default() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case c.FutureTolerance < 0:
-		return gatekit.Fieldf(join(prefix, "future_tolerance"), "must not be negative")
+		return conf.Fieldf(join(prefix, "future_tolerance"), "must not be negative")
 	case c.MaxAge <= 0:
-		return gatekit.Fieldf(join(prefix, "max_age"), "must be positive")
+		return conf.Fieldf(join(prefix, "max_age"), "must be positive")
 	case c.MaxBatch < 1 || c.MaxBatch > 10000:
-		return gatekit.Fieldf(join(prefix, "max_batch"), "must be 1..10000")
+		return conf.Fieldf(join(prefix, "max_batch"), "must be 1..10000")
 	case c.QueueSize < 1:
-		return gatekit.Fieldf(join(prefix, "queue_size"), "must be positive")
+		return conf.Fieldf(join(prefix, "queue_size"), "must be positive")
 	}
 	return nil
 }
@@ -97,7 +98,7 @@ type item struct {
 	// decoded by Submit (on the caller's goroutine, so decoding runs in
 	// parallel across gates and the commit loop only touches the database)
 	kind   string
-	ev     *gatekit.Event
+	ev     *wire.Event
 	reason string
 	// filled by the commit loop
 	res    Result
@@ -186,7 +187,7 @@ func (in *Ingester) Stats() Stats {
 // Submit blocks while the queue is full (back-pressure).
 func (in *Ingester) Submit(msg Message, done func(Result, error)) {
 	it := &item{msg: msg, received: in.now().UnixMilli(), done: done}
-	if _, _, kind, ok := gatekit.ParseGateTopic(msg.Topic); ok && kind == "events" {
+	if _, _, kind, ok := wire.ParseGateTopic(msg.Topic); ok && kind == "events" {
 		it.kind = kind
 		it.ev, it.reason = CheckEvent(in.cfg, msg.Topic, msg.Payload, time.UnixMilli(it.received))
 	}
@@ -429,7 +430,7 @@ func truncate(s string, n int) string {
 // apply handles one message inside the transaction. A non-empty reason
 // means "quarantine"; an error aborts the transaction.
 func (in *Ingester) apply(st *txState, it *item) (reason string, err error) {
-	school, gate, kind, ok := gatekit.ParseGateTopic(it.msg.Topic)
+	school, gate, kind, ok := wire.ParseGateTopic(it.msg.Topic)
 	if !ok {
 		return "topic: not a gate topic", nil
 	}
@@ -479,7 +480,7 @@ func (st *txState) gate(id string) (gateRow, error) {
 func (st *txState) preloadPupils(batch []*item) error {
 	var ids []any
 	for _, it := range batch {
-		if it.ev == nil || it.ev.StudentID == gatekit.UnknownStudent {
+		if it.ev == nil || it.ev.StudentID == wire.UnknownStudent {
 			continue
 		}
 		if _, ok := st.pupils[it.ev.StudentID]; ok {
@@ -537,12 +538,12 @@ func (st *txState) pupil(id string) (pupilRow, error) {
 
 // CheckEvent runs the checks that need no database: decode and contract,
 // topic/payload match, clock window. It is the fuzzed decode path.
-func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*gatekit.Event, string) {
-	ev, err := gatekit.DecodeEvent(payload)
+func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*wire.Event, string) {
+	ev, err := wire.DecodeEvent(payload)
 	if err != nil {
 		return nil, err.Error()
 	}
-	school, gate, kind, ok := gatekit.ParseGateTopic(topic)
+	school, gate, kind, ok := wire.ParseGateTopic(topic)
 	switch {
 	case !ok || kind != "events":
 		return nil, "topic: not an events topic"
@@ -570,7 +571,7 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 	if reason != "" {
 		return reason, nil
 	}
-	se := &StoredEvent{Event: *ev, ReceivedAt: it.received, Unknown: ev.StudentID == gatekit.UnknownStudent}
+	se := &StoredEvent{Event: *ev, ReceivedAt: it.received, Unknown: ev.StudentID == wire.UnknownStudent}
 	var student any
 	// The face crop is kept only where it may be: for a pupil whose
 	// consent allows snapshots (decided in this transaction), and for an
@@ -642,11 +643,11 @@ func decodeStrict(b []byte, v any) error {
 }
 
 func (in *Ingester) applyStatus(st *txState, it *item, gate string) (string, error) {
-	var s gatekit.Status
+	var s wire.Status
 	if err := decodeStrict(it.msg.Payload, &s); err != nil {
 		return err.Error(), nil
 	}
-	if s.Schema != gatekit.SchemaVersion {
+	if s.Schema != wire.SchemaVersion {
 		return fmt.Sprintf("schema: unsupported version %d", s.Schema), nil
 	}
 	if s.GateID != gate {
@@ -665,11 +666,11 @@ func (in *Ingester) applyStatus(st *txState, it *item, gate string) (string, err
 }
 
 func (in *Ingester) applyHeartbeat(st *txState, it *item, gate string) (string, error) {
-	var h gatekit.Heartbeat
+	var h wire.Heartbeat
 	if err := decodeStrict(it.msg.Payload, &h); err != nil {
 		return err.Error(), nil
 	}
-	if h.Schema != gatekit.SchemaVersion {
+	if h.Schema != wire.SchemaVersion {
 		return fmt.Sprintf("schema: unsupported version %d", h.Schema), nil
 	}
 	if h.GateID != gate {

@@ -14,7 +14,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 type fixture struct {
@@ -71,15 +71,15 @@ func TestBadPayloadsQuarantinedWithReason(t *testing.T) {
 	ctx := context.Background()
 	g := f.gates[0] // thcs-a gate
 	pupil := f.pupils["thcs-a"][0]
-	good := func() gatekit.Event { return ingesttest.Event(g, pupil, f.now.Add(-time.Minute)) }
-	topic := gatekit.EventTopic(g.School, g.ID)
-	enc := func(mut func(*gatekit.Event)) []byte {
+	good := func() wire.Event { return ingesttest.Event(g, pupil, f.now.Add(-time.Minute)) }
+	topic := wire.EventTopic(g.School, g.ID)
+	enc := func(mut func(*wire.Event)) []byte {
 		ev := good()
 		mut(&ev)
 		b, _ := json.Marshal(ev)
 		return b
 	}
-	huge := enc(func(e *gatekit.Event) {})
+	huge := enc(func(e *wire.Event) {})
 	huge = append(huge[:len(huge)-1], []byte(`,"pad":"`+strings.Repeat("x", 300<<10)+`"}`)...)
 	cases := []struct {
 		name, topic string
@@ -88,21 +88,21 @@ func TestBadPayloadsQuarantinedWithReason(t *testing.T) {
 	}{
 		{"malformed json", topic, []byte(`{"schema":1,"event_id":`), "malformed JSON"},
 		{"wrong types", topic, []byte(`{"schema":"one","event_id":123}`), "malformed JSON"},
-		{"trailing data", topic, append(enc(func(*gatekit.Event) {}), []byte(` {}`)...), "trailing data"},
+		{"trailing data", topic, append(enc(func(*wire.Event) {}), []byte(` {}`)...), "trailing data"},
 		{"huge", topic, huge, "exceeds"},
 		{"empty", topic, nil, "malformed JSON"},
-		{"bad schema", topic, enc(func(e *gatekit.Event) { e.Schema = 9 }), "schema"},
-		{"unknown gate", gatekit.EventTopic("thcs-a", "gate9"), enc(func(e *gatekit.Event) { e.GateID = "gate9" }), "unknown gate"},
-		{"gate of other school", gatekit.EventTopic("thcs-b", g.ID), enc(func(e *gatekit.Event) { e.SchoolID = "thcs-b" }), "does not belong"},
-		{"topic/payload gate mismatch", topic, enc(func(e *gatekit.Event) { e.GateID = f.gates[1].ID }), "does not match topic gate"},
-		{"topic/payload school mismatch", topic, enc(func(e *gatekit.Event) { e.SchoolID = "thcs-b" }), "does not match topic school"},
-		{"unknown pupil", topic, enc(func(e *gatekit.Event) { e.StudentID = "999999999999" }), "unknown pupil"},
-		{"pupil of other school", topic, enc(func(e *gatekit.Event) { e.StudentID = f.pupils["thcs-b"][0] }), "unknown pupil"},
-		{"future", topic, enc(func(e *gatekit.Event) { e.CapturedAt = f.now.Add(10 * time.Minute).UnixMilli() }), "in the future"},
-		{"ancient", topic, enc(func(e *gatekit.Event) { e.CapturedAt = f.now.Add(-31 * 24 * time.Hour).UnixMilli() }), "older than"},
-		{"not a gate topic", "diemdanh/v1/thcs-a/other", enc(func(*gatekit.Event) {}), "not a gate topic"},
-		{"bad status", gatekit.StatusTopic(g.School, g.ID), []byte(`{"online":"yes"}`), "malformed JSON"},
-		{"bad heartbeat gate", gatekit.HeartbeatTopic(g.School, g.ID), []byte(`{"schema":1,"gate_id":"x","at":1}`), "does not match"},
+		{"bad schema", topic, enc(func(e *wire.Event) { e.Schema = 9 }), "schema"},
+		{"unknown gate", wire.EventTopic("thcs-a", "gate9"), enc(func(e *wire.Event) { e.GateID = "gate9" }), "unknown gate"},
+		{"gate of other school", wire.EventTopic("thcs-b", g.ID), enc(func(e *wire.Event) { e.SchoolID = "thcs-b" }), "does not belong"},
+		{"topic/payload gate mismatch", topic, enc(func(e *wire.Event) { e.GateID = f.gates[1].ID }), "does not match topic gate"},
+		{"topic/payload school mismatch", topic, enc(func(e *wire.Event) { e.SchoolID = "thcs-b" }), "does not match topic school"},
+		{"unknown pupil", topic, enc(func(e *wire.Event) { e.StudentID = "999999999999" }), "unknown pupil"},
+		{"pupil of other school", topic, enc(func(e *wire.Event) { e.StudentID = f.pupils["thcs-b"][0] }), "unknown pupil"},
+		{"future", topic, enc(func(e *wire.Event) { e.CapturedAt = f.now.Add(10 * time.Minute).UnixMilli() }), "in the future"},
+		{"ancient", topic, enc(func(e *wire.Event) { e.CapturedAt = f.now.Add(-31 * 24 * time.Hour).UnixMilli() }), "older than"},
+		{"not a gate topic", "diemdanh/v1/thcs-a/other", enc(func(*wire.Event) {}), "not a gate topic"},
+		{"bad status", wire.StatusTopic(g.School, g.ID), []byte(`{"online":"yes"}`), "malformed JSON"},
+		{"bad heartbeat gate", wire.HeartbeatTopic(g.School, g.ID), []byte(`{"schema":1,"gate_id":"x","at":1}`), "does not match"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -144,11 +144,11 @@ func TestExactlyOnceDuplicatesAndOrder(t *testing.T) {
 		g := f.gates[i%2]
 		st := f.pupils[g.School][i%5]
 		if i%7 == 0 {
-			st = gatekit.UnknownStudent
+			st = wire.UnknownStudent
 		}
 		ev := ingesttest.Event(g, st, f.now.Add(-time.Duration(i)*time.Second))
 		want[ev.EventID] = true
-		msgs = append(msgs, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)})
+		msgs = append(msgs, ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)})
 	}
 	// Every message twice, shuffled, from concurrent submitters.
 	all := append(append([]ingest.Message{}, msgs...), msgs...)
@@ -219,9 +219,9 @@ func TestStatusAndHeartbeatUpdateGate(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	g := f.gates[0]
-	hb := gatekit.Heartbeat{Schema: 1, GateID: g.ID, At: f.now.Add(-1500 * time.Millisecond).UnixMilli(), FPS: 12.5, OutboxDepth: 3}
+	hb := wire.Heartbeat{Schema: 1, GateID: g.ID, At: f.now.Add(-1500 * time.Millisecond).UnixMilli(), FPS: 12.5, OutboxDepth: 3}
 	b, _ := json.Marshal(hb)
-	if r, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.HeartbeatTopic(g.School, g.ID), Payload: b}); err != nil || r != ingest.Updated {
+	if r, err := f.in.Handle(ctx, ingest.Message{Topic: wire.HeartbeatTopic(g.School, g.ID), Payload: b}); err != nil || r != ingest.Updated {
 		t.Fatalf("heartbeat: %v %v", r, err)
 	}
 	var online, skew int
@@ -234,8 +234,8 @@ func TestStatusAndHeartbeatUpdateGate(t *testing.T) {
 	if online != 1 || skew != 1500 || seen != f.now.UnixMilli() || !strings.Contains(last, `"outbox_depth":3`) {
 		t.Fatalf("gate after heartbeat: online=%d skew=%d seen=%d hb=%s", online, skew, seen, last)
 	}
-	st, _ := json.Marshal(gatekit.Status{Schema: 1, GateID: g.ID, Online: false, At: f.now.UnixMilli()})
-	if r, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.StatusTopic(g.School, g.ID), Payload: st}); err != nil || r != ingest.Updated {
+	st, _ := json.Marshal(wire.Status{Schema: 1, GateID: g.ID, Online: false, At: f.now.UnixMilli()})
+	if r, err := f.in.Handle(ctx, ingest.Message{Topic: wire.StatusTopic(g.School, g.ID), Payload: st}); err != nil || r != ingest.Updated {
 		t.Fatalf("status: %v %v", r, err)
 	}
 	if n := f.count(t, `SELECT online FROM gates WHERE id=?`, g.ID); n != 0 {
@@ -273,7 +273,7 @@ func TestClockSkewFromEvents(t *testing.T) {
 	g := f.gates[0]
 	for _, lag := range []time.Duration{90 * time.Second, 30 * time.Second, 60 * time.Second} {
 		ev := ingesttest.Event(g, f.pupils[g.School][0], f.now.Add(-lag))
-		if _, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}); err != nil {
+		if _, err := f.in.Handle(ctx, ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -287,10 +287,10 @@ func TestClockSkewFromEvents(t *testing.T) {
 	if recv-capt != 90000 {
 		t.Fatalf("event clocks: captured %d received %d", capt, recv)
 	}
-	hb, _ := json.Marshal(gatekit.Heartbeat{Schema: 1, GateID: g.ID, At: f.now.Add(-2 * time.Second).UnixMilli()})
-	f.in.Handle(ctx, ingest.Message{Topic: gatekit.HeartbeatTopic(g.School, g.ID), Payload: hb})
+	hb, _ := json.Marshal(wire.Heartbeat{Schema: 1, GateID: g.ID, At: f.now.Add(-2 * time.Second).UnixMilli()})
+	f.in.Handle(ctx, ingest.Message{Topic: wire.HeartbeatTopic(g.School, g.ID), Payload: hb})
 	ev := ingesttest.Event(g, f.pupils[g.School][0], f.now.Add(-time.Hour))
-	f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)})
+	f.in.Handle(ctx, ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)})
 	f.db.R.QueryRow(`SELECT clock_skew_ms FROM gates WHERE id=?`, g.ID).Scan(&skew)
 	if skew != 2000 {
 		t.Fatalf("skew %d after heartbeat, want 2000 (events must not override it)", skew)
@@ -319,7 +319,7 @@ func TestSlowListenerDoesNotBlockIngest(t *testing.T) {
 	go func() {
 		for i := 0; i < 200; i++ {
 			ev := ingesttest.Event(g, f.pupils[g.School][i%5], f.now.Add(-time.Minute))
-			if _, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}); err != nil {
+			if _, err := f.in.Handle(ctx, ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}); err != nil {
 				done <- err
 				return
 			}
@@ -352,7 +352,7 @@ func TestDatabaseOutageNotAcknowledged(t *testing.T) {
 	ctx := context.Background()
 	g := f.gates[0]
 	ev := ingesttest.Event(g, f.pupils[g.School][0], f.now.Add(-time.Minute))
-	msg := ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}
+	msg := ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: ingesttest.Payload(ev)}
 	if _, err := f.db.W.Exec(`PRAGMA query_only = 1`); err != nil {
 		t.Fatal(err)
 	}

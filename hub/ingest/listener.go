@@ -3,19 +3,19 @@ package ingest
 import (
 	"context"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // StoredEvent is one gate event as committed to the events table: the
 // edge's payload plus what the hub added.
 type StoredEvent struct {
-	gatekit.Event
+	wire.Event
 	// ReceivedAt is the hub clock (Unix ms) when the event was accepted.
 	ReceivedAt int64
 	// ClassID is the pupil's class at ingest time; "" for an unknown face
 	// or a pupil without a class.
 	ClassID string
-	// Unknown is true when StudentID is gatekit.UnknownStudent (stored as NULL).
+	// Unknown is true when StudentID is wire.UnknownStudent (stored as NULL).
 	Unknown bool
 }
 

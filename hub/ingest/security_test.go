@@ -20,14 +20,15 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // realCrop is a gate-sized face crop cut from a real test photo
 // ($ATTENDANCE_TESTDATA/faces; the test fails when it is missing).
 func realCrop(t *testing.T) []byte {
 	t.Helper()
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func realCrop(t *testing.T) []byte {
 	}).SubImage(c), &jpeg.Options{Quality: 80}); err != nil {
 		t.Fatal(err)
 	}
-	if out.Len() > gatekit.MaxCropBytes {
+	if out.Len() > wire.MaxCropBytes {
 		t.Fatalf("crop %d bytes is over the wire limit", out.Len())
 	}
 	return out.Bytes()
@@ -122,12 +123,12 @@ func TestSecurityCropKeptOnlyWhereConsentAllowsSnapshots(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			student := c.pupil
 			if student == "" {
-				student = gatekit.UnknownStudent
+				student = wire.UnknownStudent
 			}
 			c.consent(c.pupil)
 			ev := ingesttest.Event(gates[0], student, time.Now().Add(-time.Second))
 			ev.FaceJPEG = crop
-			res, err := in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(ev.SchoolID, ev.GateID), Payload: ingesttest.Payload(ev), ClientID: gates[0].Username})
+			res, err := in.Handle(ctx, ingest.Message{Topic: wire.EventTopic(ev.SchoolID, ev.GateID), Payload: ingesttest.Payload(ev), ClientID: gates[0].Username})
 			if err != nil || res != ingest.Stored {
 				t.Fatalf("ingest: %v %v; want stored", res, err)
 			}
@@ -183,11 +184,11 @@ func TestSecurityQuarantineKeepsNoCrop(t *testing.T) {
 	g := f.gates[0]
 	cases := []struct {
 		name, reason string
-		mut          func(*gatekit.Event)
+		mut          func(*wire.Event)
 	}{
-		{"unknown pupil", "unknown pupil", func(e *gatekit.Event) { e.StudentID = "999999999999" }},
-		{"pupil of another school", "unknown pupil", func(e *gatekit.Event) { e.StudentID = f.pupils["thcs-b"][0] }},
-		{"captured in the future", "in the future", func(e *gatekit.Event) { e.CapturedAt = f.now.Add(time.Hour).UnixMilli() }},
+		{"unknown pupil", "unknown pupil", func(e *wire.Event) { e.StudentID = "999999999999" }},
+		{"pupil of another school", "unknown pupil", func(e *wire.Event) { e.StudentID = f.pupils["thcs-b"][0] }},
+		{"captured in the future", "in the future", func(e *wire.Event) { e.CapturedAt = f.now.Add(time.Hour).UnixMilli() }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -201,7 +202,7 @@ func TestSecurityQuarantineKeepsNoCrop(t *testing.T) {
 			if !bytes.Contains(payload, []byte(b64)) {
 				t.Fatal("the payload does not carry the crop")
 			}
-			res, err := f.in.Handle(ctx, ingest.Message{Topic: gatekit.EventTopic(g.School, g.ID), Payload: payload, ClientID: g.Username})
+			res, err := f.in.Handle(ctx, ingest.Message{Topic: wire.EventTopic(g.School, g.ID), Payload: payload, ClientID: g.Username})
 			if err != nil || res != ingest.Quarantined {
 				t.Fatalf("%v %v; want quarantined", res, err)
 			}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // BenchmarkNotifyLatency measures, for b.N arrivals streamed at 200
@@ -54,7 +54,7 @@ func BenchmarkNotifyLatency(b *testing.B) {
 		now := time.Now()
 		_, err := db.W.Exec(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id, captured_at, received_at,
 			distance, margin, frames_used, model) VALUES (?, 's1', 'g1', 'in', ?, ?, ?, 0.3, 0.1, 3, 'dlib@1')`,
-			gatekit.NewEventID(), fmt.Sprintf("77%010d", i), now.UnixMilli(), now.UnixMilli())
+			wire.NewEventID(), fmt.Sprintf("77%010d", i), now.UnixMilli(), now.UnixMilli())
 		if err != nil {
 			b.Fatal(err)
 		}

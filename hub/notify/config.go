@@ -3,7 +3,7 @@ package notify
 import (
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // Config configures the notification outbox and its channels. A channel
@@ -72,27 +72,27 @@ func Default() Config {
 
 // Validate names the first bad field, prefixed (e.g. "notify.").
 func (c *Config) Validate(prefix string) error {
-	gatekit.EnvOverride(&c.SMTP.Password, "DIEMDANH_SMTP_PASSWORD")
-	gatekit.EnvOverride(&c.Webhook.Secret, "DIEMDANH_WEBHOOK_SECRET")
+	conf.EnvOverride(&c.SMTP.Password, "DIEMDANH_SMTP_PASSWORD")
+	conf.EnvOverride(&c.Webhook.Secret, "DIEMDANH_WEBHOOK_SECRET")
 	switch {
 	case c.Workers < 1 || c.Workers > 256:
-		return gatekit.Fieldf(prefix+"workers", "must be 1..256, got %d", c.Workers)
+		return conf.Fieldf(prefix+"workers", "must be 1..256, got %d", c.Workers)
 	case c.MaxAttempts < 1:
-		return gatekit.Fieldf(prefix+"max_attempts", "must be at least 1")
+		return conf.Fieldf(prefix+"max_attempts", "must be at least 1")
 	case c.BackoffBase <= 0 || c.BackoffMax < c.BackoffBase:
-		return gatekit.Fieldf(prefix+"backoff_max", "must be >= backoff_base > 0")
+		return conf.Fieldf(prefix+"backoff_max", "must be >= backoff_base > 0")
 	case c.SendTimeout <= 0:
-		return gatekit.Fieldf(prefix+"send_timeout", "must be positive")
+		return conf.Fieldf(prefix+"send_timeout", "must be positive")
 	case c.Poll <= 0 || c.CutoffEvery <= 0:
-		return gatekit.Fieldf(prefix+"poll", "poll and cutoff_every must be positive")
+		return conf.Fieldf(prefix+"poll", "poll and cutoff_every must be positive")
 	case c.SMTP.Addr != "" && c.SMTP.From == "":
-		return gatekit.Fieldf(prefix+"smtp.from", "required when smtp.addr is set")
+		return conf.Fieldf(prefix+"smtp.from", "required when smtp.addr is set")
 	case c.Webhook.URL != "" && len(c.Webhook.Secret) < 16:
-		return gatekit.Fieldf(prefix+"webhook.secret", "at least 16 characters required when webhook.url is set")
+		return conf.Fieldf(prefix+"webhook.secret", "at least 16 characters required when webhook.url is set")
 	}
 	for _, d := range c.SchoolDays {
 		if d < 0 || d > 6 {
-			return gatekit.Fieldf(prefix+"school_days", "weekday %d not in 0..6", d)
+			return conf.Fieldf(prefix+"school_days", "weekday %d not in 0..6", d)
 		}
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 const (
@@ -71,7 +71,7 @@ func openFixture(t testing.TB, path string) *store.DB {
 // insertEvent stores an event the way hub/ingest does (one row in events).
 func insertEvent(t testing.TB, db *store.DB, pupil, gate, dir string, captured time.Time) string {
 	t.Helper()
-	id := gatekit.NewEventID()
+	id := wire.NewEventID()
 	mustExec(t, db, `INSERT INTO events(event_id, school_id, gate_id, direction, student_id, captured_at, received_at,
 		distance, margin, frames_used, model) VALUES (?, 's1', ?, ?, ?, ?, ?, 0.3, 0.1, 3, 'dlib@1')`,
 		id, gate, dir, pupil, captured.UnixMilli(), time.Now().UnixMilli())

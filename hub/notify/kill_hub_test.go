@@ -25,7 +25,9 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // ---- loopback receivers that record every raw delivery -------------------
@@ -130,7 +132,7 @@ func TestKillRealHubWithPendingNotifications(t *testing.T) {
 	const pupils = 12
 	const gatePw = "gate-secret-123"
 	const secret = "webhook-secret-0123456789"
-	root, err := gatekit.ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,15 +256,15 @@ notify:
 	}
 	now := time.Now()
 	for i := 0; i < pupils; i++ {
-		ev := gatekit.Event{Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: "s1", GateID: "g1",
-			Direction: gatekit.DirectionIn, StudentID: fmt.Sprintf("0990000000%02d", i), CapturedAt: now.Add(time.Duration(i) * time.Second).UnixMilli(),
-			Distance: 0.33, Margin: 0.11, FramesUsed: 4, Quality: gatekit.Quality{Sharpness: 100, Brightness: 120},
-			Model: gatekit.ModelID{Name: "dlib_resnet", Version: "1"}, GalleryVer: 1, FaceJPEG: jb.Bytes()}
+		ev := wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: "s1", GateID: "g1",
+			Direction: wire.DirectionIn, StudentID: fmt.Sprintf("0990000000%02d", i), CapturedAt: now.Add(time.Duration(i) * time.Second).UnixMilli(),
+			Distance: 0.33, Margin: 0.11, FramesUsed: 4, Quality: match.Quality{Sharpness: 100, Brightness: 120},
+			Model: match.ModelID{Name: "dlib_resnet", Version: "1"}, GalleryVer: 1, FaceJPEG: jb.Bytes()}
 		b, err := ev.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if tok := gate.Publish(gatekit.EventTopic("s1", "g1"), 1, false, b); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		if tok := gate.Publish(wire.EventTopic("s1", "g1"), 1, false, b); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
 			t.Fatalf("publish: %v", tok.Error())
 		}
 	}

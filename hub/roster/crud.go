@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/api"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -499,7 +499,7 @@ func (s *Store) scanGate(sc interface{ Scan(...any) error }) (Gate, error) {
 	// Online: the broker says so AND the gate was heard from recently.
 	x.Online = online == 1 && s.now().Sub(msTime(x.LastSeenAt)) <= s.OfflineAfter
 	if hb != "" {
-		var h gatekit.Heartbeat
+		var h wire.Heartbeat
 		if json.Unmarshal([]byte(hb), &h) == nil {
 			x.LastHeartbeat = &h
 			x.OutboxDepth = h.OutboxDepth

@@ -27,7 +27,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -99,8 +99,8 @@ type Gate struct {
 	LastSeenAt  int64  `json:"last_seen_at,omitempty"` // hub clock, Unix ms
 	ClockSkewMS int64  `json:"clock_skew_ms"`
 	// From the last heartbeat.
-	LastHeartbeat *gatekit.Heartbeat `json:"last_heartbeat,omitempty"`
-	OutboxDepth   int                `json:"outbox_depth"`
+	LastHeartbeat *wire.Heartbeat `json:"last_heartbeat,omitempty"`
+	OutboxDepth   int             `json:"outbox_depth"`
 }
 
 // GateCredentials is returned once when a gate is created or its password
@@ -230,7 +230,7 @@ func checkEmail(field, v string) error {
 }
 
 func checkID(field, v string) error {
-	if !gatekit.ValidID(v) {
+	if !wire.ValidID(v) {
 		return api.Invalid(field, "must be 1–64 lowercase letters, digits, '-' or '_', got %q", clip(v))
 	}
 	return nil
@@ -238,7 +238,7 @@ func checkID(field, v string) error {
 
 // CheckPersonalID validates a pupil's 12-digit personal ID (mã định danh).
 func CheckPersonalID(field, v string) error {
-	if !gatekit.ValidPersonalID(v) {
+	if !wire.ValidPersonalID(v) {
 		return api.Invalid(field, "must be the 12-digit personal ID (mã định danh), got %q", clip(v))
 	}
 	return nil
@@ -379,7 +379,7 @@ func (x *Staff) Validate() error {
 func (x *Gate) Validate() error {
 	x.Name = NormalizeText(x.Name)
 	if x.Direction == "" {
-		x.Direction = gatekit.DirectionIn
+		x.Direction = wire.DirectionIn
 	}
 	if err := checkID("id", x.ID); err != nil {
 		return err
@@ -387,7 +387,7 @@ func (x *Gate) Validate() error {
 	if err := checkText("name", x.Name, false, 100); err != nil {
 		return err
 	}
-	if x.Direction != gatekit.DirectionIn && x.Direction != gatekit.DirectionOut {
+	if x.Direction != wire.DirectionIn && x.Direction != wire.DirectionOut {
 		return api.Invalid("direction", "must be in or out")
 	}
 	return nil

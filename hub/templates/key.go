@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // KeyEnv is the environment variable that holds the template key (64 hex
@@ -35,7 +35,7 @@ func DefaultConfig() Config { return Config{KeyFile: "data/template.key"} }
 // Validate names the first bad field under prefix.
 func (c Config) Validate(prefix string) error {
 	if c.KeyFile == "" && os.Getenv(KeyEnv) == "" {
-		return gatekit.Fieldf(prefix+".key_file", "is required (or set %s)", KeyEnv)
+		return conf.Fieldf(prefix+".key_file", "is required (or set %s)", KeyEnv)
 	}
 	return nil
 }
@@ -83,7 +83,7 @@ func LoadKey(path string) ([]byte, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("templates: key file: %w", err)
 		}
-		if err := gatekit.WriteFileAtomic(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+		if err := conf.WriteFileAtomic(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("templates: key file: %w", err)
 		}
 		return k, nil

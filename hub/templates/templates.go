@@ -8,7 +8,7 @@
 // not decrypt. A key-check record in the meta table detects a wrong key at
 // start with a clear error instead of garbage descriptors later.
 //
-// Each template records the model (gatekit.ModelID) that produced it. Only
+// Each template records the model (match.ModelID) that produced it. Only
 // templates of the current model are served to gates; Reembed re-computes
 // templates from stored photos after a model change and flags pupils whose
 // photos were not kept for re-enrolment.
@@ -33,7 +33,8 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // ErrWrongKey is returned by Open when the key does not match the one the
@@ -59,7 +60,7 @@ type Store struct {
 	aead  cipher.AEAD
 	log   *slog.Logger
 	now   func() time.Time
-	model gatekit.ModelID
+	model match.ModelID
 
 	mu   sync.Mutex
 	subs []func(schoolID string, version int64)
@@ -67,7 +68,7 @@ type Store struct {
 
 // Open checks key against the database's key-check record (creating it on
 // first use) and returns the store. The current model is
-// gatekit.DefaultEmbedder until SetModel.
+// match.DefaultEmbedder until SetModel.
 func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*Store, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("templates: key must be %d bytes, got %d", KeySize, len(key))
@@ -86,7 +87,7 @@ func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*St
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	s := &Store{db: db, aead: aead, log: log, now: now, model: gatekit.DefaultEmbedder}
+	s := &Store{db: db, aead: aead, log: log, now: now, model: match.DefaultEmbedder}
 	ctx := context.Background()
 	// Deleted templates must not linger in free pages.
 	if _, err := db.W.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
@@ -113,10 +114,10 @@ func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*St
 }
 
 // SetModel sets the current embedder; only its templates are served.
-func (s *Store) SetModel(m gatekit.ModelID) { s.model = m }
+func (s *Store) SetModel(m match.ModelID) { s.model = m }
 
 // Model is the current embedder.
-func (s *Store) Model() gatekit.ModelID { return s.model }
+func (s *Store) Model() match.ModelID { return s.model }
 
 // Subscribe registers fn to be called after each committed gallery change.
 func (s *Store) Subscribe(fn func(schoolID string, version int64)) {
@@ -151,16 +152,16 @@ func photoAD(pupil string, model string) string { return "photo|" + pupil + "|" 
 // New describes a template to add.
 type New struct {
 	PupilID    string
-	Descriptor gatekit.Descriptor
-	Model      gatekit.ModelID
-	Quality    gatekit.Quality
+	Descriptor match.Descriptor
+	Model      match.ModelID
+	Quality    match.Quality
 	Photo      []byte // JPEG to keep (encrypted); nil when consent does not allow it
 	Status     string // StatusActive when empty
 	Note       string
 }
 
 // Add stores an active template. photo may be nil.
-func (s *Store) Add(ctx context.Context, pupilID string, desc gatekit.Descriptor, model gatekit.ModelID, q gatekit.Quality, photo []byte) (int64, error) {
+func (s *Store) Add(ctx context.Context, pupilID string, desc match.Descriptor, model match.ModelID, q match.Quality, photo []byte) (int64, error) {
 	return s.AddTemplate(ctx, New{PupilID: pupilID, Descriptor: desc, Model: model, Quality: q, Photo: photo})
 }
 
@@ -185,7 +186,7 @@ func (s *Store) AddTemplate(ctx context.Context, t New) (int64, error) {
 // AddTx stores a template inside tx and bumps the gallery version when it
 // is active. The caller must call Notify(school) after the commit.
 func (s *Store) AddTx(ctx context.Context, tx *sql.Tx, t New) (id int64, school string, err error) {
-	if len(t.Descriptor) == 0 || len(t.Descriptor) > gatekit.MaxDescriptorLen {
+	if len(t.Descriptor) == 0 || len(t.Descriptor) > match.MaxDescriptorLen {
 		return 0, "", fmt.Errorf("templates: descriptor of length %d", len(t.Descriptor))
 	}
 	if t.Model.Name == "" {
@@ -278,7 +279,7 @@ func (s *Store) Version(ctx context.Context, school string) (int64, error) {
 // ActiveDescriptors returns the current model and, per pupil ID, the
 // decrypted active templates of that model for school's pupils that are
 // active and not on manual attendance: exactly what the gates must hold.
-func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (gatekit.ModelID, map[string][]gatekit.Descriptor, error) {
+func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (match.ModelID, map[string][]match.Descriptor, error) {
 	model := s.model
 	rows, err := s.db.R.QueryContext(ctx, `SELECT t.pupil_id, t.descriptor FROM face_templates t
 		JOIN pupils p ON p.id = t.pupil_id
@@ -288,7 +289,7 @@ func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (gatekit
 		return model, nil, fmt.Errorf("templates: active: %w", err)
 	}
 	defer rows.Close()
-	out := map[string][]gatekit.Descriptor{}
+	out := map[string][]match.Descriptor{}
 	for rows.Next() {
 		var pid string
 		var sealed []byte
@@ -299,7 +300,7 @@ func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (gatekit
 		if err != nil {
 			return model, nil, err
 		}
-		if len(out[pid]) < gatekit.MaxDescriptorsPerPerson {
+		if len(out[pid]) < wire.MaxDescriptorsPerPerson {
 			out[pid] = append(out[pid], d)
 		}
 	}
@@ -347,7 +348,7 @@ func (s *Store) OlderVersions(ctx context.Context) (int, error) {
 }
 
 // Gallery builds the GalleryDoc for school at its current version.
-func (s *Store) Gallery(ctx context.Context, schoolID string) (*gatekit.GalleryDoc, error) {
+func (s *Store) Gallery(ctx context.Context, schoolID string) (*wire.GalleryDoc, error) {
 	v, err := s.Version(ctx, schoolID)
 	if err != nil {
 		return nil, err
@@ -356,7 +357,7 @@ func (s *Store) Gallery(ctx context.Context, schoolID string) (*gatekit.GalleryD
 	if err != nil {
 		return nil, err
 	}
-	g := gatekit.NewGallery(v, model)
+	g := match.NewGallery(v, model)
 	ids := make([]string, 0, len(m))
 	for id := range m {
 		ids = append(ids, id)
@@ -369,15 +370,15 @@ func (s *Store) Gallery(ctx context.Context, schoolID string) (*gatekit.GalleryD
 			}
 		}
 	}
-	return gatekit.DocFromGallery(schoolID, g), nil
+	return wire.DocFromGallery(schoolID, g), nil
 }
 
-func (s *Store) decodeDesc(pupil, model string, sealed []byte) (gatekit.Descriptor, error) {
+func (s *Store) decodeDesc(pupil, model string, sealed []byte) (match.Descriptor, error) {
 	b, err := s.open(sealed, descAD(pupil, model))
 	if err != nil {
 		return nil, err
 	}
-	return gatekit.DescriptorFromBytes(b)
+	return match.DescriptorFromBytes(b)
 }
 
 // Entry is one decrypted template, for comparisons on the hub.
@@ -385,7 +386,7 @@ type Entry struct {
 	ID         int64
 	PupilID    string
 	Status     string
-	Descriptor gatekit.Descriptor
+	Descriptor match.Descriptor
 }
 
 // Entries returns every non-excluded template of the current model for
@@ -416,14 +417,14 @@ func (s *Store) Entries(ctx context.Context, schoolID string) ([]Entry, error) {
 
 // Info describes a template without its secrets.
 type Info struct {
-	ID        int64           `json:"id"`
-	PupilID   string          `json:"pupil_id"`
-	Model     string          `json:"model"`
-	Quality   gatekit.Quality `json:"quality"`
-	HasPhoto  bool            `json:"has_photo"`
-	Status    string          `json:"status"`
-	Note      string          `json:"note,omitempty"`
-	CreatedAt int64           `json:"created_at"`
+	ID        int64         `json:"id"`
+	PupilID   string        `json:"pupil_id"`
+	Model     string        `json:"model"`
+	Quality   match.Quality `json:"quality"`
+	HasPhoto  bool          `json:"has_photo"`
+	Status    string        `json:"status"`
+	Note      string        `json:"note,omitempty"`
+	CreatedAt int64         `json:"created_at"`
 }
 
 // List returns pupilID's templates (all models and statuses).
@@ -469,7 +470,7 @@ func (s *Store) Get(ctx context.Context, id int64) (Info, error) {
 }
 
 // Descriptor returns one template's decrypted descriptor.
-func (s *Store) Descriptor(ctx context.Context, id int64) (gatekit.Descriptor, error) {
+func (s *Store) Descriptor(ctx context.Context, id int64) (match.Descriptor, error) {
 	var pid, model string
 	var sealed []byte
 	err := s.db.R.QueryRowContext(ctx, `SELECT pupil_id, model, descriptor FROM face_templates WHERE id = ?`, id).Scan(&pid, &model, &sealed)
@@ -557,10 +558,10 @@ func (s *Store) DeletePupilTx(ctx context.Context, tx *sql.Tx, pupilID string) (
 	return school, n, s.BumpTx(ctx, tx, school)
 }
 
-// Embedder computes descriptors from photos (gatekit.Engine satisfies it).
+// Embedder computes descriptors from photos (faceengine.Engine satisfies it).
 type Embedder interface {
-	Model() gatekit.ModelID
-	Recognize(ctx context.Context, b []byte) ([]gatekit.Face, error)
+	Model() match.ModelID
+	Recognize(ctx context.Context, b []byte) ([]match.Face, error)
 }
 
 // ReembedReport summarises a model change.
@@ -577,7 +578,7 @@ type ReembedReport struct {
 // The kept photo passed enrolment with one usable face, but another
 // model's detector may see more (YuNet finds blurred and cut-off faces at
 // a photo's edge that dlib's HOG missed): the face used is the one
-// gatekit.DefaultQualityPolicy's Check picks (with one face, that face),
+// match.DefaultQualityPolicy's Check picks (with one face, that face),
 // and the pupil is flagged when it picks none.
 func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error) {
 	model := emb.Model()
@@ -626,7 +627,7 @@ func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error
 		}
 		pick := 0 // one face: the one enrolment accepted
 		if len(faces) != 1 {
-			qv := gatekit.DefaultQualityPolicy().Check(faces)
+			qv := match.DefaultQualityPolicy().Check(faces)
 			if !qv.OK {
 				flagged[o.pupil] = true
 				continue

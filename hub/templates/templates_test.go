@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
@@ -38,8 +40,8 @@ func seed(t *testing.T, db *store.DB) {
 	}
 }
 
-func randDesc(r *rand.Rand) gatekit.Descriptor {
-	d := make(gatekit.Descriptor, gatekit.DescriptorLen)
+func randDesc(r *rand.Rand) match.Descriptor {
+	d := make(match.Descriptor, match.DescriptorLen)
 	for i := range d {
 		d[i] = float32(r.NormFloat64() * 0.1)
 	}
@@ -56,12 +58,12 @@ func TestEncryptedAtRestAndWrongKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	var descs []gatekit.Descriptor
+	var descs []match.Descriptor
 	photo := []byte("\xff\xd8\xffJPEG-PHOTO-PLAINTEXT-MARKER-0123456789")
 	for i := 0; i < 3; i++ {
 		d := randDesc(r)
 		descs = append(descs, d)
-		if _, err := s.Add(ctx, "000000000001", d, gatekit.DefaultEmbedder, gatekit.Quality{SizePx: 120}, photo); err != nil {
+		if _, err := s.Add(ctx, "000000000001", d, match.DefaultEmbedder, match.Quality{SizePx: 120}, photo); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -70,7 +72,7 @@ func TestEncryptedAtRestAndWrongKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m["000000000001"]) != 3 || gatekit.Distance(m["000000000001"][1], descs[1]) != 0 {
+	if len(m["000000000001"]) != 3 || match.Distance(m["000000000001"][1], descs[1]) != 0 {
 		t.Fatalf("round trip: %v", m)
 	}
 	infos, _ := s.List(ctx, "000000000001")
@@ -127,18 +129,18 @@ func TestActiveDescriptorsFilterAndVersion(t *testing.T) {
 	var notified []int64
 	s.Subscribe(func(school string, v int64) { notified = append(notified, v) })
 	r := rand.New(rand.NewPCG(3, 4))
-	other := gatekit.ModelID{Name: "other", Version: "2"}
-	mustAdd := func(p string, m gatekit.ModelID, status string) int64 {
+	other := match.ModelID{Name: "other", Version: "2"}
+	mustAdd := func(p string, m match.ModelID, status string) int64 {
 		id, err := s.AddTemplate(ctx, New{PupilID: p, Descriptor: randDesc(r), Model: m, Status: status})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return id
 	}
-	a := mustAdd("000000000001", gatekit.DefaultEmbedder, "")
-	mustAdd("000000000001", other, "")                             // other model: not served
-	mustAdd("000000000002", gatekit.DefaultEmbedder, StatusReview) // review: not served
-	mustAdd("000000000003", gatekit.DefaultEmbedder, "")           // manual attendance below
+	a := mustAdd("000000000001", match.DefaultEmbedder, "")
+	mustAdd("000000000001", other, "")                           // other model: not served
+	mustAdd("000000000002", match.DefaultEmbedder, StatusReview) // review: not served
+	mustAdd("000000000003", match.DefaultEmbedder, "")           // manual attendance below
 	if _, err := db.W.Exec(`UPDATE pupils SET manual_attendance = 1 WHERE id = '000000000003'`); err != nil {
 		t.Fatal(err)
 	}
@@ -146,14 +148,14 @@ func TestActiveDescriptorsFilterAndVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if model != gatekit.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
+	if model != match.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
 		t.Fatalf("served %v %v", model, m)
 	}
 	if om, err := s.OtherModels(ctx, "s1"); err != nil || len(om) != 1 || om[other.String()] != 1 {
 		t.Fatalf("other models %v %v", om, err)
 	}
 	v1, _ := s.Version(ctx, "s1")
-	if _, err := s.Add(ctx, "999999999999", randDesc(r), gatekit.DefaultEmbedder, gatekit.Quality{}, nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Add(ctx, "999999999999", randDesc(r), match.DefaultEmbedder, match.Quality{}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown pupil: %v", err)
 	}
 	if err := s.SetStatus(ctx, a, StatusExcluded, "test"); err != nil {
@@ -180,14 +182,14 @@ func TestActiveDescriptorsFilterAndVersion(t *testing.T) {
 
 func TestReembedFromPhotosAndFlag(t *testing.T) {
 	ctx := context.Background()
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := gatekit.DefaultEngineConfig()
-	cfg.ModelsDir = gatekit.TestModelsDir()
+	cfg := faceengine.DefaultEngineConfig()
+	cfg.ModelsDir = conf.TestModelsDir()
 	cfg.Workers = 1
-	eng, err := gatekit.NewEngine(cfg, nil)
+	eng, err := faceengine.NewEngine(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,13 +205,13 @@ func TestReembedFromPhotosAndFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := gatekit.ModelID{Name: "old-embedder", Version: "0"}
+	old := match.ModelID{Name: "old-embedder", Version: "0"}
 	s.SetModel(old)
 	r := rand.New(rand.NewPCG(5, 6))
-	if _, err := s.Add(ctx, "000000000001", randDesc(r), old, gatekit.Quality{}, jpg); err != nil {
+	if _, err := s.Add(ctx, "000000000001", randDesc(r), old, match.Quality{}, jpg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Add(ctx, "000000000002", randDesc(r), old, gatekit.Quality{}, nil); err != nil {
+	if _, err := s.Add(ctx, "000000000002", randDesc(r), old, match.Quality{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := s.Reembed(ctx, eng)
@@ -225,7 +227,7 @@ func TestReembedFromPhotosAndFlag(t *testing.T) {
 		t.Fatal("pupil without photo not flagged for re-enrolment")
 	}
 	model, m, err := s.ActiveDescriptors(ctx, "s1")
-	if err != nil || model != gatekit.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
+	if err != nil || model != match.DefaultEmbedder || len(m) != 1 || len(m["000000000001"]) != 1 {
 		t.Fatalf("after reembed: %v %v %v", model, m, err)
 	}
 	// Idempotent: a second run re-embeds nothing new.

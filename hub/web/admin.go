@@ -15,7 +15,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/notify"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // GateHealth is one gate on the overview.
@@ -103,7 +103,7 @@ func (s *Server) gateHealth(ctx context.Context, school string) ([]GateHealth, e
 			g.LastSeen = time.UnixMilli(seen).In(loc).Format("02/01 15:04:05")
 			g.HeartbeatAgo = now.Sub(time.UnixMilli(seen)).Round(time.Second).String()
 		}
-		var h gatekit.Heartbeat
+		var h wire.Heartbeat
 		if hb != "" && json.Unmarshal([]byte(hb), &h) == nil {
 			g.FPS, g.Outbox, g.CameraOnline = h.FPS, h.OutboxDepth, h.CameraOnline
 		}
@@ -186,7 +186,7 @@ func (s *Server) enrolSubmit(c *gin.Context) {
 		return
 	}
 	pupil := c.PostForm("pupil_id")
-	if !gatekit.ValidPersonalID(pupil) {
+	if !wire.ValidPersonalID(pupil) {
 		s.failErr(c, api.Invalid("pupil_id", "must be a 12-digit personal ID"))
 		return
 	}

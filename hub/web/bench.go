@@ -28,7 +28,9 @@ import (
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/procstat"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // BenchLiveResult is what `hub bench-live --json` prints.
@@ -251,11 +253,11 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 		if d := time.Until(start.Add(time.Duration(k) * interval)); d > 0 {
 			time.Sleep(d)
 		}
-		ev := gatekit.Event{Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: "bench", GateID: "g1",
-			Direction: gatekit.DirectionIn, StudentID: fmt.Sprintf("%012d", 100000+k%pupils), CapturedAt: time.Now().UnixMilli(),
-			Distance: 0.3, Margin: 0.1, FramesUsed: 3, Model: gatekit.ModelID{Name: "bench", Version: "1"}}
+		ev := wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: "bench", GateID: "g1",
+			Direction: wire.DirectionIn, StudentID: fmt.Sprintf("%012d", 100000+k%pupils), CapturedAt: time.Now().UnixMilli(),
+			Distance: 0.3, Margin: 0.1, FramesUsed: 3, Model: match.ModelID{Name: "bench", Version: "1"}}
 		b, _ := ev.Encode()
-		ing.Submit(ingest.Message{Topic: gatekit.EventTopic("bench", "g1"), Payload: b, ClientID: "g1"}, nil)
+		ing.Submit(ingest.Message{Topic: wire.EventTopic("bench", "g1"), Payload: b, ClientID: "g1"}, nil)
 	}
 	sent := time.Since(start)
 	select {
@@ -291,5 +293,5 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 
 // peakRSSMB reads the peak resident set size (VmHWM) of this process.
 func peakRSSMB() float64 {
-	return gatekit.ProcStatusMB("VmHWM")
+	return procstat.StatusMB("VmHWM")
 }

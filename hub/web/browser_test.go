@@ -13,7 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // One headless Chromium (Debian's /usr/bin/chromium) shared by every
@@ -141,7 +141,7 @@ func checkVietnamese(t *testing.T, ctx context.Context) {
 	}
 }
 
-func publishMQTT(t *testing.T, f *fixture, ev gatekit.Event) {
+func publishMQTT(t *testing.T, f *fixture, ev wire.Event) {
 	t.Helper()
 	o := paho.NewClientOptions().AddBroker("tcp://" + f.broker.Addr()).SetClientID("g1").SetUsername("g1").
 		SetPassword(gatePass).SetCleanSession(false).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
@@ -152,7 +152,7 @@ func publishMQTT(t *testing.T, f *fixture, ev gatekit.Event) {
 	defer c.Disconnect(100)
 	b, err := ev.Encode()
 	must(t, err)
-	if tok := c.Publish(gatekit.EventTopic(ev.SchoolID, ev.GateID), 1, false, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(wire.EventTopic(ev.SchoolID, ev.GateID), 1, false, b); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("mqtt publish: %v", tok.Error())
 	}
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Candidates reads and saves a school's candidate restriction — class
@@ -47,12 +47,12 @@ type CandSchool struct {
 // CandData is the candidate restriction page.
 type CandData struct {
 	Enabled  bool
-	Sessions []string // gatekit.Sessions, in order
+	Sessions []string // match.Sessions, in order
 	Schools  []CandSchool
 }
 
 func (s *Server) candidatesData(ctx context.Context, school string) (*CandData, error) {
-	d := &CandData{Enabled: s.d.Candidates != nil, Sessions: gatekit.Sessions}
+	d := &CandData{Enabled: s.d.Candidates != nil, Sessions: match.Sessions}
 	if !d.Enabled {
 		return d, nil
 	}
@@ -78,7 +78,7 @@ func (s *Server) candidatesData(ctx context.Context, school string) (*CandData, 
 			return nil, err
 		}
 		for _, c := range cs.Classes {
-			v := CandClass{ID: c.ID, Name: c.Name, Sessions: map[string]bool{}, All: len(c.Sessions) == len(gatekit.Sessions)}
+			v := CandClass{ID: c.ID, Name: c.Name, Sessions: map[string]bool{}, All: len(c.Sessions) == len(match.Sessions)}
 			if !v.All {
 				for _, ss := range c.Sessions {
 					v.Sessions[ss] = true

@@ -15,14 +15,14 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // realFaceCrop is a gate-sized crop of a real test photo
 // ($ATTENDANCE_TESTDATA/faces; the test fails when it is missing).
 func realFaceCrop(t *testing.T) []byte {
 	t.Helper()
-	dir, err := gatekit.TestDataDir()
+	dir, err := conf.TestDataDir()
 	must(t, err)
 	b, err := os.ReadFile(filepath.Join(dir, "faces", "images", "tzuyu.jpg"))
 	must(t, err)

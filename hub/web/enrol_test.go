@@ -17,7 +17,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/enrol"
 	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/hub/web"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // TestBrowserEnrolPage drives the admin enrolment page in Chromium with
@@ -26,7 +26,7 @@ import (
 // reason, and a photo taken with the (synthetic) browser camera is sent
 // and judged too.
 func TestBrowserEnrolPage(t *testing.T) {
-	data, err := gatekit.TestDataDir()
+	data, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatalf("test data: %v", err)
 	}
@@ -38,13 +38,13 @@ func TestBrowserEnrolPage(t *testing.T) {
 		}
 	}
 	for _, m := range []string{"dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat"} {
-		if _, err := os.Stat(filepath.Join(gatekit.TestModelsDir(), m)); err != nil {
+		if _, err := os.Stat(filepath.Join(conf.TestModelsDir(), m)); err != nil {
 			t.Fatalf("face model missing (set MODELS_DIR, e.g. /var/cache/diemdanh/models): %v", err)
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ecfg := enrol.EngineConfig()
-	ecfg.ModelsDir = gatekit.TestModelsDir()
+	ecfg.ModelsDir = conf.TestModelsDir()
 	eng := enrol.NewLazyEngine(ecfg, log)
 	t.Cleanup(eng.Close)
 	var svc *enrol.Service

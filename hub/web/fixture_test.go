@@ -28,7 +28,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 const (
@@ -174,19 +175,19 @@ func crop() []byte {
 	return b.Bytes()
 }
 
-func event(pupil, dir string, at time.Time) gatekit.Event {
-	return gatekit.Event{Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: "s1", GateID: "g1",
+func event(pupil, dir string, at time.Time) wire.Event {
+	return wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: "s1", GateID: "g1",
 		Direction: dir, StudentID: pupil, CapturedAt: at.UnixMilli(), Distance: 0.33, Margin: 0.11, FramesUsed: 4,
-		Quality: gatekit.Quality{Sharpness: 100, Brightness: 120}, Model: gatekit.ModelID{Name: "dlib_resnet", Version: "1"},
+		Quality: match.Quality{Sharpness: 100, Brightness: 120}, Model: match.ModelID{Name: "dlib_resnet", Version: "1"},
 		GalleryVer: 1, FaceJPEG: crop()}
 }
 
 // ingestDirect stores an event through hub/ingest (as the broker does).
-func (f *fixture) ingestDirect(t testing.TB, ev gatekit.Event) {
+func (f *fixture) ingestDirect(t testing.TB, ev wire.Event) {
 	t.Helper()
 	b, err := ev.Encode()
 	must(t, err)
-	r, err := f.ing.Handle(f.ctx, ingest.Message{Topic: gatekit.EventTopic("s1", "g1"), Payload: b, ClientID: "g1"})
+	r, err := f.ing.Handle(f.ctx, ingest.Message{Topic: wire.EventTopic("s1", "g1"), Payload: b, ClientID: "g1"})
 	must(t, err)
 	_ = r
 }

@@ -21,7 +21,9 @@ import (
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // swappableOP lets a test replace the gallery server behind the page (to
@@ -58,14 +60,14 @@ func newOPFixture(t *testing.T) *opFixture {
 	var err error
 	f.tpl, err = templates.Open(f.db, key, nil, time.Now)
 	must(t, err)
-	f.tpl.SetModel(gatekit.DlibResNetV1) // the templates below are idols.json's dlib descriptors
-	dir, err := gatekit.TestDataDir()
+	f.tpl.SetModel(match.DlibResNetV1) // the templates below are idols.json's dlib descriptors
+	dir, err := conf.TestDataDir()
 	must(t, err)
-	idols, err := gatekit.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
+	idols, err := match.LoadIdols(filepath.Join(dir, "faces", "idols.json"))
 	must(t, err)
 	ids, descs, err := idols.Labelled()
 	must(t, err)
-	byIdol := map[string][]gatekit.Descriptor{}
+	byIdol := map[string][]match.Descriptor{}
 	var order []string
 	for i, id := range ids {
 		if byIdol[id] == nil {
@@ -75,7 +77,7 @@ func newOPFixture(t *testing.T) *opFixture {
 	}
 	for i, p := range []string{pupilAn, pupilBinh, pupilScript, pupilFormula, pupilChi} {
 		for _, d := range byIdol[order[i]][:3] {
-			_, err := f.tpl.Add(f.ctx, p, d, gatekit.DlibResNetV1, gatekit.Quality{}, nil)
+			_, err := f.tpl.Add(f.ctx, p, d, match.DlibResNetV1, match.Quality{}, nil)
 			must(t, err)
 		}
 	}
@@ -223,15 +225,15 @@ func TestOperatingPointPageWarnings(t *testing.T) {
 	f.op.s.Changed(f.ctx, "s1")
 	_, _, body, err := f.op.s.CurrentForGate(f.ctx, "s1", "g1")
 	must(t, err)
-	var gdoc gatekit.GalleryDoc
+	var gdoc wire.GalleryDoc
 	must(t, json.Unmarshal(body, &gdoc))
 	if len(gdoc.People) != 4 {
 		t.Fatalf("g1 served %d pupils", len(gdoc.People))
 	}
 	// Two templates left by another embedder: kept, not served, counted.
-	old := gatekit.ModelID{Name: "old-embedder", Version: "0"}
+	old := match.ModelID{Name: "old-embedder", Version: "0"}
 	for i := 0; i < 2; i++ {
-		_, err := f.tpl.Add(f.ctx, pupilAn, make(gatekit.Descriptor, gatekit.DescriptorLen), old, gatekit.Quality{}, nil)
+		_, err := f.tpl.Add(f.ctx, pupilAn, make(match.Descriptor, match.DescriptorLen), old, match.Quality{}, nil)
 		must(t, err)
 	}
 

@@ -20,7 +20,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/templates"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // newSchoolFixture is the web fixture with a real gallery server and
@@ -354,7 +354,7 @@ func TestSchoolAdminPupilPage(t *testing.T) {
 	_, err := f.db.W.Exec(`INSERT INTO consents(pupil_id, guardian_name, pupil_consented, scope_face, scope_photos, document_ref, given_at, recorded_by)
 		VALUES (?, 'Nguyễn Thị Hoa', 1, 1, 0, 'ĐK-2025/17', ?, 'test')`, pupilAn, time.Date(2025, 9, 5, 10, 0, 0, 0, time.UTC).UnixMilli())
 	must(t, err)
-	desc := make(gatekit.Descriptor, 128)
+	desc := make(match.Descriptor, 128)
 	desc[0] = 1
 	_, err = tpl.AddTemplate(f.ctx, templates.New{PupilID: pupilAn, Descriptor: desc, Model: tpl.Model()})
 	must(t, err)

@@ -36,7 +36,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 //go:embed templates/*.html
@@ -70,13 +70,13 @@ func Default() Config {
 func (c Config) Validate(prefix string) error {
 	switch {
 	case c.DefaultLang != "vi" && c.DefaultLang != "en":
-		return gatekit.Fieldf(prefix+"default_lang", "must be vi or en, got %q", c.DefaultLang)
+		return conf.Fieldf(prefix+"default_lang", "must be vi or en, got %q", c.DefaultLang)
 	case c.HistoryDays < 1 || c.HistoryDays > 366:
-		return gatekit.Fieldf(prefix+"history_days", "must be 1..366")
+		return conf.Fieldf(prefix+"history_days", "must be 1..366")
 	case c.MaxUpload < 1<<20:
-		return gatekit.Fieldf(prefix+"max_upload", "must be at least 1 MiB")
+		return conf.Fieldf(prefix+"max_upload", "must be at least 1 MiB")
 	case c.SSEClientBuffer < 1:
-		return gatekit.Fieldf(prefix+"sse_client_buffer", "must be positive")
+		return conf.Fieldf(prefix+"sse_client_buffer", "must be positive")
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package gatekit
+package errkind
 
 import (
 	"errors"
@@ -11,21 +11,21 @@ type Kind int
 
 // Error kinds returned by the face engine and the decoders.
 const (
-	KindUnknown      Kind = iota
-	KindEmptyImage        // zero bytes or a zero-sized image
-	KindCorruptImage      // the bytes do not decode as the claimed format
-	KindUnsupported       // a format or pixel layout the path does not take (e.g. PNG on the JPEG-only path)
-	KindTooLarge          // more pixels or bytes than the configured limit
-	KindModelMissing      // a model file is absent
-	KindModelCorrupt      // a model file fails its checksum or cannot be deserialised
-	KindInvalid           // a payload or argument that fails validation
-	KindClosed            // the engine was closed
+	Unknown      Kind = iota
+	EmptyImage        // zero bytes or a zero-sized image
+	CorruptImage      // the bytes do not decode as the claimed format
+	Unsupported       // a format or pixel layout the path does not take (e.g. PNG on the JPEG-only path)
+	TooLarge          // more pixels or bytes than the configured limit
+	ModelMissing      // a model file is absent
+	ModelCorrupt      // a model file fails its checksum or cannot be deserialised
+	Invalid           // a payload or argument that fails validation
+	Closed            // the engine was closed
 )
 
 var kindNames = map[Kind]string{
-	KindUnknown: "unknown", KindEmptyImage: "empty_image", KindCorruptImage: "corrupt_image",
-	KindUnsupported: "unsupported", KindTooLarge: "too_large", KindModelMissing: "model_missing",
-	KindModelCorrupt: "model_corrupt", KindInvalid: "invalid", KindClosed: "closed",
+	Unknown: "unknown", EmptyImage: "empty_image", CorruptImage: "corrupt_image",
+	Unsupported: "unsupported", TooLarge: "too_large", ModelMissing: "model_missing",
+	ModelCorrupt: "model_corrupt", Invalid: "invalid", Closed: "closed",
 }
 
 func (k Kind) String() string {
@@ -63,15 +63,15 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Kind == e.Kind && t.Op == "" && t.Msg == "" && t.Err == nil
 }
 
-func errf(kind Kind, op string, cause error, format string, args ...any) error {
+func New(kind Kind, op string, cause error, format string, args ...any) error {
 	return &Error{Kind: kind, Op: op, Msg: fmt.Sprintf(format, args...), Err: cause}
 }
 
-// KindOf returns the Kind of err, or KindUnknown when err is not an *Error.
-func KindOf(err error) Kind {
+// Of returns the Kind of err, or Unknown when err is not an *Error.
+func Of(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
 	}
-	return KindUnknown
+	return Unknown
 }

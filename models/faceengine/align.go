@@ -1,9 +1,10 @@
-package gatekit
+package faceengine
 
 import (
 	"image"
 	"math"
 
+	"github.com/diemdanh/diemdanh/models/errkind"
 	"gocv.io/x/gocv"
 )
 
@@ -43,7 +44,7 @@ func SimilarityTransform(src, dst []Point2) (Affine, error) {
 func WeightedSimilarity(src, dst []Point2, w []float64) (Affine, error) {
 	n := len(src)
 	if n < 2 || len(dst) != n || (w != nil && len(w) != n) {
-		return Affine{}, errf(KindInvalid, "align", nil, "need ≥2 point pairs, got %d and %d", len(src), len(dst))
+		return Affine{}, errkind.New(errkind.Invalid, "align", nil, "need ≥2 point pairs, got %d and %d", len(src), len(dst))
 	}
 	wt := func(i int) float64 {
 		if w == nil {
@@ -60,7 +61,7 @@ func WeightedSimilarity(src, dst []Point2, w []float64) (Affine, error) {
 		sw += wt(i)
 	}
 	if sw <= 0 {
-		return Affine{}, errf(KindInvalid, "align", nil, "weights sum to %g", sw)
+		return Affine{}, errkind.New(errkind.Invalid, "align", nil, "weights sum to %g", sw)
 	}
 	msx, msy, mdx, mdy = msx/sw, msy/sw, mdx/sw, mdy/sw
 	// With complex numbers s = x+iy (centred), the best a+ib minimises
@@ -74,7 +75,7 @@ func WeightedSimilarity(src, dst []Point2, w []float64) (Affine, error) {
 		den += wt(i) * (sx*sx + sy*sy)
 	}
 	if den < 1e-9 {
-		return Affine{}, errf(KindInvalid, "align", nil, "source points coincide")
+		return Affine{}, errkind.New(errkind.Invalid, "align", nil, "source points coincide")
 	}
 	a, b := num/den, numI/den
 	return Affine{A: a, B: -b, C: mdx - (a*msx - b*msy), D: b, E: a, F: mdy - (b*msx + a*msy)}, nil
@@ -101,7 +102,7 @@ var DlibNoseBaseArcFace112 = Point2{56.3, 75.6}
 // comparing x coordinates, so a mirrored face still maps correctly.
 func Dlib5(lm []image.Point) (leftEye, rightEye, noseBase Point2, err error) {
 	if len(lm) != 5 {
-		return Point2{}, Point2{}, Point2{}, errf(KindInvalid, "align", nil, "want 5 dlib landmarks, got %d", len(lm))
+		return Point2{}, Point2{}, Point2{}, errkind.New(errkind.Invalid, "align", nil, "want 5 dlib landmarks, got %d", len(lm))
 	}
 	mid := func(p, q image.Point) Point2 { return Point2{float64(p.X+q.X) / 2, float64(p.Y+q.Y) / 2} }
 	e1, e2 := mid(lm[0], lm[1]), mid(lm[2], lm[3])

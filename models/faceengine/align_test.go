@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
 )
 
 func TestSimilarityTransformRecoversKnownTransform(t *testing.T) {
@@ -46,11 +50,11 @@ func TestSimilarityTransformRejectsDegenerateInput(t *testing.T) {
 		{[]Point2{p, p}, []Point2{{0, 0}, {1, 0}}},
 		{[]Point2{p, {2, 2}}, []Point2{{0, 0}}},
 	} {
-		if _, err := SimilarityTransform(c.src, c.dst); KindOf(err) != KindInvalid {
-			t.Errorf("%v -> %v: err %v, want KindInvalid", c.src, c.dst, err)
+		if _, err := SimilarityTransform(c.src, c.dst); errkind.Of(err) != errkind.Invalid {
+			t.Errorf("%v -> %v: err %v, want errkind.Invalid", c.src, c.dst, err)
 		}
 	}
-	if _, _, _, err := Dlib5(make([]image.Point, 68)); KindOf(err) != KindInvalid {
+	if _, _, _, err := Dlib5(make([]image.Point, 68)); errkind.Of(err) != errkind.Invalid {
 		t.Errorf("68 landmarks: %v", err)
 	}
 }
@@ -63,7 +67,7 @@ func TestSimilarityTransformRejectsDegenerateInput(t *testing.T) {
 func TestAlignRealLandmarksToTemplate(t *testing.T) {
 	e := engine(t)
 	for _, name := range []string{"chaeyoung2.jpg", "elkie.jpg", "joy.jpg"} {
-		m, _, err := DecodeMat(readImage(t, name), DefaultImageLimits())
+		m, _, err := DecodeMat(readImage(t, name), imagecheck.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +110,7 @@ func TestAlignRealLandmarksToTemplate(t *testing.T) {
 // documented DlibNoseBaseArcFace112 agrees within 1.5 px. It uses 10
 // casia-facev5 people × 2 photos.
 func TestDlibNoseBaseTarget(t *testing.T) {
-	root, err := TestDataDir()
+	root, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +125,7 @@ func TestDlibNoseBaseTarget(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, _, err := DecodeMat(b, DefaultImageLimits())
+			m, _, err := DecodeMat(b, imagecheck.DefaultLimits())
 			if err != nil {
 				t.Fatal(err)
 			}

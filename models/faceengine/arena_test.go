@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"image"

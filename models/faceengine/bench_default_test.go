@@ -1,12 +1,16 @@
-package gatekit
+package faceengine
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+)
 
 // defaultEngine is an engine with the default embedder (the gate's).
 func defaultEngine(b *testing.B) *Engine {
 	b.Helper()
 	cfg := DefaultEngineConfig()
-	cfg.ModelsDir = TestModelsDir()
+	cfg.ModelsDir = conf.TestModelsDir()
 	cfg.Workers = 1
 	e, err := NewEngine(cfg, nil)
 	if err != nil {

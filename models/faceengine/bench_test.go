@@ -1,21 +1,20 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
-	"fmt"
 	"image"
-	"math/rand"
 	"testing"
 
+	"github.com/diemdanh/diemdanh/models/imagecheck"
 	"gocv.io/x/gocv"
 )
 
 // Benchmarks for deploy/PERFORMANCE.md:
-//   go test -run '^$' -bench . -benchmem ./models/gatekit/
+//   go test -run '^$' -bench . -benchmem ./models/faceengine/
 
 func benchFrame(b *testing.B, w, h int) gocv.Mat {
 	b.Helper()
-	m, _, err := DecodeMat(readImage(b, "chaeyoung2.jpg"), DefaultImageLimits())
+	m, _, err := DecodeMat(readImage(b, "chaeyoung2.jpg"), imagecheck.DefaultLimits())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -101,34 +100,3 @@ func BenchmarkRecognizeFullFrame720(b *testing.B) {
 		}
 	}
 }
-
-func randomGallery(n, perPerson int, rng *rand.Rand) *Gallery {
-	g := NewGallery(1, DlibResNetV1)
-	for i := 0; i < n; i++ {
-		d := make(Descriptor, DescriptorLen)
-		for j := range d {
-			d[j] = float32(rng.NormFloat64() * 0.09)
-		}
-		_ = g.Add(fmt.Sprintf("%012d", i/perPerson), d)
-	}
-	return g
-}
-
-func benchmarkMatch(b *testing.B, n int) {
-	rng := rand.New(rand.NewSource(1))
-	g := randomGallery(n, 5, rng)
-	probe := make(Descriptor, DescriptorLen)
-	for j := range probe {
-		probe[j] = float32(rng.NormFloat64() * 0.09)
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if m := g.Match(probe); m.PersonID == "" {
-			b.Fatal("no match")
-		}
-	}
-}
-
-// BenchmarkGalleryMatch500 and 5000: 1:N plain scan (5 descriptors a person).
-func BenchmarkGalleryMatch500(b *testing.B)  { benchmarkMatch(b, 500) }
-func BenchmarkGalleryMatch5000(b *testing.B) { benchmarkMatch(b, 5000) }

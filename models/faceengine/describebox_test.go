@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -33,7 +37,7 @@ func newDirectEngine(t testing.TB, workers int) *Engine {
 func specEngine(t testing.TB, spec ONNXSpec, workers int) *Engine {
 	t.Helper()
 	cfg := DefaultEngineConfig()
-	cfg.ModelsDir, cfg.Workers, cfg.Embedder, cfg.ONNX = TestModelsDir(), workers, spec.Model.Name, &spec
+	cfg.ModelsDir, cfg.Workers, cfg.Embedder, cfg.ONNX = conf.TestModelsDir(), workers, spec.Model.Name, &spec
 	e, err := NewEngine(cfg, nil)
 	if err != nil {
 		t.Fatalf("face engine: %v (run `make models` or set MODELS_DIR)", err)
@@ -69,20 +73,20 @@ func hogBoxes(t testing.TB, m gocv.Mat) []image.Rectangle {
 // on casia-facev5's first people (5 ID photos each), whole-image path.
 func casiaGenuineMedian(t testing.TB, e *Engine, people int) float64 {
 	t.Helper()
-	root, err := TestDataDir()
+	root, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var dists []float64
 	for p := 0; p < people; p++ {
 		id := fmt.Sprintf("%03d", p)
-		var ds []Descriptor
+		var ds []match.Descriptor
 		for i := 0; i < 5; i++ {
 			b, err := os.ReadFile(filepath.Join(root, "asian", "casia-facev5", id, fmt.Sprintf("%s_%d.bmp", id, i)))
 			if err != nil {
 				t.Fatalf("casia-facev5: %v", err)
 			}
-			m, _, err := DecodeMat(b, DefaultImageLimits())
+			m, _, err := DecodeMat(b, imagecheck.DefaultLimits())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,7 +101,7 @@ func casiaGenuineMedian(t testing.TB, e *Engine, people int) float64 {
 		}
 		for i := range ds {
 			for j := i + 1; j < len(ds); j++ {
-				dists = append(dists, Distance(ds[i], ds[j]))
+				dists = append(dists, match.Distance(ds[i], ds[j]))
 			}
 		}
 	}
@@ -122,7 +126,7 @@ func TestDescribeCropDirectPathMatchesWholeImage(t *testing.T) {
 
 	type res struct {
 		name        string
-		crop, whole *Face
+		crop, whole *match.Face
 	}
 	var rs []res
 	for _, rel := range landmarkPhotos {
@@ -171,11 +175,11 @@ func TestDescribeCropDirectPathMatchesWholeImage(t *testing.T) {
 		t.Error("pose is zero on every photo: not filled in")
 	}
 	for i, r := range rs {
-		same := Distance(r.crop.Descriptor, r.whole.Descriptor)
+		same := match.Distance(r.crop.Descriptor, r.whole.Descriptor)
 		nearestOther := math.Inf(1)
 		for j, o := range rs {
 			if j != i {
-				nearestOther = math.Min(nearestOther, Distance(r.crop.Descriptor, o.whole.Descriptor))
+				nearestOther = math.Min(nearestOther, match.Distance(r.crop.Descriptor, o.whole.Descriptor))
 			}
 		}
 		t.Logf("%s: direct vs whole %.3f, nearest other person %.3f", r.name, same, nearestOther)
@@ -233,7 +237,7 @@ func testDescribeCropBadInput(t *testing.T, e *Engine) {
 
 	empty := gocv.NewMat()
 	defer empty.Close()
-	if _, err := e.DescribeCrop(ctx, empty, good); KindOf(err) != KindEmptyImage {
+	if _, err := e.DescribeCrop(ctx, empty, good); errkind.Of(err) != errkind.EmptyImage {
 		t.Errorf("empty frame: %v, want empty_image", err)
 	}
 	gray := toGray(m)
@@ -245,7 +249,7 @@ func testDescribeCropBadInput(t *testing.T, e *Engine) {
 	m.ConvertTo(&deep, gocv.MatTypeCV16UC3)
 	for name, img := range map[string]gocv.Mat{"grey": gray, "bgra": bgra, "16-bit": deep} {
 		f, err := e.DescribeCrop(ctx, img, good)
-		if f != nil || KindOf(err) != KindInvalid {
+		if f != nil || errkind.Of(err) != errkind.Invalid {
 			t.Errorf("%s frame: %v, %v; want invalid", name, f, err)
 		}
 	}
@@ -282,7 +286,7 @@ func TestONNXEngineLoadsRecognizersLazily(t *testing.T) {
 }
 
 // Close while both paths are in use: every call either succeeds or
-// returns KindClosed; after Close both do, and a second Close is a no-op.
+// returns errkind.Closed; after Close both do, and a second Close is a no-op.
 func TestONNXEngineCloseDuringUse(t *testing.T) {
 	for name, mk := range gatePathEngines {
 		t.Run(name, func(t *testing.T) { testEngineCloseDuringUse(t, mk(t, 2)) })
@@ -319,13 +323,13 @@ func testEngineCloseDuringUse(t *testing.T, e *Engine) {
 				case err == nil:
 					ok++
 					once.Do(func() { close(first) })
-				case KindOf(err) == KindClosed:
+				case errkind.Of(err) == errkind.Closed:
 					closed++
 				default:
 					bad = append(bad, err.Error())
 				}
 				mu.Unlock()
-				if KindOf(err) == KindClosed {
+				if errkind.Of(err) == errkind.Closed {
 					return
 				}
 			}
@@ -345,10 +349,10 @@ func testEngineCloseDuringUse(t *testing.T, e *Engine) {
 		t.Fatal("no call succeeded before Close")
 	}
 	t.Logf("%d calls done, %d refused as closed", ok, closed)
-	if _, err := e.DescribeCrop(ctx, m, boxes[0]); KindOf(err) != KindClosed {
+	if _, err := e.DescribeCrop(ctx, m, boxes[0]); errkind.Of(err) != errkind.Closed {
 		t.Errorf("DescribeCrop after Close: %v, want closed", err)
 	}
-	if _, err := e.RecognizeMat(ctx, m); KindOf(err) != KindClosed {
+	if _, err := e.RecognizeMat(ctx, m); errkind.Of(err) != errkind.Closed {
 		t.Errorf("RecognizeMat after Close: %v, want closed", err)
 	}
 	e.Close()

@@ -1,10 +1,11 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
 	"image"
 	"sort"
 
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -16,30 +17,30 @@ import (
 // places landmarks with YuNet and calls EmbedPoints; engine_yunet.go.) The built-in
 // dlib-resnet-v1 embedder runs inside go-face and has no Embedder value.
 //
-// Descriptors of different embedders are never compared: a Gallery holds
+// Descriptors of different embedders are never compared: a match.Gallery holds
 // one Model, and events and gallery files record it.
 type Embedder interface {
-	Model() ModelID
+	Model() match.ModelID
 	Dim() int
 	// Embed computes the descriptor of the face with the given 5 dlib
 	// landmarks in img (a BGR Mat, landmarks in its coordinates).
-	Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (Descriptor, error)
+	Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (match.Descriptor, error)
 	Close()
 }
 
 var _ Embedder = (*ONNXEmbedder)(nil)
 
 // EmbedderNames lists every embedder name EngineConfig.Embedder accepts,
-// the default (DefaultEmbedder) first, including external ones whose files
+// the default (match.DefaultEmbedder) first, including external ones whose files
 // `make models` does not fetch.
 func EmbedderNames() []string {
-	names := []string{DefaultEmbedder.Name}
+	names := []string{match.DefaultEmbedder.Name}
 	var onnx []string
-	if DefaultEmbedder != DlibResNetV1 {
-		onnx = append(onnx, DlibResNetV1.Name)
+	if match.DefaultEmbedder != match.DlibResNetV1 {
+		onnx = append(onnx, match.DlibResNetV1.Name)
 	}
 	for n := range ONNXSpecs {
-		if n != DefaultEmbedder.Name {
+		if n != match.DefaultEmbedder.Name {
 			onnx = append(onnx, n)
 		}
 	}
@@ -54,13 +55,13 @@ func EmbedderNames() []string {
 }
 
 // EmbedderModel returns the ModelID an embedder name stands for ("" is
-// DefaultEmbedder).
-func EmbedderModel(name string) (ModelID, bool) {
+// match.DefaultEmbedder).
+func EmbedderModel(name string) (match.ModelID, bool) {
 	if name == "" {
-		name = DefaultEmbedder.Name
+		name = match.DefaultEmbedder.Name
 	}
-	if name == DlibResNetV1.Name {
-		return DlibResNetV1, true
+	if name == match.DlibResNetV1.Name {
+		return match.DlibResNetV1, true
 	}
 	if f, ok := FusionSpecs[name]; ok {
 		return f.Model, true
@@ -73,7 +74,7 @@ func EmbedderModel(name string) (ModelID, bool) {
 // (dlib's files are always needed; an Align5 embedder also needs YuNet).
 func ModelFilesFor(name string) []ModelFile {
 	if name == "" {
-		name = DefaultEmbedder.Name
+		name = match.DefaultEmbedder.Name
 	}
 	files := append([]ModelFile(nil), DlibModels...)
 	if s, ok := onnxSpec(name); ok {

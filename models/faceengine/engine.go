@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -11,20 +11,24 @@ import (
 	"sync"
 
 	face "github.com/Kagami/go-face"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
 // EngineConfig configures the face engine.
 type EngineConfig struct {
-	ModelsDir   string      `yaml:"models_dir"`   // folder with the dlib .dat files; MODELS_DIR overrides
-	Workers     int         `yaml:"workers"`      // recognizers run in parallel; 0 = number of CPUs
-	BLASThreads int         `yaml:"blas_threads"` // OpenBLAS threads per process; we parallelise by workers
-	Limits      ImageLimits `yaml:"limits"`
+	ModelsDir   string            `yaml:"models_dir"`   // folder with the dlib .dat files; MODELS_DIR overrides
+	Workers     int               `yaml:"workers"`      // recognizers run in parallel; 0 = number of CPUs
+	BLASThreads int               `yaml:"blas_threads"` // OpenBLAS threads per process; we parallelise by workers
+	Limits      imagecheck.Limits `yaml:"limits"`
 	// TightCropPad is the border added (as a fraction of the image side)
 	// around an image in which no face is found, for tight ID-photo crops
 	// where the HOG detector needs context around the face.
 	TightCropPad float64 `yaml:"tight_crop_pad"`
-	// Embedder names the descriptor model: DefaultEmbedder
+	// Embedder names the descriptor model: match.DefaultEmbedder
 	// ("sface-2021dec-bq", also when empty), "dlib-resnet-v1" (go-face's
 	// own) or another ONNX/fusion embedder, e.g. "faceplugin-mfn-v1".
 	// Detection and landmarks always use dlib.
@@ -38,40 +42,31 @@ type EngineConfig struct {
 
 // DefaultEngineConfig returns the defaults.
 func DefaultEngineConfig() EngineConfig {
-	return EngineConfig{ModelsDir: DefaultModelsDir, BLASThreads: 1, Limits: DefaultImageLimits(), TightCropPad: 0.35, Embedder: DefaultEmbedder.Name}
+	return EngineConfig{ModelsDir: conf.DefaultModelsDir, BLASThreads: 1, Limits: imagecheck.DefaultLimits(), TightCropPad: 0.35, Embedder: match.DefaultEmbedder.Name}
 }
 
 // Validate names the first bad field, under prefix (e.g. "engine").
 func (c EngineConfig) Validate(prefix string) error {
 	switch {
 	case c.ModelsDir == "":
-		return Fieldf(prefix+".models_dir", "is required")
+		return conf.Fieldf(prefix+".models_dir", "is required")
 	case c.Workers < 0 || c.Workers > 64:
-		return Fieldf(prefix+".workers", "must be 0..64, got %d", c.Workers)
+		return conf.Fieldf(prefix+".workers", "must be 0..64, got %d", c.Workers)
 	case c.BLASThreads < 0 || c.BLASThreads > 64:
-		return Fieldf(prefix+".blas_threads", "must be 0..64, got %d", c.BLASThreads)
+		return conf.Fieldf(prefix+".blas_threads", "must be 0..64, got %d", c.BLASThreads)
 	case c.Limits.MaxPixels < 0 || c.Limits.MaxBytes < 0 || c.Limits.MaxSide < 0:
-		return Fieldf(prefix+".limits", "must not be negative")
+		return conf.Fieldf(prefix+".limits", "must not be negative")
 	case c.TightCropPad < 0 || c.TightCropPad > 2:
-		return Fieldf(prefix+".tight_crop_pad", "must be 0..2, got %g", c.TightCropPad)
+		return conf.Fieldf(prefix+".tight_crop_pad", "must be 0..2, got %g", c.TightCropPad)
 	}
 	if c.ONNX != nil {
 		if c.ONNX.Model.Name != c.Embedder {
-			return Fieldf(prefix+".embedder", "is %q but the ONNX spec override is %q", c.Embedder, c.ONNX.Model.Name)
+			return conf.Fieldf(prefix+".embedder", "is %q but the ONNX spec override is %q", c.Embedder, c.ONNX.Model.Name)
 		}
 	} else if _, ok := EmbedderModel(c.Embedder); !ok {
-		return Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, EmbedderNames())
+		return conf.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, EmbedderNames())
 	}
 	return nil
-}
-
-// Face is one face found by the engine, in the coordinates of the image it
-// was given.
-type Face struct {
-	Box        image.Rectangle `json:"box"`
-	Landmarks  []image.Point   `json:"landmarks"`
-	Descriptor Descriptor      `json:"-"`
-	Quality    Quality         `json:"quality"`
 }
 
 // Engine runs detection, landmarks and descriptors with a pool of go-face
@@ -97,11 +92,11 @@ type Engine struct {
 }
 
 // Model is the embedder this engine produces descriptors for.
-func (e *Engine) Model() ModelID {
+func (e *Engine) Model() match.ModelID {
 	if e.emb != nil {
 		return e.emb.Model()
 	}
-	return DlibResNetV1
+	return match.DlibResNetV1
 }
 
 // NewEngine verifies the model files against their pinned checksums and
@@ -117,7 +112,7 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 		cfg.Workers = runtime.NumCPU()
 	}
 	if cfg.Embedder == "" {
-		cfg.Embedder = DefaultEmbedder.Name
+		cfg.Embedder = match.DefaultEmbedder.Name
 	}
 	if cfg.BLASThreads > 0 {
 		SetBLASThreads(cfg.BLASThreads)
@@ -178,7 +173,7 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 func (e *Engine) Workers() int { return e.cfg.Workers }
 
 // Limits returns the image limits in force.
-func (e *Engine) Limits() ImageLimits { return e.cfg.Limits }
+func (e *Engine) Limits() imagecheck.Limits { return e.cfg.Limits }
 
 // Close frees every recognizer. Calls in flight finish first.
 func (e *Engine) Close() {
@@ -210,9 +205,9 @@ func (e *Engine) loadRecognizers() error {
 			if err != nil {
 				var se face.SerializationError
 				if errors.As(err, &se) {
-					e.recErr = errf(KindModelCorrupt, "engine", err, "loading models from %s", e.cfg.ModelsDir)
+					e.recErr = errkind.New(errkind.ModelCorrupt, "engine", err, "loading models from %s", e.cfg.ModelsDir)
 				} else {
-					e.recErr = errf(KindUnknown, "engine", err, "loading models from %s", e.cfg.ModelsDir)
+					e.recErr = errkind.New(errkind.Unknown, "engine", err, "loading models from %s", e.cfg.ModelsDir)
 				}
 				return
 			}
@@ -227,7 +222,7 @@ func (e *Engine) acquire(ctx context.Context) (*face.Recognizer, func(), error) 
 	e.mu.RLock()
 	if e.shut {
 		e.mu.RUnlock()
-		return nil, nil, errf(KindClosed, "engine", nil, "engine closed")
+		return nil, nil, errkind.New(errkind.Closed, "engine", nil, "engine closed")
 	}
 	if err := e.loadRecognizers(); err != nil {
 		e.mu.RUnlock()
@@ -247,16 +242,16 @@ func (e *Engine) acquire(ctx context.Context) (*face.Recognizer, func(), error) 
 // buffer or one over the pixel limit is a typed error. Boxes are in the
 // JPEG's own coordinates; quality lacks sharpness and brightness (they
 // need pixels; use RecognizeMat for those).
-func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]Face, error) {
-	info, err := Sniff(b, e.cfg.Limits)
+func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]match.Face, error) {
+	info, err := imagecheck.Sniff(b, e.cfg.Limits)
 	if err != nil {
 		return nil, err
 	}
 	if info.Format != "jpeg" {
-		return nil, errf(KindUnsupported, "recognize", nil, "%s given where JPEG is required", info.Format)
+		return nil, errkind.New(errkind.Unsupported, "recognize", nil, "%s given where JPEG is required", info.Format)
 	}
 	if info.Components != 3 {
-		return nil, errf(KindUnsupported, "recognize", nil, "JPEG with %d colour components (need 3; decode with Recognize to convert)", info.Components)
+		return nil, errkind.New(errkind.Unsupported, "recognize", nil, "JPEG with %d colour components (need 3; decode with Recognize to convert)", info.Components)
 	}
 	if e.emb == nil {
 		return e.recognizeRaw(ctx, b, nil)
@@ -264,7 +259,7 @@ func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]Face, error) {
 	m, err := gocv.IMDecode(b, gocv.IMReadColor)
 	if err != nil || m.Empty() {
 		m.Close()
-		return nil, errf(KindCorruptImage, "recognize", err, "cannot decode JPEG")
+		return nil, errkind.New(errkind.CorruptImage, "recognize", err, "cannot decode JPEG")
 	}
 	defer m.Close()
 	if e.pe != nil {
@@ -276,7 +271,7 @@ func (e *Engine) RecognizeJPEG(ctx context.Context, b []byte) ([]Face, error) {
 // recognizeRaw runs go-face on JPEG bytes. With a pluggable embedder, src
 // is the same image decoded (BGR); each face's descriptor is then replaced
 // by the embedder's, computed from the landmarks at src's full resolution.
-func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte, src *gocv.Mat) ([]Face, error) {
+func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte, src *gocv.Mat) ([]match.Face, error) {
 	rec, release, err := e.acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -286,13 +281,13 @@ func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte, src *gocv.M
 	if err != nil {
 		var le face.ImageLoadError
 		if errors.As(err, &le) {
-			return nil, errf(KindCorruptImage, "recognize", err, "")
+			return nil, errkind.New(errkind.CorruptImage, "recognize", err, "")
 		}
-		return nil, errf(KindUnknown, "recognize", err, "")
+		return nil, errkind.New(errkind.Unknown, "recognize", err, "")
 	}
-	out := make([]Face, len(raw))
+	out := make([]match.Face, len(raw))
 	for i, f := range raw {
-		out[i] = Face{Box: f.Rectangle, Landmarks: f.Shapes, Descriptor: append(Descriptor(nil), f.Descriptor[:]...)}
+		out[i] = match.Face{Box: f.Rectangle, Landmarks: f.Shapes, Descriptor: append(match.Descriptor(nil), f.Descriptor[:]...)}
 		out[i].Quality.SizePx = f.Rectangle.Dx()
 		out[i].Quality.YawDeg, out[i].Quality.RollDeg = PoseFromLandmarks(f.Shapes)
 		if e.emb != nil && src != nil {
@@ -310,7 +305,7 @@ func (e *Engine) recognizeRaw(ctx context.Context, jpegBytes []byte, src *gocv.M
 // to colour and downscaled to Limits.MaxSide), then finds every face. Boxes
 // are in the coordinates of the downscaled image; Scale in the result maps
 // them back.
-func (e *Engine) Recognize(ctx context.Context, b []byte) ([]Face, error) {
+func (e *Engine) Recognize(ctx context.Context, b []byte) ([]match.Face, error) {
 	m, _, err := DecodeMat(b, e.cfg.Limits)
 	if err != nil {
 		return nil, err
@@ -320,9 +315,9 @@ func (e *Engine) Recognize(ctx context.Context, b []byte) ([]Face, error) {
 }
 
 // RecognizeMat finds every face in a BGR Mat and fills in full quality figures.
-func (e *Engine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]Face, error) {
+func (e *Engine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]match.Face, error) {
 	if m.Empty() || m.Cols() == 0 || m.Rows() == 0 {
-		return nil, errf(KindEmptyImage, "recognize", nil, "empty frame")
+		return nil, errkind.New(errkind.EmptyImage, "recognize", nil, "empty frame")
 	}
 	src := m
 	if m.Channels() != 3 {
@@ -363,7 +358,7 @@ func (e *Engine) RecognizeMat(ctx context.Context, m gocv.Mat) ([]Face, error) {
 // casia-facev5 the 5 faces so enrolled added exactly 5 rank-1 errors for
 // both embedders, so we do not: a failure to enrol asks the admin for a
 // better photo instead.)
-func (e *Engine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]Face, error) {
+func (e *Engine) RecognizeTight(ctx context.Context, m gocv.Mat) ([]match.Face, error) {
 	faces, err := e.RecognizeMat(ctx, m)
 	if err != nil || len(faces) > 0 || e.cfg.TightCropPad == 0 {
 		return faces, err
@@ -416,9 +411,9 @@ const CropTarget = 150
 // predictor places the landmarks in the given box (which must be a HOG box,
 // as the predictor was trained on those) and the embedder runs on them; no
 // re-detection, JPEG encoding or unused dlib descriptor (describeBox).
-func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
+func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*match.Face, error) {
 	if m.Empty() {
-		return nil, errf(KindEmptyImage, "describe", nil, "empty frame")
+		return nil, errkind.New(errkind.EmptyImage, "describe", nil, "empty frame")
 	}
 	if e.pe != nil {
 		return e.describeYuNet(ctx, m, box)
@@ -460,11 +455,11 @@ func (e *Engine) DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectang
 }
 
 // describeBox is DescribeCrop's direct path for pluggable embedders.
-func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
+func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangle) (*match.Face, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.shut {
-		return nil, errf(KindClosed, "describe", nil, "engine closed")
+		return nil, errkind.New(errkind.Closed, "describe", nil, "engine closed")
 	}
 	bounds := image.Rect(0, 0, m.Cols(), m.Rows())
 	box = box.Intersect(bounds)
@@ -493,7 +488,7 @@ func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangl
 		pts[i] = pts[i].Add(rr.Min)
 	}
 	if m.Channels() != 3 {
-		return nil, errf(KindInvalid, "describe", nil, "need a BGR frame, got %d channels", m.Channels())
+		return nil, errkind.New(errkind.Invalid, "describe", nil, "need a BGR frame, got %d channels", m.Channels())
 	}
 	d, err := e.emb.Embed(ctx, m, pts)
 	if err != nil {
@@ -501,5 +496,5 @@ func (e *Engine) describeBox(ctx context.Context, m gocv.Mat, box image.Rectangl
 	}
 	q := MeasureCrop(m, box)
 	q.YawDeg, q.RollDeg = PoseFromLandmarks(pts)
-	return &Face{Box: box, Landmarks: pts, Descriptor: d, Quality: q}, nil
+	return &match.Face{Box: box, Landmarks: pts, Descriptor: d, Quality: q}, nil
 }

@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"bytes"
@@ -14,6 +14,10 @@ import (
 	"testing"
 
 	face "github.com/Kagami/go-face"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -49,8 +53,8 @@ func engine(t testing.TB) *Engine {
 		// idols.json (dlib descriptors) and raw go-face. The default
 		// embedder is tested in onnx_test.go and profile_test.go.
 		cfg := DefaultEngineConfig()
-		cfg.Embedder = DlibResNetV1.Name
-		cfg.ModelsDir = TestModelsDir()
+		cfg.Embedder = match.DlibResNetV1.Name
+		cfg.ModelsDir = conf.TestModelsDir()
 		cfg.Workers = 2
 		testEngine, engineErr = NewEngine(cfg, nil)
 	})
@@ -62,7 +66,7 @@ func engine(t testing.TB) *Engine {
 
 func facesDir(t testing.TB) string {
 	t.Helper()
-	d, err := TestDataDir()
+	d, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +82,9 @@ func readImage(t testing.TB, name string) []byte {
 	return b
 }
 
-func idolGallery(t testing.TB) (*Gallery, *IdolData) {
+func idolGallery(t testing.TB) (*match.Gallery, *match.IdolData) {
 	t.Helper()
-	data, err := LoadIdols(filepath.Join(facesDir(t), "idols.json"))
+	data, err := match.LoadIdols(filepath.Join(facesDir(t), "idols.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +92,7 @@ func idolGallery(t testing.TB) (*Gallery, *IdolData) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := NewGallery(1, DlibResNetV1)
+	g := match.NewGallery(1, match.DlibResNetV1)
 	for i := range ids {
 		if err := g.Add(ids[i], descs[i]); err != nil {
 			t.Fatal(err)
@@ -180,7 +184,7 @@ func TestDescriptorAgreement(t *testing.T) {
 			t.Fatalf("%s: decode path: %v", fname, err)
 		}
 		for _, f := range dec {
-			if d := Distance(f.Descriptor, raw[0].Descriptor); d > 0.15 {
+			if d := match.Distance(f.Descriptor, raw[0].Descriptor); d > 0.15 {
 				t.Errorf("%s: decode-path descriptor %.3f away from raw go-face's", fname, d)
 			}
 			if f.Quality.SizePx < 40 || f.Quality.Sharpness <= 0 || f.Quality.Brightness <= 0 {
@@ -238,18 +242,18 @@ func TestBadInputsTyped(t *testing.T) {
 	cases := []struct {
 		name string
 		in   []byte
-		fn   func(context.Context, []byte) ([]Face, error)
-		want Kind
+		fn   func(context.Context, []byte) ([]match.Face, error)
+		want errkind.Kind
 	}{
-		{"empty strict", nil, e.RecognizeJPEG, KindEmptyImage},
-		{"empty decode", []byte{}, e.Recognize, KindEmptyImage},
-		{"garbage", []byte("not an image at all"), e.RecognizeJPEG, KindCorruptImage},
-		{"corrupt jpeg strict", corrupt, e.RecognizeJPEG, KindCorruptImage},
-		{"corrupt jpeg decode", corrupt, e.Recognize, KindCorruptImage},
-		{"png on jpeg path", pngBuf.Bytes(), e.RecognizeJPEG, KindUnsupported},
-		{"grayscale jpeg on jpeg path", grayJPEG, e.RecognizeJPEG, KindUnsupported},
-		{"10000x10000 strict", jpegWithSize(t, 10000, 10000), e.RecognizeJPEG, KindTooLarge},
-		{"10000x10000 decode", jpegWithSize(t, 10000, 10000), e.Recognize, KindTooLarge},
+		{"empty strict", nil, e.RecognizeJPEG, errkind.EmptyImage},
+		{"empty decode", []byte{}, e.Recognize, errkind.EmptyImage},
+		{"garbage", []byte("not an image at all"), e.RecognizeJPEG, errkind.CorruptImage},
+		{"corrupt jpeg strict", corrupt, e.RecognizeJPEG, errkind.CorruptImage},
+		{"corrupt jpeg decode", corrupt, e.Recognize, errkind.CorruptImage},
+		{"png on jpeg path", pngBuf.Bytes(), e.RecognizeJPEG, errkind.Unsupported},
+		{"grayscale jpeg on jpeg path", grayJPEG, e.RecognizeJPEG, errkind.Unsupported},
+		{"10000x10000 strict", jpegWithSize(t, 10000, 10000), e.RecognizeJPEG, errkind.TooLarge},
+		{"10000x10000 decode", jpegWithSize(t, 10000, 10000), e.Recognize, errkind.TooLarge},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -257,8 +261,8 @@ func TestBadInputsTyped(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error")
 			}
-			if KindOf(err) != c.want {
-				t.Fatalf("kind %v (%v), want %v", KindOf(err), err, c.want)
+			if errkind.Of(err) != c.want {
+				t.Fatalf("kind %v (%v), want %v", errkind.Of(err), err, c.want)
 			}
 		})
 	}
@@ -272,12 +276,12 @@ func TestBadInputsTyped(t *testing.T) {
 
 func TestModelErrors(t *testing.T) {
 	_, err := NewEngine(EngineConfig{ModelsDir: t.TempDir(), Workers: 1}, nil)
-	if KindOf(err) != KindModelMissing {
+	if errkind.Of(err) != errkind.ModelMissing {
 		t.Fatalf("empty dir: %v, want model_missing", err)
 	}
 	dir := t.TempDir()
 	for _, f := range DlibModels {
-		src := filepath.Join(TestModelsDir(), f.Name)
+		src := filepath.Join(conf.TestModelsDir(), f.Name)
 		b, err := os.ReadFile(src)
 		if err != nil {
 			t.Fatalf("models: %v (run `make models`)", err)
@@ -290,13 +294,13 @@ func TestModelErrors(t *testing.T) {
 		}
 	}
 	_, err = NewEngine(EngineConfig{ModelsDir: dir, Workers: 1}, nil)
-	if KindOf(err) != KindModelCorrupt {
+	if errkind.Of(err) != errkind.ModelCorrupt {
 		t.Fatalf("truncated model: %v, want model_corrupt", err)
 	}
 }
 
 func TestManifestMatchesSHA256SUMS(t *testing.T) {
-	root, err := ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +324,7 @@ func TestManifestMatchesSHA256SUMS(t *testing.T) {
 
 func TestHOGAndDescribeCrop(t *testing.T) {
 	e := engine(t)
-	m, _, err := DecodeMat(readImage(t, "chaeyoung2.jpg"), DefaultImageLimits())
+	m, _, err := DecodeMat(readImage(t, "chaeyoung2.jpg"), imagecheck.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +352,7 @@ func TestHOGAndDescribeCrop(t *testing.T) {
 	if err != nil || f == nil {
 		t.Fatalf("describe crop: %v %v", f, err)
 	}
-	if d := Distance(f.Descriptor, whole[0].Descriptor); d > 0.2 {
+	if d := match.Distance(f.Descriptor, whole[0].Descriptor); d > 0.2 {
 		t.Fatalf("crop descriptor %.3f from whole-image descriptor", d)
 	}
 	if iou(f.Box, whole[0].Box) < 0.6 {
@@ -358,7 +362,7 @@ func TestHOGAndDescribeCrop(t *testing.T) {
 
 func TestTightCrop(t *testing.T) {
 	e := engine(t)
-	m, _, err := DecodeMat(readImage(t, "chaeyoung.jpg"), DefaultImageLimits())
+	m, _, err := DecodeMat(readImage(t, "chaeyoung.jpg"), imagecheck.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,7 +381,7 @@ func TestTightCrop(t *testing.T) {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("tight crop: %d faces, %v", len(got), err)
 	}
-	if d := Distance(got[0].Descriptor, faces[0].Descriptor); d > 0.3 {
+	if d := match.Distance(got[0].Descriptor, faces[0].Descriptor); d > 0.3 {
 		t.Fatalf("tight-crop descriptor %.3f away from the full photo's", d)
 	}
 }
@@ -400,7 +404,7 @@ func TestPose(t *testing.T) {
 
 func TestMeasureCropSharpness(t *testing.T) {
 	e := engine(t)
-	m, _, err := DecodeMat(readImage(t, "joy.jpg"), DefaultImageLimits())
+	m, _, err := DecodeMat(readImage(t, "joy.jpg"), imagecheck.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}

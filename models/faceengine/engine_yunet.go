@@ -1,10 +1,12 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
 	"image"
 	"math"
 
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -12,7 +14,7 @@ import (
 // landmarks (ONNXSpec.Align5).
 type pointEmbedder interface {
 	Aligns5() bool
-	EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Point2) (Descriptor, error)
+	EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Point2) (match.Descriptor, error)
 }
 
 // Aligns5 reports whether the embedder aligns on YuNet's landmarks.
@@ -57,11 +59,11 @@ const YuNetPhotoSide = 640
 
 // recognizeYuNet finds every face in a BGR image with YuNet and embeds each
 // from its five landmarks at the image's full resolution.
-func (e *Engine) recognizeYuNet(ctx context.Context, src gocv.Mat) ([]Face, error) {
+func (e *Engine) recognizeYuNet(ctx context.Context, src gocv.Mat) ([]match.Face, error) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.shut {
-		return nil, errf(KindClosed, "recognize", nil, "engine closed")
+		return nil, errkind.New(errkind.Closed, "recognize", nil, "engine closed")
 	}
 	work, scale := src, 1.0
 	if long := max(src.Cols(), src.Rows()); long > YuNetPhotoSide {
@@ -78,7 +80,7 @@ func (e *Engine) recognizeYuNet(ctx context.Context, src gocv.Mat) ([]Face, erro
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Face, 0, len(boxes))
+	out := make([]match.Face, 0, len(boxes))
 	for _, b := range boxes {
 		f := b.scaled(1/scale, image.Point{})
 		if r, err := e.refineYuNet(ctx, src, f.Box); err != nil {
@@ -106,14 +108,14 @@ func (f FaceBox) scaled(k float64, off image.Point) FaceBox {
 	return o
 }
 
-func (e *Engine) embedFaceBox(ctx context.Context, src gocv.Mat, f FaceBox) (*Face, error) {
+func (e *Engine) embedFaceBox(ctx context.Context, src gocv.Mat, f FaceBox) (*match.Face, error) {
 	d, err := e.pe.EmbedPoints(ctx, src, f.Landmarks)
 	if err != nil {
 		return nil, err
 	}
 	q := MeasureCrop(src, f.Box)
 	q.YawDeg, q.RollDeg = PoseFrom5(f.Landmarks)
-	return &Face{Box: f.Box, Landmarks: f.Points(), Descriptor: d, Quality: q}, nil
+	return &match.Face{Box: f.Box, Landmarks: f.Points(), Descriptor: d, Quality: q}, nil
 }
 
 // describeYuNet is DescribeCrop for Align5 embedders: YuNet runs again on
@@ -122,14 +124,14 @@ func (e *Engine) embedFaceBox(ctx context.Context, src gocv.Mat, f FaceBox) (*Fa
 // detector found the box (the gate's coarse pass works on a downscaled
 // frame); the face overlapping box best is embedded. (nil, nil) when YuNet
 // finds no face there.
-func (e *Engine) describeYuNet(ctx context.Context, m gocv.Mat, box image.Rectangle) (*Face, error) {
+func (e *Engine) describeYuNet(ctx context.Context, m gocv.Mat, box image.Rectangle) (*match.Face, error) {
 	if m.Type() != gocv.MatTypeCV8UC3 {
-		return nil, errf(KindInvalid, "describe", nil, "need an 8-bit BGR frame, got type %v", m.Type())
+		return nil, errkind.New(errkind.Invalid, "describe", nil, "need an 8-bit BGR frame, got type %v", m.Type())
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.shut {
-		return nil, errf(KindClosed, "describe", nil, "engine closed")
+		return nil, errkind.New(errkind.Closed, "describe", nil, "engine closed")
 	}
 	r, err := e.refineYuNet(ctx, m, box)
 	if err != nil || r == nil {

@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -57,8 +61,8 @@ func TestArcFace5MapsOntoTemplate(t *testing.T) {
 func TestYuNetEngineSeparatesPeople(t *testing.T) {
 	e := yunetEngine(t, 2)
 	ctx := context.Background()
-	desc := func(name string) (Descriptor, gocv.Mat, Face) {
-		m, _, err := DecodeMat(readImage(t, name), DefaultImageLimits())
+	desc := func(name string) (match.Descriptor, gocv.Mat, match.Face) {
+		m, _, err := DecodeMat(readImage(t, name), imagecheck.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,9 +89,9 @@ func TestYuNetEngineSeparatesPeople(t *testing.T) {
 	a2, m2, f2 := desc("chaeyoung2.jpg")
 	j, _, _ := desc("jimin.jpg")
 	j2, _, _ := desc("jimin2.jpg")
-	same1, same2 := Distance(a, a2), Distance(j, j2)
+	same1, same2 := match.Distance(a, a2), match.Distance(j, j2)
 	minOther := math.Inf(1)
-	for _, other := range []float64{Distance(a, j), Distance(a, j2), Distance(a2, j), Distance(a2, j2)} {
+	for _, other := range []float64{match.Distance(a, j), match.Distance(a, j2), match.Distance(a2, j), match.Distance(a2, j2)} {
 		minOther = math.Min(minOther, other)
 		if other <= same1 || other <= same2 {
 			t.Errorf("impostor %.3f not above genuine %.3f / %.3f", other, same1, same2)
@@ -107,7 +111,7 @@ func TestYuNetEngineSeparatesPeople(t *testing.T) {
 	if err != nil || g == nil {
 		t.Fatalf("DescribeCrop: %v %v", g, err)
 	}
-	if d := Distance(g.Descriptor, a2); d > same1/2 || d > minOther/3 {
+	if d := match.Distance(g.Descriptor, a2); d > same1/2 || d > minOther/3 {
 		t.Errorf("DescribeCrop vs whole image: %.3f apart (genuine pair %.3f, nearest impostor %.3f)", d, same1, minOther)
 	}
 	if IoU(g.Box, f2.Box) < 0.8 {
@@ -142,14 +146,14 @@ func TestYuNetDescribeCropBadInput(t *testing.T) {
 	}
 	gray := gocv.NewMatWithSize(480, 640, gocv.MatTypeCV8U)
 	defer gray.Close()
-	if _, err := e.DescribeCrop(ctx, gray, image.Rect(100, 100, 200, 200)); KindOf(err) != KindInvalid {
+	if _, err := e.DescribeCrop(ctx, gray, image.Rect(100, 100, 200, 200)); errkind.Of(err) != errkind.Invalid {
 		t.Errorf("grey frame: %v", err)
 	}
 	e.Close()
-	if _, err := e.DescribeCrop(ctx, blank, image.Rect(100, 100, 200, 200)); KindOf(err) != KindClosed {
+	if _, err := e.DescribeCrop(ctx, blank, image.Rect(100, 100, 200, 200)); errkind.Of(err) != errkind.Closed {
 		t.Errorf("closed: %v", err)
 	}
-	if _, err := e.RecognizeMat(ctx, blank); KindOf(err) != KindClosed {
+	if _, err := e.RecognizeMat(ctx, blank); errkind.Of(err) != errkind.Closed {
 		t.Errorf("closed: %v", err)
 	}
 }
@@ -165,7 +169,7 @@ func TestPoseFrom5MatchesDlib(t *testing.T) {
 	var sumAbs, sumRoll float64
 	for _, name := range []string{"chaeyoung.jpg", "chaeyoung2.jpg", "jimin.jpg", "jimin2.jpg", "jimin4.jpg", "joy.jpg",
 		"sejeong.jpg", "elkie.jpg", "meiqi.jpg", "tzuyu2.jpg", "nayoung.jpg", "luda2.jpg", "chaeyeon3.jpg", "eunseo2.jpg"} {
-		m, _, err := DecodeMat(readImage(t, name), DefaultImageLimits())
+		m, _, err := DecodeMat(readImage(t, name), imagecheck.DefaultLimits())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -205,8 +209,8 @@ func TestPoseFrom5MatchesDlib(t *testing.T) {
 // names the missing file (the gate and the hub report it as is).
 func TestEngineMissingYuNet(t *testing.T) {
 	dir := t.TempDir()
-	src := TestModelsDir()
-	for _, f := range ModelFilesFor(DefaultEmbedder.Name) {
+	src := conf.TestModelsDir()
+	for _, f := range ModelFilesFor(match.DefaultEmbedder.Name) {
 		if f == YuNet2023MarBQ {
 			continue
 		}
@@ -225,7 +229,7 @@ func TestEngineMissingYuNet(t *testing.T) {
 		e.Close()
 		t.Fatal("engine started without YuNet")
 	}
-	if KindOf(err) != KindModelMissing || !strings.Contains(err.Error(), YuNet2023MarBQ.Name) {
+	if errkind.Of(err) != errkind.ModelMissing || !strings.Contains(err.Error(), YuNet2023MarBQ.Name) {
 		t.Fatalf("error %v, want model_missing naming %s", err, YuNet2023MarBQ.Name)
 	}
 }

@@ -1,10 +1,12 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
 	"image"
 	"math"
 
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -13,7 +15,7 @@ import (
 // concatenated, so the fused descriptor is unit length again and its
 // squared L2 distance is the mean of the parts' squared distances.
 type FusionSpec struct {
-	Model ModelID
+	Model match.ModelID
 	Parts []ONNXSpec
 }
 
@@ -37,7 +39,7 @@ var _ Embedder = (*FusionEmbedder)(nil)
 // NewFusionEmbedder loads every part (each verified like NewONNXEmbedder).
 func NewFusionEmbedder(dir string, spec FusionSpec, workers int) (*FusionEmbedder, error) {
 	if len(spec.Parts) < 2 {
-		return nil, errf(KindInvalid, "fusion", nil, "%s: needs ≥2 parts", spec.Model)
+		return nil, errkind.New(errkind.Invalid, "fusion", nil, "%s: needs ≥2 parts", spec.Model)
 	}
 	f := &FusionEmbedder{spec: spec}
 	for _, p := range spec.Parts {
@@ -52,7 +54,7 @@ func NewFusionEmbedder(dir string, spec FusionSpec, workers int) (*FusionEmbedde
 }
 
 // Model names the fused model.
-func (f *FusionEmbedder) Model() ModelID { return f.spec.Model }
+func (f *FusionEmbedder) Model() match.ModelID { return f.spec.Model }
 
 // Dim is the fused descriptor length.
 func (f *FusionEmbedder) Dim() int { return f.spec.Dim() }
@@ -65,8 +67,8 @@ func (f *FusionEmbedder) Close() {
 }
 
 // Embed runs every part on the same landmarks and concatenates.
-func (f *FusionEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (Descriptor, error) {
-	out := make(Descriptor, 0, f.Dim())
+func (f *FusionEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (match.Descriptor, error) {
+	out := make(match.Descriptor, 0, f.Dim())
 	w := float32(1 / math.Sqrt(float64(len(f.parts))))
 	for _, p := range f.parts {
 		d, err := p.Embed(ctx, img, landmarks)
@@ -82,5 +84,5 @@ func (f *FusionEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []im
 
 // FusionSpecs are the fused embedders this build knows, by model name.
 var FusionSpecs = map[string]FusionSpec{
-	"fusion-sface-mfn-v1": {Model: ModelID{Name: "fusion-sface-mfn-v1", Version: "2"}, Parts: []ONNXSpec{SFace2021DecBQDlib5, FacepluginMFNV1}},
+	"fusion-sface-mfn-v1": {Model: match.ModelID{Name: "fusion-sface-mfn-v1", Version: "2"}, Parts: []ONNXSpec{SFace2021DecBQDlib5, FacepluginMFNV1}},
 }

@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 // #cgo CXXFLAGS: -std=c++14 -O2 -DNDEBUG
 // #cgo LDFLAGS: -ldlib -lblas -llapack -ldl
@@ -10,6 +10,8 @@ import (
 	"image"
 	"runtime"
 	"unsafe"
+
+	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
 // HOGDetector is dlib's frontal-face HOG detector on its own, without
@@ -29,7 +31,7 @@ type Detection struct {
 func NewHOGDetector() (*HOGDetector, error) {
 	p := C.gk_hog_new()
 	if p == nil {
-		return nil, errf(KindUnknown, "hog", nil, "cannot create detector")
+		return nil, errkind.New(errkind.Unknown, "hog", nil, "cannot create detector")
 	}
 	d := &HOGDetector{ptr: p}
 	runtime.SetFinalizer(d, (*HOGDetector).Close)
@@ -53,17 +55,17 @@ const maxDetections = 64
 // the decision threshold (0 is dlib's default; negative finds more).
 func (d *HOGDetector) DetectGray(pix []byte, w, h, stride, upsample int, adjust float64) ([]Detection, error) {
 	if d.ptr == nil {
-		return nil, errf(KindClosed, "hog", nil, "detector closed")
+		return nil, errkind.New(errkind.Closed, "hog", nil, "detector closed")
 	}
 	if w <= 0 || h <= 0 || stride < w || len(pix) < stride*(h-1)+w {
-		return nil, errf(KindEmptyImage, "hog", nil, "bad buffer %dx%d stride %d len %d", w, h, stride, len(pix))
+		return nil, errkind.New(errkind.EmptyImage, "hog", nil, "bad buffer %dx%d stride %d len %d", w, h, stride, len(pix))
 	}
 	var boxes [4 * maxDetections]C.long
 	var scores [maxDetections]C.double
 	n := C.gk_hog_detect(d.ptr, (*C.uchar)(unsafe.Pointer(&pix[0])), C.int(w), C.int(h), C.int(stride),
 		C.int(upsample), C.double(adjust), &boxes[0], &scores[0], maxDetections)
 	if n < 0 {
-		return nil, errf(KindUnknown, "hog", nil, "detector failed")
+		return nil, errkind.New(errkind.Unknown, "hog", nil, "detector failed")
 	}
 	if n > maxDetections {
 		n = maxDetections

@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 // #include <stdlib.h>
 // #include "hog.h"
@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/diemdanh/diemdanh/models/errkind"
 	"gocv.io/x/gocv"
 )
 
@@ -25,7 +26,7 @@ type ShapePredictor struct {
 
 // NewShapePredictor loads the predictor from the models folder. The file
 // must have passed VerifyModels; a missing or unreadable one is
-// KindModelMissing, one dlib cannot parse KindModelCorrupt.
+// errkind.ModelMissing, one dlib cannot parse errkind.ModelCorrupt.
 func NewShapePredictor(dir string) (*ShapePredictor, error) {
 	const name = "shape_predictor_5_face_landmarks.dat"
 	if err := VerifyModels(dir, DlibModels[:1]); err != nil {
@@ -35,7 +36,7 @@ func NewShapePredictor(dir string) (*ShapePredictor, error) {
 	defer C.free(unsafe.Pointer(cs))
 	p := C.gk_sp_new(cs)
 	if p == nil {
-		return nil, errf(KindModelCorrupt, "landmarks", nil, "dlib cannot load %s", name)
+		return nil, errkind.New(errkind.ModelCorrupt, "landmarks", nil, "dlib cannot load %s", name)
 	}
 	s := &ShapePredictor{ptr: p}
 	runtime.SetFinalizer(s, (*ShapePredictor).Close)
@@ -54,24 +55,24 @@ func (s *ShapePredictor) Close() {
 // image gray, in gray's coordinates.
 func (s *ShapePredictor) Landmarks(gray gocv.Mat, box image.Rectangle) ([]image.Point, error) {
 	if s.ptr == nil {
-		return nil, errf(KindClosed, "landmarks", nil, "predictor closed")
+		return nil, errkind.New(errkind.Closed, "landmarks", nil, "predictor closed")
 	}
 	if gray.Empty() || gray.Type() != gocv.MatTypeCV8U {
-		return nil, errf(KindInvalid, "landmarks", nil, "need an 8-bit grey image")
+		return nil, errkind.New(errkind.Invalid, "landmarks", nil, "need an 8-bit grey image")
 	}
 	if box.Dx() < 8 || box.Dy() < 8 {
-		return nil, errf(KindInvalid, "landmarks", nil, "box %v too small", box)
+		return nil, errkind.New(errkind.Invalid, "landmarks", nil, "box %v too small", box)
 	}
 	pix, err := gray.DataPtrUint8()
 	if err != nil {
-		return nil, errf(KindInvalid, "landmarks", err, "grey image not continuous")
+		return nil, errkind.New(errkind.Invalid, "landmarks", err, "grey image not continuous")
 	}
 	var out [10]C.long
 	n := C.gk_sp_shape(s.ptr, (*C.uchar)(unsafe.Pointer(&pix[0])), C.int(gray.Cols()), C.int(gray.Rows()), C.int(gray.Step()),
 		C.long(box.Min.X), C.long(box.Min.Y), C.long(box.Max.X-1), C.long(box.Max.Y-1), &out[0], 5)
 	runtime.KeepAlive(gray)
 	if n != 5 {
-		return nil, errf(KindUnknown, "landmarks", nil, "predictor returned %d points", int(n))
+		return nil, errkind.New(errkind.Unknown, "landmarks", nil, "predictor returned %d points", int(n))
 	}
 	pts := make([]image.Point, 5)
 	for i := range pts {

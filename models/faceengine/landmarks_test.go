@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
 	"gocv.io/x/gocv"
 )
 
@@ -28,7 +31,7 @@ var landmarkPhotos = []string{
 // BGR Mat; a missing file fails the test.
 func loadPhoto(t testing.TB, rel string) gocv.Mat {
 	t.Helper()
-	root, err := TestDataDir()
+	root, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +39,7 @@ func loadPhoto(t testing.TB, rel string) gocv.Mat {
 	if err != nil {
 		t.Fatalf("test photo: %v", err)
 	}
-	m, _, err := DecodeMat(b, DefaultImageLimits())
+	m, _, err := DecodeMat(b, imagecheck.DefaultLimits())
 	if err != nil {
 		t.Fatalf("%s: %v", rel, err)
 	}
@@ -51,7 +54,7 @@ func toGray(m gocv.Mat) gocv.Mat {
 
 func newTestShapePredictor(t testing.TB) *ShapePredictor {
 	t.Helper()
-	sp, err := NewShapePredictor(TestModelsDir())
+	sp, err := NewShapePredictor(conf.TestModelsDir())
 	if err != nil {
 		t.Fatalf("shape predictor: %v (run `make models` or set MODELS_DIR)", err)
 	}
@@ -128,7 +131,7 @@ func TestShapePredictorAgreesWithGoFace(t *testing.T) {
 
 func TestShapePredictorMissingModel(t *testing.T) {
 	_, err := NewShapePredictor(t.TempDir())
-	if KindOf(err) != KindModelMissing {
+	if errkind.Of(err) != errkind.ModelMissing {
 		t.Fatalf("err = %v, want model_missing", err)
 	}
 }
@@ -136,7 +139,7 @@ func TestShapePredictorMissingModel(t *testing.T) {
 // A corrupted copy of the .dat is refused by its checksum before dlib's
 // deserialiser ever reads it.
 func TestShapePredictorCorruptModel(t *testing.T) {
-	src := TestModelsDir()
+	src := conf.TestModelsDir()
 	if err := VerifyModels(src, DlibModels); err != nil {
 		t.Fatalf("models: %v (run `make models`)", err)
 	}
@@ -156,13 +159,13 @@ func TestShapePredictorCorruptModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = NewShapePredictor(dir)
-	if KindOf(err) != KindModelCorrupt || !strings.Contains(err.Error(), "sha256") {
+	if errkind.Of(err) != errkind.ModelCorrupt || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("err = %v, want model_corrupt naming the checksum", err)
 	}
 	// The engine with a pluggable embedder refuses the folder the same way.
 	cfg := DefaultEngineConfig()
 	cfg.ModelsDir, cfg.Workers = dir, 1
-	if _, err := NewEngine(cfg, nil); KindOf(err) != KindModelCorrupt {
+	if _, err := NewEngine(cfg, nil); errkind.Of(err) != errkind.ModelCorrupt {
 		t.Fatalf("engine: err = %v, want model_corrupt", err)
 	}
 }
@@ -198,7 +201,7 @@ func TestShapePredictorBadInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pts, err := sp.Landmarks(c.img, c.box)
-			if KindOf(err) != KindInvalid || pts != nil {
+			if errkind.Of(err) != errkind.Invalid || pts != nil {
 				t.Fatalf("got %v, %v; want invalid", pts, err)
 			}
 		})
@@ -212,7 +215,7 @@ func TestShapePredictorBadInput(t *testing.T) {
 }
 
 func TestShapePredictorClosed(t *testing.T) {
-	sp, err := NewShapePredictor(TestModelsDir())
+	sp, err := NewShapePredictor(conf.TestModelsDir())
 	if err != nil {
 		t.Fatalf("shape predictor: %v (run `make models`)", err)
 	}
@@ -226,7 +229,7 @@ func TestShapePredictorClosed(t *testing.T) {
 	}
 	sp.Close()
 	sp.Close() // twice is safe
-	if _, err := sp.Landmarks(gray, box); KindOf(err) != KindClosed {
+	if _, err := sp.Landmarks(gray, box); errkind.Of(err) != errkind.Closed {
 		t.Fatalf("closed predictor: err = %v, want closed", err)
 	}
 }

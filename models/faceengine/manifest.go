@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"crypto/sha256"
@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
 // ModelFile is one weight file the engine needs, with its pinned checksum.
@@ -26,32 +28,19 @@ var DlibModels = []ModelFile{
 	{"mmod_human_face_detector.dat", "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6"},
 }
 
-// DefaultModelsDir is where models are looked for when no config or
-// MODELS_DIR says otherwise.
-const DefaultModelsDir = "models"
-
-// ResolveModelsDir applies the MODELS_DIR environment override to dir.
-func ResolveModelsDir(dir string) string {
-	EnvOverride(&dir, "MODELS_DIR")
-	if dir == "" {
-		dir = DefaultModelsDir
-	}
-	return dir
-}
-
 var verified sync.Map // path+size+mtime -> bool, so a process hashes each file once
 
 // VerifyModels checks that every file exists in dir with its pinned
-// checksum. A missing file is KindModelMissing; a wrong one KindModelCorrupt.
+// checksum. A missing file is errkind.ModelMissing; a wrong one errkind.ModelCorrupt.
 func VerifyModels(dir string, files []ModelFile) error {
 	for _, f := range files {
 		p := filepath.Join(dir, f.Name)
 		st, err := os.Stat(p)
 		if errors.Is(err, fs.ErrNotExist) {
-			return errf(KindModelMissing, "models", err, "%s not found in %s (run `make models` or set MODELS_DIR)", f.Name, dir)
+			return errkind.New(errkind.ModelMissing, "models", err, "%s not found in %s (run `make models` or set MODELS_DIR)", f.Name, dir)
 		}
 		if err != nil {
-			return errf(KindModelMissing, "models", err, "%s", p)
+			return errkind.New(errkind.ModelMissing, "models", err, "%s", p)
 		}
 		key := fmt.Sprintf("%s|%d|%d", p, st.ModTime().UnixNano(), st.Size())
 		if _, ok := verified.Load(key); ok {
@@ -59,10 +48,10 @@ func VerifyModels(dir string, files []ModelFile) error {
 		}
 		got, err := fileSHA256(p)
 		if err != nil {
-			return errf(KindModelMissing, "models", err, "%s", p)
+			return errkind.New(errkind.ModelMissing, "models", err, "%s", p)
 		}
 		if got != f.SHA256 {
-			return errf(KindModelCorrupt, "models", nil, "%s has sha256 %s, want %s", p, got, f.SHA256)
+			return errkind.New(errkind.ModelCorrupt, "models", nil, "%s has sha256 %s, want %s", p, got, f.SHA256)
 		}
 		verified.Store(key, true)
 	}

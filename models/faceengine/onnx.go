@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
 // ONNXSpec describes an ONNX face embedder: its file, its input geometry
 // and normalisation, and the template its 5-point alignment targets.
 type ONNXSpec struct {
-	Model ModelID
+	Model match.ModelID
 	File  ModelFile
 	Input int // square input side in pixels (112 for ArcFace-style models)
 	Dim   int // output length
@@ -40,15 +42,15 @@ type ONNXSpec struct {
 func (s ONNXSpec) Validate() error {
 	switch {
 	case s.Model.Name == "" || s.Model.Version == "" || len(s.Model.Name) > 64 || len(s.Model.Version) > 32:
-		return errf(KindInvalid, "onnx", nil, "spec needs a model name (≤64 bytes) and version (≤32 bytes, the event's limits), got %q", s.Model)
+		return errkind.New(errkind.Invalid, "onnx", nil, "spec needs a model name (≤64 bytes) and version (≤32 bytes, the event's limits), got %q", s.Model)
 	case s.File.Name == "" || len(s.File.SHA256) != 64:
-		return errf(KindInvalid, "onnx", nil, "%s: spec needs a file name and a SHA-256", s.Model)
+		return errkind.New(errkind.Invalid, "onnx", nil, "%s: spec needs a file name and a SHA-256", s.Model)
 	case s.Input < 16 || s.Input > 512:
-		return errf(KindInvalid, "onnx", nil, "%s: input side %d out of 16..512", s.Model, s.Input)
-	case s.Dim < 2 || s.Dim > MaxDescriptorLen:
-		return errf(KindInvalid, "onnx", nil, "%s: dim %d out of 2..%d", s.Model, s.Dim, MaxDescriptorLen)
+		return errkind.New(errkind.Invalid, "onnx", nil, "%s: input side %d out of 16..512", s.Model, s.Input)
+	case s.Dim < 2 || s.Dim > match.MaxDescriptorLen:
+		return errkind.New(errkind.Invalid, "onnx", nil, "%s: dim %d out of 2..%d", s.Model, s.Dim, match.MaxDescriptorLen)
 	case s.Scale <= 0:
-		return errf(KindInvalid, "onnx", nil, "%s: scale must be positive", s.Model)
+		return errkind.New(errkind.Invalid, "onnx", nil, "%s: scale must be positive", s.Model)
 	}
 	return nil
 }
@@ -74,7 +76,7 @@ func (s ONNXSpec) Validate() error {
 // duplicate photos were left out of kpop, so they are comparable with each
 // other, not with the table in models/README.md.
 var FacepluginMFNV1 = ONNXSpec{
-	Model: ModelID{Name: "faceplugin-mfn-v1", Version: "0.0.1"},
+	Model: match.ModelID{Name: "faceplugin-mfn-v1", Version: "0.0.1"},
 	File:  ModelFile{"fr_feature.onnx", "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581"},
 	Input: 112, Dim: 512, Mean: 127, Scale: 1.0 / 128, RGB: false,
 	Template: Template3{
@@ -93,7 +95,7 @@ var FacepluginMFNV1 = ONNXSpec{
 // output 128 values. Its alignment reuses our dlib mapping onto the ArcFace
 // template, untested on SFace.
 var SFace2021Dec = ONNXSpec{
-	Model: ModelID{Name: "sface-2021dec", Version: "2021dec"},
+	Model: match.ModelID{Name: "sface-2021dec", Version: "2021dec"},
 	File:  ModelFile{"face_recognition_sface_2021dec.onnx", "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79"},
 	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true,
 	Template: FacepluginMFNV1.Template,
@@ -124,7 +126,7 @@ var SFace2021Dec = ONNXSpec{
 // genuine acceptance 24.5% → 13.0%. Version "yunet5.flip.3" marks
 // descriptors made this way.
 var SFace2021DecBQ = ONNXSpec{
-	Model: ModelID{Name: "sface-2021dec-bq", Version: "2021dec-bq.yunet5.flip.3"},
+	Model: match.ModelID{Name: "sface-2021dec-bq", Version: "2021dec-bq.yunet5.flip.3"},
 	File:  ModelFile{"face_recognition_sface_2021dec_bq_fp32.onnx", "c9507617a7cbd15fb6b785e7580a58f63396cad7ba185118dcf1ca53f7b58c3b"},
 	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true, Flip: true, Align5: true,
 }
@@ -136,7 +138,7 @@ var SFace2021DecBQ = ONNXSpec{
 // 11.1%). It is not selectable on its own; fusion-sface-mfn-v1 uses it, so
 // both of its parts share dlib's landmarks.
 var SFace2021DecBQDlib5 = ONNXSpec{
-	Model: ModelID{Name: "sface-2021dec-bq", Version: "2021dec-int8bq-fp32.flip.2"},
+	Model: match.ModelID{Name: "sface-2021dec-bq", Version: "2021dec-int8bq-fp32.flip.2"},
 	File:  SFace2021DecBQ.File,
 	Input: 112, Dim: 128, Mean: 0, Scale: 1, RGB: true, Flip: true,
 	Template: FacepluginMFNV1.Template,
@@ -148,20 +150,20 @@ var ExternalONNXSpecs = map[string]ONNXSpec{SFace2021Dec.Model.Name: SFace2021De
 
 // forwardAdd runs net on blob and adds its output to d, checking the
 // output's length and that every value is finite.
-func forwardAdd(net *gocv.Net, blob gocv.Mat, s ONNXSpec, d Descriptor) error {
+func forwardAdd(net *gocv.Net, blob gocv.Mat, s ONNXSpec, d match.Descriptor) error {
 	net.SetInput(blob, "")
 	out := net.Forward("")
 	defer out.Close()
 	if int(out.Total()) != s.Dim {
-		return errf(KindInvalid, "embed", nil, "%s gave %d values, spec says %d", s.Model, out.Total(), s.Dim)
+		return errkind.New(errkind.Invalid, "embed", nil, "%s gave %d values, spec says %d", s.Model, out.Total(), s.Dim)
 	}
 	vals, err := out.DataPtrFloat32()
 	if err != nil {
-		return errf(KindUnknown, "embed", err, "reading output")
+		return errkind.New(errkind.Unknown, "embed", err, "reading output")
 	}
 	for i, v := range vals[:s.Dim] {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return errf(KindInvalid, "embed", nil, "%s output %d is not finite", s.Model, i)
+			return errkind.New(errkind.Invalid, "embed", nil, "%s output %d is not finite", s.Model, i)
 		}
 		d[i] += v
 	}
@@ -198,9 +200,9 @@ type ONNXEmbedder struct {
 }
 
 // NewONNXEmbedder verifies the spec's file in dir against its pinned
-// checksum (a missing file is KindModelMissing, a wrong one
-// KindModelCorrupt), checks the input and output shapes the file declares
-// against the spec (KindInvalid when they differ), then loads workers nets
+// checksum (a missing file is errkind.ModelMissing, a wrong one
+// errkind.ModelCorrupt), checks the input and output shapes the file declares
+// against the spec (errkind.Invalid when they differ), then loads workers nets
 // and runs each once on a blank input to check the output length.
 //
 // The checks run before OpenCV sees the file on purpose: OpenCV 4.6 aborts
@@ -219,28 +221,28 @@ func NewONNXEmbedder(dir string, spec ONNXSpec, workers int) (*ONNXEmbedder, err
 	path := filepath.Join(dir, spec.File.Name)
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, errf(KindModelMissing, "onnx", err, "%s", path)
+		return nil, errkind.New(errkind.ModelMissing, "onnx", err, "%s", path)
 	}
 	in, out, err := onnxIOShapes(raw)
 	if err != nil {
-		return nil, errf(KindModelCorrupt, "onnx", err, "%s is not a readable ONNX model", path)
+		return nil, errkind.New(errkind.ModelCorrupt, "onnx", err, "%s is not a readable ONNX model", path)
 	}
 	if len(in) != 4 || (in[1] > 0 && in[1] != 3) {
-		return nil, errf(KindInvalid, "onnx", nil, "%s: input shape %v, want N×3×H×W", spec.File.Name, in)
+		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s: input shape %v, want N×3×H×W", spec.File.Name, in)
 	}
 	if (in[2] > 0 && in[2] != int64(spec.Input)) || (in[3] > 0 && in[3] != int64(spec.Input)) {
-		return nil, errf(KindInvalid, "onnx", nil, "%s declares input %d×%d, spec %s says %d×%d",
+		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s declares input %d×%d, spec %s says %d×%d",
 			spec.File.Name, in[2], in[3], spec.Model, spec.Input, spec.Input)
 	}
 	if n := len(out); n > 0 && out[n-1] > 0 && out[n-1] != int64(spec.Dim) {
-		return nil, errf(KindInvalid, "onnx", nil, "%s declares output %v, spec %s says %d values", spec.File.Name, out, spec.Model, spec.Dim)
+		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s declares output %v, spec %s says %d values", spec.File.Name, out, spec.Model, spec.Dim)
 	}
 	e := &ONNXEmbedder{spec: spec, pool: make(chan *gocv.Net, workers)}
 	for i := 0; i < workers; i++ {
 		net, err := gocv.ReadNetFromONNXBytes(raw)
 		if err != nil || net.Empty() {
 			e.Close()
-			return nil, errf(KindModelCorrupt, "onnx", err, "OpenCV cannot load %s", path)
+			return nil, errkind.New(errkind.ModelCorrupt, "onnx", err, "OpenCV cannot load %s", path)
 		}
 		n := &net
 		e.all = append(e.all, n)
@@ -259,7 +261,7 @@ func NewONNXEmbedder(dir string, spec ONNXSpec, workers int) (*ONNXEmbedder, err
 }
 
 // Model names the embedder.
-func (e *ONNXEmbedder) Model() ModelID { return e.spec.Model }
+func (e *ONNXEmbedder) Model() match.ModelID { return e.spec.Model }
 
 // Dim is the descriptor length.
 func (e *ONNXEmbedder) Dim() int { return e.spec.Dim }
@@ -282,12 +284,12 @@ func (e *ONNXEmbedder) Close() {
 
 // Embed aligns the face with the given dlib landmarks in img (BGR) onto the
 // spec's template and returns its L2-normalised descriptor.
-func (e *ONNXEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (Descriptor, error) {
+func (e *ONNXEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []image.Point) (match.Descriptor, error) {
 	if img.Empty() {
-		return nil, errf(KindEmptyImage, "embed", nil, "empty image")
+		return nil, errkind.New(errkind.EmptyImage, "embed", nil, "empty image")
 	}
 	if e.spec.Align5 {
-		return nil, errf(KindInvalid, "embed", nil, "%s aligns on YuNet's landmarks (EmbedPoints), not dlib's", e.spec.Model)
+		return nil, errkind.New(errkind.Invalid, "embed", nil, "%s aligns on YuNet's landmarks (EmbedPoints), not dlib's", e.spec.Model)
 	}
 	chip, _, err := e.spec.Template.AlignChip(img, landmarks, e.spec.Input)
 	if err != nil {
@@ -299,9 +301,9 @@ func (e *ONNXEmbedder) Embed(ctx context.Context, img gocv.Mat, landmarks []imag
 
 // EmbedPoints aligns the face with YuNet's five landmarks in img (BGR)
 // onto the ArcFace template and returns its descriptor (Align5 specs).
-func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Point2) (Descriptor, error) {
+func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Point2) (match.Descriptor, error) {
 	if img.Empty() {
-		return nil, errf(KindEmptyImage, "embed", nil, "empty image")
+		return nil, errkind.New(errkind.EmptyImage, "embed", nil, "empty image")
 	}
 	tr, err := ArcFace5(lm, e.spec.Input)
 	if err != nil {
@@ -316,17 +318,17 @@ func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Poin
 }
 
 // EmbedChip embeds an already aligned Input×Input BGR chip. Any other size
-// or pixel type is KindInvalid (OpenCV would otherwise run the net on it
+// or pixel type is errkind.Invalid (OpenCV would otherwise run the net on it
 // and return a meaningless descriptor).
-func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (Descriptor, error) {
+func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (match.Descriptor, error) {
 	if chip.Cols() != e.spec.Input || chip.Rows() != e.spec.Input || chip.Type() != gocv.MatTypeCV8UC3 {
-		return nil, errf(KindInvalid, "embed", nil, "%s needs a %d×%d 8-bit BGR chip, got %d×%d type %v",
+		return nil, errkind.New(errkind.Invalid, "embed", nil, "%s needs a %d×%d 8-bit BGR chip, got %d×%d type %v",
 			e.spec.Model, e.spec.Input, e.spec.Input, chip.Cols(), chip.Rows(), chip.Type())
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.shut {
-		return nil, errf(KindClosed, "embed", nil, "embedder closed")
+		return nil, errkind.New(errkind.Closed, "embed", nil, "embedder closed")
 	}
 	var net *gocv.Net
 	select {
@@ -339,7 +341,7 @@ func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (Descriptor
 	blob := gocv.BlobFromImage(chip, s.Scale, image.Pt(s.Input, s.Input),
 		gocv.NewScalar(s.Mean, s.Mean, s.Mean, 0), s.RGB, false)
 	defer blob.Close()
-	d := make(Descriptor, s.Dim)
+	d := make(match.Descriptor, s.Dim)
 	if err := forwardAdd(net, blob, s, d); err != nil {
 		return nil, err
 	}
@@ -359,7 +361,7 @@ func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (Descriptor
 		n += float64(v) * float64(v)
 	}
 	if n == 0 {
-		return nil, errf(KindInvalid, "embed", nil, "%s gave an all-zero descriptor", s.Model)
+		return nil, errkind.New(errkind.Invalid, "embed", nil, "%s gave an all-zero descriptor", s.Model)
 	}
 	inv := float32(1 / math.Sqrt(n))
 	for i := range d {
@@ -437,7 +439,7 @@ func onnxIOShapes(b []byte) (in, out []int64, err error) {
 		break
 	}
 	if in == nil {
-		return nil, nil, errf(KindInvalid, "onnx", nil, "graph has no input")
+		return nil, nil, errkind.New(errkind.Invalid, "onnx", nil, "graph has no input")
 	}
 	if len(outputs) > 0 {
 		out, _ = shape(outputs[0])
@@ -453,7 +455,7 @@ func pbVarint(b []byte) (uint64, int, error) {
 			return v, i + 1, nil
 		}
 	}
-	return 0, 0, errf(KindInvalid, "onnx", nil, "bad varint")
+	return 0, 0, errkind.New(errkind.Invalid, "onnx", nil, "bad varint")
 }
 
 // pbWalk visits every field of a protobuf message; lenDelim gets the bytes
@@ -478,7 +480,7 @@ func pbWalk(b []byte, lenDelim func(int, []byte) error, varint func(int, uint64)
 			b = b[n:]
 		case 1:
 			if len(b) < 8 {
-				return errf(KindInvalid, "onnx", nil, "truncated fixed64")
+				return errkind.New(errkind.Invalid, "onnx", nil, "truncated fixed64")
 			}
 			b = b[8:]
 		case 2:
@@ -488,7 +490,7 @@ func pbWalk(b []byte, lenDelim func(int, []byte) error, varint func(int, uint64)
 			}
 			b = b[n:]
 			if l > uint64(len(b)) {
-				return errf(KindInvalid, "onnx", nil, "field %d: length %d past the end", field, l)
+				return errkind.New(errkind.Invalid, "onnx", nil, "field %d: length %d past the end", field, l)
 			}
 			if lenDelim != nil {
 				if err := lenDelim(field, b[:l]); err != nil {
@@ -498,11 +500,11 @@ func pbWalk(b []byte, lenDelim func(int, []byte) error, varint func(int, uint64)
 			b = b[l:]
 		case 5:
 			if len(b) < 4 {
-				return errf(KindInvalid, "onnx", nil, "truncated fixed32")
+				return errkind.New(errkind.Invalid, "onnx", nil, "truncated fixed32")
 			}
 			b = b[4:]
 		default:
-			return errf(KindInvalid, "onnx", nil, "wire type %d", wire)
+			return errkind.New(errkind.Invalid, "onnx", nil, "wire type %d", wire)
 		}
 	}
 	return nil
@@ -512,7 +514,7 @@ func pbEach(b []byte, f func(int, []byte) error) error { return pbWalk(b, f, nil
 
 func pbEachVarint(b []byte, f func(int, uint64)) error { return pbWalk(b, nil, f) }
 
-var errFound = errf(KindUnknown, "onnx", nil, "found")
+var errFound = errkind.New(errkind.Unknown, "onnx", nil, "found")
 
 // pbFirst returns the first length-delimited field with the given number.
 func pbFirst(b []byte, field int) ([]byte, error) {
@@ -530,5 +532,5 @@ func pbFirst(b []byte, field int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return nil, errf(KindInvalid, "onnx", nil, "field %d missing", field)
+	return nil, errkind.New(errkind.Invalid, "onnx", nil, "field %d missing", field)
 }

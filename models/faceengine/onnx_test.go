@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -13,6 +13,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"gocv.io/x/gocv"
 )
 
@@ -20,7 +24,7 @@ import (
 // fails the test (run `make models`); it is never skipped.
 func onnxModelsDir(t testing.TB) string {
 	t.Helper()
-	dir := TestModelsDir()
+	dir := conf.TestModelsDir()
 	if err := VerifyModels(dir, ONNXModels); err != nil {
 		t.Fatalf("ONNX models: %v (run `make models`)", err)
 	}
@@ -38,7 +42,7 @@ func mfnEngine(t testing.TB) *Engine {
 	onnxModelsDir(t)
 	onnxEngineOnce.Do(func() {
 		cfg := DefaultEngineConfig()
-		cfg.ModelsDir = TestModelsDir()
+		cfg.ModelsDir = conf.TestModelsDir()
 		cfg.Workers = 2
 		cfg.Embedder = FacepluginMFNV1.Model.Name
 		onnxEngine, onnxEngineErr = NewEngine(cfg, nil)
@@ -50,7 +54,7 @@ func mfnEngine(t testing.TB) *Engine {
 }
 
 func TestONNXManifestMatchesSHA256SUMS(t *testing.T) {
-	root, err := ModuleRoot()
+	root, err := conf.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +85,12 @@ func TestONNXManifestMatchesSHA256SUMS(t *testing.T) {
 
 func TestONNXMissingModel(t *testing.T) {
 	_, err := NewONNXEmbedder(t.TempDir(), FacepluginMFNV1, 1)
-	if KindOf(err) != KindModelMissing || !strings.Contains(err.Error(), "fr_feature.onnx") {
+	if errkind.Of(err) != errkind.ModelMissing || !strings.Contains(err.Error(), "fr_feature.onnx") {
 		t.Fatalf("err = %v, want model_missing naming the file", err)
 	}
 	cfg := DefaultEngineConfig()
 	cfg.ModelsDir, cfg.Embedder, cfg.Workers = t.TempDir(), FacepluginMFNV1.Model.Name, 1
-	if _, err := NewEngine(cfg, nil); KindOf(err) != KindModelMissing {
+	if _, err := NewEngine(cfg, nil); errkind.Of(err) != errkind.ModelMissing {
 		t.Fatalf("engine: err = %v, want model_missing", err)
 	}
 }
@@ -110,7 +114,7 @@ func copyModel(t *testing.T, flip bool) string {
 func TestONNXWrongChecksum(t *testing.T) {
 	dir := copyModel(t, true)
 	_, err := NewONNXEmbedder(dir, FacepluginMFNV1, 1)
-	if KindOf(err) != KindModelCorrupt || !strings.Contains(err.Error(), "sha256") {
+	if errkind.Of(err) != errkind.ModelCorrupt || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("err = %v, want model_corrupt with the checksum", err)
 	}
 }
@@ -127,7 +131,7 @@ func TestONNXNotAModel(t *testing.T) {
 	sum := sha256.Sum256(junk)
 	spec := FacepluginMFNV1
 	spec.File = ModelFile{"junk.onnx", hex.EncodeToString(sum[:])}
-	if _, err := NewONNXEmbedder(dir, spec, 1); KindOf(err) != KindModelCorrupt {
+	if _, err := NewONNXEmbedder(dir, spec, 1); errkind.Of(err) != errkind.ModelCorrupt {
 		t.Fatalf("err = %v, want model_corrupt", err)
 	}
 }
@@ -137,12 +141,12 @@ func TestONNXWrongInputSize(t *testing.T) {
 	spec := FacepluginMFNV1
 	spec.Input = 100
 	_, err := NewONNXEmbedder(dir, spec, 1)
-	if KindOf(err) != KindInvalid || !strings.Contains(err.Error(), "112") {
+	if errkind.Of(err) != errkind.Invalid || !strings.Contains(err.Error(), "112") {
 		t.Fatalf("spec input 100: err = %v, want invalid naming the model's 112", err)
 	}
 	spec = FacepluginMFNV1
 	spec.Dim = 128
-	if _, err := NewONNXEmbedder(dir, spec, 1); KindOf(err) != KindInvalid {
+	if _, err := NewONNXEmbedder(dir, spec, 1); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("spec dim 128: err = %v, want invalid", err)
 	}
 	emb, err := NewONNXEmbedder(dir, FacepluginMFNV1, 1)
@@ -154,19 +158,19 @@ func TestONNXWrongInputSize(t *testing.T) {
 		chip := gocv.NewMatWithSize(sz.Y, sz.X, gocv.MatTypeCV8UC3)
 		_, err := emb.EmbedChip(context.Background(), chip)
 		chip.Close()
-		if KindOf(err) != KindInvalid {
+		if errkind.Of(err) != errkind.Invalid {
 			t.Errorf("chip %v: err = %v, want invalid", sz, err)
 		}
 	}
 	gray := gocv.NewMatWithSize(112, 112, gocv.MatTypeCV8UC1)
 	defer gray.Close()
-	if _, err := emb.EmbedChip(context.Background(), gray); KindOf(err) != KindInvalid {
+	if _, err := emb.EmbedChip(context.Background(), gray); errkind.Of(err) != errkind.Invalid {
 		t.Errorf("gray chip: err = %v, want invalid", err)
 	}
 	emb.Close()
 	ok := gocv.NewMatWithSize(112, 112, gocv.MatTypeCV8UC3)
 	defer ok.Close()
-	if _, err := emb.EmbedChip(context.Background(), ok); KindOf(err) != KindClosed {
+	if _, err := emb.EmbedChip(context.Background(), ok); errkind.Of(err) != errkind.Closed {
 		t.Errorf("after close: err = %v, want closed", err)
 	}
 }
@@ -174,7 +178,7 @@ func TestONNXWrongInputSize(t *testing.T) {
 func TestEngineConfigEmbedder(t *testing.T) {
 	cfg := DefaultEngineConfig()
 	cfg.Embedder = "arcface-r100"
-	var fe *FieldError
+	var fe *conf.FieldError
 	if err := cfg.Validate("engine"); !errors.As(err, &fe) || fe.Field != "engine.embedder" {
 		t.Fatalf("unknown embedder: %v", err)
 	}
@@ -184,7 +188,7 @@ func TestEngineConfigEmbedder(t *testing.T) {
 			t.Errorf("%s: %v", n, err)
 		}
 	}
-	if m, ok := EmbedderModel(""); !ok || m != DefaultEmbedder {
+	if m, ok := EmbedderModel(""); !ok || m != match.DefaultEmbedder {
 		t.Errorf("empty name = %v %v, want the default embedder", m, ok)
 	}
 }
@@ -197,7 +201,7 @@ func TestONNXEngineSeparatesPeople(t *testing.T) {
 	if e.Model() != FacepluginMFNV1.Model {
 		t.Fatalf("model %v", e.Model())
 	}
-	desc := func(name string) Descriptor {
+	desc := func(name string) match.Descriptor {
 		faces, err := e.RecognizeJPEG(context.Background(), readImage(t, name))
 		if err != nil || len(faces) != 1 {
 			t.Fatalf("%s: %d faces, %v", name, len(faces), err)
@@ -214,14 +218,14 @@ func TestONNXEngineSeparatesPeople(t *testing.T) {
 	}
 	a, a2 := desc("chaeyoung.jpg"), desc("chaeyoung2.jpg")
 	j, j2 := desc("jimin.jpg"), desc("jimin2.jpg")
-	same1, same2 := Distance(a, a2), Distance(j, j2)
-	for _, other := range []float64{Distance(a, j), Distance(a, j2), Distance(a2, j), Distance(a2, j2)} {
+	same1, same2 := match.Distance(a, a2), match.Distance(j, j2)
+	for _, other := range []float64{match.Distance(a, j), match.Distance(a, j2), match.Distance(a2, j), match.Distance(a2, j2)} {
 		if other <= same1 || other <= same2 {
 			t.Errorf("impostor %.3f not above genuine %.3f / %.3f", other, same1, same2)
 		}
 	}
 	// DescribeCrop on a HOG box: the gate's path.
-	m, _, err := DecodeMat(readImage(t, "chaeyoung2.jpg"), DefaultImageLimits())
+	m, _, err := DecodeMat(readImage(t, "chaeyoung2.jpg"), imagecheck.DefaultLimits())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,10 +241,10 @@ func TestONNXEngineSeparatesPeople(t *testing.T) {
 	if len(f.Descriptor) != 512 {
 		t.Fatalf("DescribeCrop: %d-d", len(f.Descriptor))
 	}
-	if d := Distance(f.Descriptor, whole[0].Descriptor); d > 0.5 {
+	if d := match.Distance(f.Descriptor, whole[0].Descriptor); d > 0.5 {
 		t.Errorf("DescribeCrop vs whole image: %.3f apart (same photo)", d)
 	}
-	if d := Distance(f.Descriptor, a2); d > same1 {
+	if d := match.Distance(f.Descriptor, a2); d > same1 {
 		t.Errorf("DescribeCrop vs JPEG path: %.3f apart, more than the genuine pair %.3f", d, same1)
 	}
 }

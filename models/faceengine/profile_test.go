@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"context"
@@ -7,19 +7,23 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Every built-in embedder has a distance profile whose fields are ordered
 // the way their meaning requires, and the default embedder is the one the
 // engine config uses.
 func TestDistanceProfilesComplete(t *testing.T) {
-	if got := DefaultEngineConfig().Embedder; got != DefaultEmbedder.Name {
-		t.Fatalf("DefaultEngineConfig().Embedder = %q, DefaultEmbedder = %q", got, DefaultEmbedder.Name)
+	if got := DefaultEngineConfig().Embedder; got != match.DefaultEmbedder.Name {
+		t.Fatalf("DefaultEngineConfig().Embedder = %q, DefaultEmbedder = %q", got, match.DefaultEmbedder.Name)
 	}
-	if m, ok := EmbedderModel(""); !ok || m != DefaultEmbedder {
+	if m, ok := EmbedderModel(""); !ok || m != match.DefaultEmbedder {
 		t.Fatalf(`EmbedderModel("") = %v %v`, m, ok)
 	}
-	if ReferenceModel != DlibResNetV1 {
+	if ReferenceModel != match.DlibResNetV1 {
 		t.Fatalf("ReferenceModel must stay dlib, is %v", ReferenceModel)
 	}
 	for _, name := range EmbedderNames() {
@@ -51,7 +55,7 @@ func TestDistanceProfilesComplete(t *testing.T) {
 // sit below the impostor distribution's low tail and above the genuine
 // median.
 func TestDefaultProfileMatchesCasia(t *testing.T) {
-	root, err := TestDataDir()
+	root, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,18 +65,18 @@ func TestDefaultProfileMatchesCasia(t *testing.T) {
 		t.Fatalf("casia-facev5: %v", err)
 	}
 	cfg := DefaultEngineConfig()
-	cfg.ModelsDir, cfg.Workers = TestModelsDir(), 2
+	cfg.ModelsDir, cfg.Workers = conf.TestModelsDir(), 2
 	eng, err := NewEngine(cfg, nil)
 	if err != nil {
 		t.Fatalf("face engine: %v (run `make models`)", err)
 	}
 	defer eng.Close()
-	if eng.Model() != DefaultEmbedder {
-		t.Fatalf("engine model %v, want %v", eng.Model(), DefaultEmbedder)
+	if eng.Model() != match.DefaultEmbedder {
+		t.Fatalf("engine model %v, want %v", eng.Model(), match.DefaultEmbedder)
 	}
 	type sample struct {
 		id string
-		d  Descriptor
+		d  match.Descriptor
 	}
 	var samples []sample
 	for _, id := range ids {
@@ -91,7 +95,7 @@ func TestDefaultProfileMatchesCasia(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, _, err := DecodeMat(b, DefaultImageLimits())
+			m, _, err := DecodeMat(b, imagecheck.DefaultLimits())
 			if err != nil {
 				t.Fatalf("%s: %v", f.Name(), err)
 			}
@@ -111,7 +115,7 @@ func TestDefaultProfileMatchesCasia(t *testing.T) {
 	var gen, imp []float64
 	for i := range samples {
 		for j := i + 1; j < len(samples); j++ {
-			d := Distance(samples[i].d, samples[j].d)
+			d := match.Distance(samples[i].d, samples[j].d)
 			if samples[i].id == samples[j].id {
 				gen = append(gen, d)
 			} else {
@@ -124,12 +128,12 @@ func TestDefaultProfileMatchesCasia(t *testing.T) {
 	q := func(s []float64, p float64) float64 { return s[min(len(s)-1, int(p*float64(len(s))))] }
 	gMed, g95 := q(gen, 0.5), q(gen, 0.95)
 	i05 := q(imp, 0.05)
-	p, ok := ProfileOf(DefaultEmbedder)
+	p, ok := ProfileOf(match.DefaultEmbedder)
 	if !ok {
-		t.Fatalf("no profile for %v", DefaultEmbedder)
+		t.Fatalf("no profile for %v", match.DefaultEmbedder)
 	}
 	t.Logf("%v on casia: %d genuine pairs median %.3f p95 %.3f; %d impostor pairs p01 %.3f p05 %.3f; profile %+v",
-		DefaultEmbedder, len(gen), gMed, g95, len(imp), q(imp, 0.01), i05, p)
+		match.DefaultEmbedder, len(gen), gMed, g95, len(imp), q(imp, 0.01), i05, p)
 	if p.SameMax < g95 {
 		t.Errorf("SameMax %.3f < genuine p95 %.3f: the consistency check would refuse >5%% of true photos", p.SameMax, g95)
 	}

@@ -1,10 +1,14 @@
-package gatekit
+package faceengine
+
+import (
+	"github.com/diemdanh/diemdanh/models/match"
+)
 
 // ReferenceModel is the fixed descriptor model for data-cleaning decisions
 // that must not depend on the embedder being evaluated, such as which
 // photos filed under one name really show one person (edge simulate). It is
 // dlib-resnet-v1 because go-face computes it for every detected face anyway.
-var ReferenceModel = DlibResNetV1
+var ReferenceModel = match.DlibResNetV1
 
 // ReferenceEngine returns an engine producing ReferenceModel descriptors
 // with e's models folder, workers, limits and tight-crop padding. When e

@@ -1,4 +1,4 @@
-package gatekit
+package faceengine
 
 import (
 	"image"
@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/diemdanh/diemdanh/models/errkind"
 	"gocv.io/x/gocv"
 )
 
@@ -55,7 +56,7 @@ type YuNetDetector struct {
 var yunetStrides = []int{8, 16, 32}
 
 // NewYuNetDetector verifies the model file in dir against its pinned
-// checksum (KindModelMissing / KindModelCorrupt) and loads it.
+// checksum (errkind.ModelMissing / errkind.ModelCorrupt) and loads it.
 func NewYuNetDetector(dir string) (*YuNetDetector, error) {
 	if err := VerifyModels(dir, []ModelFile{YuNet2023MarBQ}); err != nil {
 		return nil, err
@@ -63,11 +64,11 @@ func NewYuNetDetector(dir string) (*YuNetDetector, error) {
 	path := filepath.Join(dir, YuNet2023MarBQ.Name)
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, errf(KindModelMissing, "yunet", err, "%s", path)
+		return nil, errkind.New(errkind.ModelMissing, "yunet", err, "%s", path)
 	}
 	net, err := gocv.ReadNetFromONNXBytes(raw)
 	if err != nil || net.Empty() {
-		return nil, errf(KindModelCorrupt, "yunet", err, "OpenCV cannot load %s", path)
+		return nil, errkind.New(errkind.ModelCorrupt, "yunet", err, "OpenCV cannot load %s", path)
 	}
 	d := &YuNetDetector{net: &net, MinScore: 0.6, NMS: 0.3}
 	for _, kind := range []string{"cls", "obj", "bbox", "kps"} {
@@ -96,18 +97,18 @@ const MaxYuNetSide = 2048
 // gate frame). Boxes are clipped to the image.
 func (d *YuNetDetector) Detect(img gocv.Mat) ([]FaceBox, error) {
 	if d.net == nil {
-		return nil, errf(KindClosed, "yunet", nil, "detector closed")
+		return nil, errkind.New(errkind.Closed, "yunet", nil, "detector closed")
 	}
 	if img.Empty() || img.Cols() < 8 || img.Rows() < 8 {
-		return nil, errf(KindEmptyImage, "yunet", nil, "image too small (%d×%d)", img.Cols(), img.Rows())
+		return nil, errkind.New(errkind.EmptyImage, "yunet", nil, "image too small (%d×%d)", img.Cols(), img.Rows())
 	}
 	if img.Type() != gocv.MatTypeCV8UC3 {
-		return nil, errf(KindInvalid, "yunet", nil, "need an 8-bit BGR image, got type %v", img.Type())
+		return nil, errkind.New(errkind.Invalid, "yunet", nil, "need an 8-bit BGR image, got type %v", img.Type())
 	}
 	w, h := img.Cols(), img.Rows()
 	pw, ph := (w+31)/32*32, (h+31)/32*32
 	if pw > MaxYuNetSide || ph > MaxYuNetSide {
-		return nil, errf(KindTooLarge, "yunet", nil, "image %d×%d over %d px a side", w, h, MaxYuNetSide)
+		return nil, errkind.New(errkind.TooLarge, "yunet", nil, "image %d×%d over %d px a side", w, h, MaxYuNetSide)
 	}
 	in := img
 	if pw != w || ph != h {
@@ -126,7 +127,7 @@ func (d *YuNetDetector) Detect(img gocv.Mat) ([]FaceBox, error) {
 		}
 	}()
 	if len(outs) != 4*len(yunetStrides) {
-		return nil, errf(KindUnknown, "yunet", nil, "got %d outputs, want %d", len(outs), 4*len(yunetStrides))
+		return nil, errkind.New(errkind.Unknown, "yunet", nil, "got %d outputs, want %d", len(outs), 4*len(yunetStrides))
 	}
 	var faces []FaceBox
 	bounds := image.Rect(0, 0, w, h)
@@ -139,10 +140,10 @@ func (d *YuNetDetector) Detect(img gocv.Mat) ([]FaceBox, error) {
 		bb, err3 := outs[2*ns+si].DataPtrFloat32()
 		kp, err4 := outs[3*ns+si].DataPtrFloat32()
 		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-			return nil, errf(KindUnknown, "yunet", nil, "reading outputs")
+			return nil, errkind.New(errkind.Unknown, "yunet", nil, "reading outputs")
 		}
 		if len(cls) < n || len(obj) < n || len(bb) < 4*n || len(kp) < 10*n {
-			return nil, errf(KindUnknown, "yunet", nil, "stride %d: outputs %d/%d/%d/%d, want %d anchors (input %d×%d)",
+			return nil, errkind.New(errkind.Unknown, "yunet", nil, "stride %d: outputs %d/%d/%d/%d, want %d anchors (input %d×%d)",
 				s, len(cls), len(obj), len(bb), len(kp), n, pw, ph)
 		}
 		fs := float64(s)

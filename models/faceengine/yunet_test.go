@@ -1,16 +1,18 @@
-package gatekit
+package faceengine
 
 import (
 	"image"
 	"path/filepath"
 	"testing"
 
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
 	"gocv.io/x/gocv"
 )
 
 func yunet(t testing.TB) *YuNetDetector {
 	t.Helper()
-	d, err := NewYuNetDetector(TestModelsDir())
+	d, err := NewYuNetDetector(conf.TestModelsDir())
 	if err != nil {
 		t.Fatalf("yunet: %v (run `make models`)", err)
 	}
@@ -20,7 +22,7 @@ func yunet(t testing.TB) *YuNetDetector {
 
 func testImage(t testing.TB, name string) gocv.Mat {
 	t.Helper()
-	dir, err := TestDataDir()
+	dir, err := conf.TestDataDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,17 +88,17 @@ func TestYuNetBadInput(t *testing.T) {
 	d := yunet(t)
 	empty := gocv.NewMat()
 	defer empty.Close()
-	if _, err := d.Detect(empty); KindOf(err) != KindEmptyImage {
+	if _, err := d.Detect(empty); errkind.Of(err) != errkind.EmptyImage {
 		t.Errorf("empty: %v", err)
 	}
 	gray := gocv.NewMatWithSize(64, 64, gocv.MatTypeCV8U)
 	defer gray.Close()
-	if _, err := d.Detect(gray); KindOf(err) != KindInvalid {
+	if _, err := d.Detect(gray); errkind.Of(err) != errkind.Invalid {
 		t.Errorf("gray: %v", err)
 	}
 	huge := gocv.NewMatWithSize(8, MaxYuNetSide+1, gocv.MatTypeCV8UC3)
 	defer huge.Close()
-	if _, err := d.Detect(huge); KindOf(err) != KindTooLarge {
+	if _, err := d.Detect(huge); errkind.Of(err) != errkind.TooLarge {
 		t.Errorf("huge: %v", err)
 	}
 	blank := gocv.NewMatWithSize(200, 300, gocv.MatTypeCV8UC3)
@@ -104,11 +106,11 @@ func TestYuNetBadInput(t *testing.T) {
 	if faces, err := d.Detect(blank); err != nil || len(faces) != 0 {
 		t.Errorf("blank: %d faces, %v", len(faces), err)
 	}
-	if _, err := NewYuNetDetector(t.TempDir()); KindOf(err) != KindModelMissing {
+	if _, err := NewYuNetDetector(t.TempDir()); errkind.Of(err) != errkind.ModelMissing {
 		t.Errorf("missing model: %v", err)
 	}
 	d.Close()
-	if _, err := d.Detect(blank); KindOf(err) != KindClosed {
+	if _, err := d.Detect(blank); errkind.Of(err) != errkind.Closed {
 		t.Errorf("closed: %v", err)
 	}
 }

@@ -1,41 +1,41 @@
-package gatekit
+package imagecheck
 
 import (
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"image"
-	_ "image/gif" // DecodeConfig for sniffing
-	"image/jpeg"
+	_ "image/gif" // DecodeConfig for sniffing (each format registers itself)
+	_ "image/jpeg"
 	_ "image/png"
 	"io"
 
-	"gocv.io/x/gocv"
+	"github.com/diemdanh/diemdanh/models/errkind"
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/webp"
 )
 
-// ImageLimits bound what the engine accepts, so a hostile upload cannot
+// Limits bound what the engine accepts, so a hostile upload cannot
 // exhaust memory (a 10,000×10,000 image is 300 MB decoded).
-type ImageLimits struct {
+type Limits struct {
 	MaxBytes  int `yaml:"max_bytes"`  // encoded size
 	MaxPixels int `yaml:"max_pixels"` // width × height, checked from the header before decoding
 	MaxSide   int `yaml:"max_side"`   // larger images are downscaled to this side before detection
 }
 
-// DefaultImageLimits suit 1–24 MP phone and camera photos.
-func DefaultImageLimits() ImageLimits {
-	return ImageLimits{MaxBytes: 20 << 20, MaxPixels: 40_000_000, MaxSide: 1600}
+// DefaultLimits suit 1–24 MP phone and camera photos.
+func DefaultLimits() Limits {
+	return Limits{MaxBytes: 20 << 20, MaxPixels: 40_000_000, MaxSide: 1600}
 }
 
-// ImageInfo is what the header says about an encoded image.
-type ImageInfo struct {
+// Info is what the header says about an encoded image.
+type Info struct {
 	Format        string
 	Width, Height int
 	Components    int // JPEG only: 1 grayscale, 3 colour, 4 CMYK; 0 otherwise
 }
 
-// ErrTruncated is the cause (errors.Is) of the KindCorruptImage error for
+// ErrTruncated is the cause (errors.Is) of the errkind.CorruptImage error for
 // an image whose end is missing: a JPEG with no end-of-image marker after
 // its last scan, a PNG with no IEND chunk, a BMP or WebP shorter than its
 // header says. OpenCV's decoder would fill the missing part with grey and
@@ -44,31 +44,31 @@ var ErrTruncated = errors.New("the file is incomplete (truncated)")
 
 // Sniff reads the header of b, enforces the byte and pixel limits, and
 // checks that the file is complete (see ErrTruncated): every decoding
-// path (DecodeMat, Recognize, RecognizeJPEG, hub enrolment) starts here.
+// path (faceengine.DecodeMat, Recognize, RecognizeJPEG, hub enrolment) starts here.
 // The completeness check walks the file's structure (JPEG markers and the
 // entropy-coded data up to EOI, PNG chunks up to IEND) without decoding
 // pixels: about 1 ms for a 2 MB photo. Data after a complete image (a
 // phone's trailer, a motion photo's video) is ignored, as decoders do.
-func Sniff(b []byte, lim ImageLimits) (ImageInfo, error) {
+func Sniff(b []byte, lim Limits) (Info, error) {
 	if len(b) == 0 {
-		return ImageInfo{}, errf(KindEmptyImage, "image", nil, "no bytes")
+		return Info{}, errkind.New(errkind.EmptyImage, "image", nil, "no bytes")
 	}
 	if lim.MaxBytes > 0 && len(b) > lim.MaxBytes {
-		return ImageInfo{}, errf(KindTooLarge, "image", nil, "%d bytes exceeds limit %d", len(b), lim.MaxBytes)
+		return Info{}, errkind.New(errkind.TooLarge, "image", nil, "%d bytes exceeds limit %d", len(b), lim.MaxBytes)
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return ImageInfo{Format: format}, errf(KindCorruptImage, "image", ErrTruncated, "the %s header is cut short", format)
+		return Info{Format: format}, errkind.New(errkind.CorruptImage, "image", ErrTruncated, "the %s header is cut short", format)
 	}
 	if err != nil {
-		return ImageInfo{}, errf(KindCorruptImage, "image", err, "unreadable header")
+		return Info{}, errkind.New(errkind.CorruptImage, "image", err, "unreadable header")
 	}
-	info := ImageInfo{Format: format, Width: cfg.Width, Height: cfg.Height}
+	info := Info{Format: format, Width: cfg.Width, Height: cfg.Height}
 	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return info, errf(KindEmptyImage, "image", nil, "zero-sized %s", format)
+		return info, errkind.New(errkind.EmptyImage, "image", nil, "zero-sized %s", format)
 	}
 	if lim.MaxPixels > 0 && cfg.Width*cfg.Height > lim.MaxPixels {
-		return info, errf(KindTooLarge, "image", nil, "%dx%d is over %d pixels", cfg.Width, cfg.Height, lim.MaxPixels)
+		return info, errkind.New(errkind.TooLarge, "image", nil, "%dx%d is over %d pixels", cfg.Width, cfg.Height, lim.MaxPixels)
 	}
 	if format == "jpeg" {
 		info.Components = jpegComponents(b)
@@ -84,7 +84,7 @@ func Sniff(b []byte, lim ImageLimits) (ImageInfo, error) {
 func checkComplete(b []byte, format string) error {
 	switch format {
 	case "jpeg":
-		return jpegComplete(b)
+		return JPEGComplete(b)
 	case "png":
 		return pngComplete(b)
 	case "bmp":
@@ -98,18 +98,20 @@ func checkComplete(b []byte, format string) error {
 }
 
 // truncated is the error for an image whose end is missing.
-func truncated(what string) error { return errf(KindCorruptImage, "image", ErrTruncated, "%s", what) }
+func truncated(what string) error {
+	return errkind.New(errkind.CorruptImage, "image", ErrTruncated, "%s", what)
+}
 
 // malformed is the error for a structure no decoder would read.
-func malformed(what string) error { return errf(KindCorruptImage, "image", nil, "%s", what) }
+func malformed(what string) error { return errkind.New(errkind.CorruptImage, "image", nil, "%s", what) }
 
-// jpegComplete walks the JPEG's marker segments by their lengths and the
+// JPEGComplete walks the JPEG's marker segments by their lengths and the
 // entropy-coded data after each SOS (skipping stuffed FF 00 and RST
 // markers) until EOI (FF D9); it returns nil when EOI is reached. A
 // segment's length running past the end, or the end of the file before
 // EOI, is truncation — also for a file cut right after the EOI of its
 // EXIF thumbnail (inside APP1, which is skipped by its length).
-func jpegComplete(b []byte) error {
+func JPEGComplete(b []byte) error {
 	const missing = "no JPEG end-of-image marker (FF D9)"
 	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
 		return malformed("no JPEG start-of-image marker")
@@ -243,57 +245,4 @@ func jpegComponents(b []byte) int {
 		i += 2 + int(binary.BigEndian.Uint16(b[i+2:]))
 	}
 	return 0
-}
-
-// DecodeMat sniffs, bounds and decodes any supported format (JPEG, PNG, BMP,
-// GIF, WebP) into a 3-channel BGR Mat no larger than lim.MaxSide. The caller
-// closes the Mat.
-func DecodeMat(b []byte, lim ImageLimits) (gocv.Mat, ImageInfo, error) {
-	info, err := Sniff(b, lim)
-	if err != nil {
-		return gocv.NewMat(), info, err
-	}
-	m, err := gocv.IMDecode(b, gocv.IMReadColor)
-	if err != nil || m.Empty() {
-		m.Close()
-		return gocv.NewMat(), info, errf(KindCorruptImage, "image", err, "cannot decode %s", info.Format)
-	}
-	if lim.MaxSide > 0 {
-		m = fitSide(m, lim.MaxSide)
-	}
-	return m, info, nil
-}
-
-// fitSide downscales m (consuming it) so its longer side is at most side.
-func fitSide(m gocv.Mat, side int) gocv.Mat {
-	w, h := m.Cols(), m.Rows()
-	long := w
-	if h > long {
-		long = h
-	}
-	if long <= side {
-		return m
-	}
-	s := float64(side) / float64(long)
-	out := gocv.NewMat()
-	gocv.Resize(m, &out, image.Pt(int(float64(w)*s+0.5), int(float64(h)*s+0.5)), 0, 0, gocv.InterpolationArea)
-	m.Close()
-	return out
-}
-
-// EncodeJPEG encodes a BGR Mat as JPEG at the given quality (1–100).
-func EncodeJPEG(m gocv.Mat, quality int) ([]byte, error) {
-	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, m, []int{gocv.IMWriteJpegQuality, quality})
-	if err != nil {
-		return nil, errf(KindUnknown, "image", err, "jpeg encode")
-	}
-	defer buf.Close()
-	return append([]byte(nil), buf.GetBytes()...), nil
-}
-
-// encodeImageJPEG is the pure-Go encoder, used for test fixtures.
-func encodeImageJPEG(img image.Image, q int) []byte {
-	var bb bytes.Buffer
-	_ = jpeg.Encode(&bb, img, &jpeg.Options{Quality: q})
-	return bb.Bytes()
 }

@@ -1,8 +1,11 @@
-package gatekit
+package match
 
 import (
 	"math"
 	"sort"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
 // Calibration is an operating threshold derived from an enrolled gallery's
@@ -47,15 +50,15 @@ func CalibrateThreshold(g *Gallery, targetFAR float64) (Calibration, error) {
 // smaller candidate set allows a looser threshold at the same visitor FAR.
 func CalibrateThresholdFor(g *Gallery, targetFAR float64, candidates int) (Calibration, error) {
 	if g.People() < 2 {
-		return Calibration{}, errf(KindInvalid, "calibrate", nil, "need ≥2 identities, gallery has %d", g.People())
+		return Calibration{}, errkind.New(errkind.Invalid, "calibrate", nil, "need ≥2 identities, gallery has %d", g.People())
 	}
 	if candidates < 1 {
-		return Calibration{}, errf(KindInvalid, "calibrate", nil, "candidates %d < 1", candidates)
+		return Calibration{}, errkind.New(errkind.Invalid, "calibrate", nil, "candidates %d < 1", candidates)
 	}
 	n := candidates
 	people := g.People()
 	if !(targetFAR > 0 && targetFAR < 1) {
-		return Calibration{}, errf(KindInvalid, "calibrate", nil, "target FAR %g not in (0,1)", targetFAR)
+		return Calibration{}, errkind.New(errkind.Invalid, "calibrate", nil, "target FAR %g not in (0,1)", targetFAR)
 	}
 	c := Calibration{TargetFAR: targetFAR, Identities: n}
 	c.PerIdentityFAR = 1 - math.Pow(1-targetFAR, 1/float64(n))
@@ -175,20 +178,20 @@ type Decision struct {
 func (d Decision) Validate(prefix string) error {
 	switch {
 	case !(d.Threshold > 0) || d.Threshold > 4:
-		return Fieldf(prefix+".threshold", "must be in (0,4], got %g", d.Threshold)
+		return conf.Fieldf(prefix+".threshold", "must be in (0,4], got %g", d.Threshold)
 	case d.Margin < 0 || d.Margin > 4:
-		return Fieldf(prefix+".margin", "must be 0..4, got %g", d.Margin)
+		return conf.Fieldf(prefix+".margin", "must be 0..4, got %g", d.Margin)
 	case d.K < 1 || d.K > 50:
-		return Fieldf(prefix+".k", "must be 1..50, got %d", d.K)
+		return conf.Fieldf(prefix+".k", "must be 1..50, got %d", d.K)
 	case d.M < 1 || d.M > d.K:
-		return Fieldf(prefix+".m", "must be 1..k (%d), got %d", d.K, d.M)
+		return conf.Fieldf(prefix+".m", "must be 1..k (%d), got %d", d.K, d.M)
 	}
 	return nil
 }
 
 // Accept reports whether one frame's match is accepted: close enough and
 // clearly closer than the next identity.
-func (d Decision) Accept(m Match) bool {
+func (d Decision) Accept(m Result) bool {
 	return m.PersonID != "" && m.Distance <= d.Threshold && m.Margin() >= d.Margin
 }
 
@@ -205,7 +208,7 @@ func NewVoter(d Decision) *Voter { return &Voter{d: d} }
 
 // Add records one frame's match and returns the identity M of the last K
 // accepted frames agree on, or "".
-func (v *Voter) Add(m Match) string {
+func (v *Voter) Add(m Result) string {
 	id := ""
 	if v.d.Accept(m) {
 		id = m.PersonID

@@ -1,4 +1,4 @@
-package gatekit
+package match
 
 import (
 	"errors"
@@ -6,6 +6,9 @@ import (
 	"math"
 	"math/rand"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
 // syntheticGallery builds people identities in dim dimensions: each has a
@@ -106,12 +109,12 @@ func TestCalibratedThresholdFallsAsGalleryGrows(t *testing.T) {
 func TestCalibrateRejectsTinyGalleries(t *testing.T) {
 	g := NewGallery(1, DlibResNetV1)
 	_ = g.Add("a", Descriptor{1, 0})
-	if _, err := CalibrateThreshold(g, 0.01); KindOf(err) != KindInvalid {
+	if _, err := CalibrateThreshold(g, 0.01); errkind.Of(err) != errkind.Invalid {
 		t.Fatalf("one identity: %v", err)
 	}
 	_ = g.Add("b", Descriptor{0, 1})
 	for _, far := range []float64{0, 1, -0.1, math.NaN()} {
-		if _, err := CalibrateThreshold(g, far); KindOf(err) != KindInvalid {
+		if _, err := CalibrateThreshold(g, far); errkind.Of(err) != errkind.Invalid {
 			t.Errorf("target %g: %v", far, err)
 		}
 	}
@@ -151,21 +154,21 @@ func TestDecisionMarginAndVoting(t *testing.T) {
 	if err := d.Validate("decision"); err != nil {
 		t.Fatal(err)
 	}
-	var fe *FieldError
+	var fe *conf.FieldError
 	for _, bad := range []Decision{{Threshold: 0, M: 1, K: 1}, {Threshold: 0.5, Margin: -1, M: 1, K: 1}, {Threshold: 0.5, M: 3, K: 2}, {Threshold: 0.5, M: 1, K: 0}} {
 		if err := bad.Validate("decision"); !errors.As(err, &fe) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
 	cases := []struct {
-		m    Match
+		m    Result
 		want bool
 	}{
-		{Match{PersonID: "a", Distance: 0.4, SecondDistance: 0.6}, true},
-		{Match{PersonID: "a", Distance: 0.4, SecondDistance: 0.45}, false}, // margin 0.05
-		{Match{PersonID: "a", Distance: 0.55, SecondDistance: 0.9}, false}, // over threshold
-		{Match{PersonID: "a", Distance: 0.3, SecondDistance: math.Inf(1)}, true},
-		{Match{Distance: math.Inf(1), SecondDistance: math.Inf(1)}, false},
+		{Result{PersonID: "a", Distance: 0.4, SecondDistance: 0.6}, true},
+		{Result{PersonID: "a", Distance: 0.4, SecondDistance: 0.45}, false}, // margin 0.05
+		{Result{PersonID: "a", Distance: 0.55, SecondDistance: 0.9}, false}, // over threshold
+		{Result{PersonID: "a", Distance: 0.3, SecondDistance: math.Inf(1)}, true},
+		{Result{Distance: math.Inf(1), SecondDistance: math.Inf(1)}, false},
 	}
 	for _, c := range cases {
 		if got := d.Accept(c.m); got != c.want {
@@ -173,8 +176,8 @@ func TestDecisionMarginAndVoting(t *testing.T) {
 		}
 	}
 	v := NewVoter(d)
-	ok := func(id string) Match { return Match{PersonID: id, Distance: 0.3, SecondDistance: 0.9} }
-	got := []string{v.Add(ok("a")), v.Add(ok("b")), v.Add(ok("a")), v.Add(Match{PersonID: "a", Distance: 0.9}), v.Add(ok("b")), v.Add(ok("b"))}
+	ok := func(id string) Result { return Result{PersonID: id, Distance: 0.3, SecondDistance: 0.9} }
+	got := []string{v.Add(ok("a")), v.Add(ok("b")), v.Add(ok("a")), v.Add(Result{PersonID: "a", Distance: 0.9}), v.Add(ok("b")), v.Add(ok("b"))}
 	want := []string{"", "", "a", "", "", "b"} // windows: a | a b | a b a | b a - | a - b | - b b
 	for i := range want {
 		if got[i] != want[i] {

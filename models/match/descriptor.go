@@ -1,9 +1,11 @@
-package gatekit
+package match
 
 import (
 	"encoding/base64"
 	"encoding/binary"
 	"math"
+
+	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
 // DescriptorLen is the number of dimensions of a dlib-resnet-v1 descriptor.
@@ -64,13 +66,13 @@ func (d Descriptor) Bytes() []byte {
 // empty, ragged or oversized input and non-finite values.
 func DescriptorFromBytes(b []byte) (Descriptor, error) {
 	if len(b) == 0 || len(b)%4 != 0 || len(b) > 4*MaxDescriptorLen {
-		return nil, errf(KindInvalid, "descriptor", nil, "want a multiple of 4 bytes up to %d, got %d", 4*MaxDescriptorLen, len(b))
+		return nil, errkind.New(errkind.Invalid, "descriptor", nil, "want a multiple of 4 bytes up to %d, got %d", 4*MaxDescriptorLen, len(b))
 	}
 	d := make(Descriptor, len(b)/4)
 	for i := range d {
 		v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, errf(KindInvalid, "descriptor", nil, "value %d is not finite", i)
+			return nil, errkind.New(errkind.Invalid, "descriptor", nil, "value %d is not finite", i)
 		}
 		d[i] = v
 	}
@@ -81,7 +83,7 @@ func DescriptorFromBytes(b []byte) (Descriptor, error) {
 func ParseDescriptorBase64(s string) (Descriptor, error) {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
-		return nil, errf(KindInvalid, "descriptor", err, "bad base64")
+		return nil, errkind.New(errkind.Invalid, "descriptor", err, "bad base64")
 	}
 	return DescriptorFromBytes(b)
 }

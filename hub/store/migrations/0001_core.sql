@@ -76,7 +76,7 @@ CREATE TABLE gates (
   password_hash   TEXT NOT NULL,                 -- bcrypt
   online          INTEGER NOT NULL DEFAULT 0,
   last_seen_at    INTEGER NOT NULL DEFAULT 0,    -- hub clock
-  last_heartbeat  TEXT NOT NULL DEFAULT '',      -- JSON of the last gatekit.Heartbeat
+  last_heartbeat  TEXT NOT NULL DEFAULT '',      -- JSON of the last wire.Heartbeat
   clock_skew_ms   INTEGER NOT NULL DEFAULT 0,    -- hub clock - edge clock, from the last heartbeat/event
   active          INTEGER NOT NULL DEFAULT 1,
   updated_at      INTEGER NOT NULL DEFAULT 0

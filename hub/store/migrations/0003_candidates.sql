@@ -1,6 +1,6 @@
 -- Candidate restriction (hub/gallerysrv): which pupils a gate is served.
 -- A class's sessions (ca học): '' = every session, else a comma list of
--- gatekit session names ('morning', 'afternoon').
+-- match session names ('morning', 'afternoon').
 ALTER TABLE classes ADD COLUMN sessions TEXT NOT NULL DEFAULT '';
 
 -- Classes a gate serves. A gate with no row here serves every class of its

@@ -4,9 +4,9 @@
 CREATE TABLE face_templates (
   id          INTEGER PRIMARY KEY,
   pupil_id    TEXT NOT NULL REFERENCES pupils(id) ON DELETE CASCADE,
-  model       TEXT NOT NULL,                 -- gatekit.ModelID name@version
+  model       TEXT NOT NULL,                 -- match.ModelID name@version
   descriptor  BLOB NOT NULL,                 -- encrypted little-endian float32s
-  quality     TEXT NOT NULL DEFAULT '{}',    -- JSON gatekit.Quality
+  quality     TEXT NOT NULL DEFAULT '{}',    -- JSON match.Quality
   photo       BLOB,                          -- encrypted JPEG; NULL unless consent allows keeping photos
   status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'review', 'excluded')),
   note        TEXT NOT NULL DEFAULT '',      -- why it is in review or excluded

@@ -1,0 +1,5 @@
+// Package conf holds the conventions both binaries (bin/edge and bin/hub)
+// follow for configuration: strict YAML decoding, errors that name the bad
+// field (FieldError), environment overrides, the logger, the models and
+// test data folders, and atomic file writes. It is pure Go.
+package conf

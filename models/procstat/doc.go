@@ -1,0 +1,3 @@
+// Package procstat reads the process's own memory figures from
+// /proc/self/status, for the bench commands and the hubs' metrics.
+package procstat
