@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
-	"github.com/diemdanh/diemdanh/models/gatekit"
+	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 	"golang.org/x/sync/errgroup"
 )
@@ -70,7 +73,7 @@ type Config struct {
 	UseGalleryOperatingPoint bool `yaml:"use_gallery_operating_point"`
 	// CalibrateFAR, when above 0 and the gallery carries no calibrated
 	// threshold, derives one on the gate from the gallery's own impostor
-	// distances (gatekit.CalibrateThreshold) for this visitor false-accept
+	// distances (match.CalibrateThreshold) for this visitor false-accept
 	// rate; the stricter of it and vote.threshold is used.
 	CalibrateFAR float64 `yaml:"calibrate_far"`
 	// Candidates restricts matching to the pupils of the current session
@@ -97,7 +100,7 @@ type Config struct {
 	// whose face does not grow (used with DescribeGrowth).
 	DescribeMaxGap int `yaml:"describe_max_gap"`
 	// VoteQuality is the quality a described crop needs to vote.
-	VoteQuality gatekit.QualityPolicy `yaml:"vote_quality"`
+	VoteQuality match.QualityPolicy `yaml:"vote_quality"`
 
 	// ReportUnknown publishes an event with student_id "unknown" for a
 	// track that never matched (off by default).
@@ -125,7 +128,7 @@ type Config struct {
 // DefaultConfig returns strict defaults (see edge/README.md and models/README.md).
 func DefaultConfig() Config {
 	return Config{
-		Direction:          gatekit.DirectionIn,
+		Direction:          wire.DirectionIn,
 		Detector:           DetectorAuto,
 		YuNetScore:         0.6,
 		DetectWidth:        640,
@@ -143,7 +146,7 @@ func DefaultConfig() Config {
 		MaxDescribes:       16,
 		DescribeGrowth:     0.08,
 		DescribeMaxGap:     6,
-		VoteQuality: gatekit.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 45, MaxRollDeg: 30,
+		VoteQuality: match.QualityPolicy{MinFacePx: 60, MinSharpness: 0, MaxYawDeg: 45, MaxRollDeg: 30,
 			MinBrightness: 25, MaxBrightness: 245},
 		UseGalleryOperatingPoint: true,
 		CalibrateFAR:             0.01,
@@ -156,7 +159,7 @@ func DefaultConfig() Config {
 
 // Validate names the first bad field under prefix.
 func (c Config) Validate(prefix string) error {
-	f := func(name, format string, args ...any) error { return gatekit.Fieldf(prefix+"."+name, format, args...) }
+	f := func(name, format string, args ...any) error { return conf.Fieldf(prefix+"."+name, format, args...) }
 	switch {
 	case c.Detector != DetectorAuto && c.Detector != DetectorYuNet && c.Detector != DetectorHOG:
 		return f("detector", "must be %q, %q or %q, got %q", DetectorAuto, DetectorYuNet, DetectorHOG, c.Detector)
@@ -220,21 +223,21 @@ func (c Config) Validate(prefix string) error {
 }
 
 // Describer computes a descriptor for a face box of a frame
-// (gatekit.Engine).
+// (faceengine.Engine).
 type Describer interface {
-	DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*gatekit.Face, error)
-	Model() gatekit.ModelID
+	DescribeCrop(ctx context.Context, m gocv.Mat, box image.Rectangle) (*match.Face, error)
+	Model() match.ModelID
 }
 
 // GallerySource returns the gallery in force (edge/gallery.Store).
 type GallerySource interface {
-	Current() (*gatekit.GalleryDoc, *gatekit.Gallery)
+	Current() (*wire.GalleryDoc, *match.Gallery)
 }
 
 // Outbox stores events durably (edge/store.DB).
 type Outbox interface {
-	EnqueueDebounced(ctx context.Context, ev *gatekit.Event, key string, now time.Time, cooldown time.Duration) (bool, error)
-	Enqueue(ctx context.Context, ev *gatekit.Event) error
+	EnqueueDebounced(ctx context.Context, ev *wire.Event, key string, now time.Time, cooldown time.Duration) (bool, error)
+	Enqueue(ctx context.Context, ev *wire.Event) error
 }
 
 // FrameSource yields frames (capture.Mailbox); io.EOF ends the run.
@@ -262,7 +265,7 @@ type Overlay struct {
 // must return quickly.
 type Hooks struct {
 	// OnEvent runs after an event is committed to the outbox (or debounced).
-	OnEvent func(ev *gatekit.Event, info EventInfo)
+	OnEvent func(ev *wire.Event, info EventInfo)
 	// OnFrame runs on the detection goroutine with the full frame (valid
 	// only during the call) and the current tracks.
 	OnFrame func(f capture.Frame, boxes []Overlay)
@@ -286,7 +289,7 @@ type Pipeline struct {
 	tracker *Tracker
 
 	calMu  sync.Mutex
-	calFor *gatekit.Gallery   // gallery the cached calibration belongs to
+	calFor *match.Gallery     // gallery the cached calibration belongs to
 	calThs map[string]float64 // per candidate window ("" = all); 0: none
 
 	cand candState // candidate restriction (candidates.go)
@@ -300,7 +303,7 @@ type Deps struct {
 	Describer Describer
 	Workers   int // descriptor workers (the engine's pool size)
 	// ModelsDir holds the YuNet detector's weights ("" = MODELS_DIR or
-	// the default, gatekit.ResolveModelsDir).
+	// the default, conf.ResolveModelsDir).
 	ModelsDir string
 	Gallery   GallerySource
 	Outbox    Outbox
@@ -315,14 +318,14 @@ func New(cfg Config, d Deps, log *slog.Logger, now func() time.Time) (*Pipeline,
 	if err := cfg.Validate("pipeline"); err != nil {
 		return nil, err
 	}
-	if !gatekit.ValidID(cfg.SchoolID) {
-		return nil, gatekit.Fieldf("school_id", "invalid %q", cfg.SchoolID)
+	if !wire.ValidID(cfg.SchoolID) {
+		return nil, conf.Fieldf("school_id", "invalid %q", cfg.SchoolID)
 	}
-	if !gatekit.ValidID(cfg.GateID) {
-		return nil, gatekit.Fieldf("gate_id", "invalid %q", cfg.GateID)
+	if !wire.ValidID(cfg.GateID) {
+		return nil, conf.Fieldf("gate_id", "invalid %q", cfg.GateID)
 	}
-	if cfg.Direction != gatekit.DirectionIn && cfg.Direction != gatekit.DirectionOut {
-		return nil, gatekit.Fieldf("direction", "must be in or out, got %q", cfg.Direction)
+	if cfg.Direction != wire.DirectionIn && cfg.Direction != wire.DirectionOut {
+		return nil, conf.Fieldf("direction", "must be in or out, got %q", cfg.Direction)
 	}
 	if d.Describer == nil || d.Gallery == nil || d.Outbox == nil {
 		return nil, errors.New("pipeline: describer, gallery and outbox are required")
@@ -379,7 +382,7 @@ type framedSlots struct {
 
 // emission is an event ready for the outbox.
 type emission struct {
-	ev   *gatekit.Event
+	ev   *wire.Event
 	info EventInfo
 }
 
@@ -708,7 +711,7 @@ func (p *Pipeline) applyVote(j job, vote *Vote, emits chan<- emission) {
 func (p *Pipeline) voteConfig() VoteConfig {
 	c := p.cfg.Vote
 	doc, gal := p.gal.Current()
-	var model gatekit.ModelID
+	var model match.ModelID
 	if gal != nil {
 		model = gal.Model
 	}
@@ -732,7 +735,7 @@ func (p *Pipeline) OperatingPoint() VoteConfig { return p.voteConfig() }
 
 // calibrated returns the gate-side calibrated threshold of gal (cached per
 // gallery), or 0 when calibration is off or impossible.
-func (p *Pipeline) calibrated(gal *gatekit.Gallery) float64 {
+func (p *Pipeline) calibrated(gal *match.Gallery) float64 {
 	if p.cfg.CalibrateFAR <= 0 || gal == nil {
 		return 0
 	}
@@ -746,7 +749,7 @@ func (p *Pipeline) calibrated(gal *gatekit.Gallery) float64 {
 		return th
 	}
 	p.calThs[win] = 0
-	cal, err := gatekit.CalibrateThresholdFor(gal, p.cfg.CalibrateFAR, n)
+	cal, err := match.CalibrateThresholdFor(gal, p.cfg.CalibrateFAR, n)
 	if err != nil {
 		p.log.Warn("gallery calibration impossible; using vote.threshold or the embedder's vote cap", "err", err,
 			"cap", p.cfg.Vote.Cap(gal.Model))
@@ -786,7 +789,7 @@ func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
 			best = v
 		}
 	}
-	d := Decision{StudentID: gatekit.UnknownStudent, Distance: best.Match.Distance, Margin: best.Match.Margin(), FramesUsed: len(tr.Votes), Best: best}
+	d := Decision{StudentID: wire.UnknownStudent, Distance: best.Match.Distance, Margin: best.Match.Margin(), FramesUsed: len(tr.Votes), Best: best}
 	return p.emissionLocked(tr, d, tr.LastFrame, tr.LastSeen, true), true
 }
 
@@ -799,8 +802,8 @@ func clamp(v float64) float64 {
 
 func (p *Pipeline) emissionLocked(tr *Track, d Decision, frame int64, at time.Time, unknown bool) emission {
 	doc, gal := p.gal.Current()
-	ev := &gatekit.Event{
-		Schema: gatekit.SchemaVersion, EventID: gatekit.NewEventID(), SchoolID: p.cfg.SchoolID, GateID: p.cfg.GateID,
+	ev := &wire.Event{
+		Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: p.cfg.SchoolID, GateID: p.cfg.GateID,
 		Direction: p.cfg.Direction, StudentID: d.StudentID, CapturedAt: at.UnixMilli(),
 		Distance: clamp(d.Distance), Margin: clamp(d.Margin), FramesUsed: d.FramesUsed, Quality: d.Best.Quality,
 		Model: p.desc.Model(), FaceJPEG: d.Best.JPEG,
@@ -812,7 +815,7 @@ func (p *Pipeline) emissionLocked(tr *Track, d Decision, frame int64, at time.Ti
 	if doc != nil && ev.GalleryVer == 0 {
 		ev.GalleryVer = doc.Version
 	}
-	if len(ev.FaceJPEG) > gatekit.MaxCropBytes {
+	if len(ev.FaceJPEG) > wire.MaxCropBytes {
 		ev.FaceJPEG = nil
 	}
 	return emission{ev: ev, info: EventInfo{TrackID: tr.ID, FirstFrame: tr.FirstFrame, DecisionFrame: frame, DecisionAt: at, Unknown: unknown}}
@@ -832,8 +835,8 @@ func faceJPEG(region gocv.Mat, box image.Rectangle, width int) []byte {
 	h := r.Dy() * width / r.Dx()
 	gocv.Resize(sub, &small, image.Pt(width, max(h, 1)), 0, 0, gocv.InterpolationArea)
 	for _, q := range []int{80, 60, 40} {
-		b, err := gatekit.EncodeJPEG(small, q)
-		if err == nil && len(b) <= gatekit.MaxCropBytes && len(b) <= 20<<10 {
+		b, err := faceengine.EncodeJPEG(small, q)
+		if err == nil && len(b) <= wire.MaxCropBytes && len(b) <= 20<<10 {
 			return b
 		}
 	}
