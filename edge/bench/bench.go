@@ -161,21 +161,16 @@ type decision struct {
 	at       time.Time // capture time of the decision frame
 }
 
-// Run executes the benchmark.
+// Run executes the benchmark: load the inputs, start the gate's
+// surroundings (store, broker, publisher), run the pipeline on the video,
+// wait for the acknowledgements, score, and measure the baseline.
 func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	truth, err := LoadTruth(o.Truth)
+	in, err := loadInputs(o)
 	if err != nil {
 		return nil, err
-	}
-	doc, gal, err := wire.LoadGalleryFile(o.Gallery)
-	if err != nil {
-		return nil, fmt.Errorf("gallery %s: %w", o.Gallery, err)
-	}
-	if _, err := os.Stat(o.Video); err != nil {
-		return nil, fmt.Errorf("video: %w", err)
 	}
 	eng, err := faceengine.NewEngine(o.Engine, log)
 	if err != nil {
@@ -188,57 +183,169 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	if o.GateID == "" {
 		o.GateID = "gate-1"
 	}
-	tmp, err := os.MkdirTemp("", "edge-bench-")
+	env, err := startEnv(ctx, o, log)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-
-	broker, addr, rec, err := StartBroker()
-	if err != nil {
-		return nil, fmt.Errorf("broker: %w", err)
-	}
-	defer broker.Close()
-
-	db, err := store.Open(filepath.Join(tmp, "edge.db"), store.DefaultOptions(), log)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	var mu sync.Mutex
-	acks := map[string]time.Time{}
-	pc := publish.Default()
-	pc.Broker, pc.SchoolID, pc.GateID = "tcp://"+addr, o.SchoolID, o.GateID
-	pc.Poll = 20 * time.Millisecond
-	pc.OnAck = func(id string, at time.Time) { mu.Lock(); acks[id] = at; mu.Unlock() }
-	pub, err := publish.New(pc, db, log, time.Now)
-	if err != nil {
-		return nil, err
-	}
-	pubCtx, pubStop := context.WithCancel(ctx)
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- pub.Run(pubCtx) }()
-	defer func() { pubStop(); <-pubDone }()
-
+	defer env.close()
 	cfg := o.Pipeline
 	cfg.SchoolID, cfg.GateID = o.SchoolID, o.GateID
 	cfg.WaitForWorkers = !o.Realtime // fast mode: reproducible whatever the machine's load
 	if cfg.Direction == "" {
 		cfg.Direction = wire.DirectionIn
 	}
-	var decs []decision
+	gr, err := runGate(ctx, o, cfg, eng, in, env, log)
+	if err != nil {
+		return nil, err
+	}
+	env.waitAcks(ctx)
+	res := gr.result(o, cfg)
+	env.mu.Lock()
+	res.Acked = len(env.acks)
+	res.latencies(in.truth, gr.decs, env.acks)
+	env.mu.Unlock()
+	res.Accuracy = score(in.truth, gr.decs)
+	res.Duplicates += env.rec.Duplicates()
+	if o.Baseline {
+		b, err := runBaseline(ctx, o.Video, eng, in.gal, res.Threshold, res.MinMargin, cfg.Vote.M, cfg.Vote.K, in.truth, log)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		res.Baseline = b
+		if b.FPS > 0 {
+			res.Ratio = res.FPS / b.FPS
+		}
+		if res.CPUPerFrameMS > 0 {
+			res.CPURatio = b.CPUPerFrameMS / res.CPUPerFrameMS
+		}
+	}
+	return res, nil
+}
+
+// benchInputs are a run's files: the ground truth and the gallery (the
+// video is read by the capture).
+type benchInputs struct {
+	truth *Truth
+	doc   *wire.GalleryDoc
+	gal   *match.Gallery
+}
+
+// loadInputs reads the truth and the gallery and checks the video exists.
+func loadInputs(o Options) (benchInputs, error) {
+	truth, err := LoadTruth(o.Truth)
+	if err != nil {
+		return benchInputs{}, err
+	}
+	doc, gal, err := wire.LoadGalleryFile(o.Gallery)
+	if err != nil {
+		return benchInputs{}, fmt.Errorf("gallery %s: %w", o.Gallery, err)
+	}
+	if _, err := os.Stat(o.Video); err != nil {
+		return benchInputs{}, fmt.Errorf("video: %w", err)
+	}
+	return benchInputs{truth: truth, doc: doc, gal: gal}, nil
+}
+
+// benchEnv is the gate's surroundings in a run: a scratch outbox, an
+// embedded broker recording what it receives, and the publisher between
+// them, which records each event's PUBACK in acks.
+type benchEnv struct {
+	tmp     string
+	broker  *mqtt.Server
+	rec     *Recorder
+	db      *store.DB
+	pub     *publish.Publisher
+	pubStop context.CancelFunc
+	pubDone chan error
+
+	mu   sync.Mutex
+	acks map[string]time.Time // event ID -> PUBACK
+}
+
+// startEnv starts the outbox, the broker and the publisher.
+func startEnv(ctx context.Context, o Options, log *slog.Logger) (_ *benchEnv, err error) {
+	env := &benchEnv{acks: map[string]time.Time{}}
+	defer func() {
+		if err != nil {
+			env.close() // what started so far
+		}
+	}()
+	if env.tmp, err = os.MkdirTemp("", "edge-bench-"); err != nil {
+		return nil, err
+	}
+	var addr string
+	if env.broker, addr, env.rec, err = StartBroker(); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if env.db, err = store.Open(filepath.Join(env.tmp, "edge.db"), store.DefaultOptions(), log); err != nil {
+		return nil, err
+	}
+	pc := publish.Default()
+	pc.Broker, pc.SchoolID, pc.GateID = "tcp://"+addr, o.SchoolID, o.GateID
+	pc.Poll = 20 * time.Millisecond
+	pc.OnAck = func(id string, at time.Time) { env.mu.Lock(); env.acks[id] = at; env.mu.Unlock() }
+	if env.pub, err = publish.New(pc, env.db, log, time.Now); err != nil {
+		return nil, err
+	}
+	pubCtx, pubStop := context.WithCancel(ctx)
+	env.pubStop, env.pubDone = pubStop, make(chan error, 1)
+	go func() { env.pubDone <- env.pub.Run(pubCtx) }()
+	return env, nil
+}
+
+// close stops the publisher, then closes the outbox and the broker and
+// removes the scratch directory.
+func (env *benchEnv) close() {
+	if env.pubStop != nil {
+		env.pubStop()
+		<-env.pubDone
+	}
+	if env.db != nil {
+		env.db.Close()
+	}
+	if env.broker != nil {
+		env.broker.Close()
+	}
+	if env.tmp != "" {
+		os.RemoveAll(env.tmp)
+	}
+}
+
+// waitAcks waits (up to 30 s) until every event in the outbox is
+// acknowledged.
+func (env *benchEnv) waitAcks(ctx context.Context) {
+	deadline := time.Now().Add(30 * time.Second)
+	for env.db.Depth() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the broker hook records after PUBACK
+}
+
+// gateRun is what the pipeline did with the video.
+type gateRun struct {
+	pipe      *pipeline.Pipeline
+	st        *pipeline.Stats
+	decs      []decision // guarded by benchEnv.mu
+	dropped   int64
+	wall, cpu time.Duration
+	rss       float64
+}
+
+// runGate plays the video through the pipeline, as fast as it goes unless
+// o.Realtime, and records the decisions.
+func runGate(ctx context.Context, o Options, cfg pipeline.Config, eng *faceengine.Engine, in benchInputs, env *benchEnv, log *slog.Logger) (*gateRun, error) {
+	gr := &gateRun{st: &pipeline.Stats{}}
 	hooks := pipeline.Hooks{OnEvent: func(ev *wire.Event, info pipeline.EventInfo) {
 		if info.Unknown {
 			return
 		}
-		mu.Lock()
-		decs = append(decs, decision{student: ev.StudentID, frame: info.DecisionFrame, enqueued: info.Enqueued, eventID: ev.EventID, at: info.DecisionAt})
-		mu.Unlock()
+		env.mu.Lock()
+		gr.decs = append(gr.decs, decision{student: ev.StudentID, frame: info.DecisionFrame, enqueued: info.Enqueued, eventID: ev.EventID, at: info.DecisionAt})
+		env.mu.Unlock()
 	}}
-	st := &pipeline.Stats{}
-	src := staticGallery{doc, gal}
-	pipe, err := pipeline.New(cfg, pipeline.Deps{Describer: eng, Workers: eng.Workers(), ModelsDir: o.Engine.ModelsDir, Gallery: src, Outbox: db,
-		Notify: pub.Notify, Hooks: hooks, Stats: st}, log, time.Now)
+	var err error
+	gr.pipe, err = pipeline.New(cfg, pipeline.Deps{Describer: eng, Workers: eng.Workers(), ModelsDir: o.Engine.ModelsDir,
+		Gallery: staticGallery{in.doc, in.gal}, Outbox: env.db, Notify: env.pub.Notify, Hooks: hooks, Stats: gr.st}, log, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -256,34 +363,39 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	runCtx, runCancel := context.WithCancel(ctx)
 	defer runCancel()
 	go func() { e := capt.Run(runCtx, mbox.Put); mbox.Close(e); capErr <- e }()
-	err = pipe.Run(runCtx, mbox)
+	err = gr.pipe.Run(runCtx, mbox)
 	mbox.Close(nil) // unblocks the capture if the pipeline stopped early
 	mbox.Drain()
 	if err != nil {
 		return nil, err
 	}
-	wall := time.Since(t0)
-	cpu := cpuTime() - cpu0
+	gr.wall = time.Since(t0)
+	gr.cpu = cpuTime() - cpu0
 	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
 		return nil, fmt.Errorf("video: %w", e)
 	}
-	rss := maxRSSMB()
-	// Wait for every event's PUBACK.
-	deadline := time.Now().Add(30 * time.Second)
-	for db.Depth() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // the broker hook records after PUBACK
+	gr.rss = maxRSSMB()
+	gr.dropped = mbox.Dropped()
+	return gr, nil
+}
 
-	res := &Result{Video: o.Video, Frames: st.Frames.Load(), FPS: float64(st.Frames.Load()) / wall.Seconds(), Dropped: mbox.Dropped(),
+// result is the run's throughput, counts and operating point.
+func (gr *gateRun) result(o Options, cfg pipeline.Config) *Result {
+	st, frames := gr.st, gr.st.Frames.Load()
+	res := &Result{Video: o.Video, Frames: frames, FPS: float64(frames) / gr.wall.Seconds(), Dropped: gr.dropped,
 		Events: st.Events.Load(), UnknownTracks: st.Unknowns.Load(), Describes: st.Describes.Load(),
-		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: rss,
-		CPUCoresUsed: cpu.Seconds() / wall.Seconds(), CPUPerFrameMS: perFrame(cpu, st.Frames.Load()), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
-		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth, Detector: pipe.DetectorName(), Realtime: o.Realtime}
-	op := pipe.OperatingPoint()
+		DetectFrames: st.DetectFrames.Load(), MotionSkipped: st.MotionSkipped.Load(), DecidedSkip: st.DecidedSkipped.Load(), RSSMB: gr.rss,
+		CPUCoresUsed: gr.cpu.Seconds() / gr.wall.Seconds(), CPUPerFrameMS: perFrame(gr.cpu, frames), Threshold: cfg.Vote.Threshold, MinMargin: cfg.Vote.MinMargin,
+		K: cfg.Vote.K, M: cfg.Vote.M, DetectWidth: cfg.DetectWidth, Detector: gr.pipe.DetectorName(), Realtime: o.Realtime}
+	op := gr.pipe.OperatingPoint()
 	res.Threshold, res.MinMargin = op.Threshold, op.MinMargin
-	mu.Lock()
-	res.Acked = len(acks)
+	return res
+}
+
+// latencies measures, for each enrolled pupil's passage announced and
+// acknowledged, the time from the first frame to the PUBACK, its wait
+// and processing parts, and the same for the clean passages.
+func (res *Result) latencies(truth *Truth, decs []decision, acks map[string]time.Time) {
 	var lat, proc, wait, clean []float64
 	for _, p := range truth.Passages {
 		if p.Visitor() {
@@ -304,9 +416,6 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 			}
 		}
 	}
-	mu.Unlock()
-	res.Accuracy = score(truth, decs)
-	res.Duplicates += rec.Duplicates()
 	res.LatencyP50, res.LatencyP95, res.LatencyMax = pct(lat, 50), pct(lat, 95), pct(lat, 100)
 	res.ProcessingMS = pct(proc, 95)
 	res.WaitMSP50, res.WaitMSP95 = pct(wait, 50), pct(wait, 95)
@@ -316,21 +425,6 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 			res.CleanPassages++
 		}
 	}
-
-	if o.Baseline {
-		b, err := runBaseline(ctx, o.Video, eng, gal, res.Threshold, res.MinMargin, cfg.Vote.M, cfg.Vote.K, truth, log)
-		if err != nil {
-			return nil, fmt.Errorf("baseline: %w", err)
-		}
-		res.Baseline = b
-		if b.FPS > 0 {
-			res.Ratio = res.FPS / b.FPS
-		}
-		if res.CPUPerFrameMS > 0 {
-			res.CPURatio = b.CPUPerFrameMS / res.CPUPerFrameMS
-		}
-	}
-	return res, nil
 }
 
 // score matches decisions to passages. A decision counts for a passage of
