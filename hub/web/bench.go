@@ -81,6 +81,12 @@ func BenchLiveMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return nil
 }
 
+// benchLivePupils is how many pupils the bench's class has.
+const benchLivePupils = 40
+
+// benchLive runs the bench: seed a hub slice, start it, connect the
+// clients, stream the events, wait for every delivery (at most 30 s
+// after the last event), and measure.
 func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir string, stderr io.Writer) (*BenchLiveResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -98,8 +104,38 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 		return nil, err
 	}
 	defer db.Close()
-	const pupils = 40
-	err = db.Tx(ctx, func(tx *sql.Tx) error {
+	if err := seedLive(ctx, db); err != nil {
+		return nil, fmt.Errorf("bench-live: seed: %w", err)
+	}
+	h, err := startLiveHub(ctx, db, log)
+	if err != nil {
+		return nil, err
+	}
+	defer h.ing.Close()
+	defer h.srv.Close()
+	cl := newLiveClients(nClients, nEvents, cancel)
+	if err := cl.connect(ctx, h); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	streamLive(h.ing, start, nEvents, rate)
+	sent := time.Since(start)
+	select {
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+		fmt.Fprintln(stderr, "bench-live: timed out waiting for deliveries")
+		cancel()
+	}
+	elapsed := time.Since(start)
+	cancel()
+	h.srv.Close()
+	cl.done.Wait()
+	return cl.result(rate, sent, elapsed)
+}
+
+// seedLive creates the bench's school, teacher, class, gate and pupils.
+func seedLive(ctx context.Context, db *store.DB) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error {
 		stmts := []string{
 			`INSERT INTO schools(id, name) VALUES ('bench', 'Trường Bench')`,
 			`INSERT INTO staff(id, school_id, full_name, role) VALUES ('t1', 'bench', 'Cô Giáo', 'teacher')`,
@@ -115,7 +151,7 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 		if _, err := tx.ExecContext(ctx, `INSERT INTO gates(id, school_id, name, username, password_hash) VALUES ('g1', 'bench', 'Cổng', 'g1', ?)`, string(h)); err != nil {
 			return err
 		}
-		for i := 0; i < pupils; i++ {
+		for i := 0; i < benchLivePupils; i++ {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO pupils(id, school_id, class_id, full_name) VALUES (?, 'bench', 'c1', ?)`,
 				fmt.Sprintf("%012d", 100000+i), fmt.Sprintf("Học sinh %d", i)); err != nil {
 				return err
@@ -123,9 +159,21 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("bench-live: seed: %w", err)
-	}
+}
+
+// liveHub is the running hub slice: the web UI behind hub/auth on
+// loopback, fed by ingest.
+type liveHub struct {
+	w   *Server
+	ing *ingest.Ingester
+	srv *http.Server
+	url string // the class board's live stream
+	tok string // the teacher's session
+}
+
+// startLiveHub logs the teacher in and starts the web UI, ingest and the
+// HTTP server.
+func startLiveHub(ctx context.Context, db *store.DB, log *slog.Logger) (*liveHub, error) {
 	al := audit.New(db, log, time.Now)
 	acfg := auth.DefaultConfig()
 	acfg.BcryptCost = bcrypt.MinCost
@@ -136,154 +184,174 @@ func benchLive(ctx context.Context, nClients, nEvents int, rate float64, dir str
 	if _, _, err := au.CreateAccount(ctx, "bench", auth.NewAccount{Username: "teacher", Password: "bench-password-1", Role: auth.RoleTeacher, SchoolID: "bench", StaffID: "t1"}); err != nil {
 		return nil, err
 	}
-	tok, _, err := au.Login(ctx, "teacher", "bench-password-1", "127.0.0.1")
-	if err != nil {
+	h := &liveHub{}
+	if h.tok, _, err = au.Login(ctx, "teacher", "bench-password-1", "127.0.0.1"); err != nil {
 		return nil, err
 	}
 	cfg := Default()
 	cfg.SSEClientBuffer = 1024
-	w, err := New(cfg, Deps{DB: db, Log: log, Sessions: au, Audit: al})
-	if err != nil {
+	if h.w, err = New(cfg, Deps{DB: db, Log: log, Sessions: au, Audit: al}); err != nil {
 		return nil, err
 	}
-	w.Start(ctx)
-	ing, err := ingest.New(db, ingest.Default(), log, time.Now)
-	if err != nil {
+	h.w.Start(ctx)
+	if h.ing, err = ingest.New(db, ingest.Default(), log, time.Now); err != nil {
 		return nil, err
 	}
-	ing.AddListener(w)
-	ing.Start(ctx)
-	defer ing.Close()
+	h.ing.AddListener(h.w)
+	h.ing.Start(ctx)
 
 	gin.SetMode(gin.ReleaseMode)
 	eng := gin.New()
 	eng.Use(au.Middleware())
-	w.Routes(eng)
+	h.w.Routes(eng)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		h.ing.Close()
 		return nil, err
 	}
-	srv := &http.Server{Handler: eng, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/teacher/class/c1/live"
+	h.srv = &http.Server{Handler: eng, ReadHeaderTimeout: 5 * time.Second}
+	go h.srv.Serve(ln)
+	h.url = "http://" + ln.Addr().String() + "/teacher/class/c1/live"
+	return h, nil
+}
 
-	// Clients.
-	var (
-		mu        sync.Mutex
-		lat       = make([]float64, 0, nClients*nEvents)
-		got       atomic.Int64
-		connected sync.WaitGroup
-		done      sync.WaitGroup
-	)
-	tr := &http.Transport{MaxIdleConnsPerHost: nClients + 10, MaxConnsPerHost: 0, DisableCompression: true}
-	hc := &http.Client{Transport: tr}
-	counts := make([]int, nClients)
-	connected.Add(nClients)
-	done.Add(nClients)
-	var connErr atomic.Value
-	for i := 0; i < nClients; i++ {
-		go func(i int) {
-			defer done.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			req.AddCookie(&http.Cookie{Name: SessionCookie, Value: tok})
-			resp, err := hc.Do(req)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				if err == nil {
-					err = fmt.Errorf("HTTP %d", resp.StatusCode)
-				}
-				connErr.Store(err)
-				connected.Done()
-				return
-			}
-			defer resp.Body.Close()
-			br := bufio.NewReaderSize(resp.Body, 16<<10)
-			first := true
-			local := make([]float64, 0, nEvents)
-			defer func() {
-				mu.Lock()
-				lat = append(lat, local...)
-				mu.Unlock()
-			}()
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if first && strings.HasPrefix(line, ": ok") {
-					first = false
-					connected.Done()
-					continue
-				}
-				if !strings.HasPrefix(line, "data: ") {
-					continue
-				}
-				now := time.Now().UnixMilli()
-				// Only received_at is needed; avoid a full decode per frame.
-				i1 := strings.Index(line, `"received_at":`)
-				if i1 < 0 {
-					continue
-				}
-				rest := line[i1+len(`"received_at":`):]
-				j := strings.IndexAny(rest, ",}")
-				ra, err := strconv.ParseInt(rest[:j], 10, 64)
-				if err != nil {
-					continue
-				}
-				local = append(local, float64(now-ra))
-				counts[i]++
-				if got.Add(1) == int64(nClients*nEvents) {
-					cancel()
-				}
-			}
-		}(i)
+// liveClients are the SSE clients on the class board and what they
+// received. The last delivery cancels the bench's context.
+type liveClients struct {
+	n, events int
+	cancel    context.CancelFunc
+	hc        *http.Client
+
+	mu        sync.Mutex
+	lat       []float64 // push latencies, ms
+	got       atomic.Int64
+	counts    []int // deliveries per client
+	connected sync.WaitGroup
+	done      sync.WaitGroup
+	connErr   atomic.Value
+}
+
+func newLiveClients(n, events int, cancel context.CancelFunc) *liveClients {
+	tr := &http.Transport{MaxIdleConnsPerHost: n + 10, MaxConnsPerHost: 0, DisableCompression: true}
+	return &liveClients{n: n, events: events, cancel: cancel, hc: &http.Client{Transport: tr},
+		lat: make([]float64, 0, n*events), counts: make([]int, n)}
+}
+
+// connect starts the clients and waits until the hub holds all of them.
+func (cl *liveClients) connect(ctx context.Context, h *liveHub) error {
+	cl.connected.Add(cl.n)
+	cl.done.Add(cl.n)
+	for i := 0; i < cl.n; i++ {
+		go cl.run(ctx, i, h.url, h.tok)
 	}
-	connected.Wait()
-	if v := connErr.Load(); v != nil {
-		return nil, fmt.Errorf("bench-live: client: %v", v)
+	cl.connected.Wait()
+	if v := cl.connErr.Load(); v != nil {
+		return fmt.Errorf("bench-live: client: %v", v)
 	}
-	for w.live.Subscribers("c1") < nClients {
+	for h.w.live.Subscribers("c1") < cl.n {
 		time.Sleep(10 * time.Millisecond)
 	}
+	return nil
+}
 
-	// Stream events at the target rate.
-	start := time.Now()
+// run is client i: it opens the stream and records each row update's
+// latency until the stream ends.
+func (cl *liveClients) run(ctx context.Context, i int, url, tok string) {
+	defer cl.done.Done()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: tok})
+	resp, err := cl.hc.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		if err == nil {
+			err = fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		cl.connErr.Store(err)
+		cl.connected.Done()
+		return
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReaderSize(resp.Body, 16<<10)
+	first := true
+	local := make([]float64, 0, cl.events)
+	defer func() {
+		cl.mu.Lock()
+		cl.lat = append(cl.lat, local...)
+		cl.mu.Unlock()
+	}()
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if first && strings.HasPrefix(line, ": ok") {
+			first = false
+			cl.connected.Done()
+			continue
+		}
+		ms, ok := liveLatency(line)
+		if !ok {
+			continue
+		}
+		local = append(local, ms)
+		cl.counts[i]++
+		if cl.got.Add(1) == int64(cl.n*cl.events) {
+			cl.cancel()
+		}
+	}
+}
+
+// liveLatency is the latency of an SSE data line: now less its row's
+// received_at (only that field is read; no full decode per frame).
+func liveLatency(line string) (float64, bool) {
+	if !strings.HasPrefix(line, "data: ") {
+		return 0, false
+	}
+	now := time.Now().UnixMilli()
+	i1 := strings.Index(line, `"received_at":`)
+	if i1 < 0 {
+		return 0, false
+	}
+	rest := line[i1+len(`"received_at":`):]
+	j := strings.IndexAny(rest, ",}")
+	ra, err := strconv.ParseInt(rest[:j], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return float64(now - ra), true
+}
+
+// streamLive submits nEvents events to ingest at rate per second from
+// start.
+func streamLive(ing *ingest.Ingester, start time.Time, nEvents int, rate float64) {
 	interval := time.Duration(float64(time.Second) / rate)
 	for k := 0; k < nEvents; k++ {
 		if d := time.Until(start.Add(time.Duration(k) * interval)); d > 0 {
 			time.Sleep(d)
 		}
 		ev := wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: "bench", GateID: "g1",
-			Direction: wire.DirectionIn, StudentID: fmt.Sprintf("%012d", 100000+k%pupils), CapturedAt: time.Now().UnixMilli(),
+			Direction: wire.DirectionIn, StudentID: fmt.Sprintf("%012d", 100000+k%benchLivePupils), CapturedAt: time.Now().UnixMilli(),
 			Distance: 0.3, Margin: 0.1, FramesUsed: 3, Model: match.ModelID{Name: "bench", Version: "1"}}
 		b, _ := ev.Encode()
 		ing.Submit(ingest.Message{Topic: wire.EventTopic("bench", "g1"), Payload: b, ClientID: "g1"}, nil)
 	}
-	sent := time.Since(start)
-	select {
-	case <-ctx.Done():
-	case <-time.After(30 * time.Second):
-		fmt.Fprintln(stderr, "bench-live: timed out waiting for deliveries")
-		cancel()
-	}
-	elapsed := time.Since(start)
-	cancel()
-	srv.Close()
-	done.Wait()
+}
 
-	r := &BenchLiveResult{Clients: nClients, Events: nEvents, Rate: rate, Deliveries: got.Load(),
+// result measures the run once every client has stopped; a lost
+// delivery is an error (returned with the result).
+func (cl *liveClients) result(rate float64, sent, elapsed time.Duration) (*BenchLiveResult, error) {
+	r := &BenchLiveResult{Clients: cl.n, Events: cl.events, Rate: rate, Deliveries: cl.got.Load(),
 		DurationS: elapsed.Seconds(), RSSMB: peakRSSMB()}
-	r.Lost = int64(nClients*nEvents) - r.Deliveries
-	r.EventsPerS = float64(nEvents) / elapsed.Seconds()
+	r.Lost = int64(cl.n*cl.events) - r.Deliveries
+	r.EventsPerS = float64(cl.events) / elapsed.Seconds()
 	if sent > 0 && elapsed < sent {
-		r.EventsPerS = float64(nEvents) / sent.Seconds()
+		r.EventsPerS = float64(cl.events) / sent.Seconds()
 	}
 	r.DeliveriesPerS = float64(r.Deliveries) / elapsed.Seconds()
-	sort.Float64s(lat)
-	if n := len(lat); n > 0 {
-		r.P50 = lat[n*50/100]
-		r.P95 = lat[n*95/100]
-		r.Max = lat[n-1]
+	sort.Float64s(cl.lat)
+	if n := len(cl.lat); n > 0 {
+		r.P50 = cl.lat[n*50/100]
+		r.P95 = cl.lat[n*95/100]
+		r.Max = cl.lat[n-1]
 	}
 	if r.Lost > 0 {
 		return r, errors.New("bench-live: some clients missed events")
