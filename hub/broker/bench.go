@@ -140,6 +140,9 @@ func (c *commitClock) EventStored(_ context.Context, ev ingest.StoredEvent) {
 	c.mu.Unlock()
 }
 
+// benchIngest runs one measurement: seed a hub, start ingest and the
+// broker, pre-encode the events, connect the publishers, publish, wait
+// for the commits, and measure.
 func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin string, rssStartMB float64) (*BenchResult, error) {
 	dir, err := os.MkdirTemp("", "diemdanh-bench-ingest-")
 	if err != nil {
@@ -165,20 +168,62 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 	defer ing.Close()
 
 	res := &BenchResult{Mode: mode, Events: n, Publishers: pubs, Window: window, RSSStartMB: rssStartMB}
-	var url string
+	url, stop, err := startBenchBroker(ctx, mode, db, ing, gates, dir, mosqBin, res)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	per := encodeBenchEvents(gates, pupils["bench"], n, pubs)
+	clients, err := connectPublishers(url, gates, pubs)
+	defer disconnectAll(clients)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	sentAt, pubErrs := publishAll(clients, per, window)
+	// Everything acknowledged is committed; wait for the listener fan-out.
+	clock.wait(n, 30*time.Second)
+	lat, last := clock.latencies(per, sentAt, res)
+	elapsed := last.Sub(start)
+	var rows int
+	if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&rows); err != nil {
+		return nil, err
+	}
+	res.Lost = n - rows
+	if rows > n {
+		res.Duplicated += rows - n
+	}
+	sort.Float64s(lat)
+	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lat, 0.50), pct(lat, 0.95), pct(lat, 0.99)
+	res.ElapsedS = round(elapsed.Seconds(), 3)
+	if elapsed > 0 {
+		res.EventsPerS = round(float64(rows)/elapsed.Seconds(), 0)
+	}
+	res.Batches = ing.Stats().Batches
+	res.RSSMB = peakRSSMB()
+	if pubErrs > 0 {
+		slog.Default().Warn("bench-ingest: publishes not acknowledged", "count", pubErrs)
+	}
+	return res, nil
+}
+
+// startBenchBroker starts the hub's broker of mode: the embedded one, or
+// a mosquitto with the gates' accounts and the hub's bridge to it. stop
+// closes what started.
+func startBenchBroker(ctx context.Context, mode string, db *store.DB, ing *ingest.Ingester, gates []ingesttest.Gate,
+	dir, mosqBin string, res *BenchResult) (url string, stop func(), err error) {
 	switch mode {
 	case ModeEmbedded:
 		cfg := Default()
 		cfg.Listen = "127.0.0.1:0"
 		e, err := NewEmbedded(cfg, db, ing, nil, nil)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		if err := e.Start(); err != nil {
-			return nil, err
+			return "", nil, err
 		}
-		defer e.Close()
-		url = "tcp://" + e.Addr()
+		return "tcp://" + e.Addr(), func() { e.Close() }, nil
 	case ModeExternal:
 		users := map[string]string{"diemdanh-hub": "bench-hub-secret"}
 		for _, g := range gates {
@@ -186,40 +231,54 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 		}
 		acl, err := MosquittoACL(ctx, db, "diemdanh-hub")
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
-		u, stop, err := runMosquitto(mosqBin, dir, acl, users)
+		u, stopMosq, err := runMosquitto(mosqBin, dir, acl, users)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
-		defer stop()
 		cfg := Default()
 		cfg.Mode = ModeExternal
 		cfg.External = ExternalConfig{URL: u, Username: "diemdanh-hub", Password: "bench-hub-secret", ClientID: "diemdanh-hub-bench"}
 		x, err := NewExternal(ctx, cfg, ing, nil)
 		if err != nil {
-			return nil, err
+			stopMosq()
+			return "", nil, err
 		}
-		defer x.Close()
+		stop = func() { x.Close(); stopMosq() }
 		if !x.Connected() {
-			return nil, errors.New("bench-ingest: hub could not connect to mosquitto")
+			stop()
+			return "", nil, errors.New("bench-ingest: hub could not connect to mosquitto")
 		}
-		url, res.ExternalURL, res.BrokerBinary = u, u, mosqBin
+		res.ExternalURL, res.BrokerBinary = u, mosqBin
+		return u, stop, nil
 	}
+	return "", func() {}, nil
+}
 
-	// Pre-encode every event so the publishers measure the pipeline, not JSON.
-	type msg struct {
-		id      string
-		topic   string
-		payload []byte
-	}
-	per := make([][]msg, pubs)
+// benchMsg is one pre-encoded event.
+type benchMsg struct {
+	id      string
+	topic   string
+	payload []byte
+}
+
+// encodeBenchEvents pre-encodes the n events, per publisher, so the
+// publishers measure the pipeline, not JSON.
+func encodeBenchEvents(gates []ingesttest.Gate, pupils []string, n, pubs int) [][]benchMsg {
+	per := make([][]benchMsg, pubs)
 	now := time.Now()
 	for i := 0; i < n; i++ {
 		g := gates[i%pubs]
-		ev := ingesttest.Event(g, pupils["bench"][i%len(pupils["bench"])], now.Add(-time.Duration(n-i)*time.Millisecond))
-		per[i%pubs] = append(per[i%pubs], msg{ev.EventID, wire.EventTopic(g.School, g.ID), ingesttest.Payload(ev)})
+		ev := ingesttest.Event(g, pupils[i%len(pupils)], now.Add(-time.Duration(n-i)*time.Millisecond))
+		per[i%pubs] = append(per[i%pubs], benchMsg{ev.EventID, wire.EventTopic(g.School, g.ID), ingesttest.Payload(ev)})
 	}
+	return per
+}
+
+// connectPublishers connects one MQTT client per gate. On an error the
+// clients connected so far are returned for disconnectAll.
+func connectPublishers(url string, gates []ingesttest.Gate, pubs int) ([]paho.Client, error) {
 	clients := make([]paho.Client, pubs)
 	for i, g := range gates {
 		o := paho.NewClientOptions().AddBroker(url).SetClientID("bench-" + g.ID).SetUsername(g.Username).
@@ -227,16 +286,30 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 			SetWriteTimeout(10 * time.Second)
 		c := paho.NewClient(o)
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			return nil, fmt.Errorf("bench-ingest: publisher connect: %v", tok.Error())
+			return clients, fmt.Errorf("bench-ingest: publisher connect: %v", tok.Error())
 		}
-		defer c.Disconnect(100)
 		clients[i] = c
 	}
-	sentAt := make([][]time.Time, pubs)
+	return clients, nil
+}
+
+// disconnectAll disconnects the connected clients, last first.
+func disconnectAll(clients []paho.Client) {
+	for i := len(clients) - 1; i >= 0; i-- {
+		if clients[i] != nil {
+			clients[i].Disconnect(100)
+		}
+	}
+}
+
+// publishAll publishes each publisher's events at QoS 1 with at most
+// window in flight, recording when each was sent; it returns once every
+// publish is acknowledged (or timed out: counted in errs).
+func publishAll(clients []paho.Client, per [][]benchMsg, window int) (sentAt [][]time.Time, errs int64) {
+	sentAt = make([][]time.Time, len(per))
 	var pubErrs atomic.Int64
-	start := time.Now()
 	var wg sync.WaitGroup
-	for pi := 0; pi < pubs; pi++ {
+	for pi := range per {
 		sentAt[pi] = make([]time.Time, len(per[pi]))
 		wg.Add(1)
 		go func(pi int) {
@@ -262,23 +335,32 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 		}(pi)
 	}
 	wg.Wait()
-	// Everything acknowledged is committed; wait for the listener fan-out.
-	deadline := time.Now().Add(30 * time.Second)
+	return sentAt, pubErrs.Load()
+}
+
+// wait waits (up to timeout) until n events are committed.
+func (c *commitClock) wait(n int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
 	for {
-		clock.mu.Lock()
-		got := len(clock.at)
-		clock.mu.Unlock()
+		c.mu.Lock()
+		got := len(c.at)
+		c.mu.Unlock()
 		if got >= n || time.Now().After(deadline) {
-			break
+			return
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	clock.mu.Lock()
-	var last time.Time
-	lat := make([]float64, 0, n)
+}
+
+// latencies are the send-to-commit times of the committed events, and
+// the last commit; the duplicates seen go to res.
+func (c *commitClock) latencies(per [][]benchMsg, sentAt [][]time.Time, res *BenchResult) (lat []float64, last time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lat = make([]float64, 0, len(c.at))
 	for pi := range per {
 		for j, m := range per[pi] {
-			if at, ok := clock.at[m.id]; ok {
+			if at, ok := c.at[m.id]; ok {
 				lat = append(lat, float64(at.Sub(sentAt[pi][j]).Microseconds())/1000)
 				if at.After(last) {
 					last = at
@@ -286,29 +368,8 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 			}
 		}
 	}
-	res.Duplicated = clock.dups
-	clock.mu.Unlock()
-	elapsed := last.Sub(start)
-	var rows int
-	if err := db.R.QueryRowContext(ctx, `SELECT count(*) FROM events`).Scan(&rows); err != nil {
-		return nil, err
-	}
-	res.Lost = n - rows
-	if rows > n {
-		res.Duplicated += rows - n
-	}
-	sort.Float64s(lat)
-	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lat, 0.50), pct(lat, 0.95), pct(lat, 0.99)
-	res.ElapsedS = round(elapsed.Seconds(), 3)
-	if elapsed > 0 {
-		res.EventsPerS = round(float64(rows)/elapsed.Seconds(), 0)
-	}
-	res.Batches = ing.Stats().Batches
-	res.RSSMB = peakRSSMB()
-	if pubErrs.Load() > 0 {
-		slog.Default().Warn("bench-ingest: publishes not acknowledged", "count", pubErrs.Load())
-	}
-	return res, nil
+	res.Duplicated = c.dups
+	return lat, last
 }
 
 func pct(sorted []float64, q float64) float64 {
