@@ -196,12 +196,12 @@ func New(cfg Config, db *store.DB, log *slog.Logger, now func() time.Time) (*Pub
 		topic := wire.GalleryTopic(cfg.SchoolID)
 		opts.SetOnConnectHandler(func(c mqtt.Client) {
 			c.Subscribe(topic, 1, func(_ mqtt.Client, m mqtt.Message) {
-				var a wire.GalleryAnnounce
-				if err := json.Unmarshal(m.Payload(), &a); err != nil || a.Version < 0 {
+				a, err := wire.DecodeGalleryAnnounce(m.Payload())
+				if err != nil {
 					p.log.Warn("bad gallery announcement ignored", "topic", m.Topic(), "err", err)
 					return
 				}
-				cfg.OnGalleryAnnounce(a)
+				cfg.OnGalleryAnnounce(*a)
 			})
 		})
 	}

@@ -627,28 +627,10 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 	return "", nil
 }
 
-func decodeStrict(b []byte, v any) error {
-	if len(b) > 64<<10 {
-		return fmt.Errorf("payload: %d bytes is too large", len(b))
-	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("payload: malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return errors.New("payload: trailing data after the JSON object")
-	}
-	return nil
-}
-
 func (in *Ingester) applyStatus(st *txState, it *item, gate string) (string, error) {
-	var s wire.Status
-	if err := decodeStrict(it.msg.Payload, &s); err != nil {
+	s, err := wire.DecodeStatus(it.msg.Payload)
+	if err != nil {
 		return err.Error(), nil
-	}
-	if s.Schema != wire.SchemaVersion {
-		return fmt.Sprintf("schema: unsupported version %d", s.Schema), nil
 	}
 	if s.GateID != gate {
 		return fmt.Sprintf("gate_id: %q does not match topic gate %q", s.GateID, gate), nil
@@ -666,12 +648,9 @@ func (in *Ingester) applyStatus(st *txState, it *item, gate string) (string, err
 }
 
 func (in *Ingester) applyHeartbeat(st *txState, it *item, gate string) (string, error) {
-	var h wire.Heartbeat
-	if err := decodeStrict(it.msg.Payload, &h); err != nil {
+	h, err := wire.DecodeHeartbeat(it.msg.Payload)
+	if err != nil {
 		return err.Error(), nil
-	}
-	if h.Schema != wire.SchemaVersion {
-		return fmt.Sprintf("schema: unsupported version %d", h.Schema), nil
 	}
 	if h.GateID != gate {
 		return fmt.Sprintf("gate_id: %q does not match topic gate %q", h.GateID, gate), nil

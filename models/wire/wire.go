@@ -133,17 +133,9 @@ func (e *Event) Encode() ([]byte, error) {
 // failure is a *FieldError (or wraps one) naming what is wrong, so the hub
 // can quarantine the payload with a reason.
 func DecodeEvent(b []byte) (*Event, error) {
-	if len(b) > MaxPayloadBytes {
-		return nil, conf.Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var e Event
-	if err := dec.Decode(&e); err != nil {
-		return nil, conf.Fieldf("payload", "malformed JSON: %v", err)
-	}
-	if dec.More() {
-		return nil, conf.Fieldf("payload", "trailing data after the JSON object")
+	if err := decodeStrict(b, &e); err != nil {
+		return nil, err
 	}
 	if err := e.Validate(); err != nil {
 		return nil, err
@@ -219,6 +211,24 @@ type GalleryAnnounce struct {
 	Version int64         `json:"version"`
 	URL     string        `json:"url"` // path on the hub, e.g. /api/v1/gates/gallery
 	Model   match.ModelID `json:"model"`
+}
+
+// decodeStrict parses b, one JSON object of at most MaxPayloadBytes, into
+// v: unknown fields and data after the object are errors. Every MQTT
+// payload is decoded through it, then validated.
+func decodeStrict(b []byte, v any) error {
+	if len(b) > MaxPayloadBytes {
+		return conf.Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return conf.Fieldf("payload", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return conf.Fieldf("payload", "trailing data after the JSON object")
+	}
+	return nil
 }
 
 func validUUID(s string) bool {

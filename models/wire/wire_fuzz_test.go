@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -106,4 +107,53 @@ func FuzzDecodeGallery(f *testing.F) {
 			t.Fatal("encoding not stable")
 		}
 	})
+}
+
+// fuzzRoundTrip: decode never panics, returns nil with every error, and
+// whatever it accepts re-encodes (encoding/json, as the gate publishes)
+// to a payload that decodes to the same value, and encodes stably.
+func fuzzRoundTrip[T any](t *testing.T, b []byte, decode func([]byte) (*T, error)) {
+	v, err := decode(b)
+	if err != nil {
+		if v != nil {
+			t.Fatal("value returned with an error")
+		}
+		return
+	}
+	enc, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("accepted payload does not encode: %v", err)
+	}
+	v2, err := decode(enc)
+	if err != nil {
+		t.Fatalf("encoded payload does not decode: %v\n%s", err, enc)
+	}
+	if !reflect.DeepEqual(v, v2) {
+		t.Fatalf("round trip changed the payload:\n%+v\n%+v", v, v2)
+	}
+	enc2, err := json.Marshal(v2)
+	if err != nil || !bytes.Equal(enc, enc2) {
+		t.Fatalf("encoding not stable: %v", err)
+	}
+}
+
+// FuzzDecodeStatus: see fuzzRoundTrip.
+func FuzzDecodeStatus(f *testing.F) {
+	addJSONSeeds(f, filepath.Join("testdata", "status"))
+	f.Add([]byte(`{"schema":1,"gate_id":"g","online":false}`))
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, b, DecodeStatus) })
+}
+
+// FuzzDecodeHeartbeat: see fuzzRoundTrip.
+func FuzzDecodeHeartbeat(f *testing.F) {
+	addJSONSeeds(f, filepath.Join("testdata", "heartbeat"))
+	f.Add([]byte(`{"schema":1,"gate_id":"g","fps":-0}`))
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, b, DecodeHeartbeat) })
+}
+
+// FuzzDecodeGalleryAnnounce: see fuzzRoundTrip.
+func FuzzDecodeGalleryAnnounce(f *testing.F) {
+	addJSONSeeds(f, filepath.Join("testdata", "announce"))
+	f.Add([]byte(`{"schema":1,"version":0,"url":"/"}`))
+	f.Fuzz(func(t *testing.T, b []byte) { fuzzRoundTrip(t, b, DecodeGalleryAnnounce) })
 }
