@@ -557,7 +557,9 @@ func (s *Service) AnalyzeAll(ctx context.Context, photos []Photo) Analyzed {
 }
 
 // Commit compares the analysed photos with the stored templates and
-// stores those that pass (serialised across the hub).
+// stores those that pass (serialised across the hub): each photo that
+// passed analysis is committed on its own (commitPhoto), then the
+// outcome is counted and the rejections audited (tally).
 func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyzed) (*Result, error) {
 	s.commit.Lock()
 	defer s.commit.Unlock()
@@ -566,9 +568,8 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 	loaded := false
 	model := s.eng.Model()
 	for _, a := range as {
-		v := a.v
-		if v.Status == StatusRejected {
-			res.Photos = append(res.Photos, v)
+		if a.v.Status == StatusRejected {
+			res.Photos = append(res.Photos, a.v)
 			continue
 		}
 		if !loaded {
@@ -578,81 +579,113 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 			}
 			loaded = true
 		}
-		// The same file again (a resumed bulk run, a double submit): report
-		// the template it already made.
-		var prevID int64
-		var prevStatus string
-		if err := s.db.W.QueryRowContext(ctx, `SELECT id, status FROM face_templates WHERE pupil_id = ? AND note LIKE ? ORDER BY id LIMIT 1`,
-			t.PupilID, "%src:"+a.src+"%").Scan(&prevID, &prevStatus); err == nil {
-			v.TemplateID = prevID
-			v.Status = StatusAccepted
-			if prevStatus == templates.StatusReview {
-				v.Status = StatusReview
-			}
-			res.Photos = append(res.Photos, v)
-			continue
-		}
-		own, other := math.Inf(1), math.Inf(1)
-		var dup Duplicate
-		hasOwn := false
-		for _, e := range entries {
-			if len(e.Descriptor) != len(a.desc) {
-				continue
-			}
-			d := match.Distance(a.desc, e.Descriptor)
-			if e.PupilID == t.PupilID {
-				hasOwn = true
-				own = math.Min(own, d)
-			} else if d < other {
-				other = d
-				dup = Duplicate{PupilID: e.PupilID, TemplateID: e.ID, Distance: round3(d)}
-			}
-		}
-		if hasOwn {
-			v.OwnDistance = round3(own)
-			if own > s.cfg.ConsistencyMax {
-				v.CropJPEG = nil
-				res.Photos = append(res.Photos, reject(v, ReasonInconsistent))
-				continue
-			}
-		}
-		status, note := templates.StatusActive, "src:"+a.src
-		v.Status = StatusAccepted
-		if other < s.cfg.DuplicateMax {
-			status = templates.StatusReview
-			note = fmt.Sprintf("duplicate_of:%s template:%d distance:%.3f %s", dup.PupilID, dup.TemplateID, dup.Distance, note)
-			v.Status = StatusReview
-			v.Duplicate = &dup
-			v.Reasons = append(v.Reasons, Reason(ReasonDuplicate))
-		}
-		var photo []byte
-		if t.Consent != nil && t.Consent.ScopePhotos {
-			photo = a.keep
-		}
-		q := match.Quality{}
-		if v.Quality != nil {
-			q = *v.Quality
-		}
-		id, err := s.tpl.AddTemplate(ctx, templates.New{PupilID: t.PupilID, Descriptor: a.desc, Model: model, Quality: q,
-			Photo: photo, Status: status, Note: note})
+		v, err := s.commitPhoto(ctx, actor, t, a, model, &entries)
 		if err != nil {
-			return nil, err
-		}
-		v.TemplateID = id
-		entries = append(entries, templates.Entry{ID: id, PupilID: t.PupilID, Status: status, Descriptor: a.desc})
-		action := audit.ActionEnrol
-		if status == templates.StatusReview {
-			action = audit.ActionEnrolReview
-		}
-		detail := map[string]any{"template_id": id, "file": v.File, "photo_kept": photo != nil, "quality": q}
-		if v.Duplicate != nil {
-			detail["duplicate"] = v.Duplicate
-		}
-		if err := s.audit.Record(ctx, actor, action, "pupil:"+t.PupilID, detail, ""); err != nil {
 			return nil, err
 		}
 		res.Photos = append(res.Photos, v)
 	}
+	if err := s.tally(ctx, actor, t, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// commitPhoto commits one analysed photo against the school's templates
+// (entries, which gains the stored template): the same file again reports
+// its template; a face too far from the pupil's own templates is
+// rejected; one too near another pupil's is held for review.
+func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a analysis, model match.ModelID, entries *[]templates.Entry) (Verdict, error) {
+	v := a.v
+	// The same file again (a resumed bulk run, a double submit): report
+	// the template it already made.
+	var prevID int64
+	var prevStatus string
+	if err := s.db.W.QueryRowContext(ctx, `SELECT id, status FROM face_templates WHERE pupil_id = ? AND note LIKE ? ORDER BY id LIMIT 1`,
+		t.PupilID, "%src:"+a.src+"%").Scan(&prevID, &prevStatus); err == nil {
+		v.TemplateID = prevID
+		v.Status = StatusAccepted
+		if prevStatus == templates.StatusReview {
+			v.Status = StatusReview
+		}
+		return v, nil
+	}
+	own, hasOwn, other, dup := nearestTemplates(t.PupilID, a.desc, *entries)
+	if hasOwn {
+		v.OwnDistance = round3(own)
+		if own > s.cfg.ConsistencyMax {
+			v.CropJPEG = nil
+			return reject(v, ReasonInconsistent), nil
+		}
+	}
+	status, note := templates.StatusActive, "src:"+a.src
+	v.Status = StatusAccepted
+	if other < s.cfg.DuplicateMax {
+		status = templates.StatusReview
+		note = fmt.Sprintf("duplicate_of:%s template:%d distance:%.3f %s", dup.PupilID, dup.TemplateID, dup.Distance, note)
+		v.Status = StatusReview
+		v.Duplicate = &dup
+		v.Reasons = append(v.Reasons, Reason(ReasonDuplicate))
+	}
+	return s.storeTemplate(ctx, actor, t, a, v, model, status, note, entries)
+}
+
+// nearestTemplates is the distance of desc to the pupil's nearest own
+// template (hasOwn: there is one) and to the nearest other pupil's (dup).
+func nearestTemplates(pupil string, desc match.Descriptor, entries []templates.Entry) (own float64, hasOwn bool, other float64, dup Duplicate) {
+	own, other = math.Inf(1), math.Inf(1)
+	for _, e := range entries {
+		if len(e.Descriptor) != len(desc) {
+			continue
+		}
+		d := match.Distance(desc, e.Descriptor)
+		if e.PupilID == pupil {
+			hasOwn = true
+			own = math.Min(own, d)
+		} else if d < other {
+			other = d
+			dup = Duplicate{PupilID: e.PupilID, TemplateID: e.ID, Distance: round3(d)}
+		}
+	}
+	return own, hasOwn, other, dup
+}
+
+// storeTemplate stores a photo's template with status and note (the photo
+// itself only with consent to keep photos) and audits it.
+func (s *Service) storeTemplate(ctx context.Context, actor string, t Target, a analysis, v Verdict, model match.ModelID,
+	status, note string, entries *[]templates.Entry) (Verdict, error) {
+	var photo []byte
+	if t.Consent != nil && t.Consent.ScopePhotos {
+		photo = a.keep
+	}
+	q := match.Quality{}
+	if v.Quality != nil {
+		q = *v.Quality
+	}
+	id, err := s.tpl.AddTemplate(ctx, templates.New{PupilID: t.PupilID, Descriptor: a.desc, Model: model, Quality: q,
+		Photo: photo, Status: status, Note: note})
+	if err != nil {
+		return v, err
+	}
+	v.TemplateID = id
+	*entries = append(*entries, templates.Entry{ID: id, PupilID: t.PupilID, Status: status, Descriptor: a.desc})
+	action := audit.ActionEnrol
+	if status == templates.StatusReview {
+		action = audit.ActionEnrolReview
+	}
+	detail := map[string]any{"template_id": id, "file": v.File, "photo_kept": photo != nil, "quality": q}
+	if v.Duplicate != nil {
+		detail["duplicate"] = v.Duplicate
+	}
+	if err := s.audit.Record(ctx, actor, action, "pupil:"+t.PupilID, detail, ""); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// tally counts the photos accepted, held for review and rejected, and
+// audits the rejected ones with their reasons in one entry.
+func (s *Service) tally(ctx context.Context, actor string, t Target, res *Result) error {
 	var rejected []map[string]any
 	for _, v := range res.Photos {
 		switch v.Status {
@@ -670,11 +703,9 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 		}
 	}
 	if len(rejected) > 0 {
-		if err := s.audit.Record(ctx, actor, audit.ActionEnrolRejected, "pupil:"+t.PupilID, map[string]any{"photos": rejected}, ""); err != nil {
-			return nil, err
-		}
+		return s.audit.Record(ctx, actor, audit.ActionEnrolRejected, "pupil:"+t.PupilID, map[string]any{"photos": rejected}, "")
 	}
-	return res, nil
+	return nil
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
