@@ -87,6 +87,26 @@ func yes(s string) (bool, bool) {
 // spreadsheet formula, a malformed personal ID, a duplicate pupil, an
 // unsafe photo name.
 func ParseRoster(r io.Reader) ([]RosterRow, error) {
+	b, err := readRosterText(r)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newRosterParse(b)
+	if err != nil {
+		return nil, err
+	}
+	rows, errs := p.parseRows()
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if len(rows) == 0 {
+		return nil, RosterErrors{{2, "row", "the roster has no pupils"}}
+	}
+	return rows, nil
+}
+
+// readRosterText reads a roster file, at most MaxRosterBytes, as UTF-8.
+func readRosterText(r io.Reader) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r, MaxRosterBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("roster: %w", err)
@@ -103,41 +123,62 @@ func ParseRoster(r io.Reader) ([]RosterRow, error) {
 		}
 		return nil, err
 	}
-	sep := roster.SniffComma(b) // comma, semicolon or tab
+	return b, nil
+}
+
+// rosterParse is a roster file past its header.
+type rosterParse struct {
+	cr   *csv.Reader
+	head []string
+	col  map[string]int // lower-case column name -> index
+	idc  int            // the personal ID's column
+	seen map[string]int // personal ID -> its line
+}
+
+// newRosterParse reads the header row; it needs a personal ID column.
+func newRosterParse(b []byte) (*rosterParse, error) {
 	cr := csv.NewReader(bytes.NewReader(b))
-	cr.Comma = sep
+	cr.Comma = roster.SniffComma(b) // comma, semicolon or tab
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
 	head, err := cr.Read()
 	if err != nil {
 		return nil, RosterErrors{{1, "header", "unreadable: " + err.Error()}}
 	}
-	col := map[string]int{}
+	p := &rosterParse{cr: cr, head: head, col: map[string]int{}, seen: map[string]int{}}
 	for i, h := range head {
 		h = strings.ToLower(strings.TrimSpace(h))
 		switch h {
 		case "id", "pupil_id", "personal_id", "ma_dinh_danh", "mã định danh":
 			h = "personal_id"
 		}
-		col[h] = i
+		p.col[h] = i
 	}
-	idc, ok := col["personal_id"]
+	idc, ok := p.col["personal_id"]
 	if !ok {
 		return nil, RosterErrors{{1, "header", "needs a personal_id column"}}
 	}
-	get := func(rec []string, name string) string {
-		if i, ok := col[name]; ok && i < len(rec) {
-			return strings.TrimSpace(rec[i])
-		}
-		return ""
+	p.idc = idc
+	return p, nil
+}
+
+// get is rec's cell of column name, trimmed ("" without one).
+func (p *rosterParse) get(rec []string, name string) string {
+	if i, ok := p.col[name]; ok && i < len(rec) {
+		return strings.TrimSpace(rec[i])
 	}
+	return ""
+}
+
+// parseRows reads the rows and lists every problem (it gives up after
+// 200 unreadable rows).
+func (p *rosterParse) parseRows() ([]RosterRow, RosterErrors) {
 	var rows []RosterRow
 	var errs RosterErrors
-	seen := map[string]int{}
 	for {
-		rec, err := cr.Read()
+		rec, err := p.cr.Read()
 		if errors.Is(err, io.EOF) {
-			break
+			return rows, errs
 		}
 		if err != nil {
 			line := 0
@@ -147,58 +188,60 @@ func ParseRoster(r io.Reader) ([]RosterRow, error) {
 			}
 			errs = append(errs, RowError{line, "row", err.Error()})
 			if len(errs) > 200 {
-				break
+				return rows, errs
 			}
 			continue
 		}
-		line, _ := cr.FieldPos(0)
-		if idc >= len(rec) {
+		line, _ := p.cr.FieldPos(0)
+		if p.idc >= len(rec) {
 			errs = append(errs, RowError{line, "personal_id", "missing"})
 			continue
 		}
-		for i, cell := range rec {
-			if formula(strings.TrimSpace(cell)) || formula(cell) {
-				name := fmt.Sprintf("column %d", i+1)
-				if i < len(head) {
-					name = head[i]
-				}
-				errs = append(errs, RowError{line, name, "looks like a spreadsheet formula (starts with = + - @); refused / ô bắt đầu bằng = + - @ bị từ chối"})
-			}
-		}
-		row := RosterRow{Line: line, PupilID: strings.TrimSpace(rec[idc])}
-		if !wire.ValidPersonalID(row.PupilID) {
-			errs = append(errs, RowError{line, "personal_id", "must be 12 digits / mã định danh phải có 12 chữ số"})
-		} else if prev, dup := seen[row.PupilID]; dup {
-			errs = append(errs, RowError{line, "personal_id", fmt.Sprintf("duplicate of line %d", prev)})
-		}
-		seen[row.PupilID] = line
-		if ph := get(rec, "photos"); ph != "" {
-			for _, n := range strings.FieldsFunc(ph, func(r rune) bool { return r == ';' || r == '|' }) {
-				n = strings.TrimSpace(n)
-				if _, ok := CleanName(n); !ok || n == "" {
-					errs = append(errs, RowError{line, "photos", fmt.Sprintf("unsafe file name %q (no folders or '..')", truncate(n, 60))})
-					continue
-				}
-				row.Photos = append(row.Photos, n)
-			}
-		}
-		row.ConsentRef = get(rec, "consent_ref")
-		row.ConsentGuardian = get(rec, "consent_guardian")
-		var ok1, ok2 bool
-		row.ConsentPupil, ok1 = yes(get(rec, "consent_pupil"))
-		row.ConsentPhotos, ok2 = yes(get(rec, "consent_photos"))
-		if !ok1 || !ok2 {
-			errs = append(errs, RowError{line, "consent_pupil", "use yes/no"})
-		}
+		row, rowErrs := p.parseRow(rec, line)
+		errs = append(errs, rowErrs...)
 		rows = append(rows, row)
 	}
-	if len(errs) > 0 {
-		return nil, errs
+}
+
+// parseRow checks one row: no formula cells, a new well-formed personal
+// ID, safe photo names, yes/no consents.
+func (p *rosterParse) parseRow(rec []string, line int) (RosterRow, []RowError) {
+	var errs []RowError
+	for i, cell := range rec {
+		if formula(strings.TrimSpace(cell)) || formula(cell) {
+			name := fmt.Sprintf("column %d", i+1)
+			if i < len(p.head) {
+				name = p.head[i]
+			}
+			errs = append(errs, RowError{line, name, "looks like a spreadsheet formula (starts with = + - @); refused / ô bắt đầu bằng = + - @ bị từ chối"})
+		}
 	}
-	if len(rows) == 0 {
-		return nil, RosterErrors{{2, "row", "the roster has no pupils"}}
+	row := RosterRow{Line: line, PupilID: strings.TrimSpace(rec[p.idc])}
+	if !wire.ValidPersonalID(row.PupilID) {
+		errs = append(errs, RowError{line, "personal_id", "must be 12 digits / mã định danh phải có 12 chữ số"})
+	} else if prev, dup := p.seen[row.PupilID]; dup {
+		errs = append(errs, RowError{line, "personal_id", fmt.Sprintf("duplicate of line %d", prev)})
 	}
-	return rows, nil
+	p.seen[row.PupilID] = line
+	if ph := p.get(rec, "photos"); ph != "" {
+		for _, n := range strings.FieldsFunc(ph, func(r rune) bool { return r == ';' || r == '|' }) {
+			n = strings.TrimSpace(n)
+			if _, ok := CleanName(n); !ok || n == "" {
+				errs = append(errs, RowError{line, "photos", fmt.Sprintf("unsafe file name %q (no folders or '..')", truncate(n, 60))})
+				continue
+			}
+			row.Photos = append(row.Photos, n)
+		}
+	}
+	row.ConsentRef = p.get(rec, "consent_ref")
+	row.ConsentGuardian = p.get(rec, "consent_guardian")
+	var ok1, ok2 bool
+	row.ConsentPupil, ok1 = yes(p.get(rec, "consent_pupil"))
+	row.ConsentPhotos, ok2 = yes(p.get(rec, "consent_photos"))
+	if !ok1 || !ok2 {
+		errs = append(errs, RowError{line, "consent_pupil", "use yes/no"})
+	}
+	return row, errs
 }
 
 var photoExt = map[string]bool{".jpg": true, ".jpeg": true, ".png": true, ".webp": true, ".bmp": true}
