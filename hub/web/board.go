@@ -151,11 +151,40 @@ func givenNameKey(full string) string {
 // cut-off or not yet before it). Missing or not-final rows are computed
 // first (attendance's ClassDay / Recompute). This code only adds what the
 // board shows besides: gate name, face crop, the override's reason.
+//
+// Steps: the class's pupils (boardPupils), their days (boardDays), the
+// day's events (boardEvents) and override reasons (boardReasons), then
+// each row filled in (fillRow).
 func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string) ([]Row, error) {
 	from, to, err := dayBounds(day, cls.Loc)
 	if err != nil {
 		return nil, err
 	}
+	out, err := s.boardPupils(ctx, cls, pupilID)
+	if err != nil || len(out) == 0 {
+		return out, err
+	}
+	days, err := s.boardDays(ctx, cls, day, pupilID)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := s.boardEvents(ctx, cls, from, to, pupilID)
+	if err != nil {
+		return nil, err
+	}
+	reasons, err := s.boardReasons(ctx, cls, day, pupilID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		fillRow(&out[i], days, evs, reasons, cls.Loc)
+	}
+	return out, nil
+}
+
+// boardPupils are the class's active pupils (or only pupilID), by given
+// name.
+func (s *Server) boardPupils(ctx context.Context, cls ClassInfo, pupilID string) ([]Row, error) {
 	q := `SELECT id, full_name, manual_attendance FROM pupils WHERE class_id = ? AND active = 1`
 	args := []any{cls.ID}
 	if pupilID != "" {
@@ -177,35 +206,44 @@ func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string
 	}
 	rows.Close()
 	sort.SliceStable(out, func(i, j int) bool { return givenNameKey(out[i].Name) < givenNameKey(out[j].Name) })
-	if len(out) == 0 {
-		return out, nil
-	}
+	return out, nil
+}
+
+// boardDays are the pupils' attendance days, by pupil.
+func (s *Server) boardDays(ctx context.Context, cls ClassInfo, day, pupilID string) (map[string]attendance.Day, error) {
 	days := map[string]attendance.Day{}
-	if pupilID == "" {
-		all, err := s.d.Days.ClassDay(ctx, cls.ID, day)
-		if err != nil {
-			return nil, fmt.Errorf("web: attendance: %w", err)
-		}
-		for _, d := range all {
-			days[d.PupilID] = d
-		}
-	} else {
+	if pupilID != "" {
 		d, err := s.pupilDay(ctx, pupilID, day)
 		if err != nil {
 			return nil, err
 		}
 		days[pupilID] = d
+		return days, nil
 	}
-	// Gate names, crops and hub receive times of the day's events.
-	type evInfo struct {
-		gate string
-		crop bool
-		recv int64
+	all, err := s.d.Days.ClassDay(ctx, cls.ID, day)
+	if err != nil {
+		return nil, fmt.Errorf("web: attendance: %w", err)
 	}
-	q = `SELECT e.event_id, e.received_at, COALESCE(NULLIF(g.name, ''), e.gate_id), e.face_jpeg IS NOT NULL
+	for _, d := range all {
+		days[d.PupilID] = d
+	}
+	return days, nil
+}
+
+// boardEvent is what the board shows of an event: its gate's name,
+// whether it has a face crop, and when the hub received it.
+type boardEvent struct {
+	gate string
+	crop bool
+	recv int64
+}
+
+// boardEvents are the day's events of the class (or of pupilID), by ID.
+func (s *Server) boardEvents(ctx context.Context, cls ClassInfo, from, to int64, pupilID string) (map[string]boardEvent, error) {
+	q := `SELECT e.event_id, e.received_at, COALESCE(NULLIF(g.name, ''), e.gate_id), e.face_jpeg IS NOT NULL
 		FROM events e JOIN pupils p ON p.id = e.student_id LEFT JOIN gates g ON g.id = e.gate_id
 		WHERE p.class_id = ? AND e.captured_at >= ? AND e.captured_at < ?`
-	args = []any{cls.ID, from, to}
+	args := []any{cls.ID, from, to}
 	if pupilID != "" {
 		q = strings.Replace(q, "WHERE p.class_id = ?", "WHERE p.class_id = ? AND e.student_id = ?", 1)
 		args = []any{cls.ID, pupilID, from, to}
@@ -214,20 +252,25 @@ func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string
 	if err != nil {
 		return nil, fmt.Errorf("web: events: %w", err)
 	}
-	evs := map[string]evInfo{}
+	defer erows.Close()
+	evs := map[string]boardEvent{}
 	for erows.Next() {
 		var id string
-		var e evInfo
+		var e boardEvent
 		if err := erows.Scan(&id, &e.recv, &e.gate, &e.crop); err != nil {
-			erows.Close()
 			return nil, fmt.Errorf("web: events: %w", err)
 		}
 		evs[id] = e
 	}
-	erows.Close()
-	q = `SELECT o.pupil_id, o.reason FROM attendance_overrides o JOIN pupils p ON p.id = o.pupil_id
+	return evs, nil
+}
+
+// boardReasons are the reasons of the day's overrides, by pupil (the
+// latest wins).
+func (s *Server) boardReasons(ctx context.Context, cls ClassInfo, day, pupilID string) (map[string]string, error) {
+	q := `SELECT o.pupil_id, o.reason FROM attendance_overrides o JOIN pupils p ON p.id = o.pupil_id
 		WHERE p.class_id = ? AND o.day = ? ORDER BY o.id`
-	args = []any{cls.ID, day}
+	args := []any{cls.ID, day}
 	if pupilID != "" {
 		q = strings.Replace(q, "WHERE p.class_id = ?", "WHERE p.class_id = ? AND o.pupil_id = ?", 1)
 		args = []any{cls.ID, pupilID, day}
@@ -236,6 +279,7 @@ func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string
 	if err != nil {
 		return nil, fmt.Errorf("web: overrides: %w", err)
 	}
+	defer orows.Close()
 	reasons := map[string]string{}
 	for orows.Next() {
 		var pid, reason string
@@ -243,35 +287,36 @@ func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string
 			reasons[pid] = reason
 		}
 	}
-	orows.Close()
-	for i := range out {
-		r := &out[i]
-		d, ok := days[r.PupilID]
-		if !ok {
-			// Not computable (e.g. a class without a timetable): say so
-			// rather than guess.
-			r.Status = attendance.NotYet
-			continue
-		}
-		r.Status = d.Status
-		if d.Source == "manual" {
-			r.Manual, r.Reason = true, reasons[r.PupilID]
-		}
-		if d.ArrivedAt != nil {
-			r.Arrived = hhmm(*d.ArrivedAt, cls.Loc)
-		}
-		if d.DepartedAt != nil {
-			r.Departed = hhmm(*d.DepartedAt, cls.Loc)
-		}
-		if d.ArrivalEventID != "" {
-			e := evs[d.ArrivalEventID]
-			r.EventID, r.Gate, r.HasCrop, r.ReceivedAt = d.ArrivalEventID, e.gate, e.crop, e.recv
-			if r.Gate == "" {
-				r.Gate = d.ArrivalGateID
-			}
+	return reasons, nil
+}
+
+// fillRow fills a pupil's row from their day, its arrival event and the
+// override's reason.
+func fillRow(r *Row, days map[string]attendance.Day, evs map[string]boardEvent, reasons map[string]string, loc *time.Location) {
+	d, ok := days[r.PupilID]
+	if !ok {
+		// Not computable (e.g. a class without a timetable): say so
+		// rather than guess.
+		r.Status = attendance.NotYet
+		return
+	}
+	r.Status = d.Status
+	if d.Source == "manual" {
+		r.Manual, r.Reason = true, reasons[r.PupilID]
+	}
+	if d.ArrivedAt != nil {
+		r.Arrived = hhmm(*d.ArrivedAt, loc)
+	}
+	if d.DepartedAt != nil {
+		r.Departed = hhmm(*d.DepartedAt, loc)
+	}
+	if d.ArrivalEventID != "" {
+		e := evs[d.ArrivalEventID]
+		r.EventID, r.Gate, r.HasCrop, r.ReceivedAt = d.ArrivalEventID, e.gate, e.crop, e.recv
+		if r.Gate == "" {
+			r.Gate = d.ArrivalGateID
 		}
 	}
-	return out, nil
 }
 
 // pupilDay reads a pupil's stored day from daily_attendance, computing it
