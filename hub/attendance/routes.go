@@ -29,7 +29,7 @@ func (s *Service) Routes(r gin.IRouter) {
 func (s *Service) getClassDay(c *gin.Context) {
 	class := c.Param("class_id")
 	var school string
-	if err := s.db.R.QueryRowContext(c, `SELECT school_id FROM classes WHERE id = ?`, class).Scan(&school); err != nil {
+	if err := s.db.R.QueryRowContext(c.Request.Context(), `SELECT school_id FROM classes WHERE id = ?`, class).Scan(&school); err != nil {
 		api.Fail(c, notFound("class", err))
 		return
 	}
@@ -199,7 +199,7 @@ func (s *Service) listEvents(c *gin.Context) {
 		where += ` AND e.captured_at < ?`
 		args = append(args, to)
 	}
-	rows, err := s.db.R.QueryContext(c, q+where+` ORDER BY e.captured_at DESC, e.event_id DESC LIMIT ?`, append(args, limit)...)
+	rows, err := s.db.R.QueryContext(c.Request.Context(), q+where+` ORDER BY e.captured_at DESC, e.event_id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		api.Fail(c, err)
 		return

@@ -234,7 +234,7 @@ type candidateAPI struct {
 }
 
 func (h *candidateAPI) class(c *gin.Context) (school, sessions string, err error) {
-	err = h.s.db.R.QueryRowContext(c, `SELECT school_id, sessions FROM classes WHERE id = ?`, c.Param("class_id")).Scan(&school, &sessions)
+	err = h.s.db.R.QueryRowContext(c.Request.Context(), `SELECT school_id, sessions FROM classes WHERE id = ?`, c.Param("class_id")).Scan(&school, &sessions)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", &api.Error{Code: api.CodeNotFound, Message: "class not found"}
 	}
@@ -242,7 +242,7 @@ func (h *candidateAPI) class(c *gin.Context) (school, sessions string, err error
 }
 
 func (h *candidateAPI) gate(c *gin.Context) (school string, err error) {
-	err = h.s.db.R.QueryRowContext(c, `SELECT school_id FROM gates WHERE id = ?`, c.Param("gate_id")).Scan(&school)
+	err = h.s.db.R.QueryRowContext(c.Request.Context(), `SELECT school_id FROM gates WHERE id = ?`, c.Param("gate_id")).Scan(&school)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", &api.Error{Code: api.CodeNotFound, Message: "gate not found"}
 	}
@@ -294,20 +294,20 @@ func (h *candidateAPI) putSessions(c *gin.Context) {
 		return
 	}
 	id := c.Param("class_id")
-	err = h.s.db.Tx(c, func(tx *sql.Tx) error {
-		return h.s.writeClassSessions(c, tx, h.aud, api.Actor(c), c.ClientIP(), id, old, keep, stored)
+	err = h.s.db.Tx(c.Request.Context(), func(tx *sql.Tx) error {
+		return h.s.writeClassSessions(c.Request.Context(), tx, h.aud, api.Actor(c), c.ClientIP(), id, old, keep, stored)
 	})
 	if err != nil {
 		api.Fail(c, err)
 		return
 	}
-	h.s.Changed(c, school)
+	h.s.Changed(c.Request.Context(), school)
 	c.JSON(http.StatusOK, ClassSessions{ClassID: id, Sessions: keep})
 }
 
 func (h *candidateAPI) gateClasses(c *gin.Context, gate string) (GateClasses, error) {
 	out := GateClasses{GateID: gate, ClassIDs: []string{}}
-	rows, err := h.s.db.R.QueryContext(c, `SELECT class_id FROM gate_classes WHERE gate_id = ? ORDER BY class_id`, gate)
+	rows, err := h.s.db.R.QueryContext(c.Request.Context(), `SELECT class_id FROM gate_classes WHERE gate_id = ? ORDER BY class_id`, gate)
 	if err != nil {
 		return out, fmt.Errorf("gallery: gate classes: %w", err)
 	}
@@ -369,7 +369,7 @@ func (h *candidateAPI) putGateClasses(c *gin.Context) {
 		}
 		seen[id] = true
 		var cs string
-		err := h.s.db.R.QueryRowContext(c, `SELECT school_id FROM classes WHERE id = ?`, id).Scan(&cs)
+		err := h.s.db.R.QueryRowContext(c.Request.Context(), `SELECT school_id FROM classes WHERE id = ?`, id).Scan(&cs)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && cs != school) {
 			api.Fail(c, api.Invalid(field, "no class %q in the gate's school / không có lớp này trong trường", id))
 			return
@@ -381,13 +381,13 @@ func (h *candidateAPI) putGateClasses(c *gin.Context) {
 	}
 	ids := append([]string{}, in.ClassIDs...)
 	sort.Strings(ids)
-	err = h.s.db.Tx(c, func(tx *sql.Tx) error {
-		return h.s.writeGateClasses(c, tx, h.aud, api.Actor(c), c.ClientIP(), gate, before.ClassIDs, ids)
+	err = h.s.db.Tx(c.Request.Context(), func(tx *sql.Tx) error {
+		return h.s.writeGateClasses(c.Request.Context(), tx, h.aud, api.Actor(c), c.ClientIP(), gate, before.ClassIDs, ids)
 	})
 	if err != nil {
 		api.Fail(c, err)
 		return
 	}
-	h.s.Changed(c, school)
+	h.s.Changed(c.Request.Context(), school)
 	c.JSON(http.StatusOK, GateClasses{GateID: gate, ClassIDs: ids, AllClasses: len(ids) == 0})
 }

@@ -311,7 +311,7 @@ func (h *candidateAPI) importCSV(c *gin.Context) {
 		return
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, MaxCandidateCSVBytes+1)
-	rep, err := h.s.ImportCandidatesCSV(c, api.Actor(c), c.ClientIP(), school, body)
+	rep, err := h.s.ImportCandidatesCSV(c.Request.Context(), api.Actor(c), c.ClientIP(), school, body)
 	if err != nil {
 		api.Fail(c, err)
 		return

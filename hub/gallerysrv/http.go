@@ -72,7 +72,7 @@ func (s *Server) authenticate(c *gin.Context) (gateRow, error) {
 func (s *Server) checkGate(c *gin.Context, user, pw string) (gateRow, error) {
 	var g gateRow
 	var active int
-	err := s.db.R.QueryRowContext(c, `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, user).
+	err := s.db.R.QueryRowContext(c.Request.Context(), `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, user).
 		Scan(&g.id, &g.school, &g.hash, &active)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Same cost as a real check so timing does not reveal usernames.
@@ -107,7 +107,7 @@ func (s *Server) get(c *gin.Context) {
 		api.Fail(c, &api.Error{Code: api.CodeForbidden, Message: "a gate may fetch only its own gallery"})
 		return
 	}
-	_, etag, body, err := s.CurrentForGate(c, g.school, g.id)
+	_, etag, body, err := s.CurrentForGate(c.Request.Context(), g.school, g.id)
 	if err != nil {
 		api.Fail(c, err)
 		return
