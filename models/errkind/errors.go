@@ -35,8 +35,8 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
-// Error is the typed error of this package. Op names the operation and Err
-// holds the cause, if any.
+// Error is the typed error of the face engine and the decoders (faceengine,
+// imagecheck, match). Op names the operation and Err holds the cause, if any.
 type Error struct {
 	Kind Kind
 	Op   string
@@ -63,6 +63,8 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Kind == e.Kind && t.Op == "" && t.Msg == "" && t.Err == nil
 }
 
+// New returns an *Error of kind for op, its message formatted from format
+// and args, wrapping cause (which may be nil).
 func New(kind Kind, op string, cause error, format string, args ...any) error {
 	return &Error{Kind: kind, Op: op, Msg: fmt.Sprintf(format, args...), Err: cause}
 }
