@@ -221,16 +221,44 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	defer os.RemoveAll(tmp)
 	photoDir := filepath.Join(tmp, "photos")
-	if err := os.Mkdir(photoDir, 0o700); err != nil {
+	rows, mpx, err := stageBenchPhotos(srcs, *n, photoDir)
+	if err != nil {
 		return err
+	}
+	e, err := openEnv(ctx, filepath.Join(tmp, "hub.db"), filepath.Join(tmp, "template.key"), *models, "", *workers, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if err := seedBenchPupils(ctx, e, rows); err != nil {
+		return err
+	}
+	res, err := runBenchEnrol(ctx, e, photoDir, rows)
+	if err != nil {
+		return err
+	}
+	res.MeanMPx = round3(mpx / float64(*n))
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	fmt.Fprintf(stdout, "bench-enrol: %d photos (%.1f MP mean) in %.1fs on %d workers: %.1f photos/s, p50 %.0f ms, p95 %.0f ms per photo, RSS %.0f MB (peak %.0f MB); target %.0f photos/s met: %v\n",
+		res.Photos, res.MeanMPx, res.Seconds, res.Workers, res.PhotosPerS, res.P50Ms, res.P95Ms, res.RSSMB, res.PeakRSSMB, res.TargetPerS, res.TargetMet)
+	return nil
+}
+
+// stageBenchPhotos links n photos, cycling srcs, into photoDir as one
+// pupil's photo each and returns their roster and total megapixels.
+func stageBenchPhotos(srcs []string, n int, photoDir string) ([]RosterRow, float64, error) {
+	if err := os.Mkdir(photoDir, 0o700); err != nil {
+		return nil, 0, err
 	}
 	var rows []RosterRow
 	var mpx float64
-	for i := 0; i < *n; i++ {
+	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("%012d", 790000000000+i)
 		src := srcs[i%len(srcs)]
 		if err := os.Symlink(src, filepath.Join(photoDir, id+".jpg")); err != nil {
-			return err
+			return nil, 0, err
 		}
 		if b, err := os.ReadFile(src); err == nil {
 			if info, err := imagecheck.Sniff(b, imagecheck.Limits{}); err == nil {
@@ -239,12 +267,12 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		rows = append(rows, RosterRow{PupilID: id})
 	}
-	log := slog.New(slog.DiscardHandler)
-	e, err := openEnv(ctx, filepath.Join(tmp, "hub.db"), filepath.Join(tmp, "template.key"), *models, "", *workers, log)
-	if err != nil {
-		return err
-	}
-	defer e.close()
+	return rows, mpx, nil
+}
+
+// seedBenchPupils creates the bench school and its pupils, each with a
+// consent to enrol and keep photos.
+func seedBenchPupils(ctx context.Context, e *env, rows []RosterRow) error {
 	if _, err := e.db.W.ExecContext(ctx, `INSERT INTO schools(id, name) VALUES ('bench', 'Bench school')`); err != nil {
 		return err
 	}
@@ -257,6 +285,12 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 	}
+	return nil
+}
+
+// runBenchEnrol bulk-enrols the roster and measures the run (all but
+// MeanMPx).
+func runBenchEnrol(ctx context.Context, e *env, photoDir string, rows []RosterRow) (BenchResult, error) {
 	var lat []float64
 	var lmu sync.Mutex
 	b := &Bulk{Svc: e.svc, Dir: photoDir, RunKey: "bench", Actor: "bench", Workers: e.eng.Workers(),
@@ -273,10 +307,10 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 	el := time.Since(start).Seconds()
 	cpu := cpuSeconds() - cpu0
 	if err != nil {
-		return err
+		return BenchResult{}, err
 	}
 	res := BenchResult{Photos: len(lat), Workers: e.eng.Workers(), CPUs: runtime.NumCPU(), Seconds: round3(el),
-		MeanMPx: round3(mpx / float64(*n)), RSSMB: round3(procKB("VmRSS") / 1024), PeakRSSMB: round3(procKB("VmHWM") / 1024),
+		RSSMB: round3(procKB("VmRSS") / 1024), PeakRSSMB: round3(procKB("VmHWM") / 1024),
 		TargetPerS: 10, Model: e.eng.Model().String(),
 		Description: "bulk enrolment of the test photos (one pupil each): decode, detect, quality gates, descriptor, duplicate guard, AES-GCM store, audit"}
 	if el > 0 {
@@ -300,10 +334,5 @@ func BenchEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer
 		res.Review += r.Review
 		res.Rejected += r.Rejected
 	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
-	}
-	fmt.Fprintf(stdout, "bench-enrol: %d photos (%.1f MP mean) in %.1fs on %d workers: %.1f photos/s, p50 %.0f ms, p95 %.0f ms per photo, RSS %.0f MB (peak %.0f MB); target %.0f photos/s met: %v\n",
-		res.Photos, res.MeanMPx, res.Seconds, res.Workers, res.PhotosPerS, res.P50Ms, res.P95Ms, res.RSSMB, res.PeakRSSMB, res.TargetPerS, res.TargetMet)
-	return nil
+	return res, nil
 }
