@@ -365,37 +365,11 @@ func (b *bench) catchup(ctx context.Context, pupils int) (int, float64, error) {
 // events and syncs, back to back. Latency is one SyncOnce: read the change
 // log, commit to the city, advance the cursor. Each run uses fresh hubs.
 func (b *bench) peak(ctx context.Context, hubs, perHub, chunk int, perHubRate float64, every time.Duration) ([]float64, int, int, float64, error) {
-	type hubW struct {
-		db *store.DB
-		w  *Worker
-	}
 	b.run++
-	hs := make([]hubW, hubs)
-	defer func() {
-		for _, h := range hs {
-			if h.w != nil {
-				h.w.Close()
-			}
-			if h.db != nil {
-				h.db.Close()
-			}
-		}
-	}()
-	pupils := perHub // a morning: each pupil arrives once
-	for i := range hs {
-		db, err := b.hubAt(ctx, fmt.Sprintf("hub-%d-%d.db", b.run, i), i+2, 1, pupils)
-		if err != nil {
-			return nil, 0, 0, 0, err
-		}
-		hs[i].db = db
-		w, err := b.worker(db, i+2, func() time.Time { return benchDay.Add(7 * time.Hour) })
-		if err != nil {
-			return nil, 0, 0, 0, err
-		}
-		hs[i].w = w
-		if _, err := w.SyncOnce(ctx); err != nil { // connect, roster check
-			return nil, 0, 0, 0, err
-		}
+	hs, err := b.openPeakHubs(ctx, hubs, perHub)
+	defer closePeakHubs(hs)
+	if err != nil {
+		return nil, 0, 0, 0, err
 	}
 	var mu sync.Mutex
 	var lat []float64
@@ -407,55 +381,10 @@ func (b *bench) peak(ctx context.Context, hubs, perHub, chunk int, perHubRate fl
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			h := hs[i]
-			school := benchSchool(i + 2)
-			prefix := fmt.Sprintf("%s-r%d", school, b.run)
-			var mine []float64
-			n := 0
-			syncOnce := func() bool {
-				t0 := time.Now()
-				rep, err := h.w.SyncOnce(ctx)
-				if err != nil {
-					errc <- err
-					return false
-				}
-				mine = append(mine, float64(time.Since(t0).Microseconds())/1000)
-				n += rep.Events + rep.Daily
-				return true
-			}
-			if perHubRate > 0 {
-				// Stagger the hubs across one sync period.
-				time.Sleep(time.Duration(i) * every / time.Duration(hubs))
-				t0 := time.Now()
-				done := 0
-				for done < perHub {
-					due := min(perHub, int(time.Since(t0).Seconds()*perHubRate)+1)
-					if due > done {
-						if err := storeEvents(ctx, h.db, school, prefix, done, due-done, pupils, true); err != nil {
-							errc <- err
-							return
-						}
-						done = due
-						if !syncOnce() {
-							return
-						}
-					}
-					if done < perHub { // next tick on a fixed schedule (no drift)
-						next := t0.Add((time.Since(t0)/every + 1) * every)
-						time.Sleep(time.Until(next))
-					}
-				}
-			} else {
-				for done := 0; done < perHub; done += chunk {
-					k := min(chunk, perHub-done)
-					if err := storeEvents(ctx, h.db, school, prefix, done, k, pupils, true); err != nil {
-						errc <- err
-						return
-					}
-					if !syncOnce() {
-						return
-					}
-				}
+			mine, n, err := b.runPeakHub(ctx, hs[i], i, hubs, perHub, chunk, perHubRate, every)
+			if err != nil {
+				errc <- err
+				return
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
@@ -470,6 +399,100 @@ func (b *bench) peak(ctx context.Context, hubs, perHub, chunk int, perHubRate fl
 		return nil, 0, 0, 0, fmt.Errorf("bench-sync: peak: %w", err)
 	}
 	return lat, hubs * perHub, rows, secs, nil
+}
+
+// peakHub is one hub of a peak run.
+type peakHub struct {
+	db *store.DB
+	w  *Worker
+}
+
+// openPeakHubs makes the run's fresh hubs, each synced once (connect,
+// roster check). On an error it returns the hubs opened so far with it.
+func (b *bench) openPeakHubs(ctx context.Context, hubs, pupils int) ([]peakHub, error) {
+	hs := make([]peakHub, hubs)
+	for i := range hs {
+		db, err := b.hubAt(ctx, fmt.Sprintf("hub-%d-%d.db", b.run, i), i+2, 1, pupils)
+		if err != nil {
+			return hs, err
+		}
+		hs[i].db = db
+		w, err := b.worker(db, i+2, func() time.Time { return benchDay.Add(7 * time.Hour) })
+		if err != nil {
+			return hs, err
+		}
+		hs[i].w = w
+		if _, err := w.SyncOnce(ctx); err != nil { // connect, roster check
+			return hs, err
+		}
+	}
+	return hs, nil
+}
+
+// closePeakHubs closes the hubs' workers and databases.
+func closePeakHubs(hs []peakHub) {
+	for _, h := range hs {
+		if h.w != nil {
+			h.w.Close()
+		}
+		if h.db != nil {
+			h.db.Close()
+		}
+	}
+}
+
+// runPeakHub is hub i's part of a peak run (see peak): it stores its
+// perHub events, paced or in chunks, syncing after each batch, and
+// returns each sync's latency (ms) and the rows synced.
+func (b *bench) runPeakHub(ctx context.Context, h peakHub, i, hubs, perHub, chunk int, perHubRate float64, every time.Duration) ([]float64, int, error) {
+	school := benchSchool(i + 2)
+	prefix := fmt.Sprintf("%s-r%d", school, b.run)
+	pupils := perHub // a morning: each pupil arrives once
+	var mine []float64
+	n := 0
+	syncOnce := func() error {
+		t0 := time.Now()
+		rep, err := h.w.SyncOnce(ctx)
+		if err != nil {
+			return err
+		}
+		mine = append(mine, float64(time.Since(t0).Microseconds())/1000)
+		n += rep.Events + rep.Daily
+		return nil
+	}
+	if perHubRate <= 0 {
+		for done := 0; done < perHub; done += chunk {
+			k := min(chunk, perHub-done)
+			if err := storeEvents(ctx, h.db, school, prefix, done, k, pupils, true); err != nil {
+				return nil, 0, err
+			}
+			if err := syncOnce(); err != nil {
+				return nil, 0, err
+			}
+		}
+		return mine, n, nil
+	}
+	// Stagger the hubs across one sync period.
+	time.Sleep(time.Duration(i) * every / time.Duration(hubs))
+	t0 := time.Now()
+	done := 0
+	for done < perHub {
+		due := min(perHub, int(time.Since(t0).Seconds()*perHubRate)+1)
+		if due > done {
+			if err := storeEvents(ctx, h.db, school, prefix, done, due-done, pupils, true); err != nil {
+				return nil, 0, err
+			}
+			done = due
+			if err := syncOnce(); err != nil {
+				return nil, 0, err
+			}
+		}
+		if done < perHub { // next tick on a fixed schedule (no drift)
+			next := t0.Add((time.Since(t0)/every + 1) * every)
+			time.Sleep(time.Until(next))
+		}
+	}
+	return mine, n, nil
 }
 
 func percentile(v []float64, p float64) float64 {
