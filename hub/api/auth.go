@@ -28,7 +28,7 @@ type Access struct {
 	GateID   string
 }
 
-// Authorizer is the consumer-side access-control hook. ENROL's hub/auth
+// Authorizer is the consumer-side access-control hook. hub/auth
 // implements it (sessions, roles); it returns nil to allow, an *Error with
 // CodeUnauthenticated or CodeForbidden to refuse.
 type Authorizer interface {

@@ -112,7 +112,7 @@ func (s *Server) SetTrustedProxies(proxies []string) error {
 	return nil
 }
 
-// SetAuthorizer replaces the access-control hook (ENROL's hub/auth).
+// SetAuthorizer replaces the access-control hook (hub/auth).
 func (s *Server) SetAuthorizer(a Authorizer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -31,10 +31,10 @@ type Components struct {
 	Auth       auth.Config       `yaml:"auth"`
 	Enrol      enrol.Config      `yaml:"enrol"`
 	Audit      audit.Config      `yaml:"audit"`
-	Web        web.Config        `yaml:"web"`    // WEB: pages
-	Notify     notify.Config     `yaml:"notify"` // WEB: notifications
-	Broker     broker.Config     `yaml:"broker"` // HUB-B: MQTT (embedded or external)
-	Ingest     ingest.Config     `yaml:"ingest"` // HUB-B: event validation and group commit
+	Web        web.Config        `yaml:"web"`    // pages
+	Notify     notify.Config     `yaml:"notify"` // notifications
+	Broker     broker.Config     `yaml:"broker"` // MQTT (embedded or external)
+	Ingest     ingest.Config     `yaml:"ingest"` // event validation and group commit
 	CitySync   citysync.Config   `yaml:"city_sync"`
 }
 

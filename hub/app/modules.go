@@ -29,18 +29,18 @@ import (
 // consumers).
 type Modules struct {
 	Roster     *roster.Store
-	Templates  *templates.Store  // encrypted face templates (ENROL's package)
-	Audit      *audit.Log        // ENROL: append-only audit log
-	Auth       *auth.Service     // ENROL: accounts, sessions, access control
-	Consent    *consent.Registry // ENROL: consent registry
-	Enrol      *enrol.Service    // ENROL: the one enrolment path (API, web page, CLI)
+	Templates  *templates.Store  // encrypted face templates
+	Audit      *audit.Log        // append-only audit log
+	Auth       *auth.Service     // accounts, sessions, access control
+	Consent    *consent.Registry // consent registry
+	Enrol      *enrol.Service    // the one enrolment path (API, web page, CLI)
 	Gallery    *gallerysrv.Server
 	Attendance *attendance.Service
 	Backup     *backup.Backuper
-	Web        *web.Server      // WEB: pages and the live board (see modules_web.go)
-	Notify     *notify.Notifier // WEB: notification outbox
-	MQTT       *MQTTModule      // HUB-B: ingest + broker (see modules_mqtt.go)
-	CitySync   *citysync.Worker // CITYDB: city database sync, nil when off (modules_citysync.go)
+	Web        *web.Server      // pages and the live board (see modules_web.go)
+	Notify     *notify.Notifier // notification outbox
+	MQTT       *MQTTModule      // ingest + broker (see modules_mqtt.go)
+	CitySync   *citysync.Worker // city database sync, nil when off (modules_citysync.go)
 
 	// listeners are told about every stored event; the ingest wiring
 	// passes them to ingest.AddListener (see AddEventListener).
@@ -80,7 +80,7 @@ func (a *App) buildModules(ctx context.Context) error {
 	model, _ := faceengine.EmbedderModel(cfg.Enrol.Embedder)
 	m.Templates.SetModel(model)
 
-	// ---- ENROL: audit, accounts and access control (installed before any
+	// ---- audit, accounts and access control (installed before any
 	// route below: gin copies middleware into routes when they are added),
 	// consent, enrolment, retention.
 	if err := a.buildEnrol(ctx); err != nil {
@@ -103,18 +103,18 @@ func (a *App) buildModules(ctx context.Context) error {
 	m.Backup = backup.New(a.DB, cfg.Backup, a.Log.With("component", "backup"), a.Now)
 	a.Go("backup", m.Backup.Run)
 
-	// ---- WEB: notifications, pages, live board (modules_web.go); before
+	// ---- notifications, pages, live board (modules_web.go); before
 	// the ingest wiring so their listeners are registered in time.
 	if err := a.buildWeb(ctx); err != nil {
 		return err
 	}
 
-	// ---- CITYDB: city database sync (modules_citysync.go; off without a dsn)
+	// ---- city database sync (modules_citysync.go; off without a dsn)
 	if err := a.buildCitySync(ctx); err != nil {
 		return err
 	}
 
-	// ---- HUB-B: broker + ingest (modules_mqtt.go; started by Run)
+	// ---- broker + ingest (modules_mqtt.go; started by Run)
 	if err := a.buildMQTT(ctx); err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (a *App) buildModules(ctx context.Context) error {
 	return nil
 }
 
-// buildEnrol wires ENROL's packages (hub/audit, hub/auth, hub/consent,
+// buildEnrol wires the enrolment and privacy packages (hub/audit, hub/auth, hub/consent,
 // hub/enrol). It must run before any route is registered.
 func (a *App) buildEnrol(ctx context.Context) error {
 	m := &a.Mods

@@ -7,7 +7,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/citysync"
 )
 
-// buildCitySync wires the city database sync (CITYDB) when city_sync.dsn
+// buildCitySync wires the city database sync when city_sync.dsn
 // (or DIEMDANH_CITYDB_DSN) is set; otherwise it does nothing, so the hub
 // runs without PostgreSQL. It must run before the ingest wiring so its
 // listener (a wake-up on every stored event) is registered in time.

@@ -8,7 +8,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 )
 
-// MQTTModule is the MQTT side of the hub (HUB-B): the ingester and the
+// MQTTModule is the MQTT side of the hub: the ingester and the
 // broker (embedded mochi or an external broker), started by Run.
 type MQTTModule struct {
 	Ingest *ingest.Ingester

@@ -10,7 +10,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/web"
 )
 
-// buildWeb wires WEB's packages: the notification outbox (hub/notify) and
+// buildWeb wires the web packages: the notification outbox (hub/notify) and
 // the browser UI (hub/web) with its live board. Both listen to ingest.
 func (a *App) buildWeb(ctx context.Context) error {
 	m := &a.Mods
