@@ -254,7 +254,7 @@ func connect(t *testing.T, addr, id string, onConnect pmqtt.OnConnectHandler) pm
 	return c
 }
 
-// TestRemovalReachesRunningEdge: the edge's real gallery Sync (EDGE-B's
+// TestRemovalReachesRunningEdge: the edge's real gallery Sync (the gate's
 // edge/gallery) runs against the hub's gallery server, woken by the
 // retained announcement over a real MQTT broker (embedded mochi). A pupil
 // removed from the roster must be gone from the edge within 10 s.
