@@ -68,9 +68,13 @@ func ActorFrom(ctx context.Context) Actor {
 	return Actor{ID: SystemActor}
 }
 
-// actx is the context of a store write from an API request: c with the
-// request's actor and client address.
-func actx(c *gin.Context) context.Context { return WithActor(c, api.Actor(c), c.ClientIP()) }
+// actx is the context of a store write from an API request: the request's
+// context with the caller's actor and client address. Not c itself:
+// database/sql watches a query's context from a goroutine of its own, and
+// gin reuses c for the next request once the handler returns.
+func actx(c *gin.Context) context.Context {
+	return WithActor(c.Request.Context(), api.Actor(c), c.ClientIP())
+}
 
 // record appends the audit entry of a write inside its transaction.
 func (s *Store) record(ctx context.Context, tx *sql.Tx, action, subject string, detail any) error {

@@ -119,7 +119,7 @@ func (s *Store) createSchool(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "schools", SchoolID: x.ID}) {
 		return
 	}
-	if _, err := s.School(c, x.ID); err == nil {
+	if _, err := s.School(c.Request.Context(), x.ID); err == nil {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "school already exists"})
 		return
 	}
@@ -132,7 +132,7 @@ func (s *Store) getSchool(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionRead, Resource: "schools", SchoolID: id}) {
 		return
 	}
-	v, err := s.School(c, id)
+	v, err := s.School(c.Request.Context(), id)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -141,7 +141,7 @@ func (s *Store) patchSchool(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "schools", SchoolID: id}) {
 		return
 	}
-	x, err := s.School(c, id)
+	x, err := s.School(c.Request.Context(), id)
 	if err == nil {
 		err = api.BindJSON(c, &x, maxBody)
 	}
@@ -167,11 +167,11 @@ func (s *Store) listClasses(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionRead, Resource: "classes", SchoolID: school}) {
 		return
 	}
-	if err := s.checkSchoolRef(c, school); err != nil {
+	if err := s.checkSchoolRef(c.Request.Context(), school); err != nil {
 		api.Fail(c, err)
 		return
 	}
-	v, err := s.Classes(c, school)
+	v, err := s.Classes(c.Request.Context(), school)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -186,7 +186,7 @@ func (s *Store) createClass(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "classes", SchoolID: school, ClassID: x.ID}) {
 		return
 	}
-	if _, err := s.Class(c, x.ID); err == nil {
+	if _, err := s.Class(c.Request.Context(), x.ID); err == nil {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "class already exists"})
 		return
 	}
@@ -195,7 +195,7 @@ func (s *Store) createClass(c *gin.Context) {
 }
 
 func (s *Store) getClass(c *gin.Context) {
-	x, err := s.Class(c, c.Param("class_id"))
+	x, err := s.Class(c.Request.Context(), c.Param("class_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -207,7 +207,7 @@ func (s *Store) getClass(c *gin.Context) {
 }
 
 func (s *Store) patchClass(c *gin.Context) {
-	x, err := s.Class(c, c.Param("class_id"))
+	x, err := s.Class(c.Request.Context(), c.Param("class_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -226,7 +226,7 @@ func (s *Store) patchClass(c *gin.Context) {
 }
 
 func (s *Store) deleteClass(c *gin.Context) {
-	x, err := s.Class(c, c.Param("class_id"))
+	x, err := s.Class(c.Request.Context(), c.Param("class_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -245,11 +245,11 @@ func (s *Store) listPupils(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionRead, Resource: "pupils", SchoolID: school, ClassID: f.ClassID}) {
 		return
 	}
-	if err := s.checkSchoolRef(c, school); err != nil {
+	if err := s.checkSchoolRef(c.Request.Context(), school); err != nil {
 		api.Fail(c, err)
 		return
 	}
-	v, err := s.Pupils(c, school, f)
+	v, err := s.Pupils(c.Request.Context(), school, f)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -264,7 +264,7 @@ func (s *Store) createPupil(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "pupils", SchoolID: school, ClassID: x.ClassID, PupilID: x.ID}) {
 		return
 	}
-	if _, err := s.Pupil(c, x.ID); err == nil {
+	if _, err := s.Pupil(c.Request.Context(), x.ID); err == nil {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "a pupil with this personal ID already exists"})
 		return
 	}
@@ -273,7 +273,7 @@ func (s *Store) createPupil(c *gin.Context) {
 }
 
 func (s *Store) getPupil(c *gin.Context) {
-	x, err := s.Pupil(c, c.Param("pupil_id"))
+	x, err := s.Pupil(c.Request.Context(), c.Param("pupil_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -285,7 +285,7 @@ func (s *Store) getPupil(c *gin.Context) {
 }
 
 func (s *Store) patchPupil(c *gin.Context) {
-	x, err := s.Pupil(c, c.Param("pupil_id"))
+	x, err := s.Pupil(c.Request.Context(), c.Param("pupil_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -304,7 +304,7 @@ func (s *Store) patchPupil(c *gin.Context) {
 }
 
 func (s *Store) deletePupil(c *gin.Context) {
-	x, err := s.Pupil(c, c.Param("pupil_id"))
+	x, err := s.Pupil(c.Request.Context(), c.Param("pupil_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -332,7 +332,7 @@ func (s *Store) exportPupils(c *gin.Context) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := s.ExportPupilsCSV(c, school, &buf); err != nil {
+	if err := s.ExportPupilsCSV(c.Request.Context(), school, &buf); err != nil {
 		api.Fail(c, err)
 		return
 	}
@@ -343,7 +343,7 @@ func (s *Store) exportPupils(c *gin.Context) {
 // ---- guardians ----
 
 func (s *Store) pupilAccess(c *gin.Context, id, action string) (Pupil, bool) {
-	p, err := s.Pupil(c, id)
+	p, err := s.Pupil(c.Request.Context(), id)
 	if err != nil {
 		api.Fail(c, err)
 		return p, false
@@ -356,7 +356,7 @@ func (s *Store) listGuardians(c *gin.Context) {
 	if !ok {
 		return
 	}
-	v, err := s.Guardians(c, p.ID)
+	v, err := s.Guardians(c.Request.Context(), p.ID)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -381,7 +381,7 @@ func (s *Store) guardianAccess(c *gin.Context) (Guardian, bool) {
 		api.Fail(c, api.Invalid("guardian_id", "must be a number"))
 		return Guardian{}, false
 	}
-	g, err := s.Guardian(c, id)
+	g, err := s.Guardian(c.Request.Context(), id)
 	if err != nil {
 		api.Fail(c, err)
 		return g, false
@@ -420,11 +420,11 @@ func (s *Store) listStaff(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionRead, Resource: "staff", SchoolID: school}) {
 		return
 	}
-	if err := s.checkSchoolRef(c, school); err != nil {
+	if err := s.checkSchoolRef(c.Request.Context(), school); err != nil {
 		api.Fail(c, err)
 		return
 	}
-	v, err := s.StaffList(c, school)
+	v, err := s.StaffList(c.Request.Context(), school)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -439,7 +439,7 @@ func (s *Store) createStaff(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionWrite, Resource: "staff", SchoolID: school}) {
 		return
 	}
-	if _, err := s.StaffMember(c, x.ID); err == nil {
+	if _, err := s.StaffMember(c.Request.Context(), x.ID); err == nil {
 		api.Fail(c, &api.Error{Code: api.CodeConflict, Field: "id", Message: "staff member already exists"})
 		return
 	}
@@ -448,7 +448,7 @@ func (s *Store) createStaff(c *gin.Context) {
 }
 
 func (s *Store) staffAccess(c *gin.Context, action string) (Staff, bool) {
-	x, err := s.StaffMember(c, c.Param("staff_id"))
+	x, err := s.StaffMember(c.Request.Context(), c.Param("staff_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return x, false
@@ -491,7 +491,7 @@ func (s *Store) listAllGates(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionRead, Resource: "gates"}) {
 		return
 	}
-	v, err := s.Gates(c, "")
+	v, err := s.Gates(c.Request.Context(), "")
 	done(c, http.StatusOK, v, err)
 }
 
@@ -500,11 +500,11 @@ func (s *Store) listGates(c *gin.Context) {
 	if !authz(c, api.Access{Action: api.ActionRead, Resource: "gates", SchoolID: school}) {
 		return
 	}
-	if err := s.checkSchoolRef(c, school); err != nil {
+	if err := s.checkSchoolRef(c.Request.Context(), school); err != nil {
 		api.Fail(c, err)
 		return
 	}
-	v, err := s.Gates(c, school)
+	v, err := s.Gates(c.Request.Context(), school)
 	done(c, http.StatusOK, v, err)
 }
 
@@ -531,7 +531,7 @@ func (s *Store) createGate(c *gin.Context) {
 }
 
 func (s *Store) gateAccess(c *gin.Context, action string) (Gate, bool) {
-	x, err := s.Gate(c, c.Param("gate_id"))
+	x, err := s.Gate(c.Request.Context(), c.Param("gate_id"))
 	if err != nil {
 		api.Fail(c, err)
 		return x, false
