@@ -59,7 +59,7 @@ test: $(STAMP) models build
 RACE_PKGS := ./models/conf ./models/errkind ./models/procstat ./models/imagecheck ./models/match ./models/wire \
 	./edge/store ./edge/gallery ./edge/publish ./edge/pipeline ./edge/capture \
 	./hub/api ./hub/store ./hub/ingest ./hub/roster ./hub/attendance ./hub/notify ./hub/auth \
-	./hub/templates ./hub/audit ./hub/consent ./hub/backup ./hub/citysync ./hub/broker \
+	./hub/facetemplates ./hub/audit ./hub/consent ./hub/backup ./hub/citysync ./hub/broker \
 	./hub/gallerysrv ./hub/web ./deploy/citydb
 test-race: $(STAMP)
 	$(GO) test -race -count=1 $(RACE_PKGS)

@@ -28,7 +28,9 @@ type snapshot struct {
 	g   *match.Gallery
 }
 
-// Store is the current gallery plus its file. Safe for concurrent use.
+// Store is the gate's current face gallery: in memory for the matcher and
+// in one file on disk for the next start (not a database; the gate's
+// SQLite file is edge/store.DB). Safe for concurrent use.
 type Store struct {
 	path string
 	log  *slog.Logger

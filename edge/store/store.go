@@ -65,7 +65,9 @@ func (o Options) Validate(prefix string) error {
 	return nil
 }
 
-// DB is the gate's store. It is safe for concurrent use.
+// DB is the gate's SQLite file: the event outbox, the debounce keys and a
+// small key/value table (not the gallery: edge/gallery.Store). It is safe
+// for concurrent use.
 type DB struct {
 	w     *sql.DB // the one writer connection
 	r     *sql.DB // read pool

@@ -1,7 +1,9 @@
-// Package api is the hub's HTTP API under /api/v1 (gin): the one place
-// where error codes become HTTP statuses (Error, Fail), the access-control
-// hook (Authorizer), the served OpenAPI document, /healthz and /metrics,
-// and the roster, events, attendance and gate-status routes.
+// Package api is the hub's shared HTTP plumbing: the one gin engine
+// (Server: recovery, logging, /api/v1, /healthz, /metrics and the served
+// OpenAPI document), the one place where error codes become HTTP statuses
+// (Error, Fail), the access-control hook (Authorizer) and the login
+// lockout (Lockout). The routes themselves live in the components that
+// own them (hub/roster, hub/attendance, hub/enrol, ...).
 package api
 
 import (

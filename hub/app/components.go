@@ -5,8 +5,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/backup"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
-	"github.com/diemdanh/diemdanh/hub/templates"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
@@ -24,18 +24,18 @@ import (
 // their section here: a field, its default in defaultComponents and its
 // check in validate (small additive edits).
 type Components struct {
-	Attendance attendance.Config `yaml:"attendance"`
-	Gallery    gallerysrv.Config `yaml:"gallery"`
-	Backup     backup.Config     `yaml:"backup"`
-	Templates  templates.Config  `yaml:"templates"`
-	Auth       auth.Config       `yaml:"auth"`
-	Enrol      enrol.Config      `yaml:"enrol"`
-	Audit      audit.Config      `yaml:"audit"`
-	Web        web.Config        `yaml:"web"`    // pages
-	Notify     notify.Config     `yaml:"notify"` // notifications
-	Broker     broker.Config     `yaml:"broker"` // MQTT (embedded or external)
-	Ingest     ingest.Config     `yaml:"ingest"` // event validation and group commit
-	CitySync   citysync.Config   `yaml:"city_sync"`
+	Attendance attendance.Config    `yaml:"attendance"`
+	Gallery    gallerysrv.Config    `yaml:"gallery"`
+	Backup     backup.Config        `yaml:"backup"`
+	Templates  facetemplates.Config `yaml:"templates"`
+	Auth       auth.Config          `yaml:"auth"`
+	Enrol      enrol.Config         `yaml:"enrol"`
+	Audit      audit.Config         `yaml:"audit"`
+	Web        web.Config           `yaml:"web"`    // pages
+	Notify     notify.Config        `yaml:"notify"` // notifications
+	Broker     broker.Config        `yaml:"broker"` // MQTT (embedded or external)
+	Ingest     ingest.Config        `yaml:"ingest"` // event validation and group commit
+	CitySync   citysync.Config      `yaml:"city_sync"`
 }
 
 func defaultComponents() Components {
@@ -43,7 +43,7 @@ func defaultComponents() Components {
 		Attendance: attendance.Default(),
 		Gallery:    gallerysrv.Default(),
 		Backup:     backup.Default(),
-		Templates:  templates.Config{}, // key file defaults to <data_dir>/template.key
+		Templates:  facetemplates.Config{}, // key file defaults to <data_dir>/template.key
 		Auth:       auth.DefaultConfig(),
 		Enrol:      enrol.DefaultConfig(),
 		Audit:      audit.DefaultConfig(),

@@ -8,10 +8,10 @@ import (
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/backup"
 	"github.com/diemdanh/diemdanh/hub/citysync"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
@@ -29,11 +29,11 @@ import (
 // consumers).
 type Modules struct {
 	Roster     *roster.Store
-	Templates  *templates.Store  // encrypted face templates
-	Audit      *audit.Log        // append-only audit log
-	Auth       *auth.Service     // accounts, sessions, access control
-	Consent    *consent.Registry // consent registry
-	Enrol      *enrol.Service    // the one enrolment path (API, web page, CLI)
+	Templates  *facetemplates.Store // encrypted face templates
+	Audit      *audit.Log           // append-only audit log
+	Auth       *auth.Service        // accounts, sessions, access control
+	Consent    *consent.Registry    // consent registry
+	Enrol      *enrol.Service       // the one enrolment path (API, web page, CLI)
 	Gallery    *gallerysrv.Server
 	Attendance *attendance.Service
 	Backup     *backup.Backuper
@@ -68,11 +68,11 @@ func (a *App) buildModules(ctx context.Context) error {
 
 	// ---- data: roster and templates
 	m.Roster = roster.New(a.DB, a.Log.With("component", "roster"), a.Now)
-	key, err := templates.LoadKey(cfg.Templates.KeyFile)
+	key, err := facetemplates.LoadKey(cfg.Templates.KeyFile)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	if m.Templates, err = templates.Open(a.DB, key, a.Log.With("component", "templates"), a.Now); err != nil {
+	if m.Templates, err = facetemplates.Open(a.DB, key, a.Log.With("component", "templates"), a.Now); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	// One model for the hub's engine, its templates and the galleries it

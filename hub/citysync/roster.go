@@ -360,7 +360,7 @@ func slicesWithout(s []string, x string) []string {
 }
 
 // bumpGallery makes the gates reload: through the gallery keeper if wired,
-// else directly in gallery_versions (hub/templates' table), else a meta flag.
+// else directly in gallery_versions (hub/facetemplates' table), else a meta flag.
 func (w *Worker) bumpGallery(ctx context.Context, tx *sql.Tx) error {
 	if w.gallery != nil {
 		return w.gallery.BumpTx(ctx, tx, w.school)

@@ -20,7 +20,7 @@ import (
 var ErrDisabled = errors.New("citysync: disabled (no dsn)")
 
 // GalleryBumper bumps a school's gallery version inside a hub transaction
-// and tells subscribers after the commit (hub/templates.Store does both).
+// and tells subscribers after the commit (hub/facetemplates.Store does both).
 type GalleryBumper interface {
 	BumpTx(ctx context.Context, tx *sql.Tx, school string) error
 	Notify(ctx context.Context, school string)

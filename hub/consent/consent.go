@@ -25,9 +25,9 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 )
 
 // OwnConsentAge is the age from which the pupil's own consent is required.
@@ -62,7 +62,7 @@ type Consent struct {
 // Registry records and checks consent.
 type Registry struct {
 	db    *store.DB
-	tpl   *templates.Store
+	tpl   *facetemplates.Store
 	audit *audit.Log
 	log   *slog.Logger
 	now   func() time.Time
@@ -70,7 +70,7 @@ type Registry struct {
 }
 
 // New returns the registry.
-func New(db *store.DB, tpl *templates.Store, al *audit.Log, log *slog.Logger, now func() time.Time) *Registry {
+func New(db *store.DB, tpl *facetemplates.Store, al *audit.Log, log *slog.Logger, now func() time.Time) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -8,9 +8,9 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -31,7 +31,7 @@ func TestSecurityConsentTextIsNFC(t *testing.T) {
 	if _, err := rs.PutPupil(ctx, roster.Pupil{ID: "001234567890", SchoolID: "s1", FullName: "An", DateOfBirth: "2021-01-01"}); err != nil {
 		t.Fatal(err)
 	}
-	tpl, err := templates.Open(db, bytes.Repeat([]byte{5}, templates.KeySize), nil, nil)
+	tpl, err := facetemplates.Open(db, bytes.Repeat([]byte{5}, facetemplates.KeySize), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

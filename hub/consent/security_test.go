@@ -15,10 +15,10 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -67,7 +67,7 @@ func TestSecurityScopeChangeDeletesCropsAndPhotosAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tpl, err := templates.Open(db, bytes.Repeat([]byte{5}, templates.KeySize), nil, nil)
+	tpl, err := facetemplates.Open(db, bytes.Repeat([]byte{5}, facetemplates.KeySize), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestSecurityScopeChangeDeletesCropsAndPhotosAtOnce(t *testing.T) {
 			if n := count(`SELECT count(*) FROM face_templates WHERE pupil_id = ? AND photo IS NOT NULL`, pupil); n != c.wantPhot {
 				t.Errorf("kept photos after the new consent: %d, want %d", n, c.wantPhot)
 			}
-			if _, err := tpl.Photo(ctx, tid); (err == nil) != (c.wantPhot == 1) || (err != nil && !errors.Is(err, templates.ErrNotFound)) {
+			if _, err := tpl.Photo(ctx, tid); (err == nil) != (c.wantPhot == 1) || (err != nil && !errors.Is(err, facetemplates.ErrNotFound)) {
 				t.Errorf("photo of template %d: %v", tid, err)
 			}
 			if n := count(`SELECT count(*) FROM face_templates WHERE pupil_id = ?`, pupil); n != 1 {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 )
 
 func TestParseRosterRefusesBadFiles(t *testing.T) {
@@ -82,7 +82,7 @@ func TestEnrolMainBadRosterStoresNothing(t *testing.T) {
 func TestBulkProgressReportAndResumeAfterKill(t *testing.T) {
 	f := newFixture(t)
 	keyFile := filepath.Join(f.dir, "template.key")
-	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(bytes.Repeat([]byte{9}, templates.KeySize))), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(bytes.Repeat([]byte{9}, facetemplates.KeySize))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srcs := []string{"bona.jpg", "chaeyeon.jpg", "chaeyoung.jpg", "elkie.jpg", "eunwoo.jpg", "joy.jpg", "luda.jpg",

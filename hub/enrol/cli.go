@@ -19,8 +19,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/imagecheck"
@@ -52,12 +52,12 @@ func openEnv(ctx context.Context, dbPath, keyFile, models, embedder string, work
 	if e.db, err = store.Open(ctx, dbPath, log); err != nil {
 		return nil, err
 	}
-	key, err := templates.LoadKey(keyFile)
+	key, err := facetemplates.LoadKey(keyFile)
 	if err != nil {
 		e.close()
 		return nil, err
 	}
-	tpl, err := templates.Open(e.db, key, log, time.Now)
+	tpl, err := facetemplates.Open(e.db, key, log, time.Now)
 	if err != nil {
 		e.close()
 		return nil, err
@@ -92,7 +92,7 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	roster := fs.String("roster", "", "roster CSV: personal_id[, photos, consent_ref, consent_guardian, consent_pupil, consent_photos]")
 	photos := fs.String("photos", "", "folder of photos named <personal_id>[_N].jpg or listed in the roster's photos column")
 	dbPath := fs.String("db", filepath.Join(dataDir, "hub.db"), "hub database")
-	keyFile := fs.String("key-file", filepath.Join(dataDir, "template.key"), "template key file (or set "+templates.KeyEnv+")")
+	keyFile := fs.String("key-file", filepath.Join(dataDir, "template.key"), "template key file (or set "+facetemplates.KeyEnv+")")
 	models := fs.String("models", "", "models folder (default $MODELS_DIR or models)")
 	workers := fs.Int("workers", 0, "photos analysed in parallel (0 = CPUs)")
 	embedder := fs.String("embedder", match.DefaultEmbedder.Name, "face model: the hub's enrol.embedder (one of "+strings.Join(faceengine.EmbedderNames(), ", ")+")")

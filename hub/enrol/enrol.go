@@ -39,8 +39,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/errkind"
 	"github.com/diemdanh/diemdanh/models/faceengine"
@@ -85,7 +85,7 @@ type Config struct {
 	// ReembedOnUpgrade: when the hub starts with templates of an earlier
 	// version of the same embedder (a model upgrade, e.g. sface-2021dec-bq
 	// flip.2 → yunet5.flip.3), rebuild them from the kept photos at once
-	// (templates.Store.Reembed, audited as the system), so the gates'
+	// (facetemplates.Store.Reembed, audited as the system), so the gates'
 	// galleries do not lose those pupils. Default on.
 	ReembedOnUpgrade bool `yaml:"reembed_on_upgrade"`
 	// RetryNoFaceSide: when no face is found, try again with the image
@@ -256,7 +256,7 @@ type Result struct {
 type Service struct {
 	db      *store.DB
 	eng     Engine
-	tpl     *templates.Store
+	tpl     *facetemplates.Store
 	consent *consent.Registry
 	audit   *audit.Log
 	cfg     Config
@@ -270,7 +270,7 @@ type Service struct {
 }
 
 // New returns the service.
-func New(db *store.DB, eng Engine, tpl *templates.Store, reg *consent.Registry, al *audit.Log, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
+func New(db *store.DB, eng Engine, tpl *facetemplates.Store, reg *consent.Registry, al *audit.Log, cfg Config, log *slog.Logger, now func() time.Time) (*Service, error) {
 	if err := cfg.Validate("enrol"); err != nil {
 		return nil, err
 	}
@@ -564,7 +564,7 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 	s.commit.Lock()
 	defer s.commit.Unlock()
 	res := &Result{PupilID: t.PupilID, Photos: make([]Verdict, 0, len(as))}
-	var entries []templates.Entry
+	var entries []facetemplates.Entry
 	loaded := false
 	model := s.eng.Model()
 	for _, a := range as {
@@ -595,7 +595,7 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 // (entries, which gains the stored template): the same file again reports
 // its template; a face too far from the pupil's own templates is
 // rejected; one too near another pupil's is held for review.
-func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a analysis, model match.ModelID, entries *[]templates.Entry) (Verdict, error) {
+func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a analysis, model match.ModelID, entries *[]facetemplates.Entry) (Verdict, error) {
 	v := a.v
 	// The same file again (a resumed bulk run, a double submit): report
 	// the template it already made.
@@ -605,7 +605,7 @@ func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a ana
 		t.PupilID, "%src:"+a.src+"%").Scan(&prevID, &prevStatus); err == nil {
 		v.TemplateID = prevID
 		v.Status = StatusAccepted
-		if prevStatus == templates.StatusReview {
+		if prevStatus == facetemplates.StatusReview {
 			v.Status = StatusReview
 		}
 		return v, nil
@@ -618,10 +618,10 @@ func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a ana
 			return reject(v, ReasonInconsistent), nil
 		}
 	}
-	status, note := templates.StatusActive, "src:"+a.src
+	status, note := facetemplates.StatusActive, "src:"+a.src
 	v.Status = StatusAccepted
 	if other < s.cfg.DuplicateMax {
-		status = templates.StatusReview
+		status = facetemplates.StatusReview
 		note = fmt.Sprintf("duplicate_of:%s template:%d distance:%.3f %s", dup.PupilID, dup.TemplateID, dup.Distance, note)
 		v.Status = StatusReview
 		v.Duplicate = &dup
@@ -632,7 +632,7 @@ func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a ana
 
 // nearestTemplates is the distance of desc to the pupil's nearest own
 // template (hasOwn: there is one) and to the nearest other pupil's (dup).
-func nearestTemplates(pupil string, desc match.Descriptor, entries []templates.Entry) (own float64, hasOwn bool, other float64, dup Duplicate) {
+func nearestTemplates(pupil string, desc match.Descriptor, entries []facetemplates.Entry) (own float64, hasOwn bool, other float64, dup Duplicate) {
 	own, other = math.Inf(1), math.Inf(1)
 	for _, e := range entries {
 		if len(e.Descriptor) != len(desc) {
@@ -653,7 +653,7 @@ func nearestTemplates(pupil string, desc match.Descriptor, entries []templates.E
 // storeTemplate stores a photo's template with status and note (the photo
 // itself only with consent to keep photos) and audits it.
 func (s *Service) storeTemplate(ctx context.Context, actor string, t Target, a analysis, v Verdict, model match.ModelID,
-	status, note string, entries *[]templates.Entry) (Verdict, error) {
+	status, note string, entries *[]facetemplates.Entry) (Verdict, error) {
 	var photo []byte
 	if t.Consent != nil && t.Consent.ScopePhotos {
 		photo = a.keep
@@ -662,15 +662,15 @@ func (s *Service) storeTemplate(ctx context.Context, actor string, t Target, a a
 	if v.Quality != nil {
 		q = *v.Quality
 	}
-	id, err := s.tpl.AddTemplate(ctx, templates.New{PupilID: t.PupilID, Descriptor: a.desc, Model: model, Quality: q,
+	id, err := s.tpl.AddTemplate(ctx, facetemplates.New{PupilID: t.PupilID, Descriptor: a.desc, Model: model, Quality: q,
 		Photo: photo, Status: status, Note: note})
 	if err != nil {
 		return v, err
 	}
 	v.TemplateID = id
-	*entries = append(*entries, templates.Entry{ID: id, PupilID: t.PupilID, Status: status, Descriptor: a.desc})
+	*entries = append(*entries, facetemplates.Entry{ID: id, PupilID: t.PupilID, Status: status, Descriptor: a.desc})
 	action := audit.ActionEnrol
-	if status == templates.StatusReview {
+	if status == facetemplates.StatusReview {
 		action = audit.ActionEnrolReview
 	}
 	detail := map[string]any{"template_id": id, "file": v.File, "photo_kept": photo != nil, "quality": q}
@@ -713,19 +713,19 @@ func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
 // ErrNotFound is returned for unknown templates or events.
 var ErrNotFound = errors.New("enrol: not found")
 
-// UpgradeTemplates re-embeds (templates.Store.Reembed: every template of
+// UpgradeTemplates re-embeds (facetemplates.Store.Reembed: every template of
 // another model, from its kept photo) when there are templates of an
-// earlier version of the engine's embedder (templates.Store.OlderVersions),
+// earlier version of the engine's embedder (facetemplates.Store.OlderVersions),
 // and records the report in the audit log as the system. It does nothing
 // when there are none (the usual start); an engine that cannot re-embed is
 // an error. The app runs it once at start when enrol.reembed_on_upgrade is
 // on.
-func (s *Service) UpgradeTemplates(ctx context.Context) (*templates.ReembedReport, error) {
+func (s *Service) UpgradeTemplates(ctx context.Context) (*facetemplates.ReembedReport, error) {
 	n, err := s.tpl.OlderVersions(ctx)
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	emb, ok := s.eng.(templates.Embedder)
+	emb, ok := s.eng.(facetemplates.Embedder)
 	if !ok {
 		return nil, fmt.Errorf("enrol: %d templates of an earlier model version, and this engine cannot re-embed", n)
 	}

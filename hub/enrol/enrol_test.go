@@ -16,8 +16,8 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/imagecheck"
@@ -83,7 +83,7 @@ func readPhotoT(t *testing.T, name string) []byte {
 
 type fixture struct {
 	db  *store.DB
-	tpl *templates.Store
+	tpl *facetemplates.Store
 	reg *consent.Registry
 	al  *audit.Log
 	svc *Service
@@ -117,8 +117,8 @@ func newFixture(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	key := bytes.Repeat([]byte{9}, templates.KeySize)
-	tpl, err := templates.Open(db, key, nil, nil)
+	key := bytes.Repeat([]byte{9}, facetemplates.KeySize)
+	tpl, err := facetemplates.Open(db, key, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

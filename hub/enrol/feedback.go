@@ -9,7 +9,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
-	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 )
@@ -92,7 +92,7 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 			}
 			best, bestD, active := int64(0), math.Inf(1), 0
 			for _, e := range entries {
-				if e.PupilID != pupil || e.Status != templates.StatusActive || len(e.Descriptor) != len(d) {
+				if e.PupilID != pupil || e.Status != facetemplates.StatusActive || len(e.Descriptor) != len(d) {
 					continue
 				}
 				active++

@@ -11,7 +11,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
-	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/gin-gonic/gin"
 )
@@ -153,7 +153,7 @@ func (s *Service) handleReviewList(c *gin.Context) {
 		api.Fail(c, err)
 		return
 	}
-	var out []templates.Info
+	var out []facetemplates.Info
 	rows, err := s.db.R.QueryContext(c.Request.Context(), `SELECT id FROM schools ORDER BY id`)
 	if err != nil {
 		api.Fail(c, err)
@@ -175,18 +175,18 @@ func (s *Service) handleReviewList(c *gin.Context) {
 		out = append(out, l...)
 	}
 	if out == nil {
-		out = []templates.Info{}
+		out = []facetemplates.Info{}
 	}
 	api.JSON(c, gin.H{"templates": out})
 }
 
 // templateRoute is the template of /templates/:tid if the caller may
 // write its pupil's enrolment; else it has answered the request.
-func (s *Service) templateRoute(c *gin.Context) (templates.Info, bool) {
+func (s *Service) templateRoute(c *gin.Context) (facetemplates.Info, bool) {
 	id, err := strconv.ParseInt(c.Param("tid"), 10, 64)
 	if err != nil {
 		api.Fail(c, api.Invalid("tid", "must be a template number"))
-		return templates.Info{}, false
+		return facetemplates.Info{}, false
 	}
 	in, err := s.tpl.Get(c.Request.Context(), id)
 	if err != nil {
@@ -214,7 +214,7 @@ func (s *Service) handleTemplateStatus(c *gin.Context) {
 		api.Fail(c, err)
 		return
 	}
-	if req.Status != templates.StatusActive && req.Status != templates.StatusExcluded {
+	if req.Status != facetemplates.StatusActive && req.Status != facetemplates.StatusExcluded {
 		api.Fail(c, api.Invalid("status", "must be active or excluded"))
 		return
 	}
@@ -282,7 +282,7 @@ func (s *Service) handleReembed(c *gin.Context) {
 		api.Fail(c, err)
 		return
 	}
-	emb, ok := s.eng.(templates.Embedder)
+	emb, ok := s.eng.(facetemplates.Embedder)
 	if !ok {
 		api.Fail(c, api.Errorf(api.CodeUnavailable, "this engine cannot re-embed"))
 		return
@@ -315,7 +315,7 @@ func (s *Service) handleFeedback(c *gin.Context) {
 }
 
 func mapTpl(err error) error {
-	if errors.Is(err, templates.ErrNotFound) {
+	if errors.Is(err, facetemplates.ErrNotFound) {
 		return &api.Error{Code: api.CodeNotFound, Message: "not found", Err: err}
 	}
 	return err

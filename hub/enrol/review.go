@@ -10,7 +10,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
-	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/web"
 )
 
@@ -90,7 +90,7 @@ func (s *Service) ReviewQueue(ctx context.Context, schoolID string) ([]ReviewIte
 
 // reviewTarget loads a template of schoolID ("" = any school); another
 // school's template is "not found".
-func (s *Service) reviewTarget(ctx context.Context, schoolID string, id int64) (templates.Info, error) {
+func (s *Service) reviewTarget(ctx context.Context, schoolID string, id int64) (facetemplates.Info, error) {
 	in, err := s.tpl.Get(ctx, id)
 	if err != nil {
 		return in, mapTpl(err)
@@ -116,16 +116,16 @@ func (s *Service) ApproveReview(ctx context.Context, actor, ip, schoolID string,
 	if err != nil {
 		return err
 	}
-	if in.Status != templates.StatusReview {
+	if in.Status != facetemplates.StatusReview {
 		return errNotInReview
 	}
 	dup, _, _ := strings.Cut(in.Note, "src:")
 	note := strings.TrimSpace("approved_by:" + actor + " " + dup)
-	if err := s.tpl.SetStatus(ctx, id, templates.StatusActive, note); err != nil {
+	if err := s.tpl.SetStatus(ctx, id, facetemplates.StatusActive, note); err != nil {
 		return mapTpl(err)
 	}
 	return s.audit.Record(ctx, actor, audit.ActionTemplateStatus, "pupil:"+in.PupilID,
-		map[string]any{"template_id": id, "from": in.Status, "to": templates.StatusActive, "review": "approved"}, ip)
+		map[string]any{"template_id": id, "from": in.Status, "to": facetemplates.StatusActive, "review": "approved"}, ip)
 }
 
 // RejectReview deletes a template held by the duplicate guard (it never
@@ -138,7 +138,7 @@ func (s *Service) RejectReview(ctx context.Context, actor, ip, schoolID string, 
 	if err != nil {
 		return err
 	}
-	if in.Status != templates.StatusReview {
+	if in.Status != facetemplates.StatusReview {
 		return errNotInReview
 	}
 	other, otherTpl, dist := parseDuplicateNote(in.Note)
@@ -165,7 +165,7 @@ func (s *Service) ViewPhoto(ctx context.Context, actor, ip, schoolID string, id 
 	}
 	b, err := s.tpl.Photo(ctx, id)
 	if err != nil {
-		if errors.Is(err, templates.ErrNotFound) {
+		if errors.Is(err, facetemplates.ErrNotFound) {
 			return nil, mapTpl(err)
 		}
 		return nil, err

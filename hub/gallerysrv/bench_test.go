@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/match"
 )
 
@@ -26,9 +26,9 @@ func BenchmarkRefresh1000Pupils(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	key := make([]byte, templates.KeySize)
+	key := make([]byte, facetemplates.KeySize)
 	rand.Read(key)
-	tpl, err := templates.Open(db, key, nil, time.Now)
+	tpl, err := facetemplates.Open(db, key, nil, time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // auth (the gate's device username and password, bcrypt-checked), an ETag
 // "v<version>" and If-None-Match → 304. The body is a wire.GalleryDoc of
 // every active pupil's descriptors (active, not on manual attendance, with
-// templates), read through a TemplateSource (hub/templates).
+// templates), read through a TemplateSource (hub/facetemplates).
 //
 // The version is a per-school counter in gallery_served that bumps whenever
 // the digest of the served descriptor set changes (a pupil deactivated or
@@ -45,7 +45,7 @@ import (
 
 // TemplateSource gives the descriptors gates must hold: for a school, the
 // current model and, per pupil ID, the active templates of active pupils
-// not on manual attendance. hub/templates.Store implements it.
+// not on manual attendance. hub/facetemplates.Store implements it.
 type TemplateSource interface {
 	ActiveDescriptors(ctx context.Context, schoolID string) (model match.ModelID, byPupil map[string][]match.Descriptor, err error)
 }
@@ -189,7 +189,7 @@ func (s *Server) Changed(_ context.Context, school string) {
 	}
 }
 
-// otherModels is implemented by hub/templates.Store: active templates of
+// otherModels is implemented by hub/facetemplates.Store: active templates of
 // models other than the served one.
 type otherModels interface {
 	OtherModels(ctx context.Context, schoolID string) (map[string]int, error)

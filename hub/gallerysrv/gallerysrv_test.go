@@ -15,9 +15,9 @@ import (
 	"github.com/diemdanh/diemdanh/edge/gallery"
 	"github.com/diemdanh/diemdanh/edge/publish/brokertest"
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -30,7 +30,7 @@ var pupils = []string{"001234567890", "001234567891", "001234567892"}
 type fixture struct {
 	db     *store.DB
 	roster *roster.Store
-	tpl    *templates.Store
+	tpl    *facetemplates.Store
 	srv    *Server
 	url    string
 	pwA    string // gate-a (school thcs-a)
@@ -62,9 +62,9 @@ func newFixture(t *testing.T, ann Announcer, check time.Duration) *fixture {
 	}
 	f := &fixture{db: db, roster: roster.New(db, nil, time.Now)}
 	f.roster.BcryptCost = bcrypt.MinCost
-	key := make([]byte, templates.KeySize)
+	key := make([]byte, facetemplates.KeySize)
 	rand.Read(key)
-	if f.tpl, err = templates.Open(db, key, nil, time.Now); err != nil {
+	if f.tpl, err = facetemplates.Open(db, key, nil, time.Now); err != nil {
 		t.Fatal(err)
 	}
 	// The templates are idols.json's real dlib descriptors: the store

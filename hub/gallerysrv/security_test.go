@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -49,9 +49,9 @@ func TestSecurityGalleryGateLockout(t *testing.T) {
 	clk := &secClock{t: time.Date(2026, 11, 20, 7, 0, 0, 0, time.UTC)}
 	rs := roster.New(db, nil, clk.Now)
 	rs.BcryptCost = bcrypt.MinCost
-	key := make([]byte, templates.KeySize)
+	key := make([]byte, facetemplates.KeySize)
 	rand.Read(key)
-	tpl, err := templates.Open(db, key, nil, clk.Now)
+	tpl, err := facetemplates.Open(db, key, nil, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,10 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
@@ -71,7 +71,7 @@ func TestSecurityCropKeptOnlyWhereConsentAllowsSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tpl, err := templates.Open(db, bytes.Repeat([]byte{7}, templates.KeySize), nil, nil)
+	tpl, err := facetemplates.Open(db, bytes.Repeat([]byte{7}, facetemplates.KeySize), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,8 +116,10 @@ type GateCredentials struct {
 // moved to another school).
 type ChangeFunc func(ctx context.Context, schoolID string)
 
-// Store is the roster over the hub database. Every write is audited
-// (audit.go) as the actor of its context (WithActor).
+// Store is the school roster (schools, classes, pupils, guardians, staff,
+// gates) in the hub's SQLite database (hub/store.DB); it holds no data of
+// its own. Every write is audited (audit.go) as the actor of its context
+// (WithActor).
 type Store struct {
 	db    *store.DB
 	audit *audit.Log

@@ -33,7 +33,9 @@ import (
 //go:embed migrations/*.sql
 var migrationsFS embed.FS
 
-// DB is the hub database: W is the single writer, R the read pool.
+// DB is the hub's one SQLite database, which holds every component's
+// tables (roster, templates, events, ...): W is the single writer, R the
+// read pool.
 type DB struct {
 	W    *sql.DB
 	R    *sql.DB

@@ -15,8 +15,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
-	"github.com/diemdanh/diemdanh/hub/templates"
 )
 
 type candFixture struct {
@@ -33,9 +33,9 @@ func newCandFixture(t *testing.T) *candFixture {
 	t.Helper()
 	f := &candFixture{}
 	f.fixture = newFixtureOpts(t, true, func(d *Deps) {
-		key := make([]byte, templates.KeySize)
+		key := make([]byte, facetemplates.KeySize)
 		rand.Read(key)
-		tpl, err := templates.Open(d.DB, key, nil, time.Now)
+		tpl, err := facetemplates.Open(d.DB, key, nil, time.Now)
 		must(t, err)
 		f.gs = gallerysrv.New(d.DB, tpl, nil, gallerysrv.Default(), nil, time.Now)
 		d.Candidates = f.gs

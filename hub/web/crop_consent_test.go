@@ -14,7 +14,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
-	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/models/conf"
 )
 
@@ -47,7 +47,7 @@ func realFaceCrop(t *testing.T) []byte {
 func TestSecurityCropServedOnlyWhileConsentAllowsSnapshots(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	tpl, err := templates.Open(f.db, bytes.Repeat([]byte{3}, templates.KeySize), nil, nil)
+	tpl, err := facetemplates.Open(f.db, bytes.Repeat([]byte{3}, facetemplates.KeySize), nil, nil)
 	must(t, err)
 	reg := consent.New(f.db, tpl, audit.New(f.db, nil, nil), nil, nil)
 	grant := func(pupil string, snapshots bool) {

@@ -15,7 +15,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/enrol"
-	"github.com/diemdanh/diemdanh/hub/templates"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/web"
 	"github.com/diemdanh/diemdanh/models/conf"
 )
@@ -49,11 +49,11 @@ func TestBrowserEnrolPage(t *testing.T) {
 	t.Cleanup(eng.Close)
 	var svc *enrol.Service
 	f := web.NewTestFixture(t, func(d *web.Deps) {
-		key := make([]byte, templates.KeySize)
+		key := make([]byte, facetemplates.KeySize)
 		for i := range key {
 			key[i] = byte(i + 1)
 		}
-		tpl, err := templates.Open(d.DB, key, log, time.Now)
+		tpl, err := facetemplates.Open(d.DB, key, log, time.Now)
 		if err != nil {
 			t.Fatal(err)
 		}

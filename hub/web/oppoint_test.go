@@ -19,8 +19,8 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -43,7 +43,7 @@ func (o *swappableOP) OperatingPointReport(ctx context.Context, school string, n
 type opFixture struct {
 	*fixture
 	op     *swappableOP
-	tpl    *templates.Store
+	tpl    *facetemplates.Store
 	apiURL string
 }
 
@@ -55,10 +55,10 @@ func newOPFixture(t *testing.T) *opFixture {
 	t.Helper()
 	op := &swappableOP{}
 	f := &opFixture{op: op, fixture: newFixtureOpts(t, true, func(d *Deps) { d.OperatingPoints = op })}
-	key := make([]byte, templates.KeySize)
+	key := make([]byte, facetemplates.KeySize)
 	rand.Read(key)
 	var err error
-	f.tpl, err = templates.Open(f.db, key, nil, time.Now)
+	f.tpl, err = facetemplates.Open(f.db, key, nil, time.Now)
 	must(t, err)
 	f.tpl.SetModel(match.DlibResNetV1) // the templates below are idols.json's dlib descriptors
 	dir, err := conf.TestDataDir()

@@ -13,9 +13,9 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/consent"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/hub/templates"
 )
 
 // School setup pages (/admin/school/…): classes, pupils, guardians, staff
@@ -51,9 +51,9 @@ type ConsentReader interface {
 }
 
 // TemplateLister lists a pupil's face templates without their secrets
-// (hub/templates' Store).
+// (hub/facetemplates' Store).
 type TemplateLister interface {
-	List(ctx context.Context, pupilID string) ([]templates.Info, error)
+	List(ctx context.Context, pupilID string) ([]facetemplates.Info, error)
 }
 
 // CandidateImporter imports class sessions or gate classes from CSV

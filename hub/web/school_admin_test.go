@@ -16,24 +16,24 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/hub/templates"
 	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // newSchoolFixture is the web fixture with a real gallery server and
 // template store behind the school pages, a second school s2 with its own
 // admin (admin2) and a hub-wide admin (root).
-func newSchoolFixture(t *testing.T, authMW bool) (*fixture, *templates.Store) {
+func newSchoolFixture(t *testing.T, authMW bool) (*fixture, *facetemplates.Store) {
 	t.Helper()
-	var tpl *templates.Store
+	var tpl *facetemplates.Store
 	f := newFixtureOpts(t, authMW, func(d *Deps) {
-		key := make([]byte, templates.KeySize)
+		key := make([]byte, facetemplates.KeySize)
 		rand.Read(key)
 		var err error
-		tpl, err = templates.Open(d.DB, key, nil, time.Now)
+		tpl, err = facetemplates.Open(d.DB, key, nil, time.Now)
 		must(t, err)
 		d.Candidates = gallerysrv.New(d.DB, tpl, nil, gallerysrv.Default(), nil, time.Now)
 		d.Templates = tpl
@@ -356,7 +356,7 @@ func TestSchoolAdminPupilPage(t *testing.T) {
 	must(t, err)
 	desc := make(match.Descriptor, 128)
 	desc[0] = 1
-	_, err = tpl.AddTemplate(f.ctx, templates.New{PupilID: pupilAn, Descriptor: desc, Model: tpl.Model()})
+	_, err = tpl.AddTemplate(f.ctx, facetemplates.New{PupilID: pupilAn, Descriptor: desc, Model: tpl.Model()})
 	must(t, err)
 	f.ingestDirect(t, event(pupilAn, "in", now))
 	c := f.client(t)

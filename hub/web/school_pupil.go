@@ -174,7 +174,7 @@ func (s *Server) consentView(ctx context.Context, pupil, lang string) (ConsentVi
 	return v, nil
 }
 
-// templateView counts the pupil's templates by status (hub/templates).
+// templateView counts the pupil's templates by status (hub/facetemplates).
 func (s *Server) templateView(ctx context.Context, pupil, lang string) (TemplateView, error) {
 	v := TemplateView{Available: s.d.Templates != nil, ByStatus: map[string]int{}}
 	if !v.Available {

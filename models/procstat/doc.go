@@ -1,3 +1,3 @@
 // Package procstat reads the process's own memory figures from
-// /proc/self/status, for the bench commands and the hubs' metrics.
+// /proc/self/status, for the bench commands (hub/bench/...).
 package procstat

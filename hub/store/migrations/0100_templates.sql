@@ -1,4 +1,4 @@
--- Encrypted face templates (hub/templates). Descriptors and photos are
+-- Encrypted face templates (hub/facetemplates). Descriptors and photos are
 -- AES-256-GCM ciphertexts (12-byte nonce || sealed bytes); the key lives in a
 -- key file or the environment, never in this database.
 CREATE TABLE face_templates (

@@ -1,4 +1,4 @@
-// Package templates is the hub's encrypted store of face templates.
+// Package facetemplates is the hub's encrypted store of face templates.
 //
 // Every descriptor (and, when the pupil's consent allows it, the enrolment
 // photo) is sealed with AES-256-GCM before it reaches SQLite. The key comes
@@ -16,7 +16,11 @@
 // The store keeps a gallery version per school, bumped in the same
 // transaction as every change that alters what gates must hold, and calls
 // subscribers after the commit (the gallery server announces it on MQTT).
-package templates
+//
+// The package was hub/templates; it was renamed so it is not mistaken for
+// hub/web/templates (HTML). Its hub.yaml section is still `templates:`
+// (templates.key_file, ...), unchanged for compatibility.
+package facetemplates
 
 import (
 	"context"
@@ -54,7 +58,10 @@ const (
 const keyCheckMeta = "templates.keycheck"
 const keyCheckPlain = "diemdanh template key check v1"
 
-// Store is the encrypted template store. It is safe for concurrent use.
+// Store is the pupils' encrypted face templates (descriptors and kept
+// enrolment photos, table face_templates) and the per-school gallery
+// version, in the hub's SQLite database (hub/store.DB), with the key that
+// seals them. It is safe for concurrent use.
 type Store struct {
 	db    *store.DB
 	aead  cipher.AEAD
