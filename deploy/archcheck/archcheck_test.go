@@ -32,9 +32,10 @@ var checked = []string{
 
 // exempt: packages among checked that may link the engine, and why.
 var exempt = map[string]string{
-	module + "/hub":       "the hub binary: links hub/app",
-	module + "/hub/app":   "wires every module, hub/enrol among them",
-	module + "/hub/enrol": "decodes enrolment photos and computes their descriptors",
+	module + "/hub":             "the hub binary: links hub/app",
+	module + "/hub/app":         "wires every module, hub/enrol among them",
+	module + "/hub/enrol":       "decodes enrolment photos and computes their descriptors",
+	module + "/hub/bench/enrol": "bench-enrol: measures hub/enrol's real pipeline",
 }
 
 // cameraOnly: packages that may link gocv (to open cameras and video
@@ -110,6 +111,84 @@ func TestNoFaceEngineOutsideItsUsers(t *testing.T) {
 	for p := range cameraOnly {
 		if _, ok := graph[p]; ok && importChain(graph, p, gocv) == nil {
 			t.Errorf("%s no longer links gocv: remove it from cameraOnly", short(p))
+		}
+	}
+}
+
+// harnesses are the test harnesses: packages that exist for tests and
+// benchmarks (starting PostgreSQL, seeding a hub, a broker to publish to).
+var harnesses = []string{
+	module + "/deploy/citydb/pgtest",
+	module + "/hub/ingest/ingesttest",
+	module + "/edge/publish/brokertest",
+}
+
+// harnessUsers may depend on a harness: the bench commands, the harnesses
+// themselves, and the binaries' wiring of the bench commands (hub/app and
+// edge/app register them, so the binaries link them). Everything else is
+// production code and must not, not even indirectly.
+func harnessUser(p string) bool {
+	for _, h := range harnesses {
+		if p == h {
+			return true
+		}
+	}
+	switch p {
+	case module + "/hub", module + "/hub/app", module + "/edge", module + "/edge/app", module + "/edge/bench":
+		return true
+	}
+	return strings.HasPrefix(p, module+"/hub/bench/")
+}
+
+// TestNoHarnessInProduction fails for each package of the module, outside
+// the bench commands and their wiring, whose non-test dependencies include
+// a test harness (deploy/citydb/pgtest, hub/ingest/ingesttest,
+// edge/publish/brokertest), naming the import chain. Test files may use
+// them: test-only imports are not linked.
+func TestNoHarnessInProduction(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "-json", "./...")
+	cmd.Dir = "../.."
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	graph := map[string][]string{}
+	var roots []string
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		graph[p.ImportPath] = p.Imports
+		if !p.DepOnly {
+			roots = append(roots, p.ImportPath)
+		}
+	}
+	sort.Strings(roots)
+	for _, h := range harnesses {
+		if _, ok := graph[h]; !ok {
+			t.Errorf("harness %s not found: update harnesses", short(h))
+		}
+	}
+	for _, want := range []string{"/hub/broker", "/hub/web", "/hub/citysync", "/hub/enrol"} {
+		if _, ok := graph[module+want]; !ok {
+			t.Fatalf("%s not listed", want)
+		}
+	}
+	for _, root := range roots {
+		if harnessUser(root) {
+			continue
+		}
+		for _, h := range harnesses {
+			if chain := importChain(graph, root, h); chain != nil {
+				t.Errorf("%s links the test harness %s: %s (move the code using it under hub/bench/ or into a _test.go file)",
+					short(root), short(h), strings.Join(shortAll(chain), " → "))
+			}
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/diemdanh/diemdanh/edge/publish"
 	"github.com/diemdanh/diemdanh/edge/sim"
 	"github.com/diemdanh/diemdanh/edge/store"
+	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -497,15 +497,9 @@ func perFrame(cpu time.Duration, frames int64) float64 {
 	return math.Round(float64(cpu.Microseconds())/float64(frames)/100) / 10
 }
 
+// pct is the p-th percentile (0–100) of v, to 0.1.
 func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	i = max(0, min(i, len(s)-1))
-	return math.Round(s[i]*10) / 10
+	return math.Round(benchutil.Percentile(v, p/100)*10) / 10
 }
 
 func cpuTime() time.Duration {

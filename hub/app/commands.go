@@ -11,10 +11,12 @@ import (
 	"sort"
 	"syscall"
 
+	benchenrol "github.com/diemdanh/diemdanh/hub/bench/enrol"
+	benchingest "github.com/diemdanh/diemdanh/hub/bench/ingest"
+	benchlive "github.com/diemdanh/diemdanh/hub/bench/live"
+	benchsync "github.com/diemdanh/diemdanh/hub/bench/sync"
 	"github.com/diemdanh/diemdanh/hub/broker"
-	"github.com/diemdanh/diemdanh/hub/citysync"
 	"github.com/diemdanh/diemdanh/hub/enrol"
-	"github.com/diemdanh/diemdanh/hub/web"
 )
 
 // Command is one bin/hub subcommand.
@@ -30,11 +32,11 @@ func commands() map[string]Command {
 		"run":           {"run the hub: hub run --config hub.yaml", RunMain},
 		"demo":          {"start a demo hub and one gate (what `make run` runs)", DemoMain},
 		"enrol":         {"bulk-enrol faces: hub enrol --roster roster.csv --photos DIR", enrol.EnrolMain},
-		"bench-enrol":   {"benchmark bulk enrolment (photos/s, p95, RSS): hub bench-enrol --json", enrol.BenchEnrolMain},
-		"bench-ingest":  {"MQTT→SQLite ingest rate and latency: hub bench-ingest --events N --publishers P [--external] --json", broker.BenchIngestMain},
-		"bench-live":    {"live board fan-out: hub bench-live --clients 500 --json (SSE push latency, RSS)", web.BenchLiveMain},
+		"bench-enrol":   {"benchmark bulk enrolment (photos/s, p95, RSS): hub bench-enrol --json", benchenrol.BenchEnrolMain},
+		"bench-ingest":  {"MQTT→SQLite ingest rate and latency: hub bench-ingest --events N --publishers P [--external] --json", benchingest.BenchIngestMain},
+		"bench-live":    {"live board fan-out: hub bench-live --clients 500 --json (SSE push latency, RSS)", benchlive.BenchLiveMain},
 		"mosquitto-acl": {"external broker: write mosquitto's ACL for the gates: hub mosquitto-acl --db data/hub.db --out acl", broker.MosquittoACLMain},
-		"bench-sync":    {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", citysync.BenchSyncMain},
+		"bench-sync":    {"city sync push rate, catch-up and city-peak simulation: hub bench-sync --rows N --json", benchsync.BenchSyncMain},
 	}
 }
 

@@ -191,3 +191,7 @@ func (s *Server) PupilChanged(ctx context.Context, pupilID string) {
 	}
 	s.live.pushPupil(ctx, class, pupilID, s.now().UnixMilli())
 }
+
+// LiveSubscribers is how many live-board streams are open on class
+// classID (hub/bench/live waits for its clients with it).
+func (s *Server) LiveSubscribers(classID string) int { return s.live.Subscribers(classID) }

@@ -1,12 +1,13 @@
-package web
+// Package live is `hub bench-live`: live class-board fan-out (SSE push
+// latency, RSS) through hub/web, hub/auth and hub/ingest. It lives
+// outside hub/web so the production package carries no benchmark harness.
+package live
 
 import (
 	"bufio"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,8 +29,9 @@ import (
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/hub/web"
+	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/diemdanh/diemdanh/models/match"
-	"github.com/diemdanh/diemdanh/models/procstat"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
 
@@ -56,12 +58,11 @@ type BenchLiveResult struct {
 // ingest accepted the event (its hub received_at) to the client reading
 // the row update; every client must receive every event.
 func BenchLiveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench-live", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := benchutil.FlagSet("bench-live", stderr)
 	clients := fs.Int("clients", 500, "concurrent SSE clients on one class board")
 	events := fs.Int("events", 400, "events to stream")
 	rate := fs.Float64("rate", 50, "events per second streamed into ingest")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := benchutil.JSONFlag(fs)
 	dir := fs.String("dir", "", "work directory (default: a temporary one, removed)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,7 +75,7 @@ func BenchLiveMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(r)
+		return benchutil.PrintJSON(stdout, r)
 	}
 	fmt.Fprintf(stdout, "clients %d, events %d at %.0f/s: %.1f events/s, %.0f deliveries/s, lost %d, push latency p50 %.1f ms, p95 %.1f ms, max %.1f ms, RSS %.0f MB\n",
 		r.Clients, r.Events, r.Rate, r.EventsPerS, r.DeliveriesPerS, r.Lost, r.P50, r.P95, r.Max, r.RSSMB)
@@ -164,7 +165,7 @@ func seedLive(ctx context.Context, db *store.DB) error {
 // liveHub is the running hub slice: the web UI behind hub/auth on
 // loopback, fed by ingest.
 type liveHub struct {
-	w   *Server
+	w   *web.Server
 	ing *ingest.Ingester
 	srv *http.Server
 	url string // the class board's live stream
@@ -188,9 +189,9 @@ func startLiveHub(ctx context.Context, db *store.DB, log *slog.Logger) (*liveHub
 	if h.tok, _, err = au.Login(ctx, "teacher", "bench-password-1", "127.0.0.1"); err != nil {
 		return nil, err
 	}
-	cfg := Default()
+	cfg := web.Default()
 	cfg.SSEClientBuffer = 1024
-	if h.w, err = New(cfg, Deps{DB: db, Log: log, Sessions: au, Audit: al}); err != nil {
+	if h.w, err = web.New(cfg, web.Deps{DB: db, Log: log, Sessions: au, Audit: al}); err != nil {
 		return nil, err
 	}
 	h.w.Start(ctx)
@@ -248,7 +249,7 @@ func (cl *liveClients) connect(ctx context.Context, h *liveHub) error {
 	if v := cl.connErr.Load(); v != nil {
 		return fmt.Errorf("bench-live: client: %v", v)
 	}
-	for h.w.live.Subscribers("c1") < cl.n {
+	for h.w.LiveSubscribers("c1") < cl.n {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
@@ -259,7 +260,7 @@ func (cl *liveClients) connect(ctx context.Context, h *liveHub) error {
 func (cl *liveClients) run(ctx context.Context, i int, url, tok string) {
 	defer cl.done.Done()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: tok})
+	req.AddCookie(&http.Cookie{Name: web.SessionCookie, Value: tok})
 	resp, err := cl.hc.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		if err == nil {
@@ -340,7 +341,7 @@ func streamLive(ing *ingest.Ingester, start time.Time, nEvents int, rate float64
 // delivery is an error (returned with the result).
 func (cl *liveClients) result(rate float64, sent, elapsed time.Duration) (*BenchLiveResult, error) {
 	r := &BenchLiveResult{Clients: cl.n, Events: cl.events, Rate: rate, Deliveries: cl.got.Load(),
-		DurationS: elapsed.Seconds(), RSSMB: peakRSSMB()}
+		DurationS: elapsed.Seconds(), RSSMB: benchutil.PeakRSSMB()}
 	r.Lost = int64(cl.n*cl.events) - r.Deliveries
 	r.EventsPerS = float64(cl.events) / elapsed.Seconds()
 	if sent > 0 && elapsed < sent {
@@ -348,18 +349,11 @@ func (cl *liveClients) result(rate float64, sent, elapsed time.Duration) (*Bench
 	}
 	r.DeliveriesPerS = float64(r.Deliveries) / elapsed.Seconds()
 	sort.Float64s(cl.lat)
-	if n := len(cl.lat); n > 0 {
-		r.P50 = cl.lat[n*50/100]
-		r.P95 = cl.lat[n*95/100]
-		r.Max = cl.lat[n-1]
-	}
+	r.P50 = benchutil.Percentile(cl.lat, 0.50)
+	r.P95 = benchutil.Percentile(cl.lat, 0.95)
+	r.Max = benchutil.Percentile(cl.lat, 1)
 	if r.Lost > 0 {
 		return r, errors.New("bench-live: some clients missed events")
 	}
 	return r, nil
-}
-
-// peakRSSMB reads the peak resident set size (VmHWM) of this process.
-func peakRSSMB() float64 {
-	return procstat.StatusMB("VmHWM")
 }

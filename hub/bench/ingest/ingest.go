@@ -1,4 +1,8 @@
-package broker
+// Package ingest is `hub bench-ingest`: MQTT → SQLite ingest rate and
+// latency through the hub's broker (embedded, or Debian's mosquitto in
+// external mode). It lives outside hub/broker so the production package
+// carries no benchmark harness.
+package ingest
 
 import (
 	"context"
@@ -14,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,10 +25,11 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/ingest/ingesttest"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/procstat"
+	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
 
@@ -58,14 +62,13 @@ type BenchResult struct {
 // the hub in external mode, and reports external_ratio =
 // external events_per_s / embedded events_per_s.
 func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench-ingest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := benchutil.FlagSet("bench-ingest", stderr)
 	n := fs.Int("events", 20000, "events to publish")
 	p := fs.Int("publishers", 8, "concurrent MQTT publishers (one gate each)")
 	w := fs.Int("window", 16, "unacknowledged events in flight per publisher (edge mqtt.window default: 16)")
 	ext := fs.Bool("external", false, "also run against Debian's mosquitto in external mode and report the ratio")
 	mosq := fs.String("mosquitto", "/usr/sbin/mosquitto", "mosquitto binary for --external")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := benchutil.JSONFlag(fs)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,7 +88,7 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("bench-ingest: --events and --publishers must be positive, --window at least 2: %w", flag.ErrHelp)
 	}
 	rssStart := peakRSSMB()
-	emb, err := benchIngest(ctx, ModeEmbedded, *n, *p, *w, *mosq, rssStart)
+	emb, err := benchIngest(ctx, broker.ModeEmbedded, *n, *p, *w, *mosq, rssStart)
 	if err != nil {
 		return err
 	}
@@ -93,7 +96,7 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 	b, _ := json.Marshal(emb)
 	_ = json.Unmarshal(b, &out)
 	if *ext {
-		x, err := benchIngest(ctx, ModeExternal, *n, *p, *w, *mosq, rssStart)
+		x, err := benchIngest(ctx, broker.ModeExternal, *n, *p, *w, *mosq, rssStart)
 		if err != nil {
 			return err
 		}
@@ -103,8 +106,7 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		return enc.Encode(out)
+		return benchutil.PrintJSON(stdout, out)
 	}
 	keys := make([]string, 0, len(out))
 	for k := range out {
@@ -115,12 +117,6 @@ func BenchIngestMain(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stdout, "%-16s %v\n", k, out[k])
 	}
 	return nil
-}
-
-func round(f float64, d int) float64 {
-	s := strconv.FormatFloat(f, 'f', d, 64)
-	r, _ := strconv.ParseFloat(s, 64)
-	return r
 }
 
 type commitClock struct {
@@ -193,7 +189,6 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 	if rows > n {
 		res.Duplicated += rows - n
 	}
-	sort.Float64s(lat)
 	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lat, 0.50), pct(lat, 0.95), pct(lat, 0.99)
 	res.ElapsedS = round(elapsed.Seconds(), 3)
 	if elapsed > 0 {
@@ -213,10 +208,10 @@ func benchIngest(ctx context.Context, mode string, n, pubs, window int, mosqBin 
 func startBenchBroker(ctx context.Context, mode string, db *store.DB, ing *ingest.Ingester, gates []ingesttest.Gate,
 	dir, mosqBin string, res *BenchResult) (url string, stop func(), err error) {
 	switch mode {
-	case ModeEmbedded:
-		cfg := Default()
+	case broker.ModeEmbedded:
+		cfg := broker.Default()
 		cfg.Listen = "127.0.0.1:0"
-		e, err := NewEmbedded(cfg, db, ing, nil, nil)
+		e, err := broker.NewEmbedded(cfg, db, ing, nil, nil)
 		if err != nil {
 			return "", nil, err
 		}
@@ -224,12 +219,12 @@ func startBenchBroker(ctx context.Context, mode string, db *store.DB, ing *inges
 			return "", nil, err
 		}
 		return "tcp://" + e.Addr(), func() { e.Close() }, nil
-	case ModeExternal:
+	case broker.ModeExternal:
 		users := map[string]string{"diemdanh-hub": "bench-hub-secret"}
 		for _, g := range gates {
 			users[g.Username] = g.Password
 		}
-		acl, err := MosquittoACL(ctx, db, "diemdanh-hub")
+		acl, err := broker.MosquittoACL(ctx, db, "diemdanh-hub")
 		if err != nil {
 			return "", nil, err
 		}
@@ -237,10 +232,10 @@ func startBenchBroker(ctx context.Context, mode string, db *store.DB, ing *inges
 		if err != nil {
 			return "", nil, err
 		}
-		cfg := Default()
-		cfg.Mode = ModeExternal
-		cfg.External = ExternalConfig{URL: u, Username: "diemdanh-hub", Password: "bench-hub-secret", ClientID: "diemdanh-hub-bench"}
-		x, err := NewExternal(ctx, cfg, ing, nil)
+		cfg := broker.Default()
+		cfg.Mode = broker.ModeExternal
+		cfg.External = broker.ExternalConfig{URL: u, Username: "diemdanh-hub", Password: "bench-hub-secret", ClientID: "diemdanh-hub-bench"}
+		x, err := broker.NewExternal(ctx, cfg, ing, nil)
 		if err != nil {
 			stopMosq()
 			return "", nil, err
@@ -372,18 +367,13 @@ func (c *commitClock) latencies(per [][]benchMsg, sentAt [][]time.Time, res *Ben
 	return lat, last
 }
 
-func pct(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q * float64(len(sorted)-1))
-	return round(sorted[i], 2)
-}
+// pct is the q-quantile of the latencies, in ms to 2 decimals.
+func pct(lat []float64, q float64) float64 { return round(benchutil.Percentile(lat, q), 2) }
 
 // peakRSSMB is the process's peak resident set (VmHWM) in MB.
-func peakRSSMB() float64 {
-	return round(procstat.StatusMB("VmHWM"), 1)
-}
+func peakRSSMB() float64 { return round(benchutil.PeakRSSMB(), 1) }
+
+var round = benchutil.Round
 
 // runMosquitto starts mosquitto on a free loopback port with the settings
 // of deploy/mosquitto/mosquitto.conf, a password file made with

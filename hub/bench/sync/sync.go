@@ -1,25 +1,27 @@
-package citysync
+// Package sync is `hub bench-sync`: hub/citysync's push rate into
+// PostgreSQL, a one-day catch-up and a city-peak simulation. It lives
+// outside hub/citysync because it starts PostgreSQL through the test
+// harness deploy/citydb/pgtest, which no production package may import.
+package sync
 
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/diemdanh/diemdanh/deploy/citydb"
 	"github.com/diemdanh/diemdanh/deploy/citydb/pgtest"
+	"github.com/diemdanh/diemdanh/hub/citysync"
 	"github.com/diemdanh/diemdanh/hub/store"
-	"github.com/diemdanh/diemdanh/models/procstat"
+	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -58,8 +60,7 @@ type BenchResult struct {
 // PostgreSQL (a throwaway durable cluster unless --dsn or $CITYDB_TEST_DSN
 // names a server where it may create a database and roles).
 func BenchSyncMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench-sync", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := benchutil.FlagSet("bench-sync", stderr)
 	rows := fs.Int("rows", 100000, "events in the single-hub push")
 	pupils := fs.Int("pupils", 2000, "pupils of the catch-up school")
 	hubs := fs.Int("hubs", 200, "concurrent hub workers in the city-peak simulation (0: skip)")
@@ -69,7 +70,7 @@ func BenchSyncMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	chunk := fs.Int("chunk", 10, "events per sync per hub in the saturation run (as fast as possible)")
 	satPerHub := fs.Int("saturation-events-per-hub", 100, "events each hub pushes in the saturation run (0: skip)")
 	dsn := fs.String("dsn", os.Getenv(pgtest.EnvDSN), "admin DSN of an existing PostgreSQL 15 (default: a throwaway cluster)")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := benchutil.JSONFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,7 +110,7 @@ func BenchSyncMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if res.CatchupRows, res.CatchupS, err = b.catchup(ctx, *pupils); err != nil {
 		return err
 	}
-	res.RSSMB = peakRSSMB()
+	res.RSSMB = benchutil.PeakRSSMB()
 	if *hubs > 0 {
 		lat, events, rowsN, secs, err := b.peak(ctx, *hubs, *perHub, 0, *rate/float64(*hubs), *every)
 		if err != nil {
@@ -119,21 +120,21 @@ func BenchSyncMain(ctx context.Context, args []string, stdout, stderr io.Writer)
 		res.PeakEvents, res.PeakRows, res.PeakS = events, rowsN, secs
 		res.PeakEventsPerS = float64(events) / secs
 		res.PeakRowsPerS = float64(rowsN) / secs
-		res.PeakP50Ms = percentile(lat, 0.50)
-		res.PeakP95Ms = percentile(lat, 0.95)
-		res.PeakRSSMB = peakRSSMB()
+		res.PeakP50Ms = benchutil.Percentile(lat, 0.50)
+		res.PeakP95Ms = benchutil.Percentile(lat, 0.95)
+		res.PeakRSSMB = benchutil.PeakRSSMB()
 		if *satPerHub > 0 {
 			lat, events, _, secs, err := b.peak(ctx, *hubs, *satPerHub, *chunk, 0, 0)
 			if err != nil {
 				return err
 			}
 			res.SatEventsPerS = float64(events) / secs
-			res.SatP95Ms = percentile(lat, 0.95)
+			res.SatP95Ms = benchutil.Percentile(lat, 0.95)
 		}
 	}
 	res.TargetsMet = res.RowsPerS >= 20000 && (*hubs == 0 || (res.PeakEventsPerS >= 2000 && res.PeakP95Ms <= 1000))
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
+		return benchutil.PrintJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "single hub: %d events in %.2fs = %.0f rows/s (target ≥ 20000)\n", res.Rows, res.PushS, res.RowsPerS)
 	fmt.Fprintf(stdout, "catch-up: one-day backlog of a %d-pupil school, %d rows in %.2fs\n", res.CatchupPupils, res.CatchupRows, res.CatchupS)
@@ -240,12 +241,12 @@ func (b *bench) hubAt(ctx context.Context, file string, i, classes, perClass int
 
 func benchPupil(i int) string { return fmt.Sprintf("0791%08d", i) }
 
-func (b *bench) worker(db *store.DB, i int, now func() time.Time) (*Worker, error) {
-	cfg := Default()
+func (b *bench) worker(db *store.DB, i int, now func() time.Time) (*citysync.Worker, error) {
+	cfg := citysync.Default()
 	cfg.DSN = b.cl.DSN(benchRole(i), "bench-"+strconv.Itoa(i), b.dbName)
 	cfg.SchoolID = benchSchool(i)
 	cfg.RosterInterval = 24 * time.Hour
-	return New(cfg, db, slog.New(slog.DiscardHandler), now)
+	return citysync.New(cfg, db, slog.New(slog.DiscardHandler), now)
 }
 
 var benchDay = time.Date(2025, 10, 6, 0, 0, 0, 0, time.FixedZone("ICT", 7*3600))
@@ -302,13 +303,9 @@ func (b *bench) single(ctx context.Context, rows int) (float64, error) {
 		return 0, err
 	}
 	defer w.Close()
-	if err := w.resolveSchool(ctx); err != nil { // connect outside the timing
-		return 0, err
-	}
-	if err := w.pool.Ping(ctx); err != nil {
+	if err := w.PrepareSync(ctx); err != nil { // connect outside the timing
 		return 0, fmt.Errorf("bench-sync: %w", err)
 	}
-	w.lastRoster = time.Now()
 	start := time.Now()
 	rep, err := w.SyncOnce(ctx)
 	if err != nil {
@@ -343,7 +340,7 @@ func (b *bench) catchup(ctx context.Context, pupils int) (int, float64, error) {
 		return 0, 0, err
 	}
 	defer w.Close()
-	if err := w.pool.Ping(ctx); err != nil {
+	if err := w.Ping(ctx); err != nil {
 		return 0, 0, fmt.Errorf("bench-sync: %w", err)
 	}
 	start := time.Now()
@@ -404,7 +401,7 @@ func (b *bench) peak(ctx context.Context, hubs, perHub, chunk int, perHubRate fl
 // peakHub is one hub of a peak run.
 type peakHub struct {
 	db *store.DB
-	w  *Worker
+	w  *citysync.Worker
 }
 
 // openPeakHubs makes the run's fresh hubs, each synced once (connect,
@@ -493,19 +490,4 @@ func (b *bench) runPeakHub(ctx context.Context, h peakHub, i, hubs, perHub, chun
 		}
 	}
 	return mine, n, nil
-}
-
-func percentile(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(p*float64(len(s)-1) + 0.5)
-	return s[i]
-}
-
-// peakRSSMB is the process's peak resident set (VmHWM) in MB.
-func peakRSSMB() float64 {
-	return procstat.StatusMB("VmHWM")
 }
