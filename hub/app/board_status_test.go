@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"image"
 	"image/jpeg"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -24,54 +22,13 @@ import (
 // attendance's) and for an override made through the JSON API (which
 // reaches an open board through attendance's OnChange hook, no reload).
 func TestBoardStatusIsDailyAttendance(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Web.CookieSecure = false
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	a, err := New(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const pupil = "079123456789"
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := a.DB.W.Exec(q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
 	// late_after_min 0 from 00:00: any arrival of the day is late.
-	exec(`INSERT INTO schools(id, name) VALUES ('s1', 'Trường Tiểu học Kim Đồng')`)
-	exec(`INSERT INTO classes(id, school_id, name, grade, start_time, late_after_min, absent_cutoff)
-		VALUES ('c1', 's1', '1A', 1, '00:00', 0, '23:59')`)
-	exec(`INSERT INTO gates(id, school_id, name, direction, username, password_hash) VALUES ('g1', 's1', 'Cổng chính', 'in', 'g1', 'x')`)
-	exec(`INSERT INTO pupils(id, school_id, class_id, full_name) VALUES (?, 's1', 'c1', 'Nguyễn Văn An')`, pupil)
-	const pw = "mat-khau-12345"
-	if _, _, err := a.Mods.Auth.CreateAccount(ctx, "test", auth.NewAccount{Username: "quantri", Password: pw,
-		Role: auth.RoleAdmin, SchoolID: "s1", FullName: "Quản trị"}); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("shutdown hung")
-		}
-	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(a.BaseURL() + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hub not serving: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	a, ctx, pw := startWiredHub(t,
+		`INSERT INTO classes(id, school_id, name, grade, start_time, late_after_min, absent_cutoff)
+		VALUES ('c1', 's1', '1A', 1, '00:00', 0, '23:59')`,
+		`INSERT INTO gates(id, school_id, name, direction, username, password_hash) VALUES ('g1', 's1', 'Cổng chính', 'in', 'g1', 'x')`,
+		`INSERT INTO pupils(id, school_id, class_id, full_name) VALUES ('`+pupil+`', 's1', 'c1', 'Nguyễn Văn An')`)
 
 	board := a.Mods.Web.Live().Subscribe("c1")
 	defer a.Mods.Web.Live().Unsubscribe("c1", board)
