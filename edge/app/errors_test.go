@@ -43,6 +43,7 @@ func TestConfigValidateNamesField(t *testing.T) {
 		{"pipeline.vote.threshold", func(c *Config) { c.Pipeline.Vote.Threshold = -0.1 }},
 		{"pipeline.vote.min_margin", func(c *Config) { c.Pipeline.Vote.MinMargin = -0.1 }},
 		{"pipeline.vote.m", func(c *Config) { c.Pipeline.Vote.M = 9 }},
+		{"pipeline.decision", func(c *Config) { c.Pipeline.Decision = "majority" }},
 		{"pipeline.tracker.min_iou", func(c *Config) { c.Pipeline.Tracker.MinIoU = 1.5 }},
 		{"pipeline.vote_quality.max_yaw_deg", func(c *Config) { c.Pipeline.VoteQuality.MaxYawDeg = 120 }},
 		{"pipeline.cooldown", func(c *Config) { c.Pipeline.Cooldown = -time.Second }},

@@ -68,6 +68,9 @@ type Config struct {
 
 	Tracker TrackerConfig `yaml:"tracker"`
 	Vote    VoteConfig    `yaml:"vote"`
+	// Decision is the rule that decides a track (decide.go): "votes" (the
+	// default), M-of-K votes of per-frame matches (Decide).
+	Decision string `yaml:"decision"`
 	// UseGalleryOperatingPoint takes threshold and margin from the gallery
 	// file when the hub calibrated them (see issue "Recognition").
 	UseGalleryOperatingPoint bool `yaml:"use_gallery_operating_point"`
@@ -141,6 +144,7 @@ func DefaultConfig() Config {
 		FineMaxWindows:     6,
 		Tracker:            DefaultTrackerConfig(),
 		Vote:               DefaultVoteConfig(),
+		Decision:           DecisionVotes,
 		DescribeEvery:      2,
 		MinDescribePx:      64,
 		MaxDescribes:       16,
@@ -201,6 +205,8 @@ func (c Config) Validate(prefix string) error {
 		return f("vote.k", "must be 1..50, got %d", c.Vote.K)
 	case c.Vote.M < 1 || c.Vote.M > c.Vote.K:
 		return f("vote.m", "must be 1..k (%d), got %d", c.Vote.K, c.Vote.M)
+	case c.Decision != DecisionVotes:
+		return f("decision", "must be %q, got %q", DecisionVotes, c.Decision)
 	case c.DescribeEvery < 1:
 		return f("describe_every", "must be at least 1")
 	case c.MinDescribePx < 0:
@@ -685,7 +691,7 @@ func (p *Pipeline) applyVote(j job, vote *Vote, emits chan<- emission) {
 	var out []emission
 	if vote != nil && !j.tr.Decided {
 		j.tr.Votes = append(j.tr.Votes, *vote)
-		d := Decide(j.tr.Votes, p.voteConfig())
+		d := p.decideLocked(j.tr.Votes, p.voteConfig())
 		if d.OK {
 			j.tr.Decided, j.tr.Decision = true, d
 			p.Stats.Decisions.Add(1)
