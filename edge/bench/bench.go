@@ -15,24 +15,16 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/edge/pipeline"
-	"github.com/diemdanh/diemdanh/edge/publish"
 	"github.com/diemdanh/diemdanh/edge/sim"
-	"github.com/diemdanh/diemdanh/edge/store"
 	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // TruthFormat identifies the ground-truth file. The truth types are the
@@ -161,9 +153,9 @@ type decision struct {
 	at       time.Time // capture time of the decision frame
 }
 
-// Run executes the benchmark: load the inputs, start the gate's
-// surroundings (store, broker, publisher), run the pipeline on the video,
-// wait for the acknowledgements, score, and measure the baseline.
+// Run executes the benchmark: load the inputs, run the gate on the video
+// with its surroundings (store, broker, publisher), score, and measure the
+// baseline.
 func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -177,6 +169,40 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		return nil, fmt.Errorf("face engine: %w", err)
 	}
 	defer eng.Close()
+	vr, err := runVideo(ctx, o, eng, in, log)
+	if err != nil {
+		return nil, err
+	}
+	res := vr.res
+	if o.Baseline {
+		b, err := runBaseline(ctx, o.Video, eng, in.gal, res.Threshold, res.MinMargin, res.M, res.K, in.truth, log)
+		if err != nil {
+			return nil, fmt.Errorf("baseline: %w", err)
+		}
+		res.Baseline = b
+		if b.FPS > 0 {
+			res.Ratio = res.FPS / b.FPS
+		}
+		if res.CPUPerFrameMS > 0 {
+			res.CPURatio = b.CPUPerFrameMS / res.CPUPerFrameMS
+		}
+	}
+	return res, nil
+}
+
+// videoRun is one video through the gate: its result, and the decisions
+// and acknowledgements behind it for further scoring.
+type videoRun struct {
+	res       *Result
+	decs      []decision
+	acks      map[string]time.Time // event ID -> PUBACK
+	wall, cpu time.Duration
+}
+
+// runVideo starts the gate's surroundings (a scratch outbox, a broker and
+// the publisher), runs the pipeline on o.Video, waits for the
+// acknowledgements and scores the events against in.truth.
+func runVideo(ctx context.Context, o Options, eng *faceengine.Engine, in benchInputs, log *slog.Logger) (*videoRun, error) {
 	if o.SchoolID == "" {
 		o.SchoolID = "bench"
 	}
@@ -199,27 +225,19 @@ func Run(ctx context.Context, o Options, log *slog.Logger) (*Result, error) {
 		return nil, err
 	}
 	env.waitAcks(ctx)
-	res := gr.result(o, cfg)
+	vr := &videoRun{res: gr.result(o, cfg), acks: map[string]time.Time{}, wall: gr.wall, cpu: gr.cpu}
 	env.mu.Lock()
-	res.Acked = len(env.acks)
-	res.latencies(in.truth, gr.decs, env.acks)
-	env.mu.Unlock()
-	res.Accuracy = score(in.truth, gr.decs)
-	res.Duplicates += env.rec.Duplicates()
-	if o.Baseline {
-		b, err := runBaseline(ctx, o.Video, eng, in.gal, res.Threshold, res.MinMargin, cfg.Vote.M, cfg.Vote.K, in.truth, log)
-		if err != nil {
-			return nil, fmt.Errorf("baseline: %w", err)
-		}
-		res.Baseline = b
-		if b.FPS > 0 {
-			res.Ratio = res.FPS / b.FPS
-		}
-		if res.CPUPerFrameMS > 0 {
-			res.CPURatio = b.CPUPerFrameMS / res.CPUPerFrameMS
-		}
+	vr.decs = append(vr.decs, gr.decs...)
+	for id, at := range env.acks {
+		vr.acks[id] = at
 	}
-	return res, nil
+	env.mu.Unlock()
+	res := vr.res
+	res.Acked = len(vr.acks)
+	res.latencies(in.truth, vr.decs, vr.acks)
+	res.Accuracy = score(in.truth, vr.decs)
+	res.Duplicates += env.rec.Duplicates()
+	return vr, nil
 }
 
 // benchInputs are a run's files: the ground truth and the gallery (the
@@ -244,81 +262,6 @@ func loadInputs(o Options) (benchInputs, error) {
 		return benchInputs{}, fmt.Errorf("video: %w", err)
 	}
 	return benchInputs{truth: truth, doc: doc, gal: gal}, nil
-}
-
-// benchEnv is the gate's surroundings in a run: a scratch outbox, an
-// embedded broker recording what it receives, and the publisher between
-// them, which records each event's PUBACK in acks.
-type benchEnv struct {
-	tmp     string
-	broker  *mqtt.Server
-	rec     *Recorder
-	db      *store.DB
-	pub     *publish.Publisher
-	pubStop context.CancelFunc
-	pubDone chan error
-
-	mu   sync.Mutex
-	acks map[string]time.Time // event ID -> PUBACK
-}
-
-// startEnv starts the outbox, the broker and the publisher.
-func startEnv(ctx context.Context, o Options, log *slog.Logger) (_ *benchEnv, err error) {
-	env := &benchEnv{acks: map[string]time.Time{}}
-	defer func() {
-		if err != nil {
-			env.close() // what started so far
-		}
-	}()
-	if env.tmp, err = os.MkdirTemp("", "edge-bench-"); err != nil {
-		return nil, err
-	}
-	var addr string
-	if env.broker, addr, env.rec, err = StartBroker(); err != nil {
-		return nil, fmt.Errorf("broker: %w", err)
-	}
-	if env.db, err = store.Open(filepath.Join(env.tmp, "edge.db"), store.DefaultOptions(), log); err != nil {
-		return nil, err
-	}
-	pc := publish.Default()
-	pc.Broker, pc.SchoolID, pc.GateID = "tcp://"+addr, o.SchoolID, o.GateID
-	pc.Poll = 20 * time.Millisecond
-	pc.OnAck = func(id string, at time.Time) { env.mu.Lock(); env.acks[id] = at; env.mu.Unlock() }
-	if env.pub, err = publish.New(pc, env.db, log, time.Now); err != nil {
-		return nil, err
-	}
-	pubCtx, pubStop := context.WithCancel(ctx)
-	env.pubStop, env.pubDone = pubStop, make(chan error, 1)
-	go func() { env.pubDone <- env.pub.Run(pubCtx) }()
-	return env, nil
-}
-
-// close stops the publisher, then closes the outbox and the broker and
-// removes the scratch directory.
-func (env *benchEnv) close() {
-	if env.pubStop != nil {
-		env.pubStop()
-		<-env.pubDone
-	}
-	if env.db != nil {
-		env.db.Close()
-	}
-	if env.broker != nil {
-		env.broker.Close()
-	}
-	if env.tmp != "" {
-		os.RemoveAll(env.tmp)
-	}
-}
-
-// waitAcks waits (up to 30 s) until every event in the outbox is
-// acknowledged.
-func (env *benchEnv) waitAcks(ctx context.Context) {
-	deadline := time.Now().Add(30 * time.Second)
-	for env.db.Depth() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // the broker hook records after PUBACK
 }
 
 // gateRun is what the pipeline did with the video.
@@ -392,104 +335,6 @@ func (gr *gateRun) result(o Options, cfg pipeline.Config) *Result {
 	return res
 }
 
-// latencies measures, for each enrolled pupil's passage announced and
-// acknowledged, the time from the first frame to the PUBACK, its wait
-// and processing parts, and the same for the clean passages.
-func (res *Result) latencies(truth *Truth, decs []decision, acks map[string]time.Time) {
-	var lat, proc, wait, clean []float64
-	for _, p := range truth.Passages {
-		if p.Visitor() {
-			continue
-		}
-		for _, d := range decs {
-			if d.enqueued && d.student == p.StudentID && d.frame >= p.FirstFrame && d.frame <= p.LastFrame+int64(truth.FPS) {
-				if at, ok := acks[d.eventID]; ok {
-					pr := float64(at.Sub(d.at).Microseconds()) / 1000
-					lat = append(lat, float64(d.frame-p.FirstFrame)*1000/truth.FPS+pr)
-					proc = append(proc, pr)
-					wait = append(wait, float64(d.frame-p.FirstFrame)*1000/truth.FPS)
-					if !p.Blur && !p.Occluded {
-						clean = append(clean, lat[len(lat)-1])
-					}
-				}
-				break
-			}
-		}
-	}
-	res.LatencyP50, res.LatencyP95, res.LatencyMax = pct(lat, 50), pct(lat, 95), pct(lat, 100)
-	res.ProcessingMS = pct(proc, 95)
-	res.WaitMSP50, res.WaitMSP95 = pct(wait, 50), pct(wait, 95)
-	res.CleanLatencyP50, res.CleanLatencyP95 = pct(clean, 50), pct(clean, 95)
-	for _, p := range truth.Passages {
-		if !p.Visitor() && !p.Blur && !p.Occluded {
-			res.CleanPassages++
-		}
-	}
-}
-
-// score matches decisions to passages. A decision counts for a passage of
-// the same pupil whose frames (plus a second of slack for the last
-// descriptors) contain the decision frame. A repeat suppressed by the
-// debounce still counts as announced (the pupil was announced already).
-func score(t *Truth, decs []decision) Accuracy {
-	var a Accuracy
-	slack := int64(t.FPS)
-	in := func(p Passage, f int64) bool { return f >= p.FirstFrame && f <= p.LastFrame+slack }
-	announced := map[string]bool{}
-	for _, p := range t.Passages {
-		a.Passages++
-		if p.Visitor() {
-			a.Visitors++
-			continue
-		}
-		a.Enrolled++
-		for _, d := range decs {
-			if d.student == p.StudentID && in(p, d.frame) {
-				a.Announced++
-				break
-			}
-		}
-	}
-	perStudent := map[string]int{}
-	for _, d := range decs {
-		if !d.enqueued {
-			continue
-		}
-		perStudent[d.student]++
-		ok, visitorNear, enrolledNear := false, false, false
-		for _, p := range t.Passages {
-			if !in(p, d.frame) {
-				continue
-			}
-			if p.Visitor() {
-				visitorNear = true
-				continue
-			}
-			enrolledNear = true
-			if p.StudentID == d.student {
-				ok = true
-			}
-		}
-		switch {
-		case ok:
-			announced[d.student] = true
-		case visitorNear && !enrolledNear:
-			a.VisitorAsStudent++
-		default:
-			a.WrongStudent++
-		}
-	}
-	for _, n := range perStudent {
-		if n > 1 {
-			a.Duplicates += n - 1
-		}
-	}
-	if a.Enrolled > 0 {
-		a.TPIR = float64(a.Announced) / float64(a.Enrolled)
-	}
-	return a
-}
-
 func perFrame(cpu time.Duration, frames int64) float64 {
 	if frames == 0 {
 		return 0
@@ -520,72 +365,3 @@ type staticGallery struct {
 }
 
 func (s staticGallery) Current() (*wire.GalleryDoc, *match.Gallery) { return s.doc, s.gal }
-
-// Recorder is a broker hook that counts deliveries per event ID, so a
-// duplicate at the broker is seen even if the edge's own count is right.
-type Recorder struct {
-	mqtt.HookBase
-	mu   sync.Mutex
-	seen map[string]int
-	// Events receives every event payload decoded at the broker.
-	Events []*wire.Event
-}
-
-// ID names the hook.
-func (r *Recorder) ID() string { return "bench-recorder" }
-
-// Provides says which events the hook handles.
-func (r *Recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
-
-// OnPublish records event payloads.
-func (r *Recorder) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if ev, err := wire.DecodeEvent(pk.Payload); err == nil {
-		r.mu.Lock()
-		if r.seen == nil {
-			r.seen = map[string]int{}
-		}
-		r.seen[ev.EventID]++
-		if r.seen[ev.EventID] == 1 {
-			r.Events = append(r.Events, ev)
-		}
-		r.mu.Unlock()
-	}
-	return pk, nil
-}
-
-// Duplicates is the number of deliveries beyond the first per event ID.
-func (r *Recorder) Duplicates() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.seen {
-		n += c - 1
-	}
-	return n
-}
-
-// Received returns a copy of the distinct events received.
-func (r *Recorder) Received() []*wire.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*wire.Event(nil), r.Events...)
-}
-
-// StartBroker serves an embedded mochi-mqtt broker on 127.0.0.1:0 and
-// returns it with its address and a recorder of event deliveries.
-func StartBroker() (*mqtt.Server, string, *Recorder, error) {
-	s := mqtt.New(&mqtt.Options{InlineClient: false, Logger: slog.New(slog.DiscardHandler)})
-	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
-		return nil, "", nil, err
-	}
-	rec := &Recorder{}
-	if err := s.AddHook(rec, nil); err != nil {
-		return nil, "", nil, err
-	}
-	l := listeners.NewTCP(listeners.Config{ID: "bench", Address: "127.0.0.1:0"})
-	if err := s.AddListener(l); err != nil {
-		return nil, "", nil, err
-	}
-	go func() { _ = s.Serve() }()
-	return s, l.Address(), rec, nil
-}
