@@ -77,12 +77,12 @@ func (s *Server) loadClass(ctx context.Context, id string) (ClassInfo, error) {
 // today is the school-local date.
 func (s *Server) today(loc *time.Location) string { return s.now().In(loc).Format("2006-01-02") }
 
-func dayBounds(day string, loc *time.Location) (int64, int64, error) {
-	t, err := time.ParseInLocation("2006-01-02", day, loc)
-	if err != nil {
-		return 0, 0, api.Invalid("day", "must be YYYY-MM-DD")
+// checkDay fails a day that is not YYYY-MM-DD.
+func checkDay(day string) error {
+	if _, err := time.Parse(isoDateLayout, day); err != nil {
+		return api.Invalid("day", "must be YYYY-MM-DD")
 	}
-	return t.UnixMilli(), t.AddDate(0, 0, 1).UnixMilli(), nil
+	return nil
 }
 
 // queryDays reads the date query parameters keys as typed by a person
@@ -144,165 +144,32 @@ func givenNameKey(full string) string {
 }
 
 // dayRows returns every pupil's row of a class on day (only pupilID when
-// not ""). The status, arrival and departure are hub/attendance's
-// (daily_attendance, computed by its one rule: the latest manual override
-// wins; else the first "in" event not marked "not this pupil" decides
-// present or late against start + late_after; else absent after the
-// cut-off or not yet before it). Missing or not-final rows are computed
-// first (attendance's ClassDay / Recompute). This code only adds what the
-// board shows besides: gate name, face crop, the override's reason.
-//
-// Steps: the class's pupils (boardPupils), their days (boardDays), the
-// day's events (boardEvents) and override reasons (boardReasons), then
-// each row filled in (fillRow).
+// not ""), by given name. The rows are hub/attendance's class day
+// (ClassPupilDays: daily_attendance, computed by its one rule, missing or
+// not-final days computed first, with the override's reason and the
+// arrival's gate, face crop and receipt time); this code only turns them
+// into what the board shows.
 func (s *Server) dayRows(ctx context.Context, cls ClassInfo, day, pupilID string) ([]Row, error) {
-	from, to, err := dayBounds(day, cls.Loc)
-	if err != nil {
+	if err := checkDay(day); err != nil {
 		return nil, err
 	}
-	out, err := s.boardPupils(ctx, cls, pupilID)
-	if err != nil || len(out) == 0 {
-		return out, err
-	}
-	days, err := s.boardDays(ctx, cls, day, pupilID)
+	days, err := s.d.Days.ClassPupilDays(ctx, cls.ID, day, pupilID)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("web: attendance: %w", err)
 	}
-	evs, err := s.boardEvents(ctx, cls, from, to, pupilID)
-	if err != nil {
-		return nil, err
+	out := make([]Row, len(days))
+	for i, d := range days {
+		out[i] = boardRow(d, cls.Loc)
 	}
-	reasons, err := s.boardReasons(ctx, cls, day, pupilID)
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		fillRow(&out[i], days, evs, reasons, cls.Loc)
-	}
-	return out, nil
-}
-
-// boardPupils are the class's active pupils (or only pupilID), by given
-// name.
-func (s *Server) boardPupils(ctx context.Context, cls ClassInfo, pupilID string) ([]Row, error) {
-	q := `SELECT id, full_name, manual_attendance FROM pupils WHERE class_id = ? AND active = 1`
-	args := []any{cls.ID}
-	if pupilID != "" {
-		q += ` AND id = ?`
-		args = append(args, pupilID)
-	}
-	rows, err := s.d.DB.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("web: pupils: %w", err)
-	}
-	var out []Row
-	for rows.Next() {
-		var r Row
-		if err := rows.Scan(&r.PupilID, &r.Name, &r.ManualOnly); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("web: pupils: %w", err)
-		}
-		out = append(out, r)
-	}
-	rows.Close()
 	sort.SliceStable(out, func(i, j int) bool { return givenNameKey(out[i].Name) < givenNameKey(out[j].Name) })
 	return out, nil
 }
 
-// boardDays are the pupils' attendance days, by pupil.
-func (s *Server) boardDays(ctx context.Context, cls ClassInfo, day, pupilID string) (map[string]attendance.Day, error) {
-	days := map[string]attendance.Day{}
-	if pupilID != "" {
-		d, err := s.pupilDay(ctx, pupilID, day)
-		if err != nil {
-			return nil, err
-		}
-		days[pupilID] = d
-		return days, nil
-	}
-	all, err := s.d.Days.ClassDay(ctx, cls.ID, day)
-	if err != nil {
-		return nil, fmt.Errorf("web: attendance: %w", err)
-	}
-	for _, d := range all {
-		days[d.PupilID] = d
-	}
-	return days, nil
-}
-
-// boardEvent is what the board shows of an event: its gate's name,
-// whether it has a face crop, and when the hub received it.
-type boardEvent struct {
-	gate string
-	crop bool
-	recv int64
-}
-
-// boardEvents are the day's events of the class (or of pupilID), by ID.
-func (s *Server) boardEvents(ctx context.Context, cls ClassInfo, from, to int64, pupilID string) (map[string]boardEvent, error) {
-	q := `SELECT e.event_id, e.received_at, COALESCE(NULLIF(g.name, ''), e.gate_id), e.face_jpeg IS NOT NULL
-		FROM events e JOIN pupils p ON p.id = e.student_id LEFT JOIN gates g ON g.id = e.gate_id
-		WHERE p.class_id = ? AND e.captured_at >= ? AND e.captured_at < ?`
-	args := []any{cls.ID, from, to}
-	if pupilID != "" {
-		q = strings.Replace(q, "WHERE p.class_id = ?", "WHERE p.class_id = ? AND e.student_id = ?", 1)
-		args = []any{cls.ID, pupilID, from, to}
-	}
-	erows, err := s.d.DB.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("web: events: %w", err)
-	}
-	defer erows.Close()
-	evs := map[string]boardEvent{}
-	for erows.Next() {
-		var id string
-		var e boardEvent
-		if err := erows.Scan(&id, &e.recv, &e.gate, &e.crop); err != nil {
-			return nil, fmt.Errorf("web: events: %w", err)
-		}
-		evs[id] = e
-	}
-	return evs, nil
-}
-
-// boardReasons are the reasons of the day's overrides, by pupil (the
-// latest wins).
-func (s *Server) boardReasons(ctx context.Context, cls ClassInfo, day, pupilID string) (map[string]string, error) {
-	q := `SELECT o.pupil_id, o.reason FROM attendance_overrides o JOIN pupils p ON p.id = o.pupil_id
-		WHERE p.class_id = ? AND o.day = ? ORDER BY o.id`
-	args := []any{cls.ID, day}
-	if pupilID != "" {
-		q = strings.Replace(q, "WHERE p.class_id = ?", "WHERE p.class_id = ? AND o.pupil_id = ?", 1)
-		args = []any{cls.ID, pupilID, day}
-	}
-	orows, err := s.d.DB.R.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("web: overrides: %w", err)
-	}
-	defer orows.Close()
-	reasons := map[string]string{}
-	for orows.Next() {
-		var pid, reason string
-		if err := orows.Scan(&pid, &reason); err == nil {
-			reasons[pid] = reason
-		}
-	}
-	return reasons, nil
-}
-
-// fillRow fills a pupil's row from their day, its arrival event and the
-// override's reason.
-func fillRow(r *Row, days map[string]attendance.Day, evs map[string]boardEvent, reasons map[string]string, loc *time.Location) {
-	d, ok := days[r.PupilID]
-	if !ok {
-		// Not computable (e.g. a class without a timetable): say so
-		// rather than guess.
-		r.Status = attendance.NotYet
-		return
-	}
-	r.Status = d.Status
+// boardRow is a pupil's row as the board shows it.
+func boardRow(d attendance.PupilDay, loc *time.Location) Row {
+	r := Row{PupilID: d.PupilID, Name: d.FullName, Status: d.Status, ManualOnly: d.ManualOnly}
 	if d.Source == "manual" {
-		r.Manual, r.Reason = true, reasons[r.PupilID]
+		r.Manual, r.Reason = true, d.OverrideReason
 	}
 	if d.ArrivedAt != nil {
 		r.Arrived = hhmm(*d.ArrivedAt, loc)
@@ -311,39 +178,9 @@ func fillRow(r *Row, days map[string]attendance.Day, evs map[string]boardEvent, 
 		r.Departed = hhmm(*d.DepartedAt, loc)
 	}
 	if d.ArrivalEventID != "" {
-		e := evs[d.ArrivalEventID]
-		r.EventID, r.Gate, r.HasCrop, r.ReceivedAt = d.ArrivalEventID, e.gate, e.crop, e.recv
-		if r.Gate == "" {
-			r.Gate = d.ArrivalGateID
-		}
+		r.EventID, r.Gate, r.HasCrop, r.ReceivedAt = d.ArrivalEventID, d.ArrivalGate, d.ArrivalCrop, d.ArrivalReceivedAt
 	}
-}
-
-// pupilDay reads a pupil's stored day from daily_attendance, computing it
-// first (hub/attendance) when it is missing or not final (not_yet).
-func (s *Server) pupilDay(ctx context.Context, pupilID, day string) (attendance.Day, error) {
-	d := attendance.Day{PupilID: pupilID, Day: day}
-	var arr, dep sql.NullInt64
-	err := s.d.DB.R.QueryRowContext(ctx, `SELECT status, arrived_at, departed_at, COALESCE(arrival_event_id, ''),
-		COALESCE(arrival_gate_id, ''), source FROM daily_attendance WHERE pupil_id = ? AND day = ?`, pupilID, day).
-		Scan(&d.Status, &arr, &dep, &d.ArrivalEventID, &d.ArrivalGateID, &d.Source)
-	switch {
-	case errors.Is(err, sql.ErrNoRows) || (err == nil && d.Status == attendance.NotYet):
-		d, err = s.d.Days.Recompute(ctx, pupilID, day)
-		if err != nil {
-			return d, fmt.Errorf("web: attendance: %w", err)
-		}
-		return d, nil
-	case err != nil:
-		return d, fmt.Errorf("web: attendance: %w", err)
-	}
-	if arr.Valid {
-		d.ArrivedAt = &arr.Int64
-	}
-	if dep.Valid {
-		d.DepartedAt = &dep.Int64
-	}
-	return d, nil
+	return r
 }
 
 func countRows(rows []Row) map[string]int {

@@ -116,7 +116,7 @@ type Feedback interface {
 // show what it stores in daily_attendance.
 type DayStatus interface {
 	Recompute(ctx context.Context, pupilID, day string) (attendance.Day, error)
-	ClassDay(ctx context.Context, classID, day string) ([]attendance.Day, error)
+	ClassPupilDays(ctx context.Context, classID, day, pupilID string) ([]attendance.PupilDay, error)
 }
 
 // PhotoVerdict is the result of one enrolment photo.
