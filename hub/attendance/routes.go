@@ -39,9 +39,9 @@ func (s *Service) getClassDay(c *gin.Context) {
 	}
 	day := c.Query("day")
 	if day == "" {
-		day = s.now().In(s.location(c, school)).Format(time.DateOnly)
+		day = s.now().In(s.location(c.Request.Context(), school)).Format(time.DateOnly)
 	}
-	days, err := s.ClassDay(c, class, day)
+	days, err := s.ClassDay(c.Request.Context(), class, day)
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -62,7 +62,7 @@ func notFound(what string, err error) error {
 
 func (s *Service) pupilAccess(c *gin.Context, action string) (pupilInfo, bool) {
 	id := c.Param("pupil_id")
-	p, err := s.pupil(c, id)
+	p, err := s.pupil(c.Request.Context(), id)
 	if err != nil {
 		api.Fail(c, err)
 		return p, false
@@ -78,12 +78,12 @@ func (s *Service) getPupilDay(c *gin.Context) {
 	if _, ok := s.pupilAccess(c, api.ActionRead); !ok {
 		return
 	}
-	d, err := s.Recompute(c, c.Param("pupil_id"), c.Param("day"))
+	d, err := s.Recompute(c.Request.Context(), c.Param("pupil_id"), c.Param("day"))
 	if err != nil {
 		api.Fail(c, err)
 		return
 	}
-	ovs, err := s.Overrides(c, d.PupilID, d.Day)
+	ovs, err := s.Overrides(c.Request.Context(), d.PupilID, d.Day)
 	if err != nil {
 		api.Fail(c, err)
 		return
@@ -105,7 +105,7 @@ func (s *Service) postOverride(c *gin.Context) {
 		api.Fail(c, err)
 		return
 	}
-	d, err := s.AddOverride(c, c.Param("pupil_id"), c.Param("day"), in.Status, in.Reason, api.Actor(c))
+	d, err := s.AddOverride(c.Request.Context(), c.Param("pupil_id"), c.Param("day"), in.Status, in.Reason, api.Actor(c))
 	if err != nil {
 		api.Fail(c, err)
 		return
