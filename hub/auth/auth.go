@@ -490,12 +490,9 @@ func (s *Service) checkPassword(ctx context.Context, username, password, ip stri
 	return p, nil
 }
 
-func trunc(s string) string {
-	if len(s) > 64 {
-		return s[:64]
-	}
-	return s
-}
+// trunc bounds a username quoted in an audit target, an error or a log
+// line to 64 bytes.
+func trunc(s string) string { return conf.Truncate(s, 64, conf.Bytes, "") }
 
 // Login checks the password and opens a session; it returns the cookie
 // token (never stored in clear) and the principal with its CSRF token.

@@ -462,12 +462,8 @@ func (s *Service) decode(b []byte, lim imagecheck.Limits) (gocv.Mat, error) {
 	return m, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
-}
+// truncate bounds s to n bytes, never cutting inside a rune.
+func truncate(s string, n int) string { return conf.Truncate(s, n, conf.Bytes, "") }
 
 // crop cuts the face with a margin and scales it to at most 200 px.
 func crop(m gocv.Mat, box image.Rectangle) []byte {

@@ -413,18 +413,12 @@ func quarantine(tx *sql.Tx, it *item, reason string) error {
 		p = []byte{}
 	}
 	_, err := tx.Exec(`INSERT INTO quarantine(received_at, topic, client_id, reason, payload) VALUES (?,?,?,?,?)`,
-		it.received, truncate(it.msg.Topic, 512), truncate(it.msg.ClientID, 256), truncate(reason, 1024), p)
+		it.received, conf.Truncate(it.msg.Topic, 512, conf.Bytes, ""),
+		conf.Truncate(it.msg.ClientID, 256, conf.Bytes, ""), conf.Truncate(reason, 1024, conf.Bytes, ""), p)
 	if err != nil {
 		return fmt.Errorf("ingest: quarantine: %w", err)
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // apply handles one message inside the transaction. A non-empty reason

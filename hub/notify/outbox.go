@@ -10,9 +10,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/diemdanh/diemdanh/models/conf"
 )
 
 const cursorKey = "notify.events_cursor"
+
+// maxLastError bounds the error kept in notify_outbox.last_error (bytes).
+const maxLastError = 500
 
 // initCursor starts a fresh database at the current end of the events
 // table, so history is never announced.
@@ -393,13 +398,13 @@ func (n *Notifier) deliver(ctx context.Context, m Message) error {
 		}
 		n.log.Warn("notification given up", "id", m.ID, "channel", m.Channel, "attempts", m.Attempts+1, "err", sendErr)
 		_, err = n.db.W.ExecContext(context.WithoutCancel(ctx), `UPDATE notify_outbox SET status = ?, attempts = attempts + 1,
-			last_error = ? WHERE id = ?`, status, trunc(sendErr.Error()), m.ID)
+			last_error = ? WHERE id = ?`, status, conf.Truncate(sendErr.Error(), maxLastError, conf.Bytes, ""), m.ID)
 	default:
 		n.stats.retried.Add(1)
 		next := now + n.backoff(m.Attempts+1).Milliseconds()
 		n.log.Debug("notification retry", "id", m.ID, "channel", m.Channel, "attempt", m.Attempts+1, "err", sendErr)
 		_, err = n.db.W.ExecContext(context.WithoutCancel(ctx), `UPDATE notify_outbox SET attempts = attempts + 1,
-			next_at = ?, last_error = ? WHERE id = ?`, next, trunc(sendErr.Error()), m.ID)
+			next_at = ?, last_error = ? WHERE id = ?`, next, conf.Truncate(sendErr.Error(), maxLastError, conf.Bytes, ""), m.ID)
 	}
 	if err != nil {
 		return fmt.Errorf("notify: record outcome: %w", err)
@@ -417,11 +422,4 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 		d = n.cfg.BackoffMax
 	}
 	return d
-}
-
-func trunc(s string) string {
-	if len(s) > 500 {
-		return s[:500]
-	}
-	return s
 }

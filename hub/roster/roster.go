@@ -27,6 +27,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/wire"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -246,12 +247,8 @@ func CheckPersonalID(field, v string) error {
 	return nil
 }
 
-func clip(s string) string {
-	if utf8.RuneCountInString(s) > 40 {
-		return string([]rune(s)[:40]) + "…"
-	}
-	return s
-}
+// clip bounds a value quoted in an error to 40 characters and an ellipsis.
+func clip(s string) string { return conf.Truncate(s, 40, conf.Runes, "…") }
 
 var genders = map[string]bool{"": true, "male": true, "female": true, "other": true}
 var levels = map[string]bool{"": true, "preschool": true, "primary": true, "lower_secondary": true, "upper_secondary": true}

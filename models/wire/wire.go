@@ -241,12 +241,9 @@ func validUUID(s string) bool {
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
 
-func trunc(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
+// trunc bounds a value quoted in a validation error to 40 bytes and an
+// ellipsis.
+func trunc(s string) string { return conf.Truncate(s, 40, conf.Bytes, "…") }
 
 // b64 is kept for callers that want the crop as text.
 var b64 = base64.StdEncoding
