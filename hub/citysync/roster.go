@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,6 +17,10 @@ import (
 )
 
 var personalIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+
+// auditActor is the actor of the roster writes of a city pull in the audit
+// log (hub/roster records them: IDs and the names of the fields changed).
+const auditActor = "citysync"
 
 type citySchool struct{ name, district, level string }
 
@@ -243,13 +248,6 @@ func deref(p *string) string {
 	return *p
 }
 
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // applyRoster applies the city roster to the hub inside tx and reports
 // whether the gallery membership changed (a pupil (de)activated).
 //
@@ -261,11 +259,16 @@ func b2i(b bool) int {
 // hub created itself are never deactivated by the sync; a local pupil whose
 // personal ID the city also has becomes a city pupil.
 //
+// The writes to staff, classes, pupils and guardians go through
+// hub/roster's transaction helpers, audited as auditActor.
+//
 // The steps (roster_apply.go): load the city-key map, then apply the
 // school, the staff, the classes and the pupils in that order (each retires
 // what the city no longer sends), then save the issues found on the way.
 func (w *Worker) applyRoster(ctx context.Context, tx *sql.Tx, r *roster, rep *Report) (bool, error) {
-	a := &rosterApply{w: w, tx: tx, now: w.now().UnixMilli(), rep: rep}
+	ctx = hubroster.WithActor(ctx, auditActor, "")
+	at := w.now()
+	a := &rosterApply{w: w, tx: tx, at: at, now: at.UnixMilli(), rep: rep}
 	if err := a.loadMaps(ctx); err != nil {
 		return false, err
 	}
@@ -288,26 +291,16 @@ func (w *Worker) applyRoster(ctx context.Context, tx *sql.Tx, r *roster, rep *Re
 }
 
 // applyGuardians adds the city's guardians of a pupil that the hub does not
-// have (matched by phone, else by name) and refreshes matched ones; it never
-// deletes a guardian (parents' accounts and notifications refer to them).
-func (w *Worker) applyGuardians(ctx context.Context, tx *sql.Tx, pupil string, gs []cityGuardian, now int64) error {
+// have (matched by phone, else by name) and refreshes matched ones
+// (hubroster.MergeCityGuardianTx); it never deletes a guardian (parents'
+// accounts and notifications refer to them).
+func (w *Worker) applyGuardians(ctx context.Context, tx *sql.Tx, pupil string, gs []cityGuardian, now time.Time) error {
 	for _, g := range gs {
 		if strings.TrimSpace(g.name) == "" {
 			continue
 		}
-		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM guardians WHERE pupil_id = ? AND ((phone <> '' AND phone = ?) OR full_name = ?)
-			ORDER BY (phone = ?) DESC LIMIT 1`, pupil, g.phone, g.name, g.phone).Scan(&id)
-		switch {
-		case err == sql.ErrNoRows:
-			_, err = tx.ExecContext(ctx, `INSERT INTO guardians (pupil_id, full_name, phone, email, relation, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?)`, pupil, g.name, g.phone, g.email, g.relation, now)
-		case err == nil:
-			_, err = tx.ExecContext(ctx, `UPDATE guardians SET full_name = ?, phone = ?, email = ?, relation = ?, updated_at = ?
-				WHERE id = ? AND (full_name, phone, email, relation) IS NOT (?, ?, ?, ?)`,
-				g.name, g.phone, g.email, g.relation, now, id, g.name, g.phone, g.email, g.relation)
-		}
-		if err != nil {
+		x := hubroster.Guardian{PupilID: pupil, FullName: g.name, Phone: g.phone, Email: g.email, Relation: g.relation}
+		if _, err := hubroster.MergeCityGuardianTx(ctx, tx, x, now); err != nil {
 			return fmt.Errorf("citysync: guardian of %s: %w", pupil, err)
 		}
 	}

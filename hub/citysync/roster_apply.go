@@ -5,9 +5,14 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
+
+	hubroster "github.com/diemdanh/diemdanh/hub/roster"
 )
 
-// The steps of applyRoster, all inside its transaction.
+// The steps of applyRoster, all inside its transaction. The writes to
+// staff, classes, pupils and guardians go through hub/roster's transaction
+// helpers, which audit them as the actor of the context (auditActor).
 
 type mapping struct{ localID, hash string }
 
@@ -15,7 +20,8 @@ type mapping struct{ localID, hash string }
 type rosterApply struct {
 	w      *Worker
 	tx     *sql.Tx
-	now    int64
+	at     time.Time // the pull's time
+	now    int64     // at in Unix ms
 	rep    *Report
 	maps   map[string]map[string]mapping // kind -> city key -> hub row
 	issues []Issue                       // rows skipped, for saveRosterIssues
@@ -114,11 +120,8 @@ func (a *rosterApply) applyStaff(ctx context.Context, staff []cityStaff) error {
 		if a.unchanged(ctx, "staff", s.id, h, "staff", s.id) {
 			continue
 		}
-		if _, err := a.tx.ExecContext(ctx, `INSERT INTO staff (id, school_id, full_name, email, phone, role, active, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET full_name = excluded.full_name, email = excluded.email, phone = excluded.phone,
-			  role = excluded.role, active = excluded.active, updated_at = excluded.updated_at`,
-			s.id, a.w.school, s.name, s.email, s.phone, s.role, b2i(s.active), a.now); err != nil {
+		x := hubroster.Staff{ID: s.id, SchoolID: a.w.school, FullName: s.name, Email: s.email, Phone: s.phone, Role: s.role, Active: s.active}
+		if err := hubroster.UpsertCityStaffTx(ctx, a.tx, x, a.at); err != nil {
 			return fmt.Errorf("citysync: apply staff %s: %w", s.id, err)
 		}
 		if err := a.setMap(ctx, "staff", s.id, s.id, h); err != nil {
@@ -126,7 +129,7 @@ func (a *rosterApply) applyStaff(ctx context.Context, staff []cityStaff) error {
 		}
 		a.rep.RosterChanged++
 	}
-	return a.retire(ctx, "staff", "staff", seen)
+	return a.retire(ctx, "staff", seen, hubroster.DeactivateStaffTx)
 }
 
 // applyClasses upserts the changed classes, skipping (as issues) those
@@ -148,11 +151,8 @@ func (a *rosterApply) applyClasses(ctx context.Context, classes []cityClass) err
 		if a.unchanged(ctx, "class", c.id, h, "classes", c.id) {
 			continue
 		}
-		if _, err := a.tx.ExecContext(ctx, `INSERT INTO classes (id, school_id, name, grade, homeroom_teacher_id, active, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT(id) DO UPDATE SET name = excluded.name, grade = excluded.grade,
-			  homeroom_teacher_id = excluded.homeroom_teacher_id, active = excluded.active, updated_at = excluded.updated_at`,
-			c.id, a.w.school, c.name, c.grade, *c.teacher, b2i(c.active), a.now); err != nil {
+		x := hubroster.Class{ID: c.id, SchoolID: a.w.school, Name: c.name, Grade: c.grade, HomeroomTeacherID: *c.teacher, Active: c.active}
+		if err := hubroster.UpsertCityClassTx(ctx, a.tx, x, a.at); err != nil {
 			return fmt.Errorf("citysync: apply class %s: %w", c.id, err)
 		}
 		if err := a.setMap(ctx, "class", c.id, c.id, h); err != nil {
@@ -160,17 +160,18 @@ func (a *rosterApply) applyClasses(ctx context.Context, classes []cityClass) err
 		}
 		a.rep.RosterChanged++
 	}
-	return a.retire(ctx, "class", "classes", seen)
+	return a.retire(ctx, "class", seen, hubroster.DeactivateClassTx)
 }
 
-// retire deactivates the staff or classes (kind, in table) mapped to a
-// city key the city no longer sends, and forgets the key.
-func (a *rosterApply) retire(ctx context.Context, kind, table string, seen map[string]bool) error {
+// retire deactivates (with deactivate) the staff or classes (kind) mapped
+// to a city key the city no longer sends, and forgets the key.
+func (a *rosterApply) retire(ctx context.Context, kind string, seen map[string]bool,
+	deactivate func(context.Context, *sql.Tx, string, time.Time) (hubroster.Change, error)) error {
 	for key, m := range a.maps[kind] {
 		if seen[key] {
 			continue
 		}
-		if _, err := a.tx.ExecContext(ctx, `UPDATE `+table+` SET active = 0, updated_at = ? WHERE id = ? AND active = 1`, a.now, m.localID); err != nil {
+		if _, err := deactivate(ctx, a.tx, m.localID, a.at); err != nil {
 			return fmt.Errorf("citysync: retire %s: %w", kind, err)
 		}
 		if err := a.dropMap(ctx, kind, key); err != nil {
@@ -251,25 +252,22 @@ func (a *rosterApply) applyPupil(ctx context.Context, p cityPupil) error {
 			return err
 		}
 	}
-	class, oldActive := a.pupilClass(ctx, p, id)
 	active := p.st == "enrolled"
-	if _, err := a.tx.ExecContext(ctx, `INSERT INTO pupils (id, school_id, class_id, full_name, date_of_birth, gender, active, source, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'city', ?)
-			ON CONFLICT(id) DO UPDATE SET school_id = excluded.school_id, class_id = excluded.class_id, full_name = excluded.full_name,
-			  date_of_birth = excluded.date_of_birth, gender = excluded.gender, active = excluded.active, source = 'city',
-			  updated_at = excluded.updated_at`,
-		id, a.w.school, class, p.name, p.dob, p.gender, b2i(active), a.now); err != nil {
+	x := hubroster.Pupil{ID: id, SchoolID: a.w.school, ClassID: a.pupilClass(ctx, p, id), FullName: p.name,
+		DateOfBirth: p.dob, Gender: p.gender, Active: active}
+	c, err := hubroster.UpsertCityPupilTx(ctx, a.tx, x, a.at)
+	if err != nil {
 		return fmt.Errorf("citysync: apply pupil %s: %w", p.code, err)
 	}
 	// A new pupil has no templates yet: the gallery changes only when a
 	// stored pupil's active flag flips.
-	if oldActive.Valid && (oldActive.Int64 == 1) != active {
+	if c.Gallery {
 		a.bump = true
 		if !active {
 			a.rep.Deactivated++
 		}
 	}
-	if err := a.w.applyGuardians(ctx, a.tx, id, p.guardians, a.now); err != nil {
+	if err := a.w.applyGuardians(ctx, a.tx, id, p.guardians, a.at); err != nil {
 		return err
 	}
 	if err := a.setMap(ctx, "pupil", p.code, id, h); err != nil {
@@ -279,34 +277,29 @@ func (a *rosterApply) applyPupil(ctx context.Context, p cityPupil) error {
 	return nil
 }
 
-// pupilClass is the class to store for pupil id: the city's, if the hub
-// has it; else the pupil's current one, with an issue. oldActive is the
-// stored pupil's active flag (not Valid: a new pupil).
-func (a *rosterApply) pupilClass(ctx context.Context, p cityPupil, id string) (class any, oldActive sql.NullInt64) {
-	var localClass sql.NullString
-	_ = a.tx.QueryRowContext(ctx, `SELECT class_id, active FROM pupils WHERE id = ?`, id).Scan(&localClass, &oldActive)
+// pupilClass is the class to store for pupil id ("" none): the city's, if
+// the hub has it; else the pupil's current one, with an issue.
+func (a *rosterApply) pupilClass(ctx context.Context, p cityPupil, id string) string {
 	cid := deref(p.classID)
 	if cid == "" {
-		return nil, oldActive
+		return ""
 	}
 	if a.exists(ctx, "classes", cid) {
-		return cid, oldActive
+		return cid
 	}
 	a.issue("pupil", p.code, "class %q of pupil %s is not on the hub (kept the pupil's current class)", cid, id)
-	if localClass.Valid {
-		return localClass.String, oldActive
-	}
-	return nil, oldActive
+	var localClass sql.NullString
+	_ = a.tx.QueryRowContext(ctx, `SELECT class_id FROM pupils WHERE id = ?`, id).Scan(&localClass)
+	return localClass.String
 }
 
 // setActive (de)activates a stored pupil; a change moves the gallery.
 func (a *rosterApply) setActive(ctx context.Context, id string, active bool) error {
-	res, err := a.tx.ExecContext(ctx, `UPDATE pupils SET active = ?, updated_at = ? WHERE id = ? AND active <> ?`,
-		b2i(active), a.now, id, b2i(active))
+	c, err := hubroster.SetPupilActiveTx(ctx, a.tx, id, active, a.at)
 	if err != nil {
 		return fmt.Errorf("citysync: pupil %s: %w", id, err)
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
+	if c.Changed {
 		a.bump = true
 		if !active {
 			a.rep.Deactivated++
