@@ -300,20 +300,10 @@ func (s *Service) Flush(ctx context.Context) (int, error) {
 // and be current for pupils still not_yet (turning them absent once their
 // class's cut-off has passed). Tests call it directly.
 func (s *Service) SyncOnce(ctx context.Context) error {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT id FROM schools`)
+	schools, err := store.Strings(ctx, s.db.R, `SELECT id FROM schools`)
 	if err != nil {
 		return fmt.Errorf("attendance: schools: %w", err)
 	}
-	var schools []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		schools = append(schools, id)
-	}
-	rows.Close()
 	for _, sc := range schools {
 		day := s.now().In(s.location(ctx, sc)).Format(time.DateOnly)
 		if err := s.EnsureDay(ctx, sc, "", day); err != nil {
@@ -342,20 +332,10 @@ func (s *Service) EnsureDay(ctx context.Context, school, class, day string) erro
 		q += ` AND p.class_id = ?`
 		args = append(args, class)
 	}
-	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	ids, err := store.Strings(ctx, s.db.R, q, args...)
 	if err != nil {
 		return fmt.Errorf("attendance: ensure: %w", err)
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
 	for _, id := range ids {
 		if _, err := s.recompute(ctx, id, day, true); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/match"
 )
@@ -64,36 +65,20 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int, sc Scope)
 		Transfers:         "none: all data stays on the school's hub",
 	}
 	cond, args := sc.where("id", false)
-	rows, err := l.db.R.QueryContext(ctx, `SELECT id FROM schools WHERE `+cond+` ORDER BY id`, args...)
+	schools, err := store.Strings(ctx, l.db.R, `SELECT id FROM schools WHERE `+cond+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit: record: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, fmt.Errorf("audit: record: %w", err)
-		}
-		rec.Schools = append(rec.Schools, s)
-	}
-	return rec, rows.Err()
+	rec.Schools = schools
+	return rec, nil
 }
 
 // models returns the embedders whose templates are stored in scope (the
 // configured default when there are none yet).
 func (l *Log) models(ctx context.Context, sc Scope) []string {
-	var models []string
 	cond, args := sc.where("pupil_id", true)
-	if rows, err := l.db.R.QueryContext(ctx, `SELECT DISTINCT model FROM face_templates WHERE `+cond+` ORDER BY model`, args...); err == nil {
-		for rows.Next() {
-			var m string
-			if rows.Scan(&m) == nil {
-				models = append(models, m)
-			}
-		}
-		rows.Close()
-	}
-	if len(models) == 0 {
+	models, err := store.Strings(ctx, l.db.R, `SELECT DISTINCT model FROM face_templates WHERE `+cond+` ORDER BY model`, args...)
+	if err != nil || len(models) == 0 {
 		models = []string{match.DefaultEmbedder.String()}
 	}
 	return models

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/diemdanh/diemdanh/hub/api"
+	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/gin-gonic/gin"
 )
 
@@ -360,40 +361,14 @@ func (s *Service) CanSeePupil(ctx context.Context, p *Principal, pupilID string)
 
 // Children returns the pupil IDs a parent account may see.
 func (s *Service) Children(ctx context.Context, p *Principal) ([]string, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT DISTINCT g.pupil_id FROM account_guardians ag JOIN guardians g ON g.id = ag.guardian_id
+	return store.Strings(ctx, s.db.R, `SELECT DISTINCT g.pupil_id FROM account_guardians ag JOIN guardians g ON g.id = ag.guardian_id
 		WHERE ag.account_id = ? ORDER BY g.pupil_id`, p.AccountID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // Classes returns the class IDs a teacher may see (homeroom and assigned).
 func (s *Service) Classes(ctx context.Context, p *Principal) ([]string, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT id FROM classes WHERE homeroom_teacher_id = ?
+	return store.Strings(ctx, s.db.R, `SELECT id FROM classes WHERE homeroom_teacher_id = ?
 		UNION SELECT class_id FROM teacher_classes WHERE staff_id = ? ORDER BY 1`, p.StaffID, p.StaffID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
 }
 
 // safeNext accepts only a local absolute path as a redirect target.

@@ -12,6 +12,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
+	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/gin-gonic/gin"
 )
@@ -154,18 +155,11 @@ func (s *Service) handleReviewList(c *gin.Context) {
 		return
 	}
 	var out []facetemplates.Info
-	rows, err := s.db.R.QueryContext(c.Request.Context(), `SELECT id FROM schools ORDER BY id`)
+	schools, err := store.Strings(c.Request.Context(), s.db.R, `SELECT id FROM schools ORDER BY id`)
 	if err != nil {
 		api.Fail(c, err)
 		return
 	}
-	var schools []string
-	for rows.Next() {
-		var id string
-		_ = rows.Scan(&id)
-		schools = append(schools, id)
-	}
-	rows.Close()
 	for _, sc := range schools {
 		l, err := s.tpl.ListReview(c.Request.Context(), sc)
 		if err != nil {

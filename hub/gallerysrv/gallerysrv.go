@@ -411,20 +411,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 // schools with at least one gate (only they are served).
 func (s *Server) schools(ctx context.Context) ([]string, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT DISTINCT school_id FROM gates WHERE active = 1`)
+	out, err := store.Strings(ctx, s.db.R, `SELECT DISTINCT school_id FROM gates WHERE active = 1`)
 	if err != nil {
 		return nil, fmt.Errorf("gallery: schools: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // authEntry caches a successful bcrypt check: a gate's password hash and

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
 )
 
@@ -165,19 +166,15 @@ func (n *Notifier) enqueueForPupil(ctx context.Context, tx *sql.Tx, rule, pupilI
 		if n.senders[ChannelPush] != nil && prefs[ChannelPush] {
 			// A parent account linked to several guardian rows (one per child)
 			// subscribes once; its devices get every child's messages.
-			subs, err := tx.QueryContext(ctx, `SELECT id FROM push_subscriptions WHERE guardian_id = ?
+			subs, err := store.Strings(ctx, tx, `SELECT id FROM push_subscriptions WHERE guardian_id = ?
 				OR guardian_id IN (SELECT b.guardian_id FROM account_guardians a JOIN account_guardians b
 					ON a.account_id = b.account_id WHERE a.guardian_id = ?) ORDER BY id`, r.guardianID, r.guardianID)
 			if err != nil {
 				return fmt.Errorf("notify: subscriptions: %w", err)
 			}
-			for subs.Next() {
-				var id int64
-				if err := subs.Scan(&id); err == nil {
-					targets = append(targets, [2]string{ChannelPush, strconv.FormatInt(id, 10)})
-				}
+			for _, id := range subs {
+				targets = append(targets, [2]string{ChannelPush, id})
 			}
-			subs.Close()
 		}
 		if len(targets) == 0 {
 			n.stats.nochan.Add(1)
