@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
+	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/models/conf"
 )
 
@@ -89,6 +90,17 @@ func TestLoadConfigExampleAndUnknownKey(t *testing.T) {
 	os.WriteFile(p, []byte("school_id: a\npipeline:\n  vote:\n    treshold: 0.5\n"), 0o644)
 	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "treshold") {
 		t.Fatalf("unknown key accepted or not named: %v", err)
+	}
+	if c.Pipeline.Decision != pipeline.DecisionVotes {
+		t.Fatalf("example config decides by %q, want %q", c.Pipeline.Decision, pipeline.DecisionVotes)
+	}
+	os.WriteFile(p, []byte("school_id: a\npipeline:\n  decision: mean\n"), 0o644)
+	if c, err := LoadConfig(p); err != nil || c.Pipeline.Decision != pipeline.DecisionMean {
+		t.Fatalf("pipeline.decision: mean loaded as %q (%v)", c.Pipeline.Decision, err)
+	}
+	os.WriteFile(p, []byte("school_id: a\npipeline:\n  vote:\n    decision: mean\n"), 0o644)
+	if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), "decision") {
+		t.Fatalf("decision under vote: accepted or not named: %v", err)
 	}
 }
 

@@ -68,8 +68,11 @@ type Config struct {
 
 	Tracker TrackerConfig `yaml:"tracker"`
 	Vote    VoteConfig    `yaml:"vote"`
-	// Decision is the rule that decides a track (decide.go): "votes" (the
-	// default), M-of-K votes of per-frame matches (Decide).
+	// Decision is the rule that decides a track (decide.go), with the
+	// threshold and margin in force and the same safeguards: "votes" (the
+	// default), M-of-K votes of per-frame matches (Decide); "mean", the
+	// match of the quality-weighted mean of the track's K best descriptors
+	// (DecideMean).
 	Decision string `yaml:"decision"`
 	// UseGalleryOperatingPoint takes threshold and margin from the gallery
 	// file when the hub calibrated them (see issue "Recognition").
@@ -205,8 +208,8 @@ func (c Config) Validate(prefix string) error {
 		return f("vote.k", "must be 1..50, got %d", c.Vote.K)
 	case c.Vote.M < 1 || c.Vote.M > c.Vote.K:
 		return f("vote.m", "must be 1..k (%d), got %d", c.Vote.K, c.Vote.M)
-	case c.Decision != DecisionVotes:
-		return f("decision", "must be %q, got %q", DecisionVotes, c.Decision)
+	case c.Decision != DecisionVotes && c.Decision != DecisionMean:
+		return f("decision", "must be %q or %q, got %q", DecisionVotes, DecisionMean, c.Decision)
 	case c.DescribeEvery < 1:
 		return f("describe_every", "must be at least 1")
 	case c.MinDescribePx < 0:
@@ -654,7 +657,8 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 		if gal == nil || gal.Len() == 0 {
 			break
 		}
-		v := Vote{Match: gal.MatchFiltered(fc.Descriptor, p.candidateFilter(gal)), Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
+		v := Vote{Match: gal.MatchFiltered(fc.Descriptor, p.candidateFilter(gal)), Descriptor: fc.Descriptor,
+			Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
 		if p.cfg.FaceCrop {
 			v.JPEG = faceJPEG(j.region, fc.Box, p.cfg.FaceCropWidth) // fc.Box is in region coordinates
 		}
@@ -692,8 +696,9 @@ func (p *Pipeline) applyVote(j job, vote *Vote, emits chan<- emission) {
 	if vote != nil && !j.tr.Decided {
 		j.tr.Votes = append(j.tr.Votes, *vote)
 		d := p.decideLocked(j.tr.Votes, p.voteConfig())
+		j.tr.Decision = d // an undecided one keeps its Reason, for the log
 		if d.OK {
-			j.tr.Decided, j.tr.Decision = true, d
+			j.tr.Decided = true
 			p.Stats.Decisions.Add(1)
 			p.metrics.observeDecide(j.at.Sub(j.tr.FirstSeen).Seconds())
 			out = append(out, p.emissionLocked(j.tr, d, j.frame, j.at, false))
@@ -780,7 +785,7 @@ func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
 			votes[i] = fmt.Sprintf("%s@%.3f/m%.3f/q%.2f/px%d/f%d", v.Match.PersonID, v.Match.Distance, v.Match.Margin(), v.Score, v.Quality.SizePx, v.Frame)
 		}
 		p.log.Debug("track ended", "track", tr.ID, "frames", fmt.Sprintf("%d-%d", tr.FirstFrame, tr.LastFrame), "hits", tr.Hits,
-			"describes", tr.Describes, "decided", tr.Decision.StudentID, "votes", votes)
+			"describes", tr.Describes, "decided", tr.Decision.StudentID, "why", tr.Decision.Reason, "votes", votes)
 	}
 	if tr.Decided || len(tr.Votes) == 0 {
 		return emission{}, false

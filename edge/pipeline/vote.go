@@ -69,11 +69,12 @@ func (c VoteConfig) InForce(model match.ModelID, hub, calibrated float64) float6
 
 // Vote is one descriptor of a track matched against the gallery.
 type Vote struct {
-	Match   match.Result
-	Quality match.Quality
-	Score   float64 // Quality.Score(), to rank crops
-	Frame   int64
-	JPEG    []byte // small face crop, for the event
+	Match      match.Result
+	Descriptor match.Descriptor // for the mean rule (DecideMean)
+	Quality    match.Quality
+	Score      float64 // Quality.Score(), to rank crops
+	Frame      int64
+	JPEG       []byte // small face crop, for the event
 }
 
 // Accepted reports whether the vote is under the threshold with the margin.
@@ -81,15 +82,38 @@ func (v Vote) Accepted(c VoteConfig) bool {
 	return v.Match.PersonID != "" && v.Match.Distance <= c.Threshold && v.Match.Margin() >= c.MinMargin
 }
 
-// Decision is the outcome of voting on a track.
+// bestByQuality returns a copy of the k best-quality votes (all when
+// k <= 0), best first; between equal scores the later frame first.
+func bestByQuality(votes []Vote, k int) []Vote {
+	best := append([]Vote(nil), votes...)
+	sort.SliceStable(best, func(i, j int) bool {
+		if best[i].Score != best[j].Score {
+			return best[i].Score > best[j].Score
+		}
+		return best[i].Frame > best[j].Frame
+	})
+	if k > 0 && len(best) > k {
+		best = best[:k]
+	}
+	return best
+}
+
+// Decision is the outcome of a decision rule on a track.
 type Decision struct {
-	OK         bool
-	StudentID  string
-	Distance   float64 // mean distance of the winning votes
-	Margin     float64 // smallest margin among the winning votes
-	FramesUsed int     // winning votes
-	Best       Vote    // best-quality winning vote
-	Reason     string  // why not decided, for logs and tests
+	OK        bool
+	StudentID string
+	// Distance: votes, the mean distance of the winning votes; mean, the
+	// mean descriptor's distance to the pupil.
+	Distance float64
+	// Margin: votes, the smallest margin among the winning votes; mean,
+	// the mean descriptor's margin to the next pupil.
+	Margin float64
+	// FramesUsed: votes, the winning votes; mean, the descriptors averaged.
+	FramesUsed int
+	// Best: the best-quality vote for the pupil (its crop and quality go
+	// into the event).
+	Best   Vote
+	Reason string // why not decided, for logs and tests
 }
 
 // Decide applies the M-of-K rule: among the K best-quality votes, at least
@@ -98,16 +122,7 @@ func Decide(votes []Vote, c VoteConfig) Decision {
 	if len(votes) == 0 {
 		return Decision{Reason: "no votes"}
 	}
-	best := append([]Vote(nil), votes...)
-	sort.SliceStable(best, func(i, j int) bool {
-		if best[i].Score != best[j].Score {
-			return best[i].Score > best[j].Score
-		}
-		return best[i].Frame > best[j].Frame
-	})
-	if c.K > 0 && len(best) > c.K {
-		best = best[:c.K]
-	}
+	best := bestByQuality(votes, c.K)
 	counts := map[string]int{}
 	for _, v := range best {
 		if v.Accepted(c) {
