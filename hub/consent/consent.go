@@ -164,11 +164,6 @@ func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, er
 			return fmt.Errorf("consent: record: %w", err)
 		}
 		id, _ = res.LastInsertId()
-		// Face attendance is back on for this pupil (they join the gallery
-		// once enrolled).
-		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET manual_attendance = 0, updated_at = ? WHERE id = ?`, r.now().UnixMilli(), g.PupilID); err != nil {
-			return fmt.Errorf("consent: %w", err)
-		}
 		// A new consent may drop snapshots (it overrides earlier ones:
 		// audit.SnapshotsAllowed): the crops kept so far go at once.
 		x, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE student_id = ? AND face_jpeg IS NOT NULL
@@ -189,11 +184,17 @@ func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, er
 		if err := r.tpl.BumpTx(ctx, tx, school); err != nil {
 			return err
 		}
-		return r.audit.RecordTx(ctx, tx, actor, audit.ActionConsentGiven, "pupil:"+g.PupilID, struct {
+		// Face attendance is back on for this pupil (they join the gallery
+		// once enrolled; bumped above), audited with the consent.
+		entry := roster.Entry{Action: audit.ActionConsentGiven, Detail: struct {
 			Grant
 			CropsDeleted  int64 `json:"crops_deleted,omitempty"`
 			PhotosDeleted int64 `json:"photos_deleted,omitempty"`
-		}{g, crops, photos}, "")
+		}{g, crops, photos}}
+		if _, err := roster.SetManualAttendanceTx(roster.WithActor(ctx, actor, ""), tx, g.PupilID, false, r.now(), entry); err != nil {
+			return fmt.Errorf("consent: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err
@@ -287,9 +288,9 @@ func (r *Registry) Withdraw(ctx context.Context, actor, pupilID, reason string) 
 		if school, _, err = r.pupil(ctx, tx, pupilID); err != nil {
 			return err
 		}
-		now := r.now().UnixMilli()
+		now := r.now()
 		if _, err := tx.ExecContext(ctx, `UPDATE consents SET withdrawn_at = ?, withdrawn_by = ?, withdrawal_reason = ? WHERE pupil_id = ? AND withdrawn_at IS NULL`,
-			now, actor, reason, pupilID); err != nil {
+			now.UnixMilli(), actor, reason, pupilID); err != nil {
 			return fmt.Errorf("consent: withdraw: %w", err)
 		}
 		if _, res.TemplatesDeleted, err = r.tpl.DeletePupilTx(ctx, tx, pupilID); err != nil {
@@ -300,11 +301,14 @@ func (r *Registry) Withdraw(ctx context.Context, actor, pupilID, reason string) 
 			return fmt.Errorf("consent: delete crops: %w", err)
 		}
 		res.CropsDeleted, _ = x.RowsAffected()
-		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET manual_attendance = 1, updated_at = ? WHERE id = ?`, now, pupilID); err != nil {
+		// Manual attendance from now on, audited with the withdrawal
+		// (DeletePupilTx bumped the gallery).
+		entry := roster.Entry{Action: audit.ActionConsentWithdraw,
+			Detail: map[string]any{"reason": reason, "templates_deleted": res.TemplatesDeleted, "crops_deleted": res.CropsDeleted}}
+		if _, err := roster.SetManualAttendanceTx(roster.WithActor(ctx, actor, ""), tx, pupilID, true, now, entry); err != nil {
 			return fmt.Errorf("consent: %w", err)
 		}
-		return r.audit.RecordTx(ctx, tx, actor, audit.ActionConsentWithdraw, "pupil:"+pupilID,
-			map[string]any{"reason": reason, "templates_deleted": res.TemplatesDeleted, "crops_deleted": res.CropsDeleted}, "")
+		return nil
 	})
 	if err != nil {
 		return res, err

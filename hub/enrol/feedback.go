@@ -10,6 +10,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 )
@@ -133,22 +134,22 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 			return fmt.Errorf("enrol: feedback: %w", err)
 		}
 		fb.ID, _ = r.LastInsertId()
+		entry := roster.Entry{Action: audit.ActionFeedback,
+			Detail: map[string]any{"event_id": eventID, "action": fb.Action, "template_id": fb.TemplateID, "distance": fb.Distance, "reason": fb.Reason}}
 		if tplID != 0 {
 			if _, err := tx.ExecContext(ctx, `UPDATE face_templates SET status = 'excluded', note = ? || CASE WHEN instr(note, 'src:') > 0 THEN ' ' || substr(note, instr(note, 'src:')) ELSE '' END WHERE id = ?`,
 				fmt.Sprintf("not_this_pupil:%s", eventID), tplID); err != nil {
 				return fmt.Errorf("enrol: feedback: %w", err)
 			}
-			if fb.Action == FeedbackNeedsReenrol {
-				if _, err := tx.ExecContext(ctx, `UPDATE pupils SET needs_reenrol = 1 WHERE id = ?`, pupil); err != nil {
-					return err
-				}
-			}
 			if err := s.tpl.BumpTx(ctx, tx, school); err != nil {
 				return err
 			}
+			if fb.Action == FeedbackNeedsReenrol { // the flag is audited with the mark
+				_, err := roster.MarkReenrolTx(roster.WithActor(ctx, actor, ""), tx, pupil, true, s.now(), entry)
+				return err
+			}
 		}
-		return s.audit.RecordTx(ctx, tx, actor, audit.ActionFeedback, "pupil:"+pupil,
-			map[string]any{"event_id": eventID, "action": fb.Action, "template_id": fb.TemplateID, "distance": fb.Distance, "reason": fb.Reason}, "")
+		return s.audit.RecordTx(ctx, tx, actor, entry.Action, "pupil:"+pupil, entry.Detail, "")
 	})
 	if err != nil {
 		return nil, err

@@ -36,6 +36,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -222,7 +224,10 @@ func (s *Store) AddTx(ctx context.Context, tx *sql.Tx, t New) (id int64, school 
 	}
 	id, _ = res.LastInsertId()
 	if t.Status == StatusActive {
-		if _, err := tx.ExecContext(ctx, `UPDATE pupils SET needs_reenrol = 0 WHERE id = ?`, t.PupilID); err != nil {
+		// The pupil has a template again: audited as the template is
+		// (hub/enrol's enrol entry; a re-embedding's template_status; the
+		// demo's set-up, whose new pupils carry no flag, records none).
+		if _, err := roster.MarkReenrolTx(ctx, tx, t.PupilID, false, s.now(), roster.RecordedBy(audit.ActionEnrol)); err != nil {
 			return 0, "", fmt.Errorf("templates: %w", err)
 		}
 		if err := s.BumpTx(ctx, tx, school); err != nil {
@@ -654,7 +659,8 @@ func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error
 			if ok[p] {
 				continue // another photo of the pupil worked
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE pupils SET needs_reenrol = 1 WHERE id = ?`, p); err != nil {
+			// Audited in the report's entry (hub/enrol: template_status).
+			if _, err := roster.MarkReenrolTx(ctx, tx, p, true, s.now(), roster.RecordedBy(audit.ActionTemplateStatus)); err != nil {
 				return fmt.Errorf("templates: flag: %w", err)
 			}
 			rep.Flagged = append(rep.Flagged, p)
