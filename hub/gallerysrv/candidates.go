@@ -295,7 +295,7 @@ func (h *candidateAPI) putSessions(c *gin.Context) {
 	}
 	id := c.Param("class_id")
 	err = h.s.db.Tx(c.Request.Context(), func(tx *sql.Tx) error {
-		return h.s.writeClassSessions(c.Request.Context(), tx, h.aud, api.Actor(c), c.ClientIP(), id, old, keep, stored)
+		return h.s.writeClassSessions(c.Request.Context(), tx, api.Actor(c), c.ClientIP(), id, old, keep, stored)
 	})
 	if err != nil {
 		api.Fail(c, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/models/match"
 )
 
@@ -55,13 +56,15 @@ func canonicalSessions(in []string) (keep []string, stored string, err error) {
 	return keep, stored, nil
 }
 
-// writeClassSessions stores class id's sessions and audits the change in tx.
-func (s *Server) writeClassSessions(ctx context.Context, tx *sql.Tx, aud *audit.Log, actor, ip, id, old string, keep []string, stored string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE classes SET sessions = ?, updated_at = ? WHERE id = ?`, stored, s.now().UnixMilli(), id); err != nil {
+// writeClassSessions stores class id's sessions and audits the change in
+// tx (hub/roster's SetClassSessionsTx; the caller tells Changed after the
+// commit).
+func (s *Server) writeClassSessions(ctx context.Context, tx *sql.Tx, actor, ip, id, old string, keep []string, stored string) error {
+	entry := roster.Entry{Action: ActionClassSessions, Detail: map[string]any{"from": splitSessions(old), "to": keep}}
+	if _, err := roster.SetClassSessionsTx(roster.WithActor(ctx, actor, ip), tx, id, stored, s.now(), entry); err != nil {
 		return fmt.Errorf("gallery: class sessions: %w", err)
 	}
-	return aud.RecordTx(ctx, tx, actor, ActionClassSessions, "class:"+id,
-		map[string]any{"from": splitSessions(old), "to": keep}, ip)
+	return nil
 }
 
 // writeGateClasses replaces gate's classes by ids (sorted) and audits it in tx.
@@ -207,7 +210,7 @@ func (s *Server) SaveCandidates(ctx context.Context, actor, ip, school string, i
 	aud := audit.New(s.db, s.log, s.now)
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		for _, c := range sc {
-			if err := s.writeClassSessions(ctx, tx, aud, actor, ip, c.id, c.old, c.keep, c.stored); err != nil {
+			if err := s.writeClassSessions(ctx, tx, actor, ip, c.id, c.old, c.keep, c.stored); err != nil {
 				return err
 			}
 		}
