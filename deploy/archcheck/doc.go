@@ -1,3 +1,5 @@
-// Package archcheck holds the architecture test (archcheck_test.go): which
-// packages may link the cgo face engine. It has no code of its own.
+// Package archcheck holds the architecture tests: which packages may link
+// the cgo face engine and which may import a test harness
+// (archcheck_test.go), and that only hub/roster writes the roster tables
+// (tableowner_test.go). It has no code of its own.
 package archcheck
