@@ -58,7 +58,7 @@ test: $(STAMP) models build
 # are left out: -race slows their cgo face work beyond what is useful on 2 cores.
 RACE_PKGS := ./models/conf ./models/errkind ./models/procstat ./models/imagecheck ./models/match ./models/wire \
 	./edge/store ./edge/gallery ./edge/publish ./edge/pipeline ./edge/capture \
-	./hub/api ./hub/store ./hub/ingest ./hub/roster ./hub/attendance ./hub/notify ./hub/auth \
+	./hub/api ./hub/store/... ./hub/ingest ./hub/roster ./hub/attendance ./hub/notify ./hub/auth \
 	./hub/facetemplates ./hub/audit ./hub/consent ./hub/backup ./hub/citysync ./hub/broker \
 	./hub/gallerysrv ./hub/web ./deploy/citydb
 test-race: $(STAMP)

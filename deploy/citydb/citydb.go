@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/diemdanh/diemdanh/hub/store/migrate"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -34,96 +34,77 @@ type DB interface {
 }
 
 // Migration is one numbered SQL file.
-type Migration struct {
-	Version int
-	Name    string
-	SQL     string
-}
+type Migration = migrate.Migration
 
 // Migrations returns the embedded migrations in order.
 func Migrations() ([]Migration, error) {
-	ents, err := fs.ReadDir(migrationsFS, "migrations")
+	sub, err := fs.Sub(migrationsFS, "migrations")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("citydb: %w", err)
 	}
-	var out []Migration
-	seen := map[int]string{}
-	for _, e := range ents {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("citydb: bad migration file name %q (want NNNN_name.sql)", name)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("citydb: migrations %q and %q share version %d", prev, name, v)
-		}
-		seen[v] = name
-		b, err := migrationsFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Migration{v, name, string(b)})
+	ms, err := migrate.Load(sub)
+	if err != nil {
+		return nil, fmt.Errorf("citydb: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	return out, nil
+	return ms, nil
 }
 
 // lockKey serialises concurrent runners on the same database.
 const lockKey = 0x63697479 // "city"
 
+// dialect is how the city database keeps public.schema_migrations (the
+// table apply.sh uses too): applied_at is the transaction's time, every
+// transaction of the runner first takes the advisory lock.
+var dialect = migrate.Dialect{
+	Table: "public.schema_migrations",
+	CreateTable: `CREATE TABLE IF NOT EXISTS public.schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+	Lock:  fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, int64(lockKey)),
+	Param: func(n int) string { return "$" + strconv.Itoa(n) },
+	Now:   "now()",
+}
+
 // Migrate applies every migration not yet recorded in public.schema_migrations,
-// each in its own transaction under an advisory lock. It returns the names applied.
-// Running it again is a no-op.
+// each in its own transaction under an advisory lock (hub/store/migrate). It
+// returns the names applied. Running it again is a no-op.
 func Migrate(ctx context.Context, db DB) ([]string, error) {
 	ms, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
-	var applied []string
-	for _, m := range ms {
-		done, err := applyOne(ctx, db, m)
-		if err != nil {
-			return applied, err
-		}
-		if done {
-			applied = append(applied, m.Name)
-		}
+	applied, err := migrate.Run(ctx, pgxDB{db}, dialect, ms)
+	if err != nil {
+		return applied, fmt.Errorf("citydb: %w", err)
 	}
 	return applied, nil
 }
 
-func applyOne(ctx context.Context, db DB, m Migration) (bool, error) {
-	tx, err := db.Begin(ctx)
+// pgxDB adapts DB to the migration runner.
+type pgxDB struct{ db DB }
+
+func (p pgxDB) Begin(ctx context.Context) (migrate.Tx, error) {
+	tx, err := p.db.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("citydb: migration %s: %w", m.Name, err)
+		return nil, err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockKey)); err != nil {
-		return false, fmt.Errorf("citydb: lock: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS public.schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return false, fmt.Errorf("citydb: migrations table: %w", err)
-	}
-	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM public.schema_migrations WHERE version = $1`, m.Version).Scan(&n); err != nil {
-		return false, fmt.Errorf("citydb: migration %s: %w", m.Name, err)
-	}
-	if n > 0 {
-		return false, nil
-	}
-	if _, err := tx.Exec(ctx, m.SQL); err != nil {
-		return false, fmt.Errorf("citydb: migration %s: %w", m.Name, err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO public.schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
-		return false, fmt.Errorf("citydb: migration %s: %w", m.Name, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("citydb: migration %s: %w", m.Name, err)
-	}
-	return true, nil
+	return pgxTx{tx}, nil
 }
+
+type pgxTx struct{ tx pgx.Tx }
+
+func (t pgxTx) Exec(ctx context.Context, query string, args ...any) error {
+	_, err := t.tx.Exec(ctx, query, args...)
+	return err
+}
+
+func (t pgxTx) QueryInt(ctx context.Context, query string, args ...any) (int, error) {
+	var n int
+	err := t.tx.QueryRow(ctx, query, args...).Scan(&n)
+	return n, err
+}
+
+func (t pgxTx) Commit(ctx context.Context) error   { return t.tx.Commit(ctx) }
+func (t pgxTx) Rollback(ctx context.Context) error { return t.tx.Rollback(ctx) }
 
 var roleRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 

@@ -5,7 +5,8 @@
 // transactions.
 //
 // Migrations live in migrations/NNNN_name.sql and are applied in order,
-// each in its own transaction, recorded in schema_migrations. Ranges are
+// each in its own transaction, recorded in schema_migrations, by the
+// runner in hub/store/migrate (which the city database uses too). Ranges are
 // reserved per component so parallel work never collides:
 // 0001–0099 core (roster, gates, events, attendance), 0100–0199 accounts,
 // consent and enrolment, 0200–0299 web and notifications, 0300–0399 city
@@ -22,11 +23,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
-	"sort"
-	"strconv"
-	"strings"
-	"time"
 
+	"github.com/diemdanh/diemdanh/hub/store/migrate"
 	_ "github.com/mattn/go-sqlite3" // SQLite driver
 )
 
@@ -77,7 +75,7 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
 	}
-	if err := migrate(ctx, w, log); err != nil {
+	if err := migrateDB(ctx, w, log); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -122,75 +120,42 @@ func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-type migration struct {
-	version int
-	name    string
-	sql     string
+// dialect is how the hub's SQLite keeps schema_migrations: applied_at is
+// the UTC time as RFC 3339 text.
+var dialect = migrate.Dialect{
+	Table: "schema_migrations",
+	CreateTable: `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`,
+	Param: func(int) string { return "?" },
+	Now:   `strftime('%Y-%m-%dT%H:%M:%SZ', 'now')`,
 }
 
-func loadMigrations() ([]migration, error) {
-	ents, err := fs.ReadDir(migrationsFS, "migrations")
+// loadMigrations reads the embedded migrations, by version.
+func loadMigrations() ([]migrate.Migration, error) {
+	sub, err := fs.Sub(migrationsFS, "migrations")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("store: %w", err)
 	}
-	var out []migration
-	seen := map[int]string{}
-	for _, e := range ents {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("store: bad migration file name %q (want NNNN_name.sql)", name)
-		}
-		if prev, dup := seen[v]; dup {
-			return nil, fmt.Errorf("store: migrations %q and %q share version %d", prev, name, v)
-		}
-		seen[v] = name
-		b, err := migrationsFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{v, name, string(b)})
+	ms, err := migrate.Load(sub)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return ms, nil
 }
 
-func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) error {
+// migrateDB applies the embedded migrations not yet recorded in
+// schema_migrations (hub/store/migrate) and logs each one applied.
+func migrateDB(ctx context.Context, w *sql.DB, log *slog.Logger) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
-	if _, err := w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("store: migrations table: %w", err)
+	applied, err := migrate.Run(ctx, migrate.SQL(w), dialect, ms)
+	for _, name := range applied {
+		log.Info("applied migration", "name", name)
 	}
-	for _, m := range ms {
-		var one int
-		err := w.QueryRowContext(ctx, `SELECT 1 FROM schema_migrations WHERE version = ?`, m.version).Scan(&one)
-		if err == nil {
-			continue
-		}
-		if err != sql.ErrNoRows {
-			return fmt.Errorf("store: migration %s: %w", m.name, err)
-		}
-		tx, err := w.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("store: migration %s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("store: migration %s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)`,
-			m.version, m.name, time.Now().UTC().Format(time.RFC3339)); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("store: migration %s: %w", m.name, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("store: migration %s: %w", m.name, err)
-		}
-		log.Info("applied migration", "name", m.name)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
 	return nil
 }
