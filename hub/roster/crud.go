@@ -41,30 +41,43 @@ func (s *Store) PutSchool(ctx context.Context, x School) (School, error) {
 
 const schoolCols = `id, name, district, level, timezone`
 
+func scanSchool(sc scanner) (School, error) {
+	var x School
+	err := sc.Scan(&x.ID, &x.Name, &x.District, &x.Level, &x.Timezone)
+	return x, err
+}
+
 // School returns one school.
 func (s *Store) School(ctx context.Context, id string) (School, error) {
-	var x School
-	err := s.db.R.QueryRowContext(ctx, `SELECT `+schoolCols+` FROM schools WHERE id = ?`, id).
-		Scan(&x.ID, &x.Name, &x.District, &x.Level, &x.Timezone)
+	x, err := scanSchool(s.db.R.QueryRowContext(ctx, `SELECT `+schoolCols+` FROM schools WHERE id = ?`, id))
 	return x, dbErr("school "+clip(id), err)
 }
 
 // Schools lists all schools.
 func (s *Store) Schools(ctx context.Context) ([]School, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT `+schoolCols+` FROM schools ORDER BY id`)
+	return queryAll(ctx, s.db.R, "schools", scanSchool, `SELECT `+schoolCols+` FROM schools ORDER BY id`)
+}
+
+// scanner reads one row: *sql.Row and *sql.Rows.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs q and reads every row with scan, in order (an empty slice
+// when there are none); what names the records in errors (dbErr).
+func queryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, dbErr("schools", err)
+		return nil, dbErr(what, err)
 	}
 	defer rows.Close()
-	out := []School{}
+	out := []T{}
 	for rows.Next() {
-		var x School
-		if err := rows.Scan(&x.ID, &x.Name, &x.District, &x.Level, &x.Timezone); err != nil {
-			return nil, dbErr("schools", err)
+		x, err := scan(rows)
+		if err != nil {
+			return nil, dbErr(what, err)
 		}
 		out = append(out, x)
 	}
-	return out, dbErr("schools", rows.Err())
+	return out, dbErr(what, rows.Err())
 }
 
 // DeleteSchool deletes a school with nothing in it (409 otherwise).
@@ -102,7 +115,7 @@ func updateTx(ctx context.Context, tx *sql.Tx, what, q string, args ...any) erro
 
 const classCols = `id, school_id, name, grade, COALESCE(homeroom_teacher_id, ''), start_time, late_after_min, absent_cutoff, active`
 
-func scanClass(sc interface{ Scan(...any) error }) (Class, error) {
+func scanClass(sc scanner) (Class, error) {
 	var x Class
 	var active int
 	err := sc.Scan(&x.ID, &x.SchoolID, &x.Name, &x.Grade, &x.HomeroomTeacherID, &x.StartTime, &x.LateAfterMin, &x.AbsentCutoff, &active)
@@ -171,20 +184,7 @@ func (s *Store) Class(ctx context.Context, id string) (Class, error) {
 
 // Classes lists a school's classes.
 func (s *Store) Classes(ctx context.Context, school string) ([]Class, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT `+classCols+` FROM classes WHERE school_id = ? ORDER BY grade, name`, school)
-	if err != nil {
-		return nil, dbErr("classes", err)
-	}
-	defer rows.Close()
-	out := []Class{}
-	for rows.Next() {
-		x, err := scanClass(rows)
-		if err != nil {
-			return nil, dbErr("classes", err)
-		}
-		out = append(out, x)
-	}
-	return out, dbErr("classes", rows.Err())
+	return queryAll(ctx, s.db.R, "classes", scanClass, `SELECT `+classCols+` FROM classes WHERE school_id = ? ORDER BY grade, name`, school)
 }
 
 // DeleteClass deletes a class without pupils.
@@ -196,7 +196,7 @@ func (s *Store) DeleteClass(ctx context.Context, id string) error {
 
 const pupilCols = `id, school_id, COALESCE(class_id, ''), full_name, date_of_birth, gender, active, manual_attendance, source`
 
-func scanPupil(sc interface{ Scan(...any) error }) (Pupil, error) {
+func scanPupil(sc scanner) (Pupil, error) {
 	var x Pupil
 	var active, manual int
 	err := sc.Scan(&x.ID, &x.SchoolID, &x.ClassID, &x.FullName, &x.DateOfBirth, &x.Gender, &active, &manual, &x.Source)
@@ -227,20 +227,7 @@ func (s *Store) Pupils(ctx context.Context, school string, f PupilFilter) ([]Pup
 	if f.ActiveOnly {
 		q += ` AND active = 1`
 	}
-	rows, err := s.db.R.QueryContext(ctx, q+` ORDER BY class_id, full_name, id`, args...)
-	if err != nil {
-		return nil, dbErr("pupils", err)
-	}
-	defer rows.Close()
-	out := []Pupil{}
-	for rows.Next() {
-		x, err := scanPupil(rows)
-		if err != nil {
-			return nil, dbErr("pupils", err)
-		}
-		out = append(out, x)
-	}
-	return out, dbErr("pupils", rows.Err())
+	return queryAll(ctx, s.db.R, "pupils", scanPupil, q+` ORDER BY class_id, full_name, id`, args...)
 }
 
 func putPupilTx(ctx context.Context, tx *sql.Tx, x Pupil, now int64) (galleryChange bool, err error) {
@@ -324,29 +311,22 @@ func (s *Store) DeletePupil(ctx context.Context, id string) error {
 
 // ---- guardians ----
 
+const guardianCols = `id, pupil_id, full_name, phone, email, relation`
+
+func scanGuardian(sc scanner) (Guardian, error) {
+	var x Guardian
+	err := sc.Scan(&x.ID, &x.PupilID, &x.FullName, &x.Phone, &x.Email, &x.Relation)
+	return x, err
+}
+
 // Guardians lists a pupil's guardians.
 func (s *Store) Guardians(ctx context.Context, pupil string) ([]Guardian, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT id, pupil_id, full_name, phone, email, relation FROM guardians WHERE pupil_id = ? ORDER BY id`, pupil)
-	if err != nil {
-		return nil, dbErr("guardians", err)
-	}
-	defer rows.Close()
-	out := []Guardian{}
-	for rows.Next() {
-		var x Guardian
-		if err := rows.Scan(&x.ID, &x.PupilID, &x.FullName, &x.Phone, &x.Email, &x.Relation); err != nil {
-			return nil, dbErr("guardians", err)
-		}
-		out = append(out, x)
-	}
-	return out, dbErr("guardians", rows.Err())
+	return queryAll(ctx, s.db.R, "guardians", scanGuardian, `SELECT `+guardianCols+` FROM guardians WHERE pupil_id = ? ORDER BY id`, pupil)
 }
 
 // Guardian returns one guardian.
 func (s *Store) Guardian(ctx context.Context, id int64) (Guardian, error) {
-	var x Guardian
-	err := s.db.R.QueryRowContext(ctx, `SELECT id, pupil_id, full_name, phone, email, relation FROM guardians WHERE id = ?`, id).
-		Scan(&x.ID, &x.PupilID, &x.FullName, &x.Phone, &x.Email, &x.Relation)
+	x, err := scanGuardian(s.db.R.QueryRowContext(ctx, `SELECT `+guardianCols+` FROM guardians WHERE id = ?`, id))
 	return x, dbErr("guardian", err)
 }
 
@@ -385,9 +365,7 @@ func (s *Store) addGuardianTx(ctx context.Context, tx *sql.Tx, x *Guardian) erro
 
 // updateGuardianTx updates x (by ID; its pupil is the stored one's).
 func (s *Store) updateGuardianTx(ctx context.Context, tx *sql.Tx, x *Guardian) error {
-	var old Guardian
-	err := tx.QueryRowContext(ctx, `SELECT id, pupil_id, full_name, phone, email, relation FROM guardians WHERE id = ?`, x.ID).
-		Scan(&old.ID, &old.PupilID, &old.FullName, &old.Phone, &old.Email, &old.Relation)
+	old, err := scanGuardian(tx.QueryRowContext(ctx, `SELECT `+guardianCols+` FROM guardians WHERE id = ?`, x.ID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return &api.Error{Code: api.CodeNotFound, Message: "guardian not found"}
 	}
@@ -416,7 +394,7 @@ func (s *Store) DeleteGuardian(ctx context.Context, id int64) error {
 
 const staffCols = `id, school_id, full_name, email, phone, role, active`
 
-func scanStaff(sc interface{ Scan(...any) error }) (Staff, error) {
+func scanStaff(sc scanner) (Staff, error) {
 	var x Staff
 	var active int
 	err := sc.Scan(&x.ID, &x.SchoolID, &x.FullName, &x.Email, &x.Phone, &x.Role, &active)
@@ -462,20 +440,7 @@ func (s *Store) StaffMember(ctx context.Context, id string) (Staff, error) {
 
 // StaffList lists a school's staff.
 func (s *Store) StaffList(ctx context.Context, school string) ([]Staff, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT `+staffCols+` FROM staff WHERE school_id = ? ORDER BY full_name, id`, school)
-	if err != nil {
-		return nil, dbErr("staff", err)
-	}
-	defer rows.Close()
-	out := []Staff{}
-	for rows.Next() {
-		x, err := scanStaff(rows)
-		if err != nil {
-			return nil, dbErr("staff", err)
-		}
-		out = append(out, x)
-	}
-	return out, dbErr("staff", rows.Err())
+	return queryAll(ctx, s.db.R, "staff", scanStaff, `SELECT `+staffCols+` FROM staff WHERE school_id = ? ORDER BY full_name, id`, school)
 }
 
 // DeleteStaff deletes a staff member (409 while homeroom teacher of a class).
@@ -487,7 +452,7 @@ func (s *Store) DeleteStaff(ctx context.Context, id string) error {
 
 const gateCols = `id, school_id, name, direction, username, active, online, last_seen_at, last_heartbeat, clock_skew_ms`
 
-func (s *Store) scanGate(sc interface{ Scan(...any) error }) (Gate, error) {
+func (s *Store) scanGate(sc scanner) (Gate, error) {
 	var x Gate
 	var active, online int
 	var hb string
@@ -516,20 +481,7 @@ func (s *Store) Gate(ctx context.Context, id string) (Gate, error) {
 
 // Gates lists a school's gates ("" = all schools) with live status.
 func (s *Store) Gates(ctx context.Context, school string) ([]Gate, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT `+gateCols+` FROM gates WHERE ? = '' OR school_id = ? ORDER BY school_id, id`, school, school)
-	if err != nil {
-		return nil, dbErr("gates", err)
-	}
-	defer rows.Close()
-	out := []Gate{}
-	for rows.Next() {
-		x, err := s.scanGate(rows)
-		if err != nil {
-			return nil, dbErr("gates", err)
-		}
-		out = append(out, x)
-	}
-	return out, dbErr("gates", rows.Err())
+	return queryAll(ctx, s.db.R, "gates", s.scanGate, `SELECT `+gateCols+` FROM gates WHERE ? = '' OR school_id = ? ORDER BY school_id, id`, school, school)
 }
 
 // CreateGate registers a gate device and returns its credentials once:
