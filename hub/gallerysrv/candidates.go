@@ -14,6 +14,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
 	"github.com/gin-gonic/gin"
@@ -307,20 +308,13 @@ func (h *candidateAPI) putSessions(c *gin.Context) {
 
 func (h *candidateAPI) gateClasses(c *gin.Context, gate string) (GateClasses, error) {
 	out := GateClasses{GateID: gate, ClassIDs: []string{}}
-	rows, err := h.s.db.R.QueryContext(c.Request.Context(), `SELECT class_id FROM gate_classes WHERE gate_id = ? ORDER BY class_id`, gate)
+	ids, err := store.Strings(c.Request.Context(), h.s.db.R, `SELECT class_id FROM gate_classes WHERE gate_id = ? ORDER BY class_id`, gate)
 	if err != nil {
 		return out, fmt.Errorf("gallery: gate classes: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return out, err
-		}
-		out.ClassIDs = append(out.ClassIDs, id)
-	}
+	out.ClassIDs = append(out.ClassIDs, ids...)
 	out.AllClasses = len(out.ClassIDs) == 0
-	return out, rows.Err()
+	return out, nil
 }
 
 func (h *candidateAPI) getGateClasses(c *gin.Context) {
