@@ -342,20 +342,10 @@ func (w *Worker) resolveSchool(ctx context.Context) error {
 	}
 	school := w.cfg.SchoolID
 	if school == "" {
-		rows, err := w.db.R.QueryContext(ctx, `SELECT id FROM schools LIMIT 2`)
+		ids, err := store.Strings(ctx, w.db.R, `SELECT id FROM schools LIMIT 2`)
 		if err != nil {
 			return fmt.Errorf("citysync: schools: %w", err)
 		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return fmt.Errorf("citysync: schools: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
 		if len(ids) != 1 {
 			return fmt.Errorf("citysync: city_sync.school_id not set and the hub has %d schools", len(ids))
 		}

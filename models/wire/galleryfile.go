@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -61,14 +60,9 @@ func DocFromGallery(school string, g *match.Gallery) *GalleryDoc {
 // DecodeGallery parses and validates a gallery document and builds the
 // Gallery. It never panics on bad input; errors name the bad field.
 func DecodeGallery(b []byte) (*GalleryDoc, *match.Gallery, error) {
-	if len(b) > MaxGalleryBytes {
-		return nil, nil, conf.Fieldf("gallery", "%d bytes exceeds %d", len(b), MaxGalleryBytes)
-	}
 	var doc GalleryDoc
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&doc); err != nil {
-		return nil, nil, conf.Fieldf("gallery", "malformed JSON: %v", err)
+	if err := decodeStrictDoc(b, &doc, "gallery", MaxGalleryBytes); err != nil {
+		return nil, nil, err
 	}
 	if doc.Format != GalleryFormat {
 		return nil, nil, conf.Fieldf("format", "want %q, got %q", GalleryFormat, trunc(doc.Format))

@@ -217,16 +217,22 @@ type GalleryAnnounce struct {
 // v: unknown fields and data after the object are errors. Every MQTT
 // payload is decoded through it, then validated.
 func decodeStrict(b []byte, v any) error {
-	if len(b) > MaxPayloadBytes {
-		return conf.Fieldf("payload", "%d bytes exceeds %d", len(b), MaxPayloadBytes)
+	return decodeStrictDoc(b, v, "payload", MaxPayloadBytes)
+}
+
+// decodeStrictDoc is decodeStrict for a document of at most max bytes
+// whose errors name field (the gallery file uses it with MaxGalleryBytes).
+func decodeStrictDoc(b []byte, v any, field string, max int) error {
+	if len(b) > max {
+		return conf.Fieldf(field, "%d bytes exceeds %d", len(b), max)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return conf.Fieldf("payload", "malformed JSON: %v", err)
+		return conf.Fieldf(field, "malformed JSON: %v", err)
 	}
 	if dec.More() {
-		return conf.Fieldf("payload", "trailing data after the JSON object")
+		return conf.Fieldf(field, "trailing data after the JSON object")
 	}
 	return nil
 }
