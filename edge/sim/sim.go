@@ -34,16 +34,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"hash/fnv"
 	"image"
 	"image/color"
 	"io"
 	"math"
 	"math/rand/v2"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/diemdanh/diemdanh/models/conf"
@@ -52,38 +49,6 @@ import (
 	"github.com/diemdanh/diemdanh/models/wire"
 	"gocv.io/x/gocv"
 )
-
-// TruthFormat identifies the ground-truth file.
-const TruthFormat = "diemdanh-gate-truth/1"
-
-// Truth is the ground-truth file.
-type Truth struct {
-	Format   string    `json:"format"`
-	FPS      float64   `json:"fps"`
-	Width    int       `json:"width"`
-	Height   int       `json:"height"`
-	Frames   int       `json:"frames"`
-	Seed     int64     `json:"seed"`
-	Passages []Passage `json:"passages"`
-}
-
-// Passage is one person walking towards the camera.
-type Passage struct {
-	ID         string `json:"id"`
-	StudentID  string `json:"student_id"` // "" for visitors
-	Enrolled   bool   `json:"enrolled"`
-	Name       string `json:"name"`  // person label from the photo folder
-	Photo      string `json:"photo"` // the photo walked (never an enrolment photo)
-	FirstFrame int64  `json:"first_frame"`
-	LastFrame  int64  `json:"last_frame"`
-	MinFacePx  int    `json:"min_face_px"`
-	MaxFacePx  int    `json:"max_face_px"`
-	Blur       bool   `json:"motion_blur"`
-	Occluded   bool   `json:"occluded"`
-}
-
-// Visitor reports whether the passage is somebody not in the gallery.
-func (p Passage) Visitor() bool { return !p.Enrolled || p.StudentID == "" }
 
 // Options configure a run.
 type Options struct {
@@ -154,57 +119,6 @@ type Summary struct {
 	Reference        string  `json:"reference"` // the model photos were selected with
 	SkippedPhotos    int     `json:"skipped_photos"`
 	ElapsedS         float64 `json:"elapsed_s"`
-}
-
-// Main implements `edge simulate`.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := DefaultOptions()
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	photos := fs.String("photos", "", "photo folder(s), comma-separated (e.g. ../shared/testdata/faces,../shared/testdata/asian/kpop)")
-	fs.StringVar(&o.Out, "out", "", "output video (.avi, MJPG)")
-	fs.StringVar(&o.TruthOut, "truth", "", "output ground-truth JSON")
-	fs.StringVar(&o.GalleryOut, "gallery-out", "", "output gallery file")
-	fs.Int64Var(&o.Seed, "seed", o.Seed, "seed; the same seed gives the same truth and gallery")
-	fs.Float64Var(&o.Duration, "duration", 0, "video length in seconds (0: long enough for every passage)")
-	fs.IntVar(&o.People, "people", o.People, "enrolled people who walk past (-1: all)")
-	fs.IntVar(&o.Visitors, "visitors", o.Visitors, "visitors (not in the gallery) who walk past (-1: all)")
-	fs.StringVar(&o.School, "school", o.School, "school_id written into the gallery")
-	fs.IntVar(&o.MinFace, "min-face", o.MinFace, "face width in px when a person appears")
-	fs.IntVar(&o.MaxFace, "max-face", o.MaxFace, "face width in px nearest the camera")
-	models := fs.String("models", "", "models folder (default: MODELS_DIR or models/)")
-	embedder := fs.String("embedder", "", "face embedder for the gallery (default: the engine's default; must match the gate's); people and photos are always selected with dlib-resnet-v1, so every embedder gets the same video and truth")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("simulate: unexpected argument %q", fs.Arg(0))
-	}
-	for _, p := range strings.Split(*photos, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			o.Photos = append(o.Photos, p)
-		}
-	}
-	if err := o.Validate(); err != nil {
-		return fmt.Errorf("simulate: %w", err)
-	}
-	ec := faceengine.DefaultEngineConfig()
-	ec.ModelsDir = conf.ResolveModelsDir(*models)
-	if *embedder != "" {
-		ec.Embedder = *embedder
-	}
-	eng, err := faceengine.NewEngine(ec, nil)
-	if err != nil {
-		return fmt.Errorf("simulate: %w", err)
-	}
-	defer eng.Close()
-	sum, err := Generate(ctx, o, eng, stderr)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(sum)
-	fmt.Fprintln(stdout, string(b))
-	return nil
 }
 
 // person is one identity after checking its photos.
@@ -373,21 +287,14 @@ func people(ana []*analysed, warn io.Writer) (enrolled, visitors []*person) {
 		if len(p.photos) < 2 {
 			continue
 		}
-		best, bestN := 0, -1
+		refs := make([]match.Descriptor, len(p.photos))
 		for i, a := range p.photos {
-			n := 0
-			for j, b := range p.photos {
-				if i != j && match.Distance(a.Ref, b.Ref) < dlibRefSameFace {
-					n++
-				}
-			}
-			if n > bestN {
-				best, bestN = i, n
-			}
+			refs[i] = a.Ref
 		}
+		_, ok := consistentWith(refs)
 		var keep []*analysed
 		for i, a := range p.photos {
-			if i == best || match.Distance(a.Ref, p.photos[best].Ref) < dlibRefSameFace {
+			if ok[i] {
 				keep = append(keep, a)
 			} else {
 				fmt.Fprintf(warn, "simulate: %s does not look like the other photos of %s; not used\n", a.Rel, p.name)
@@ -453,22 +360,12 @@ func capPerPerson(ps []photo, n int) []photo {
 // distances have another scale and whose thresholds come from calibration.
 const dlibRefSameFace = 0.5
 
-// assignIDs gives every enrolled person a synthetic 12-digit personal ID
-// (079 = Hồ Chí Minh City province code) derived from the seed and the
-// person key only, so adding photos of others does not renumber anyone.
+// assignIDs gives every enrolled person a synthetic student ID
+// (studentID) and sorts them by it.
 func assignIDs(ps []*person, seed int64) {
 	used := map[string]bool{}
 	for _, p := range ps {
-		for salt := 0; ; salt++ {
-			h := fnv.New64a()
-			fmt.Fprintf(h, "%d/%s/%d", seed, p.key, salt)
-			sid := fmt.Sprintf("079%09d", h.Sum64()%1_000_000_000)
-			if !used[sid] {
-				used[sid] = true
-				p.sid = sid
-				break
-			}
-		}
+		p.sid = studentID(seed, p.key, used)
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].sid < ps[j].sid })
 }
@@ -478,6 +375,7 @@ type passage struct {
 	a        *analysed
 	sid      string
 	name     string
+	set      string // the photo's set (suites only)
 	enrolled bool
 
 	start, frames  int
@@ -554,6 +452,16 @@ func (p *passage) faceAt(f int) (w, cx, cy, t float64) {
 	w = 1 / (1/p.wmin + (1/p.wmax-1/p.wmin)*t)
 	return w, p.x0 + (p.x1-p.x0)*t, p.y0 + (p.y1-p.y0)*t, t
 }
+
+// blurredAt reports whether the renderer blurs p at t (0–1 along the
+// walk): a passage with motion blur is blurred over its first 65 %.
+func (p *passage) blurredAt(t float64) bool { return p.blur > 0 && t < blurUntil }
+
+// blurUntil is the share of a blurred passage's walk that is blurred.
+const blurUntil = 0.65
+
+// occludedAt reports whether the renderer covers part of p's face at t.
+func (p *passage) occludedAt(t float64) bool { return p.occEnd > 0 && t >= p.occStart && t < p.occEnd }
 
 func background(w, h int) gocv.Mat {
 	bg := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(150, 160, 165, 0), h, w, gocv.MatTypeCV8UC3)
@@ -690,7 +598,7 @@ func (r *renderer) draw(a inView) {
 	gocv.Resize(p.a.Sprite, &r.tmp, image.Pt(sw, sh), 0, 0, gocv.InterpolationLinear)
 	r.tmp.ConvertToWithParams(&r.tmp2, -1, float32(p.gain), 0)
 	cur := r.tmp2
-	if p.blur > 0 && a.t < 0.65 {
+	if p.blurredAt(a.t) {
 		key := [2]int{p.blur, map[bool]int{true: 1}[p.blurDiag]}
 		k, ok := r.kernels[key]
 		if !ok {
@@ -702,7 +610,7 @@ func (r *renderer) draw(a inView) {
 	}
 	face := image.Rect(int(float64(p.a.Face.Min.X)*s), int(float64(p.a.Face.Min.Y)*s),
 		int(float64(p.a.Face.Max.X)*s), int(float64(p.a.Face.Max.Y)*s))
-	if p.occEnd > 0 && a.t >= p.occStart && a.t < p.occEnd {
+	if p.occludedAt(a.t) {
 		fw, fh := face.Dx(), face.Dy()
 		o := image.Rect(face.Min.X-fw/10, face.Min.Y+fh*6/10, face.Max.X+fw/10, face.Max.Y+fh/4) // scarf / raised hand
 		if p.occSide {

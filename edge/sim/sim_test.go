@@ -243,6 +243,11 @@ func TestMainBadArguments(t *testing.T) {
 		{[]string{"--photos", "p", "--truth", "t.json", "--gallery-out", "g.json"}, "out"},
 		{[]string{"--photos", "p", "--out", "x.avi", "--truth", "t.json", "--gallery-out", "g.json", "--min-face", "300"}, "min-face"},
 		{[]string{"--photos", "p", "--out", "x.avi", "--truth", "t.json", "--gallery-out", "g.json", "--school", "Bad School"}, "school"},
+		{[]string{"--photos", "p", "--out", "x.avi", "--truth", "t.json", "--gallery-out", "g.json", "--days", "3"}, "days"},
+		{[]string{"--suite", "s", "--photos", "p", "--out", "x.avi"}, "out"},
+		{[]string{"--suite", "s", "--photos", "p", "--days", "-1"}, "days"},
+		{[]string{"--suite", "s", "--photos", "p", "--scut-enrolled", "-5"}, "scut-enrolled"},
+		{[]string{"--suite", "s", "--photos", "p", "--visitors", "-2"}, "visitors"},
 	}
 	for _, c := range cases {
 		err := Main(context.Background(), c.args, io.Discard, io.Discard)

@@ -182,23 +182,45 @@ func analyse(ctx context.Context, eng, ref *faceengine.Engine, photos []photo, w
 	return out, nil
 }
 
-// analyseOne returns the photo's face, or an error when the photo is not
-// usable; note tells why the gallery lacks an otherwise usable face.
+// analyseOne returns the photo's face with its sprite, or an error when
+// the photo is not usable; note tells why the gallery lacks an otherwise
+// usable face.
 func analyseOne(ctx context.Context, eng, ref *faceengine.Engine, ph photo) (a *analysed, note string, err error) {
-	m := gocv.IMRead(ph.Path, gocv.IMReadColor)
-	if m.Empty() {
-		return nil, "", fmt.Errorf("cannot decode")
+	m, err := loadPhoto(ph.Path)
+	if err != nil {
+		return nil, "", err
 	}
 	defer m.Close()
-	// Bound the work on big photos the same way the engine does.
-	scale := 1.0
+	a, note, err = describeFace(ctx, eng, ref, m, ph)
+	if err != nil {
+		return nil, note, err
+	}
+	a.Sprite, a.Face = makeSprite(m, a.Box)
+	return a, note, nil
+}
+
+// loadPhoto reads a photo, scaled down so that its long side is at most
+// 1280 px: the work on big photos is bounded the same way the engine
+// bounds it. Face boxes are in the scaled photo's coordinates.
+func loadPhoto(path string) (gocv.Mat, error) {
+	m := gocv.IMRead(path, gocv.IMReadColor)
+	if m.Empty() {
+		m.Close()
+		return m, fmt.Errorf("cannot decode")
+	}
 	if long := max(m.Cols(), m.Rows()); long > 1280 {
-		scale = 1280 / float64(long)
+		scale := 1280 / float64(long)
 		small := gocv.NewMat()
 		gocv.Resize(m, &small, image.Pt(int(float64(m.Cols())*scale), int(float64(m.Rows())*scale)), 0, 0, gocv.InterpolationArea)
 		m.Close()
 		m = small
 	}
+	return m, nil
+}
+
+// describeFace finds the photo's one face on the reference engine and
+// describes it with both engines (no sprite).
+func describeFace(ctx context.Context, eng, ref *faceengine.Engine, m gocv.Mat, ph photo) (a *analysed, note string, err error) {
 	// Which photos are usable is decided on the reference engine alone.
 	faces, err := ref.RecognizeTight(ctx, m)
 	if err != nil {
@@ -237,7 +259,6 @@ func analyseOne(ctx context.Context, eng, ref *faceengine.Engine, ph photo) (a *
 			a.Desc = ef[best].Descriptor
 		}
 	}
-	a.Sprite, a.Face = makeSprite(m, f.Box)
 	return a, note, nil
 }
 
