@@ -2,12 +2,8 @@ package bench
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"sort"
-	"sync"
-	"time"
 
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/models/faceengine"
@@ -24,85 +20,41 @@ import (
 // per pupil is announced (the same one-per-day debounce). The same matches
 // are also decided with M of K consecutive frames (Baseline.SameRule).
 func runBaseline(ctx context.Context, video string, eng *faceengine.Engine, gal *match.Gallery, th, mm float64, m, k int, truth *Truth, log *slog.Logger) (*Baseline, error) {
-	cc := capture.DefaultConfig()
-	cc.Source, cc.Realtime = video, false
-	capt, err := capture.New(cc, log, time.Now)
+	run, err := baselineMatches(ctx, video, eng, gal, th, mm, log)
 	if err != nil {
 		return nil, err
 	}
-	mbox := capture.NewMailbox(false)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	capErr := make(chan error, 1)
-	cpu0 := cpuTime()
-	t0 := time.Now()
-	go func() { e := capt.Run(ctx, mbox.Put); mbox.Close(e); capErr <- e }()
-	var mu sync.Mutex
-	var decs []decision
-	var frames int64
-	var wg sync.WaitGroup
-	var firstErr error
-	for w := 0; w < eng.Workers(); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var hog *faceengine.HOGDetector
-			if eng.UsesYuNet() {
-				var err error
-				if hog, err = faceengine.NewHOGDetector(); err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-					return
-				}
-				defer hog.Close()
-			}
-			for {
-				f, err := mbox.Next(ctx)
-				if err != nil {
-					return
-				}
-				faces, err := baselineFrame(ctx, eng, hog, f.Mat)
-				f.Mat.Close()
-				mu.Lock()
-				frames++
-				if err != nil && firstErr == nil && ctx.Err() == nil {
-					firstErr = err
-				}
-				for _, fc := range faces {
-					m := gal.Match(fc.Descriptor)
-					if m.PersonID != "" && m.Distance <= th && m.Margin() >= mm {
-						decs = append(decs, decision{student: m.PersonID, frame: f.Index})
-					}
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(t0)
-	mbox.Close(nil)
-	mbox.Drain()
-	cpu := cpuTime() - cpu0
-	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
-		return nil, e
-	}
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	// Debounce in frame order: the first decision per pupil is the event.
-	sort.SliceStable(decs, func(i, j int) bool { return decs[i].frame < decs[j].frame })
-	same := mOfKFrames(decs, m, k)
-	seen := map[string]bool{}
-	for i := range decs {
-		if !seen[decs[i].student] {
-			seen[decs[i].student] = true
-			decs[i].enqueued = true
-		}
-	}
+	same := mOfKFrames(run.matches, m, k)
 	sameAcc := score(truth, same)
-	return &Baseline{FPS: float64(frames) / wall.Seconds(), Frames: frames, CPUCoresUsed: cpu.Seconds() / wall.Seconds(),
-		CPUPerFrameMS: perFrame(cpu, frames), Accuracy: score(truth, decs), SameRule: &sameAcc}, nil
+	return &Baseline{FPS: run.fps(), Frames: run.frames, CPUCoresUsed: run.cpu.Seconds() / run.wall.Seconds(),
+		CPUPerFrameMS: perFrame(run.cpu, run.frames), Accuracy: score(truth, announceFirst(run.matches)), SameRule: &sameAcc}, nil
+}
+
+// baselineMatches plays video through the naive gate and returns every
+// face it accepted, per frame, with threshold th and margin mm.
+func baselineMatches(ctx context.Context, video string, eng *faceengine.Engine, gal *match.Gallery, th, mm float64, log *slog.Logger) (*frameRun, error) {
+	return playFrames(ctx, video, eng.Workers(), func() (frameFunc, func(), error) {
+		var hog *faceengine.HOGDetector
+		closeFn := func() {}
+		if eng.UsesYuNet() {
+			var err error
+			if hog, err = faceengine.NewHOGDetector(); err != nil {
+				return nil, nil, err
+			}
+			closeFn = hog.Close
+		}
+		return func(ctx context.Context, f capture.Frame) ([]decision, error) {
+			faces, err := baselineFrame(ctx, eng, hog, f.Mat)
+			var out []decision
+			for _, fc := range faces {
+				m := gal.Match(fc.Descriptor)
+				if m.PersonID != "" && m.Distance <= th && m.Margin() >= mm {
+					out = append(out, decision{student: m.PersonID, frame: f.Index})
+				}
+			}
+			return out, err
+		}, closeFn, nil
+	}, log)
 }
 
 // baselineFrame finds and describes every face of a full frame: go-face
