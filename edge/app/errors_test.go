@@ -149,6 +149,9 @@ func TestMainErrors(t *testing.T) {
 		{"gallery build without out", []string{"gallery", "build", "--photos", dir}, nil, 2, "--out"},
 		{"gallery build empty", []string{"gallery", "build", "--photos", t.TempDir(), "--out", filepath.Join(dir, "o.json")}, nil, 1, "no photo passed"},
 		{"bench missing truth", []string{"bench", "--video", notVideo, "--truth", filepath.Join(dir, "none.json"), "--gallery", badGallery}, nil, 1, "truth"},
+		{"bench without inputs", []string{"bench", "--video", notVideo}, nil, 2, "--suite"},
+		{"bench missing suite", []string{"bench", "--suite", filepath.Join(dir, "none.json")}, nil, 1, "suite"},
+		{"bench unknown decision rule", []string{"bench", "--suite", filepath.Join(dir, "none.json"), "--decision", "votes,coin"}, nil, 2, "--decision coin"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ commands:
   simulate --photos DIR --out VIDEO --truth FILE --gallery-out FILE [--seed N]
   eval ...                                  recognition evaluation harness
   bench --video V --truth T --gallery G --json
+  bench --suite DIR/suite.json [--baseline] [--peer] --json
 `
 
 // Main runs the edge command line and returns the exit code: 0 success,
