@@ -75,7 +75,10 @@ func playFrames(ctx context.Context, video string, workers int, newWorker func()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) && ctx.Err() == nil {
+	if err := ctx.Err(); err != nil {
+		return nil, err // stopped before the video ended
+	}
+	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
 		return nil, e
 	}
 	sortByFrame(run.matches)
