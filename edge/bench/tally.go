@@ -80,22 +80,21 @@ type SetTally struct {
 	Announced int        `json:"announced"`
 	TPIR      float64    `json:"tpir"`
 	TPIRCI    [2]float64 `json:"tpir_ci"`
-	Visitors  int        `json:"visitor_passages"`
 }
 
-// bySet counts, per passage set, the enrolled passages, how many were
-// announced (announced[i] for passages[i]) and the visitor passages. A
-// passage without a set is counted under "".
+// bySet counts, per passage set, the enrolled passages and how many were
+// announced (announced[i] for passages[i]). Visitors are left out (a set
+// whose people only visit, such as SCUT's crowd, has no entry); a passage
+// without a set is counted under "".
 func bySet(passages []Passage, announced []bool, into map[string]SetTally) {
 	for i, p := range passages {
-		s := into[passageSet(p)]
 		if p.Visitor() {
-			s.Visitors++
-		} else {
-			s.Enrolled++
-			if announced[i] {
-				s.Announced++
-			}
+			continue
+		}
+		s := into[passageSet(p)]
+		s.Enrolled++
+		if announced[i] {
+			s.Announced++
 		}
 		into[passageSet(p)] = s
 	}
