@@ -97,11 +97,17 @@ type sourceSpec struct {
 
 // suiteSources names each folder's set: the folder's name up to its
 // first '-', lower case. The scut set is a crowd of one-photo strangers.
+// Folders are made absolute, so a relative and an absolute name of the
+// same folder share the suite's key and the analysis cache.
 func suiteSources(dirs []string) ([]sourceSpec, error) {
 	var out []sourceSpec
 	seen := map[string]string{}
 	for _, d := range dirs {
-		set, _, _ := strings.Cut(strings.ToLower(filepath.Base(filepath.Clean(d))), "-")
+		d, err := filepath.Abs(d)
+		if err != nil {
+			return nil, conf.Fieldf("photos", "%v", err)
+		}
+		set, _, _ := strings.Cut(strings.ToLower(filepath.Base(d)), "-")
 		if prev, dup := seen[set]; dup {
 			return nil, conf.Fieldf("photos", "%s and %s are both set %q", prev, d, set)
 		}
@@ -304,8 +310,9 @@ func suiteKey(o SuiteOptions, specs []sourceSpec, model match.ModelID, photos []
 		MinDescribePx int          `json:"min_describe_px"`
 		Photos        []photoKey   `json:"photos"`
 	}{suiteGenVersion, o, specs, model.String(), faceengine.ReferenceModel.String(), pipeline.DefaultConfig().MinDescribePx, nil}
-	// Where the outputs and the analysis cache go does not change them.
-	in.Options.Dir, in.Options.AnalysisCache = "", ""
+	// Where the outputs and the analysis cache go does not change them;
+	// the folders are in Sources, made absolute.
+	in.Options.Dir, in.Options.AnalysisCache, in.Options.Photos = "", "", nil
 	for i, ph := range photos {
 		in.Photos = append(in.Photos, photoKey{ph.Path, sizes[i]})
 	}
