@@ -36,11 +36,22 @@ type SuiteOptions struct {
 	SlowDays       int
 }
 
-// suiteDay is one school day to run: its video and truth.
+// suiteDay is one school day to run: its video, truth and frame count.
 type suiteDay struct {
-	day   int
-	video string
-	truth *Truth
+	day    int
+	video  string
+	frames int64 // as the manifest says; 0 when it does not
+	truth  *Truth
+}
+
+// checkFrames fails a run that read another number of frames than the
+// day's video has (a video rewritten or cut short while the bench read
+// it). Only a run that reads every frame (fast mode) can be checked.
+func (d suiteDay) checkFrames(read int64) error {
+	if d.frames > 0 && read != d.frames {
+		return fmt.Errorf("day %d: read %d frames of %s, the suite says %d (was the suite rewritten during the run?)", d.day, read, d.video, d.frames)
+	}
+	return nil
 }
 
 // RunSuite runs the gate (once per decision rule) over the suite's days in
@@ -115,7 +126,7 @@ func loadSuiteDays(o SuiteOptions) (*sim.Suite, []suiteDay, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		days[i] = suiteDay{day: d.Day, video: s.Path(d.Video), truth: t}
+		days[i] = suiteDay{day: d.Day, video: s.Path(d.Video), frames: int64(d.Frames), truth: t}
 	}
 	return s, days, nil
 }
@@ -149,6 +160,11 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 		vr, err := runVideo(ctx, Options{Video: d.video, Engine: o.Engine, Pipeline: cfg, Realtime: o.Realtime}, eng, in, log)
 		if err != nil {
 			return nil, fmt.Errorf("day %d: %w", d.day, err)
+		}
+		if !o.Realtime {
+			if err := d.checkFrames(vr.res.Frames); err != nil {
+				return nil, err
+			}
 		}
 		rr.addDay(d, vr, o.Realtime)
 		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS)
@@ -250,6 +266,9 @@ func slowReport(ctx context.Context, days []suiteDay, peer bool, matches func(co
 		run, err := matches(ctx, d.video)
 		if err != nil {
 			return nil, fmt.Errorf("day %d: %w", d.day, err)
+		}
+		if err := d.checkFrames(run.frames); err != nil {
+			return nil, err
 		}
 		acc, found := scorePassages(d.truth, announceFirst(run.matches))
 		rep.Tally.add(tallyOf(acc))

@@ -177,7 +177,8 @@ func checkSuiteFigures(t *testing.T, s *sim.Suite, res *SuiteResult) {
 	var sum Tally
 	for i, d := range res.Days {
 		checkTally(t, "day", d.Tally)
-		if d.Day != s.Days[i].Day || d.Enrolled != s.Days[i].EnrolledPassages || d.Visitors != s.Days[i].VisitorPassages {
+		if d.Day != s.Days[i].Day || d.Enrolled != s.Days[i].EnrolledPassages || d.Visitors != s.Days[i].VisitorPassages ||
+			d.Frames != int64(s.Days[i].Frames) {
 			t.Errorf("day %d: %+v, suite %+v", d.Day, d, s.Days[i])
 		}
 		sum.add(d.Tally)
@@ -228,5 +229,20 @@ func checkSets(t *testing.T, where string, sets map[string]SetTally, total Tally
 	}
 	if enrolled != total.Enrolled || announced != total.Announced {
 		t.Errorf("%s: sets sum to %d of %d, total %d of %d", where, announced, enrolled, total.Announced, total.Enrolled)
+	}
+}
+
+// TestCheckFrames: a day read short (its video rewritten during the run)
+// fails; a manifest without frame counts cannot be checked.
+func TestCheckFrames(t *testing.T) {
+	d := suiteDay{day: 1, video: "day01.avi", frames: 1812}
+	if err := d.checkFrames(1812); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.checkFrames(208); err == nil {
+		t.Fatal("208 of 1812 frames passed")
+	}
+	if err := (suiteDay{day: 1}).checkFrames(208); err != nil {
+		t.Fatalf("no frame count: %v", err)
 	}
 }
