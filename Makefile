@@ -80,13 +80,16 @@ lint: $(STAMP)
 # in one run. `edge simulate --suite` generates the suite into BENCH_DIR/suite
 # once and reuses it while its sources and options are the same (delete it
 # after changing the default embedder: its galleries record the model that
-# made them).
+# made them). BENCH_DECISION lists the decision rules the gate runs with,
+# each over every day; each rule adds about 10 minutes on 2 cores
+# (BENCH_DECISION=votes runs one).
 BENCH_DIR ?= /tmp/diemdanh-bench
+BENCH_DECISION ?= votes,mean
 bench: $(STAMP) build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./models/faceengine/ ./models/match/
 	@mkdir -p $(BENCH_DIR)
 	./bin/edge simulate --suite $(BENCH_DIR)/suite
-	./bin/edge bench --suite $(BENCH_DIR)/suite/suite.json --baseline --peer --json
+	./bin/edge bench --suite $(BENCH_DIR)/suite/suite.json --decision $(BENCH_DECISION) --baseline --peer --json
 	./bin/hub bench-ingest --events 20000 --publishers 4 --external --json
 	./bin/hub bench-enrol --json
 	./bin/hub bench-live --clients 500 --json
