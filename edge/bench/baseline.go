@@ -64,6 +64,12 @@ func baselineFrame(ctx context.Context, eng *faceengine.Engine, hog *faceengine.
 	if hog == nil {
 		return eng.RecognizeMat(ctx, m)
 	}
+	return hogFrame(ctx, eng, hog, m, 0)
+}
+
+// hogFrame finds every face of the frame with HOG (upsampled upsample
+// times) and describes each box with eng.
+func hogFrame(ctx context.Context, eng *faceengine.Engine, hog *faceengine.HOGDetector, m gocv.Mat, upsample int) ([]match.Face, error) {
 	gray := gocv.NewMat()
 	defer gray.Close()
 	gocv.CvtColor(m, &gray, gocv.ColorBGRToGray)
@@ -71,7 +77,7 @@ func baselineFrame(ctx context.Context, eng *faceengine.Engine, hog *faceengine.
 	if err != nil {
 		return nil, err
 	}
-	dets, err := hog.DetectGray(pix, gray.Cols(), gray.Rows(), gray.Step(), 0, 0)
+	dets, err := hog.DetectGray(pix, gray.Cols(), gray.Rows(), gray.Step(), upsample, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
-	"gocv.io/x/gocv"
 )
 
 // The peer mirrors the rule of ageitgey/face_recognition as its examples
@@ -34,7 +33,7 @@ func peerMatches(ctx context.Context, video string, ref *faceengine.Engine, gal 
 			return nil, nil, err
 		}
 		return func(ctx context.Context, f capture.Frame) ([]decision, error) {
-			faces, err := peerFrame(ctx, ref, hog, f.Mat)
+			faces, err := hogFrame(ctx, ref, hog, f.Mat, peerUpsample)
 			var out []decision
 			for _, fc := range faces {
 				if m := gal.Match(fc.Descriptor); m.PersonID != "" && m.Distance <= peerTolerance {
@@ -44,33 +43,6 @@ func peerMatches(ctx context.Context, video string, ref *faceengine.Engine, gal 
 			return out, err
 		}, hog.Close, nil
 	}, log)
-}
-
-// peerFrame finds every face of the frame with HOG (upsampled
-// peerUpsample times) and describes each with ref.
-func peerFrame(ctx context.Context, ref *faceengine.Engine, hog *faceengine.HOGDetector, m gocv.Mat) ([]match.Face, error) {
-	gray := gocv.NewMat()
-	defer gray.Close()
-	gocv.CvtColor(m, &gray, gocv.ColorBGRToGray)
-	pix, err := gray.DataPtrUint8()
-	if err != nil {
-		return nil, err
-	}
-	dets, err := hog.DetectGray(pix, gray.Cols(), gray.Rows(), gray.Step(), peerUpsample, 0)
-	if err != nil {
-		return nil, err
-	}
-	var faces []match.Face
-	for _, d := range dets {
-		f, err := ref.DescribeCrop(ctx, m, d.Box)
-		if err != nil {
-			return nil, err
-		}
-		if f != nil {
-			faces = append(faces, *f)
-		}
-	}
-	return faces, nil
 }
 
 // framesWithWrongName counts the frames in which the peer put an enrolled
