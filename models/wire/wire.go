@@ -145,26 +145,36 @@ func DecodeEvent(b []byte) (*Event, error) {
 
 // Topics. Every level is validated by ValidID before use.
 
+// The last level of a gate topic: the kinds ParseGateTopic knows.
+const (
+	TopicKindEvents       = "events"
+	TopicKindStatus       = "status"
+	TopicKindHeartbeat    = "heartbeat"
+	TopicKindUnrecognised = "unrecognised"
+)
+
 // EventTopic is where gate publishes attendance events (QoS 1).
 func EventTopic(school, gate string) string {
-	return TopicRoot + "/" + school + "/gate/" + gate + "/events"
+	return TopicRoot + "/" + school + "/gate/" + gate + "/" + TopicKindEvents
 }
 
 // StatusTopic holds the gate's retained online/offline status (also its last will).
 func StatusTopic(school, gate string) string {
-	return TopicRoot + "/" + school + "/gate/" + gate + "/status"
+	return TopicRoot + "/" + school + "/gate/" + gate + "/" + TopicKindStatus
 }
 
 // HeartbeatTopic carries the gate's periodic metrics.
 func HeartbeatTopic(school, gate string) string {
-	return TopicRoot + "/" + school + "/gate/" + gate + "/heartbeat"
+	return TopicRoot + "/" + school + "/gate/" + gate + "/" + TopicKindHeartbeat
 }
 
 // GalleryTopic holds the school's retained gallery announcement.
 func GalleryTopic(school string) string { return TopicRoot + "/" + school + "/gallery" }
 
-// ParseGateTopic splits a gate topic into school, gate and kind
-// ("events", "status", "heartbeat").
+// ParseGateTopic splits a gate topic into school, gate and kind (one of
+// the TopicKind constants: "events", "status", "heartbeat",
+// "unrecognised"); any other topic, including an unknown kind, is not a
+// gate topic.
 func ParseGateTopic(topic string) (school, gate, kind string, ok bool) {
 	rest, found := strings.CutPrefix(topic, TopicRoot+"/")
 	if !found {
@@ -174,7 +184,11 @@ func ParseGateTopic(topic string) (school, gate, kind string, ok bool) {
 	if len(p) != 4 || p[1] != "gate" || !ValidID(p[0]) || !ValidID(p[2]) {
 		return "", "", "", false
 	}
-	return p[0], p[2], p[3], true
+	switch p[3] {
+	case TopicKindEvents, TopicKindStatus, TopicKindHeartbeat, TopicKindUnrecognised:
+		return p[0], p[2], p[3], true
+	}
+	return "", "", "", false
 }
 
 // Status is the retained gate status payload; the same JSON with Online
