@@ -99,7 +99,7 @@ bench: $(STAMP) build
 # Every fuzz target, FUZZTIME each (seed corpora live in each package's testdata/).
 FUZZTIME ?= 30s
 FUZZ_TARGETS := ./models/wire:FuzzDecodeEvent ./models/wire:FuzzDecodeGallery \
-	./models/wire:FuzzDecodeStatus ./models/wire:FuzzDecodeHeartbeat ./models/wire:FuzzDecodeGalleryAnnounce \
+	./models/wire:FuzzDecodeStatus ./models/wire:FuzzDecodeHeartbeat ./models/wire:FuzzDecodeGalleryAnnounce ./models/wire:FuzzDecodeUnrecognised \
 	./hub/ingest:FuzzCheckEvent ./hub/roster:FuzzImportPupilsCSV ./hub/enrol:FuzzParseRoster \
 	./hub/notify:FuzzVerify ./hub/web:FuzzSafeNext
 fuzz:
