@@ -120,6 +120,7 @@ type Ingester struct {
 
 	lmu       sync.Mutex
 	listeners []Listener
+	topics    map[string]TopicHandler // further gate topic kinds (AddTopic)
 	wg        sync.WaitGroup
 	stop      context.CancelFunc
 	ctx       context.Context
@@ -448,6 +449,9 @@ func (in *Ingester) apply(st *txState, it *item) (reason string, err error) {
 	case "heartbeat":
 		return in.applyHeartbeat(st, it, gate)
 	}
+	if h := in.topic(kind); h != nil {
+		return in.applyTopic(st, it, h, school, gate)
+	}
 	return fmt.Sprintf("topic: unknown kind %q", kind), nil
 }
 
@@ -546,13 +550,8 @@ func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*wire.
 	case ev.GateID != gate:
 		return nil, fmt.Sprintf("gate_id: %q does not match topic gate %q", ev.GateID, gate)
 	}
-	nowMs := now.UnixMilli()
-	if ev.CapturedAt > nowMs+cfg.FutureTolerance.Milliseconds() {
-		return nil, fmt.Sprintf("captured_at: %d is %s in the future (tolerance %s)", ev.CapturedAt,
-			time.Duration(ev.CapturedAt-nowMs)*time.Millisecond, cfg.FutureTolerance)
-	}
-	if ev.CapturedAt < nowMs-cfg.MaxAge.Milliseconds() {
-		return nil, fmt.Sprintf("captured_at: %d is older than %s", ev.CapturedAt, cfg.MaxAge)
+	if reason := cfg.clockReason(ev.CapturedAt, now); reason != "" {
+		return nil, reason
 	}
 	return ev, ""
 }
