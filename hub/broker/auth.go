@@ -31,10 +31,10 @@ type Gate struct {
 }
 
 // CanPublish reports whether the gate may publish to topic: only its own
-// events, status and heartbeat topics.
+// events, status, heartbeat and unrecognised topics.
 func (g Gate) CanPublish(topic string) bool {
 	return topic == wire.EventTopic(g.School, g.ID) || topic == wire.StatusTopic(g.School, g.ID) ||
-		topic == wire.HeartbeatTopic(g.School, g.ID)
+		topic == wire.HeartbeatTopic(g.School, g.ID) || topic == wire.UnrecognisedTopic(g.School, g.ID)
 }
 
 // ErrNotAllowed is the refusal of a publish, will or retained message.

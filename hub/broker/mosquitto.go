@@ -15,7 +15,7 @@ import (
 
 // MosquittoACL renders a mosquitto acl_file for every active gate in the
 // database plus the hub's service user, with the same rules as the
-// embedded broker: a gate writes only its own events/status/heartbeat
+// embedded broker: a gate writes only its own events/status/heartbeat/unrecognised
 // topics and reads only its school's gallery topic; the hub reads every
 // gate topic and writes the gallery topics. Gate usernames are free-form
 // (one explicit "user" block per gate), so no %u/%c naming scheme is
@@ -56,9 +56,9 @@ func RenderMosquittoACL(hubUser string, gates []Gate) (string, error) {
 		if !safeACLWord(g.Username) || !wire.ValidID(g.School) || !wire.ValidID(g.ID) {
 			return "", conf.Fieldf("gates", "gate %q (user %q) cannot be used in a mosquitto ACL", g.ID, g.Username)
 		}
-		fmt.Fprintf(&b, "user %s\ntopic write %s\ntopic write %s\ntopic write %s\ntopic read %s\n\n", g.Username,
+		fmt.Fprintf(&b, "user %s\ntopic write %s\ntopic write %s\ntopic write %s\ntopic write %s\ntopic read %s\n\n", g.Username,
 			wire.EventTopic(g.School, g.ID), wire.StatusTopic(g.School, g.ID),
-			wire.HeartbeatTopic(g.School, g.ID), wire.GalleryTopic(g.School))
+			wire.HeartbeatTopic(g.School, g.ID), wire.UnrecognisedTopic(g.School, g.ID), wire.GalleryTopic(g.School))
 	}
 	return b.String(), nil
 }

@@ -34,7 +34,8 @@ func TestMosquittoACLMain(t *testing.T) {
 	for _, want := range []string{
 		"user diemdanh-hub\ntopic read diemdanh/v1/+/gate/+/+\ntopic write diemdanh/v1/+/gallery\n",
 		"user thcs-a.gate1\ntopic write diemdanh/v1/thcs-a/gate/gate1/events\ntopic write diemdanh/v1/thcs-a/gate/gate1/status\n" +
-			"topic write diemdanh/v1/thcs-a/gate/gate1/heartbeat\ntopic read diemdanh/v1/thcs-a/gallery\n",
+			"topic write diemdanh/v1/thcs-a/gate/gate1/heartbeat\ntopic write diemdanh/v1/thcs-a/gate/gate1/unrecognised\n" +
+			"topic read diemdanh/v1/thcs-a/gallery\n",
 	} {
 		if !strings.Contains(acl, want) {
 			t.Fatalf("ACL lacks\n%s\ngot:\n%s", want, acl)
