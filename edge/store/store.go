@@ -1,10 +1,12 @@
-// Package store is the gate's durable state: the event outbox, the
-// debounce keys and a small key/value table, in one SQLite file.
+// Package store is the gate's durable state: the outbox, the debounce
+// keys and a small key/value table, in one SQLite file.
 //
 // Every event is committed to the outbox (in the same transaction as its
 // debounce key) before anything is published, and a row is removed only
 // after the broker acknowledged it (PUBACK), so neither a power cut nor a
-// killed process nor a broker outage loses an event. The database runs in
+// killed process nor a broker outage loses an event. Unrecognised faces
+// (wire.Unrecognised) go through the same outbox, in the same order; they
+// may fill at most half of it, so they never take the room of events. The database runs in
 // WAL mode with synchronous=NORMAL and a single writer connection; reads
 // use a separate small pool.
 package store
@@ -78,8 +80,11 @@ type DB struct {
 
 // Record is one pending outbox row.
 type Record struct {
-	Seq       int64
-	EventID   string
+	Seq int64
+	// Kind is the last level of the message's gate topic:
+	// wire.TopicKindEvents or wire.TopicKindUnrecognised.
+	Kind      string
+	EventID   string // the message's ID: event_id, or an unrecognised face's capture_id
 	Payload   []byte
 	CreatedAt time.Time
 }
@@ -198,7 +203,8 @@ func (db *DB) migrate() error {
 // MaxOutbox is the configured bound.
 func (db *DB) MaxOutbox() int { return db.opts.MaxOutbox }
 
-// Depth is the number of events waiting in the outbox.
+// Depth is the number of messages (events and unrecognised faces) waiting
+// in the outbox.
 func (db *DB) Depth() int { return int(db.depth.Load()) }
 
 // Enqueue encodes ev (validating it) and commits it to the outbox.
@@ -224,6 +230,26 @@ func (db *DB) enqueue(ctx context.Context, ev *wire.Event, key string, now time.
 	if err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)
 	}
+	created := now
+	if created.IsZero() {
+		created = time.UnixMilli(ev.CapturedAt)
+	}
+	r := row{id: ev.EventID, kind: wire.TopicKindEvents, payload: payload, created: created}
+	return db.insert(ctx, r, db.opts.MaxOutbox, key, now, cooldown)
+}
+
+// row is one message to commit to the outbox.
+type row struct {
+	id, kind string
+	payload  []byte
+	created  time.Time
+}
+
+// insert commits r to the outbox unless the outbox holds limit rows or
+// more (ErrOutboxFull) or, with a key, the key was used within cooldown
+// before now (false, nil). The key check, its update and the insert are
+// one transaction.
+func (db *DB) insert(ctx context.Context, r row, limit int, key string, now time.Time, cooldown time.Duration) (bool, error) {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)
@@ -250,16 +276,13 @@ func (db *DB) enqueue(ctx context.Context, ev *wire.Event, key string, now time.
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)
 	}
-	if n >= db.opts.MaxOutbox {
-		return false, fmt.Errorf("%w (%d events waiting); event %s not stored", ErrOutboxFull, n, ev.EventID)
+	if n >= limit {
+		return false, fmt.Errorf("%w (%d messages waiting, room for %d of this kind); %s %s not stored",
+			ErrOutboxFull, n, limit, r.kind, r.id)
 	}
-	created := now
-	if created.IsZero() {
-		created = time.UnixMilli(ev.CapturedAt)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(event_id, payload, created_at) VALUES(?, ?, ?)`,
-		ev.EventID, payload, created.UnixMilli()); err != nil {
-		return false, fmt.Errorf("store: enqueue %s: %w", ev.EventID, err)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO outbox(event_id, kind, payload, created_at) VALUES(?, ?, ?, ?)`,
+		r.id, r.kind, r.payload, r.created.UnixMilli()); err != nil {
+		return false, fmt.Errorf("store: enqueue %s %s: %w", r.kind, r.id, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)
@@ -273,7 +296,7 @@ func (db *DB) Pending(ctx context.Context, limit int) ([]Record, error) {
 	if limit <= 0 {
 		limit = 100
 	}
-	rows, err := db.w.QueryContext(ctx, `SELECT seq, event_id, payload, created_at FROM outbox ORDER BY seq LIMIT ?`, limit)
+	rows, err := db.w.QueryContext(ctx, `SELECT seq, kind, event_id, payload, created_at FROM outbox ORDER BY seq LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending: %w", err)
 	}
@@ -282,7 +305,7 @@ func (db *DB) Pending(ctx context.Context, limit int) ([]Record, error) {
 	for rows.Next() {
 		var r Record
 		var ms int64
-		if err := rows.Scan(&r.Seq, &r.EventID, &r.Payload, &ms); err != nil {
+		if err := rows.Scan(&r.Seq, &r.Kind, &r.EventID, &r.Payload, &ms); err != nil {
 			return nil, fmt.Errorf("store: pending: %w", err)
 		}
 		r.CreatedAt = time.UnixMilli(ms)
