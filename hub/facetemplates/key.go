@@ -27,6 +27,9 @@ type Config struct {
 	// with mode 0600 on first start when missing and DIEMDANH_TEMPLATE_KEY
 	// is not set. Keep a copy offline: without it templates are lost.
 	KeyFile string `yaml:"key_file"`
+	// Gate sets the gate templates: per-source cap, expiry, the pause
+	// after "not this pupil" (gate.go).
+	Gate GateConfig `yaml:"gate"`
 }
 
 // DefaultConfig returns the defaults.
@@ -37,7 +40,7 @@ func (c Config) Validate(prefix string) error {
 	if c.KeyFile == "" && os.Getenv(KeyEnv) == "" {
 		return conf.Fieldf(prefix+".key_file", "is required (or set %s)", KeyEnv)
 	}
-	return nil
+	return c.Gate.Validate(prefix + ".gate")
 }
 
 // ParseKey decodes a key written as 64 hex characters, base64 of 32 bytes

@@ -13,6 +13,12 @@
 // templates from stored photos after a model change and flags pupils whose
 // photos were not kept for re-enrolment.
 //
+// Each template also records its source: an enrolment photo, or a gate
+// capture (gate.go: confirmed by a teacher, or added automatically), with
+// the event it came from. Gate templates need the consent scope for them,
+// are capped per pupil and source, expire, and are served with the
+// enrolment templates.
+//
 // The store keeps a gallery version per school, bumped in the same
 // transaction as every change that alters what gates must hold, and calls
 // subscribers after the commit (the gallery server announces it on MQTT).
@@ -70,6 +76,9 @@ type Store struct {
 	log   *slog.Logger
 	now   func() time.Time
 	model match.ModelID
+	gate  GateConfig     // gate templates (gate.go)
+	audit *audit.Log     // gate templates' entries
+	loc   *time.Location // ages are counted in Asia/Ho_Chi_Minh, as hub/consent does
 
 	mu   sync.Mutex
 	subs []func(schoolID string, version int64)
@@ -96,7 +105,12 @@ func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*St
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
-	s := &Store{db: db, aead: aead, log: log, now: now, model: match.DefaultEmbedder}
+	loc, err := time.LoadLocation("Asia/Ho_Chi_Minh")
+	if err != nil {
+		loc = time.FixedZone("ICT", 7*3600)
+	}
+	s := &Store{db: db, aead: aead, log: log, now: now, model: match.DefaultEmbedder,
+		gate: DefaultGateConfig(), audit: audit.New(db, log, now), loc: loc}
 	ctx := context.Background()
 	// Deleted templates must not linger in free pages.
 	if _, err := db.W.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
@@ -167,6 +181,10 @@ type New struct {
 	Photo      []byte // JPEG to keep (encrypted); nil when consent does not allow it
 	Status     string // StatusActive when empty
 	Note       string
+	Source     string // SourceEnrolment when empty
+	EventID    string // the event or capture a gate template came from
+	ExpiresAt  int64  // Unix ms; 0 = never (enrolment templates)
+	CreatedAt  int64  // Unix ms; 0 = now (a re-embedding keeps the original's)
 }
 
 // Add stores an active template. photo may be nil.
@@ -204,6 +222,12 @@ func (s *Store) AddTx(ctx context.Context, tx *sql.Tx, t New) (id int64, school 
 	if t.Status == "" {
 		t.Status = StatusActive
 	}
+	if t.Source == "" {
+		t.Source = SourceEnrolment
+	}
+	if t.CreatedAt == 0 {
+		t.CreatedAt = s.now().UnixMilli()
+	}
 	if err := tx.QueryRowContext(ctx, `SELECT school_id FROM pupils WHERE id = ?`, t.PupilID).Scan(&school); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, "", fmt.Errorf("%w: pupil %s", ErrNotFound, t.PupilID)
@@ -216,19 +240,30 @@ func (s *Store) AddTx(ctx context.Context, tx *sql.Tx, t New) (id int64, school 
 	if len(t.Photo) > 0 {
 		photo = s.seal(t.Photo, photoAD(t.PupilID, model))
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO face_templates(pupil_id, model, descriptor, quality, photo, status, note, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, t.PupilID, model, s.seal(t.Descriptor.Bytes(), descAD(t.PupilID, model)),
-		string(qj), photo, t.Status, t.Note, s.now().UnixMilli())
+	var event, expires any
+	if t.EventID != "" {
+		event = t.EventID
+	}
+	if t.ExpiresAt != 0 {
+		expires = t.ExpiresAt
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO face_templates(pupil_id, model, descriptor, quality, photo, status, note, created_at, source, event_id, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.PupilID, model, s.seal(t.Descriptor.Bytes(), descAD(t.PupilID, model)),
+		string(qj), photo, t.Status, t.Note, t.CreatedAt, t.Source, event, expires)
 	if err != nil {
 		return 0, "", fmt.Errorf("templates: add: %w", err)
 	}
 	id, _ = res.LastInsertId()
 	if t.Status == StatusActive {
-		// The pupil has a template again: audited as the template is
-		// (hub/enrol's enrol entry; a re-embedding's template_status; the
-		// demo's set-up, whose new pupils carry no flag, records none).
-		if _, err := roster.MarkReenrolTx(ctx, tx, t.PupilID, false, s.now(), roster.RecordedBy(audit.ActionEnrol)); err != nil {
-			return 0, "", fmt.Errorf("templates: %w", err)
+		// The pupil has an enrolment template again: audited as the
+		// template is (hub/enrol's enrol entry; a re-embedding's
+		// template_status; the demo's set-up, whose new pupils carry no
+		// flag, records none). A gate template does not replace
+		// enrolment: the flag stays.
+		if t.Source == SourceEnrolment {
+			if _, err := roster.MarkReenrolTx(ctx, tx, t.PupilID, false, s.now(), roster.RecordedBy(audit.ActionEnrol)); err != nil {
+				return 0, "", fmt.Errorf("templates: %w", err)
+			}
 		}
 		if err := s.BumpTx(ctx, tx, school); err != nil {
 			return 0, "", err
@@ -288,15 +323,23 @@ func (s *Store) Version(ctx context.Context, school string) (int64, error) {
 	return v, nil
 }
 
+// servedOrder orders a pupil's served templates: enrolment templates
+// first, oldest first, then gate templates newest first, so that when a
+// pupil has more than wire.MaxDescriptorsPerPerson the oldest gate
+// templates are the ones left out.
+const servedOrder = `t.pupil_id, t.source != 'enrolment', CASE WHEN t.source = 'enrolment' THEN t.id ELSE -t.id END`
+
 // ActiveDescriptors returns the current model and, per pupil ID, the
-// decrypted active templates of that model for school's pupils that are
-// active and not on manual attendance: exactly what the gates must hold.
+// decrypted active templates of that model (enrolment and gate templates
+// not expired) for school's pupils that are active and not on manual
+// attendance: exactly what the gates must hold.
 func (s *Store) ActiveDescriptors(ctx context.Context, schoolID string) (match.ModelID, map[string][]match.Descriptor, error) {
 	model := s.model
 	rows, err := s.db.R.QueryContext(ctx, `SELECT t.pupil_id, t.descriptor FROM face_templates t
 		JOIN pupils p ON p.id = t.pupil_id
 		WHERE p.school_id = ? AND p.active = 1 AND p.manual_attendance = 0 AND t.status = 'active' AND t.model = ?
-		ORDER BY t.pupil_id, t.id`, schoolID, model.String())
+		AND (t.expires_at IS NULL OR t.expires_at > ?)
+		ORDER BY `+servedOrder, schoolID, model.String(), s.now().UnixMilli())
 	if err != nil {
 		return model, nil, fmt.Errorf("templates: active: %w", err)
 	}
@@ -398,16 +441,19 @@ type Entry struct {
 	ID         int64
 	PupilID    string
 	Status     string
+	Source     string
 	Descriptor match.Descriptor
 }
 
-// Entries returns every non-excluded template of the current model for
-// school's active pupils (the duplicate guard compares against these).
+// Entries returns every non-excluded, unexpired template of the current
+// model for school's active pupils (the duplicate guard compares against
+// these).
 func (s *Store) Entries(ctx context.Context, schoolID string) ([]Entry, error) {
 	model := s.model.String()
-	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.status, t.descriptor FROM face_templates t
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.status, t.source, t.descriptor FROM face_templates t
 		JOIN pupils p ON p.id = t.pupil_id
-		WHERE p.school_id = ? AND p.active = 1 AND t.status != 'excluded' AND t.model = ? ORDER BY t.id`, schoolID, model)
+		WHERE p.school_id = ? AND p.active = 1 AND t.status != 'excluded' AND t.model = ?
+		AND (t.expires_at IS NULL OR t.expires_at > ?) ORDER BY t.id`, schoolID, model, s.now().UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("templates: entries: %w", err)
 	}
@@ -416,7 +462,7 @@ func (s *Store) Entries(ctx context.Context, schoolID string) ([]Entry, error) {
 	for rows.Next() {
 		var e Entry
 		var sealed []byte
-		if err := rows.Scan(&e.ID, &e.PupilID, &e.Status, &sealed); err != nil {
+		if err := rows.Scan(&e.ID, &e.PupilID, &e.Status, &e.Source, &sealed); err != nil {
 			return nil, fmt.Errorf("templates: entries: %w", err)
 		}
 		if e.Descriptor, err = s.decodeDesc(e.PupilID, model, sealed); err != nil {
@@ -437,6 +483,9 @@ type Info struct {
 	Status    string        `json:"status"`
 	Note      string        `json:"note,omitempty"`
 	CreatedAt int64         `json:"created_at"`
+	Source    string        `json:"source"`               // enrolment, teacher, automatic
+	EventID   string        `json:"event_id,omitempty"`   // the event a gate template came from
+	ExpiresAt int64         `json:"expires_at,omitempty"` // Unix ms; 0 = never
 }
 
 // List returns pupilID's templates (all models and statuses).
@@ -450,7 +499,8 @@ func (s *Store) ListReview(ctx context.Context, schoolID string) ([]Info, error)
 }
 
 func (s *Store) listWhere(ctx context.Context, where string, args ...any) ([]Info, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.model, t.quality, t.photo IS NOT NULL, t.status, t.note, t.created_at
+	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.model, t.quality, t.photo IS NOT NULL, t.status, t.note, t.created_at,
+		t.source, COALESCE(t.event_id, ''), COALESCE(t.expires_at, 0)
 		FROM face_templates t JOIN pupils p ON p.id = t.pupil_id WHERE `+where+` ORDER BY t.id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("templates: list: %w", err)
@@ -460,7 +510,8 @@ func (s *Store) listWhere(ctx context.Context, where string, args ...any) ([]Inf
 	for rows.Next() {
 		var in Info
 		var qj string
-		if err := rows.Scan(&in.ID, &in.PupilID, &in.Model, &qj, &in.HasPhoto, &in.Status, &in.Note, &in.CreatedAt); err != nil {
+		if err := rows.Scan(&in.ID, &in.PupilID, &in.Model, &qj, &in.HasPhoto, &in.Status, &in.Note, &in.CreatedAt,
+			&in.Source, &in.EventID, &in.ExpiresAt); err != nil {
 			return nil, fmt.Errorf("templates: list: %w", err)
 		}
 		_ = json.Unmarshal([]byte(qj), &in.Quality)
@@ -568,128 +619,4 @@ func (s *Store) DeletePupilTx(ctx context.Context, tx *sql.Tx, pupilID string) (
 	}
 	n, _ = res.RowsAffected()
 	return school, n, s.BumpTx(ctx, tx, school)
-}
-
-// Embedder computes descriptors from photos (faceengine.Engine satisfies it).
-type Embedder interface {
-	Model() match.ModelID
-	Recognize(ctx context.Context, b []byte) ([]match.Face, error)
-}
-
-// ReembedReport summarises a model change.
-type ReembedReport struct {
-	Model      string   `json:"model"`
-	Reembedded int      `json:"reembedded"`
-	Flagged    []string `json:"flagged"` // pupils to re-enrol (no photo kept, or no face found again)
-}
-
-// Reembed switches the store to emb's model: every template of another
-// model that kept its photo gets a new template from emb (the old one is
-// kept, unused, until the pupil is deleted); pupils with no usable photo are
-// flagged needs_reenrol=1. Gallery versions of the affected schools bump.
-// The kept photo passed enrolment with one usable face, but another
-// model's detector may see more (YuNet finds blurred and cut-off faces at
-// a photo's edge that dlib's HOG missed): the face used is the one
-// match.DefaultQualityPolicy's Check picks (with one face, that face),
-// and the pupil is flagged when it picks none.
-func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error) {
-	model := emb.Model()
-	rep := ReembedReport{Model: model.String(), Flagged: []string{}}
-	s.SetModel(model)
-	rows, err := s.db.R.QueryContext(ctx, `SELECT t.id, t.pupil_id, t.model, t.photo, t.status, p.school_id FROM face_templates t
-		JOIN pupils p ON p.id = t.pupil_id
-		WHERE t.model != ? AND t.status != 'excluded'
-		AND NOT EXISTS (SELECT 1 FROM face_templates n WHERE n.pupil_id = t.pupil_id AND n.model = ? AND n.note = 'reembed:' || t.id)
-		ORDER BY t.id`, model.String(), model.String())
-	if err != nil {
-		return rep, fmt.Errorf("templates: reembed: %w", err)
-	}
-	type old struct {
-		id                           int64
-		pupil, model, status, school string
-		photo                        []byte
-	}
-	var olds []old
-	for rows.Next() {
-		var o old
-		if err := rows.Scan(&o.id, &o.pupil, &o.model, &o.photo, &o.status, &o.school); err != nil {
-			rows.Close()
-			return rep, fmt.Errorf("templates: reembed: %w", err)
-		}
-		olds = append(olds, o)
-	}
-	rows.Close()
-	flagged := map[string]bool{}
-	ok := map[string]bool{}
-	schools := map[string]bool{}
-	for _, o := range olds {
-		schools[o.school] = true
-		if o.photo == nil {
-			flagged[o.pupil] = true
-			continue
-		}
-		jpg, err := s.open(o.photo, photoAD(o.pupil, o.model))
-		if err != nil {
-			return rep, err
-		}
-		faces, err := emb.Recognize(ctx, jpg)
-		if err != nil {
-			flagged[o.pupil] = true
-			continue
-		}
-		pick := 0 // one face: the one enrolment accepted
-		if len(faces) != 1 {
-			qv := match.DefaultQualityPolicy().Check(faces)
-			if !qv.OK {
-				flagged[o.pupil] = true
-				continue
-			}
-			pick = qv.Face
-		}
-		f := faces[pick]
-		if _, _, err := s.addNoNotify(ctx, New{PupilID: o.pupil, Descriptor: f.Descriptor, Model: model,
-			Quality: f.Quality, Photo: jpg, Status: o.status, Note: fmt.Sprintf("reembed:%d", o.id)}); err != nil {
-			return rep, err
-		}
-		ok[o.pupil] = true
-		rep.Reembedded++
-	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		for p := range flagged {
-			if ok[p] {
-				continue // another photo of the pupil worked
-			}
-			// Audited in the report's entry (hub/enrol: template_status).
-			if _, err := roster.MarkReenrolTx(ctx, tx, p, true, s.now(), roster.RecordedBy(audit.ActionTemplateStatus)); err != nil {
-				return fmt.Errorf("templates: flag: %w", err)
-			}
-			rep.Flagged = append(rep.Flagged, p)
-		}
-		for sc := range schools {
-			if err := s.BumpTx(ctx, tx, sc); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return rep, err
-	}
-	sort.Strings(rep.Flagged)
-	for sc := range schools {
-		s.notify(ctx, sc)
-	}
-	s.log.Info("templates re-embedded", "model", rep.Model, "reembedded", rep.Reembedded, "flagged", len(rep.Flagged))
-	return rep, nil
-}
-
-func (s *Store) addNoNotify(ctx context.Context, t New) (int64, string, error) {
-	var id int64
-	var school string
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		id, school, err = s.AddTx(ctx, tx, t)
-		return err
-	})
-	return id, school, err
 }
