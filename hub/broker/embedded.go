@@ -34,9 +34,10 @@ import (
 // keeps the client's read loop free to pipeline more messages into the same
 // batch. If the commit fails, the client is disconnected without PUBACK and
 // resends on reconnect (duplicates are ignored by event_id).
-// Event messages are not forwarded to subscribers (the hub is their only
-// consumer). Status and heartbeat messages flow normally (retained status)
-// and are applied to the gates table asynchronously, as is the last will.
+// Unrecognised-face messages are acknowledged the same way. Neither is
+// forwarded to subscribers (the hub is their only consumer). Status and
+// heartbeat messages flow normally (retained status) and are applied to
+// the gates table asynchronously, as is the last will.
 type Embedded struct {
 	cfg  Config
 	log  *slog.Logger
@@ -274,10 +275,11 @@ func (h *gateHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	msg := ingest.Message{Topic: pk.TopicName, Payload: pk.Payload, ClientID: cl.ID}
 	_, _, kind, _ := wire.ParseGateTopic(pk.TopicName)
-	if kind != "events" {
+	if kind == wire.TopicKindStatus || kind == wire.TopicKindHeartbeat {
 		h.ing.Submit(msg, nil) // status/heartbeat: normal flow, applied asynchronously
 		return pk, nil
 	}
+	// Events and unrecognised faces: committed before the PUBACK.
 	if pk.FixedHeader.Qos == 0 {
 		h.ing.Submit(msg, nil)
 		return pk, packets.ErrRejectPacket
