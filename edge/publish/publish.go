@@ -2,10 +2,11 @@
 //
 // It speaks MQTT 3.1.1 through paho with QoS 1, a persistent session
 // (CleanSession=false) under a fixed client ID, username/password and TLS
-// when configured. Events are sent in outbox order and a row is deleted
-// only after the broker's PUBACK; after a reconnect or a restart whatever
-// is still in the outbox is sent again, in order. Delivery is therefore
-// at-least-once; the event_id lets the hub drop redeliveries.
+// when configured. The outbox's messages (events, and unrecognised faces on
+// their own topic) are sent in outbox order and a row is deleted only
+// after the broker's PUBACK; after a reconnect or a restart whatever is
+// still in the outbox is sent again, in order. Delivery is therefore
+// at-least-once; the event_id (capture_id) lets the hub drop redeliveries.
 //
 // The gate's retained status topic carries {"online":true} while connected
 // and the broker publishes the same message with online=false (the MQTT
@@ -57,7 +58,8 @@ type Config struct {
 	Poll           time.Duration `yaml:"poll"`   // outbox poll when nobody calls Notify
 
 	// OnAck is called after an event's PUBACK has been received and its
-	// row deleted (used by the benchmark to measure latency).
+	// row deleted (used by the benchmark to measure latency); not for
+	// unrecognised faces.
 	OnAck func(eventID string, ackedAt time.Time) `yaml:"-"`
 	// OnGalleryAnnounce, if set, subscribes to the school's retained
 	// gallery topic and is called with each announcement.
@@ -138,8 +140,9 @@ type Publisher struct {
 	notify chan struct{}
 	lost   chan error
 	conn   atomic.Bool
-	sent   atomic.Int64
-	mu     sync.Mutex // serialises status publishes
+	sent   atomic.Int64 // events acknowledged
+	sentUn atomic.Int64 // unrecognised faces acknowledged
+	mu     sync.Mutex   // serialises status publishes
 }
 
 // New checks the config and builds the client; nothing connects until Run.
@@ -249,6 +252,10 @@ func (p *Publisher) Connected() bool { return p.conn.Load() }
 
 // Sent is the number of events acknowledged by the broker since start.
 func (p *Publisher) Sent() int64 { return p.sent.Load() }
+
+// SentUnrecognised is the number of unrecognised faces acknowledged by the
+// broker since start.
+func (p *Publisher) SentUnrecognised() int64 { return p.sentUn.Load() }
 
 // Run connects, drains the outbox and reconnects with capped backoff until
 // ctx ends; then it publishes the offline status and disconnects. It
@@ -372,9 +379,9 @@ func (p *Publisher) serve(ctx context.Context) error {
 	}
 }
 
-// drain sends up to Window pending events and deletes each after its
-// PUBACK, in order. It stops at the first failure; unacknowledged rows stay
-// and are sent again after reconnecting.
+// drain sends up to Window pending messages, each to its kind's topic,
+// and deletes each after its PUBACK, in order. It stops at the first
+// failure; unacknowledged rows stay and are sent again after reconnecting.
 func (p *Publisher) drain(ctx context.Context) (int, error) {
 	recs, err := p.db.Pending(ctx, p.cfg.Window)
 	if err != nil {
@@ -383,11 +390,10 @@ func (p *Publisher) drain(ctx context.Context) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	topic := wire.EventTopic(p.cfg.SchoolID, p.cfg.GateID)
 	c := p.cur()
 	toks := make([]mqtt.Token, len(recs))
 	for i, r := range recs {
-		toks[i] = c.Publish(topic, 1, false, r.Payload)
+		toks[i] = c.Publish(p.topicOf(r.Kind), 1, false, r.Payload)
 	}
 	timeout := time.NewTimer(p.cfg.AckTimeout)
 	defer timeout.Stop()
@@ -407,12 +413,26 @@ func (p *Publisher) drain(ctx context.Context) (int, error) {
 		if err := p.db.Ack(context.WithoutCancel(ctx), recs[i].Seq); err != nil {
 			return i, err
 		}
+		if recs[i].Kind == wire.TopicKindUnrecognised {
+			p.sentUn.Add(1)
+			continue
+		}
 		p.sent.Add(1)
 		if p.cfg.OnAck != nil {
 			p.cfg.OnAck(recs[i].EventID, p.now())
 		}
 	}
 	return len(recs), nil
+}
+
+// topicOf is the gate's topic for an outbox row of kind: its unrecognised
+// topic for unrecognised faces, its events topic for every other row (the
+// store writes only these two kinds).
+func (p *Publisher) topicOf(kind string) string {
+	if kind == wire.TopicKindUnrecognised {
+		return wire.UnrecognisedTopic(p.cfg.SchoolID, p.cfg.GateID)
+	}
+	return wire.EventTopic(p.cfg.SchoolID, p.cfg.GateID)
 }
 
 // PublishHeartbeat sends the gate's metrics (QoS 1, not retained). It

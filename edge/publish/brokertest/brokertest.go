@@ -40,12 +40,14 @@ func FreePort() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// Recorder is a mochi hook collecting the event IDs published on event topics.
+// Recorder is a mochi hook collecting the event IDs published on event
+// topics, and the capture IDs published on unrecognised topics.
 type Recorder struct {
 	mqtt.HookBase
-	mu   sync.Mutex
-	ids  []string
-	file *os.File
+	mu    sync.Mutex
+	ids   []string
+	unIDs []string
+	file  *os.File
 }
 
 // NewRecorder returns a recorder; with a non-empty path every ID is also
@@ -68,9 +70,21 @@ func (r *Recorder) ID() string { return "event-recorder" }
 // Provides says which hook methods are implemented.
 func (r *Recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
 
-// OnPublish records events (runs before the PUBACK is written).
+// OnPublish records events and unrecognised faces (runs before the
+// PUBACK is written).
 func (r *Recorder) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if _, _, kind, ok := wire.ParseGateTopic(pk.TopicName); !ok || kind != "events" {
+	_, _, kind, ok := wire.ParseGateTopic(pk.TopicName)
+	if ok && kind == wire.TopicKindUnrecognised {
+		id := "invalid"
+		if u, err := wire.DecodeUnrecognised(pk.Payload); err == nil {
+			id = u.CaptureID
+		}
+		r.mu.Lock()
+		r.unIDs = append(r.unIDs, id)
+		r.mu.Unlock()
+		return pk, nil
+	}
+	if !ok || kind != wire.TopicKindEvents {
 		return pk, nil
 	}
 	id := "invalid"
@@ -96,6 +110,15 @@ func (r *Recorder) IDs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.ids...)
+}
+
+// UnrecognisedIDs returns the capture IDs of the unrecognised faces
+// received, in arrival order (with redeliveries; "invalid" for a payload
+// that does not decode).
+func (r *Recorder) UnrecognisedIDs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.unIDs...)
 }
 
 // ReadRecord reads the IDs a Recorder appended to path.
