@@ -41,6 +41,9 @@ func TestConfigValidate(t *testing.T) {
 		{"backup keep", func(c *Config) { c.Backup.Keep = 0 }, "backup.keep"},
 		{"backup at", func(c *Config) { c.Backup.At = "2:30am" }, "backup.at"},
 		{"backup disabled ignores keep", func(c *Config) { c.Backup.Enabled = false; c.Backup.Keep = 0 }, ""},
+		{"review retention too short", func(c *Config) { c.Review.Retention = time.Minute }, "review.retention"},
+		{"review retention too long", func(c *Config) { c.Review.Retention = 31 * 24 * time.Hour }, "review.retention"},
+		{"review purge interval", func(c *Config) { c.Review.PurgeInterval = 0 }, "review.purge_interval"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/backup"
+	"github.com/diemdanh/diemdanh/hub/facereview"
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 
@@ -36,6 +37,7 @@ type Components struct {
 	Broker     broker.Config        `yaml:"broker"` // MQTT (embedded or external)
 	Ingest     ingest.Config        `yaml:"ingest"` // event validation and group commit
 	CitySync   citysync.Config      `yaml:"city_sync"`
+	Review     facereview.Config    `yaml:"review"` // unrecognised faces: retention and purge
 }
 
 func defaultComponents() Components {
@@ -52,6 +54,7 @@ func defaultComponents() Components {
 		Broker:     broker.Default(),
 		Ingest:     ingest.Default(),
 		CitySync:   citysync.Default(),
+		Review:     facereview.Default(),
 	}
 }
 
@@ -87,6 +90,9 @@ func (c Components) validate() error {
 		return err
 	}
 	if err := c.CitySync.Validate("city_sync"); err != nil {
+		return err
+	}
+	if err := c.Review.Validate("review"); err != nil {
 		return err
 	}
 	return nil

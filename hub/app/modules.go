@@ -8,6 +8,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/backup"
 	"github.com/diemdanh/diemdanh/hub/citysync"
+	"github.com/diemdanh/diemdanh/hub/facereview"
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/ingest"
@@ -37,10 +38,11 @@ type Modules struct {
 	Gallery    *gallerysrv.Server
 	Attendance *attendance.Service
 	Backup     *backup.Backuper
-	Web        *web.Server      // pages and the live board (see modules_web.go)
-	Notify     *notify.Notifier // notification outbox
-	MQTT       *MQTTModule      // ingest + broker (see modules_mqtt.go)
-	CitySync   *citysync.Worker // city database sync, nil when off (modules_citysync.go)
+	Web        *web.Server       // pages and the live board (see modules_web.go)
+	Notify     *notify.Notifier  // notification outbox
+	MQTT       *MQTTModule       // ingest + broker (see modules_mqtt.go)
+	CitySync   *citysync.Worker  // city database sync, nil when off (modules_citysync.go)
+	FaceReview *facereview.Store // unrecognised faces for review (modules_facereview.go)
 
 	// listeners are told about every stored event; the ingest wiring
 	// passes them to ingest.AddListener (see AddEventListener).
@@ -79,11 +81,18 @@ func (a *App) buildModules(ctx context.Context) error {
 	// serves (enrol.embedder; the gates' engine.embedder must match).
 	model, _ := faceengine.EmbedderModel(cfg.Enrol.Embedder)
 	m.Templates.SetModel(model)
+	if err := m.Templates.SetGateConfig(cfg.Templates.Gate); err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.Go("gate-templates-purge", m.Templates.RunPurge)
 
 	// ---- audit, accounts and access control (installed before any
 	// route below: gin copies middleware into routes when they are added),
 	// consent, enrolment, retention.
 	if err := a.buildEnrol(ctx); err != nil {
+		return err
+	}
+	if err := a.buildFaceReview(key); err != nil {
 		return err
 	}
 
@@ -120,7 +129,7 @@ func (a *App) buildModules(ctx context.Context) error {
 	}
 
 	// ---- routes
-	for _, p := range [][]byte{roster.OpenAPIPaths(), attendance.OpenAPIPaths(), gallerysrv.OpenAPIPaths()} {
+	for _, p := range [][]byte{roster.OpenAPIPaths(), attendance.OpenAPIPaths(), gallerysrv.OpenAPIPaths(), consent.OpenAPIPaths()} {
 		if err := a.API.AddPaths(p); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/broker"
 	"github.com/diemdanh/diemdanh/hub/ingest"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // MQTTModule is the MQTT side of the hub: the ingester and the
@@ -35,6 +36,9 @@ func (a *App) buildMQTT(_ context.Context) error {
 	ing, err := ingest.New(a.DB, a.Cfg.Ingest, a.Log.With("component", "ingest"), a.Now)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
+	}
+	if a.Mods.FaceReview != nil {
+		ing.AddTopic(wire.TopicKindUnrecognised, a.Mods.FaceReview)
 	}
 	m := &MQTTModule{Ingest: ing, ready: make(chan struct{})}
 	a.Mods.MQTT = m
