@@ -5,9 +5,13 @@
 // attendance; optionally keeping enrolment photos and gate snapshots) and
 // the reference of the signed document. The latest consent not withdrawn
 // is the one in force (Current). Enrolment requires a valid consent
-// (Valid). Recording a consent whose scope leaves out snapshots (photos)
-// deletes the pupil's gate face crops (kept enrolment photos) in the same
-// transaction; the crop rule is audit.SnapshotsAllowed. Withdrawal, in
+// (Valid). Recording a consent whose scope leaves out snapshots (photos,
+// gate templates) deletes the pupil's gate face crops (kept enrolment
+// photos, gate templates) in the same transaction; the crop rule is
+// audit.SnapshotsAllowed, the gate-template rule
+// facetemplates.GateTemplatesAllowed. Whether gate captures may be kept as
+// templates defaults, for a new consent, to the school's policy
+// (policy.go); consents recorded before stay as they are. Withdrawal, in
 // one transaction, marks the consent withdrawn, deletes the pupil's
 // templates and photos and gate face crops, bumps the school's gallery
 // version (gates drop the pupil at their next sync) and puts the pupil on
@@ -45,8 +49,12 @@ type Grant struct {
 	ScopeFace      bool   `json:"scope_face"`
 	ScopePhotos    bool   `json:"scope_photos"`
 	ScopeSnapshots bool   `json:"scope_snapshots"`
-	DocumentRef    string `json:"document_ref"`
-	GivenAt        int64  `json:"given_at,omitempty"` // Unix ms; 0 = now
+	// ScopeGateTemplates: gate captures may be kept as face templates
+	// (hub/facetemplates' gate templates). Left out, the school's policy
+	// default (SchoolPolicy) is recorded.
+	ScopeGateTemplates *bool  `json:"scope_gate_templates,omitempty"`
+	DocumentRef        string `json:"document_ref"`
+	GivenAt            int64  `json:"given_at,omitempty"` // Unix ms; 0 = now
 }
 
 // Consent is a recorded consent.
@@ -80,6 +88,9 @@ func New(db *store.DB, tpl *facetemplates.Store, al *audit.Log, log *slog.Logger
 	loc, err := time.LoadLocation("Asia/Ho_Chi_Minh")
 	if err != nil {
 		loc = time.FixedZone("ICT", 7*3600)
+	}
+	if al == nil {
+		al = audit.New(db, log, now)
 	}
 	return &Registry{db: db, tpl: tpl, audit: al, log: log, now: now, loc: loc}
 }
@@ -115,25 +126,15 @@ func (r *Registry) needsOwn(dob string, t time.Time) bool {
 	return !ok || age >= OwnConsentAge
 }
 
-// Record stores a consent after checking it is complete.
+// Record stores a consent after checking it is complete. A grant that
+// leaves scope_gate_templates out gets the school's policy default
+// (SchoolPolicy). What the new consent no longer allows goes in the same
+// transaction: the gate face crops (no snapshots), the kept enrolment
+// photos (no photos) and the gate templates (no gate templates), and the
+// gallery version bumps so gates drop them.
 func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, error) {
-	g.DocumentRef = roster.NormalizeText(g.DocumentRef) // trimmed, NFC
-	g.GuardianName = roster.NormalizeText(g.GuardianName)
-	switch {
-	case !g.ScopeFace:
-		return 0, api.Invalid("scope_face", "consent must cover face attendance")
-	case g.DocumentRef == "" || len(g.DocumentRef) > 200:
-		return 0, api.Invalid("document_ref", "the reference of the signed form is required (max 200 characters)")
-	case g.GuardianID == 0 && g.GuardianName == "":
-		return 0, api.Invalid("guardian_name", "who consented for the family is required")
-	case len(g.GuardianName) > 200:
-		return 0, api.Invalid("guardian_name", "too long")
-	}
-	if g.GivenAt == 0 {
-		g.GivenAt = r.now().UnixMilli()
-	}
-	if g.GivenAt > r.now().Add(time.Hour).UnixMilli() {
-		return 0, api.Invalid("given_at", "is in the future")
+	if err := r.check(&g); err != nil {
+		return 0, err
 	}
 	var id int64
 	var school string
@@ -158,29 +159,24 @@ func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, er
 			}
 			guardian = g.GuardianID
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO consents(pupil_id, guardian_id, guardian_name, pupil_consented, scope_face, scope_photos, scope_snapshots, document_ref, given_at, recorded_by)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.PupilID, guardian, g.GuardianName, g.PupilConsented, g.ScopeFace, g.ScopePhotos, g.ScopeSnapshots, g.DocumentRef, g.GivenAt, actor)
+		if g.ScopeGateTemplates == nil {
+			p, err := schoolPolicy(ctx, tx, school)
+			if err != nil {
+				return err
+			}
+			g.ScopeGateTemplates = &p.GateTemplates
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO consents(pupil_id, guardian_id, guardian_name, pupil_consented, scope_face, scope_photos, scope_snapshots,
+			scope_gate_templates, document_ref, given_at, recorded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, g.PupilID, guardian, g.GuardianName,
+			g.PupilConsented, g.ScopeFace, g.ScopePhotos, g.ScopeSnapshots, *g.ScopeGateTemplates, g.DocumentRef, g.GivenAt, actor)
 		if err != nil {
 			return fmt.Errorf("consent: record: %w", err)
 		}
 		id, _ = res.LastInsertId()
-		// A new consent may drop snapshots (it overrides earlier ones:
-		// audit.SnapshotsAllowed): the crops kept so far go at once.
-		x, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE student_id = ? AND face_jpeg IS NOT NULL
-			AND NOT (`+audit.SnapshotsAllowed("events.student_id")+`)`, g.PupilID)
+		dropped, err := r.dropOutOfScopeTx(ctx, tx, g.PupilID)
 		if err != nil {
-			return fmt.Errorf("consent: delete crops: %w", err)
+			return err
 		}
-		crops, _ := x.RowsAffected()
-		// Likewise the kept enrolment photos when the consent in force
-		// (the latest, as Current picks it) does not allow keeping them.
-		x, err = tx.ExecContext(ctx, `UPDATE face_templates SET photo = NULL WHERE pupil_id = ? AND photo IS NOT NULL
-			AND COALESCE((SELECT c.scope_photos FROM consents c WHERE c.pupil_id = face_templates.pupil_id AND c.withdrawn_at IS NULL
-				ORDER BY c.given_at DESC, c.id DESC LIMIT 1), 0) = 0`, g.PupilID)
-		if err != nil {
-			return fmt.Errorf("consent: delete photos: %w", err)
-		}
-		photos, _ := x.RowsAffected()
 		if err := r.tpl.BumpTx(ctx, tx, school); err != nil {
 			return err
 		}
@@ -188,9 +184,8 @@ func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, er
 		// once enrolled; bumped above), audited with the consent.
 		entry := roster.Entry{Action: audit.ActionConsentGiven, Detail: struct {
 			Grant
-			CropsDeleted  int64 `json:"crops_deleted,omitempty"`
-			PhotosDeleted int64 `json:"photos_deleted,omitempty"`
-		}{g, crops, photos}}
+			scopeDropped
+		}{g, dropped}}
 		if _, err := roster.SetManualAttendanceTx(roster.WithActor(ctx, actor, ""), tx, g.PupilID, false, r.now(), entry); err != nil {
 			return fmt.Errorf("consent: %w", err)
 		}
@@ -203,14 +198,71 @@ func (r *Registry) Record(ctx context.Context, actor string, g Grant) (int64, er
 	return id, nil
 }
 
+// check normalises g and refuses an incomplete grant.
+func (r *Registry) check(g *Grant) error {
+	g.DocumentRef = roster.NormalizeText(g.DocumentRef) // trimmed, NFC
+	g.GuardianName = roster.NormalizeText(g.GuardianName)
+	switch {
+	case !g.ScopeFace:
+		return api.Invalid("scope_face", "consent must cover face attendance")
+	case g.DocumentRef == "" || len(g.DocumentRef) > 200:
+		return api.Invalid("document_ref", "the reference of the signed form is required (max 200 characters)")
+	case g.GuardianID == 0 && g.GuardianName == "":
+		return api.Invalid("guardian_name", "who consented for the family is required")
+	case len(g.GuardianName) > 200:
+		return api.Invalid("guardian_name", "too long")
+	}
+	if g.GivenAt == 0 {
+		g.GivenAt = r.now().UnixMilli()
+	}
+	if g.GivenAt > r.now().Add(time.Hour).UnixMilli() {
+		return api.Invalid("given_at", "is in the future")
+	}
+	return nil
+}
+
+// scopeDropped counts what a new consent's scope removed (audited with it).
+type scopeDropped struct {
+	CropsDeleted         int64 `json:"crops_deleted,omitempty"`
+	PhotosDeleted        int64 `json:"photos_deleted,omitempty"`
+	GateTemplatesDeleted int64 `json:"gate_templates_deleted,omitempty"`
+}
+
+// dropOutOfScopeTx deletes what the consent in force for pupil (the
+// latest, as Current picks it; it overrides earlier ones) does not allow:
+// gate face crops (audit.SnapshotsAllowed), kept enrolment photos and
+// gate templates (facetemplates.GateTemplatesAllowed).
+func (r *Registry) dropOutOfScopeTx(ctx context.Context, tx *sql.Tx, pupil string) (scopeDropped, error) {
+	var d scopeDropped
+	x, err := tx.ExecContext(ctx, `UPDATE events SET face_jpeg = NULL WHERE student_id = ? AND face_jpeg IS NOT NULL
+		AND NOT (`+audit.SnapshotsAllowed("events.student_id")+`)`, pupil)
+	if err != nil {
+		return d, fmt.Errorf("consent: delete crops: %w", err)
+	}
+	d.CropsDeleted, _ = x.RowsAffected()
+	x, err = tx.ExecContext(ctx, `UPDATE face_templates SET photo = NULL WHERE pupil_id = ? AND photo IS NOT NULL
+		AND COALESCE((SELECT c.scope_photos FROM consents c WHERE c.pupil_id = face_templates.pupil_id AND c.withdrawn_at IS NULL
+			ORDER BY c.given_at DESC, c.id DESC LIMIT 1), 0) = 0`, pupil)
+	if err != nil {
+		return d, fmt.Errorf("consent: delete photos: %w", err)
+	}
+	d.PhotosDeleted, _ = x.RowsAffected()
+	if d.GateTemplatesDeleted, err = r.tpl.EnforceGateScopeTx(ctx, tx, pupil); err != nil {
+		return d, fmt.Errorf("consent: %w", err)
+	}
+	return d, nil
+}
+
 const cols = `id, pupil_id, COALESCE(guardian_id, 0), guardian_name, pupil_consented, scope_face, scope_photos, scope_snapshots,
-	document_ref, given_at, recorded_by, withdrawn_at, COALESCE(withdrawn_by, ''), withdrawal_reason`
+	scope_gate_templates, document_ref, given_at, recorded_by, withdrawn_at, COALESCE(withdrawn_by, ''), withdrawal_reason`
 
 func scan(row interface{ Scan(...any) error }) (Consent, error) {
 	var c Consent
 	var w sql.NullInt64
+	gate := new(bool)
+	c.ScopeGateTemplates = gate
 	err := row.Scan(&c.ID, &c.PupilID, &c.GuardianID, &c.GuardianName, &c.PupilConsented, &c.ScopeFace, &c.ScopePhotos, &c.ScopeSnapshots,
-		&c.DocumentRef, &c.GivenAt, &c.RecordedBy, &w, &c.WithdrawnBy, &c.WithdrawalReason)
+		gate, &c.DocumentRef, &c.GivenAt, &c.RecordedBy, &w, &c.WithdrawnBy, &c.WithdrawalReason)
 	if w.Valid {
 		c.WithdrawnAt = &w.Int64
 	}

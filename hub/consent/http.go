@@ -14,7 +14,9 @@ import (
 //	GET  /pupils/:id/consent           current consent and history
 //	POST /pupils/:id/consent           record a consent (Grant JSON)
 //	POST /pupils/:id/consent/withdraw  {reason}: delete templates, manual attendance
+//	GET|PUT /schools/:school_id/consent-policy  the scope new consents get by default (policy.go)
 func (r *Registry) Routes(g gin.IRouter) {
+	r.policyRoutes(g)
 	pupilOK := func(c *gin.Context) {
 		if !wire.ValidPersonalID(c.Param("pupil_id")) {
 			api.Fail(c, api.Invalid("id", "must be a 12-digit personal ID"))
