@@ -17,4 +17,9 @@
 // A payload that fails validation is written to the quarantine table with
 // the reason and acknowledged; it never blocks or crashes the stream.
 // After commit, registered Listeners are told about each new event.
+//
+// Further gate topic kinds (unrecognised faces, wire.TopicKindUnrecognised)
+// are stored by the package that owns their table, through a TopicHandler
+// registered with AddTopic: after the same gate checks, in the same
+// transaction, with the same quarantine.
 package ingest
