@@ -67,8 +67,11 @@ func (s *Service) EventPupil(ctx context.Context, eventID string) (string, error
 // gallery — the template that let the wrong face through — which bumps the
 // gallery version so every gate drops it at its next sync. If that was the
 // pupil's last active template the pupil is flagged for re-enrolment. With
-// no crop (retention deleted it) the mark is recorded only. Marking the
-// same event twice is a conflict.
+// no crop (retention deleted it) the mark is recorded only. In the same
+// transaction, gate templates added from the event are deleted and
+// automatic templates of the pupil paused
+// (facetemplates.RemoveFromEventTx). Marking the same event twice is a
+// conflict.
 func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason string) (*Feedback, error) {
 	pupil, err := s.EventPupil(ctx, eventID)
 	if err != nil {
@@ -134,6 +137,9 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 			return fmt.Errorf("enrol: feedback: %w", err)
 		}
 		fb.ID, _ = r.LastInsertId()
+		if _, err := s.tpl.RemoveFromEventTx(ctx, tx, eventID, actor); err != nil && !errors.Is(err, facetemplates.ErrNotFound) {
+			return err
+		}
 		entry := roster.Entry{Action: audit.ActionFeedback,
 			Detail: map[string]any{"event_id": eventID, "action": fb.Action, "template_id": fb.TemplateID, "distance": fb.Distance, "reason": fb.Reason}}
 		if tplID != 0 {
@@ -154,9 +160,7 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 	if err != nil {
 		return nil, err
 	}
-	if tplID != 0 {
-		s.tpl.Notify(ctx, school)
-	}
+	s.tpl.Notify(ctx, school) // an excluded or removed template reaches the gates
 	s.fmu.Lock()
 	fns := append([]func(context.Context, string, string){}, s.onFeedback...)
 	s.fmu.Unlock()
