@@ -35,8 +35,11 @@ type ProcessingRecord struct {
 	ConsentsValid     int64      `json:"consents_valid"`
 	ConsentsWithdrawn int64      `json:"consents_withdrawn"`
 	ManualPupils      int64      `json:"pupils_on_manual_attendance"`
-	Recipients        string     `json:"recipients"`
-	Transfers         string     `json:"transfers_abroad"`
+	// GateTemplates says whether gate captures may be kept as face
+	// templates, in Vietnamese and English.
+	GateTemplates GateTemplatesNote `json:"gate_captures_as_templates"`
+	Recipients    string            `json:"recipients"`
+	Transfers     string            `json:"transfers_abroad"`
 }
 
 // ProcessingRecord builds the record from the live database, for the
@@ -61,6 +64,7 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int, sc Scope)
 		ConsentsValid:     count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NULL`, "pupil_id", true),
 		ConsentsWithdrawn: count(`SELECT count(*) FROM consents WHERE withdrawn_at IS NOT NULL`, "pupil_id", true),
 		ManualPupils:      count(`SELECT count(*) FROM pupils WHERE manual_attendance = 1`, "school_id", false),
+		GateTemplates:     gateTemplatesNote(count(`SELECT count(*) FROM pupils WHERE `+gateScopeInForce, "school_id", false)),
 		Recipients:        "guardians receive arrival notifications through the channels they chose; the city education database receives attendance status when enabled (no biometrics)",
 		Transfers:         "none: all data stays on the school's hub",
 	}
@@ -71,6 +75,28 @@ func (l *Log) ProcessingRecord(ctx context.Context, retentionDays int, sc Scope)
 	}
 	rec.Schools = schools
 	return rec, nil
+}
+
+// GateTemplatesNote is the processing record's statement on gate captures
+// kept as face templates (hub/facetemplates' gate templates).
+type GateTemplatesNote struct {
+	PupilsAllowing int64  `json:"pupils_allowing"` // pupils whose consent in force allows it
+	VI             string `json:"vi"`
+	EN             string `json:"en"`
+}
+
+// gateScopeInForce is the condition "the consent in force of the pupils
+// row allows gate templates", as facetemplates.GateTemplatesAllowed
+// defines it.
+const gateScopeInForce = `COALESCE((SELECT c.scope_face = 1 AND c.scope_gate_templates = 1 FROM consents c
+	WHERE c.pupil_id = pupils.id AND c.withdrawn_at IS NULL ORDER BY c.given_at DESC, c.id DESC LIMIT 1), 0) = 1`
+
+func gateTemplatesNote(n int64) GateTemplatesNote {
+	return GateTemplatesNote{PupilsAllowing: n,
+		VI: fmt.Sprintf("Ảnh chụp khuôn mặt ở cổng trường chỉ được giữ làm mẫu khuôn mặt khi sự đồng ý đang có hiệu lực cho phép (%d học sinh). "+
+			"Mẫu được mã hoá, có thời hạn, và bị xoá ngay khi gia đình rút lại phạm vi này hoặc rút lại sự đồng ý.", n),
+		EN: fmt.Sprintf("Gate captures are kept as face templates only where the consent in force allows it (%d pupils). "+
+			"They are encrypted, expire, and are erased at once when the family withdraws that scope or the consent.", n)}
 }
 
 // models returns the embedders whose templates are stored in scope (the
@@ -92,6 +118,7 @@ func dataItems(models []string, retentionDays int, count func(q, col string, pup
 		{"roster: pupil name, 12-digit personal ID, class, date of birth", "hub SQLite database (pupils)", "hub host only; API behind accounts and roles", "while the pupil attends the school", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM pupils WHERE 1=1`, "school_id", false)},
 		{"guardian contact: name, phone, e-mail", "hub SQLite database (guardians)", "as above", "while the pupil attends", "admins; homeroom teachers", count(`SELECT count(*) FROM guardians WHERE 1=1`, "pupil_id", true)},
 		{"face templates (biometric descriptors, " + strings.Join(models, ", ") + ")", "hub SQLite database (face_templates); copies in each gate's gallery file", "AES-256-GCM at rest, key outside the database; gates fetch over authenticated HTTP", "until consent is withdrawn or the pupil leaves; deleted at once on withdrawal", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates WHERE 1=1`, "pupil_id", true)},
+		{"face templates from gate captures (confirmed by a teacher or added automatically)", "hub SQLite database (face_templates, source teacher or automatic); copies in each gate's gallery file", "AES-256-GCM at rest, as enrolment templates; the capture itself only where consent allows keeping photos", "only where the consent allows keeping gate captures as templates; a few per pupil and source, each expires; erased at once when that scope or the consent is withdrawn", "no person views them; gates of the pupil's school use them", count(`SELECT count(*) FROM face_templates WHERE source != 'enrolment'`, "pupil_id", true)},
 		{"enrolment photos", "hub SQLite database (face_templates.photo)", "AES-256-GCM at rest; every view is audited", "only where consent allows keeping photos; deleted on withdrawal", "admins", count(`SELECT count(*) FROM face_templates WHERE photo IS NOT NULL`, "pupil_id", true)},
 		{"gate events (time, gate, recognised pupil, distance)", "hub SQLite database (events)", "hub host only", "school year", "admins; teachers for their classes; parents for their own children", count(`SELECT count(*) FROM events WHERE 1=1`, "school_id", false)},
 		{"gate face crops of events", "hub SQLite database (events.face_jpeg)", "hub host only", fmt.Sprintf("%d days, then deleted by the retention job; not kept when consent excludes snapshots", retentionDays), "admins; teachers for their classes", count(`SELECT count(*) FROM events WHERE face_jpeg IS NOT NULL`, "school_id", false)},
