@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/consent"
 	"github.com/diemdanh/diemdanh/hub/notify"
 )
 
@@ -18,6 +20,9 @@ type Child struct {
 	GuardianID           int64
 	Today                Row
 	History              []DayRow
+	// GateTemplates: the consent in force allows keeping gate captures
+	// as face templates of the child.
+	GateTemplates bool
 }
 
 // DayRow is one day of a child's history.
@@ -66,6 +71,10 @@ func (s *Server) parentHome(c *gin.Context) {
 	d := &ParentData{Channels: map[string]bool{}, Saved: c.Query("saved") == "1"}
 	for i := range kids {
 		ch := &kids[i]
+		if ch.GateTemplates, err = s.gateTemplatesAllowed(ctx, ch.PupilID); err != nil {
+			s.failErr(c, err)
+			return
+		}
 		if ch.Class == "" {
 			continue
 		}
@@ -116,6 +125,20 @@ func (s *Server) parentHome(c *gin.Context) {
 		p.Flash = p.T("board.saved")
 	}
 	s.render(c, http.StatusOK, "parent", p)
+}
+
+// gateTemplatesAllowed reports whether the consent in force for pupil
+// (hub/consent's Current) allows keeping gate captures as face templates;
+// no consent allows nothing.
+func (s *Server) gateTemplatesAllowed(ctx context.Context, pupil string) (bool, error) {
+	cur, err := s.d.Consent.Current(ctx, pupil)
+	if errors.Is(err, consent.ErrNoConsent) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return cur.ScopeFace && cur.ScopeGateTemplates != nil && *cur.ScopeGateTemplates, nil
 }
 
 func (s *Server) guardianIDs(ctx context.Context, p *auth.Principal) ([]int64, error) {
