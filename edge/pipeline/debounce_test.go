@@ -88,8 +88,11 @@ func TestDebouncePersisted(t *testing.T) {
 	}
 }
 
-// nopOutbox is for tests that never commit an event.
+// nopOutbox is for tests that never commit an event; it drops
+// unrecognised faces.
 type nopOutbox struct{}
+
+func (nopOutbox) EnqueueUnrecognised(context.Context, *wire.Unrecognised) error { return nil }
 
 func (nopOutbox) EnqueueDebounced(context.Context, *wire.Event, string, time.Time, time.Duration) (bool, error) {
 	panic("not used")

@@ -27,6 +27,12 @@ type Stats struct {
 	Debounced      atomic.Int64 // decisions suppressed as repeats
 	Events         atomic.Int64 // events committed to the outbox
 	Errors         atomic.Int64
+	// Unrecognised faces (unrecognised.go) committed to the outbox, by
+	// kind, and those not sent (no crop, no pupil to compare with, or not
+	// stored: the outbox was half full).
+	Unrecognised        atomic.Int64
+	NearMisses          atomic.Int64
+	UnrecognisedDropped atomic.Int64
 }
 
 // Metrics are the Prometheus figures of the pipeline. A nil *Metrics is
@@ -50,6 +56,11 @@ func NewMetrics(reg prometheus.Registerer, st *Stats) *Metrics {
 	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 	}
+	unrecognised := func(kind string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_unrecognised_total",
+			Help:        "Unrecognised faces committed to the outbox for the hub's review, by kind (unrecognised, near_miss).",
+			ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(v.Load()) })
+	}
 	reg.MustRegister(m.DetectSeconds, m.DescribeSeconds, m.DecideSeconds,
 		counter("edge_frames_total", "Frames taken from the camera.", &st.Frames),
 		counter("edge_detect_frames_total", "Frames the detector ran on.", &st.DetectFrames),
@@ -62,6 +73,9 @@ func NewMetrics(reg prometheus.Registerer, st *Stats) *Metrics {
 		counter("edge_debounced_total", "Repeat decisions suppressed by the debounce.", &st.Debounced),
 		counter("edge_events_total", "Events committed to the outbox.", &st.Events),
 		counter("edge_pipeline_errors_total", "Errors in the pipeline.", &st.Errors),
+		unrecognised("unrecognised", &st.Unrecognised),
+		unrecognised("near_miss", &st.NearMisses),
+		counter("edge_unrecognised_dropped_total", "Undecided tracks not sent for review (no crop, no pupil to compare with, or the outbox half full).", &st.UnrecognisedDropped),
 	)
 	return m
 }

@@ -50,6 +50,14 @@ func (d *jitterDescriber) DescribeCrop(ctx context.Context, m gocv.Mat, box imag
 type memOutbox struct {
 	mu  sync.Mutex
 	evs []*wire.Event
+	uns []*wire.Unrecognised
+}
+
+func (o *memOutbox) EnqueueUnrecognised(_ context.Context, u *wire.Unrecognised) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.uns = append(o.uns, u)
+	return nil
 }
 
 func (o *memOutbox) EnqueueDebounced(_ context.Context, ev *wire.Event, _ string, _ time.Time, _ time.Duration) (bool, error) {

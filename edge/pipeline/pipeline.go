@@ -111,9 +111,14 @@ type Config struct {
 	// ReportUnknown publishes an event with student_id "unknown" for a
 	// track that never matched (off by default).
 	ReportUnknown bool `yaml:"report_unknown"`
+	// ReportUnrecognised sends the hub, for its review, every described
+	// track that ended without a decision: a wire.Unrecognised with the
+	// track's best crop and nearest pupils (unrecognised.go). On by default.
+	ReportUnrecognised bool `yaml:"report_unrecognised"`
 	// FaceCrop attaches a small JPEG of the face to each event.
 	FaceCrop bool `yaml:"face_crop"`
-	// FaceCropWidth is the width of that JPEG.
+	// FaceCropWidth is the width of that JPEG and of an unrecognised
+	// face's crop.
 	FaceCropWidth int `yaml:"face_crop_width"`
 
 	// Cooldown: 0 means one arrival per pupil per day per direction; a
@@ -158,6 +163,7 @@ func DefaultConfig() Config {
 		UseGalleryOperatingPoint: true,
 		CalibrateFAR:             0.01,
 		Candidates:               DefaultCandidatesConfig(),
+		ReportUnrecognised:       true,
 		FaceCrop:                 true,
 		FaceCropWidth:            112,
 		Location:                 time.UTC,
@@ -220,8 +226,8 @@ func (c Config) Validate(prefix string) error {
 		return f("describe_growth", "must be 0..2, got %v", c.DescribeGrowth)
 	case c.DescribeGrowth > 0 && c.DescribeMaxGap < c.DescribeEvery:
 		return f("describe_max_gap", "must be at least describe_every")
-	case c.FaceCrop && (c.FaceCropWidth < 32 || c.FaceCropWidth > 256):
-		return f("face_crop_width", "must be 32..256")
+	case (c.FaceCrop || c.ReportUnrecognised) && (c.FaceCropWidth < 32 || c.FaceCropWidth > 256):
+		return f("face_crop_width", "must be 32..256 (with face_crop or report_unrecognised)")
 	case c.Cooldown < 0:
 		return f("cooldown", "must not be negative")
 	}
@@ -243,10 +249,11 @@ type GallerySource interface {
 	Current() (*wire.GalleryDoc, *match.Gallery)
 }
 
-// Outbox stores events durably (edge/store.DB).
+// Outbox stores events and unrecognised faces durably (edge/store.DB).
 type Outbox interface {
 	EnqueueDebounced(ctx context.Context, ev *wire.Event, key string, now time.Time, cooldown time.Duration) (bool, error)
 	Enqueue(ctx context.Context, ev *wire.Event) error
+	EnqueueUnrecognised(ctx context.Context, u *wire.Unrecognised) error
 }
 
 // FrameSource yields frames (capture.Mailbox); io.EOF ends the run.
@@ -275,6 +282,10 @@ type Overlay struct {
 type Hooks struct {
 	// OnEvent runs after an event is committed to the outbox (or debounced).
 	OnEvent func(ev *wire.Event, info EventInfo)
+	// OnUnrecognised runs after an unrecognised face was offered to the
+	// outbox (info.Enqueued: stored); info.DecisionFrame is the track's
+	// last frame.
+	OnUnrecognised func(u *wire.Unrecognised, info EventInfo)
 	// OnFrame runs on the detection goroutine with the full frame (valid
 	// only during the call) and the current tracks.
 	OnFrame func(f capture.Frame, boxes []Overlay)
@@ -389,10 +400,12 @@ type framedSlots struct {
 	slots []*voteSlot
 }
 
-// emission is an event ready for the outbox.
+// emission is an event, or an unrecognised face (review), ready for the
+// outbox.
 type emission struct {
-	ev   *wire.Event
-	info EventInfo
+	ev     *wire.Event
+	review *review
+	info   EventInfo
 }
 
 // DebounceKey is the persisted key of "one arrival per pupil per day per
@@ -441,9 +454,7 @@ func (p *Pipeline) Run(ctx context.Context, src FrameSource) error {
 		p.mu.Lock()
 		var late []emission
 		for _, tr := range p.tracker.Flush() {
-			if e, ok := p.finishLocked(tr); ok {
-				late = append(late, e)
-			}
+			late = append(late, p.finishLocked(tr)...)
 		}
 		p.mu.Unlock()
 		for _, e := range late {
@@ -471,6 +482,10 @@ func (p *Pipeline) Run(ctx context.Context, src FrameSource) error {
 }
 
 func (p *Pipeline) commit(ctx context.Context, e emission) error {
+	if e.review != nil {
+		p.commitReview(ctx, e)
+		return nil
+	}
 	var err error
 	if e.info.Unknown {
 		err = p.out.Enqueue(ctx, e.ev)
@@ -529,9 +544,7 @@ func (p *Pipeline) detectLoop(ctx context.Context, src FrameSource, det faceDete
 			var out []emission
 			for _, tr := range p.tracker.Flush() {
 				p.Stats.TracksEnded.Add(1)
-				if e, ok := p.finishLocked(tr); ok {
-					out = append(out, e)
-				}
+				out = append(out, p.finishLocked(tr)...)
 			}
 			p.mu.Unlock()
 			for _, e := range out {
@@ -659,7 +672,7 @@ func (p *Pipeline) work(ctx context.Context, j job, emits chan<- emission) {
 		}
 		v := Vote{Match: gal.MatchFiltered(fc.Descriptor, p.candidateFilter(gal)), Descriptor: fc.Descriptor,
 			Quality: fc.Quality, Score: fc.Quality.Score(), Frame: j.frame}
-		if p.cfg.FaceCrop {
+		if p.cfg.FaceCrop || p.cfg.ReportUnrecognised {
 			v.JPEG = faceJPEG(j.region, fc.Box, p.cfg.FaceCropWidth) // fc.Box is in region coordinates
 		}
 		vote = &v
@@ -705,9 +718,7 @@ func (p *Pipeline) applyVote(j job, vote *Vote, emits chan<- emission) {
 		}
 	}
 	if j.tr.Ended {
-		if e, ok := p.finishLocked(j.tr); ok {
-			out = append(out, e)
-		}
+		out = append(out, p.finishLocked(j.tr)...)
 	}
 	p.mu.Unlock()
 	for _, e := range out {
@@ -773,10 +784,11 @@ func (p *Pipeline) calibrated(gal *match.Gallery) float64 {
 }
 
 // finishLocked finalises an ended track once no descriptor is in flight:
-// an undecided track with votes is an unknown.
-func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
+// an undecided track with votes is an unknown, reported as an unknown
+// event (report_unknown) and as an unrecognised face (report_unrecognised).
+func (p *Pipeline) finishLocked(tr *Track) []emission {
 	if !tr.Ended || tr.Pending > 0 || tr.Finalized {
-		return emission{}, false
+		return nil
 	}
 	tr.Finalized = true
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -788,11 +800,12 @@ func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
 			"describes", tr.Describes, "decided", tr.Decision.StudentID, "why", tr.Decision.Reason, "votes", votes)
 	}
 	if tr.Decided || len(tr.Votes) == 0 {
-		return emission{}, false
+		return nil
 	}
 	p.Stats.Unknowns.Add(1)
+	out := p.reviewLocked(tr)
 	if !p.cfg.ReportUnknown {
-		return emission{}, false
+		return out
 	}
 	best := tr.Votes[0]
 	for _, v := range tr.Votes {
@@ -801,7 +814,7 @@ func (p *Pipeline) finishLocked(tr *Track) (emission, bool) {
 		}
 	}
 	d := Decision{StudentID: wire.UnknownStudent, Distance: best.Match.Distance, Margin: best.Match.Margin(), FramesUsed: len(tr.Votes), Best: best}
-	return p.emissionLocked(tr, d, tr.LastFrame, tr.LastSeen, true), true
+	return append([]emission{p.emissionLocked(tr, d, tr.LastFrame, tr.LastSeen, true)}, out...)
 }
 
 func clamp(v float64) float64 {
@@ -826,7 +839,7 @@ func (p *Pipeline) emissionLocked(tr *Track, d Decision, frame int64, at time.Ti
 	if doc != nil && ev.GalleryVer == 0 {
 		ev.GalleryVer = doc.Version
 	}
-	if len(ev.FaceJPEG) > wire.MaxCropBytes {
+	if len(ev.FaceJPEG) > wire.MaxCropBytes || !p.cfg.FaceCrop {
 		ev.FaceJPEG = nil
 	}
 	return emission{ev: ev, info: EventInfo{TrackID: tr.ID, FirstFrame: tr.FirstFrame, DecisionFrame: frame, DecisionAt: at, Unknown: unknown}}

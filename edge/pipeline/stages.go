@@ -201,16 +201,14 @@ func (p *Pipeline) addFineFaces(fw *frameWork, det faceDetector, st *detState, l
 
 // trackLocked (step 5) continues, starts and ends the tracks with the
 // frame's faces (p.mu held). It returns each face's track and the events
-// of the tracks that ended finished.
+// (and unrecognised faces) of the tracks that ended finished.
 func (p *Pipeline) trackLocked(fw *frameWork) (assigned []*Track, out []emission) {
 	before := p.tracker.next
 	assigned, ended := p.tracker.Update(fw.boxes, fw.f.Index, fw.f.At)
 	p.Stats.TracksStarted.Add(p.tracker.next - before)
 	p.Stats.TracksEnded.Add(int64(len(ended)))
 	for _, tr := range ended {
-		if e, ok := p.finishLocked(tr); ok {
-			out = append(out, e)
-		}
+		out = append(out, p.finishLocked(tr)...)
 	}
 	return assigned, out
 }

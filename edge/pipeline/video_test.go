@@ -35,6 +35,14 @@ func (f fileGallery) Current() (*wire.GalleryDoc, *match.Gallery) { return f.doc
 type events struct {
 	mu  sync.Mutex
 	evs []*wire.Event
+	uns []*wire.Unrecognised
+}
+
+func (o *events) EnqueueUnrecognised(_ context.Context, u *wire.Unrecognised) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.uns = append(o.uns, u)
+	return nil
 }
 
 func (o *events) EnqueueDebounced(_ context.Context, ev *wire.Event, _ string, _ time.Time, _ time.Duration) (bool, error) {
@@ -103,6 +111,13 @@ func runVideo(t *testing.T, cfg pipeline.Config, eng *faceengine.Engine, gal fil
 	if err != nil {
 		t.Fatal(err)
 	}
+	playVideo(t, p, video)
+	return evs, infos, p
+}
+
+// playVideo runs p over every frame of a video file until it ends.
+func playVideo(t *testing.T, p *pipeline.Pipeline, video string) {
+	t.Helper()
 	cc := capture.DefaultConfig()
 	cc.Source, cc.Realtime = video, false
 	capt, err := capture.New(cc, nil, time.Now)
@@ -123,7 +138,6 @@ func runVideo(t *testing.T, cfg pipeline.Config, eng *faceengine.Engine, gal fil
 	if e := <-capErr; e != nil && !errors.Is(e, io.EOF) {
 		t.Fatalf("video: %v", e)
 	}
-	return evs, infos, p
 }
 
 // TestMeanRuleOnSimulatedGate runs the real pipeline (YuNet, SFace, the
