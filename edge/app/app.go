@@ -143,7 +143,7 @@ func (a *App) registerMetrics() {
 	}
 	a.reg.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		gauge("edge_outbox_depth", "Events waiting in the outbox.", func() float64 { return float64(a.db.Depth()) }),
+		gauge("edge_outbox_depth", "Messages (events and unrecognised faces) waiting in the outbox.", func() float64 { return float64(a.db.Depth()) }),
 		gauge("edge_broker_connected", "1 when connected to the MQTT broker.", func() float64 { return b2f(a.pub.Connected()) }),
 		gauge("edge_camera_online", "1 when the camera delivers frames.", func() float64 { return b2f(a.cap.Online()) }),
 		gauge("edge_gallery_version", "Version of the gallery in force.", func() float64 { return float64(a.gallery.Version()) }),
@@ -152,6 +152,8 @@ func (a *App) registerMetrics() {
 			func() float64 { return float64(a.mbox.Dropped()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_bad_frames_total", Help: "Unreadable frames from the camera."},
 			func() float64 { return float64(a.cap.BadFrames()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_unrecognised_sent_total",
+			Help: "Unrecognised faces acknowledged by the broker."}, func() float64 { return float64(a.pub.SentUnrecognised()) }),
 		gauge("edge_fps", "Frames processed per second since start.", a.fps),
 		gauge("edge_vote_threshold", "Distance threshold in force (configured, calibrated or from the gallery).",
 			func() float64 { return a.pipe.OperatingPoint().Threshold }),
@@ -284,7 +286,8 @@ func (a *App) Run(ctx context.Context) error {
 		"camera", a.cfg.Camera.Source, "gallery_version", a.gallery.Version(), "people", a.people())
 	err := g.Wait()
 	a.log.Info("gate stopped", "frames", a.pipe.Stats.Frames.Load(), "events", a.pipe.Stats.Events.Load(),
-		"unknown_tracks", a.pipe.Stats.Unknowns.Load(), "outbox_depth", a.db.Depth())
+		"unknown_tracks", a.pipe.Stats.Unknowns.Load(), "unrecognised", a.pipe.Stats.Unrecognised.Load(),
+		"near_misses", a.pipe.Stats.NearMisses.Load(), "outbox_depth", a.db.Depth())
 	return err
 }
 

@@ -47,6 +47,7 @@ type Recorder struct {
 	mu    sync.Mutex
 	ids   []string
 	unIDs []string
+	uns   []*wire.Unrecognised
 	file  *os.File
 }
 
@@ -76,11 +77,15 @@ func (r *Recorder) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	_, _, kind, ok := wire.ParseGateTopic(pk.TopicName)
 	if ok && kind == wire.TopicKindUnrecognised {
 		id := "invalid"
-		if u, err := wire.DecodeUnrecognised(pk.Payload); err == nil {
+		u, err := wire.DecodeUnrecognised(pk.Payload)
+		if err == nil {
 			id = u.CaptureID
 		}
 		r.mu.Lock()
 		r.unIDs = append(r.unIDs, id)
+		if u != nil {
+			r.uns = append(r.uns, u)
+		}
 		r.mu.Unlock()
 		return pk, nil
 	}
@@ -119,6 +124,14 @@ func (r *Recorder) UnrecognisedIDs() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.unIDs...)
+}
+
+// Unrecognised returns the unrecognised faces received that decode, in
+// arrival order (with redeliveries).
+func (r *Recorder) Unrecognised() []*wire.Unrecognised {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*wire.Unrecognised(nil), r.uns...)
 }
 
 // ReadRecord reads the IDs a Recorder appended to path.
