@@ -167,7 +167,8 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 			}
 		}
 		rr.addDay(d, vr, o.Realtime)
-		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS)
+		releaseFreedMemory() // the day's pipeline is closed (trim.go)
+		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS, "max_rss_mb", maxRSSMB())
 	}
 	return rr, nil
 }
