@@ -30,6 +30,9 @@ const (
 	MaxUnrecognisedCropBytes = 64 << 10
 	// MaxCandidates is the most nearest pupils a message lists.
 	MaxCandidates = 3
+	// MinDescriptorValues is the fewest values a descriptor may have (the
+	// face engine's smallest embedder output).
+	MinDescriptorValues = 2
 	// marginTolerance is how far a listed candidate's margin may be from
 	// the gap to the next listed candidate's distance.
 	marginTolerance = 1e-6
@@ -70,6 +73,13 @@ type Unrecognised struct {
 	// Vote is, for KindNearMiss only, the one accepted vote: its pupil,
 	// that frame's distance and its margin to the next pupil.
 	Vote *Candidate `json:"vote,omitempty"`
+	// Descriptor is the descriptor of the FaceJPEG crop (the one the
+	// candidates were measured from), by Model: little-endian float32
+	// values, base64 in JSON like a gallery's descriptors,
+	// MinDescriptorValues..match.MaxDescriptorLen finite values. Optional:
+	// without it the hub can still name the pupil but cannot keep the
+	// capture as a gate template.
+	Descriptor []byte `json:"descriptor,omitempty"`
 }
 
 // UnrecognisedTopic is where a gate publishes Unrecognised messages (QoS 1,
@@ -111,7 +121,39 @@ func (u *Unrecognised) Validate() error {
 	if err := validateCandidates(u.Candidates); err != nil {
 		return err
 	}
+	if err := validateDescriptor(u.Descriptor); err != nil {
+		return err
+	}
 	return u.validateVote()
+}
+
+// validateDescriptor checks an optional descriptor: absent, or
+// MinDescriptorValues..match.MaxDescriptorLen finite little-endian float32
+// values.
+func validateDescriptor(b []byte) error {
+	switch {
+	case b == nil:
+		return nil
+	case len(b)%4 != 0 || len(b) < 4*MinDescriptorValues || len(b) > 4*match.MaxDescriptorLen:
+		return conf.Fieldf("descriptor", "must be %d..%d float32 values (4 bytes each), got %d bytes",
+			MinDescriptorValues, match.MaxDescriptorLen, len(b))
+	}
+	if _, err := match.DescriptorFromBytes(b); err != nil {
+		return conf.Fieldf("descriptor", "%v", err)
+	}
+	return nil
+}
+
+// DescriptorValues returns the descriptor, or nil when the message has
+// none (a gate that does not send it).
+func (u *Unrecognised) DescriptorValues() (match.Descriptor, error) {
+	if u.Descriptor == nil {
+		return nil, nil
+	}
+	if err := validateDescriptor(u.Descriptor); err != nil {
+		return nil, err
+	}
+	return match.DescriptorFromBytes(u.Descriptor)
 }
 
 func validateCrop(b []byte) error {

@@ -36,7 +36,27 @@ func goldenUnrecognised() map[string]*Unrecognised {
 	one := base()
 	one.CaptureID, one.Direction, one.FramesDescribed = "01920e4c-5e6f-7a0b-8c1d-2e3f4a5b6c7d", DirectionOut, 1
 	one.Candidates = []Candidate{{StudentID: "079212003456", Distance: 0.75, Margin: 10}}
-	return map[string]*Unrecognised{"unrecognised.json": un, "near_miss.json": near, "one_candidate.json": one}
+	desc := base()
+	desc.CaptureID, desc.Descriptor = "01920e4c-7a8b-7c9d-8e0f-1a2b3c4d5e6f", goldenDescriptor().Bytes()
+	return map[string]*Unrecognised{"unrecognised.json": un, "near_miss.json": near, "one_candidate.json": one,
+		"with_descriptor.json": desc}
+}
+
+// goldenDescriptor is a 128-value descriptor whose values are exact in
+// float32 and in JSON.
+func goldenDescriptor() match.Descriptor {
+	d := make(match.Descriptor, match.DescriptorLen)
+	for i := range d {
+		d[i] = float32(i-64) / 256
+	}
+	return d
+}
+
+// descriptorBytes is goldenDescriptor's encoding with value i set to v.
+func descriptorBytes(i int, v float32) []byte {
+	d := goldenDescriptor()
+	d[i] = v
+	return d.Bytes()
 }
 
 // TestGoldenUnrecognised: each valid example decodes to its value and
@@ -67,6 +87,17 @@ func TestUnrecognisedValidateTable(t *testing.T) {
 		{"crop at the limit", "", func(u *Unrecognised) { u.FaceJPEG = paddedJPEG(MaxUnrecognisedCropBytes) }},
 		{"near miss", "", func(u *Unrecognised) {
 			u.Kind, u.Vote = KindNearMiss, &Candidate{StudentID: "001308009911", Distance: 0.3, Margin: 0.07}
+		}},
+		{"descriptor", "", func(u *Unrecognised) { u.Descriptor = goldenDescriptor().Bytes() }},
+		{"descriptor of 512", "", func(u *Unrecognised) { u.Descriptor = make(match.Descriptor, 512).Bytes() }},
+		{"descriptor of 2", "", func(u *Unrecognised) { u.Descriptor = match.Descriptor{0.5, -0.5}.Bytes() }},
+		{"descriptor NaN", "descriptor", func(u *Unrecognised) { u.Descriptor = descriptorBytes(7, float32(math.NaN())) }},
+		{"descriptor inf", "descriptor", func(u *Unrecognised) { u.Descriptor = descriptorBytes(127, float32(math.Inf(1))) }},
+		{"descriptor empty", "descriptor", func(u *Unrecognised) { u.Descriptor = []byte{} }},
+		{"descriptor ragged", "descriptor", func(u *Unrecognised) { u.Descriptor = goldenDescriptor().Bytes()[:511] }},
+		{"descriptor of 1", "descriptor", func(u *Unrecognised) { u.Descriptor = match.Descriptor{0.5}.Bytes() }},
+		{"descriptor too long", "descriptor", func(u *Unrecognised) {
+			u.Descriptor = make(match.Descriptor, match.MaxDescriptorLen+1).Bytes()
 		}},
 		{"schema 0", "schema", func(u *Unrecognised) { u.Schema = 0 }},
 		{"capture id", "capture_id", func(u *Unrecognised) { u.CaptureID = "capture-1" }},
@@ -145,6 +176,36 @@ func TestUnrecognisedValidateTable(t *testing.T) {
 	}
 }
 
+// TestUnrecognisedDescriptorValues: the descriptor decodes to the gate's
+// values; a message without one has none; a bad one is refused on its
+// field.
+func TestUnrecognisedDescriptorValues(t *testing.T) {
+	cases := []struct {
+		name  string
+		b     []byte
+		want  match.Descriptor
+		field string
+	}{
+		{"golden", goldenDescriptor().Bytes(), goldenDescriptor(), ""},
+		{"absent", nil, nil, ""},
+		{"NaN", descriptorBytes(0, float32(math.NaN())), nil, "descriptor"},
+		{"ragged", []byte{1, 2, 3, 4, 5, 6}, nil, "descriptor"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := &Unrecognised{Descriptor: tc.b}
+			d, err := u.DescriptorValues()
+			var fe *conf.FieldError
+			switch {
+			case tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field || d != nil):
+				t.Fatalf("got %v, %v; want an error on %q", d, err, tc.field)
+			case tc.field == "" && (err != nil || !reflect.DeepEqual(d, tc.want)):
+				t.Fatalf("got %v, %v; want %v", d, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestDecodeUnrecognisedTable(t *testing.T) {
 	good, err := goldenUnrecognised()["near_miss.json"].Encode()
 	if err != nil {
@@ -212,11 +273,12 @@ func TestParseGateTopic(t *testing.T) {
 }
 
 // TestUnrecognisedPayloadLimit: the largest crop allowed, with three
-// candidates and a vote, fits in one MQTT payload, and the decoder has
-// the one payload limit.
+// candidates, a vote and the longest descriptor, fits in one MQTT payload,
+// and the decoder has the one payload limit.
 func TestUnrecognisedPayloadLimit(t *testing.T) {
 	u := goldenUnrecognised()["near_miss.json"]
 	u.FaceJPEG = paddedJPEG(MaxUnrecognisedCropBytes)
+	u.Descriptor = make(match.Descriptor, match.MaxDescriptorLen).Bytes()
 	b, err := u.Encode()
 	if err != nil {
 		t.Fatal(err)
