@@ -12,12 +12,13 @@ import (
 // Unrecognised faces (report_unrecognised): every track that was described
 // (at least one usable descriptor) and ended without a decision is sent to
 // the hub for review as one wire.Unrecognised, through the outbox like an
-// event. Its crop is the track's quality-best crop; its candidates are the
-// pupils nearest to that crop's descriptor (the one the teacher sees), in
-// the whole gallery (the session window's candidate restriction does not
-// apply: a teacher may know a pupil the window left out). A track with an
-// accepted vote that was not corroborated is a near miss (kind near_miss),
-// and names the nearest accepted vote.
+// event. Its crop is the track's quality-best crop (the one the teacher
+// sees), sent with that crop's descriptor (a teacher's confirmation makes
+// it a gate template); its candidates are the pupils nearest to that
+// descriptor in the whole gallery (the session window's candidate
+// restriction does not apply: a teacher may know a pupil the window left
+// out). A track with an accepted vote that was not corroborated is a near
+// miss (kind near_miss), and names the nearest accepted vote.
 
 // review is an ended, undecided track's material for its Unrecognised
 // message, taken under the pipeline's lock; the message is built and
@@ -106,7 +107,7 @@ func (p *Pipeline) unrecognised(r *review) *wire.Unrecognised {
 		Schema: wire.SchemaVersion, CaptureID: wire.NewEventID(), SchoolID: p.cfg.SchoolID, GateID: p.cfg.GateID,
 		Direction: p.cfg.Direction, Kind: wire.KindUnrecognised, CapturedAt: r.at.UnixMilli(),
 		FaceJPEG: r.best.JPEG, Quality: r.best.Quality, Candidates: cands, FramesDescribed: min(r.frames, 1000),
-		Model: gal.Model, GalleryVer: gal.Version,
+		Model: gal.Model, GalleryVer: gal.Version, Descriptor: wireDescriptor(r.best.Descriptor),
 	}
 	if doc != nil && u.GalleryVer == 0 {
 		u.GalleryVer = doc.Version
@@ -146,4 +147,18 @@ func wireDistance(v float64) float64 {
 		return 0
 	}
 	return math.Min(v, maxWireDistance)
+}
+
+// wireDescriptor is d as the wire carries it (little-endian float32), or
+// nil when the wire would refuse it (a length out of bounds, a value not
+// finite): the message then goes without it rather than not at all.
+func wireDescriptor(d match.Descriptor) []byte {
+	if len(d) == 0 {
+		return nil
+	}
+	u := wire.Unrecognised{Descriptor: d.Bytes()}
+	if _, err := u.DescriptorValues(); err != nil {
+		return nil
+	}
+	return u.Descriptor
 }

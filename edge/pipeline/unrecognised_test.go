@@ -7,6 +7,7 @@ import (
 	"image/jpeg"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,6 +197,9 @@ func checkUnrecognised(t *testing.T, u *wire.Unrecognised, db *store.DB, kind st
 	if u.Kind != kind || u.FramesDescribed != frames || u.SchoolID != "s" || u.GateID != "g" || u.GalleryVer != 3 {
 		t.Fatalf("message %+v: want kind %s from %d frames", u, kind, frames)
 	}
+	if d, err := stored.DescriptorValues(); err != nil || !slices.Equal(d, probe) {
+		t.Fatalf("descriptor %v (%v), want the best crop's %v", d, err, probe)
+	}
 	im, err := jpeg.Decode(bytes.NewReader(u.FaceJPEG))
 	if err != nil || im.Bounds().Dx() != 112 {
 		t.Fatalf("crop: %v (width %d, want 112)", err, im.Bounds().Dx())
@@ -213,6 +217,42 @@ func checkUnrecognised(t *testing.T, u *wire.Unrecognised, db *store.DB, kind st
 		if c.StudentID != top[i].PersonID || math.Abs(c.Distance-top[i].Distance) > 1e-9 || math.Abs(c.Margin-margin) > 1e-9 {
 			t.Fatalf("candidate %d %+v, want %s at %.4f margin %.4f", i, c, top[i].PersonID, top[i].Distance, margin)
 		}
+	}
+}
+
+// TestUnrecognisedWireDescriptor: the best crop's descriptor goes as the
+// wire encodes it; one the wire would refuse is left out, so the message
+// still goes.
+func TestUnrecognisedWireDescriptor(t *testing.T) {
+	long := make(match.Descriptor, match.MaxDescriptorLen+1)
+	cases := []struct {
+		name string
+		d    match.Descriptor
+		want match.Descriptor // nil: left out
+	}{
+		{"unit vector", unitVec(0.5, 0.3, 0.2, 0.1), unitVec(0.5, 0.3, 0.2, 0.1)},
+		{"512 values", make(match.Descriptor, 512), make(match.Descriptor, 512)},
+		{"none", nil, nil},
+		{"one value", match.Descriptor{1}, nil},
+		{"NaN", match.Descriptor{0.5, float32(math.NaN()), 0.5}, nil},
+		{"inf", match.Descriptor{0.5, float32(math.Inf(-1))}, nil},
+		{"too long", long, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := wireDescriptor(tc.d)
+			if tc.want == nil {
+				if b != nil {
+					t.Fatalf("%d bytes sent, want none", len(b))
+				}
+				return
+			}
+			u := wire.Unrecognised{Descriptor: b}
+			got, err := u.DescriptorValues()
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("sent %v (%v), want %v", got, err, tc.want)
+			}
+		})
 	}
 }
 

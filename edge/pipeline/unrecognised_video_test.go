@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"image/jpeg"
+	"math"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/diemdanh/diemdanh/edge/store"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
 
@@ -95,7 +97,7 @@ func TestUnrecognisedOnSimulatedGate(t *testing.T) {
 		if who, ok := decided[r.info.TrackID]; ok {
 			t.Errorf("track %d announced %s and was also reported unrecognised", r.info.TrackID, who)
 		}
-		checkReported(t, r, people)
+		checkReported(t, r, people, gal.g)
 		ps := passageOf(truth, r.info)
 		switch {
 		case ps == nil:
@@ -139,11 +141,20 @@ func storedUnrecognised(t *testing.T, db *store.DB) map[string]*wire.Unrecognise
 	return out
 }
 
-// checkReported: 1..3 distinct gallery pupils, nearest first, and a crop
-// that decodes as a JPEG of face_crop_width.
-func checkReported(t *testing.T, r reported, people map[string]bool) {
+// checkReported: 1..3 distinct gallery pupils, nearest first, a crop
+// that decodes as a JPEG of face_crop_width, and the crop's descriptor, of
+// the gallery's length, from which the first candidate was measured.
+func checkReported(t *testing.T, r reported, people map[string]bool, gal *match.Gallery) {
 	t.Helper()
 	u := r.u
+	d, err := u.DescriptorValues()
+	if err != nil || len(d) != gal.Dim() {
+		t.Fatalf("track %d: descriptor of %d values (%v), want %d", r.info.TrackID, len(d), err, gal.Dim())
+	}
+	if top := gal.TopK(d, 1); len(top) != 1 || top[0].PersonID != u.Candidates[0].StudentID ||
+		math.Abs(top[0].Distance-u.Candidates[0].Distance) > 1e-6 {
+		t.Fatalf("track %d: the descriptor's nearest pupil %+v is not the first candidate %+v", r.info.TrackID, top, u.Candidates[0])
+	}
 	if len(u.Candidates) < 1 || len(u.Candidates) > 3 {
 		t.Fatalf("track %d: %d candidates", r.info.TrackID, len(u.Candidates))
 	}
