@@ -5,16 +5,20 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // Assignment is what "this is <pupil>" decided, with what the steps after
 // it need (the attendance override with the face as evidence, a gate
 // template where consent allows): the face with its candidates and
 // event-like fields (school, gate, direction, captured_at, model,
-// gallery_version), and its decrypted crop.
+// gallery_version), its decrypted crop and the crop's descriptor (nil when
+// the gate sent none: then no gate template can be made of it).
 type Assignment struct {
 	Face
-	Crop []byte `json:"-"`
+	Crop       []byte           `json:"-"`
+	Descriptor match.Descriptor `json:"-"`
 	// New is false when the face was already assigned to this pupil (a
 	// repeated request): nothing was written or audited again.
 	New bool `json:"new"`
@@ -80,6 +84,9 @@ func (s *Store) Assign(ctx context.Context, id int64, pupilID, actor string) (As
 		return Assignment{}, err
 	}
 	if a.Crop, err = s.Crop(ctx, id); err != nil {
+		return Assignment{}, err
+	}
+	if a.Descriptor, err = s.Descriptor(ctx, id); err != nil {
 		return Assignment{}, err
 	}
 	return a, nil

@@ -37,11 +37,14 @@ type Face struct {
 	FramesDescribed int              `json:"frames_described"`
 	Model           string           `json:"model"` // name@version
 	GalleryVersion  int64            `json:"gallery_version"`
-	Status          string           `json:"status"`               // StatusOpen or StatusAssigned
-	PupilID         string           `json:"pupil_id,omitempty"`   // when assigned
-	DecidedBy       string           `json:"decided_by,omitempty"` // who assigned it
-	DecidedAt       int64            `json:"decided_at,omitempty"` // hub clock, Unix ms
-	DismissedFor    []string         `json:"dismissed_for"`        // classes that said "not my pupil", sorted
+	// HasDescriptor: the gate sent the crop's descriptor, so the capture
+	// can become a gate template (Store.Descriptor decrypts it).
+	HasDescriptor bool     `json:"has_descriptor"`
+	Status        string   `json:"status"`               // StatusOpen or StatusAssigned
+	PupilID       string   `json:"pupil_id,omitempty"`   // when assigned
+	DecidedBy     string   `json:"decided_by,omitempty"` // who assigned it
+	DecidedAt     int64    `json:"decided_at,omitempty"` // hub clock, Unix ms
+	DismissedFor  []string `json:"dismissed_for"`        // classes that said "not my pupil", sorted
 }
 
 // StatusFor is the face's status on the board of class: assigned, else
@@ -58,7 +61,7 @@ func (f Face) StatusFor(classID string) string {
 
 const faceCols = `f.id, f.capture_id, f.school_id, f.gate_id, f.direction, f.kind, f.captured_at, f.received_at,
 	f.quality, f.candidates, f.vote, f.frames_described, f.model, f.gallery_version, f.status, f.pupil_id,
-	f.decided_by, f.decided_at, (SELECT group_concat(class_id, char(31)) FROM
+	f.decided_by, f.decided_at, f.descriptor IS NOT NULL, (SELECT group_concat(class_id, char(31)) FROM
 	(SELECT d.class_id FROM unrecognised_dismissals d WHERE d.face_id = f.id ORDER BY d.class_id))`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -70,7 +73,7 @@ func scanFace(r scanner) (Face, error) {
 	var decidedAt sql.NullInt64
 	if err := r.Scan(&f.ID, &f.CaptureID, &f.SchoolID, &f.GateID, &f.Direction, &f.Kind, &f.CapturedAt, &f.ReceivedAt,
 		&q, &cands, &vote, &f.FramesDescribed, &f.Model, &f.GalleryVersion, &f.Status, &pupil,
-		&f.DecidedBy, &decidedAt, &dismissed); err != nil {
+		&f.DecidedBy, &decidedAt, &f.HasDescriptor, &dismissed); err != nil {
 		return f, err
 	}
 	if err := json.Unmarshal([]byte(q), &f.Quality); err != nil {
@@ -155,6 +158,33 @@ func (s *Store) Crop(ctx context.Context, id int64) ([]byte, error) {
 		return nil, fmt.Errorf("facereview: crop: %w", err)
 	}
 	return s.open(sealed, cropAD(school, capture))
+}
+
+// Descriptor decrypts the descriptor the gate sent with face id's crop;
+// nil when it sent none.
+func (s *Store) Descriptor(ctx context.Context, id int64) (match.Descriptor, error) {
+	var school, capture string
+	var sealed []byte
+	err := s.db.R.QueryRowContext(ctx, `SELECT school_id, capture_id, descriptor FROM unrecognised_faces WHERE id = ?`, id).
+		Scan(&school, &capture, &sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: face %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("facereview: descriptor: %w", err)
+	}
+	if sealed == nil {
+		return nil, nil
+	}
+	b, err := s.open(sealed, descAD(school, capture))
+	if err != nil {
+		return nil, err
+	}
+	d, err := match.DescriptorFromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("facereview: descriptor of face %d: %w", id, err)
+	}
+	return d, nil
 }
 
 // location is the school's time zone (Asia/Ho_Chi_Minh when unknown),

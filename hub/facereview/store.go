@@ -2,7 +2,8 @@
 // (wire.Unrecognised: tracks that ended without an event, and near-misses)
 // so that a teacher can name them ("this is <pupil>") or dismiss them for a
 // class ("not my pupil"). It owns the tables unrecognised_faces and
-// unrecognised_dismissals (migration 0400_unrecognised.sql); no other
+// unrecognised_dismissals (migrations 0400_unrecognised.sql and
+// 0420_unrecognised_descriptor.sql); no other
 // package writes them, and hub/citysync never reads them.
 //
 // Messages arrive through hub/ingest (Store implements ingest.TopicHandler
@@ -11,11 +12,14 @@
 // gate's capture_id. A message from an unknown or inactive gate, or a gate
 // of another school, is refused and goes to ingest's quarantine.
 //
-// Each face crop is sealed with AES-256-GCM under the hub's template key
+// Each face crop, and the crop's descriptor when the gate sent one, is
+// sealed with AES-256-GCM under the hub's template key
 // (facetemplates.LoadKey); the associated data binds the ciphertext to its
-// school and capture_id, so a crop copied to another row does not open.
-// Rows and their crops are deleted (not blanked) review.retention after
-// they reached the hub, by Run / PurgeOnce, and each purge is audited.
+// school and capture_id, so a crop or descriptor copied to another row does
+// not open.
+// Rows with their crops and descriptors are deleted (not blanked)
+// review.retention after they reached the hub, by Run / PurgeOnce, and each
+// purge is audited.
 package facereview
 
 import (
@@ -33,6 +37,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
+	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
 
@@ -113,6 +118,13 @@ func New(db *store.DB, key []byte, al *audit.Log, cfg Config, log *slog.Logger, 
 // school and capture.
 func cropAD(school, capture string) []byte {
 	return []byte("unrecognised-crop|" + school + "|" + capture)
+}
+
+// descAD is the associated data of a descriptor: it binds the ciphertext
+// to its school and capture, and it differs from the crop's, so the two
+// cannot be swapped.
+func descAD(school, capture string) []byte {
+	return []byte("unrecognised-descriptor|" + school + "|" + capture)
 }
 
 func (s *Store) seal(plain, ad []byte) ([]byte, error) {
@@ -205,6 +217,12 @@ func (s *Store) ingestTx(ctx context.Context, tx *sql.Tx, u *wire.Unrecognised, 
 	if err != nil {
 		return false, "", err
 	}
+	var desc []byte // NULL: the gate sent no descriptor
+	if u.Descriptor != nil {
+		if desc, err = s.seal(u.Descriptor, descAD(u.SchoolID, u.CaptureID)); err != nil {
+			return false, "", err
+		}
+	}
 	q, _ := json.Marshal(u.Quality)
 	cands, _ := json.Marshal(u.Candidates)
 	var vote any
@@ -213,10 +231,10 @@ func (s *Store) ingestTx(ctx context.Context, tx *sql.Tx, u *wire.Unrecognised, 
 		vote = string(b)
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO unrecognised_faces(capture_id, school_id, gate_id, direction, kind,
-		captured_at, received_at, quality, candidates, vote, frames_described, model, gallery_version, crop)
-		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(capture_id) DO NOTHING`,
+		captured_at, received_at, quality, candidates, vote, frames_described, model, gallery_version, crop, descriptor)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(capture_id) DO NOTHING`,
 		u.CaptureID, u.SchoolID, u.GateID, u.Direction, u.Kind, u.CapturedAt, received.UnixMilli(),
-		string(q), string(cands), vote, u.FramesDescribed, modelName(u.Model.Name, u.Model.Version), u.GalleryVer, sealed)
+		string(q), string(cands), vote, u.FramesDescribed, ModelName(u.Model), u.GalleryVer, sealed, desc)
 	if err != nil {
 		return false, "", fmt.Errorf("facereview: insert: %w", err)
 	}
@@ -227,10 +245,11 @@ func (s *Store) ingestTx(ctx context.Context, tx *sql.Tx, u *wire.Unrecognised, 
 	return n == 1, "", nil
 }
 
-// modelName is how the hub stores a model: name@version, or the name alone.
-func modelName(name, version string) string {
-	if version == "" {
-		return name
+// ModelName is how a face records the model of its distances and
+// descriptor (Face.Model): name@version, or the name alone.
+func ModelName(m match.ModelID) string {
+	if m.Version == "" {
+		return m.Name
 	}
-	return name + "@" + version
+	return m.Name + "@" + m.Version
 }
