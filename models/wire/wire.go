@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -54,6 +55,64 @@ type Event struct {
 	Model      match.ModelID `json:"model"`
 	GalleryVer int64         `json:"gallery_version"`
 	FaceJPEG   []byte        `json:"face_jpeg,omitempty"` // small face crop, base64 in JSON
+	// Template is present when the decision was well inside the operating
+	// point: the best crop (the one of quality and face_jpeg) may then
+	// become an automatic gate template on the hub. Only for a pupil.
+	Template *EventTemplate `json:"template,omitempty"`
+}
+
+// EventTemplate is an event's offer of its best crop as an automatic gate
+// template, with the evidence that the decision was well inside the
+// operating point. The crop's quality is the event's quality.
+type EventTemplate struct {
+	// Descriptor is the best crop's descriptor, by the event's model:
+	// little-endian float32 values, base64 in JSON like a gallery's
+	// descriptors, MinDescriptorValues..match.MaxDescriptorLen finite
+	// values.
+	Descriptor []byte `json:"descriptor"`
+	// DistanceMargin is the threshold in force minus the crop's distance
+	// to the pupil (0..10).
+	DistanceMargin float64 `json:"distance_margin"`
+	// SecondMargin is how much nearer the crop is to the pupil than to
+	// the second-best pupil of the whole gallery (0..10).
+	SecondMargin float64 `json:"second_margin"`
+	// Agreeing of the track's Votes described crops named the pupil as
+	// their nearest (1 ≤ agreeing ≤ votes ≤ 1000).
+	Agreeing int `json:"agreeing"`
+	Votes    int `json:"votes"`
+}
+
+// Validate checks the template; errors name the field under "template.".
+func (t *EventTemplate) Validate() error {
+	if t.Descriptor == nil {
+		return conf.Fieldf("template.descriptor", "required")
+	}
+	if err := validateDescriptor(t.Descriptor); err != nil {
+		var fe *conf.FieldError
+		if errors.As(err, &fe) {
+			return conf.Fieldf("template."+fe.Field, "%s", fe.Reason)
+		}
+		return conf.Fieldf("template.descriptor", "%v", err)
+	}
+	switch {
+	case !finite(t.DistanceMargin) || t.DistanceMargin < 0 || t.DistanceMargin > 10:
+		return conf.Fieldf("template.distance_margin", "must be a finite number in 0..10")
+	case !finite(t.SecondMargin) || t.SecondMargin < 0 || t.SecondMargin > 10:
+		return conf.Fieldf("template.second_margin", "must be a finite number in 0..10")
+	case t.Votes < 1 || t.Votes > 1000:
+		return conf.Fieldf("template.votes", "must be 1..1000, got %d", t.Votes)
+	case t.Agreeing < 1 || t.Agreeing > t.Votes:
+		return conf.Fieldf("template.agreeing", "must be 1..votes (%d), got %d", t.Votes, t.Agreeing)
+	}
+	return nil
+}
+
+// DescriptorValues returns the template's descriptor.
+func (t *EventTemplate) DescriptorValues() (match.Descriptor, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return match.DescriptorFromBytes(t.Descriptor)
 }
 
 // NewEventID returns a UUIDv7: time-ordered, unique without coordination.
@@ -104,6 +163,14 @@ func (e *Event) Validate() error {
 		return conf.Fieldf("face_jpeg", "not a JPEG")
 	case len(e.FaceJPEG) > 0 && imagecheck.JPEGComplete(e.FaceJPEG) != nil:
 		return conf.Fieldf("face_jpeg", "incomplete JPEG (truncated, no end-of-image marker)")
+	}
+	if e.Template != nil {
+		if e.StudentID == UnknownStudent {
+			return conf.Fieldf("template", "only an event naming a pupil may offer a template")
+		}
+		if err := e.Template.Validate(); err != nil {
+			return err
+		}
 	}
 	for name, v := range map[string]float64{"quality.sharpness": e.Quality.Sharpness, "quality.yaw_deg": e.Quality.YawDeg,
 		"quality.roll_deg": e.Quality.RollDeg, "quality.brightness": e.Quality.Brightness} {

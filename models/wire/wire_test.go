@@ -36,7 +36,16 @@ func goldenEvents() map[string]*Event {
 	crop := base()
 	crop.EventID = "01920e4b-5f60-7182-9a3b-4c5d6e7f8091"
 	crop.FaceJPEG = tinyJPEG()
-	return map[string]*Event{"in.json": in, "out.json": out, "unknown.json": unknown, "with_crop.json": crop}
+	tmpl := base()
+	tmpl.EventID, tmpl.FaceJPEG, tmpl.Model = "01920e4b-8a9b-7c0d-9e1f-2a3b4c5d6e7f", tinyJPEG(), match.DefaultEmbedder
+	tmpl.Template = goldenTemplate()
+	return map[string]*Event{"in.json": in, "out.json": out, "unknown.json": unknown, "with_crop.json": crop,
+		"with_template.json": tmpl}
+}
+
+// goldenTemplate is a template offer whose numbers are exact in JSON.
+func goldenTemplate() *EventTemplate {
+	return &EventTemplate{Descriptor: goldenDescriptor().Bytes(), DistanceMargin: 0.25, SecondMargin: 0.1875, Agreeing: 4, Votes: 4}
 }
 
 func readJSONFiles(t testing.TB, dir string) map[string][]byte {
@@ -161,6 +170,64 @@ func TestEventValidateTable(t *testing.T) {
 		{"crop without end marker", "face_jpeg", func(e *Event) { j := tinyJPEG(); e.FaceJPEG = j[:len(j)-2] }},
 		{"crop too big", "face_jpeg", func(e *Event) { e.FaceJPEG = append([]byte{0xFF, 0xD8}, make([]byte, MaxCropBytes)...) }},
 		{"sharpness NaN", "quality.sharpness", func(e *Event) { e.Quality.Sharpness = math.NaN() }},
+		{"template", "", func(e *Event) { e.Template = goldenTemplate() }},
+		{"template of 512 values", "", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = make(match.Descriptor, 512).Bytes()
+		}},
+		{"template, margins 0", "", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.DistanceMargin, e.Template.SecondMargin = 0, 0
+		}},
+		{"template on an unknown face", "template", func(e *Event) { e.StudentID, e.Template = UnknownStudent, goldenTemplate() }},
+		{"template without descriptor", "template.descriptor", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = nil
+		}},
+		{"template descriptor NaN", "template.descriptor", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = descriptorBytes(3, float32(math.NaN()))
+		}},
+		{"template descriptor inf", "template.descriptor", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = descriptorBytes(127, float32(math.Inf(-1)))
+		}},
+		{"template descriptor ragged", "template.descriptor", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = e.Template.Descriptor[:510]
+		}},
+		{"template descriptor of 1", "template.descriptor", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = match.Descriptor{0.5}.Bytes()
+		}},
+		{"template descriptor too long", "template.descriptor", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Descriptor = make(match.Descriptor, match.MaxDescriptorLen+1).Bytes()
+		}},
+		{"template distance margin negative", "template.distance_margin", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.DistanceMargin = -0.01
+		}},
+		{"template distance margin NaN", "template.distance_margin", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.DistanceMargin = math.NaN()
+		}},
+		{"template second margin inf", "template.second_margin", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.SecondMargin = math.Inf(1)
+		}},
+		{"template votes 0", "template.votes", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Votes, e.Template.Agreeing = 0, 0
+		}},
+		{"template agreeing over votes", "template.agreeing", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Agreeing = 5
+		}},
+		{"template agreeing 0", "template.agreeing", func(e *Event) {
+			e.Template = goldenTemplate()
+			e.Template.Agreeing = 0
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
