@@ -187,6 +187,12 @@ func (s *Store) Descriptor(ctx context.Context, id int64) (match.Descriptor, err
 	return d, nil
 }
 
+// LocalDay is the school's local day (YYYY-MM-DD) of f's capture, the
+// day attendance counts it in.
+func (s *Store) LocalDay(ctx context.Context, f Face) string {
+	return time.UnixMilli(f.CapturedAt).In(s.location(ctx, f.SchoolID)).Format("2006-01-02")
+}
+
 // location is the school's time zone (Asia/Ho_Chi_Minh when unknown),
 // read at each call so a change of the school's zone applies at once.
 func (s *Store) location(ctx context.Context, school string) *time.Location {
