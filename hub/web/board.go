@@ -54,6 +54,10 @@ type Board struct {
 	Counts  map[string]int
 	Missing bool // filter on
 	Saved   bool
+	// FacesOn: the board has the section of the faces the gates did not
+	// decide (faces.go); Faces are the day's, as the viewer may see them.
+	FacesOn bool
+	Faces   []FaceCard
 }
 
 var errNoClass = &api.Error{Code: api.CodeNotFound, Message: "no such class"}

@@ -133,11 +133,20 @@ func (s *Server) board(c *gin.Context) {
 		return
 	}
 	b := &Board{Class: cls, Day: day, Today: day == s.today(cls.Loc), Rows: rows, Counts: countRows(rows),
-		Missing: c.Query("missing") == "1", Saved: c.Query("saved") == "1"}
+		Missing: c.Query("missing") == "1", Saved: c.Query("saved") == "1", FacesOn: s.facesOn()}
+	if b.FacesOn {
+		if b.Faces, err = s.classFaces(c.Request.Context(), principal(c), cls, day); err != nil {
+			s.failErr(c, err)
+			return
+		}
+	}
 	p := s.newPage(c, "board.title", b)
 	p.Title = p.Tr("board.title", "class", cls.Name)
 	if b.Saved {
 		p.Flash = p.T("board.saved")
+	}
+	if note := faceFlash(p, b, c.Request.URL.Query()); note != "" {
+		p.Flash = note
 	}
 	s.render(c, http.StatusOK, "board", p)
 }

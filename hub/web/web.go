@@ -2,9 +2,11 @@
 // (html/template, embedded templates, static files and an i18n catalogue,
 // Vietnamese by default, English by switch) for teachers (live class
 // board over Server-Sent Events, manual corrections, history, term
-// summary, CSV and printable exports), admins (all classes, gate health,
-// quarantine, enrolment with photo upload or the browser camera) and
-// parents (their own children only, notification preferences, Web Push).
+// summary, CSV and printable exports, the faces the gates did not
+// recognise with "this is <pupil>" and "not my pupil"), admins (all
+// classes, gate health, quarantine, enrolment with photo upload or the
+// browser camera) and parents (their own children only, notification
+// preferences, Web Push).
 //
 // Accounts, sessions and roles come from hub/auth; every status shown is
 // hub/attendance's (DayStatus: daily_attendance, one rule); manual attendance
@@ -161,6 +163,11 @@ type Deps struct {
 	Policy    Policy
 	Consent   ConsentReader
 	Templates TemplateLister
+	// Faces (hub/facereview) and Learn (hub/learn) put the faces the
+	// gates did not decide on the class board (faces.go); nil either: the
+	// board has no such section.
+	Faces FaceReview
+	Learn FaceLearner
 }
 
 // Server serves the pages and the live feed.
@@ -253,6 +260,9 @@ func (s *Server) Routes(r gin.IRouter) {
 	t.POST("/class/:class/override", s.classScope, s.csrf, s.override)
 	t.POST("/class/:class/reject", s.classScope, s.csrf, s.reject)
 	t.GET("/crop/:event", s.crop)
+	t.GET("/class/:class/faces/:face/crop", s.classScope, s.faceCrop)
+	t.POST("/class/:class/faces/:face/confirm", s.classScope, s.csrf, s.faceConfirm)
+	t.POST("/class/:class/faces/:face/dismiss", s.classScope, s.csrf, s.faceDismiss)
 
 	a := g.Group("/admin", s.require(auth.RoleAdmin))
 	a.GET("", s.adminOverview)
