@@ -115,11 +115,11 @@ func (c *Confirmer) Confirm(ctx context.Context, faceID int64, pupilID, actor, i
 	return res, nil
 }
 
-// overrideReason is the reason of the override a confirmation writes:
-// the face is the evidence.
+// overrideReason is the reason of the override a confirmation writes,
+// shown on the board: the face is the evidence (its capture and gate are
+// in the audit entry).
 func overrideReason(a facereview.Assignment) string {
-	return fmt.Sprintf("Giáo viên nhận ra ở ảnh chụp tại cổng %s (khuôn mặt #%d) / confirmed from the gate's capture (face #%d, capture %s)",
-		a.GateID, a.ID, a.ID, a.CaptureID)
+	return fmt.Sprintf("Ảnh ở cổng, khuôn mặt #%d / gate capture, face #%d", a.ID, a.ID)
 }
 
 // markPresent is Confirm's attendance step.

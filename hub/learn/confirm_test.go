@@ -151,7 +151,8 @@ func (f *confirmFixture) checkDay(t *testing.T, pupil, status string) {
 }
 
 // checkMark: exactly one override naming face id and one audit entry of
-// it (with the face, capture and client IP) when marked; none otherwise.
+// it (with the face, capture, day and client IP) when marked; none
+// otherwise.
 func (f *confirmFixture) checkMark(t *testing.T, pupil string, id int64, capture string, marked bool) {
 	t.Helper()
 	want := 0
@@ -159,7 +160,7 @@ func (f *confirmFixture) checkMark(t *testing.T, pupil string, id int64, capture
 		want = 1
 	}
 	if n := f.count(t, `SELECT count(*) FROM attendance_overrides WHERE pupil_id = ? AND day = ? AND status = 'present'
-		AND actor = 'teacher:lan' AND instr(reason, ?) > 0 AND instr(reason, ?) > 0`, pupil, day, "#"+strconv.FormatInt(id, 10), capture); n != want {
+		AND actor = 'teacher:lan' AND reason = ?`, pupil, day, "Ảnh ở cổng, khuôn mặt #"+strconv.FormatInt(id, 10)+" / gate capture, face #"+strconv.FormatInt(id, 10)); n != want {
 		t.Fatalf("%d present overrides naming face %d, want %d", n, id, want)
 	}
 	es, err := f.audit.List(context.Background(), audit.Filter{Scope: audit.Scope{All: true}, Action: learn.ActionOverride, Subject: "pupil:" + pupil})
