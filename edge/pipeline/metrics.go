@@ -33,6 +33,42 @@ type Stats struct {
 	Unrecognised        atomic.Int64
 	NearMisses          atomic.Int64
 	UnrecognisedDropped atomic.Int64
+	// AutoTemplates counts decisions whose event offers a template
+	// (autotemplate.go; a debounced repeat's event is not sent).
+	// AutoTemplateRefused counts, per rule, the decisions that failed it
+	// (a decision failing two rules counts under both): what each rule
+	// costs.
+	AutoTemplates       atomic.Int64
+	AutoTemplateRefused struct {
+		Distance, Margin, Quality, Agreement, Descriptor atomic.Int64
+	}
+}
+
+// autoTemplateCounter is rule's counter in AutoTemplateRefused.
+func (s *Stats) autoTemplateCounter(rule string) *atomic.Int64 {
+	r := &s.AutoTemplateRefused
+	switch rule {
+	case RuleDistance:
+		return &r.Distance
+	case RuleMargin:
+		return &r.Margin
+	case RuleQuality:
+		return &r.Quality
+	case RuleAgreement:
+		return &r.Agreement
+	}
+	return &r.Descriptor
+}
+
+func (s *Stats) autoTemplateRefused(rule string) { s.autoTemplateCounter(rule).Add(1) }
+
+// AutoTemplateRefusals returns AutoTemplateRefused by rule name.
+func (s *Stats) AutoTemplateRefusals() map[string]int64 {
+	out := make(map[string]int64, len(AutoTemplateRules))
+	for _, r := range AutoTemplateRules {
+		out[r] = s.autoTemplateCounter(r).Load()
+	}
+	return out
 }
 
 // Metrics are the Prometheus figures of the pipeline. A nil *Metrics is
@@ -61,6 +97,14 @@ func NewMetrics(reg prometheus.Registerer, st *Stats) *Metrics {
 			Help:        "Unrecognised faces committed to the outbox for the hub's review, by kind (unrecognised, near_miss).",
 			ConstLabels: prometheus.Labels{"kind": kind}}, func() float64 { return float64(v.Load()) })
 	}
+	refused := func(rule string) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_auto_template_refused_total",
+			Help:        "Decisions whose event offers no automatic template, by the \"well inside\" rule they failed (one decision may fail several).",
+			ConstLabels: prometheus.Labels{"rule": rule}}, func() float64 { return float64(st.autoTemplateCounter(rule).Load()) })
+	}
+	for _, r := range AutoTemplateRules {
+		reg.MustRegister(refused(r))
+	}
 	reg.MustRegister(m.DetectSeconds, m.DescribeSeconds, m.DecideSeconds,
 		counter("edge_frames_total", "Frames taken from the camera.", &st.Frames),
 		counter("edge_detect_frames_total", "Frames the detector ran on.", &st.DetectFrames),
@@ -75,6 +119,7 @@ func NewMetrics(reg prometheus.Registerer, st *Stats) *Metrics {
 		counter("edge_pipeline_errors_total", "Errors in the pipeline.", &st.Errors),
 		unrecognised("unrecognised", &st.Unrecognised),
 		unrecognised("near_miss", &st.NearMisses),
+		counter("edge_auto_templates_total", "Decisions whose event offers its best crop as an automatic gate template.", &st.AutoTemplates),
 		counter("edge_unrecognised_dropped_total", "Undecided tracks not sent for review (no crop, no pupil to compare with, or the outbox half full).", &st.UnrecognisedDropped),
 	)
 	return m

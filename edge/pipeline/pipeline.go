@@ -115,6 +115,10 @@ type Config struct {
 	// track that ended without a decision: a wire.Unrecognised with the
 	// track's best crop and nearest pupils (unrecognised.go). On by default.
 	ReportUnrecognised bool `yaml:"report_unrecognised"`
+	// AutoTemplate: a decision well inside the operating point offers
+	// its best crop to the hub as an automatic gate template
+	// (autotemplate.go). On by default.
+	AutoTemplate AutoTemplateConfig `yaml:"auto_template"`
 	// FaceCrop attaches a small JPEG of the face to each event.
 	FaceCrop bool `yaml:"face_crop"`
 	// FaceCropWidth is the width of that JPEG and of an unrecognised
@@ -164,6 +168,7 @@ func DefaultConfig() Config {
 		CalibrateFAR:             0.01,
 		Candidates:               DefaultCandidatesConfig(),
 		ReportUnrecognised:       true,
+		AutoTemplate:             DefaultAutoTemplateConfig(),
 		FaceCrop:                 true,
 		FaceCropWidth:            112,
 		Location:                 time.UTC,
@@ -232,6 +237,9 @@ func (c Config) Validate(prefix string) error {
 		return f("cooldown", "must not be negative")
 	}
 	if err := c.Candidates.Validate(prefix + ".candidates"); err != nil {
+		return err
+	}
+	if err := c.AutoTemplate.Validate(prefix + ".auto_template"); err != nil {
 		return err
 	}
 	return c.VoteQuality.Validate(prefix + ".vote_quality")
@@ -708,13 +716,16 @@ func (p *Pipeline) applyVote(j job, vote *Vote, emits chan<- emission) {
 	var out []emission
 	if vote != nil && !j.tr.Decided {
 		j.tr.Votes = append(j.tr.Votes, *vote)
-		d := p.decideLocked(j.tr.Votes, p.voteConfig())
+		vc := p.voteConfig()
+		d := p.decideLocked(j.tr.Votes, vc)
 		j.tr.Decision = d // an undecided one keeps its Reason, for the log
 		if d.OK {
 			j.tr.Decided = true
 			p.Stats.Decisions.Add(1)
 			p.metrics.observeDecide(j.at.Sub(j.tr.FirstSeen).Seconds())
-			out = append(out, p.emissionLocked(j.tr, d, j.frame, j.at, false))
+			e := p.emissionLocked(j.tr, d, j.frame, j.at, false)
+			e.ev.Template = p.autoTemplateLocked(j.tr.Votes, d, vc)
+			out = append(out, e)
 		}
 	}
 	if j.tr.Ended {
