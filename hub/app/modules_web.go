@@ -6,12 +6,14 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/enrol"
+	"github.com/diemdanh/diemdanh/hub/learn"
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/web"
 )
 
 // buildWeb wires the web packages: the notification outbox (hub/notify) and
-// the browser UI (hub/web) with its live board. Both listen to ingest.
+// the browser UI (hub/web) with its live board and the review of the faces
+// the gates did not recognise (hub/learn). Both listen to ingest.
 func (a *App) buildWeb(ctx context.Context) error {
 	m := &a.Mods
 	cfg := a.Cfg
@@ -49,6 +51,16 @@ func (a *App) buildWeb(ctx context.Context) error {
 	}
 	if m.Consent != nil {
 		deps.Consent = m.Consent
+	}
+	if m.FaceReview != nil && m.Attendance != nil {
+		// The board's faces the gates did not recognise: "this is
+		// <pupil>" marks attendance and teaches the gates (hub/learn).
+		c, err := learn.NewConfirmer(learn.ConfirmDeps{Review: m.FaceReview, Attendance: m.Attendance, Templates: m.Templates,
+			Audit: m.Audit, Log: a.Log.With("component", "learn")})
+		if err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		deps.Faces, deps.Learn = m.FaceReview, c
 	}
 	if m.Enrol != nil {
 		deps.Feedback = enrol.WebFeedback{S: m.Enrol}
