@@ -87,8 +87,11 @@ func TestConfirmedFaceReachesTheGatesGallery(t *testing.T) {
 		t.Fatalf("confirm: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if page := getPage(t, hc, a.BaseURL()+resp.Header.Get("Location")); !strings.Contains(page, `data-status="present"`) {
-		t.Error("An is not present on the board after the confirmation")
+	page = getPage(t, hc, a.BaseURL()+resp.Header.Get("Location"))
+	for _, want := range []string{`data-status="present"`, "Đã điểm danh Nguyễn Văn An có mặt.", "Đã lưu ảnh làm mẫu khuôn mặt"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the board after the confirmation lacks %q", want)
+		}
 	}
 
 	deadline := time.Now().Add(10 * time.Second)

@@ -60,7 +60,7 @@ func (a *App) buildWeb(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
-		deps.Faces, deps.Learn = m.FaceReview, c
+		deps.Faces, deps.Learn = m.FaceReview, webLearner{c}
 	}
 	if m.Enrol != nil {
 		deps.Feedback = enrol.WebFeedback{S: m.Enrol}
@@ -86,4 +86,16 @@ func (a *App) buildWeb(ctx context.Context) error {
 	}
 	m.Web.Routes(a.API.Engine)
 	return nil
+}
+
+// webLearner adapts hub/learn's Confirmer to the board (web.FaceLearner).
+type webLearner struct{ c *learn.Confirmer }
+
+func (l webLearner) Confirm(ctx context.Context, face int64, pupil, actor, ip string) (web.FaceConfirmation, error) {
+	r, err := l.c.Confirm(ctx, face, pupil, actor, ip)
+	return web.FaceConfirmation{Day: r.Day, Present: r.Present, Status: r.Status, TemplateID: r.TemplateID, NoTemplate: r.NoTemplate}, err
+}
+
+func (l webLearner) NotMine(ctx context.Context, face int64, class, actor string) (bool, error) {
+	return l.c.NotMine(ctx, face, class, actor)
 }

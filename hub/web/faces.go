@@ -2,9 +2,9 @@ package web
 
 // The faces the gates did not decide, on the class board: each with its
 // crop, its nearest pupils and the buttons "Đây là <tên>" (this is
-// <pupil>: hub/learn marks the pupil present and, where the consent
-// allows it, teaches the gate) and "Không phải học sinh lớp tôi" (not my
-// pupil: hidden from this class).
+// <pupil>: hub/learn, through FaceLearner, marks the pupil present and,
+// where the consent allows it, teaches the gate) and "Không phải học sinh
+// lớp tôi" (not my pupil: hidden from this class).
 //
 // Least privilege: a teacher sees the faces of the gates that serve the
 // class (gate_classes; a gate without assignments serves every class of
@@ -28,7 +28,6 @@ import (
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
 	"github.com/diemdanh/diemdanh/hub/facereview"
-	"github.com/diemdanh/diemdanh/hub/learn"
 )
 
 // FaceReview reads the faces the gates did not decide (hub/facereview's
@@ -39,11 +38,39 @@ type FaceReview interface {
 	Crop(ctx context.Context, id int64) ([]byte, error)
 }
 
-// FaceLearner decides about them (hub/learn's Confirmer implements it).
+// FaceLearner decides about them: hub/learn's Confirmer, which hub/app
+// adapts to it, so that this package does not depend on hub/learn. Confirm is "this is <pupil>" (the
+// attendance mark and, where the consent allows it, a gate template);
+// NotMine hides a face from a class. Their errors wrap facereview's
+// ErrNotFound, ErrInvalid and ErrAssigned.
 type FaceLearner interface {
-	Confirm(ctx context.Context, faceID int64, pupilID, actor, ip string) (learn.Confirmation, error)
+	Confirm(ctx context.Context, faceID int64, pupilID, actor, ip string) (FaceConfirmation, error)
 	NotMine(ctx context.Context, faceID int64, classID, actor string) (bool, error)
 }
+
+// FaceConfirmation is what a confirmation did, as the board reports it
+// (hub/learn's Confirmation).
+type FaceConfirmation struct {
+	Day     string `json:"day"`     // the capture's school day, YYYY-MM-DD
+	Present string `json:"present"` // FacePresentMarked or FacePresentAlready
+	Status  string `json:"status"`  // the pupil's day status after it
+	// TemplateID is the gate template kept from the capture (0: none);
+	// NoTemplate says why there is none (one of FaceNoTemplateReasons).
+	TemplateID int64  `json:"template_id,omitempty"`
+	NoTemplate string `json:"no_template,omitempty"`
+}
+
+// What a confirmation did about attendance (hub/learn's PresentMarked and
+// PresentAlready).
+const (
+	FacePresentMarked  = "marked"
+	FacePresentAlready = "already"
+)
+
+// FaceNoTemplateReasons are the reasons the board explains when a
+// confirmation kept no template (hub/learn's NoTemplate constants); the
+// message of each is faces.template_<reason>.
+var FaceNoTemplateReasons = []string{"no_descriptor", "other_model", "no_consent", "own_consent"}
 
 // FaceCard is one face on a class board.
 type FaceCard struct {
@@ -304,7 +331,7 @@ func (s *Server) mayName(ctx context.Context, p *auth.Principal, cls ClassInfo, 
 	return err == nil && (class == cls.ID || p.Role == auth.RoleAdmin)
 }
 
-// faceConfirm is "Đây là <tên>" (this is <pupil>) through hub/learn.
+// faceConfirm is "Đây là <tên>" (this is <pupil>) through the FaceLearner.
 func (s *Server) faceConfirm(c *gin.Context) {
 	f, ok := s.faceScope(c)
 	if !ok {
@@ -320,7 +347,7 @@ func (s *Server) faceConfirm(c *gin.Context) {
 		s.failFace(c, err)
 		return
 	}
-	if res.Present == learn.PresentMarked {
+	if res.Present == FacePresentMarked {
 		s.PupilChanged(c.Request.Context(), pupil)
 	}
 	if wantsJSON(c) {
@@ -334,7 +361,7 @@ func (s *Server) faceConfirm(c *gin.Context) {
 
 // templateNote is what the board says of a confirmation's template:
 // "added" or why not.
-func templateNote(res learn.Confirmation) string {
+func templateNote(res FaceConfirmation) string {
 	if res.TemplateID != 0 {
 		return "added"
 	}
@@ -409,15 +436,14 @@ func faceFlash(p *page, b *Board, q url.Values) string {
 	}
 	var parts []string
 	switch q.Get("present") {
-	case learn.PresentMarked:
+	case FacePresentMarked:
 		parts = append(parts, p.Tr("faces.done_marked", "name", name))
-	case learn.PresentAlready:
+	case FacePresentAlready:
 		parts = append(parts, p.Tr("faces.done_already", "name", name))
 	default:
 		return ""
 	}
-	switch t := q.Get("template"); t {
-	case "added", learn.NoTemplateConsent, learn.NoTemplateOwnConsent, learn.NoTemplateDescriptor, learn.NoTemplateModel:
+	if t := q.Get("template"); t == "added" || contains(FaceNoTemplateReasons, t) {
 		parts = append(parts, p.T("faces.template_"+t))
 	}
 	return strings.Join(parts, " ")

@@ -51,7 +51,7 @@ func newFacesFixture(t *testing.T, authMW bool) (*fixture, *faceKit) {
 		c, err := learn.NewConfirmer(learn.ConfirmDeps{Review: k.review, Templates: k.tpl, Audit: d.Audit,
 			Attendance: attendance.New(d.DB, attendance.Default(), nil, nil)})
 		must(t, err)
-		d.Faces, d.Learn = k.review, c
+		d.Faces, d.Learn = k.review, testLearner{c}
 	})
 	gh, _ := bcrypt.GenerateFromPassword([]byte(gatePass), bcrypt.MinCost)
 	for _, q := range []string{
@@ -67,6 +67,38 @@ func newFacesFixture(t *testing.T, authMW bool) (*fixture, *faceKit) {
 		SchoolID: "s2", FullName: "Quản trị Lê Lợi"})
 	must(t, err)
 	return f, k
+}
+
+// testLearner adapts hub/learn's Confirmer to FaceLearner, as hub/app
+// does.
+type testLearner struct{ c *learn.Confirmer }
+
+func (l testLearner) Confirm(ctx context.Context, face int64, pupil, actor, ip string) (FaceConfirmation, error) {
+	r, err := l.c.Confirm(ctx, face, pupil, actor, ip)
+	return FaceConfirmation{Day: r.Day, Present: r.Present, Status: r.Status, TemplateID: r.TemplateID, NoTemplate: r.NoTemplate}, err
+}
+
+func (l testLearner) NotMine(ctx context.Context, face int64, class, actor string) (bool, error) {
+	return l.c.NotMine(ctx, face, class, actor)
+}
+
+// TestFaceConfirmationMirrorsLearn: the board's names for what a
+// confirmation did are hub/learn's.
+func TestFaceConfirmationMirrorsLearn(t *testing.T) {
+	if FacePresentMarked != learn.PresentMarked || FacePresentAlready != learn.PresentAlready {
+		t.Errorf("present: %q %q, learn's %q %q", FacePresentMarked, FacePresentAlready, learn.PresentMarked, learn.PresentAlready)
+	}
+	want := []string{learn.NoTemplateDescriptor, learn.NoTemplateModel, learn.NoTemplateConsent, learn.NoTemplateOwnConsent}
+	if strings.Join(FaceNoTemplateReasons, ",") != strings.Join(want, ",") {
+		t.Errorf("reasons %v, learn's %v", FaceNoTemplateReasons, want)
+	}
+	cat, err := LoadCatalogue()
+	must(t, err)
+	for _, r := range append(want, "added") {
+		if _, ok := cat.Keys("vi")["faces.template_"+r]; !ok {
+			t.Errorf("no message for %q", r)
+		}
+	}
 }
 
 // grant records pupil's consent with the gate-template scope.
