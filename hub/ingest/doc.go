@@ -15,8 +15,11 @@
 // the retention job after audit.retention_days.
 //
 // A payload that fails validation is written to the quarantine table with
-// the reason and acknowledged; it never blocks or crashes the stream.
-// After commit, registered Listeners are told about each new event.
+// the reason and acknowledged, without its face crop or any face
+// descriptor; it never blocks or crashes the stream. After commit,
+// registered Listeners are told about each new event. An event's offered
+// template (wire.Event.Template) is not stored with it: listeners get it
+// (hub/learn's Updater may keep it as an automatic gate template).
 //
 // Further gate topic kinds (unrecognised faces, wire.TopicKindUnrecognised)
 // are stored by the package that owns their table, through a TopicHandler

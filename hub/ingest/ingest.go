@@ -398,18 +398,23 @@ func (in *Ingester) commitTx(batch []*item) error {
 const quarantineMax = 64 << 10
 
 // cropField matches an event's face crop in a (possibly malformed or cut)
-// JSON payload.
-var cropField = regexp.MustCompile(`"face_jpeg"\s*:\s*"[^"]*"?`)
+// JSON payload; descriptorField a face descriptor (an event's template,
+// an unrecognised face's descriptor).
+var (
+	cropField       = regexp.MustCompile(`"face_jpeg"\s*:\s*"[^"]*"?`)
+	descriptorField = regexp.MustCompile(`"descriptor"\s*:\s*("[^"]*"?|\[[^\]]*\]?)`)
+)
 
 // quarantine keeps the refused payload for diagnosis, without the face
-// crop: nobody's consent covers keeping it (and the retention job does not
-// look in quarantine).
+// crop or a face descriptor: nobody's consent covers keeping them (and
+// the retention job does not look in quarantine).
 func quarantine(tx *sql.Tx, it *item, reason string) error {
 	p := it.msg.Payload
 	if len(p) > quarantineMax {
 		p = p[:quarantineMax]
 	}
 	p = cropField.ReplaceAllLiteral(p, []byte(`"face_jpeg":"(removed)"`))
+	p = descriptorField.ReplaceAllLiteral(p, []byte(`"descriptor":"(removed)"`))
 	if p == nil {
 		p = []byte{}
 	}
