@@ -44,6 +44,7 @@ func TestConfigValidate(t *testing.T) {
 		{"review retention too short", func(c *Config) { c.Review.Retention = time.Minute }, "review.retention"},
 		{"review retention too long", func(c *Config) { c.Review.Retention = 31 * 24 * time.Hour }, "review.retention"},
 		{"review purge interval", func(c *Config) { c.Review.PurgeInterval = 0 }, "review.purge_interval"},
+		{"automatic templates drift", func(c *Config) { c.Automatic.DriftMax = -1 }, "automatic_templates.drift_max"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/facereview"
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
+	"github.com/diemdanh/diemdanh/hub/learn"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
@@ -25,19 +26,20 @@ import (
 // their section here: a field, its default in defaultComponents and its
 // check in validate (small additive edits).
 type Components struct {
-	Attendance attendance.Config    `yaml:"attendance"`
-	Gallery    gallerysrv.Config    `yaml:"gallery"`
-	Backup     backup.Config        `yaml:"backup"`
-	Templates  facetemplates.Config `yaml:"templates"`
-	Auth       auth.Config          `yaml:"auth"`
-	Enrol      enrol.Config         `yaml:"enrol"`
-	Audit      audit.Config         `yaml:"audit"`
-	Web        web.Config           `yaml:"web"`    // pages
-	Notify     notify.Config        `yaml:"notify"` // notifications
-	Broker     broker.Config        `yaml:"broker"` // MQTT (embedded or external)
-	Ingest     ingest.Config        `yaml:"ingest"` // event validation and group commit
-	CitySync   citysync.Config      `yaml:"city_sync"`
-	Review     facereview.Config    `yaml:"review"` // unrecognised faces: retention and purge
+	Attendance attendance.Config     `yaml:"attendance"`
+	Gallery    gallerysrv.Config     `yaml:"gallery"`
+	Backup     backup.Config         `yaml:"backup"`
+	Templates  facetemplates.Config  `yaml:"templates"`
+	Auth       auth.Config           `yaml:"auth"`
+	Enrol      enrol.Config          `yaml:"enrol"`
+	Audit      audit.Config          `yaml:"audit"`
+	Web        web.Config            `yaml:"web"`    // pages
+	Notify     notify.Config         `yaml:"notify"` // notifications
+	Broker     broker.Config         `yaml:"broker"` // MQTT (embedded or external)
+	Ingest     ingest.Config         `yaml:"ingest"` // event validation and group commit
+	CitySync   citysync.Config       `yaml:"city_sync"`
+	Review     facereview.Config     `yaml:"review"`              // unrecognised faces: retention and purge
+	Automatic  learn.AutomaticConfig `yaml:"automatic_templates"` // gate templates the gates offer
 }
 
 func defaultComponents() Components {
@@ -55,6 +57,7 @@ func defaultComponents() Components {
 		Ingest:     ingest.Default(),
 		CitySync:   citysync.Default(),
 		Review:     facereview.Default(),
+		Automatic:  learn.DefaultAutomaticConfig(),
 	}
 }
 
@@ -93,6 +96,9 @@ func (c Components) validate() error {
 		return err
 	}
 	if err := c.Review.Validate("review"); err != nil {
+		return err
+	}
+	if err := c.Automatic.Validate("automatic_templates"); err != nil {
 		return err
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/ingest"
+	"github.com/diemdanh/diemdanh/hub/learn"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 
@@ -43,6 +44,7 @@ type Modules struct {
 	MQTT       *MQTTModule       // ingest + broker (see modules_mqtt.go)
 	CitySync   *citysync.Worker  // city database sync, nil when off (modules_citysync.go)
 	FaceReview *facereview.Store // unrecognised faces for review (modules_facereview.go)
+	Automatic  *learn.Updater    // automatic gate templates from the gates' offers (modules_automatic.go)
 
 	// listeners are told about every stored event; the ingest wiring
 	// passes them to ingest.AddListener (see AddEventListener).
@@ -120,6 +122,12 @@ func (a *App) buildModules(ctx context.Context) error {
 
 	// ---- city database sync (modules_citysync.go; off without a dsn)
 	if err := a.buildCitySync(ctx); err != nil {
+		return err
+	}
+
+	// ---- automatic gate templates (modules_automatic.go; an ingest
+	// listener, so before the ingest wiring)
+	if err := a.buildAutomatic(); err != nil {
 		return err
 	}
 

@@ -1,0 +1,23 @@
+package app
+
+import (
+	"fmt"
+
+	"github.com/diemdanh/diemdanh/hub/learn"
+)
+
+// buildAutomatic wires hub/learn's automatic gate templates: the Updater
+// listens to ingest (so it must be built before buildMQTT), considers the
+// templates the gates offer on its own goroutine, and counts the results
+// in diemdanh_automatic_templates_total. It needs the template store.
+func (a *App) buildAutomatic() error {
+	u, err := learn.NewUpdater(a.Cfg.Automatic, learn.AutomaticDeps{DB: a.DB, Templates: a.Mods.Templates,
+		Registerer: a.API.Registry, Log: a.Log.With("component", "automatic-templates"), Now: a.Now})
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.Mods.Automatic = u
+	a.AddEventListener(u)
+	a.Go("automatic-templates", u.Run)
+	return nil
+}
