@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/diemdanh/diemdanh/hub/learn"
+	"github.com/diemdanh/diemdanh/models/faceengine"
+	"github.com/diemdanh/diemdanh/models/match"
 )
 
 // buildAutomatic wires hub/learn's automatic gate templates: the Updater
@@ -11,7 +13,7 @@ import (
 // templates the gates offer on its own goroutine, and counts the results
 // in diemdanh_automatic_templates_total. It needs the template store.
 func (a *App) buildAutomatic() error {
-	u, err := learn.NewUpdater(a.Cfg.Automatic, learn.AutomaticDeps{DB: a.DB, Templates: a.Mods.Templates,
+	u, err := learn.NewUpdater(a.Cfg.Automatic, learn.AutomaticDeps{DB: a.DB, Templates: a.Mods.Templates, VoteCap: voteCap,
 		Registerer: a.API.Registry, Log: a.Log.With("component", "automatic-templates"), Now: a.Now})
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
@@ -20,4 +22,11 @@ func (a *App) buildAutomatic() error {
 	a.AddEventListener(u)
 	a.Go("automatic-templates", u.Run)
 	return nil
+}
+
+// voteCap is the measured vote cap of model's embedder (the automatic
+// templates' default drift guard).
+func voteCap(m match.ModelID) (float64, bool) {
+	p, ok := faceengine.ProfileOf(m)
+	return p.VoteCap, ok
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
-	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 )
 
@@ -59,8 +58,8 @@ type AutomaticConfig struct {
 	// DriftMax is the drift guard: an offered descriptor farther than
 	// this (real L2) from every active enrolment template of the pupil is
 	// refused. 0 takes the hub model's measured vote cap
-	// (faceengine.DistanceProfile.VoteCap: SFace 0.98), the loosest
-	// distance at which a gate may accept anyone.
+	// (AutomaticDeps.VoteCap: faceengine.DistanceProfile.VoteCap, SFace
+	// 0.98), the loosest distance at which a gate may accept anyone.
 	DriftMax float64 `yaml:"drift_max"`
 	// Queue bounds the stored events waiting to be considered.
 	Queue int `yaml:"queue"`
@@ -84,10 +83,15 @@ func (c AutomaticConfig) Validate(prefix string) error {
 }
 
 // AutomaticDeps are what an Updater works through. DB and Templates are
-// required; Registerer, Log and Now may be nil.
+// required; VoteCap, Registerer, Log and Now may be nil.
 type AutomaticDeps struct {
-	DB         *store.DB
-	Templates  *facetemplates.Store
+	DB        *store.DB
+	Templates *facetemplates.Store
+	// VoteCap gives a model's measured vote cap, the drift guard when
+	// drift_max is 0 (the app passes faceengine.ProfileOf's: this package
+	// does not link the face engine). Nil, or a model it does not know:
+	// only drift_max guards.
+	VoteCap    func(match.ModelID) (float64, bool)
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
 	Now        func() time.Time
@@ -316,14 +320,16 @@ func (u *Updater) schoolDay(ctx context.Context, school string, capturedAt int64
 func (u *Updater) driftGuard(ctx context.Context, desc match.Descriptor, model match.ModelID, list []facetemplates.Info) (float64, string, error) {
 	limit := u.cfg.DriftMax
 	if limit == 0 {
-		p, ok := faceengine.ProfileOf(model)
-		if !ok {
+		var ok bool
+		if u.d.VoteCap != nil {
+			limit, ok = u.d.VoteCap(model)
+		}
+		if !ok || !(limit > 0) {
 			if !u.warned.Swap(true) {
-				u.d.Log.Warn("automatic templates need automatic_templates.drift_max: the hub's model has no measured profile", "model", model.String())
+				u.d.Log.Warn("automatic templates need automatic_templates.drift_max: the hub's model has no measured vote cap", "model", model.String())
 			}
 			return 0, AutoNoDriftLimit, nil
 		}
-		limit = p.VoteCap
 	}
 	best, enrolled := math.Inf(1), 0
 	for _, t := range list {

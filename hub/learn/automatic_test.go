@@ -20,6 +20,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/learn"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
@@ -128,7 +129,8 @@ func newAutoFixture(t *testing.T, cfg learn.AutomaticConfig) *autoFixture {
 	}
 	f.tpl.SetModel(match.DlibResNetV1)
 	f.consent = consent.New(db, f.tpl, audit.New(db, nil, f.clock), nil, f.clock)
-	if f.u, err = learn.NewUpdater(cfg, learn.AutomaticDeps{DB: db, Templates: f.tpl, Registerer: f.reg, Now: f.clock}); err != nil {
+	if f.u, err = learn.NewUpdater(cfg, learn.AutomaticDeps{DB: db, Templates: f.tpl, VoteCap: profileVoteCap, Registerer: f.reg,
+		Now: f.clock}); err != nil {
 		t.Fatal(err)
 	}
 	if f.in, err = ingest.New(db, ingest.Default(), nil, f.clock); err != nil {
@@ -140,6 +142,13 @@ func newAutoFixture(t *testing.T, cfg learn.AutomaticConfig) *autoFixture {
 	go func() { _ = f.u.Run(ctx); close(done) }()
 	t.Cleanup(func() { f.in.Close(); cancel(); <-done })
 	return f
+}
+
+// profileVoteCap is the measured vote cap of the model's embedder, as
+// the app passes it (dlib: 0.40).
+func profileVoteCap(m match.ModelID) (float64, bool) {
+	p, ok := faceengine.ProfileOf(m)
+	return p.VoteCap, ok
 }
 
 // grant records pupil's consent: face attendance, photos, and the
@@ -444,7 +453,8 @@ func TestAutomaticRefusals(t *testing.T) {
 // TestAutomaticDirect: Automatic decides without ingest's queue (the
 // benchmark's path) and reports the distance the drift guard measured;
 // an event without a template, or automatic templates switched off, is
-// not considered or counted; a bad config names its field.
+// not considered or counted; without a vote cap the guard needs
+// drift_max, which then decides alone; a bad config names its field.
 func TestAutomaticDirect(t *testing.T) {
 	f := newAutoFixture(t, learn.DefaultAutomaticConfig())
 	p := f.pupils[2]
@@ -470,6 +480,22 @@ func TestAutomaticDirect(t *testing.T) {
 	}
 	if c := f.u.Counts(); c[learn.AutoDrift] != 1 || len(f.automatic(t, p)) != 0 {
 		t.Fatalf("counts %v", c)
+	}
+	noCap, err := learn.NewUpdater(learn.DefaultAutomaticConfig(), learn.AutomaticDeps{DB: f.db, Templates: f.tpl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := noCap.Automatic(ctx, ingest.StoredEvent{Event: ev}); err != nil || out.Result != learn.AutoNoDriftLimit {
+		t.Fatalf("no vote cap and no drift_max: %+v, %v", out, err)
+	}
+	loose := learn.DefaultAutomaticConfig()
+	loose.DriftMax = 1.5
+	explicit, err := learn.NewUpdater(loose, learn.AutomaticDeps{DB: f.db, Templates: f.tpl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := explicit.Automatic(ctx, ingest.StoredEvent{Event: ev}); err != nil || out.Result != learn.AutoAdded {
+		t.Fatalf("drift_max 1.5 lets another person through (what the default guards against): %+v, %v", out, err)
 	}
 	for field, mod := range map[string]func(*learn.AutomaticConfig){
 		"automatic_templates.drift_max": func(c *learn.AutomaticConfig) { c.DriftMax = -1 },
