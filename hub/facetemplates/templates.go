@@ -23,9 +23,8 @@
 // transaction as every change that alters what gates must hold, and calls
 // subscribers after the commit (the gallery server announces it on MQTT).
 //
-// The package was hub/templates; it was renamed so it is not mistaken for
-// hub/web/templates (HTML). Its hub.yaml section is still `templates:`
-// (templates.key_file, ...), unchanged for compatibility.
+// Its hub.yaml section is `templates:` (templates.key_file, ...); the
+// package is not hub/web/templates (HTML).
 package facetemplates
 
 import (
