@@ -25,7 +25,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // benchFlags are `edge bench`'s flags.
 type benchFlags struct {
 	video, truth, gal, suite, config, embedder, cpuprofile, decision *string
-	asJSON, baseline, peer, verbose, realtime                        *bool
+	asJSON, baseline, peer, verbose, realtime, learn                 *bool
 	threshold, margin                                                *float64
 	m, k, width, workers, days, slowDays                             *int
 }
@@ -53,6 +53,7 @@ func newBenchFlags(fs *flag.FlagSet) *benchFlags {
 		verbose:    fs.Bool("v", false, "log the pipeline to stderr"),
 		cpuprofile: fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file"),
 		realtime:   fs.Bool("realtime", false, "play the video at its own frame rate like a live camera (stale frames dropped, no waiting for workers): the latency a gate has"),
+		learn:      fs.Bool("learn", false, "with --suite: after each day, play the teacher through a scratch hub (confirm unrecognised pupils, dismiss visitors, undo wrong announcements) and run the next day with the gallery the gate downloads from it; false runs the control"),
 	}
 }
 
@@ -64,6 +65,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *bf.suite == "" && (*bf.video == "" || *bf.truth == "" || *bf.gal == "") {
 		return usageErr("bench needs --suite S or --video V --truth T --gallery G")
+	}
+	if *bf.learn && *bf.suite == "" {
+		return usageErr("--learn needs --suite: learning runs over the suite's school days")
 	}
 	cfg, err := LoadConfig(*bf.config)
 	if err != nil {
@@ -146,7 +150,7 @@ func (bf *benchFlags) runSuite(ctx context.Context, cfg Config, fs *flag.FlagSet
 	}
 	return bench.RunSuite(ctx, bench.SuiteOptions{Suite: *bf.suite, Engine: cfg.Engine, Pipeline: cfg.Pipeline,
 		Rules: rules, Days: *bf.days, Realtime: *bf.realtime, Baseline: *bf.baseline, Peer: *bf.peer,
-		SlowDays: *bf.slowDays}, log)
+		SlowDays: *bf.slowDays, Learn: *bf.learn}, log)
 }
 
 // decisionRules parses --decision. Every rule given explicitly must be

@@ -152,6 +152,7 @@ func TestMainErrors(t *testing.T) {
 		{"bench without inputs", []string{"bench", "--video", notVideo}, nil, 2, "--suite"},
 		{"bench missing suite", []string{"bench", "--suite", filepath.Join(dir, "none.json")}, nil, 1, "suite"},
 		{"bench unknown decision rule", []string{"bench", "--suite", filepath.Join(dir, "none.json"), "--decision", "votes,coin"}, nil, 2, "--decision coin"},
+		{"bench learning without a suite", []string{"bench", "--video", notVideo, "--truth", filepath.Join(dir, "none.json"), "--gallery", badGallery, "--learn"}, nil, 2, "--learn needs --suite"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

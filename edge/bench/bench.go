@@ -21,6 +21,7 @@ import (
 	"github.com/diemdanh/diemdanh/edge/capture"
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/edge/sim"
+	"github.com/diemdanh/diemdanh/hub/bench/gatelearn"
 	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
@@ -70,6 +71,17 @@ type Options struct {
 	// plays as fast as the pipeline goes and nothing is dropped.
 	Realtime         bool
 	SchoolID, GateID string
+	// Now is the gate's clock (nil: time.Now): the pipeline, the capture
+	// and the publisher run on it (a learning run's school days).
+	Now func() time.Time
+}
+
+// clock is o.Now, or time.Now.
+func (o Options) clock() func() time.Time {
+	if o.Now != nil {
+		return o.Now
+	}
+	return time.Now
 }
 
 // Accuracy is how a run's events compare with the truth.
@@ -197,6 +209,10 @@ type videoRun struct {
 	decs      []decision
 	acks      map[string]time.Time // event ID -> PUBACK
 	wall, cpu time.Duration
+	// reviews are the tracks sent as unrecognised faces, published the
+	// gate's messages as the broker received them.
+	reviews   []gatelearn.Track
+	published []Published
 }
 
 // runVideo starts the gate's surroundings (a scratch outbox, a broker and
@@ -204,10 +220,10 @@ type videoRun struct {
 // acknowledgements and scores the events against in.truth.
 func runVideo(ctx context.Context, o Options, eng *faceengine.Engine, in benchInputs, log *slog.Logger) (*videoRun, error) {
 	if o.SchoolID == "" {
-		o.SchoolID = "bench"
+		o.SchoolID = benchSchool
 	}
 	if o.GateID == "" {
-		o.GateID = "gate-1"
+		o.GateID = benchGate
 	}
 	env, err := startEnv(ctx, o, log)
 	if err != nil {
@@ -225,9 +241,10 @@ func runVideo(ctx context.Context, o Options, eng *faceengine.Engine, in benchIn
 		return nil, err
 	}
 	env.waitAcks(ctx)
-	vr := &videoRun{res: gr.result(o, cfg), acks: map[string]time.Time{}, wall: gr.wall, cpu: gr.cpu}
+	vr := &videoRun{res: gr.result(o, cfg), acks: map[string]time.Time{}, wall: gr.wall, cpu: gr.cpu, published: env.rec.Published()}
 	env.mu.Lock()
 	vr.decs = append(vr.decs, gr.decs...)
+	vr.reviews = append(vr.reviews, gr.reviews...)
 	for id, at := range env.acks {
 		vr.acks[id] = at
 	}
@@ -268,7 +285,8 @@ func loadInputs(o Options) (benchInputs, error) {
 type gateRun struct {
 	pipe      *pipeline.Pipeline
 	st        *pipeline.Stats
-	decs      []decision // guarded by benchEnv.mu
+	decs      []decision        // guarded by benchEnv.mu
+	reviews   []gatelearn.Track // unrecognised faces sent; guarded by benchEnv.mu
 	dropped   int64
 	wall, cpu time.Duration
 	rss       float64
@@ -285,16 +303,23 @@ func runGate(ctx context.Context, o Options, cfg pipeline.Config, eng *faceengin
 		env.mu.Lock()
 		gr.decs = append(gr.decs, decision{student: ev.StudentID, frame: info.DecisionFrame, enqueued: info.Enqueued, eventID: ev.EventID, at: info.DecisionAt})
 		env.mu.Unlock()
+	}, OnUnrecognised: func(u *wire.Unrecognised, info pipeline.EventInfo) {
+		if !info.Enqueued {
+			return
+		}
+		env.mu.Lock()
+		gr.reviews = append(gr.reviews, gatelearn.Track{CaptureID: u.CaptureID, First: info.FirstFrame, Last: info.DecisionFrame})
+		env.mu.Unlock()
 	}}
 	var err error
 	gr.pipe, err = pipeline.New(cfg, pipeline.Deps{Describer: eng, Workers: eng.Workers(), ModelsDir: o.Engine.ModelsDir,
-		Gallery: staticGallery{in.doc, in.gal}, Outbox: env.db, Notify: env.pub.Notify, Hooks: hooks, Stats: gr.st}, log, time.Now)
+		Gallery: staticGallery{in.doc, in.gal}, Outbox: env.db, Notify: env.pub.Notify, Hooks: hooks, Stats: gr.st}, log, o.clock())
 	if err != nil {
 		return nil, err
 	}
 	cc := capture.DefaultConfig()
 	cc.Source, cc.Realtime = o.Video, o.Realtime
-	capt, err := capture.New(cc, log, time.Now)
+	capt, err := capture.New(cc, log, o.clock())
 	if err != nil {
 		return nil, err
 	}

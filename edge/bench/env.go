@@ -56,7 +56,7 @@ func startEnv(ctx context.Context, o Options, log *slog.Logger) (_ *benchEnv, er
 	pc.Broker, pc.SchoolID, pc.GateID = "tcp://"+addr, o.SchoolID, o.GateID
 	pc.Poll = 20 * time.Millisecond
 	pc.OnAck = func(id string, at time.Time) { env.mu.Lock(); env.acks[id] = at; env.mu.Unlock() }
-	if env.pub, err = publish.New(pc, env.db, log, time.Now); err != nil {
+	if env.pub, err = publish.New(pc, env.db, log, o.clock()); err != nil {
 		return nil, err
 	}
 	pubCtx, pubStop := context.WithCancel(ctx)
@@ -101,6 +101,16 @@ type Recorder struct {
 	seen map[string]int
 	// Events receives every event payload decoded at the broker.
 	Events []*wire.Event
+	// Messages are the gate's messages (events, unrecognised faces,
+	// status) as the broker received them, in order, redeliveries
+	// included: what a hub would ingest.
+	Messages []Published
+}
+
+// Published is one message a gate published.
+type Published struct {
+	Topic   string
+	Payload []byte
 }
 
 // ID names the hook.
@@ -109,8 +119,13 @@ func (r *Recorder) ID() string { return "bench-recorder" }
 // Provides says which events the hook handles.
 func (r *Recorder) Provides(b byte) bool { return b == mqtt.OnPublish }
 
-// OnPublish records event payloads.
+// OnPublish records the gate's messages and decodes events.
 func (r *Recorder) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if _, _, _, ok := wire.ParseGateTopic(pk.TopicName); ok {
+		r.mu.Lock()
+		r.Messages = append(r.Messages, Published{Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...)})
+		r.mu.Unlock()
+	}
 	if ev, err := wire.DecodeEvent(pk.Payload); err == nil {
 		r.mu.Lock()
 		if r.seen == nil {
@@ -141,6 +156,13 @@ func (r *Recorder) Received() []*wire.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]*wire.Event(nil), r.Events...)
+}
+
+// Published returns a copy of the gate's messages received.
+func (r *Recorder) Published() []Published {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Published(nil), r.Messages...)
 }
 
 // StartBroker serves an embedded mochi-mqtt broker on 127.0.0.1:0 and

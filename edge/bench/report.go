@@ -6,11 +6,13 @@ type GateTally struct {
 	UnknownTracks int64 `json:"unknown_tracks"` // tracks never decided
 }
 
-// DayTally is one school day's accuracy.
+// DayTally is one school day's accuracy, with its gallery and what
+// learning did after it (DayLearning).
 type DayTally struct {
 	Day int `json:"day"`
 	GateTally
 	Frames int64 `json:"frames"`
+	DayLearning
 }
 
 // RuleReport is one decision rule's accuracy and cost over the days run.
@@ -41,8 +43,12 @@ type SlowReport struct {
 // SuiteResult is the one JSON object `edge bench --suite` prints. The
 // top-level figures are the first decision rule's.
 type SuiteResult struct {
-	Suite       string              `json:"suite"`
-	Decision    string              `json:"decision"` // the rule of days, total, by_set and the figures below
+	Suite    string `json:"suite"`
+	Decision string `json:"decision"` // the rule of days, total, by_set and the figures below
+	// Learning: the teacher was played after each day and each day ran
+	// with the gallery learnt so far (SuiteOptions.Learn); false: the
+	// suite's gallery every day (the control).
+	Learning    bool                `json:"learning"`
 	Days        []DayTally          `json:"days"`
 	Total       GateTally           `json:"total"`
 	BySet       map[string]SetTally `json:"by_set"`

@@ -9,6 +9,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/edge/sim"
+	"github.com/diemdanh/diemdanh/hub/bench/gatelearn"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -34,6 +35,13 @@ type SuiteOptions struct {
 	// at most the days run): both describe every face of every frame.
 	Baseline, Peer bool
 	SlowDays       int
+	// Learn plays the teacher after each day through a hub
+	// (hub/bench/gatelearn) and runs the next day with the gallery the
+	// gate downloads from it (learn.go); each decision rule learns on a
+	// hub of its own.
+	Learn bool
+	// afterLearn, when set (tests), sees each learning day.
+	afterLearn func(learnDay)
 }
 
 // suiteDay is one school day to run: its video, truth and frame count.
@@ -80,9 +88,9 @@ func RunSuite(ctx context.Context, o SuiteOptions, log *slog.Logger) (*SuiteResu
 	if len(rules) == 0 {
 		rules = []string{o.Pipeline.Decision}
 	}
-	res := &SuiteResult{Suite: o.Suite, GallerySize: gal.People(), Realtime: o.Realtime}
+	res := &SuiteResult{Suite: o.Suite, GallerySize: gal.People(), Realtime: o.Realtime, Learning: o.Learn}
 	for i, rule := range rules {
-		rr, err := runRule(ctx, o, rule, eng, days, benchInputs{doc: doc, gal: gal}, log)
+		rr, err := runRule(ctx, o, rule, eng, s, days, benchInputs{doc: doc, gal: gal}, log)
 		if err != nil {
 			return nil, fmt.Errorf("decision %s: %w", rule, err)
 		}
@@ -145,8 +153,10 @@ type ruleRun struct {
 
 // runRule runs the gate with decision rule rule ("" keeps the
 // configured one) over every day, a fresh outbox, broker and pipeline
-// each day (the gate does not learn: the gallery stays the same).
-func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.Engine, days []suiteDay, in benchInputs, log *slog.Logger) (*ruleRun, error) {
+// each day. Without o.Learn the gallery stays the suite's; with it each
+// day runs with the gallery the gate downloaded from the learning hub
+// after the day before.
+func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.Engine, s *sim.Suite, days []suiteDay, in benchInputs, log *slog.Logger) (*ruleRun, error) {
 	cfg := o.Pipeline
 	if rule != "" {
 		cfg.Decision = rule
@@ -154,10 +164,22 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 	if err := cfg.Validate("pipeline"); err != nil {
 		return nil, err
 	}
+	var lr *learner
+	if o.Learn {
+		var err error
+		if lr, err = newLearner(ctx, o, s, in.doc, eng, log); err != nil {
+			return nil, err
+		}
+		defer lr.close()
+	}
 	rr := &ruleRun{bySet: map[string]SetTally{}, decisionRule: cfg.Decision}
 	for _, d := range days {
 		in.truth = d.truth
-		vr, err := runVideo(ctx, Options{Video: d.video, Engine: o.Engine, Pipeline: cfg, Realtime: o.Realtime}, eng, in, log)
+		vo := Options{Video: d.video, Engine: o.Engine, Pipeline: cfg, Realtime: o.Realtime}
+		if lr != nil {
+			in, vo = lr.begin(d, in, vo)
+		}
+		vr, err := runVideo(ctx, vo, eng, in, log)
 		if err != nil {
 			return nil, fmt.Errorf("day %d: %w", d.day, err)
 		}
@@ -167,8 +189,20 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 			}
 		}
 		rr.addDay(d, vr, o.Realtime)
+		var rep *gatelearn.DayReport
+		if lr != nil {
+			r, err := lr.end(ctx, d, vr)
+			if err != nil {
+				return nil, fmt.Errorf("day %d: learning: %w", d.day, err)
+			}
+			if rep = &r; o.afterLearn != nil {
+				o.afterLearn(learnDay{day: d, report: r, tracks: vr.reviews, decs: vr.decs})
+			}
+		}
+		rr.days[len(rr.days)-1].DayLearning = learning(in, vr, rep)
 		releaseFreedMemory() // the day's pipeline is closed (trim.go)
-		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS, "max_rss_mb", maxRSSMB())
+		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS, "max_rss_mb", maxRSSMB(),
+			"gallery_templates", rr.days[len(rr.days)-1].GalleryTemplates)
 	}
 	return rr, nil
 }

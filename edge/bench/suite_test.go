@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/diemdanh/diemdanh/edge/pipeline"
@@ -55,10 +56,10 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-// smallSuite generates a two-day suite from the faces set, four CASIA
-// people and 20 SCUT faces (10 enrolled as pupils who never walk), with
-// four visitor passages.
-func smallSuite(t *testing.T) string {
+// smallSuite generates a suite of days school days from the faces set,
+// four CASIA people and 20 SCUT faces (10 enrolled as pupils who never
+// walk), with four visitor passages.
+func smallSuite(t *testing.T, days int) string {
 	t.Helper()
 	data, err := conf.TestDataDir()
 	if err != nil {
@@ -76,7 +77,7 @@ func smallSuite(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "suite")
 	var out, errb bytes.Buffer
 	args := []string{"--suite", dir, "--photos", filepath.Join(data, "faces") + "," + casia + "," + scut,
-		"--days", "2", "--scut-enrolled", "10", "--visitors", "4", "--models", conf.TestModelsDir()}
+		"--days", strconv.Itoa(days), "--scut-enrolled", "10", "--visitors", "4", "--models", conf.TestModelsDir()}
 	if err := sim.Main(context.Background(), args, &out, &errb); err != nil {
 		t.Fatalf("simulate --suite: %v\n%s", err, errb.String())
 	}
@@ -88,7 +89,7 @@ func smallSuite(t *testing.T) string {
 // report has its keys and that its figures agree with each other and
 // with the suite.
 func TestSuiteEndToEnd(t *testing.T) {
-	path := smallSuite(t)
+	path := smallSuite(t, 2)
 	s, err := sim.LoadSuite(path)
 	if err != nil {
 		t.Fatal(err)
