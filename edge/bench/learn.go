@@ -38,6 +38,10 @@ type DayLearning struct {
 	// TemplatesAdded are the gate templates the hub added from the day's
 	// captures (used from the next day on), by source.
 	TemplatesAdded TemplatesAdded `json:"templates_added"`
+	// AutomaticOffers counts what came of the templates the gate offered
+	// with its events, by hub/learn's result (added, already_today, drift,
+	// paused, …).
+	AutomaticOffers map[string]int `json:"automatic_offers"`
 	// Review is what the teacher did on the day's review board; HubIngest
 	// what the hub's ingest did with the gate's messages.
 	Review    gatelearn.ReviewCounts `json:"review"`
@@ -138,13 +142,14 @@ func (l *learner) photoPath(rel string) string {
 // learning is a day's DayLearning: the gallery it ran with and, when a
 // hub learnt from it, what the hub did.
 func learning(in benchInputs, vr *videoRun, rep *gatelearn.DayReport) DayLearning {
-	dl := DayLearning{GalleryVersion: in.gal.Version, GalleryTemplates: in.gal.Len(), Threshold: vr.res.Threshold}
+	dl := DayLearning{GalleryVersion: in.gal.Version, GalleryTemplates: in.gal.Len(), Threshold: vr.res.Threshold,
+		AutomaticOffers: map[string]int{}}
 	if in.doc != nil && dl.GalleryVersion == 0 {
 		dl.GalleryVersion = in.doc.Version
 	}
 	if rep != nil {
 		dl.TemplatesAdded = TemplatesAdded{Teacher: rep.Count(facetemplates.SourceTeacher), Automatic: rep.Count(facetemplates.SourceAutomatic)}
-		dl.Review, dl.HubIngest = rep.Review, rep.Ingest
+		dl.Review, dl.HubIngest, dl.AutomaticOffers = rep.Review, rep.Ingest, rep.Offers
 	}
 	return dl
 }

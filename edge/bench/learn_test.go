@@ -70,12 +70,12 @@ func checkControl(t *testing.T, s *sim.Suite, control *SuiteResult) {
 	}
 	for _, d := range m["days"].([]any) {
 		checkKeys(t, d.(map[string]any), "control days[]", "gallery_version", "gallery_templates", "threshold",
-			"templates_added", "review", "hub_ingest", "teacher_actions")
+			"templates_added", "automatic_offers", "review", "hub_ingest", "teacher_actions")
 	}
 	ec := faceengine.DefaultEngineConfig()
 	ec.ModelsDir, ec.Workers = conf.TestModelsDir(), 2
 	for i, d := range control.Days {
-		if d.TemplatesAdded != (TemplatesAdded{}) || d.Review != control.Days[0].Review || d.GalleryVersion != control.Days[0].GalleryVersion ||
+		if d.TemplatesAdded != (TemplatesAdded{}) || len(d.AutomaticOffers) != 0 || d.Review != control.Days[0].Review || d.GalleryVersion != control.Days[0].GalleryVersion ||
 			d.GalleryTemplates != control.Days[0].GalleryTemplates || d.GalleryTemplates < s.GallerySize {
 			t.Errorf("control day %d: %+v", d.Day, d.DayLearning)
 		}
@@ -118,8 +118,9 @@ func checkSuiteLearning(t *testing.T, control, learnt *SuiteResult, days []learn
 				len(days[i].tracks), d.GateTally)
 		}
 		n := d.TemplatesAdded.Teacher + d.TemplatesAdded.Automatic
-		if n != len(days[i].report.Added) || d.TemplatesAdded.Teacher > r.Confirmed {
-			t.Errorf("day %d: %+v added, the hub's report lists %d, %d confirmed", d.Day, d.TemplatesAdded, len(days[i].report.Added), r.Confirmed)
+		if n != len(days[i].report.Added) || d.TemplatesAdded.Teacher > r.Confirmed || d.TemplatesAdded.Automatic != d.AutomaticOffers["added"] {
+			t.Errorf("day %d: %+v added, the hub's report lists %d, %d confirmed, offers %v", d.Day, d.TemplatesAdded,
+				len(days[i].report.Added), r.Confirmed, d.AutomaticOffers)
 		}
 		added += n
 		if i == 0 {

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/facereview"
 	"github.com/diemdanh/diemdanh/hub/facetemplates"
 	"github.com/diemdanh/diemdanh/hub/ingest"
+	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // DayInput is what a school day gave: the truth and what the gate did.
@@ -52,8 +54,11 @@ type Added struct {
 type DayReport struct {
 	Day    int          `json:"day"`
 	Ingest IngestCounts `json:"ingest"`
-	Review ReviewCounts `json:"review"`
-	Added  []Added      `json:"added"`
+	// Offers counts what came of the templates the gate offered with its
+	// events, by hub/learn's result (added, already_today, drift, …).
+	Offers map[string]int `json:"offers"`
+	Review ReviewCounts   `json:"review"`
+	Added  []Added        `json:"added"`
 }
 
 // Count returns how many templates of source were added.
@@ -78,12 +83,12 @@ func (h *Hub) BeginDay(d int) {
 // BeginDay, plays the teacher on the day's review board, and lets the gate
 // download the gallery for the next day.
 func (h *Hub) EndDay(ctx context.Context, in DayInput) (DayReport, error) {
-	rep := DayReport{Day: in.Day}
+	rep := DayReport{Day: in.Day, Offers: map[string]int{}}
 	if in.Day != h.day {
 		return rep, fmt.Errorf("gatelearn: day %d ended, day %d begun", in.Day, h.day)
 	}
 	start := h.clock.dayStartMilli()
-	if err := h.ingestAll(ctx, in.Messages, &rep.Ingest); err != nil {
+	if err := h.ingestAll(ctx, in.Messages, &rep.Ingest, rep.Offers); err != nil {
 		return rep, err
 	}
 	if err := h.teach(ctx, in, &rep.Review); err != nil {
@@ -99,8 +104,12 @@ func (h *Hub) EndDay(ctx context.Context, in DayInput) (DayReport, error) {
 	return rep, nil
 }
 
-// ingestAll hands each message to the hub's ingest, as its broker does.
-func (h *Hub) ingestAll(ctx context.Context, msgs []ingest.Message, c *IngestCounts) error {
+// ingestAll hands each message to the hub's ingest, as its broker does,
+// then waits until every stored event reached ingest's listeners and the
+// templates the events offered were considered (so the teacher and the
+// next gallery see them), and counts what the offers came to.
+func (h *Hub) ingestAll(ctx context.Context, msgs []ingest.Message, c *IngestCounts, offers map[string]int) error {
+	before := h.auto.Counts()
 	for _, m := range msgs {
 		r, err := h.ing.Handle(ctx, m)
 		if err != nil {
@@ -109,11 +118,27 @@ func (h *Hub) ingestAll(ctx context.Context, msgs []ingest.Message, c *IngestCou
 		switch r {
 		case ingest.Stored:
 			c.Stored++
+			if _, _, kind, _ := wire.ParseGateTopic(m.Topic); kind == wire.TopicKindEvents {
+				h.events++
+			}
 		case ingest.Duplicate:
 			c.Duplicates++
 		case ingest.Quarantined:
 			c.Quarantined++
 			h.log.Warn("gatelearn: message quarantined", "topic", m.Topic)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := h.fanned.wait(wctx, h.events); err != nil {
+		return err
+	}
+	if err := h.auto.Drain(wctx); err != nil {
+		return fmt.Errorf("gatelearn: automatic templates: %w", err)
+	}
+	for r, n := range h.auto.Counts() {
+		if d := n - before[r]; d > 0 {
+			offers[r] = int(d)
 		}
 	}
 	return nil

@@ -9,12 +9,15 @@
 // downloads like a gate does (edge/gallery's sync with the gate's
 // credentials).
 //
-// After each simulated day (Hub.Day) it feeds the hub what the gate
-// published, plays the teacher on the day's review board (teacher.go):
-// each unrecognised face of an enrolled pupil is confirmed as that pupil,
-// each visitor's is dismissed, each wrong announcement is marked "not this
-// pupil"; then the gate downloads the gallery for the next day. Nothing is
-// written around the hub's own functions.
+// Each simulated day runs on the hub's clock (Hub.BeginDay); after it
+// (Hub.EndDay) the hub ingests what the gate published, so the templates
+// the gate offered with its events become automatic templates where
+// hub/learn's rules allow, and the teacher is played on the day's review
+// board (teacher.go): each unrecognised face of an enrolled pupil is
+// confirmed as that pupil (hub/learn's Confirm), each visitor's dismissed
+// in every class, each wrong announcement marked "not this pupil"; then
+// the gate downloads the gallery for the next day. Nothing is written
+// around the hub's own functions.
 //
 // The package links the face engine (hub/enrol re-describes an event's
 // crop on "not this pupil"; the teacher's eyes describe the photos that
@@ -108,8 +111,11 @@ type Hub struct {
 	review  *facereview.Store
 	att     *attendance.Service
 	learn   *learn.Confirmer
+	auto    *learn.Updater
 	ing     *ingest.Ingester
-	stop    context.CancelFunc // ingest and attendance
+	fanned  *fanned
+	events  int                // events stored so far
+	stop    context.CancelFunc // ingest, attendance and automatic templates
 	workers sync.WaitGroup
 	galSrv  *gallerysrv.Server
 	http    *http.Server
@@ -180,7 +186,9 @@ func (c Config) check() error {
 // openStores opens the database and wires the hub's components as hub/app
 // does: templates tell the gallery server of changes, events and
 // unrecognised faces arrive through ingest, attendance follows the events,
-// and hub/learn carries out the teacher's decisions.
+// hub/learn carries out the teacher's decisions and keeps the templates
+// the gate offers with its events as automatic templates where its rules
+// allow.
 func (h *Hub) openStores(ctx context.Context) error {
 	var err error
 	now := h.clock.Now
@@ -209,25 +217,45 @@ func (h *Hub) openStores(ctx context.Context) error {
 		Audit: h.audit, Log: h.log}); err != nil {
 		return err
 	}
+	if h.auto, err = learn.NewUpdater(learn.DefaultAutomaticConfig(), learn.AutomaticDeps{DB: h.db, Templates: h.tpl,
+		VoteCap: voteCap, Log: h.log, Now: now}); err != nil {
+		return err
+	}
 	if h.ing, err = ingest.New(h.db, ingest.Default(), h.log, now); err != nil {
 		return err
 	}
 	h.ing.AddTopic(wire.TopicKindUnrecognised, h.review)
-	h.ing.AddListener(h.att)
+	h.fanned = newFanned()
+	for _, l := range []ingest.Listener{h.att, h.auto, h.fanned} { // fanned last: it sees an event after the others
+		h.ing.AddListener(l)
+	}
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	h.stop = stop
 	h.ing.Start(wctx)
-	h.workers.Add(1)
-	go func() {
-		defer h.workers.Done()
-		if err := h.att.Run(wctx); err != nil {
-			h.log.Warn("gatelearn: attendance", "err", err)
-		}
-	}()
+	h.goWorker("attendance", func() error { return h.att.Run(wctx) })
+	h.goWorker("automatic templates", func() error { return h.auto.Run(wctx) })
 	h.galSrv = gallerysrv.New(h.db, h.tpl, nil, gallerysrv.Default(), h.log, now)
 	h.roster.Subscribe(h.galSrv.Changed)
 	h.tpl.Subscribe(func(school string, _ int64) { h.galSrv.Changed(ctx, school) })
 	return nil
+}
+
+// goWorker runs a background worker of the hub until Close.
+func (h *Hub) goWorker(name string, run func() error) {
+	h.workers.Add(1)
+	go func() {
+		defer h.workers.Done()
+		if err := run(); err != nil {
+			h.log.Warn("gatelearn: worker stopped", "worker", name, "err", err)
+		}
+	}()
+}
+
+// voteCap is the measured vote cap of model's embedder: the automatic
+// templates' drift guard, as hub/app passes it.
+func voteCap(m match.ModelID) (float64, bool) {
+	p, ok := faceengine.ProfileOf(m)
+	return p.VoteCap, ok
 }
 
 // serveGallery serves the gallery server's routes on 127.0.0.1:0 and
@@ -336,4 +364,41 @@ func (c *Clock) dayStartMilli() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.dayStart.UnixMilli()
+}
+
+// fanned counts the stored events ingest handed to its listeners. It is
+// the last listener: once it has counted an event, every listener before
+// it has been told (ingest tells them in order, on one goroutine).
+type fanned struct {
+	mu      sync.Mutex
+	n       int
+	changed chan struct{} // closed and replaced at each event
+}
+
+func newFanned() *fanned { return &fanned{changed: make(chan struct{})} }
+
+// EventStored implements ingest.Listener.
+func (f *fanned) EventStored(context.Context, ingest.StoredEvent) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// wait returns once n events have been counted.
+func (f *fanned) wait(ctx context.Context, n int) error {
+	for {
+		f.mu.Lock()
+		got, ch := f.n, f.changed
+		f.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("gatelearn: %d of %d stored events reached the listeners: %w", got, n, ctx.Err())
+		}
+	}
 }

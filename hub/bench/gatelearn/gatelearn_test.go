@@ -106,12 +106,16 @@ func (f *fixture) unrecognised(t *testing.T, d match.Descriptor) (ingest.Message
 	return ingest.Message{Topic: wire.UnrecognisedTopic(school, gate), Payload: b, ClientID: gate}, u.CaptureID
 }
 
-// event is the message of an announcement of pupil.
-func (f *fixture) event(t *testing.T, pupil string) (ingest.Message, string) {
+// event is the message of an announcement of pupil, offering offer as an
+// automatic template when it is not nil.
+func (f *fixture) event(t *testing.T, pupil string, offer match.Descriptor) (ingest.Message, string) {
 	t.Helper()
 	ev := wire.Event{Schema: wire.SchemaVersion, EventID: wire.NewEventID(), SchoolID: school, GateID: gate,
 		Direction: wire.DirectionIn, StudentID: pupil, CapturedAt: f.hub.Now().UnixMilli(), Distance: 0.8, Margin: 0.2,
 		FramesUsed: 2, Model: f.eng.Model(), GalleryVer: 1}
+	if offer != nil {
+		ev.Template = &wire.EventTemplate{Descriptor: offer.Bytes(), DistanceMargin: 0.2, SecondMargin: 0.3, Agreeing: 3, Votes: 3}
+	}
 	if err := ev.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +123,9 @@ func (f *fixture) event(t *testing.T, pupil string) (ingest.Message, string) {
 	return ingest.Message{Topic: wire.EventTopic(school, gate), Payload: b, ClientID: gate}, ev.EventID
 }
 
-// TestDayThroughTheHub: a day's messages go through the hub's ingest; the
-// teacher confirms the unrecognised face of a pupil who walked (a teacher
+// TestDayThroughTheHub: a day's messages go through the hub's ingest (an
+// event's offered template becomes an automatic template); the teacher
+// confirms the unrecognised face of a pupil who walked (a teacher
 // template from its descriptor, served to the gate in a new gallery
 // version with a new calibration), dismisses a visitor's, leaves open a
 // face that is nobody's in view, and marks "not this pupil" an
@@ -141,8 +146,8 @@ func TestDayThroughTheHub(t *testing.T) {
 	pupil, capPupil := f.unrecognised(t, f.desc["bona2.jpg"])
 	visitor, _ := f.unrecognised(t, f.desc["elkie.jpg"])
 	nobody, _ := f.unrecognised(t, f.desc["chaeyoung.jpg"])
-	right, rightID := f.event(t, pupilA)
-	wrong, wrongID := f.event(t, pupilB)
+	right, rightID := f.event(t, pupilA, f.desc["bona.jpg"])
+	wrong, wrongID := f.event(t, pupilB, nil)
 	in := DayInput{Day: 1, FPS: 25, Messages: []ingest.Message{pupil, visitor, nobody, right, wrong},
 		Passages: []Passage{{ID: "p1", StudentID: pupilA, First: 10, Last: 80, Photo: f.photo("bona2.jpg")},
 			{ID: "p2", First: 100, Last: 160, Photo: f.photo("elkie.jpg")},
@@ -158,15 +163,25 @@ func TestDayThroughTheHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ReviewCounts{Faces: 3, Confirmed: 1, Dismissed: 1, Unsure: 1, Undone: 1}
-	if rep.Review != want || rep.Ingest != (IngestCounts{Stored: 5}) {
-		t.Fatalf("day 1: review %+v (want %+v), ingest %+v", rep.Review, want, rep.Ingest)
+	if rep.Review != want || rep.Ingest != (IngestCounts{Stored: 5}) || len(rep.Offers) != 1 || rep.Offers["added"] != 1 {
+		t.Fatalf("day 1: review %+v (want %+v), ingest %+v, offers %v", rep.Review, want, rep.Ingest, rep.Offers)
 	}
-	if len(rep.Added) != 1 || rep.Added[0] != (Added{PupilID: pupilA, Source: facetemplates.SourceTeacher, EventID: capPupil}) {
-		t.Fatalf("added %+v", rep.Added)
+	wantAdded := []Added{{PupilID: pupilA, Source: facetemplates.SourceAutomatic, EventID: rightID},
+		{PupilID: pupilA, Source: facetemplates.SourceTeacher, EventID: capPupil}}
+	if len(rep.Added) != 2 || rep.Added[0] != wantAdded[0] || rep.Added[1] != wantAdded[1] {
+		t.Fatalf("added %+v, want %+v", rep.Added, wantAdded)
 	}
 	doc2, gal2 := f.hub.Gallery()
 	ds := gal2.Descriptors(pupilA)
-	if doc2.Version <= doc1.Version || gal2.Len() != 4 || len(ds) != 2 || match.Distance(ds[1], f.desc["bona2.jpg"]) > 1e-6 {
+	has := func(ds []match.Descriptor, d match.Descriptor) bool {
+		for _, x := range ds {
+			if match.Distance(x, d) < 1e-6 {
+				return true
+			}
+		}
+		return false
+	}
+	if doc2.Version <= doc1.Version || gal2.Len() != 5 || len(ds) != 3 || !has(ds, f.desc["bona2.jpg"]) {
 		t.Fatalf("gallery after day 1: v%d (was v%d), %d descriptors, pupil A %d", doc2.Version, doc1.Version, gal2.Len(), len(ds))
 	}
 	if cal, err := match.CalibrateThreshold(gal2, 0.01); err != nil || cal.Threshold != doc2.Threshold {
@@ -186,7 +201,7 @@ func TestDayThroughTheHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Ingest != (IngestCounts{Duplicates: 5}) || rep.Review != (ReviewCounts{}) || len(rep.Added) != 0 {
+	if rep.Ingest != (IngestCounts{Duplicates: 5}) || rep.Review != (ReviewCounts{}) || len(rep.Added) != 0 || len(rep.Offers) != 0 {
 		t.Fatalf("day 2 (redeliveries): %+v", rep)
 	}
 	if doc3, _ := f.hub.Gallery(); doc3.Version != doc2.Version {
