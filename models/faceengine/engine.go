@@ -30,14 +30,17 @@ type EngineConfig struct {
 	TightCropPad float64 `yaml:"tight_crop_pad"`
 	// Embedder names the descriptor model: match.DefaultEmbedder
 	// ("sface-2021dec-bq", also when empty), "dlib-resnet-v1" (go-face's
-	// own) or another ONNX/fusion embedder, e.g. "faceplugin-mfn-v1".
-	// Detection and landmarks always use dlib.
+	// own), another ONNX/fusion embedder, e.g. "faceplugin-mfn-v1", or
+	// "custom" for the model declared in Custom.
 	Embedder string `yaml:"embedder"`
 	// ONNX, when set, replaces the registered spec of the ONNX embedder
 	// named by Embedder (its Model.Name must equal Embedder). It is for the
 	// evaluation harness and tests that try other normalisations or
 	// alignments; configs do not set it.
 	ONNX *ONNXSpec `yaml:"-"`
+	// Custom declares the model run when Embedder is "custom"
+	// (CustomEmbedder): a school's own licensed ONNX file (custom.go).
+	Custom *CustomModel `yaml:"custom"`
 }
 
 // DefaultEngineConfig returns the defaults.
@@ -59,14 +62,7 @@ func (c EngineConfig) Validate(prefix string) error {
 	case c.TightCropPad < 0 || c.TightCropPad > 2:
 		return conf.Fieldf(prefix+".tight_crop_pad", "must be 0..2, got %g", c.TightCropPad)
 	}
-	if c.ONNX != nil {
-		if c.ONNX.Model.Name != c.Embedder {
-			return conf.Fieldf(prefix+".embedder", "is %q but the ONNX spec override is %q", c.Embedder, c.ONNX.Model.Name)
-		}
-	} else if _, ok := EmbedderModel(c.Embedder); !ok {
-		return conf.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, EmbedderNames())
-	}
-	return nil
+	return c.validateEmbedder(prefix)
 }
 
 // Engine runs detection, landmarks and descriptors with a pool of go-face
