@@ -1,13 +1,18 @@
 package faceengine
 
 import (
+	"errors"
 	"fmt"
+	"image"
 	"math"
+	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
 	"github.com/diemdanh/diemdanh/models/match"
+	"gocv.io/x/gocv"
 	"gopkg.in/yaml.v3"
 )
 
@@ -273,4 +278,173 @@ func (c EngineConfig) Model() (match.ModelID, bool) {
 		return c.Custom.ModelID(), true
 	}
 	return EmbedderModel(c.Embedder)
+}
+
+// Sentinels under the errkind errors of a forward pass, so a custom
+// model's refusal can name the field at fault.
+var (
+	errOutputLen = errors.New("wrong output length")
+	errNotFinite = errors.New("output not finite")
+)
+
+// customError names a custom model's config field and keeps the engine's
+// typed error (errkind) underneath: errors.As finds both.
+type customError struct {
+	field *conf.FieldError
+	err   error
+}
+
+func (e *customError) Error() string   { return e.field.Error() }
+func (e *customError) Unwrap() []error { return []error{e.field, e.err} }
+
+func customErr(field string, err error, format string, args ...any) error {
+	fe := &conf.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	if err == nil {
+		return fe
+	}
+	fe.Reason += ": " + err.Error()
+	return &customError{field: fe, err: err}
+}
+
+// Spec is the ONNXSpec the declaration stands for, with the folder its
+// file is in (modelsDir, or the file's own when File is absolute). A
+// custom model always aligns on YuNet's five landmarks.
+func (c CustomModel) Spec(modelsDir string) (ONNXSpec, string) {
+	dir, name := modelsDir, c.File
+	if filepath.IsAbs(c.File) {
+		dir, name = filepath.Dir(c.File), filepath.Base(c.File)
+	}
+	mean := c.Mean.Channels()
+	pts := c.Align.targets(c.Input[0], c.Input[1])
+	return ONNXSpec{
+		Model: c.ModelID(), File: ModelFile{Name: name, SHA256: c.SHA256},
+		Input: c.Input[0], Height: c.Input[1], Dim: c.Dim, Scale: c.Scale, RGB: c.RGB, Flip: c.Flip,
+		Align5: true, NHWC: c.Layout == "NHWC", ChannelMean: &mean, Points5: &pts,
+	}, dir
+}
+
+// NewCustomEmbedder checks the declared model before OpenCV sees it, then
+// loads it like a built-in ONNX embedder. Every refusal names the field
+// under prefix (e.g. "engine.custom") and keeps the errkind kind: a missing
+// file (file, ModelMissing), another checksum (sha256, ModelCorrupt), a
+// file that is not ONNX (file), input or output shapes other than declared
+// (input, layout or dim, Invalid; checked from the graph in Go because
+// OpenCV aborts the process on some mismatches), a graph OpenCV cannot
+// load (file), and on one blank chip an output of the wrong length (dim) or
+// not finite (file).
+func NewCustomEmbedder(modelsDir string, c CustomModel, workers int, prefix string) (*ONNXEmbedder, error) {
+	if err := c.Validate(prefix); err != nil {
+		return nil, err
+	}
+	spec, dir := c.Spec(modelsDir)
+	if err := spec.Validate(); err != nil {
+		return nil, customErr(prefix, err, "not a usable embedder")
+	}
+	raw, err := readONNX(dir, spec.File)
+	if errkind.Of(err) == errkind.ModelCorrupt {
+		return nil, customErr(prefix+".sha256", err, "%s is not the declared file", c.File)
+	} else if err != nil {
+		return nil, customErr(prefix+".file", err, "cannot read %s", c.File)
+	}
+	in, out, err := onnxIOShapes(raw)
+	if err != nil {
+		return nil, customErr(prefix+".file", errkind.New(errkind.ModelCorrupt, "onnx", err, "reading the graph"), "%s is not an ONNX model", c.File)
+	}
+	if what, msg := spec.shapeProblem(in, out); what != "" {
+		return nil, customErr(prefix+"."+what, errkind.New(errkind.Invalid, "onnx", nil, "%s", msg), "%s disagrees with the declaration", c.File)
+	}
+	e, err := loadONNX(raw, spec, workers)
+	if err != nil {
+		return nil, customErr(prefix+".file", err, "OpenCV 4.6 cannot load %s", c.File)
+	}
+	if err := e.blankForward(); err != nil {
+		e.Close()
+		if errors.Is(err, errOutputLen) {
+			return nil, customErr(prefix+".dim", err, "the network's output on a blank chip")
+		}
+		return nil, customErr(prefix+".file", err, "the network's output on a blank chip")
+	}
+	return e, nil
+}
+
+// size is the input's width and height.
+func (s ONNXSpec) size() (int, int) {
+	if s.Height != 0 {
+		return s.Input, s.Height
+	}
+	return s.Input, s.Input
+}
+
+func (s ONNXSpec) meanScalar() gocv.Scalar {
+	if m := s.ChannelMean; m != nil {
+		return gocv.NewScalar(m[0], m[1], m[2], 0)
+	}
+	return gocv.NewScalar(s.Mean, s.Mean, s.Mean, 0)
+}
+
+// blob turns a w×h BGR chip into the network's input tensor. OpenCV's
+// mean is in the network's channel order (it swaps it with the channels).
+func (s ONNXSpec) blob(chip gocv.Mat) (gocv.Mat, error) {
+	w, h := s.size()
+	b := gocv.BlobFromImage(chip, s.Scale, image.Pt(w, h), s.meanScalar(), s.RGB, false)
+	if !s.NHWC {
+		return b, nil
+	}
+	defer b.Close()
+	return nchwToNHWC(b, w, h)
+}
+
+// nchwToNHWC copies a 1×3×h×w float blob into a new 1×h×w×3 one.
+func nchwToNHWC(b gocv.Mat, w, h int) (gocv.Mat, error) {
+	src, err := b.DataPtrFloat32()
+	if err != nil || len(src) < 3*w*h {
+		return gocv.NewMat(), errkind.New(errkind.Unknown, "embed", err, "reading the input blob")
+	}
+	dst := gocv.NewMatWithSizes([]int{1, h, w, 3}, gocv.MatTypeCV32F)
+	dp, err := dst.DataPtrFloat32()
+	if err != nil || len(dp) < 3*w*h {
+		dst.Close()
+		return gocv.NewMat(), errkind.New(errkind.Unknown, "embed", err, "writing the NHWC blob")
+	}
+	for c := 0; c < 3; c++ {
+		for i := 0; i < w*h; i++ {
+			dp[i*3+c] = src[c*w*h+i]
+		}
+	}
+	return dst, nil
+}
+
+// shapeProblem compares the graph's declared input and output shapes (-1
+// or 0: not fixed) with the spec. It returns the custom field at fault
+// (input, layout or dim) and why, or "" when they agree.
+func (s ONNXSpec) shapeProblem(in, out []int64) (string, string) {
+	w, h := s.size()
+	if len(in) != 4 {
+		return "input", fmt.Sprintf("the graph's input has shape %v, want 4 dimensions", in)
+	}
+	layout, c, ih, iw, other := "NCHW", in[1], in[2], in[3], in[3]
+	if s.NHWC {
+		layout, c, ih, iw, other = "NHWC", in[3], in[1], in[2], in[1]
+	}
+	if c > 0 && c != 3 {
+		if other == 3 {
+			return "layout", fmt.Sprintf("the graph's input %v is not %s", in, layout)
+		}
+		return "input", fmt.Sprintf("the graph's input %v has %d channels, want 3", in, c)
+	}
+	if (iw > 0 && iw != int64(w)) || (ih > 0 && ih != int64(h)) {
+		return "input", fmt.Sprintf("the graph's input %v (%s) is %d×%d, declared %d×%d (width×height)", in, layout, iw, ih, w, h)
+	}
+	n, known := int64(1), len(out) > 0
+	for i, d := range out {
+		if i == 0 && len(out) > 1 {
+			continue // the batch
+		}
+		known = known && d > 0
+		n *= d
+	}
+	if known && n != int64(s.Dim) {
+		return "dim", fmt.Sprintf("the graph's output %v has %d values, declared %d", out, n, s.Dim)
+	}
+	return "", ""
 }

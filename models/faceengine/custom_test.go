@@ -1,12 +1,22 @@
 package faceengine
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/errkind"
+	"github.com/diemdanh/diemdanh/models/imagecheck"
 	"github.com/diemdanh/diemdanh/models/match"
+	"gocv.io/x/gocv"
 )
 
 // customSFaceYAML declares the default embedder's file as a custom model,
@@ -133,5 +143,246 @@ func TestCustomModelIDCarriesChecksum(t *testing.T) {
 	}
 	if n := len(a.ModelID().Version); n > 32 {
 		t.Fatalf("version %d bytes, over the event's limit", n)
+	}
+}
+
+// customEngine builds an engine from a YAML engine block, models from the
+// test models folder.
+func customEngine(t *testing.T, y string) *Engine {
+	t.Helper()
+	onnxModelsDir(t)
+	c := decodeCustom(t, y)
+	c.ModelsDir, c.Workers = conf.TestModelsDir(), 1
+	e, err := NewEngine(c, nil)
+	if err != nil {
+		t.Fatalf("custom engine: %v", err)
+	}
+	t.Cleanup(e.Close)
+	return e
+}
+
+var customPhotos = []string{"bona.jpg", "chaeyeon.jpg", "elkie.jpg", "joy.jpg", "chaeyoung2.jpg"}
+
+func maxAbsDiff(a, b match.Descriptor) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var m float64
+	for i := range a {
+		m = math.Max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
+}
+
+// The default embedder's file declared as a custom model with SFace's own
+// normalisation and alignment gives the built-in engine's descriptors on
+// real photos, under a model ID of its own.
+func TestCustomSFaceMatchesBuiltin(t *testing.T) {
+	builtin := yunetEngine(t, 1)
+	custom := customEngine(t, customSFaceYAML)
+	want := match.ModelID{Name: "school-sface", Version: "1.c9507617a7cb"}
+	if custom.Model() != want || !custom.UsesYuNet() {
+		t.Fatalf("custom engine model %v, YuNet %v", custom.Model(), custom.UsesYuNet())
+	}
+	ctx := context.Background()
+	for _, name := range customPhotos {
+		m, _, err := DecodeMat(readImage(t, name), imagecheck.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, errA := builtin.RecognizeMat(ctx, m)
+		b, errB := custom.RecognizeMat(ctx, m)
+		m.Close()
+		if errA != nil || errB != nil || len(a) == 0 || len(a) != len(b) {
+			t.Fatalf("%s: built-in %d faces (%v), custom %d (%v)", name, len(a), errA, len(b), errB)
+		}
+		for i := range a {
+			if d := maxAbsDiff(a[i].Descriptor, b[i].Descriptor); d > 1e-6 {
+				t.Errorf("%s face %d: descriptors differ by %g", name, i, d)
+			}
+		}
+	}
+}
+
+const customFacepluginYAML = `engine:
+  embedder: custom
+  custom:
+    name: school-mfn
+    version: 0.0.1
+    file: fr_feature.onnx
+    sha256: 87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581
+    input: [112, 112]
+    layout: NCHW
+    rgb: false
+    mean: [127, 127, 127]
+    scale: 0.0078125
+    align: arcface112
+    dim: 512
+`
+
+// faceplugin's file declared as a custom model normalises like the
+// built-in spec: on chips aligned from real photos' YuNet landmarks the
+// two give the same descriptor, through EmbedChip and through the custom
+// model's own alignment (EmbedPoints).
+func TestCustomFacepluginMatchesBuiltin(t *testing.T) {
+	dir := onnxModelsDir(t)
+	builtin, err := NewONNXEmbedder(dir, FacepluginMFNV1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer builtin.Close()
+	c := decodeCustom(t, customFacepluginYAML)
+	custom, err := NewCustomEmbedder(dir, *c.Custom, 1, "engine.custom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer custom.Close()
+	if custom.Model() != c.Custom.ModelID() || custom.Dim() != 512 {
+		t.Fatalf("custom embedder %v dim %d", custom.Model(), custom.Dim())
+	}
+	det := yunetEngine(t, 1)
+	ctx := context.Background()
+	for _, name := range customPhotos {
+		m, _, err := DecodeMat(readImage(t, name), imagecheck.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		faces, err := det.RecognizeMat(ctx, m)
+		if err != nil || len(faces) == 0 {
+			t.Fatalf("%s: %d faces, %v", name, len(faces), err)
+		}
+		var lm [5]Point2
+		for i, p := range faces[0].Landmarks {
+			lm[i] = Point2{float64(p.X), float64(p.Y)}
+		}
+		tr, err := ArcFace5(lm, 112)
+		if err != nil {
+			t.Fatal(err)
+		}
+		am := tr.Mat()
+		chip := gocv.NewMat()
+		gocv.WarpAffineWithParams(m, &chip, am, image.Pt(112, 112), gocv.InterpolationLinear, gocv.BorderReplicate, ColorBlack())
+		want, errW := builtin.EmbedChip(ctx, chip)
+		got, errG := custom.EmbedChip(ctx, chip)
+		viaPoints, errP := custom.EmbedPoints(ctx, m, lm)
+		chip.Close()
+		am.Close()
+		m.Close()
+		if errW != nil || errG != nil || errP != nil {
+			t.Fatalf("%s: %v %v %v", name, errW, errG, errP)
+		}
+		if d := maxAbsDiff(want, got); d > 1e-6 {
+			t.Errorf("%s: EmbedChip descriptors differ by %g", name, d)
+		}
+		if d := maxAbsDiff(want, viaPoints); d > 1e-6 {
+			t.Errorf("%s: EmbedPoints descriptor differs by %g", name, d)
+		}
+	}
+}
+
+// copyWithByteChanged copies src into dir with one byte in its middle
+// changed and returns the copy's path.
+func copyWithByteChanged(t *testing.T, src, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	p := filepath.Join(dir, "changed.onnx")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Every refusal names the field at fault and keeps the engine's error
+// kind; none reaches OpenCV with a graph that disagrees with the
+// declaration.
+func TestCustomLoadRefusals(t *testing.T) {
+	dir := onnxModelsDir(t)
+	tmp := t.TempDir()
+	changed := copyWithByteChanged(t, filepath.Join(dir, SFace2021DecBQ.File.Name), tmp)
+	notONNX := filepath.Join(tmp, "not.onnx")
+	junk := []byte(strings.Repeat("not an onnx graph ", 100))
+	if err := os.WriteFile(notONNX, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	junkSum := sha256.Sum256(junk)
+	cases := []struct {
+		name  string
+		edit  func(*CustomModel)
+		field string
+		kind  errkind.Kind
+	}{
+		{"missing file", func(c *CustomModel) { c.File = "no-such-model.onnx" }, "engine.custom.file", errkind.ModelMissing},
+		{"one byte changed", func(c *CustomModel) { c.File = changed }, "engine.custom.sha256", errkind.ModelCorrupt},
+		{"not ONNX", func(c *CustomModel) { c.File, c.SHA256 = notONNX, hex.EncodeToString(junkSum[:]) }, "engine.custom.file", errkind.ModelCorrupt},
+		{"YuNet as embedder", func(c *CustomModel) {
+			c.File, c.SHA256 = YuNet2023MarBQ.Name, YuNet2023MarBQ.SHA256
+		}, "engine.custom.input", errkind.Invalid},
+		{"wrong input size", func(c *CustomModel) { c.Input = []int{128, 112} }, "engine.custom.input", errkind.Invalid},
+		{"wrong layout", func(c *CustomModel) { c.Layout = "NHWC" }, "engine.custom.layout", errkind.Invalid},
+		{"wrong dim", func(c *CustomModel) { c.Dim = 512 }, "engine.custom.dim", errkind.Invalid},
+		{"output not finite", func(c *CustomModel) { c.Scale = 1e300 }, "engine.custom.file", errkind.Invalid},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := *decodeCustom(t, customSFaceYAML).Custom
+			tc.edit(&c)
+			e, err := NewCustomEmbedder(dir, c, 1, "engine.custom")
+			if err == nil {
+				e.Close()
+				t.Fatal("accepted")
+			}
+			var fe *conf.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || errkind.Of(err) != tc.kind {
+				t.Fatalf("got %v (kind %v), want a FieldError on %s of kind %v", err, errkind.Of(err), tc.field, tc.kind)
+			}
+		})
+	}
+}
+
+// An NHWC input tensor holds the NCHW blob's values transposed, and the
+// per-channel mean is in the network's channel order.
+func TestCustomBlobLayoutAndMean(t *testing.T) {
+	chip := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(10, 20, 30, 0), 3, 2, gocv.MatTypeCV8UC3)
+	defer chip.Close()
+	chip.SetUCharAt(1, 1*3+2, 90) // row 1, column 1, red
+	mean := [3]float64{1, 2, 3}
+	spec := ONNXSpec{Input: 2, Height: 3, RGB: true, Scale: 0.5, ChannelMean: &mean, Align5: true}
+	nchw, err := spec.blob(chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nchw.Close()
+	spec.NHWC = true
+	nhwc, err := spec.blob(chip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nhwc.Close()
+	if s := nhwc.Size(); len(s) != 4 || s[0] != 1 || s[1] != 3 || s[2] != 2 || s[3] != 3 {
+		t.Fatalf("NHWC size %v", s)
+	}
+	a, _ := nchw.DataPtrFloat32()
+	b, _ := nhwc.DataPtrFloat32()
+	rgb := [3]float64{30, 20, 10}
+	for c := 0; c < 3; c++ {
+		for y := 0; y < 3; y++ {
+			for x := 0; x < 2; x++ {
+				px := rgb[c]
+				if c == 0 && y == 1 && x == 1 {
+					px = 90
+				}
+				want := float32((px - mean[c]) * 0.5)
+				if got := a[c*6+y*2+x]; got != want {
+					t.Errorf("NCHW c%d y%d x%d = %g, want %g", c, y, x, got, want)
+				}
+				if got := b[(y*2+x)*3+c]; got != want {
+					t.Errorf("NHWC c%d y%d x%d = %g, want %g", c, y, x, got, want)
+				}
+			}
+		}
 	}
 }

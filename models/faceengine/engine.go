@@ -41,6 +41,9 @@ type EngineConfig struct {
 	// Custom declares the model run when Embedder is "custom"
 	// (CustomEmbedder): a school's own licensed ONNX file (custom.go).
 	Custom *CustomModel `yaml:"custom"`
+	// Key is the config key of this section, which NewEngine's refusals
+	// name ("" = "engine"; the hub's is "enrol").
+	Key string `yaml:"-"`
 }
 
 // DefaultEngineConfig returns the defaults.
@@ -98,7 +101,11 @@ func (e *Engine) Model() match.ModelID {
 // NewEngine verifies the model files against their pinned checksums and
 // loads one recognizer per worker.
 func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
-	if err := cfg.Validate("engine"); err != nil {
+	key := cfg.Key
+	if key == "" {
+		key = "engine"
+	}
+	if err := cfg.Validate(key); err != nil {
 		return nil, err
 	}
 	if log == nil {
@@ -121,7 +128,13 @@ func NewEngine(cfg EngineConfig, log *slog.Logger) (*Engine, error) {
 	if cfg.ONNX != nil {
 		spec, ok = *cfg.ONNX, true
 	}
-	if fs, fok := FusionSpecs[cfg.Embedder]; fok && cfg.ONNX == nil {
+	if cfg.Embedder == CustomEmbedder {
+		emb, err := NewCustomEmbedder(cfg.ModelsDir, *cfg.Custom, cfg.Workers, key+".custom")
+		if err != nil {
+			return nil, err
+		}
+		e.emb = emb
+	} else if fs, fok := FusionSpecs[cfg.Embedder]; fok && cfg.ONNX == nil {
 		emb, err := NewFusionEmbedder(cfg.ModelsDir, fs, cfg.Workers)
 		if err != nil {
 			return nil, err

@@ -36,6 +36,17 @@ type ONNXSpec struct {
 	// with such an embedder detects and places landmarks with YuNet
 	// instead of dlib; Template is then unused.
 	Align5 bool
+	// Height, when not 0, is the input's height and Input its width (Align5
+	// specs only; custom models declare both).
+	Height int
+	// NHWC feeds the network a 1×H×W×3 tensor instead of 1×3×H×W.
+	NHWC bool
+	// ChannelMean, when not nil, replaces Mean with one value per channel,
+	// in the network's channel order.
+	ChannelMean *[3]float64
+	// Points5, with Align5, are the five landmarks' targets on the input
+	// (nil: ArcFace112 scaled to Input).
+	Points5 *[5]Point2
 }
 
 // Validate checks the spec's own fields.
@@ -45,8 +56,10 @@ func (s ONNXSpec) Validate() error {
 		return errkind.New(errkind.Invalid, "onnx", nil, "spec needs a model name (≤64 bytes) and version (≤32 bytes, the event's limits), got %q", s.Model)
 	case s.File.Name == "" || len(s.File.SHA256) != 64:
 		return errkind.New(errkind.Invalid, "onnx", nil, "%s: spec needs a file name and a SHA-256", s.Model)
-	case s.Input < 16 || s.Input > 512:
-		return errkind.New(errkind.Invalid, "onnx", nil, "%s: input side %d out of 16..512", s.Model, s.Input)
+	case s.Input < 16 || s.Input > 512 || (s.Height != 0 && (s.Height < 16 || s.Height > 512)):
+		return errkind.New(errkind.Invalid, "onnx", nil, "%s: input side %d×%d out of 16..512", s.Model, s.Input, s.Height)
+	case s.Height != 0 && !s.Align5:
+		return errkind.New(errkind.Invalid, "onnx", nil, "%s: a non-square input needs Align5", s.Model)
 	case s.Dim < 2 || s.Dim > match.MaxDescriptorLen:
 		return errkind.New(errkind.Invalid, "onnx", nil, "%s: dim %d out of 2..%d", s.Model, s.Dim, match.MaxDescriptorLen)
 	case s.Scale <= 0:
@@ -155,7 +168,7 @@ func forwardAdd(net *gocv.Net, blob gocv.Mat, s ONNXSpec, d match.Descriptor) er
 	out := net.Forward("")
 	defer out.Close()
 	if int(out.Total()) != s.Dim {
-		return errkind.New(errkind.Invalid, "embed", nil, "%s gave %d values, spec says %d", s.Model, out.Total(), s.Dim)
+		return errkind.New(errkind.Invalid, "embed", errOutputLen, "%s gave %d values, spec says %d", s.Model, out.Total(), s.Dim)
 	}
 	vals, err := out.DataPtrFloat32()
 	if err != nil {
@@ -163,7 +176,7 @@ func forwardAdd(net *gocv.Net, blob gocv.Mat, s ONNXSpec, d match.Descriptor) er
 	}
 	for i, v := range vals[:s.Dim] {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return errkind.New(errkind.Invalid, "embed", nil, "%s output %d is not finite", s.Model, i)
+			return errkind.New(errkind.Invalid, "embed", errNotFinite, "%s output %d is not finite", s.Model, i)
 		}
 		d[i] += v
 	}
@@ -212,52 +225,70 @@ func NewONNXEmbedder(dir string, spec ONNXSpec, workers int) (*ONNXEmbedder, err
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if workers < 1 {
-		workers = 1
-	}
-	if err := VerifyModels(dir, []ModelFile{spec.File}); err != nil {
+	raw, err := readONNX(dir, spec.File)
+	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, spec.File.Name)
+	in, out, err := onnxIOShapes(raw)
+	if err != nil {
+		return nil, errkind.New(errkind.ModelCorrupt, "onnx", err, "%s is not a readable ONNX model", spec.File.Name)
+	}
+	if _, msg := spec.shapeProblem(in, out); msg != "" {
+		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s: %s", spec.File.Name, msg)
+	}
+	e, err := loadONNX(raw, spec, workers)
+	if err != nil {
+		return nil, err
+	}
+	// One blank forward pass checks the real output length.
+	if err := e.blankForward(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// readONNX verifies f in dir against its pinned checksum and reads it.
+func readONNX(dir string, f ModelFile) ([]byte, error) {
+	if err := VerifyModels(dir, []ModelFile{f}); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, f.Name)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, errkind.New(errkind.ModelMissing, "onnx", err, "%s", path)
 	}
-	in, out, err := onnxIOShapes(raw)
-	if err != nil {
-		return nil, errkind.New(errkind.ModelCorrupt, "onnx", err, "%s is not a readable ONNX model", path)
-	}
-	if len(in) != 4 || (in[1] > 0 && in[1] != 3) {
-		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s: input shape %v, want N×3×H×W", spec.File.Name, in)
-	}
-	if (in[2] > 0 && in[2] != int64(spec.Input)) || (in[3] > 0 && in[3] != int64(spec.Input)) {
-		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s declares input %d×%d, spec %s says %d×%d",
-			spec.File.Name, in[2], in[3], spec.Model, spec.Input, spec.Input)
-	}
-	if n := len(out); n > 0 && out[n-1] > 0 && out[n-1] != int64(spec.Dim) {
-		return nil, errkind.New(errkind.Invalid, "onnx", nil, "%s declares output %v, spec %s says %d values", spec.File.Name, out, spec.Model, spec.Dim)
+	return raw, nil
+}
+
+// loadONNX hands raw to OpenCV once per worker. raw must have passed
+// readONNX and shapeProblem.
+func loadONNX(raw []byte, spec ONNXSpec, workers int) (*ONNXEmbedder, error) {
+	if workers < 1 {
+		workers = 1
 	}
 	e := &ONNXEmbedder{spec: spec, pool: make(chan *gocv.Net, workers)}
 	for i := 0; i < workers; i++ {
 		net, err := gocv.ReadNetFromONNXBytes(raw)
 		if err != nil || net.Empty() {
 			e.Close()
-			return nil, errkind.New(errkind.ModelCorrupt, "onnx", err, "OpenCV cannot load %s", path)
+			return nil, errkind.New(errkind.ModelCorrupt, "onnx", err, "OpenCV cannot load %s", spec.File.Name)
 		}
 		n := &net
 		e.all = append(e.all, n)
 		e.pool <- n
 	}
-	// One blank forward pass checks the real output length.
-	blank := gocv.NewMatWithSize(spec.Input, spec.Input, gocv.MatTypeCV8UC3)
-	defer blank.Close()
-	d, err := e.EmbedChip(context.Background(), blank)
-	if err != nil {
-		e.Close()
-		return nil, err
-	}
-	_ = d
 	return e, nil
+}
+
+// blankForward runs the network once on a blank chip: a wrong output
+// length or a value that is not finite is an error.
+func (e *ONNXEmbedder) blankForward() error {
+	w, h := e.spec.size()
+	blank := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
+	defer blank.Close()
+	_, err := e.EmbedChip(context.Background(), blank)
+	return err
 }
 
 // Model names the embedder.
@@ -306,6 +337,9 @@ func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Poin
 		return nil, errkind.New(errkind.EmptyImage, "embed", nil, "empty image")
 	}
 	tr, err := ArcFace5(lm, e.spec.Input)
+	if e.spec.Points5 != nil {
+		tr, err = SimilarityTransform(lm[:], e.spec.Points5[:])
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +347,7 @@ func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Poin
 	defer m.Close()
 	chip := gocv.NewMat()
 	defer chip.Close()
-	gocv.WarpAffineWithParams(img, &chip, m, image.Pt(e.spec.Input, e.spec.Input), gocv.InterpolationLinear, gocv.BorderReplicate, ColorBlack())
+	gocv.WarpAffineWithParams(img, &chip, m, image.Pt(e.spec.size()), gocv.InterpolationLinear, gocv.BorderReplicate, ColorBlack())
 	return e.EmbedChip(ctx, chip)
 }
 
@@ -321,9 +355,9 @@ func (e *ONNXEmbedder) EmbedPoints(ctx context.Context, img gocv.Mat, lm [5]Poin
 // or pixel type is errkind.Invalid (OpenCV would otherwise run the net on it
 // and return a meaningless descriptor).
 func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (match.Descriptor, error) {
-	if chip.Cols() != e.spec.Input || chip.Rows() != e.spec.Input || chip.Type() != gocv.MatTypeCV8UC3 {
+	if w, h := e.spec.size(); chip.Cols() != w || chip.Rows() != h || chip.Type() != gocv.MatTypeCV8UC3 {
 		return nil, errkind.New(errkind.Invalid, "embed", nil, "%s needs a %d×%d 8-bit BGR chip, got %d×%d type %v",
-			e.spec.Model, e.spec.Input, e.spec.Input, chip.Cols(), chip.Rows(), chip.Type())
+			e.spec.Model, w, h, chip.Cols(), chip.Rows(), chip.Type())
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
@@ -338,8 +372,10 @@ func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (match.Desc
 	}
 	defer func() { e.pool <- net }()
 	s := e.spec
-	blob := gocv.BlobFromImage(chip, s.Scale, image.Pt(s.Input, s.Input),
-		gocv.NewScalar(s.Mean, s.Mean, s.Mean, 0), s.RGB, false)
+	blob, err := s.blob(chip)
+	if err != nil {
+		return nil, err
+	}
 	defer blob.Close()
 	d := make(match.Descriptor, s.Dim)
 	if err := forwardAdd(net, blob, s, d); err != nil {
@@ -349,8 +385,10 @@ func (e *ONNXEmbedder) EmbedChip(ctx context.Context, chip gocv.Mat) (match.Desc
 		mirror := gocv.NewMat()
 		defer mirror.Close()
 		gocv.Flip(chip, &mirror, 1)
-		fb := gocv.BlobFromImage(mirror, s.Scale, image.Pt(s.Input, s.Input),
-			gocv.NewScalar(s.Mean, s.Mean, s.Mean, 0), s.RGB, false)
+		fb, err := s.blob(mirror)
+		if err != nil {
+			return nil, err
+		}
 		defer fb.Close()
 		if err := forwardAdd(net, fb, s, d); err != nil {
 			return nil, err
