@@ -81,9 +81,8 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	if a.engine, err = faceengine.NewEngine(cfg.Engine, log); err != nil {
 		return nil, fmt.Errorf("face engine: %w", err)
 	}
-	if _, g := a.gallery.Current(); g.Len() > 0 && g.Model != a.engine.Model() {
-		return nil, fmt.Errorf("gallery %s holds %s templates but the engine runs %s; rebuild the gallery or set engine.embedder",
-			cfg.Gallery.Path, g.Model, a.engine.Model())
+	if err := a.gallery.Expect(a.engine.Model()); err != nil {
+		return nil, fmt.Errorf("%w; rebuild the gallery or set engine.embedder", err)
 	}
 	if err := os.MkdirAll(dirOf(cfg.Store.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)

@@ -346,3 +346,81 @@ func TestSyncConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// customDoc is a gallery of a custom model: the declared name, and the
+// declared version with 12 hex digits of the file's checksum
+// (faceengine.CustomModel.ModelID).
+func customDoc(version int64, sum string, ids ...string) *wire.GalleryDoc {
+	doc := makeDoc(version, ids...)
+	doc.Model = match.ModelID{Name: "school-r100", Version: "1." + sum}
+	return doc
+}
+
+// A gate running one custom model refuses a gallery of another, from the
+// hub (even while its own gallery is still empty) and from its file at
+// start; a gallery of its own model goes through.
+func TestStoreRefusesAnotherCustomModel(t *testing.T) {
+	mine := customDoc(1, "c9507617a7cb", "079123456781").Model
+	cases := []struct {
+		name    string
+		current *wire.GalleryDoc // nil: no gallery file yet
+		offered *wire.GalleryDoc
+		refused bool
+	}{
+		{"other checksum, empty gate", nil, customDoc(2, "87aacdfe5751", "079123456781"), true},
+		{"built-in model, empty gate", nil, makeDoc(2, "079123456781"), true},
+		{"other checksum, loaded gate", customDoc(1, "c9507617a7cb", "079123456782"), customDoc(2, "87aacdfe5751", "079123456781"), true},
+		{"same model", customDoc(1, "c9507617a7cb", "079123456782"), customDoc(2, "c9507617a7cb", "079123456781"), false},
+		{"empty gallery of another model", nil, customDoc(2, "87aacdfe5751"), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "gallery.json")
+			if tc.current != nil {
+				b, err := tc.current.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := NewStore(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Expect(mine); err != nil {
+				t.Fatalf("own gallery refused at start: %v", err)
+			}
+			before := s.Version()
+			err = s.Replace(tc.offered)
+			var fe *conf.FieldError
+			if tc.refused {
+				if !errors.As(err, &fe) || fe.Field != "model" || s.Version() != before {
+					t.Fatalf("got %v, version %d; want a refusal naming model", err, s.Version())
+				}
+				return
+			}
+			if err != nil || s.Version() != tc.offered.Version {
+				t.Fatalf("refused: %v", err)
+			}
+		})
+	}
+	// At start, a gallery file of another custom model is refused.
+	path := filepath.Join(t.TempDir(), "gallery.json")
+	b, err := customDoc(1, "87aacdfe5751", "079123456781").Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewStore(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fe *conf.FieldError
+	if err := s.Expect(mine); !errors.As(err, &fe) || fe.Field != "model" {
+		t.Fatalf("file of another model at start: %v", err)
+	}
+}

@@ -37,6 +37,9 @@ type Store struct {
 	cur  atomic.Pointer[snapshot]
 	wmu  sync.Mutex // serialises Replace
 	subs []func(*wire.GalleryDoc, *match.Gallery)
+	// model, once Expect sets it, is the only model a non-empty gallery
+	// may be for (guarded by wmu).
+	model match.ModelID
 }
 
 // NewStore loads the gallery file at path. A missing file gives an empty
@@ -90,6 +93,22 @@ func (s *Store) Version() int64 { return s.cur.Load().doc.Version }
 // metrics or logging). Register before starting workers.
 func (s *Store) OnChange(f func(*wire.GalleryDoc, *match.Gallery)) { s.subs = append(s.subs, f) }
 
+// Expect makes the store hold galleries of model m only (the gate
+// engine's): the gallery already loaded, when not empty, must be for m, and
+// Replace refuses a non-empty gallery of any other model from then on,
+// even when the current gallery is empty. Two custom models differ in
+// their ID's version (it carries their file's checksum), so a gallery of
+// one is refused by a gate running another.
+func (s *Store) Expect(m match.ModelID) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.model = m
+	if g := s.cur.Load().g; g.Len() > 0 && g.Model != m {
+		return conf.Fieldf("model", "gallery %s holds %s templates but the engine runs %s", s.path, g.Model, m)
+	}
+	return nil
+}
+
 // Replace validates doc, writes it to disk atomically and swaps it in.
 // On any error the current gallery and the file are left as they were.
 func (s *Store) Replace(doc *wire.GalleryDoc) error {
@@ -109,6 +128,9 @@ func (s *Store) ReplaceBytes(b []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	old := s.cur.Load()
+	if s.model != (match.ModelID{}) && g.Len() > 0 && g.Model != s.model {
+		return conf.Fieldf("model", "gallery is for %s, the gate runs %s", g.Model, s.model)
+	}
 	if old.g.Len() > 0 && g.Len() > 0 && g.Model != old.g.Model {
 		return conf.Fieldf("model", "gallery is for %s, the gate runs %s", g.Model, old.g.Model)
 	}
