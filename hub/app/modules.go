@@ -14,7 +14,6 @@ import (
 	"github.com/diemdanh/diemdanh/hub/ingest"
 	"github.com/diemdanh/diemdanh/hub/learn"
 	"github.com/diemdanh/diemdanh/hub/roster"
-	"github.com/diemdanh/diemdanh/models/faceengine"
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
@@ -81,7 +80,7 @@ func (a *App) buildModules(ctx context.Context) error {
 	}
 	// One model for the hub's engine, its templates and the galleries it
 	// serves (enrol.embedder; the gates' engine.embedder must match).
-	model, _ := faceengine.EmbedderModel(cfg.Enrol.Embedder)
+	model, _ := cfg.Enrol.EngineConfig().Model()
 	m.Templates.SetModel(model)
 	if err := m.Templates.SetGateConfig(cfg.Templates.Gate); err != nil {
 		return fmt.Errorf("app: %w", err)

@@ -59,6 +59,10 @@ type Config struct {
 	// templates and of the galleries it serves; the gates' engine.embedder
 	// must be the same. Default match.DefaultEmbedder.
 	Embedder string `yaml:"embedder"`
+	// Custom declares the model when Embedder is "custom"
+	// (faceengine.CustomModel): the same block as the gates'
+	// engine.custom, so both run the same file under the same model ID.
+	Custom *faceengine.CustomModel `yaml:"custom"`
 	// The three distances below are real L2 between descriptors of
 	// Embedder; 0 (the default) takes the embedder's measured
 	// faceengine.DistanceProfile (SameMax, DuplicateMax, FeedbackMatchMax),
@@ -86,7 +90,9 @@ type Config struct {
 	// version of the same embedder (a model upgrade, e.g. sface-2021dec-bq
 	// flip.2 → yunet5.flip.3), rebuild them from the kept photos at once
 	// (facetemplates.Store.Reembed, audited as the system), so the gates'
-	// galleries do not lose those pupils. Default on.
+	// galleries do not lose those pupils. With embedder: custom, templates
+	// of any other model are rebuilt the same way (a switch to the
+	// school's own model). Default on.
 	ReembedOnUpgrade bool `yaml:"reembed_on_upgrade"`
 	// RetryNoFaceSide: when no face is found, try again with the image
 	// downscaled to this side (HOG misses some large faces); 0 = off.
@@ -140,7 +146,11 @@ func (c Config) Validate(prefix string) error {
 	case c.RetryNoFaceSide < 0 || c.RetryNoFaceSide > 8000:
 		return conf.Fieldf(prefix+".retry_no_face_side", "must be 0..8000")
 	}
-	m, ok := faceengine.EmbedderModel(c.Embedder)
+	ec := c.EngineConfig()
+	if err := ec.Validate(prefix); err != nil {
+		return err
+	}
+	m, ok := ec.Model()
 	if !ok {
 		return conf.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, faceengine.EmbedderNames())
 	}
@@ -149,12 +159,14 @@ func (c Config) Validate(prefix string) error {
 }
 
 // EngineConfig is the hub's face engine for c: the default limits,
-// models from $MODELS_DIR (or models/), c.Embedder.
+// models from $MODELS_DIR (or models/), c.Embedder and c.Custom; its
+// refusals name the enrol section's keys.
 func (c Config) EngineConfig() faceengine.EngineConfig {
 	e := EngineConfig()
 	if c.Embedder != "" {
 		e.Embedder = c.Embedder
 	}
+	e.Custom, e.Key = c.Custom, "enrol"
 	return e
 }
 
@@ -282,7 +294,9 @@ func New(db *store.DB, eng Engine, tpl *facetemplates.Store, reg *consent.Regist
 	if err != nil {
 		return nil, err
 	}
-	cfg.Embedder = model.Name
+	if cfg.Embedder != faceengine.CustomEmbedder {
+		cfg.Embedder = model.Name
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -711,13 +725,17 @@ var ErrNotFound = errors.New("enrol: not found")
 
 // UpgradeTemplates re-embeds (facetemplates.Store.Reembed: every template of
 // another model, from its kept photo) when there are templates of an
-// earlier version of the engine's embedder (facetemplates.Store.OlderVersions),
-// and records the report in the audit log as the system. It does nothing
+// earlier version of the engine's embedder (facetemplates.Store.OlderVersions)
+// or, with embedder: custom, templates of any other model not rebuilt yet
+// (facetemplates.Store.NotReembedded), and records the report in the audit log as the system. It does nothing
 // when there are none (the usual start); an engine that cannot re-embed is
 // an error. The app runs it once at start when enrol.reembed_on_upgrade is
 // on.
 func (s *Service) UpgradeTemplates(ctx context.Context) (*facetemplates.ReembedReport, error) {
 	n, err := s.tpl.OlderVersions(ctx)
+	if err == nil && n == 0 && s.cfg.Embedder == faceengine.CustomEmbedder {
+		n, err = s.tpl.NotReembedded(ctx)
+	}
 	if err != nil || n == 0 {
 		return nil, err
 	}

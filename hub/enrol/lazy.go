@@ -75,7 +75,7 @@ func (l *LazyEngine) Model() match.ModelID {
 	if l.cfg.ONNX != nil {
 		return l.cfg.ONNX.Model
 	}
-	m, _ := faceengine.EmbedderModel(l.cfg.Embedder)
+	m, _ := l.cfg.Model()
 	return m
 }
 

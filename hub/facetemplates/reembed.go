@@ -93,6 +93,22 @@ func (s *Store) Reembed(ctx context.Context, emb Embedder) (ReembedReport, error
 	return rep, nil
 }
 
+// NotReembedded counts the templates of another model than the current
+// one, not excluded, that Reembed has not rebuilt yet (what it would
+// rebuild now).
+func (s *Store) NotReembedded(ctx context.Context) (int, error) {
+	var n int
+	model := s.Model().String()
+	err := s.db.R.QueryRowContext(ctx, `SELECT count(*) FROM face_templates t
+		WHERE t.model != ? AND t.status != 'excluded'
+		AND NOT EXISTS (SELECT 1 FROM face_templates n WHERE n.pupil_id = t.pupil_id AND n.model = ? AND n.note = 'reembed:' || t.id)`,
+		model, model).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("templates: not re-embedded: %w", err)
+	}
+	return n, nil
+}
+
 // reembedCandidates lists the templates of another model not excluded and
 // not re-embedded yet.
 func (s *Store) reembedCandidates(ctx context.Context, model match.ModelID) ([]oldTemplate, error) {
