@@ -386,3 +386,35 @@ func TestCustomBlobLayoutAndMean(t *testing.T) {
 		}
 	}
 }
+
+// The commented custom block of configs/edge.example.yaml, uncommented
+// under embedder: custom, is a valid declaration.
+func TestCustomExampleBlockValidates(t *testing.T) {
+	root, err := conf.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "configs", "edge.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block []string
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "  # custom:"):
+			block = append(block, "  custom:")
+		case len(block) > 0 && strings.HasPrefix(line, "  #   "):
+			block = append(block, "    "+strings.TrimPrefix(line, "  #   "))
+		case len(block) > 0:
+			if len(block) < 14 {
+				t.Fatalf("example block has %d lines: %q", len(block), block)
+			}
+			c := decodeCustom(t, "engine:\n  embedder: custom\n"+strings.Join(block, "\n")+"\n")
+			if err := c.Validate("engine"); err != nil {
+				t.Fatalf("example block refused: %v", err)
+			}
+			return
+		}
+	}
+	t.Fatal("no commented custom block in configs/edge.example.yaml")
+}
