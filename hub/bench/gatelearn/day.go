@@ -179,11 +179,38 @@ func (h *Hub) teach(ctx context.Context, in DayInput, c *ReviewCounts) error {
 		if !wrongAnnouncement(in.Passages, a, slack) {
 			continue
 		}
-		if _, err := h.enrol.MarkNotThisPupil(ctx, TeacherActor, a.EventID, "not at the gate at that time"); err != nil {
-			return fmt.Errorf("gatelearn: not this pupil on %s: %w", a.EventID, err)
+		if err := h.undo(ctx, a, inView(in.Passages, a.Frame, a.Frame, slack)); err != nil {
+			return err
 		}
 		c.Undone++
 	}
+	return nil
+}
+
+// undo marks announcement a "not this pupil", logging who was in view, the
+// pupil's active templates by source before the mark and what the mark
+// did.
+func (h *Hub) undo(ctx context.Context, a Announcement, seen []*Passage) error {
+	list, err := h.tpl.List(ctx, a.StudentID)
+	if err != nil {
+		return err
+	}
+	bySource := map[string]int{}
+	for _, t := range list {
+		if t.Status == facetemplates.StatusActive {
+			bySource[t.Source]++
+		}
+	}
+	fb, err := h.enrol.MarkNotThisPupil(ctx, TeacherActor, a.EventID, "not at the gate at that time")
+	if err != nil {
+		return fmt.Errorf("gatelearn: not this pupil on %s: %w", a.EventID, err)
+	}
+	ids := make([]string, len(seen))
+	for i, p := range seen {
+		ids[i] = p.ID
+	}
+	h.log.Info("gatelearn: not this pupil", "day", h.day, "event", a.EventID, "pupil", a.StudentID, "frame", a.Frame,
+		"in_view", ids, "templates", bySource, "action", fb.Action)
 	return nil
 }
 
