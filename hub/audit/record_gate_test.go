@@ -11,7 +11,8 @@ import (
 // Vietnamese and English, that gate captures are kept as templates only
 // under the consent's scope, counts the pupils whose consent in force
 // allows it (a later consent without the scope, or a withdrawal, takes a
-// pupil out) per school, and lists the gate templates stored.
+// pupil out) per school, and lists the gate templates stored and the
+// unrecognised faces the review store keeps, per school.
 func TestProcessingRecordGateTemplates(t *testing.T) {
 	db := open(t)
 	ctx := context.Background()
@@ -28,20 +29,24 @@ func TestProcessingRecordGateTemplates(t *testing.T) {
 		`INSERT INTO face_templates(pupil_id, model, descriptor, created_at, source, event_id, expires_at) VALUES
 			('000000000001', 'm@1', x'00', 1, 'enrolment', NULL, NULL), ('000000000001', 'm@1', x'00', 2, 'teacher', 'ev-1', 9),
 			('000000000004', 'm@1', x'00', 2, 'automatic', 'ev-4', 9)`,
+		`INSERT INTO unrecognised_faces(capture_id, school_id, gate_id, direction, kind, captured_at, received_at, frames_described, model, crop) VALUES
+			('c-1', 's1', 'g1', 'in', 'unrecognised', 1, 1, 2, 'm@1', x'00'), ('c-2', 's1', 'g1', 'in', 'near_miss', 1, 1, 3, 'm@1', x'00'),
+			('c-3', 's2', 'g2', 'in', 'unrecognised', 1, 1, 2, 'm@1', x'00')`,
 	} {
 		if _, err := db.W.Exec(q); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cases := []struct {
-		name      string
-		scope     Scope
-		allowing  int64
-		templates int64
+		name         string
+		scope        Scope
+		allowing     int64
+		templates    int64
+		unrecognised int64
 	}{
-		{"hub", Scope{All: true}, 2, 2},
-		{"school s1", Scope{School: "s1"}, 1, 1},
-		{"school s2", Scope{School: "s2"}, 1, 1},
+		{"hub", Scope{All: true}, 2, 2, 3},
+		{"school s1", Scope{School: "s1"}, 1, 1, 2},
+		{"school s2", Scope{School: "s2"}, 1, 1, 1},
 	}
 	for _, c := range cases {
 		rec, err := l.ProcessingRecord(ctx, 30, c.scope)
@@ -60,6 +65,15 @@ func TestProcessingRecordGateTemplates(t *testing.T) {
 		}
 		if item == nil || item.Count != c.templates {
 			t.Errorf("%s: gate templates item %+v, want count %d", c.name, item, c.templates)
+		}
+		item = nil
+		for i := range rec.Items {
+			if strings.Contains(rec.Items[i].Category, "did not recognise") {
+				item = &rec.Items[i]
+			}
+		}
+		if item == nil || item.Count != c.unrecognised || !strings.Contains(item.Protected, "never sent to the city database") {
+			t.Errorf("%s: unrecognised faces item %+v, want count %d", c.name, item, c.unrecognised)
 		}
 	}
 }
