@@ -10,7 +10,8 @@
 // reserved per component so parallel work never collides:
 // 0001–0099 core (roster, gates, events, attendance), 0100–0199 accounts,
 // consent and enrolment, 0200–0299 web and notifications, 0300–0399 city
-// database sync.
+// database sync, 0400–0499 faces the gates did not recognise and gate
+// templates.
 package store
 
 import (
