@@ -24,9 +24,6 @@ package facereview
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -36,13 +33,14 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/ingest"
+	"github.com/diemdanh/diemdanh/hub/sealbox"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 // KeySize is the AES-256 key length in bytes (the template key's).
-const KeySize = 32
+const KeySize = sealbox.KeySize
 
 // Errors.
 var (
@@ -70,7 +68,7 @@ const (
 // concurrent use.
 type Store struct {
 	db     *store.DB
-	aead   cipher.AEAD
+	box    *sealbox.Box
 	audit  *audit.Log
 	cfg    Config
 	log    *slog.Logger
@@ -86,9 +84,6 @@ func New(db *store.DB, key []byte, al *audit.Log, cfg Config, log *slog.Logger, 
 	if err := cfg.Validate("review"); err != nil {
 		return nil, err
 	}
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("facereview: key must be %d bytes, got %d", KeySize, len(key))
-	}
 	if al == nil {
 		return nil, errors.New("facereview: an audit log is required")
 	}
@@ -98,11 +93,7 @@ func New(db *store.DB, key []byte, al *audit.Log, cfg Config, log *slog.Logger, 
 	if now == nil {
 		now = time.Now
 	}
-	blk, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("facereview: %w", err)
-	}
-	aead, err := cipher.NewGCM(blk)
+	box, err := sealbox.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("facereview: %w", err)
 	}
@@ -110,7 +101,7 @@ func New(db *store.DB, key []byte, al *audit.Log, cfg Config, log *slog.Logger, 
 	if _, err := db.W.ExecContext(context.Background(), `PRAGMA secure_delete = ON`); err != nil {
 		return nil, fmt.Errorf("facereview: secure_delete: %w", err)
 	}
-	return &Store{db: db, aead: aead, audit: al, cfg: cfg, log: log, now: now,
+	return &Store{db: db, box: box, audit: al, cfg: cfg, log: log, now: now,
 		notify: make(chan struct{}, 1)}, nil
 }
 
@@ -128,19 +119,15 @@ func descAD(school, capture string) []byte {
 }
 
 func (s *Store) seal(plain, ad []byte) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("facereview: nonce: %w", err)
+	b, err := s.box.Seal(plain, ad)
+	if err != nil {
+		return nil, fmt.Errorf("facereview: %w", err)
 	}
-	return s.aead.Seal(nonce, nonce, plain, ad), nil
+	return b, nil
 }
 
 func (s *Store) open(sealed, ad []byte) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n+s.aead.Overhead() {
-		return nil, ErrUnreadable
-	}
-	p, err := s.aead.Open(nil, sealed[:n], sealed[n:], ad)
+	p, err := s.box.Open(sealed, ad)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
 	}

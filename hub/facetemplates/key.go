@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/diemdanh/diemdanh/hub/sealbox"
 	"github.com/diemdanh/diemdanh/models/conf"
 )
 
@@ -19,7 +20,7 @@ import (
 const KeyEnv = "DIEMDANH_TEMPLATE_KEY"
 
 // KeySize is the AES-256 key length in bytes.
-const KeySize = 32
+const KeySize = sealbox.KeySize
 
 // Config is the templates section of the hub config.
 type Config struct {

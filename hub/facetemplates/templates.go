@@ -29,9 +29,6 @@ package facetemplates
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -43,6 +40,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/roster"
+	"github.com/diemdanh/diemdanh/hub/sealbox"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -71,7 +69,7 @@ const keyCheckPlain = "diemdanh template key check v1"
 // seals them. It is safe for concurrent use.
 type Store struct {
 	db    *store.DB
-	aead  cipher.AEAD
+	box   *sealbox.Box
 	log   *slog.Logger
 	now   func() time.Time
 	model match.ModelID
@@ -87,20 +85,13 @@ type Store struct {
 // first use) and returns the store. The current model is
 // match.DefaultEmbedder until SetModel.
 func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*Store, error) {
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("templates: key must be %d bytes, got %d", KeySize, len(key))
-	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if now == nil {
 		now = time.Now
 	}
-	blk, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("templates: %w", err)
-	}
-	aead, err := cipher.NewGCM(blk)
+	box, err := sealbox.New(key)
 	if err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
@@ -108,7 +99,7 @@ func Open(db *store.DB, key []byte, log *slog.Logger, now func() time.Time) (*St
 	if err != nil {
 		loc = time.FixedZone("ICT", 7*3600)
 	}
-	s := &Store{db: db, aead: aead, log: log, now: now, model: match.DefaultEmbedder,
+	s := &Store{db: db, box: box, log: log, now: now, model: match.DefaultEmbedder,
 		gate: DefaultGateConfig(), audit: audit.New(db, log, now), loc: loc}
 	ctx := context.Background()
 	// Deleted templates must not linger in free pages.
@@ -149,19 +140,18 @@ func (s *Store) Subscribe(fn func(schoolID string, version int64)) {
 }
 
 func (s *Store) seal(plain []byte, ad string) []byte {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	b, err := s.box.Seal(plain, []byte(ad))
+	if err != nil {
 		panic("templates: crypto/rand failed: " + err.Error())
 	}
-	return s.aead.Seal(nonce, nonce, plain, []byte(ad))
+	return b
 }
 
 func (s *Store) open(sealed []byte, ad string) ([]byte, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < n+s.aead.Overhead() {
-		return nil, fmt.Errorf("templates: ciphertext too short")
+	p, err := s.box.Open(sealed, []byte(ad))
+	if errors.Is(err, sealbox.ErrShort) {
+		return nil, fmt.Errorf("templates: %w", err)
 	}
-	p, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(ad))
 	if err != nil {
 		return nil, fmt.Errorf("templates: decrypt failed (wrong key or tampered row): %w", err)
 	}
