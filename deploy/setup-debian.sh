@@ -11,6 +11,9 @@ pkgs=(
   python3-pip python3-venv unzip curl bzip2 ca-certificates
   # external broker path, city database, browser tests, Vietnamese fonts
   mosquitto mosquitto-dev libmosquitto-dev libssl-dev postgresql chromium fonts-noto-core fonts-dejavu-core
+  # fault tests: an RTSP camera fed by a real encoder; network namespaces,
+  # veth pairs and packet loss (ip, tc); a small filesystem for a full disk
+  ffmpeg iproute2 e2fsprogs util-linux
 )
 
 # npm fetches the ONNX embedder (models/fetch.sh). Use the machine's npm if
