@@ -11,7 +11,7 @@
 // 0001–0099 core (roster, gates, events, attendance), 0100–0199 accounts,
 // consent and enrolment, 0200–0299 web and notifications, 0300–0399 city
 // database sync, 0400–0499 faces the gates did not recognise and gate
-// templates.
+// templates, 0500–0599 privacy duties (breach register, login lockouts).
 package store
 
 import (
