@@ -76,6 +76,8 @@ type DB struct {
 	opts  Options
 	log   *slog.Logger
 	depth atomic.Int64
+	path  string
+	disk  diskState
 }
 
 // Record is one pending outbox row.
@@ -120,7 +122,7 @@ func Open(path string, opts Options, log *slog.Logger) (*DB, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	db := &DB{w: w, opts: opts, log: log}
+	db := &DB{w: w, opts: opts, log: log, path: path, disk: diskState{refused: map[string]int64{}}}
 	if err := db.migrate(); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("store: %s: %w", path, err)
@@ -139,6 +141,10 @@ func Open(path string, opts Options, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("store: %s: %w", path, err)
 	}
 	db.depth.Store(n)
+	if err := db.writeReserve(); err != nil {
+		db.disk.full = true
+		log.Error("ALARM outbox disk full at start: new events are refused until space returns", "err", err)
+	}
 	log.Info("store open", "path", path, "outbox_depth", n, "max_outbox", opts.MaxOutbox)
 	return db, nil
 }
@@ -246,10 +252,18 @@ type row struct {
 }
 
 // insert commits r to the outbox unless the outbox holds limit rows or
-// more (ErrOutboxFull) or, with a key, the key was used within cooldown
-// before now (false, nil). The key check, its update and the insert are
-// one transaction.
+// more (ErrOutboxFull), the disk is full (ErrDiskFull) or, with a key,
+// the key was used within cooldown before now (false, nil). The key
+// check, its update and the insert are one transaction.
 func (db *DB) insert(ctx context.Context, r row, limit int, key string, now time.Time, cooldown time.Duration) (bool, error) {
+	if err := db.refuseEarly(r); err != nil {
+		return false, err
+	}
+	stored, err := db.insertTx(ctx, r, limit, key, now, cooldown)
+	return stored, db.checkInsert(r, stored, err)
+}
+
+func (db *DB) insertTx(ctx context.Context, r row, limit int, key string, now time.Time, cooldown time.Duration) (bool, error) {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("store: enqueue: %w", err)
