@@ -63,6 +63,8 @@ func (h *Heartbeat) Validate() error {
 		return conf.Fieldf("candidate_window", "unknown session %q (want one of %v)", trunc(h.CandidateWindow), match.Sessions)
 	case h.Candidates < 0:
 		return conf.Fieldf("candidates", "must not be negative")
+	case h.OutboxRefused < 0:
+		return conf.Fieldf("outbox_refused", "must not be negative")
 	}
 	return nil
 }

@@ -30,7 +30,9 @@ func goldenHeartbeats() map[string]*Heartbeat {
 		OutboxDepth: 0, GalleryVer: 42, Unknowns: 1, UptimeS: 86400, CameraOnline: true}
 	cand := *hb
 	cand.CandidateWindow, cand.Candidates = match.SessionMorning, 412
-	return map[string]*Heartbeat{"heartbeat.json": hb, "candidates.json": &cand}
+	full := *hb
+	full.OutboxDepth, full.DiskFull, full.OutboxRefused = 17, true, 3
+	return map[string]*Heartbeat{"heartbeat.json": hb, "candidates.json": &cand, "disk_full.json": &full}
 }
 
 func goldenAnnounces() map[string]*GalleryAnnounce {

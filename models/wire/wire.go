@@ -284,6 +284,11 @@ type Heartbeat struct {
 	// probe is compared against.
 	CandidateWindow string `json:"candidate_window,omitempty"`
 	Candidates      int    `json:"candidates,omitempty"`
+	// DiskFull: the gate's outbox refuses new events because its disk is
+	// full (events already stored are kept and sent). OutboxRefused counts
+	// the messages it refused since it started (full disk or full outbox).
+	DiskFull      bool  `json:"disk_full,omitempty"`
+	OutboxRefused int64 `json:"outbox_refused,omitempty"`
 }
 
 // GalleryAnnounce is the retained message telling gates a new gallery exists.
