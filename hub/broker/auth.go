@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/diemdanh/diemdanh/hub/loginlock"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
@@ -62,17 +63,23 @@ func (g Gate) CanRead(filter string) bool { return filter == wire.GalleryTopic(g
 
 // Authenticator checks gate credentials against the gates table (bcrypt,
 // active=1) with a lockout after repeated failures, per username and per
-// remote IP. Successful logins are cached for a few minutes (keyed by the
-// stored hash, so a password change takes effect at once) to keep
-// reconnect storms cheap.
+// remote IP. The failure counters are kept in SQLite (hub/loginlock, scope
+// "mqtt") as well as in memory, so a lockout holds across a restart of the
+// broker; keys whose lock ended and whose failures are forgiven are pruned.
+// Successful logins are cached for a few minutes (keyed by the stored
+// hash, so a password change takes effect at once) to keep reconnect
+// storms cheap.
 type Authenticator struct {
-	db  *store.DB
-	cfg LockoutConfig
-	now func() time.Time
+	db    *store.DB
+	cfg   LockoutConfig
+	now   func() time.Time
+	locks *loginlock.Store
 
-	mu    sync.Mutex
-	fails map[string]*failure
-	ok    map[string]okEntry
+	mu        sync.Mutex
+	loaded    bool
+	lastPrune time.Time
+	fails     map[string]*failure
+	ok        map[string]okEntry
 }
 
 type failure struct {
@@ -87,12 +94,16 @@ type okEntry struct {
 	until time.Time
 }
 
+// lockScope is the broker's scope in login_lockouts.
+const lockScope = "mqtt"
+
 // NewAuthenticator makes an Authenticator.
 func NewAuthenticator(db *store.DB, cfg LockoutConfig, now func() time.Time) *Authenticator {
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{db: db, cfg: cfg, now: now, fails: map[string]*failure{}, ok: map[string]okEntry{}}
+	return &Authenticator{db: db, cfg: cfg, now: now, locks: loginlock.New(db, lockScope),
+		fails: map[string]*failure{}, ok: map[string]okEntry{}}
 }
 
 func hostOf(remote string) string {
@@ -104,8 +115,11 @@ func hostOf(remote string) string {
 
 // Check authenticates username/password coming from remote (host:port).
 func (a *Authenticator) Check(ctx context.Context, username, password, remote string) (Gate, error) {
-	ukey, ikey := "u:"+username, "ip:"+hostOf(remote)
+	ukey, ikey := loginlock.Key("u:"+username), loginlock.Key("ip:"+hostOf(remote))
 	now := a.now()
+	if err := a.load(ctx, now); err != nil {
+		return Gate{}, err
+	}
 	a.mu.Lock()
 	for _, k := range []string{ukey, ikey} {
 		if f := a.fails[k]; f != nil && now.Before(f.until) {
@@ -117,24 +131,70 @@ func (a *Authenticator) Check(ctx context.Context, username, password, remote st
 
 	g, err := a.verify(ctx, username, password)
 	if errors.Is(err, ErrBadCredentials) {
-		a.fail(ukey, now, a.cfg.FreeFailures)
 		// Several gates may share an office IP: allow more before locking the address.
-		a.fail(ikey, now, a.cfg.FreeFailures*5)
+		if perr := errors.Join(a.fail(ctx, ukey, now, a.cfg.FreeFailures),
+			a.fail(ctx, ikey, now, a.cfg.FreeFailures*5)); perr != nil {
+			return Gate{}, fmt.Errorf("%w (%w)", err, perr)
+		}
 		return Gate{}, err
 	}
 	if err != nil {
 		return Gate{}, err
 	}
-	a.mu.Lock()
-	delete(a.fails, ukey)
-	delete(a.fails, ikey)
-	a.mu.Unlock()
+	if err := a.forget(ctx, ukey, ikey); err != nil {
+		return Gate{}, err
+	}
 	return g, nil
 }
 
-func (a *Authenticator) fail(key string, now time.Time, free int) {
+// load reads the stored counters once, pruning the expired ones first, and
+// prunes again every cfg.Max.
+func (a *Authenticator) load(ctx context.Context, now time.Time) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.loaded && now.Sub(a.lastPrune) < a.cfg.Max {
+		return nil
+	}
+	if _, err := a.locks.Prune(ctx, now, a.cfg.Max); err != nil {
+		return fmt.Errorf("broker: lockout: %w", err)
+	}
+	a.lastPrune = now
+	if a.loaded {
+		a.dropExpired(now)
+		return nil
+	}
+	m, err := a.locks.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("broker: lockout: %w", err)
+	}
+	for k, st := range m {
+		a.fails[k] = &failure{n: st.Failures, last: st.Last, until: st.Until}
+	}
+	a.loaded = true
+	return nil
+}
+
+// forget deletes the keys' failures after a successful login.
+func (a *Authenticator) forget(ctx context.Context, keys ...string) error {
+	var errs []error
+	for _, k := range keys {
+		a.mu.Lock()
+		_, had := a.fails[k]
+		delete(a.fails, k)
+		a.mu.Unlock()
+		if had {
+			errs = append(errs, a.locks.Delete(ctx, k))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("broker: lockout: %w", err)
+	}
+	return nil
+}
+
+// fail counts a failure of key and stores its state.
+func (a *Authenticator) fail(ctx context.Context, key string, now time.Time, free int) error {
+	a.mu.Lock()
 	f := a.fails[key]
 	if f == nil {
 		f = &failure{}
@@ -155,11 +215,27 @@ func (a *Authenticator) fail(key string, now time.Time, free int) {
 		}
 		f.until = now.Add(d)
 	}
-	if len(a.fails) > 100000 { // bound memory under a spray of usernames
+	st := loginlock.State{Failures: f.n, Last: f.last, Until: f.until}
+	if len(a.fails) > 100000 { // bound memory under a spray of usernames (the store keeps them)
 		for k, v := range a.fails {
 			if now.After(v.until) {
 				delete(a.fails, k)
 			}
+		}
+	}
+	a.mu.Unlock()
+	if err := a.locks.Save(ctx, key, st); err != nil {
+		return fmt.Errorf("broker: lockout: %w", err)
+	}
+	return nil
+}
+
+// dropExpired forgets, in memory, the keys Prune deleted from the store:
+// lock ended and failures forgiven. Called with mu held.
+func (a *Authenticator) dropExpired(now time.Time) {
+	for k, v := range a.fails {
+		if now.After(v.until) && now.Sub(v.last) > a.cfg.Max {
+			delete(a.fails, k)
 		}
 	}
 }

@@ -53,6 +53,13 @@ func childHub(path, addr string) error {
 	ing.Start(ctx)
 	cfg := broker.Default()
 	cfg.Listen = addr
+	if base := os.Getenv("HUBB_CHILD_LOCKOUT_BASE"); base != "" {
+		d, err := time.ParseDuration(base)
+		if err != nil {
+			return err
+		}
+		cfg.Lockout = broker.LockoutConfig{FreeFailures: 3, Base: d, Max: 10 * d}
+	}
 	if url := os.Getenv("HUBB_CHILD_EXTERNAL"); url != "" {
 		cfg.Mode = broker.ModeExternal
 		cfg.External = broker.ExternalConfig{URL: url, Username: hubUser, Password: hubPass, ClientID: "diemdanh-hub-crash"}
@@ -75,10 +82,11 @@ type child struct {
 	cmd *exec.Cmd
 }
 
-func startChild(t *testing.T, dbPath, addr, externalURL string) *child {
+func startChild(t *testing.T, dbPath, addr, externalURL string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "HUBB_CHILD_DB="+dbPath, "HUBB_CHILD_ADDR="+addr, "HUBB_CHILD_EXTERNAL="+externalURL)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
