@@ -40,6 +40,9 @@ func (a *App) buildMQTT(_ context.Context) error {
 	if a.Mods.FaceReview != nil {
 		ing.AddTopic(wire.TopicKindUnrecognised, a.Mods.FaceReview)
 	}
+	if a.Mods.Audit != nil {
+		ing.SetAudit(a.Mods.Audit) // gate alarms: clock skew, full disk
+	}
 	m := &MQTTModule{Ingest: ing, ready: make(chan struct{})}
 	a.Mods.MQTT = m
 	a.Go("mqtt", func(ctx context.Context) error {

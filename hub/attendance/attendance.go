@@ -10,7 +10,9 @@
 // attendance_overrides recording who and why; the latest one wins.
 //
 // Days are school-local (schools.timezone, Asia/Ho_Chi_Minh by default);
-// event times are the edge clock (captured_at).
+// event times (captured_at) are on the hub's clock: the gate's reading
+// corrected by the gate's measured clock offset (hub/ingest), so lateness
+// is judged by the hub's clock even when a gate's clock is off.
 package attendance
 
 import (

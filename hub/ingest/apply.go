@@ -19,6 +19,9 @@ type gateRow struct {
 	school string
 	active bool
 	found  bool
+	// skewMs is hub minus gate clock; measured: it comes from a heartbeat.
+	skewMs   int64
+	measured bool
 }
 
 type pupilRow struct {
@@ -49,8 +52,8 @@ func (in *Ingester) commitTx(batch []*item) error {
 	return in.db.Tx(in.ctx, func(tx *sql.Tx) error {
 		st := &txState{tx: tx, gates: map[string]gateRow{}, pupils: map[string]pupilRow{}, seen: map[string]gateSeen{}}
 		ins, err := tx.Prepare(`INSERT INTO events(event_id, school_id, gate_id, direction, student_id,
-			captured_at, received_at, distance, margin, frames_used, quality, model, gallery_version, face_jpeg)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`)
+			captured_at, gate_captured_at, received_at, distance, margin, frames_used, quality, model, gallery_version, face_jpeg)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(event_id) DO NOTHING`)
 		if err != nil {
 			return fmt.Errorf("ingest: prepare: %w", err)
 		}
@@ -72,12 +75,13 @@ func (in *Ingester) commitTx(batch []*item) error {
 				}
 			}
 		}
-		// Clock skew comes from heartbeats (sent live). Until a gate has sent
-		// one, the smallest hub-minus-edge difference of its events is the
-		// estimate (it includes the publish delay, so it is an upper bound).
+		// Clock skew is measured from live messages (online status,
+		// heartbeats). Until a gate has sent one, the smallest hub-minus-edge
+		// difference of its events is the estimate (it includes the publish
+		// delay, so it is an upper bound), never used to correct times.
 		for gate, gs := range st.seen {
 			if _, err := tx.Exec(`UPDATE gates SET last_seen_at = max(last_seen_at, ?), online = 1,
-				clock_skew_ms = CASE WHEN last_heartbeat = '' THEN ? ELSE clock_skew_ms END WHERE id = ?`,
+				clock_skew_ms = CASE WHEN clock_measured_at = 0 THEN ? ELSE clock_skew_ms END WHERE id = ?`,
 				gs.at, gs.minDelay, gate); err != nil {
 				return fmt.Errorf("ingest: gate seen: %w", err)
 			}
@@ -157,7 +161,8 @@ func (st *txState) gate(id string) (gateRow, error) {
 	}
 	var g gateRow
 	var active int
-	err := st.tx.QueryRow(`SELECT school_id, active FROM gates WHERE id = ?`, id).Scan(&g.school, &active)
+	err := st.tx.QueryRow(`SELECT school_id, active, clock_skew_ms, clock_measured_at > 0 FROM gates WHERE id = ?`, id).
+		Scan(&g.school, &active, &g.skewMs, &g.measured)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -231,8 +236,23 @@ func (st *txState) pupil(id string) (pupilRow, error) {
 }
 
 // CheckEvent runs the checks that need no database: decode and contract,
-// topic/payload match, clock window. It is the fuzzed decode path.
+// topic/payload match, clock window (on the gate's clock as sent). It is
+// the fuzzed decode path.
 func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*wire.Event, string) {
+	ev, reason := checkEventShape(topic, payload)
+	if reason != "" {
+		return nil, reason
+	}
+	if reason := cfg.clockReason(ev.CapturedAt, now); reason != "" {
+		return nil, reason
+	}
+	return ev, ""
+}
+
+// checkEventShape is CheckEvent without the clock window, which ingest
+// applies in the transaction to the time corrected by the gate's
+// measured clock offset.
+func checkEventShape(topic string, payload []byte) (*wire.Event, string) {
 	ev, err := wire.DecodeEvent(payload)
 	if err != nil {
 		return nil, err.Error()
@@ -246,21 +266,27 @@ func CheckEvent(cfg Config, topic string, payload []byte, now time.Time) (*wire.
 	case ev.GateID != gate:
 		return nil, fmt.Sprintf("gate_id: %q does not match topic gate %q", ev.GateID, gate)
 	}
-	if reason := cfg.clockReason(ev.CapturedAt, now); reason != "" {
-		return nil, reason
-	}
 	return ev, ""
 }
 
 func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (string, error) {
 	ev, reason := it.ev, it.reason
 	if it.kind != "events" { // not decoded by Submit
-		ev, reason = CheckEvent(in.cfg, it.msg.Topic, it.msg.Payload, time.UnixMilli(it.received))
+		ev, reason = checkEventShape(it.msg.Topic, it.msg.Payload)
 	}
 	if reason != "" {
 		return reason, nil
 	}
-	se := &StoredEvent{Event: *ev, ReceivedAt: it.received, Unknown: ev.StudentID == wire.UnknownStudent}
+	g, err := st.gate(gate)
+	if err != nil {
+		return "", err
+	}
+	captured := ev.CapturedAt + g.offset() // on the hub's clock
+	if reason := in.cfg.clockReason(captured, time.UnixMilli(it.received)); reason != "" {
+		return reason, nil
+	}
+	se := &StoredEvent{Event: *ev, ReceivedAt: it.received, GateCapturedAt: ev.CapturedAt, Unknown: ev.StudentID == wire.UnknownStudent}
+	se.CapturedAt = captured
 	var student any
 	// The face crop is kept only where it may be: for a pupil whose
 	// consent allows snapshots (decided in this transaction), and for an
@@ -291,7 +317,7 @@ func (in *Ingester) applyEvent(st *txState, it *item, school, gate string) (stri
 	if len(se.FaceJPEG) > 0 {
 		face = se.FaceJPEG
 	}
-	res, err := st.ins.Exec(ev.EventID, ev.SchoolID, ev.GateID, ev.Direction, student, ev.CapturedAt, it.received,
+	res, err := st.ins.Exec(ev.EventID, ev.SchoolID, ev.GateID, ev.Direction, student, captured, ev.CapturedAt, it.received,
 		ev.Distance, ev.Margin, ev.FramesUsed, string(q), model, ev.GalleryVer, face)
 	if err != nil {
 		return "", fmt.Errorf("ingest: insert event: %w", err)
@@ -332,6 +358,13 @@ func (in *Ingester) applyStatus(st *txState, it *item, gate string) (string, err
 		online, it.received, gate); err != nil {
 		return "", fmt.Errorf("ingest: status: %w", err)
 	}
+	// A gate publishes its online status on connecting, before it sends
+	// its outbox: its clock is measured before its events are stored.
+	if s.Online && s.At > 0 {
+		if err := in.measureClock(st, gate, it.received, s.At); err != nil {
+			return "", err
+		}
+	}
 	it.res = Updated
 	return "", nil
 }
@@ -345,10 +378,19 @@ func (in *Ingester) applyHeartbeat(st *txState, it *item, gate string) (string, 
 		return fmt.Sprintf("gate_id: %q does not match topic gate %q", h.GateID, gate), nil
 	}
 	js, _ := json.Marshal(h)
-	skew := it.received - h.At
-	if _, err := st.tx.Exec(`UPDATE gates SET online = 1, last_seen_at = max(last_seen_at, ?), last_heartbeat = ?,
-		clock_skew_ms = ? WHERE id = ?`, it.received, string(js), skew, gate); err != nil {
+	var prev string
+	if err := st.tx.QueryRow(`SELECT last_heartbeat FROM gates WHERE id = ?`, gate).Scan(&prev); err != nil {
 		return "", fmt.Errorf("ingest: heartbeat: %w", err)
+	}
+	if _, err := st.tx.Exec(`UPDATE gates SET online = 1, last_seen_at = max(last_seen_at, ?), last_heartbeat = ? WHERE id = ?`,
+		it.received, string(js), gate); err != nil {
+		return "", fmt.Errorf("ingest: heartbeat: %w", err)
+	}
+	if err := in.measureClock(st, gate, it.received, h.At); err != nil {
+		return "", err
+	}
+	if err := in.diskAlarm(st.tx, gate, prev, h); err != nil {
+		return "", err
 	}
 	it.res = Updated
 	return "", nil

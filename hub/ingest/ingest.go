@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -23,11 +24,16 @@ type Config struct {
 	MaxBatch int `yaml:"max_batch"`
 	// QueueSize is the submit queue length (back-pressure beyond it).
 	QueueSize int `yaml:"queue_size"`
+	// ClockSkewWarn: a gate whose heartbeat shows its clock off by more
+	// than this raises an admin warning (log, audit, admin overview).
+	// Event times are corrected by the measured offset whatever it is.
+	ClockSkewWarn time.Duration `yaml:"clock_skew_warn"`
 }
 
 // Default returns the production settings.
 func Default() Config {
-	return Config{FutureTolerance: 5 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBatch: 512, QueueSize: 8192}
+	return Config{FutureTolerance: 5 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBatch: 512, QueueSize: 8192,
+		ClockSkewWarn: 2 * time.Minute}
 }
 
 // Validate names the first bad field under prefix.
@@ -41,6 +47,8 @@ func (c Config) Validate(prefix string) error {
 		return conf.Fieldf(join(prefix, "max_batch"), "must be 1..10000")
 	case c.QueueSize < 1:
 		return conf.Fieldf(join(prefix, "queue_size"), "must be positive")
+	case c.ClockSkewWarn < time.Second:
+		return conf.Fieldf(join(prefix, "clock_skew_warn"), "must be at least 1s")
 	}
 	return nil
 }
@@ -115,6 +123,7 @@ type Ingester struct {
 	lmu       sync.Mutex
 	listeners []Listener
 	topics    map[string]TopicHandler // further gate topic kinds (AddTopic)
+	audit     *audit.Log              // gate alarms (SetAudit); nil: log only
 	wg        sync.WaitGroup
 	stop      context.CancelFunc
 	ctx       context.Context
@@ -184,7 +193,7 @@ func (in *Ingester) Submit(msg Message, done func(Result, error)) {
 	it := &item{msg: msg, received: in.now().UnixMilli(), done: done}
 	if _, _, kind, ok := wire.ParseGateTopic(msg.Topic); ok && kind == "events" {
 		it.kind = kind
-		it.ev, it.reason = CheckEvent(in.cfg, msg.Topic, msg.Payload, time.UnixMilli(it.received))
+		it.ev, it.reason = checkEventShape(msg.Topic, msg.Payload)
 	}
 	in.mu.RLock()
 	defer in.mu.RUnlock()

@@ -7,9 +7,13 @@ import (
 )
 
 // StoredEvent is one gate event as committed to the events table: the
-// edge's payload plus what the hub added.
+// edge's payload plus what the hub added. Event.CapturedAt is on the
+// hub's clock: the gate's reading corrected by the gate's measured clock
+// offset (ClockCorrectMin), as stored in events.captured_at.
 type StoredEvent struct {
 	wire.Event
+	// GateCapturedAt is the capture time the gate sent (its own clock).
+	GateCapturedAt int64
 	// ReceivedAt is the hub clock (Unix ms) when the event was accepted.
 	ReceivedAt int64
 	// ClassID is the pupil's class at ingest time; "" for an unknown face
