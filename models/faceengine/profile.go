@@ -1,7 +1,11 @@
 package faceengine
 
 import (
+	"path/filepath"
+
+	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/match"
+	"github.com/diemdanh/diemdanh/models/profile"
 )
 
 // DistanceProfile is what an embedder's real L2 distances mean, measured
@@ -88,4 +92,64 @@ func ProfileFor(name string) (DistanceProfile, bool) {
 func ProfileOf(m match.ModelID) (DistanceProfile, bool) {
 	p, ok := ProfileFor(m.Name)
 	return p, ok && p.Model == m
+}
+
+// FromFile is the distance profile a measured profile file gives.
+func FromFile(f profile.File) DistanceProfile {
+	return DistanceProfile{Model: f.Model, SameMax: f.SameMax, DuplicateMax: f.DuplicateMax,
+		FeedbackMatchMax: f.FeedbackMatchMax, VoteCap: f.VoteCap}
+}
+
+// Profiles finds a model's distance profile: a custom model's from its
+// measured profile file (engine.custom.profile), every other one's from
+// DistanceProfiles. The zero value knows the built-in models only.
+// Consumers (the gate's vote, the hub's enrolment and automatic templates)
+// ask it by model ID and need not know whether the model is custom.
+type Profiles struct {
+	custom *DistanceProfile
+}
+
+// Of returns model's distance profile; ok is false for a model nobody
+// measured.
+func (p Profiles) Of(model match.ModelID) (DistanceProfile, bool) {
+	if p.custom != nil && p.custom.Model == model {
+		return *p.custom, true
+	}
+	return ProfileOf(model)
+}
+
+// ProfileCommand is the command line that measures a custom model's
+// profile on the built-in sets or, with --photos, on a school's own.
+const ProfileCommand = "bin/edge eval --profile PROFILE.json --config CONFIG.yaml [--photos DIR with DIR/<pupil_id>/*.jpg]"
+
+// Profiles reads the profile of the custom model c declares (embedder:
+// custom); with a built-in embedder it reads nothing. The file (relative
+// to models_dir or absolute, like the model's file) must be a valid
+// profile of this very model (name, version and checksum prefix). A custom
+// model without a profile is refused with the command that makes one:
+// its vote cap, same-person limit and duplicate-guard threshold are
+// measured, never assumed. Errors name <prefix>.custom.profile.
+func (c EngineConfig) Profiles(prefix string) (Profiles, error) {
+	if c.Embedder != CustomEmbedder || c.Custom == nil {
+		return Profiles{}, nil
+	}
+	field, model := prefix+".custom.profile", c.Custom.ModelID()
+	if c.Custom.Profile == "" {
+		return Profiles{}, conf.Fieldf(field, "is required: the vote cap, same-person limit and duplicate-guard threshold of "+
+			"custom model %s are measured on photos, never assumed; make the file with `%s` and set %s to it", model, ProfileCommand, field)
+	}
+	path := c.Custom.Profile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(c.ModelsDir, path)
+	}
+	f, err := profile.Read(path)
+	if err != nil {
+		return Profiles{}, conf.Fieldf(field, "%v; measure it again with `%s`", err, ProfileCommand)
+	}
+	if f.Model != model {
+		return Profiles{}, conf.Fieldf(field, "%s is the profile of %s, not of %s (another file or version); measure this model with `%s`",
+			path, f.Model, model, ProfileCommand)
+	}
+	p := FromFile(f)
+	return Profiles{custom: &p}, nil
 }
