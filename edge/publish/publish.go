@@ -64,6 +64,11 @@ type Config struct {
 	// OnGalleryAnnounce, if set, subscribes to the school's retained
 	// gallery topic and is called with each announcement.
 	OnGalleryAnnounce func(wire.GalleryAnnounce) `yaml:"-"`
+	// ConnectHeartbeat, if set, gives the heartbeat sent right after each
+	// connection's online status and before the outbox is drained, so
+	// the hub learns the backlog a gate brings back from an outage (its
+	// outbox_depth) at once rather than at the next periodic heartbeat.
+	ConnectHeartbeat func() wire.Heartbeat `yaml:"-"`
 }
 
 // Default returns the defaults (broker on localhost without TLS).
@@ -273,6 +278,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 				p.log.Info("mqtt connected", "broker", p.cfg.Broker, "client_id", p.cfg.ClientID, "outbox_depth", p.db.Depth())
 			}
 			backoff = p.cfg.RetryMin
+			p.connectHeartbeat()
 			err = p.serve(ctx)
 			p.conn.Store(false)
 			if ctx.Err() != nil {
@@ -433,6 +439,20 @@ func (p *Publisher) topicOf(kind string) string {
 		return wire.UnrecognisedTopic(p.cfg.SchoolID, p.cfg.GateID)
 	}
 	return wire.EventTopic(p.cfg.SchoolID, p.cfg.GateID)
+}
+
+// connectHeartbeat sends ConnectHeartbeat's heartbeat, if any. A failure
+// is logged: the drain that follows notices a lost connection itself.
+func (p *Publisher) connectHeartbeat() {
+	if p.cfg.ConnectHeartbeat == nil {
+		return
+	}
+	hb := p.cfg.ConnectHeartbeat()
+	if err := p.PublishHeartbeat(hb); err != nil {
+		p.log.Warn("heartbeat after connecting not sent", "err", err)
+		return
+	}
+	p.log.Info("heartbeat sent after connecting", "outbox_depth", hb.OutboxDepth)
 }
 
 // PublishHeartbeat sends the gate's metrics (QoS 1, not retained). It

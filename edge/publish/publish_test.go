@@ -94,9 +94,10 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // subscriber is a real MQTT client with a persistent session collecting
 // payloads per topic.
 type subscriber struct {
-	mu   sync.Mutex
-	msgs map[string][][]byte
-	c    pmqtt.Client
+	mu     sync.Mutex
+	msgs   map[string][][]byte
+	topics []string // every message's topic, in arrival order
+	c      pmqtt.Client
 }
 
 var subN atomic.Int32
@@ -112,6 +113,7 @@ func subscribe(t *testing.T, addr, filter string) *subscriber {
 		c.Subscribe(filter, 1, func(_ pmqtt.Client, m pmqtt.Message) {
 			s.mu.Lock()
 			s.msgs[m.Topic()] = append(s.msgs[m.Topic()], append([]byte(nil), m.Payload()...))
+			s.topics = append(s.topics, m.Topic())
 			s.mu.Unlock()
 		}).Wait()
 		select {
@@ -315,6 +317,65 @@ func TestLastWillAndStatus(t *testing.T) {
 	waitFor(t, 5*time.Second, "offline after clean stop", func() bool { s, n := last(); return n >= 4 && !s.Online })
 	if err := p.PublishHeartbeat(wire.Heartbeat{}); err == nil {
 		t.Fatal("heartbeat accepted while disconnected")
+	}
+}
+
+// TestConnectHeartbeatBeforeDrain: with ConnectHeartbeat set, each
+// connection sends a heartbeat right after its online status and before
+// the outbox is drained, so the hub sees the backlog the gate brings (5
+// events waiting) before the first of them; after a cut and a reconnect
+// the next connection sends one again (its outbox now empty).
+func TestConnectHeartbeatBeforeDrain(t *testing.T) {
+	addr, _ := brokertest.FreePort()
+	srv, err := brokertest.StartMochi(addr, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { brokertest.CloseMochi(srv, 3*time.Second) })
+	sub := subscribe(t, addr, wire.TopicRoot+"/#")
+	db := openStore(t)
+	for i := 0; i < 5; i++ {
+		if err := db.Enqueue(context.Background(), newEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig(addr)
+	cfg.ConnectHeartbeat = func() wire.Heartbeat { return wire.Heartbeat{FPS: 25, OutboxDepth: db.Depth()} }
+	p, err := New(cfg, db, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, p)
+	hbTopic, evTopic := wire.HeartbeatTopic(school, gate), wire.EventTopic(school, gate)
+	waitFor(t, 10*time.Second, "5 events", func() bool { return len(sub.get(evTopic)) == 5 })
+	depth := func(i int) int {
+		var hb wire.Heartbeat
+		if err := json.Unmarshal(sub.get(hbTopic)[i], &hb); err != nil {
+			t.Fatal(err)
+		}
+		return hb.OutboxDepth
+	}
+	sub.mu.Lock()
+	order := append([]string(nil), sub.topics...)
+	sub.mu.Unlock()
+	first := map[string]int{}
+	for i := len(order) - 1; i >= 0; i-- {
+		first[order[i]] = i
+	}
+	if hb, ok := first[hbTopic]; !ok || hb > first[evTopic] {
+		t.Fatalf("no heartbeat before the first event: %v", order)
+	}
+	if d := depth(0); d != 5 {
+		t.Fatalf("heartbeat after connecting: outbox_depth %d, want 5", d)
+	}
+	cl, ok := srv.Clients.Get(gate)
+	if !ok {
+		t.Fatal("gate client not found at the broker")
+	}
+	cl.Stop(errors.New("test: connection cut"))
+	waitFor(t, 5*time.Second, "a heartbeat after the reconnect", func() bool { return len(sub.get(hbTopic)) == 2 })
+	if d := depth(1); d != 0 {
+		t.Fatalf("heartbeat after the reconnect: outbox_depth %d, want 0", d)
 	}
 }
 
