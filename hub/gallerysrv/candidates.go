@@ -161,7 +161,7 @@ func (s *Server) gateBody(e *entry, gate string) ([]byte, error) {
 		people = append(people, p)
 	}
 	doc.People = people
-	if err := s.gatePoint(&doc, gate); err != nil { // calibrate.go: the gate's own operating point
+	if err := s.gatePoint(&doc, gate, e.provisional); err != nil { // calibrate.go: the gate's own operating point
 		return nil, err
 	}
 	b, err := doc.Encode()

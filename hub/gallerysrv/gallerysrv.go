@@ -16,9 +16,11 @@
 // Each served gallery carries the school's calibrated recognition
 // operating point (calibrate.go): the threshold match.CalibrateThreshold
 // derives from exactly the served descriptors at the configured visitor
-// false-accept rate, computed once per version, persisted with its history
-// and shown to admins (GET /schools/{school_id}/operating-point, the
-// /admin/operating-point page); an admin override in config wins.
+// false-accept rate, computed once per descriptor set, persisted with its
+// history and shown to admins (GET /schools/{school_id}/operating-point,
+// the /admin/operating-point page); an admin override in config wins. A
+// removal (a withdrawal of consent) is published at once with the previous
+// threshold and calibrated after (calibrate_after.go).
 package gallerysrv
 
 import (
@@ -99,6 +101,10 @@ type entry struct {
 	people  int
 	cand    *candidates       // candidate restriction (candidates.go)
 	perGate map[string][]byte // gate → its restricted body (guarded by Server.mu)
+	// provisional: published before its calibration (calibrate_after.go);
+	// served: the descriptors it carries, as capSet returns them.
+	provisional bool
+	served      map[string][]match.Descriptor
 }
 
 // Server builds, versions, serves and announces galleries.
@@ -121,6 +127,9 @@ type Server struct {
 	// pointKey(school, gate) (calibrate.go).
 	points map[string]*OperatingPoint
 	calib  calibState
+	// inlineMax: the largest gallery (descriptors) whose additions are
+	// calibrated before publication (DefaultInlineCalibrationMax).
+	inlineMax int
 }
 
 // New returns the server. ann may be nil and set later with SetAnnouncer.
@@ -133,7 +142,7 @@ func New(db *store.DB, src TemplateSource, ann Announcer, cfg Config, log *slog.
 	}
 	s := &Server{db: db, src: src, ann: ann, cfg: cfg, log: log, now: now,
 		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{},
-		points: map[string]*OperatingPoint{}, lock: api.NewLockout(api.DefaultLockout(), now)}
+		points: map[string]*OperatingPoint{}, lock: api.NewLockout(api.DefaultLockout(), now), inlineMax: DefaultInlineCalibrationMax}
 	s.calib.audit = audit.New(db, log, now)
 	return s
 }
@@ -241,49 +250,47 @@ func sortedIDs(m map[string][]match.Descriptor) []string {
 
 // Refresh rebuilds school's gallery; when its digest differs from the last
 // served one, the version bumps (persisted) and the new version is
-// announced. It returns the current version and whether it changed.
+// announced. It returns the current version and whether it changed. A
+// change is published with its calibrated operating point when that is
+// known or cheap; otherwise (a removal, a large gallery) at once with the
+// previous threshold, calibrated in the background and published again
+// (calibrate_after.go).
 func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error) {
 	s.build.Lock()
 	defer s.build.Unlock()
 	s.mu.Lock()
 	delete(s.dirty, school)
+	cur := s.cache[school]
 	s.mu.Unlock()
-	model, byPupil, err := s.src.ActiveDescriptors(ctx, school)
-	if err != nil {
+	retry := func(err error) (int64, bool, error) {
 		s.mu.Lock()
 		s.dirty[school] = true // retried by the next request or tick, without spinning
 		s.mu.Unlock()
-		return 0, false, fmt.Errorf("gallery %s: templates: %w", school, err)
+		return 0, false, err
+	}
+	model, byPupil, err := s.src.ActiveDescriptors(ctx, school)
+	if err != nil {
+		return retry(fmt.Errorf("gallery %s: templates: %w", school, err))
 	}
 	cand, err := s.loadCandidates(ctx, school, byPupil)
 	if err != nil {
-		s.mu.Lock()
-		s.dirty[school] = true
-		s.mu.Unlock()
+		return retry(err)
+	}
+	plan, err := s.planPoint(ctx, school, "", model, byPupil)
+	if err != nil {
+		return retry(err)
+	}
+	provisional := plan.known == nil && plan.prev != nil && (plan.templates > s.inlineMax || removedFrom(cur, plan.capped))
+	digest := cand.mix(Digest(model, byPupil))
+	if provisional {
+		digest = pendingMix(digest)
+	}
+	version, changed, err := s.bumpVersion(ctx, school, digest, len(byPupil), model)
+	if err != nil {
 		return 0, false, err
 	}
-	digest := cand.mix(Digest(model, byPupil))
-	var version int64
-	var old string
-	err = s.db.R.QueryRowContext(ctx, `SELECT version, digest FROM gallery_served WHERE school_id = ?`, school).Scan(&version, &old)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, false, fmt.Errorf("gallery %s: version: %w", school, err)
-	}
-	changed := old != digest
-	if changed {
-		s.warnOtherModels(ctx, school, model)
-		version++
-		if _, err := s.db.W.ExecContext(ctx, `INSERT INTO gallery_served(school_id, version, digest, people, updated_at) VALUES (?,?,?,?,?)
-			ON CONFLICT(school_id) DO UPDATE SET version=excluded.version, digest=excluded.digest, people=excluded.people, updated_at=excluded.updated_at`,
-			school, version, digest, len(byPupil), s.now().UnixMilli()); err != nil {
-			return 0, false, fmt.Errorf("gallery %s: version: %w", school, err)
-		}
-	}
-	s.mu.Lock()
-	cur := s.cache[school]
-	s.mu.Unlock()
 	if cur == nil || cur.digest != digest || cur.version != version {
-		op, err := s.operatingPoint(ctx, school, "", version, model, byPupil)
+		op, err := s.settlePoint(ctx, plan, version, provisional)
 		if err != nil {
 			return 0, false, err
 		}
@@ -292,14 +299,40 @@ func (s *Server) Refresh(ctx context.Context, school string) (int64, bool, error
 			return 0, false, err
 		}
 		s.mu.Lock()
-		s.cache[school] = &entry{version: version, digest: digest, body: body, people: n, cand: cand}
+		s.cache[school] = &entry{version: version, digest: digest, body: body, people: n, cand: cand,
+			provisional: provisional, served: plan.capped}
 		s.mu.Unlock()
 	}
 	if changed {
-		s.log.Info("gallery version", "school", school, "version", version, "people", len(byPupil))
+		s.log.Info("gallery version", "school", school, "version", version, "people", len(byPupil), "calibration_pending", provisional)
 		s.announce(school, version, model)
 	}
+	if provisional {
+		s.scheduleCalibration(school, model, plan.capped, cand)
+	}
 	return version, changed, nil
+}
+
+// bumpVersion returns school's served version, bumped and persisted when
+// digest differs from the served one.
+func (s *Server) bumpVersion(ctx context.Context, school, digest string, people int, model match.ModelID) (int64, bool, error) {
+	var version int64
+	var old string
+	err := s.db.R.QueryRowContext(ctx, `SELECT version, digest FROM gallery_served WHERE school_id = ?`, school).Scan(&version, &old)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, false, fmt.Errorf("gallery %s: version: %w", school, err)
+	}
+	if old == digest {
+		return version, false, nil
+	}
+	s.warnOtherModels(ctx, school, model)
+	version++
+	if _, err := s.db.W.ExecContext(ctx, `INSERT INTO gallery_served(school_id, version, digest, people, updated_at) VALUES (?,?,?,?,?)
+		ON CONFLICT(school_id) DO UPDATE SET version=excluded.version, digest=excluded.digest, people=excluded.people, updated_at=excluded.updated_at`,
+		school, version, digest, people, s.now().UnixMilli()); err != nil {
+		return 0, false, fmt.Errorf("gallery %s: version: %w", school, err)
+	}
+	return version, true, nil
 }
 
 func (s *Server) encode(school string, version int64, model match.ModelID, byPupil map[string][]match.Descriptor, op *OperatingPoint) ([]byte, int, error) {
