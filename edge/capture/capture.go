@@ -1,8 +1,11 @@
 // Package capture reads frames from a camera index, an RTSP/HTTP stream or
 // a video file through gocv, reconnecting with capped backoff when a live
-// source drops, and hands them to the pipeline through a newest-frame-wins
-// mailbox that drops stale frames (and counts them) instead of building a
-// backlog.
+// source drops (each outage counted), rejecting stale frames of a live
+// stream (a backlog delivered late, a repeated timestamp, a frame left over
+// from before an outage), and hands them to the pipeline through a
+// newest-frame-wins mailbox that drops unread frames (and counts them)
+// instead of building a backlog. Stream passwords never reach its logs or
+// errors (Redact).
 package capture
 
 import (
@@ -14,7 +17,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +28,8 @@ import (
 // Close it.
 type Frame struct {
 	Mat   gocv.Mat
-	Index int64     // position in the source, from 0
+	Index int64     // position in the source, from 0, increasing across reconnections
+	Conn  int64     // the connection to the source that delivered it, from 1
 	At    time.Time // when it was read
 }
 
@@ -47,11 +50,17 @@ type Config struct {
 	// MaxBadFrames is how many unreadable frames in a row end a file (or
 	// count as an outage of a live source).
 	MaxBadFrames int `yaml:"max_bad_frames"`
+	// MaxLag is how far a live frame's own timestamp may fall behind the
+	// freshest frame of its connection before the frame is stale (a backlog
+	// delivered late after a stall): stale frames are dropped and counted.
+	// 0 turns the check off.
+	MaxLag time.Duration `yaml:"max_lag"`
 }
 
 // DefaultConfig reads camera 0 live.
 func DefaultConfig() Config {
-	return Config{Source: "0", Realtime: true, ReconnectMin: 500 * time.Millisecond, ReconnectMax: 30 * time.Second, MaxBadFrames: 25}
+	return Config{Source: "0", Realtime: true, ReconnectMin: 500 * time.Millisecond, ReconnectMax: 3 * time.Second, MaxBadFrames: 25,
+		MaxLag: 2 * time.Second}
 }
 
 // Validate names the first bad field under prefix.
@@ -65,6 +74,8 @@ func (c Config) Validate(prefix string) error {
 		return conf.Fieldf(prefix+".reconnect_max", "must be at least reconnect_min")
 	case c.MaxBadFrames < 1:
 		return conf.Fieldf(prefix+".max_bad_frames", "must be at least 1")
+	case c.MaxLag < 0:
+		return conf.Fieldf(prefix+".max_lag", "must not be negative (0 turns the check off)")
 	}
 	return nil
 }
@@ -99,13 +110,17 @@ var ErrSource = errors.New("capture: source unusable")
 
 // Capture reads one source.
 type Capture struct {
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	kind   Kind
-	online atomic.Bool
-	bad    atomic.Int64 // unreadable frames
-	fps    atomic.Uint64
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	kind    Kind
+	online  atomic.Bool
+	bad     atomic.Int64 // unreadable frames
+	stale   atomic.Int64 // stale frames rejected
+	outages atomic.Int64
+	conns   atomic.Int64
+	fps     atomic.Uint64
+	discard func() int
 }
 
 // New returns a capture for cfg; it opens nothing until Run.
@@ -123,11 +138,31 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (*Capture, error) {
 	return &Capture{cfg: cfg, log: log, now: now, kind: k}, nil
 }
 
+// DiscardOnOutage registers f, called when an outage begins to throw away
+// frames read before it that nobody has taken yet (Mailbox.Discard); the
+// count f returns is added to StaleFrames. Call it before Run.
+func (c *Capture) DiscardOnOutage(f func() int) { c.discard = f }
+
 // Online reports whether the source is currently delivering frames.
 func (c *Capture) Online() bool { return c.online.Load() }
 
 // BadFrames is the number of unreadable frames so far.
 func (c *Capture) BadFrames() int64 { return c.bad.Load() }
+
+// StaleFrames is the number of frames rejected as stale: a live stream's
+// backlog delivered late, a repeated or backward timestamp, or a frame
+// from before an outage discarded when the outage began.
+func (c *Capture) StaleFrames() int64 { return c.stale.Load() }
+
+// Outages is the number of outages so far: a live source that failed to
+// open or stopped delivering frames, counted once until frames flow again.
+func (c *Capture) Outages() int64 { return c.outages.Load() }
+
+// Connections is the number of times the source was opened.
+func (c *Capture) Connections() int64 { return c.conns.Load() }
+
+// Source is the configured source with any password redacted.
+func (c *Capture) Source() string { return Redact(c.cfg.Source) }
 
 // SourceFPS is the frame rate the source reports (0 if unknown).
 func (c *Capture) SourceFPS() float64 { return float64FromBits(c.fps.Load()) }
@@ -149,7 +184,9 @@ func (c *Capture) open() (*gocv.VideoCapture, error) {
 		}
 		vc, err = gocv.OpenVideoCaptureWithAPI(c.cfg.Source, gocv.VideoCaptureAny)
 	default:
-		vc, err = gocv.OpenVideoCapture(c.cfg.Source)
+		// FFmpeg only: the other backends OpenCV would try after it print
+		// the whole URL, password included, to stderr.
+		vc, err = gocv.OpenVideoCaptureWithAPI(c.cfg.Source, gocv.VideoCaptureFFmpeg)
 	}
 	if err != nil {
 		if vc != nil {
@@ -158,26 +195,33 @@ func (c *Capture) open() (*gocv.VideoCapture, error) {
 		if k == KindFile {
 			return nil, fmt.Errorf("%w: cannot open %s as a video: %v", ErrSource, c.cfg.Source, err)
 		}
-		return nil, fmt.Errorf("capture: open %s: %s", redact(c.cfg.Source), strings.ReplaceAll(err.Error(), c.cfg.Source, redact(c.cfg.Source)))
+		return nil, fmt.Errorf("capture: open %s: %s", c.Source(), strings.ReplaceAll(err.Error(), c.cfg.Source, c.Source()))
 	}
 	if !vc.IsOpened() {
 		vc.Close()
 		if k == KindFile {
 			return nil, fmt.Errorf("%w: cannot open %s as a video", ErrSource, c.cfg.Source)
 		}
-		return nil, fmt.Errorf("capture: open %s: not available", redact(c.cfg.Source))
+		return nil, fmt.Errorf("capture: open %s: not available", c.Source())
 	}
+	c.conns.Add(1)
 	return vc, nil
 }
 
+// runState is what Run carries across connections.
+type runState struct {
+	index       int64     // next frame's Index
+	outageSince time.Time // zero while frames flow
+}
+
 // Run reads frames and passes each to put until ctx ends or a file ends
-// (then it returns io.EOF). Live sources are reopened with capped backoff;
-// the first failure of an outage is logged once, and so is the recovery.
-// A file that cannot be opened is an error wrapping ErrSource.
+// (then it returns io.EOF). Live sources are reopened with backoff from
+// ReconnectMin doubling to ReconnectMax; each outage is counted and logged
+// once, and so is the recovery. A file that cannot be opened is an error
+// wrapping ErrSource.
 func (c *Capture) Run(ctx context.Context, put func(Frame)) error {
 	backoff := c.cfg.ReconnectMin
-	var outageSince time.Time
-	var index int64
+	st := &runState{}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -185,7 +229,7 @@ func (c *Capture) Run(ctx context.Context, put func(Frame)) error {
 		vc, err := c.open()
 		if err == nil {
 			var end bool
-			end, err = c.readAll(ctx, vc, put, &index, &outageSince)
+			end, err = c.readAll(ctx, vc, put, st)
 			vc.Close()
 			if end && c.kind == KindFile {
 				if c.cfg.Loop {
@@ -203,14 +247,7 @@ func (c *Capture) Run(ctx context.Context, put func(Frame)) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		c.online.Store(false)
-		if outageSince.IsZero() {
-			outageSince = c.now()
-			if err == nil {
-				err = errors.New("stream ended")
-			}
-			c.log.Warn("camera outage; reconnecting", "source", redact(c.cfg.Source), "err", err)
-		}
+		c.beginOutage(st, err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -220,8 +257,39 @@ func (c *Capture) Run(ctx context.Context, put func(Frame)) error {
 	}
 }
 
+// beginOutage marks the source offline; the first failure of an outage
+// counts it, logs it and discards frames read before it.
+func (c *Capture) beginOutage(st *runState, err error) {
+	c.online.Store(false)
+	if !st.outageSince.IsZero() {
+		return
+	}
+	st.outageSince = c.now()
+	c.outages.Add(1)
+	if c.discard != nil {
+		c.stale.Add(int64(c.discard()))
+	}
+	if err == nil {
+		err = errors.New("stream ended")
+	}
+	c.log.Warn("camera outage; reconnecting", "source", c.Source(), "err", err, "outages", c.outages.Load())
+}
+
+// recovered marks the source online after a good frame.
+func (c *Capture) recovered(st *runState) {
+	if c.online.Load() {
+		return
+	}
+	c.online.Store(true)
+	if !st.outageSince.IsZero() {
+		c.log.Info("camera recovered", "source", c.Source(), "outage", c.now().Sub(st.outageSince).Round(time.Millisecond),
+			"connection", c.conns.Load())
+		st.outageSince = time.Time{}
+	}
+}
+
 // readAll reads until the source fails. end reports a file's normal end.
-func (c *Capture) readAll(ctx context.Context, vc *gocv.VideoCapture, put func(Frame), index *int64, outageSince *time.Time) (end bool, err error) {
+func (c *Capture) readAll(ctx context.Context, vc *gocv.VideoCapture, put func(Frame), st *runState) (end bool, err error) {
 	fps := vc.Get(gocv.VideoCaptureFPS)
 	if !(fps > 0 && fps < 1000) {
 		fps = 25
@@ -229,161 +297,83 @@ func (c *Capture) readAll(ctx context.Context, vc *gocv.VideoCapture, put func(F
 	c.fps.Store(float64Bits(fps))
 	period := time.Duration(float64(time.Second) / fps)
 	start := c.now()
+	fresh := newFreshness(c.cfg.MaxLag, start)
+	conn := c.conns.Load()
 	var local int64
 	bad := 0
 	for ctx.Err() == nil {
 		m := gocv.NewMat()
-		ok := vc.Read(&m)
-		if !ok || m.Empty() || m.Cols() < 16 || m.Rows() < 16 {
+		if ok := vc.Read(&m); !ok || m.Empty() || m.Cols() < 16 || m.Rows() < 16 {
 			m.Close()
 			bad++
 			c.bad.Add(1)
-			if c.kind == KindFile {
-				// OpenCV returns false at the end and for frames it cannot
-				// decode; a run of failures ends the file.
-				if pos, n := vc.Get(gocv.VideoCapturePosFrames), vc.Get(gocv.VideoCaptureFrameCount); n > 0 && pos >= n-1 {
-					return true, nil
-				}
-				if bad >= c.cfg.MaxBadFrames {
-					return true, nil
-				}
-				continue
+			if end, err := c.badFrame(vc, bad); end || err != nil {
+				return end, err
 			}
-			if bad >= c.cfg.MaxBadFrames {
-				return false, errors.New("no frames")
-			}
-			time.Sleep(5 * time.Millisecond)
 			continue
 		}
 		bad = 0
-		if !c.online.Load() {
-			c.online.Store(true)
-			if !outageSince.IsZero() {
-				c.log.Info("camera recovered", "source", redact(c.cfg.Source), "outage", c.now().Sub(*outageSince).Round(time.Millisecond))
-				*outageSince = time.Time{}
-			}
+		if c.kind == KindStream && c.staleFrame(fresh, vc) {
+			m.Close()
+			continue
 		}
+		c.recovered(st)
 		if c.kind == KindFile && c.cfg.Realtime {
-			due := start.Add(time.Duration(local) * period)
-			if d := due.Sub(c.now()); d > 0 {
-				select {
-				case <-ctx.Done():
-					m.Close()
-					return false, ctx.Err()
-				case <-time.After(d):
-				}
+			if err := c.pace(ctx, start.Add(time.Duration(local)*period)); err != nil {
+				m.Close()
+				return false, err
 			}
 		}
-		put(Frame{Mat: m, Index: *index, At: c.now()})
-		*index++
+		put(Frame{Mat: m, Index: st.index, Conn: conn, At: c.now()})
+		st.index++
 		local++
 	}
 	return false, ctx.Err()
 }
 
-// redact hides a password in a stream URL for logs.
-func redact(s string) string {
-	if i := strings.Index(s, "://"); i >= 0 {
-		rest := s[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if slash := strings.Index(rest, "/"); slash < 0 || at < slash {
-				return s[:i+3] + "***@" + rest[at+1:]
-			}
+// badFrame decides what an unreadable frame means: a file's end, a live
+// source's outage (after MaxBadFrames in a row), or a retry.
+func (c *Capture) badFrame(vc *gocv.VideoCapture, bad int) (end bool, err error) {
+	if c.kind == KindFile {
+		// OpenCV returns false at the end and for frames it cannot decode;
+		// a run of failures ends the file.
+		if pos, n := vc.Get(gocv.VideoCapturePosFrames), vc.Get(gocv.VideoCaptureFrameCount); n > 0 && pos >= n-1 {
+			return true, nil
 		}
+		return bad >= c.cfg.MaxBadFrames, nil
 	}
-	return s
+	if bad >= c.cfg.MaxBadFrames {
+		return false, errors.New("no frames")
+	}
+	time.Sleep(5 * time.Millisecond)
+	return false, nil
 }
 
-// Mailbox is the handoff between capture and the pipeline. In live mode
-// (Drop) a new frame replaces one the pipeline has not taken yet, which is
-// closed and counted as dropped: the pipeline always works on the newest
-// frame. Without Drop, Put waits for the pipeline (benchmarks that must
-// see every frame).
-type Mailbox struct {
-	drop    bool
-	mu      sync.Mutex
-	cond    *sync.Cond
-	slot    *Frame
-	closed  bool
-	err     error
-	dropped atomic.Int64
+// staleFrame checks a stream frame's own timestamp and counts a stale one.
+func (c *Capture) staleFrame(fresh *freshness, vc *gocv.VideoCapture) bool {
+	verdict := fresh.check(c.now(), vc.Get(gocv.VideoCapturePosMsec))
+	switch verdict {
+	case frameFresh:
+		return false
+	case frameRebased:
+		c.log.Warn("camera timestamps jumped; following the stream's new clock", "source", c.Source())
+		return false
+	}
+	if c.stale.Add(1) == 1 || verdict == frameRepeated {
+		c.log.Debug("stale camera frame dropped", "source", c.Source(), "why", verdict.String())
+	}
+	return true
 }
 
-// NewMailbox returns an empty mailbox.
-func NewMailbox(drop bool) *Mailbox {
-	b := &Mailbox{drop: drop}
-	b.cond = sync.NewCond(&b.mu)
-	return b
-}
-
-// Dropped is the number of stale frames discarded.
-func (b *Mailbox) Dropped() int64 { return b.dropped.Load() }
-
-// Put hands over f (the mailbox owns it from now on).
-func (b *Mailbox) Put(f Frame) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for !b.drop && b.slot != nil && !b.closed {
-		b.cond.Wait()
+func (c *Capture) pace(ctx context.Context, due time.Time) error {
+	d := due.Sub(c.now())
+	if d <= 0 {
+		return nil
 	}
-	if b.closed {
-		f.Mat.Close()
-		return
-	}
-	if b.slot != nil {
-		b.slot.Mat.Close()
-		b.dropped.Add(1)
-	}
-	b.slot = &f
-	b.cond.Broadcast()
-}
-
-// Close ends the mailbox: Next returns err (io.EOF for a normal end) once
-// the last frame is taken.
-func (b *Mailbox) Close(err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return
-	}
-	if err == nil {
-		err = io.EOF
-	}
-	b.closed, b.err = true, err
-	b.cond.Broadcast()
-}
-
-// Next waits for a frame. The caller owns the returned Mat.
-func (b *Mailbox) Next(ctx context.Context) (Frame, error) {
-	stop := context.AfterFunc(ctx, func() {
-		b.mu.Lock()
-		b.cond.Broadcast()
-		b.mu.Unlock()
-	})
-	defer stop()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for b.slot == nil && !b.closed && ctx.Err() == nil {
-		b.cond.Wait()
-	}
-	if b.slot != nil {
-		f := *b.slot
-		b.slot = nil
-		b.cond.Broadcast()
-		return f, nil
-	}
-	if ctx.Err() != nil {
-		return Frame{}, ctx.Err()
-	}
-	return Frame{}, b.err
-}
-
-// Drain closes any frame left in the mailbox.
-func (b *Mailbox) Drain() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.slot != nil {
-		b.slot.Mat.Close()
-		b.slot = nil
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
 	}
 }
