@@ -330,8 +330,9 @@ func (c CustomModel) Spec(modelsDir string) (ONNXSpec, string) {
 // file that is not ONNX (file), input or output shapes other than declared
 // (input, layout or dim, Invalid; checked from the graph in Go because
 // OpenCV aborts the process on some mismatches), a graph OpenCV cannot
-// load (file), and on one blank chip an output of the wrong length (dim) or
-// not finite (file).
+// load or run (file: probed inside a C++ try/catch first, since gocv lets
+// the importer's exceptions abort the process), and on one blank chip an
+// output of the wrong length (dim) or not finite (file).
 func NewCustomEmbedder(modelsDir string, c CustomModel, workers int, prefix string) (*ONNXEmbedder, error) {
 	if err := c.Validate(prefix); err != nil {
 		return nil, err
@@ -352,6 +353,9 @@ func NewCustomEmbedder(modelsDir string, c CustomModel, workers int, prefix stri
 	}
 	if what, msg := spec.shapeProblem(in, out); what != "" {
 		return nil, customErr(prefix+"."+what, errkind.New(errkind.Invalid, "onnx", nil, "%s", msg), "%s disagrees with the declaration", c.File)
+	}
+	if _, err := probeONNX(raw, spec); err != nil {
+		return nil, customErr(prefix+".file", err, "OpenCV 4.6 cannot run %s", c.File)
 	}
 	e, err := loadONNX(raw, spec, workers)
 	if err != nil {
