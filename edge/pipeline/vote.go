@@ -27,6 +27,11 @@ type VoteConfig struct {
 	// M is how many of those must vote for the same identity, with no
 	// accepted vote for anyone else.
 	M int `yaml:"m"`
+	// Profiles gives the embedder's measured profile by model ID: the
+	// built-in ones, and a custom model's read from engine.custom.profile
+	// (faceengine.EngineConfig.Profiles, set by the gate's config). The
+	// zero value knows the built-in models only.
+	Profiles faceengine.Profiles `yaml:"-"`
 }
 
 // DefaultVoteConfig is strict: see models/README.md, Recognition quality, for
@@ -42,7 +47,7 @@ func (c VoteConfig) Cap(model match.ModelID) float64 {
 	if c.Threshold > 0 {
 		return c.Threshold
 	}
-	if p, ok := faceengine.ProfileOf(model); ok {
+	if p, ok := c.Profiles.Of(model); ok {
 		return p.VoteCap
 	}
 	return 0
@@ -55,7 +60,7 @@ func (c VoteConfig) Cap(model match.ModelID) float64 {
 // profile's VoteCap; the gate's is capped by Cap; with neither, Cap.
 func (c VoteConfig) InForce(model match.ModelID, hub, calibrated float64) float64 {
 	if hub > 0 {
-		if p, ok := faceengine.ProfileOf(model); ok && hub > p.VoteCap {
+		if p, ok := c.Profiles.Of(model); ok && hub > p.VoteCap {
 			return p.VoteCap
 		}
 		return hub
