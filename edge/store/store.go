@@ -335,6 +335,14 @@ func (db *DB) Pending(ctx context.Context, limit int) ([]Record, error) {
 // not an error (the ack is idempotent).
 func (db *DB) Ack(ctx context.Context, seq int64) error {
 	res, err := db.w.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, seq)
+	if err != nil && isDiskFull(err) {
+		// The disk filled before any insert noticed: raise the alarm,
+		// which releases the reserve, and delete again.
+		db.disk.mu.Lock()
+		db.alarmLocked(err)
+		db.disk.mu.Unlock()
+		res, err = db.w.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, seq)
+	}
 	if err != nil {
 		return fmt.Errorf("store: ack %d: %w", seq, err)
 	}
