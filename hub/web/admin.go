@@ -44,6 +44,9 @@ type Overview struct {
 	// Review: templates held by the duplicate guard and "not this
 	// pupil" marks of the last 7 days (details on /admin/review).
 	ReviewWaiting, FeedbackMarks int
+	// Breaches: open breaches whose authority was not told, with the
+	// 72-hour clock (details on /admin/breaches).
+	Breaches []BreachRow
 }
 
 func (s *Server) adminOverview(c *gin.Context) {
@@ -77,6 +80,10 @@ func (s *Server) adminOverview(c *gin.Context) {
 		return
 	}
 	ov.ReviewWaiting, ov.FeedbackMarks = s.reviewCounts(ctx, p.SchoolID)
+	if ov.Breaches, err = s.pendingBreaches(ctx, p.SchoolID); err != nil {
+		s.failErr(c, err)
+		return
+	}
 	s.render(c, http.StatusOK, "admin", s.newPage(c, "admin.title", ov))
 }
 

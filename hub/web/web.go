@@ -35,6 +35,7 @@ import (
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/audit"
 	"github.com/diemdanh/diemdanh/hub/auth"
+	"github.com/diemdanh/diemdanh/hub/breach"
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
@@ -153,6 +154,9 @@ type Deps struct {
 	// Candidates (hub/gallerysrv) feeds /admin/candidates; nil: the page
 	// says it is unavailable.
 	Candidates Candidates
+	// ModelTrial (hub/modeltrial) feeds /admin/model-trial; nil: the page
+	// says it is unavailable.
+	ModelTrial ModelTrial
 	// School setup pages (/admin/school/…, school_admin.go). Nil Roster:
 	// a roster.Store over DB; nil Accounts, Policy: Sessions when it
 	// implements them (auth.Service does); nil Consent: hub/consent's
@@ -168,6 +172,9 @@ type Deps struct {
 	// board has no such section.
 	Faces FaceReview
 	Learn FaceLearner
+	// Breaches (hub/breach) is the breach register of /admin/breaches and
+	// the overview's 72-hour clocks; nil: a register over DB and Audit.
+	Breaches *breach.Register
 }
 
 // Server serves the pages and the live feed.
@@ -210,6 +217,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	if d.Feedback == nil {
 		d.Feedback = &sqlFeedback{db: d.DB, audit: d.Audit, now: d.Now}
+	}
+	if d.Breaches == nil {
+		d.Breaches = breach.NewRegister(d.DB, d.Audit, d.Now)
 	}
 	d = withSchoolDeps(d)
 	cat, err := LoadCatalogue()
@@ -273,9 +283,14 @@ func (s *Server) Routes(r gin.IRouter) {
 	a.POST("/review/:tid/reject", s.csrf, s.reviewDecide(false))
 	a.GET("/review/:tid/photo", s.reviewPhoto)
 	a.GET("/operating-point", s.operatingPointPage)
+	a.GET("/model-trial", s.modelTrialPage)
+	a.POST("/model-trial/start", s.csrf, s.modelTrialAction("start"))
+	a.POST("/model-trial/cancel", s.csrf, s.modelTrialAction("cancel"))
+	a.POST("/model-trial/switch", s.csrf, s.modelTrialAction("switch"))
 	a.GET("/candidates", s.candidatesPage)
 	a.POST("/candidates", s.csrf, s.candidatesSave)
 	s.schoolRoutes(a) // /admin/school/…: classes, pupils, staff, CSV imports (school_admin.go)
+	s.breachRoutes(a) // /admin/breaches: the breach register (breach.go)
 
 	p := g.Group("/parent", s.require(auth.RoleParent))
 	p.GET("", s.parentHome)
