@@ -62,6 +62,11 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	if now == nil {
 		now = time.Now
 	}
+	if off := cfg.ClockOffset; off != 0 {
+		base := now
+		now = func() time.Time { return base().Add(off) }
+		log.Warn("clock_offset is set: this gate's clock is shifted on purpose (a test aid, never for a real gate)", "clock_offset", off)
+	}
 	a = &App{cfg: cfg, log: log, now: now, reg: prometheus.NewRegistry(), started: now()}
 	opened := a
 	defer func() {
@@ -101,6 +106,7 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	kind, _ := capture.ParseSource(cfg.Camera.Source)
 	asFastAsPossible := kind == capture.KindFile && !cfg.Camera.Realtime
 	a.mbox = capture.NewMailbox(!asFastAsPossible)
+	a.cap.DiscardOnOutage(a.mbox.Discard) // a frame read before an outage is never processed after it
 	cfg.Pipeline.WaitForWorkers = asFastAsPossible
 	stats := &pipeline.Stats{}
 	metrics := pipeline.NewMetrics(a.reg, stats)
@@ -151,6 +157,12 @@ func (a *App) registerMetrics() {
 			func() float64 { return float64(a.mbox.Dropped()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_bad_frames_total", Help: "Unreadable frames from the camera."},
 			func() float64 { return float64(a.cap.BadFrames()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_camera_outages_total", Help: "Camera outages (a live source that failed or stopped), each counted once."},
+			func() float64 { return float64(a.cap.Outages()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_camera_stale_frames_total", Help: "Stale camera frames rejected (late backlog, repeated timestamp, read before an outage)."},
+			func() float64 { return float64(a.cap.StaleFrames()) }),
+		gauge("edge_outbox_disk_full", "1 while the outbox refuses new events because the disk is full.", func() float64 { return b2f(a.db.DiskFull()) }),
+		refusedCounter(a.db),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_unrecognised_sent_total",
 			Help: "Unrecognised faces acknowledged by the broker."}, func() float64 { return float64(a.pub.SentUnrecognised()) }),
 		gauge("edge_fps", "Frames processed per second since start.", a.fps),
@@ -159,6 +171,25 @@ func (a *App) registerMetrics() {
 		gauge("edge_vote_min_margin", "Margin over the second-best identity in force.",
 			func() float64 { return a.pipe.OperatingPoint().MinMargin }),
 	)
+}
+
+// refusedCounter exports store.DB.Refused as edge_outbox_refused_total{reason}.
+func refusedCounter(db *store.DB) prometheus.Collector {
+	return refusedCollector{db: db, desc: prometheus.NewDesc("edge_outbox_refused_total",
+		"Messages the outbox refused (not stored), by reason: disk_full or outbox_full.", []string{"reason"}, nil)}
+}
+
+type refusedCollector struct {
+	db   *store.DB
+	desc *prometheus.Desc
+}
+
+func (c refusedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c refusedCollector) Collect(ch chan<- prometheus.Metric) {
+	for reason, n := range c.db.Refused() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), reason)
+	}
 }
 
 func (a *App) people() int {
@@ -282,7 +313,7 @@ func (a *App) Run(ctx context.Context) error {
 		})
 	}
 	a.log.Info("gate running", "school_id", a.cfg.SchoolID, "gate_id", a.cfg.GateID, "direction", a.cfg.Direction,
-		"camera", a.cfg.Camera.Source, "gallery_version", a.gallery.Version(), "people", a.people())
+		"camera", a.cap.Source(), "gallery_version", a.gallery.Version(), "people", a.people())
 	err := g.Wait()
 	a.log.Info("gate stopped", "frames", a.pipe.Stats.Frames.Load(), "events", a.pipe.Stats.Events.Load(),
 		"unknown_tracks", a.pipe.Stats.Unknowns.Load(), "unrecognised", a.pipe.Stats.Unrecognised.Load(),
@@ -302,31 +333,47 @@ func (a *App) waitOutboxEmpty(ctx context.Context) {
 	}
 }
 
+// heartbeats sends one every heartbeat_interval, and one at once (checked
+// each second) when the outbox's disk-full state changes.
 func (a *App) heartbeats(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
+	check := time.NewTicker(time.Second)
+	defer check.Stop()
+	sentFull := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			if !a.pub.Connected() {
+		case <-check.C:
+			if a.db.DiskFull() == sentFull {
 				continue
 			}
-			if err := a.pub.PublishHeartbeat(a.Heartbeat()); err != nil {
-				a.log.Debug("heartbeat not sent", "err", err)
-			}
+		case <-t.C:
 		}
+		if !a.pub.Connected() {
+			continue
+		}
+		hb := a.Heartbeat()
+		if err := a.pub.PublishHeartbeat(hb); err != nil {
+			a.log.Debug("heartbeat not sent", "err", err)
+			continue
+		}
+		sentFull = hb.DiskFull
 	}
 }
 
 // Heartbeat is the current metrics payload.
 func (a *App) Heartbeat() wire.Heartbeat {
 	window, candidates := a.pipe.CandidateWindow()
+	var refused int64
+	for _, n := range a.db.Refused() {
+		refused += n
+	}
 	return wire.Heartbeat{Schema: wire.SchemaVersion, GateID: a.cfg.GateID, At: a.now().UnixMilli(), FPS: a.fps(),
 		Dropped: a.mbox.Dropped(), OutboxDepth: a.db.Depth(), GalleryVer: a.gallery.Version(),
 		Unknowns: a.pipe.Stats.Unknowns.Load(), UptimeS: int64(a.now().Sub(a.started).Seconds()), CameraOnline: a.cap.Online(),
-		CandidateWindow: window, Candidates: candidates}
+		CandidateWindow: window, Candidates: candidates, DiskFull: a.db.DiskFull(), OutboxRefused: refused}
 }
 
 // Close releases everything New opened.

@@ -37,6 +37,9 @@ type Config struct {
 	HTTP     HTTPConfig              `yaml:"http"`
 	// HeartbeatInterval between heartbeat messages with the gate's metrics.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// ClockOffset shifts the gate's clock by this much (a test aid for
+	// the hub's clock-skew handling; 0 on every real gate).
+	ClockOffset time.Duration `yaml:"clock_offset"`
 }
 
 // StoreConfig places the edge's SQLite store.
@@ -135,6 +138,8 @@ func (c *Config) Validate() error {
 		return conf.Fieldf("gallery.path", "is required (or set data_dir)")
 	case c.HeartbeatInterval < time.Second:
 		return conf.Fieldf("heartbeat_interval", "must be at least 1s")
+	case c.ClockOffset < -24*time.Hour || c.ClockOffset > 24*time.Hour:
+		return conf.Fieldf("clock_offset", "must be within ±24h, got %s", c.ClockOffset)
 	case c.MQTT.SchoolID != c.SchoolID:
 		return conf.Fieldf("mqtt.school_id", "must equal school_id or be left out")
 	case c.MQTT.GateID != c.GateID:

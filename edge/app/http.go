@@ -35,8 +35,10 @@ func (a *App) healthz(w http.ResponseWriter, _ *http.Request) {
 	body := map[string]any{
 		"running":         a.running.Load(),
 		"camera_online":   a.cap.Online(),
+		"camera_outages":  a.cap.Outages(),
 		"broker":          a.pub.Connected(),
 		"outbox_depth":    a.db.Depth(),
+		"disk_full":       a.db.DiskFull(),
 		"gallery_version": a.gallery.Version(),
 		"people":          a.people(),
 		"frames":          a.pipe.Stats.Frames.Load(),
