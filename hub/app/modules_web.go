@@ -6,7 +6,9 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/attendance"
 	"github.com/diemdanh/diemdanh/hub/enrol"
+	"github.com/diemdanh/diemdanh/hub/gallerysrv"
 	"github.com/diemdanh/diemdanh/hub/learn"
+	"github.com/diemdanh/diemdanh/hub/modeltrial"
 	"github.com/diemdanh/diemdanh/hub/notify"
 	"github.com/diemdanh/diemdanh/hub/web"
 )
@@ -67,6 +69,9 @@ func (a *App) buildWeb(ctx context.Context) error {
 		deps.Enroller = enrol.WebEnroller{S: m.Enrol}
 		deps.Reviewer = enrol.WebReview{S: m.Enrol}
 	}
+	if err := a.buildModelTrial(&deps); err != nil {
+		return err
+	}
 	if m.Web, err = web.New(cfg.Web, deps); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
@@ -98,4 +103,27 @@ func (l webLearner) Confirm(ctx context.Context, face int64, pupil, actor, ip st
 
 func (l webLearner) NotMine(ctx context.Context, face int64, class, actor string) (bool, error) {
 	return l.c.NotMine(ctx, face, class, actor)
+}
+
+// buildModelTrial wires "try before you switch" (hub/modeltrial) behind
+// the operating-point page: the hub's models from hub/enrol, the kept
+// photos from the template store, the calibrated point at
+// gallery.target_far.
+func (a *App) buildModelTrial(deps *web.Deps) error {
+	m := &a.Mods
+	if m.Enrol == nil || m.Templates == nil {
+		return nil
+	}
+	far := a.Cfg.Gallery.TargetFAR
+	if far == 0 {
+		far = gallerysrv.DefaultTargetFAR
+	}
+	r, err := modeltrial.New(enrol.TrialModels{S: m.Enrol}, m.Templates, m.Audit, modeltrial.Config{TargetFAR: far},
+		a.Log.With("component", "modeltrial"), a.Now)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	a.Go("model-trial", r.Run)
+	deps.ModelTrial = r
+	return nil
 }

@@ -97,6 +97,11 @@ type Config struct {
 	// RetryNoFaceSide: when no face is found, try again with the image
 	// downscaled to this side (HOG misses some large faces); 0 = off.
 	RetryNoFaceSide int `yaml:"retry_no_face_side"`
+	// Candidates are the models an admin may try on a school's kept
+	// photos and switch the hub to (the operating-point page; models.go):
+	// built-in embedders, or embedder: custom with a custom block.
+	// enrol.embedder is always one of them.
+	Candidates []Candidate `yaml:"candidates"`
 }
 
 // DefaultConfig returns the defaults.
@@ -154,8 +159,10 @@ func (c Config) Validate(prefix string) error {
 	if !ok {
 		return conf.Fieldf(prefix+".embedder", "unknown embedder %q (one of %v)", c.Embedder, faceengine.EmbedderNames())
 	}
-	_, err := c.ForModel(prefix, m)
-	return err
+	if _, err := c.ForModel(prefix, m); err != nil {
+		return err
+	}
+	return c.validateCandidates(prefix)
 }
 
 // EngineConfig is the hub's face engine for c: the default limits,
@@ -277,6 +284,13 @@ type Service struct {
 
 	commit sync.Mutex // serialises compare-and-store
 
+	// mmu guards eng, cfg and engines, which a switch of model replaces
+	// (SwitchModel, models.go); base is the config as given, whose
+	// distances left at 0 follow each model's profile.
+	mmu     sync.RWMutex
+	base    Config
+	engines []*LazyEngine
+
 	fmu        sync.Mutex
 	onFeedback []func(ctx context.Context, eventID, pupilID string)
 }
@@ -290,6 +304,7 @@ func New(db *store.DB, eng Engine, tpl *facetemplates.Store, reg *consent.Regist
 	// configured embedder, or an engine built another way in tests and
 	// the CLI), and the template store serves that model only.
 	model := eng.Model()
+	base := cfg
 	cfg, err := cfg.ForModel("enrol", model)
 	if err != nil {
 		return nil, err
@@ -309,11 +324,25 @@ func New(db *store.DB, eng Engine, tpl *facetemplates.Store, reg *consent.Regist
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, eng: eng, tpl: tpl, consent: reg, audit: al, cfg: cfg, log: log, now: now}, nil
+	return &Service{db: db, eng: eng, tpl: tpl, consent: reg, audit: al, cfg: cfg, base: base, log: log, now: now}, nil
 }
 
 // Config returns the config in force.
-func (s *Service) Config() Config { return s.cfg }
+func (s *Service) Config() Config { return s.config() }
+
+// config is the config in force, distances of the current model.
+func (s *Service) config() Config {
+	s.mmu.RLock()
+	defer s.mmu.RUnlock()
+	return s.cfg
+}
+
+// engine is the engine of the current model.
+func (s *Service) engine() Engine {
+	s.mmu.RLock()
+	defer s.mmu.RUnlock()
+	return s.eng
+}
 
 // CleanName checks an uploaded file name: a plain base name of at most
 // 255 bytes of valid UTF-8 without separators, '..' or control characters.
@@ -362,7 +391,7 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 		return analysis{v: reject(v, ReasonBadName)}
 	}
 	v.File = name
-	lim := s.eng.Limits()
+	lim := s.engine().Limits()
 	if lim.MaxBytes > 0 && (len(p.Data) > lim.MaxBytes || p.Size > int64(lim.MaxBytes)) {
 		return analysis{v: reject(v, ReasonTooLarge)}
 	}
@@ -381,13 +410,13 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 		}
 	}
 	defer func() { m.Close() }()
-	faces, err := s.eng.RecognizeMat(ctx, m)
-	if err == nil && len(faces) == 0 && lim.MaxSide > s.cfg.DetectSide {
+	faces, err := s.engine().RecognizeMat(ctx, m)
+	if err == nil && len(faces) == 0 && lim.MaxSide > s.config().DetectSide {
 		// Small faces (a group photo) may vanish at DetectSide: look again
 		// at the engine's full working size before saying "no face".
 		if big, _, derr := faceengine.DecodeMat(p.Data, lim); derr == nil {
 			if max(big.Cols(), big.Rows()) > max(m.Cols(), m.Rows()) {
-				if f2, err2 := s.eng.RecognizeMat(ctx, big); err2 == nil && len(f2) > 0 {
+				if f2, err2 := s.engine().RecognizeMat(ctx, big); err2 == nil && len(f2) > 0 {
 					m.Close()
 					m, faces = big, f2
 				} else {
@@ -398,14 +427,14 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 			}
 		}
 	}
-	if err == nil && len(faces) == 0 && s.cfg.RetryNoFaceSide > 0 && max(m.Cols(), m.Rows()) > s.cfg.RetryNoFaceSide {
+	if err == nil && len(faces) == 0 && s.config().RetryNoFaceSide > 0 && max(m.Cols(), m.Rows()) > s.config().RetryNoFaceSide {
 		// HOG also misses some very large faces: try smaller.
-		sc := float64(s.cfg.RetryNoFaceSide) / float64(max(m.Cols(), m.Rows()))
+		sc := float64(s.config().RetryNoFaceSide) / float64(max(m.Cols(), m.Rows()))
 		small := gocv.NewMat()
 		gocv.Resize(m, &small, image.Pt(0, 0), sc, sc, gocv.InterpolationArea)
 		m.Close()
 		m = small
-		faces, err = s.eng.RecognizeMat(ctx, m)
+		faces, err = s.engine().RecognizeMat(ctx, m)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -415,7 +444,7 @@ func (s *Service) analyze(ctx context.Context, i int, p Photo) analysis {
 		return analysis{v: reject(v, ReasonEngine)}
 	}
 	v.Faces = len(faces)
-	qv := s.cfg.Quality.Check(faces)
+	qv := s.config().Quality.Check(faces)
 	if qv.Face >= 0 {
 		q := faces[qv.Face].Quality
 		v.Quality = &q
@@ -443,7 +472,7 @@ func (s *Service) decode(b []byte, lim imagecheck.Limits) (gocv.Mat, error) {
 	if err != nil {
 		return gocv.NewMat(), err
 	}
-	side := s.cfg.DetectSide
+	side := s.config().DetectSide
 	flag := gocv.IMReadColor
 	if info.Format == "jpeg" {
 		long := max(info.Width, info.Height)
@@ -534,8 +563,8 @@ func (s *Service) Prepare(ctx context.Context, pupilID string) (Target, error) {
 // the number of photos is out of range; each photo otherwise gets its own
 // verdict.
 func (s *Service) EnrolPhotos(ctx context.Context, actor, pupilID string, photos []Photo) (*Result, error) {
-	if len(photos) == 0 || len(photos) > s.cfg.MaxPhotos {
-		return nil, api.Invalid("photos", "send 1 to %d photos / gửi từ 1 đến %d ảnh", s.cfg.MaxPhotos, s.cfg.MaxPhotos)
+	if len(photos) == 0 || len(photos) > s.config().MaxPhotos {
+		return nil, api.Invalid("photos", "send 1 to %d photos / gửi từ 1 đến %d ảnh", s.config().MaxPhotos, s.config().MaxPhotos)
 	}
 	t, err := s.Prepare(ctx, pupilID)
 	if err != nil {
@@ -551,7 +580,7 @@ type Analyzed []analysis
 // AnalyzeAll runs the per-photo checks in parallel on the engine's workers.
 func (s *Service) AnalyzeAll(ctx context.Context, photos []Photo) Analyzed {
 	out := make(Analyzed, len(photos))
-	sem := make(chan struct{}, max(1, s.eng.Workers()))
+	sem := make(chan struct{}, max(1, s.engine().Workers()))
 	var wg sync.WaitGroup
 	for i, p := range photos {
 		wg.Add(1)
@@ -576,7 +605,7 @@ func (s *Service) Commit(ctx context.Context, actor string, t Target, as Analyze
 	res := &Result{PupilID: t.PupilID, Photos: make([]Verdict, 0, len(as))}
 	var entries []facetemplates.Entry
 	loaded := false
-	model := s.eng.Model()
+	model := s.engine().Model()
 	for _, a := range as {
 		if a.v.Status == StatusRejected {
 			res.Photos = append(res.Photos, a.v)
@@ -623,14 +652,14 @@ func (s *Service) commitPhoto(ctx context.Context, actor string, t Target, a ana
 	own, hasOwn, other, dup := nearestTemplates(t.PupilID, a.desc, *entries)
 	if hasOwn {
 		v.OwnDistance = round3(own)
-		if own > s.cfg.ConsistencyMax {
+		if own > s.config().ConsistencyMax {
 			v.CropJPEG = nil
 			return reject(v, ReasonInconsistent), nil
 		}
 	}
 	status, note := facetemplates.StatusActive, "src:"+a.src
 	v.Status = StatusAccepted
-	if other < s.cfg.DuplicateMax {
+	if other < s.config().DuplicateMax {
 		status = facetemplates.StatusReview
 		note = fmt.Sprintf("duplicate_of:%s template:%d distance:%.3f %s", dup.PupilID, dup.TemplateID, dup.Distance, note)
 		v.Status = StatusReview
@@ -726,20 +755,21 @@ var ErrNotFound = errors.New("enrol: not found")
 // UpgradeTemplates re-embeds (facetemplates.Store.Reembed: every template of
 // another model, from its kept photo) when there are templates of an
 // earlier version of the engine's embedder (facetemplates.Store.OlderVersions)
-// or, with embedder: custom, templates of any other model not rebuilt yet
+// or, with embedder: custom or after an admin's switch of model
+// (SwitchModel), templates of any other model not rebuilt yet
 // (facetemplates.Store.NotReembedded), and records the report in the audit log as the system. It does nothing
 // when there are none (the usual start); an engine that cannot re-embed is
 // an error. The app runs it once at start when enrol.reembed_on_upgrade is
 // on.
 func (s *Service) UpgradeTemplates(ctx context.Context) (*facetemplates.ReembedReport, error) {
 	n, err := s.tpl.OlderVersions(ctx)
-	if err == nil && n == 0 && s.cfg.Embedder == faceengine.CustomEmbedder {
+	if err == nil && n == 0 && (s.config().Embedder == faceengine.CustomEmbedder || s.switched(ctx)) {
 		n, err = s.tpl.NotReembedded(ctx)
 	}
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	emb, ok := s.eng.(facetemplates.Embedder)
+	emb, ok := s.engine().(facetemplates.Embedder)
 	if !ok {
 		return nil, fmt.Errorf("enrol: %d templates of an earlier model version, and this engine cannot re-embed", n)
 	}

@@ -104,7 +104,7 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 					best, bestD = e.ID, x
 				}
 			}
-			if best != 0 && bestD <= s.cfg.FeedbackMatchMax {
+			if best != 0 && bestD <= s.config().FeedbackMatchMax {
 				tplID = best
 				dist := round3(bestD)
 				fb.TemplateID, fb.Distance = &tplID, &dist
@@ -171,12 +171,12 @@ func (s *Service) MarkNotThisPupil(ctx context.Context, actor, eventID, reason s
 }
 
 func (s *Service) describeCrop(ctx context.Context, jpg []byte) (match.Descriptor, bool) {
-	m, _, err := faceengine.DecodeMat(jpg, s.eng.Limits())
+	m, _, err := faceengine.DecodeMat(jpg, s.engine().Limits())
 	if err != nil {
 		return nil, false
 	}
 	defer m.Close()
-	faces, err := s.eng.RecognizeTight(ctx, m)
+	faces, err := s.engine().RecognizeTight(ctx, m)
 	if err != nil || len(faces) == 0 {
 		return nil, false
 	}

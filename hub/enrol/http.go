@@ -41,10 +41,10 @@ func (s *Service) ReadMultipart(c *gin.Context) ([]Photo, error) {
 	for _, k := range []string{"photos", "photo", "photos[]"} {
 		fhs = append(fhs, c.Request.MultipartForm.File[k]...)
 	}
-	if len(fhs) == 0 || len(fhs) > s.cfg.MaxPhotos {
-		return nil, api.Invalid("photos", "send 1 to %d photos / gửi từ 1 đến %d ảnh", s.cfg.MaxPhotos, s.cfg.MaxPhotos)
+	if len(fhs) == 0 || len(fhs) > s.config().MaxPhotos {
+		return nil, api.Invalid("photos", "send 1 to %d photos / gửi từ 1 đến %d ảnh", s.config().MaxPhotos, s.config().MaxPhotos)
 	}
-	limit := int64(s.eng.Limits().MaxBytes)
+	limit := int64(s.engine().Limits().MaxBytes)
 	out := make([]Photo, 0, len(fhs))
 	for _, fh := range fhs {
 		name := fh.Filename
@@ -276,7 +276,7 @@ func (s *Service) handleReembed(c *gin.Context) {
 		api.Fail(c, err)
 		return
 	}
-	emb, ok := s.eng.(facetemplates.Embedder)
+	emb, ok := s.engine().(facetemplates.Embedder)
 	if !ok {
 		api.Fail(c, api.Errorf(api.CodeUnavailable, "this engine cannot re-embed"))
 		return

@@ -147,18 +147,29 @@ func (s *Store) reembedFace(ctx context.Context, emb Embedder, o oldTemplate) (f
 		return f, nil, false, err
 	}
 	faces, err := emb.Recognize(ctx, jpg)
-	if err != nil || len(faces) == 0 {
+	if err != nil {
 		return f, nil, false, nil
 	}
-	pick := 0 // one face: the one enrolment (or the gate) accepted
-	if len(faces) != 1 {
-		qv := match.DefaultQualityPolicy().Check(faces)
-		if !qv.OK {
-			return f, nil, false, nil
-		}
-		pick = qv.Face
+	f, found = PickFace(faces)
+	return f, jpg, found, nil
+}
+
+// PickFace is the face of a kept photo that a model re-embeds: with one
+// face, that face (the one enrolment or the gate accepted); with several,
+// the one match.DefaultQualityPolicy's Check picks; ok is false with none,
+// or when the policy picks none.
+func PickFace(faces []match.Face) (match.Face, bool) {
+	switch len(faces) {
+	case 0:
+		return match.Face{}, false
+	case 1:
+		return faces[0], true
 	}
-	return faces[pick], jpg, true, nil
+	qv := match.DefaultQualityPolicy().Check(faces)
+	if !qv.OK {
+		return match.Face{}, false
+	}
+	return faces[qv.Face], true
 }
 
 // reembedOne stores o's new template from face f of its photo jpg. A gate

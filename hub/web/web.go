@@ -154,6 +154,9 @@ type Deps struct {
 	// Candidates (hub/gallerysrv) feeds /admin/candidates; nil: the page
 	// says it is unavailable.
 	Candidates Candidates
+	// ModelTrial (hub/modeltrial) feeds /admin/model-trial; nil: the page
+	// says it is unavailable.
+	ModelTrial ModelTrial
 	// School setup pages (/admin/school/…, school_admin.go). Nil Roster:
 	// a roster.Store over DB; nil Accounts, Policy: Sessions when it
 	// implements them (auth.Service does); nil Consent: hub/consent's
@@ -280,6 +283,10 @@ func (s *Server) Routes(r gin.IRouter) {
 	a.POST("/review/:tid/reject", s.csrf, s.reviewDecide(false))
 	a.GET("/review/:tid/photo", s.reviewPhoto)
 	a.GET("/operating-point", s.operatingPointPage)
+	a.GET("/model-trial", s.modelTrialPage)
+	a.POST("/model-trial/start", s.csrf, s.modelTrialAction("start"))
+	a.POST("/model-trial/cancel", s.csrf, s.modelTrialAction("cancel"))
+	a.POST("/model-trial/switch", s.csrf, s.modelTrialAction("switch"))
 	a.GET("/candidates", s.candidatesPage)
 	a.POST("/candidates", s.csrf, s.candidatesSave)
 	s.schoolRoutes(a) // /admin/school/…: classes, pupils, staff, CSV imports (school_admin.go)

@@ -151,3 +151,11 @@
     });
   }
 })();
+
+// A section with data-poll (a running model trial or switch) reloads the
+// page every data-poll milliseconds until it ends.
+(function () {
+  var el = document.querySelector("[data-poll]");
+  if (!el) { return; }
+  setTimeout(function () { location.reload(); }, Number(el.dataset.poll) || 2000);
+})();
