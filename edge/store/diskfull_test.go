@@ -146,3 +146,36 @@ func TestFaultOutboxDiskFull(t *testing.T) {
 		t.Fatalf("after space returned: stored=%v err=%v", ok, err)
 	}
 }
+
+// TestFaultOpenOnFullDisk: a store reopened on a filesystem filled while
+// it was closed opens (its reserve file makes room), starts with the
+// alarm raised and still hands out and acknowledges what its outbox holds.
+func TestFaultOpenOnFullDisk(t *testing.T) {
+	dir := mountTmpfs(t, "4m")
+	path := filepath.Join(dir, "edge.db")
+	db, err := Open(path, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := db.Enqueue(ctx, testEvent(t, "079123456789", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	fillDisk(t, filepath.Join(dir, "filler"))
+	db, err = Open(path, Options{}, nil)
+	if err != nil {
+		t.Fatalf("open on a full disk: %v", err)
+	}
+	defer db.Close()
+	if !db.DiskFull() {
+		t.Fatal("DiskFull false on a full disk")
+	}
+	recs, err := db.Pending(ctx, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("pending %d, %v", len(recs), err)
+	}
+	if err := db.Ack(ctx, recs[0].Seq); err != nil || db.Depth() != 0 {
+		t.Fatalf("ack: %v, depth %d", err, db.Depth())
+	}
+}

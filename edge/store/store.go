@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,8 +92,28 @@ type Record struct {
 	CreatedAt time.Time
 }
 
-// Open opens (creating if needed) the store at path and applies migrations.
+// Open opens (creating if needed) the store at path and applies
+// migrations. On a full disk it deletes its reserve file (ReserveBytes)
+// and tries once more, starting with the full-disk alarm raised, so a
+// gate restarted on a full disk still sends what its outbox holds.
 func Open(path string, opts Options, log *slog.Logger) (*DB, error) {
+	db, err := openDB(path, opts, log)
+	if err == nil || !isDiskFull(err) {
+		return db, err
+	}
+	if rmErr := os.Remove(path + ".reserve"); rmErr != nil {
+		return nil, err
+	}
+	if db, err = openDB(path, opts, log); err != nil {
+		return nil, err
+	}
+	db.disk.mu.Lock()
+	db.alarmLocked(errors.New("disk full at start"))
+	db.disk.mu.Unlock()
+	return db, nil
+}
+
+func openDB(path string, opts Options, log *slog.Logger) (*DB, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
