@@ -191,3 +191,105 @@ func dlibSamples(t *testing.T, stored []evalmetrics.Sample) []evalmetrics.Sample
 	}
 	return out
 }
+
+// TestSwitchReembedsAndPublishes: the switch to dlib-resnet-v1 re-embeds
+// every kept photo under the new model, bumps the school's gallery,
+// flags the pupil without a kept photo, moves the enrolment engine and
+// keeps the choice for the next start; it is audited when it starts and
+// when it ends.
+func TestSwitchReembedsAndPublishes(t *testing.T) {
+	f, svc, r, stored := trialFixture(t)
+	ctx := context.Background()
+	before, err := f.tpl.Version(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.StartSwitch(ctx, match.DefaultEmbedder.Name, "admin:test", ""); !errors.Is(err, modeltrial.ErrUnknown) {
+		t.Errorf("switch to the current model: %v, want ErrUnknown", err)
+	}
+	if _, err := r.StartSwitch(ctx, match.DlibResNetV1.Name, "admin:test", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	var sw modeltrial.Switch
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if sw, _ = r.LastSwitch(); sw.State != modeltrial.StateRunning {
+			break
+		}
+	}
+	if sw.State != modeltrial.StateDone || sw.Report == nil {
+		t.Fatalf("switch: %+v", sw)
+	}
+	rep := sw.Report
+	if rep.Model != match.DlibResNetV1.String() || rep.Reembedded == 0 || rep.Reembedded > len(stored) {
+		t.Errorf("report %+v (%d kept photos)", rep, len(stored))
+	}
+	if len(rep.Flagged) != 1 || rep.Flagged[0] != pupilB {
+		t.Errorf("flagged %v, want [%s] (no kept photo)", rep.Flagged, pupilB)
+	}
+	model, byPupil, err := f.tpl.ActiveDescriptors(ctx, "s1")
+	if err != nil || model != match.DlibResNetV1 {
+		t.Fatalf("served model %v, %v", model, err)
+	}
+	n := 0
+	for _, ds := range byPupil {
+		n += len(ds)
+	}
+	if n != rep.Reembedded {
+		t.Errorf("%d descriptors served, %d re-embedded", n, rep.Reembedded)
+	}
+	if after, _ := f.tpl.Version(ctx, "s1"); after <= before {
+		t.Errorf("gallery version %d -> %d: not bumped", before, after)
+	}
+	if svc.engine().Model() != match.DlibResNetV1 || svc.Config().Embedder != match.DlibResNetV1.Name {
+		t.Errorf("enrolment engine %v, embedder %q", svc.engine().Model(), svc.Config().Embedder)
+	}
+	for _, c := range (TrialModels{S: svc}).Candidates() {
+		if c.Current != (c.Name == match.DlibResNetV1.Name) {
+			t.Errorf("candidate %+v", c)
+		}
+	}
+	next, chosen, err := ApplyChoice(ctx, f.db, svc.Config())
+	if err != nil || chosen != match.DlibResNetV1.Name || next.Embedder != match.DlibResNetV1.Name {
+		t.Errorf("choice at the next start: %q %q %v", chosen, next.Embedder, err)
+	}
+	if n := f.count(t, `SELECT count(*) FROM audit_log WHERE action = ? AND actor = 'admin:test'`, modeltrial.ActionSwitch); n != 2 {
+		t.Errorf("%d switch audit entries, want 2 (start, end)", n)
+	}
+	if n := f.count(t, `SELECT count(*) FROM pupils WHERE id = ? AND needs_reenrol = 1`, pupilB); n != 1 {
+		t.Errorf("pupil without a photo not flagged")
+	}
+}
+
+// TestCandidatesValidate: a bad enrol.candidates entry is refused,
+// naming its field.
+func TestCandidatesValidate(t *testing.T) {
+	bad := customSFace()
+	bad.SHA256 = "abc"
+	other := customSFace()
+	other.Version = "2"
+	cases := []struct {
+		name  string
+		cands []Candidate
+		field string
+	}{
+		{"unknown embedder", []Candidate{{Embedder: "nope"}}, "enrol.candidates[0].embedder"},
+		{"no embedder", []Candidate{{}}, "enrol.candidates[0].embedder"},
+		{"bad custom", []Candidate{{Embedder: match.DlibResNetV1.Name}, {Embedder: faceengine.CustomEmbedder, Custom: bad}}, "enrol.candidates[1].custom.sha256"},
+		{"one name, two files", []Candidate{{Embedder: faceengine.CustomEmbedder, Custom: customSFace()}, {Embedder: faceengine.CustomEmbedder, Custom: other}}, "enrol.candidates[1].custom.name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			c.Candidates = tc.cands
+			var fe *conf.FieldError
+			if err := c.Validate("enrol"); !errors.As(err, &fe) || fe.Field != tc.field {
+				t.Fatalf("got %v, want a FieldError on %s", err, tc.field)
+			}
+		})
+	}
+	c := DefaultConfig()
+	c.Candidates = []Candidate{{Embedder: match.DlibResNetV1.Name}, {Embedder: faceengine.CustomEmbedder, Custom: customSFace()}}
+	if err := c.Validate("enrol"); err != nil {
+		t.Fatalf("valid candidates refused: %v", err)
+	}
+}

@@ -158,13 +158,23 @@ func (r *Runner) Run(ctx context.Context) error {
 // Candidates lists the models that may be tried.
 func (r *Runner) Candidates() []Candidate { return r.models.Candidates() }
 
-func (r *Runner) known(name string) (Candidate, bool) {
+// ErrNotRunning: Run has not started or has returned.
+var ErrNotRunning = errors.New("modeltrial: not running")
+
+// lookup returns the candidate called name.
+func (r *Runner) lookup(name string) (Candidate, error) {
+	r.mu.Lock()
+	up := r.base != nil
+	r.mu.Unlock()
+	if !up {
+		return Candidate{}, ErrNotRunning
+	}
 	for _, c := range r.models.Candidates() {
 		if c.Name == name {
-			return c, true
+			return c, nil
 		}
 	}
-	return Candidate{}, false
+	return Candidate{}, fmt.Errorf("%w: %q", ErrUnknown, name)
 }
 
 // claim reserves the runner for one job; the caller starts it and calls
@@ -173,7 +183,7 @@ func (r *Runner) claim() (context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.base == nil {
-		return nil, fmt.Errorf("modeltrial: not running")
+		return nil, ErrNotRunning
 	}
 	if r.busy {
 		return nil, ErrBusy

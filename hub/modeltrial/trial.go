@@ -14,9 +14,9 @@ import (
 // ErrUnknown for a name that is not a candidate, or when the candidate is
 // the current model.
 func (r *Runner) Start(ctx context.Context, school, candidate, actor, ip string) (Trial, error) {
-	c, ok := r.known(candidate)
-	if !ok {
-		return Trial{}, fmt.Errorf("%w: %q", ErrUnknown, candidate)
+	c, err := r.lookup(candidate)
+	if err != nil {
+		return Trial{}, err
 	}
 	if c.Current {
 		return Trial{}, fmt.Errorf("%w: %q is the current model", ErrUnknown, candidate)
@@ -110,9 +110,12 @@ func (r *Runner) runTrial(ctx context.Context, t *Trial, cand Candidate, refs []
 // runs, and ErrUnknown for a name that is not a candidate or is the
 // current model.
 func (r *Runner) StartSwitch(ctx context.Context, candidate, actor, ip string) (Switch, error) {
-	c, ok := r.known(candidate)
-	if !ok || c.Current {
-		return Switch{}, fmt.Errorf("%w: %q", ErrUnknown, candidate)
+	c, err := r.lookup(candidate)
+	if err != nil {
+		return Switch{}, err
+	}
+	if c.Current {
+		return Switch{}, fmt.Errorf("%w: %q is the current model", ErrUnknown, candidate)
 	}
 	from := ""
 	for _, x := range r.models.Candidates() {
