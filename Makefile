@@ -60,7 +60,7 @@ RACE_PKGS := ./models/conf ./models/errkind ./models/procstat ./models/imagechec
 	./edge/store ./edge/gallery ./edge/publish ./edge/pipeline ./edge/capture \
 	./hub/api ./hub/store/... ./hub/ingest ./hub/roster ./hub/attendance ./hub/notify ./hub/auth \
 	./hub/facetemplates ./hub/audit ./hub/consent ./hub/backup ./hub/citysync ./hub/broker \
-	./hub/gallerysrv ./hub/web ./deploy/citydb
+	./hub/gallerysrv ./hub/web ./hub/breach ./hub/loginlock ./deploy/citydb
 test-race: $(STAMP)
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
