@@ -13,7 +13,11 @@ import (
 // templates the gates offer on its own goroutine, and counts the results
 // in diemdanh_automatic_templates_total. It needs the template store.
 func (a *App) buildAutomatic() error {
-	u, err := learn.NewUpdater(a.Cfg.Automatic, learn.AutomaticDeps{DB: a.DB, Templates: a.Mods.Templates, VoteCap: voteCap,
+	profiles, err := a.Cfg.Enrol.EngineConfig().Profiles("enrol")
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	u, err := learn.NewUpdater(a.Cfg.Automatic, learn.AutomaticDeps{DB: a.DB, Templates: a.Mods.Templates, VoteCap: voteCap(profiles),
 		Registerer: a.API.Registry, Log: a.Log.With("component", "automatic-templates"), Now: a.Now})
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
@@ -24,9 +28,12 @@ func (a *App) buildAutomatic() error {
 	return nil
 }
 
-// voteCap is the measured vote cap of model's embedder (the automatic
-// templates' default drift guard).
-func voteCap(m match.ModelID) (float64, bool) {
-	p, ok := faceengine.ProfileOf(m)
-	return p.VoteCap, ok
+// voteCap gives the measured vote cap of a model (the automatic
+// templates' default drift guard): a built-in embedder's constant, or the
+// enrol.custom model's from its profile file.
+func voteCap(profiles faceengine.Profiles) func(match.ModelID) (float64, bool) {
+	return func(m match.ModelID) (float64, bool) {
+		p, ok := profiles.Of(m)
+		return p.VoteCap, ok
+	}
 }

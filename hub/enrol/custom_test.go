@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/diemdanh/diemdanh/models/conf"
@@ -12,22 +14,27 @@ import (
 )
 
 // customSFace declares the default embedder's file as a school's own
-// model, with SFace's normalisation and alignment.
+// model, with SFace's normalisation and alignment, and its distance
+// profile testdata/school-sface.profile.json (same_max 1.20, vote_cap
+// 0.98: the built-in SFace's values).
 func customSFace() *faceengine.CustomModel {
+	prof, err := filepath.Abs(filepath.Join("testdata", "school-sface.profile.json"))
+	if err != nil {
+		panic(err)
+	}
 	return &faceengine.CustomModel{
 		Name: "school-sface", Version: "1", File: "face_recognition_sface_2021dec_bq_fp32.onnx",
 		SHA256: faceengine.SFace2021DecBQ.File.SHA256, Input: []int{112, 112}, Layout: "NCHW", RGB: true,
 		Mean: faceengine.CustomMean{0}, Scale: 1, Align: faceengine.CustomAlign{Template: faceengine.AlignArcFace112},
-		Dim: 128, Flip: true,
+		Dim: 128, Flip: true, Profile: prof,
 	}
 }
 
-// customConfig is the enrol section switched to customSFace, with the
-// distances a model without a measured profile must be given.
+// customConfig is the enrol section switched to customSFace, its
+// distances left to the model's profile.
 func customConfig() Config {
 	c := DefaultConfig()
 	c.Embedder, c.Custom = faceengine.CustomEmbedder, customSFace()
-	c.ConsistencyMax, c.DuplicateMax, c.FeedbackMatchMax = 1.2, 0.98, 1.2
 	return c
 }
 
@@ -42,7 +49,11 @@ func TestCustomConfigValidate(t *testing.T) {
 	}{
 		{"no block", func(c *Config) { c.Custom = nil }, "enrol.custom"},
 		{"bad checksum", func(c *Config) { c.Custom.SHA256 = "abc" }, "enrol.custom.sha256"},
-		{"no profile, no distances", func(c *Config) { c.ConsistencyMax = 0 }, "enrol.consistency_max"},
+		{"no profile", func(c *Config) { c.Custom.Profile = "" }, "enrol.custom.profile"},
+		{"no profile, explicit distances", func(c *Config) {
+			c.Custom.Profile, c.ConsistencyMax, c.DuplicateMax, c.FeedbackMatchMax = "", 1.2, 0.98, 1.2
+		}, "enrol.custom.profile"},
+		{"another model's profile", func(c *Config) { c.Custom.SHA256 = strings.Repeat("0", 64) }, "enrol.custom.profile"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,6 +67,10 @@ func TestCustomConfigValidate(t *testing.T) {
 	}
 	if m, ok := customConfig().EngineConfig().Model(); !ok || m != customSFace().ModelID() {
 		t.Fatalf("engine config model %v %v", m, ok)
+	}
+	got, err := customConfig().ForModel("enrol", customSFace().ModelID())
+	if err != nil || got.ConsistencyMax != 1.2 || got.DuplicateMax != 0.98 || got.FeedbackMatchMax != 1.2 {
+		t.Fatalf("distances from the profile: %+v, %v", got, err)
 	}
 }
 

@@ -111,10 +111,16 @@ func DefaultConfig() Config {
 }
 
 // ForModel returns c with every distance left at 0 taken from model's
-// distance profile; it fails, naming the field, when one is 0 and nobody
-// measured model.
+// distance profile (faceengine.Profiles: a custom model's from the file
+// enrol.custom.profile names); it fails, naming the field, when one is 0
+// and nobody measured model, and refuses a custom model without a
+// profile, naming enrol.custom.profile.
 func (c Config) ForModel(prefix string, model match.ModelID) (Config, error) {
-	p, ok := faceengine.ProfileOf(model)
+	profiles, err := c.EngineConfig().Profiles(prefix)
+	if err != nil {
+		return c, err
+	}
+	p, ok := profiles.Of(model)
 	for _, f := range []struct {
 		v    *float64
 		name string
