@@ -80,7 +80,14 @@ func (a *App) buildModules(ctx context.Context) error {
 		return fmt.Errorf("app: %w", err)
 	}
 	// One model for the hub's engine, its templates and the galleries it
-	// serves (enrol.embedder; the gates' engine.embedder must match).
+	// serves (enrol.embedder, or the candidate an admin switched to; the
+	// gates' engine.embedder must match).
+	if ec, chosen, err := enrol.ApplyChoice(ctx, a.DB, cfg.Enrol); err != nil {
+		return fmt.Errorf("app: %w", err)
+	} else if chosen != "" {
+		a.Log.Info("the hub runs the model an admin switched to, not enrol.embedder", "candidate", chosen)
+		a.Cfg.Enrol, cfg.Enrol = ec, ec
+	}
 	model, _ := cfg.Enrol.EngineConfig().Model()
 	m.Templates.SetModel(model)
 	if err := m.Templates.SetGateConfig(cfg.Templates.Gate); err != nil {
@@ -168,10 +175,11 @@ func (a *App) buildEnrol(ctx context.Context) error {
 	}
 	m.Consent = consent.New(a.DB, m.Templates, m.Audit, a.Log.With("component", "consent"), a.Now)
 	eng := enrol.NewLazyEngine(cfg.Enrol.EngineConfig(), a.Log.With("component", "enrol"))
-	a.OnStop(PhaseFlush, "enrol engine", func(context.Context) error { eng.Close(); return nil })
 	if m.Enrol, err = enrol.New(a.DB, eng, m.Templates, m.Consent, m.Audit, cfg.Enrol, a.Log.With("component", "enrol"), a.Now); err != nil {
+		eng.Close()
 		return fmt.Errorf("app: %w", err)
 	}
+	a.OnStop(PhaseFlush, "enrol engine", func(context.Context) error { eng.Close(); m.Enrol.Close(); return nil })
 	if cfg.Enrol.ReembedOnUpgrade {
 		a.Go("reembed-on-upgrade", func(ctx context.Context) error {
 			if _, err := m.Enrol.UpgradeTemplates(ctx); err != nil && ctx.Err() == nil {
