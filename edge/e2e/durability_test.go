@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(gateMain())
 	case "broker":
 		os.Exit(brokerMain())
+	case "rtsp":
+		os.Exit(rtspMain())
 	}
 	os.Exit(m.Run())
 }
