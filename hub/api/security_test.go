@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -80,36 +81,46 @@ func TestSetTrustedProxies(t *testing.T) {
 }
 
 func TestLockoutBackoff(t *testing.T) {
+	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	must := func(d time.Duration, err error) time.Duration {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
 	l := NewLockout(LockoutConfig{FreeFailures: 3, Base: time.Minute, Max: 4 * time.Minute}, func() time.Time { return now })
 	for i := 0; i < 2; i++ {
-		if d := l.Fail("u"); d != 0 {
+		if d := must(l.Fail(ctx, "u")); d != 0 {
 			t.Fatalf("failure %d locked for %v", i+1, d)
 		}
 	}
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 4 * time.Minute}
 	for i, w := range want {
-		if d := l.Fail("u"); d != w {
+		if d := must(l.Fail(ctx, "u")); d != w {
 			t.Fatalf("lock %d: %v, want %v", i+1, d, w)
 		}
-		if left, locked := l.Locked("u"); !locked || left != w {
+		if left, locked, _ := l.Locked(ctx, "u"); !locked || left != w {
 			t.Fatalf("lock %d: Locked = %v %v", i+1, left, locked)
 		}
-		if _, locked := l.Locked("other"); locked {
+		if _, locked, _ := l.Locked(ctx, "other"); locked {
 			t.Fatal("another key is locked")
 		}
 		now = now.Add(w)
-		if _, locked := l.Locked("u"); locked {
+		if _, locked, _ := l.Locked(ctx, "u"); locked {
 			t.Fatalf("lock %d outlasts %v", i+1, w)
 		}
 	}
-	l.Reset("u")
-	if d := l.Fail("u"); d != 0 {
+	if err := l.Reset(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	if d := must(l.Fail(ctx, "u")); d != 0 {
 		t.Fatalf("after Reset: locked for %v", d)
 	}
 	now = now.Add(5 * time.Minute) // a quiet period longer than Max forgives
-	l.Fail("u")
-	if d := l.Fail("u"); d != 0 {
+	must(l.Fail(ctx, "u"))
+	if d := must(l.Fail(ctx, "u")); d != 0 {
 		t.Fatalf("old failures not forgiven: %v", d)
 	}
 	if err := (LockoutConfig{FreeFailures: 3, Base: time.Minute, Max: time.Second}).Validate("x.lockout"); err == nil {

@@ -11,6 +11,8 @@
 // and per client IP (the connection's address unless it is one of the
 // hub's http.trusted_proxies); a gate username is locked after failures
 // in a row from any address, with exponential backoff (gate_lockout).
+// Both counters are kept in SQLite (hub/loginlock, scopes "http" and
+// "http-gate"), so a limit or lock holds across a restart of the hub.
 //
 // Least privilege is enforced twice: Middleware refuses any route whose
 // policy rule (Policy) does not list the caller's role, and Authorizer
@@ -42,6 +44,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/loginlock"
 	"github.com/diemdanh/diemdanh/hub/roster"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
@@ -134,8 +137,9 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 	cfg   Config
-	lim   *limiter
-	// gateLock: per gate username, from any address (Gate).
+	// lim: failed logins per account and per address (scope "http").
+	lim *limiter
+	// gateLock: per gate username, from any address (Gate; scope "http-gate").
 	gateLock *api.Lockout
 
 	rmu   sync.RWMutex
@@ -164,8 +168,10 @@ func New(db *store.DB, al *audit.Log, cfg Config, log *slog.Logger, now func() t
 	if al == nil {
 		al = audit.New(db, log, now)
 	}
-	return &Service{db: db, audit: al, log: log, now: now, cfg: cfg, lim: newLimiter(now), gateCache: map[string]gateEntry{},
-		gateLock: api.NewLockout(cfg.GateLockout, now), rules: append([]Rule(nil), DefaultRules...)}, nil
+	return &Service{db: db, audit: al, log: log, now: now, cfg: cfg, gateCache: map[string]gateEntry{},
+		lim:      newLimiter(now, loginlock.New(db, loginlock.ScopeHTTP), cfg.FailureWindow),
+		gateLock: api.NewStoredLockout(cfg.GateLockout, now, loginlock.New(db, loginlock.ScopeHTTPGate)),
+		rules:    append([]Rule(nil), DefaultRules...)}, nil
 }
 
 // Config returns the config in force.
@@ -446,7 +452,9 @@ func (s *Service) ResetPassword(ctx context.Context, actor *Principal, username,
 	if err != nil {
 		return "", fmt.Errorf("auth: reset password: %w", err)
 	}
-	s.lim.reset("acct:" + strings.ToLower(username))
+	if err := s.lim.reset(ctx, "acct:"+strings.ToLower(username)); err != nil {
+		s.log.Warn("password reset: the account's failed logins are still counted", "username", trunc(username), "err", err)
+	}
 	return otp, nil
 }
 
@@ -465,13 +473,16 @@ func (s *Service) loadAccount(ctx context.Context, where string, arg any) (*Prin
 // dummyHash makes a login for an unknown user cost as much as a real one.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
 
-// checkPassword verifies username/password with rate limiting.
+// checkPassword verifies username/password with rate limiting. A limit
+// the store cannot read refuses the login (fails closed).
 func (s *Service) checkPassword(ctx context.Context, username, password, ip string) (*Principal, error) {
 	username = strings.TrimSpace(username)
-	if !s.lim.allow("acct:"+strings.ToLower(username), s.cfg.MaxFailuresAccount, s.cfg.FailureWindow) ||
-		!s.lim.allow("ip:"+ip, s.cfg.MaxFailuresIP, s.cfg.FailureWindow) {
-		_ = s.audit.Record(ctx, "anonymous", audit.ActionLoginFailed, "account:"+trunc(username), map[string]any{"reason": "rate_limited"}, ip)
-		return nil, ErrRateLimited
+	akey := "acct:" + strings.ToLower(username)
+	if err := s.limited(ctx, ip, akey); err != nil {
+		if errors.Is(err, ErrRateLimited) {
+			_ = s.audit.Record(ctx, "anonymous", audit.ActionLoginFailed, "account:"+trunc(username), map[string]any{"reason": "rate_limited"}, ip)
+		}
+		return nil, err
 	}
 	p, hash, active, err := s.loadAccount(ctx, `username = ?`, username)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -481,13 +492,36 @@ func (s *Service) checkPassword(ctx context.Context, username, password, ip stri
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
 	}
 	if err != nil || !active || bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
-		s.lim.fail("acct:"+strings.ToLower(username), s.cfg.FailureWindow)
-		s.lim.fail("ip:"+ip, s.cfg.FailureWindow)
+		if ferr := errors.Join(s.lim.fail(ctx, akey, s.cfg.MaxFailuresAccount),
+			s.lim.fail(ctx, "ip:"+ip, s.cfg.MaxFailuresIP)); ferr != nil {
+			s.log.Warn("failed login not stored: it counts until the hub restarts", "username", trunc(username), "err", ferr)
+		}
 		_ = s.audit.Record(ctx, "anonymous", audit.ActionLoginFailed, "account:"+trunc(username), nil, ip)
 		return nil, ErrBadCredentials
 	}
-	s.lim.reset("acct:" + strings.ToLower(username))
+	if err := s.lim.reset(ctx, akey); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// limited returns ErrRateLimited when the address or one of keys has
+// reached its failure limit, or the store's error.
+func (s *Service) limited(ctx context.Context, ip string, keys ...string) error {
+	ok, err := s.lim.allow(ctx, "ip:"+ip, s.cfg.MaxFailuresIP)
+	for _, k := range keys {
+		if err != nil || !ok {
+			break
+		}
+		ok, err = s.lim.allow(ctx, k, s.cfg.MaxFailuresAccount)
+	}
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return ErrRateLimited
+	}
+	return nil
 }
 
 // trunc bounds a username quoted in an audit target, an error or a log
@@ -579,18 +613,24 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, old, newPw, 
 // cache of good passwords, so a lock holds even for the right password.
 func (s *Service) Gate(ctx context.Context, username, password, ip string) (*Principal, error) {
 	ukey := "gate:" + username
-	if _, locked := s.gateLock.Locked(ukey); locked || !s.lim.allow("ip:"+ip, s.cfg.MaxFailuresIP, s.cfg.FailureWindow) {
+	_, locked, err := s.gateLock.Locked(ctx, ukey)
+	if err != nil {
+		return nil, fmt.Errorf("auth: gate %q: %w", trunc(username), err)
+	}
+	if locked {
 		return nil, ErrRateLimited
+	}
+	if err := s.limited(ctx, ip); err != nil {
+		return nil, err
 	}
 	key := hashToken(username + "\x00" + password)
 	if p, ok := s.cachedGate(key); ok {
-		s.gateLock.Reset(ukey)
-		return p, nil
+		return p, s.gateLock.Reset(ctx, ukey)
 	}
 	var p Principal
 	var hash string
 	var active bool
-	err := s.db.R.QueryRowContext(ctx, `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, username).Scan(&p.GateID, &p.SchoolID, &hash, &active)
+	err = s.db.R.QueryRowContext(ctx, `SELECT id, school_id, password_hash, active FROM gates WHERE username = ?`, username).Scan(&p.GateID, &p.SchoolID, &hash, &active)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoSuchGate
 	}
@@ -601,7 +641,9 @@ func (s *Service) Gate(ctx context.Context, username, password, ip string) (*Pri
 		s.gateFailed(ctx, username, ip)
 		return nil, ErrBadCredentials
 	}
-	s.gateLock.Reset(ukey)
+	if err := s.gateLock.Reset(ctx, ukey); err != nil {
+		return nil, err
+	}
 	p.Role, p.Username = RoleGate, username
 	s.gmu.Lock()
 	s.gateCache[key] = gateEntry{p: p, exp: s.now().Add(time.Minute)}
@@ -623,8 +665,11 @@ func (s *Service) cachedGate(key string) (*Principal, bool) {
 // gateFailed counts a wrong gate password against the username and the
 // address, and audits it (with the lock it caused, if any).
 func (s *Service) gateFailed(ctx context.Context, username, ip string) {
-	lock := s.gateLock.Fail("gate:" + username)
-	s.lim.fail("ip:"+ip, s.cfg.FailureWindow)
+	lock, err := s.gateLock.Fail(ctx, "gate:"+username)
+	err = errors.Join(err, s.lim.fail(ctx, "ip:"+ip, s.cfg.MaxFailuresIP))
+	if err != nil {
+		s.log.Warn("failed gate login not stored: it counts until the hub restarts", "username", trunc(username), "err", err)
+	}
 	detail := map[string]any{"kind": "gate"}
 	if lock > 0 {
 		detail["locked_for"] = lock.String()
@@ -635,55 +680,3 @@ func (s *Service) gateFailed(ctx context.Context, username, ip string) {
 
 // errNoSuchGate: the basic-auth user is not a gate (try accounts).
 var errNoSuchGate = errors.New("auth: no such gate")
-
-// limiter counts failures per key in a sliding window.
-type limiter struct {
-	mu  sync.Mutex
-	now func() time.Time
-	m   map[string][]time.Time
-}
-
-func newLimiter(now func() time.Time) *limiter {
-	return &limiter{now: now, m: map[string][]time.Time{}}
-}
-
-func (l *limiter) prune(key string, win time.Duration) []time.Time {
-	cut := l.now().Add(-win)
-	ts := l.m[key]
-	i := 0
-	for i < len(ts) && ts[i].Before(cut) {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.m, key)
-	} else {
-		l.m[key] = ts
-	}
-	return ts
-}
-
-func (l *limiter) allow(key string, max int, win time.Duration) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.prune(key, win)) < max
-}
-
-func (l *limiter) fail(key string, win time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.prune(key, win)
-	l.m[key] = append(l.m[key], l.now())
-	if len(l.m) > 100000 { // bound memory under a spray attack
-		for k := range l.m {
-			delete(l.m, k)
-			break
-		}
-	}
-}
-
-func (l *limiter) reset(key string) {
-	l.mu.Lock()
-	delete(l.m, key)
-	l.mu.Unlock()
-}

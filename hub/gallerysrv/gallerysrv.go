@@ -39,6 +39,7 @@ import (
 
 	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/audit"
+	"github.com/diemdanh/diemdanh/hub/loginlock"
 	"github.com/diemdanh/diemdanh/hub/store"
 	"github.com/diemdanh/diemdanh/models/conf"
 	"github.com/diemdanh/diemdanh/models/match"
@@ -121,7 +122,7 @@ type Server struct {
 	dirty map[string]bool
 	kick  chan struct{}
 	auth  map[string]authEntry
-	lock  *api.Lockout // per gate username (http.go authenticate)
+	lock  *api.Lockout // per gate username (http.go authenticate), kept in login_lockouts
 	build sync.Mutex   // one Refresh at a time
 	// points: the operating point of each served gallery, by
 	// pointKey(school, gate) (calibrate.go).
@@ -142,7 +143,7 @@ func New(db *store.DB, src TemplateSource, ann Announcer, cfg Config, log *slog.
 	}
 	s := &Server{db: db, src: src, ann: ann, cfg: cfg, log: log, now: now,
 		cache: map[string]*entry{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1), auth: map[string]authEntry{},
-		points: map[string]*OperatingPoint{}, lock: api.NewLockout(api.DefaultLockout(), now), inlineMax: DefaultInlineCalibrationMax}
+		points: map[string]*OperatingPoint{}, lock: api.NewStoredLockout(api.DefaultLockout(), now, loginlock.New(db, loginlock.ScopeGalleryGate)), inlineMax: DefaultInlineCalibrationMax}
 	s.calib.audit = audit.New(db, log, now)
 	return s
 }

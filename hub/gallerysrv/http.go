@@ -48,22 +48,32 @@ type gateRow struct {
 // authenticate checks HTTP basic auth against the gates table. A username
 // is locked after failures in a row from any address (api.Lockout, with
 // exponential backoff; a good login resets it), checked before the cache
-// of good passwords so that the lock holds even for the right one.
+// of good passwords so that the lock holds even for the right one. The
+// counters are kept in SQLite (hub/loginlock, scope "gallery-gate"), so a
+// lock holds across a restart of the hub.
 func (s *Server) authenticate(c *gin.Context) (gateRow, error) {
 	user, pw, ok := c.Request.BasicAuth()
 	if !ok || user == "" {
 		return gateRow{}, &api.Error{Code: api.CodeUnauthenticated, Message: "gate credentials required (HTTP basic auth)"}
 	}
-	key := "gate:" + user
-	if _, locked := s.lock.Locked(key); locked {
+	ctx, key := c.Request.Context(), "gate:"+user
+	_, locked, err := s.lock.Locked(ctx, key)
+	if err != nil {
+		return gateRow{}, fmt.Errorf("gallerysrv: gate %q: %w", user, err)
+	}
+	if locked {
 		return gateRow{}, errLocked
 	}
 	g, err := s.checkGate(c, user, pw)
 	switch {
 	case errors.Is(err, errBadCreds):
-		s.lock.Fail(key)
+		if _, ferr := s.lock.Fail(ctx, key); ferr != nil {
+			s.log.Warn("failed gallery login not stored: it counts until the hub restarts", "err", ferr)
+		}
 	case err == nil:
-		s.lock.Reset(key)
+		if rerr := s.lock.Reset(ctx, key); rerr != nil {
+			return gateRow{}, fmt.Errorf("gallerysrv: gate %q: %w", user, rerr)
+		}
 	}
 	return g, err
 }

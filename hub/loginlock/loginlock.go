@@ -1,8 +1,17 @@
 // Package loginlock keeps failed-login counters in the hub's SQLite
 // database (table login_lockouts, written only here), so that a lockout
 // holds across a restart of the hub or its broker. The counting rules stay
-// with each login (hub/broker for MQTT gate logins); this package stores
-// their state per scope and key and prunes what no rule can use any more.
+// with each login; this package stores their state per scope and key and
+// prunes what no rule can use any more. The scopes:
+//
+//   - "mqtt": the broker's gate logins, per username and address (hub/broker);
+//   - "http": web logins per account and per address, and HTTP basic-auth
+//     failures per address (hub/auth's sliding window);
+//   - "http-gate": a gate's HTTP basic-auth username (hub/auth, api.Lockout);
+//   - "gallery-gate": a gate's username at the gallery download
+//     (hub/gallerysrv, api.Lockout).
+//
+// A Store is an api.LockoutStore.
 package loginlock
 
 import (
@@ -10,22 +19,27 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/diemdanh/diemdanh/hub/api"
 	"github.com/diemdanh/diemdanh/hub/store"
 )
 
 // MaxKeyLen is the longest key stored; longer keys (a username sprayed by
 // an attacker) are cut to it by Key.
-const MaxKeyLen = 256
+const MaxKeyLen = api.LockoutKeyMax
 
 // State is one key's failures: how many in a row, the latest, and the end
 // of its lock (zero when not locked).
-type State struct {
-	Failures int
-	Last     time.Time
-	Until    time.Time
-}
+type State = api.LockState
 
-// Store is the counters of one scope ("mqtt" for the broker's gate logins).
+// Scopes of the hub's logins (see the package comment).
+const (
+	ScopeMQTT        = "mqtt"
+	ScopeHTTP        = "http"
+	ScopeHTTPGate    = "http-gate"
+	ScopeGalleryGate = "gallery-gate"
+)
+
+// Store is the counters of one scope.
 type Store struct {
 	db    *store.DB
 	scope string
@@ -33,6 +47,8 @@ type Store struct {
 
 // New returns the store of scope over db.
 func New(db *store.DB, scope string) *Store { return &Store{db: db, scope: scope} }
+
+var _ api.LockoutStore = (*Store)(nil)
 
 // Key cuts k to MaxKeyLen bytes.
 func Key(k string) string {
