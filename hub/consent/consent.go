@@ -331,10 +331,15 @@ type WithdrawResult struct {
 // Withdraw records the withdrawal and, in the same transaction, deletes
 // the pupil's templates, photos and gate face crops, bumps the gallery
 // version and sets manual attendance. Subscribers of the template store
-// (the gallery announcer) are told after the commit.
+// (the gallery announcer) are told after the commit. Every withdrawal
+// takes this path: an admin's (POST /api/v1/pupils/{id}/consent/withdraw)
+// and a parent's in the portal (hub/web), actor being who withdrew.
 func (r *Registry) Withdraw(ctx context.Context, actor, pupilID, reason string) (WithdrawResult, error) {
 	var res WithdrawResult
 	var school string
+	if r.tpl == nil { // a read-only registry (New without a template store)
+		return res, errors.New("consent: withdraw: the registry has no template store")
+	}
 	err := r.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if school, _, err = r.pupil(ctx, tx, pupilID); err != nil {

@@ -23,6 +23,9 @@ type Child struct {
 	// GateTemplates: the consent in force allows keeping gate captures
 	// as face templates of the child.
 	GateTemplates bool
+	// Consented: a consent to face attendance is in force (the parent may
+	// withdraw it, parent_withdraw.go).
+	Consented bool
 }
 
 // DayRow is one day of a child's history.
@@ -71,7 +74,7 @@ func (s *Server) parentHome(c *gin.Context) {
 	d := &ParentData{Channels: map[string]bool{}, Saved: c.Query("saved") == "1"}
 	for i := range kids {
 		ch := &kids[i]
-		if ch.GateTemplates, err = s.gateTemplatesAllowed(ctx, ch.PupilID); err != nil {
+		if ch.Consented, ch.GateTemplates, err = s.consentState(ctx, ch.PupilID); err != nil {
 			s.failErr(c, err)
 			return
 		}
@@ -124,21 +127,24 @@ func (s *Server) parentHome(c *gin.Context) {
 	if d.Saved {
 		p.Flash = p.T("board.saved")
 	}
+	if c.Query("withdrawn") == "1" {
+		p.Flash = p.T("parent.withdrawn")
+	}
 	s.render(c, http.StatusOK, "parent", p)
 }
 
-// gateTemplatesAllowed reports whether the consent in force for pupil
-// (hub/consent's Current) allows keeping gate captures as face templates;
-// no consent allows nothing.
-func (s *Server) gateTemplatesAllowed(ctx context.Context, pupil string) (bool, error) {
+// consentState reports whether a consent to face attendance is in force
+// for pupil (hub/consent's Current) and whether it allows keeping gate
+// captures as face templates; no consent allows nothing.
+func (s *Server) consentState(ctx context.Context, pupil string) (inForce, gateTemplates bool, err error) {
 	cur, err := s.d.Consent.Current(ctx, pupil)
 	if errors.Is(err, consent.ErrNoConsent) {
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	return cur.ScopeFace && cur.ScopeGateTemplates != nil && *cur.ScopeGateTemplates, nil
+	return cur.ScopeFace, cur.ScopeFace && cur.ScopeGateTemplates != nil && *cur.ScopeGateTemplates, nil
 }
 
 func (s *Server) guardianIDs(ctx context.Context, p *auth.Principal) ([]int64, error) {

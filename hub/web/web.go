@@ -296,4 +296,6 @@ func (s *Server) Routes(r gin.IRouter) {
 	p.GET("", s.parentHome)
 	p.POST("/prefs", s.csrf, s.parentPrefs)
 	p.POST("/push", s.csrf, s.parentPush)
+	p.GET("/withdraw/:pupil", s.parentWithdrawPage) // parent_withdraw.go
+	p.POST("/withdraw/:pupil", s.csrf, s.parentWithdraw)
 }
