@@ -15,11 +15,12 @@ import (
 	"github.com/diemdanh/diemdanh/edge/eval"
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/models/conf"
+	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/wire"
 )
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return eval.Main(ctx, args, stdout, stderr)
+	return eval.Main(ctx, args, loadEngine, stdout, stderr)
 }
 
 // benchFlags are `edge bench`'s flags.
@@ -74,6 +75,9 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	bf.override(&cfg)
+	if cfg.Pipeline.Vote.Profiles, err = cfg.Engine.Profiles("engine"); err != nil {
+		return err
+	}
 	if err := cfg.Pipeline.Validate("pipeline"); err != nil {
 		return err
 	}
@@ -181,4 +185,11 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// loadEngine is the engine section of the gate's config file at path
+// (`edge eval --config`), read as the gate reads it.
+func loadEngine(path string) (faceengine.EngineConfig, error) {
+	cfg, err := LoadConfig(path)
+	return cfg.Engine, err
 }

@@ -159,6 +159,13 @@ func (c *Config) Validate() error {
 	if err := c.Engine.Validate("engine"); err != nil {
 		return err
 	}
+	// A custom model's vote cap is its measured profile's: without one
+	// the gate refuses to run (faceengine.EngineConfig.Profiles).
+	profiles, err := c.Engine.Profiles("engine")
+	if err != nil {
+		return err
+	}
+	c.Pipeline.Vote.Profiles = profiles
 	if err := c.Pipeline.Validate("pipeline"); err != nil {
 		return err
 	}

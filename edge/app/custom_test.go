@@ -39,6 +39,7 @@ func TestGateRefusesGalleryOfAnotherCustomModel(t *testing.T) {
 		"    name: school-sface\n    version: \"1\"\n    file: face_recognition_sface_2021dec_bq_fp32.onnx\n" +
 		"    sha256: c9507617a7cbd15fb6b785e7580a58f63396cad7ba185118dcf1ca53f7b58c3b\n" +
 		"    input: [112, 112]\n    layout: NCHW\n    rgb: true\n    mean: 0\n    scale: 1\n    align: arcface112\n    dim: 128\n    flip: true\n" +
+		"    profile: " + writeCustomProfile(t, dir, match.ModelID{Name: "school-sface", Version: "1.c9507617a7cb"}) + "\n" +
 		"pipeline:\n  vote:\n    threshold: 0.98\n" +
 		"gallery:\n  path: " + galPath + "\n"
 	cfgPath := filepath.Join(dir, "edge.yaml")

@@ -109,8 +109,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return a.Run(ctx)
 }
 
-// engineFromFlags builds an engine config from an optional --config file
-// and MODELS_DIR.
+// engineConfig builds an engine config from an optional --config file
+// and MODELS_DIR, and gives the vote the model's distance profiles (a
+// custom model without a profile is refused).
 func engineConfig(path string) (faceengine.EngineConfig, Config, error) {
 	cfg, err := LoadConfig(path)
 	if err != nil {
@@ -119,7 +120,8 @@ func engineConfig(path string) (faceengine.EngineConfig, Config, error) {
 	if err := cfg.Engine.Validate("engine"); err != nil {
 		return cfg.Engine, cfg, err
 	}
-	return cfg.Engine, cfg, nil
+	cfg.Pipeline.Vote.Profiles, err = cfg.Engine.Profiles("engine")
+	return cfg.Engine, cfg, err
 }
 
 func isImage(name string) bool {

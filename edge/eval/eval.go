@@ -11,16 +11,13 @@ package eval
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -48,6 +45,9 @@ type Config struct {
 	MaxIDs    int    // at most this many identities, in name order (0 = all)
 	// ONNX tuning (evaluation only): override the registered spec.
 	ONNX *faceengine.ONNXSpec
+	// Engine is the engine section of --config (a custom model); nil:
+	// the default engine with Embedder.
+	Engine *faceengine.EngineConfig
 }
 
 // Validate names the first bad flag.
@@ -64,84 +64,15 @@ func (c Config) Validate() error {
 	case c.PerID < 0 || c.MaxIDs < 0 || c.Workers < 0:
 		return conf.Fieldf("per-id", "counts must not be negative")
 	}
+	if c.Engine != nil {
+		if err := c.Engine.Validate("engine"); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		return nil
+	}
 	if _, ok := faceengine.EmbedderModel(c.Embedder); !ok && c.ONNX == nil {
 		return conf.Fieldf("embedder", "unknown %q (one of %v)", c.Embedder, faceengine.EmbedderNames())
 	}
-	return nil
-}
-
-// Main is `edge eval [flags] PATH`.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("eval", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	c := Config{}
-	fl.StringVar(&c.Embedder, "embedder", match.DefaultEmbedder.Name, "embedder (a descriptors .json is always dlib-resnet-v1): "+strings.Join(faceengine.EmbedderNames(), " | "))
-	fl.StringVar(&c.ModelsDir, "models", conf.ResolveModelsDir(conf.DefaultModelsDir), "models folder (MODELS_DIR)")
-	fl.IntVar(&c.Workers, "workers", 0, "recognizers in parallel (0 = CPUs)")
-	fl.BoolVar(&c.JSON, "json", false, "print one JSON object")
-	fl.StringVar(&c.Plot, "plot", "", "write a PNG with the DET curve and the distance histograms")
-	fl.Float64Var(&c.TargetFAR, "target-far", 0.01, "visitor false-accept rate the calibrated threshold aims at")
-	fl.Float64Var(&c.Margin, "margin", 0, "margin over the second-best identity at the operating points")
-	fl.StringVar(&c.Label, "label", "auto", "identity of an image: dir (its folder's name), stem (file name without trailing digits), auto")
-	fl.IntVar(&c.PerID, "per-id", 0, "use at most N images per identity (0 = all)")
-	fl.IntVar(&c.MaxIDs, "max-ids", 0, "use at most N identities (0 = all)")
-	rgb := fl.String("onnx-rgb", "", "tuning: override the ONNX spec's channel order (true|false)")
-	mean := fl.Float64("onnx-mean", math.NaN(), "tuning: override the ONNX spec's pixel mean")
-	scale := fl.Float64("onnx-scale", math.NaN(), "tuning: override the ONNX spec's pixel scale")
-	noseW := fl.Float64("onnx-nose-weight", math.NaN(), "tuning: weight of dlib's nose base in the alignment (0 = eyes only)")
-	noseY := fl.Float64("onnx-nose-y", math.NaN(), "tuning: template y of dlib's nose base")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: edge eval [flags] DIR|descriptors.json\n  DIR holds DIR/<identity>/*.{jpg,png,bmp} (or, with -label stem, name123.jpg files)")
-		fl.PrintDefaults()
-	}
-	if err := fl.Parse(args); err != nil {
-		return err
-	}
-	if fl.NArg() != 1 {
-		fl.Usage()
-		return conf.Fieldf("input", "want exactly one DIR or .json, got %d arguments", fl.NArg())
-	}
-	c.Input = fl.Arg(0)
-	embedderSet := false
-	fl.Visit(func(f *flag.Flag) { embedderSet = embedderSet || f.Name == "embedder" })
-	if !embedderSet && strings.HasSuffix(strings.ToLower(c.Input), ".json") {
-		c.Embedder = match.DlibResNetV1.Name // descriptor files hold dlib descriptors
-	}
-	if spec, ok := faceengine.ONNXSpecs[c.Embedder]; ok {
-		changed := false
-		if *rgb != "" {
-			spec.RGB, changed = *rgb == "true", true
-		}
-		for _, o := range []struct {
-			v   float64
-			dst *float64
-		}{{*mean, &spec.Mean}, {*scale, &spec.Scale}, {*noseW, &spec.Template.NoseWeight}, {*noseY, &spec.Template.NoseBase.Y}} {
-			if !math.IsNaN(o.v) {
-				*o.dst, changed = o.v, true
-			}
-		}
-		if changed {
-			c.ONNX = &spec
-		}
-	}
-	if err := c.Validate(); err != nil {
-		return err
-	}
-	rep, err := Run(ctx, c, stderr)
-	if err != nil {
-		return err
-	}
-	if c.Plot != "" {
-		if err := WritePlot(c.Plot, rep); err != nil {
-			return err
-		}
-	}
-	if c.JSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", " ")
-		return enc.Encode(rep)
-	}
-	rep.WriteText(stdout)
 	return nil
 }
 
@@ -221,10 +152,7 @@ type Report struct {
 // Run loads the input, computes the descriptors and every figure.
 func Run(ctx context.Context, c Config, logw io.Writer) (*Report, error) {
 	start := time.Now()
-	model, _ := faceengine.EmbedderModel(c.Embedder)
-	if c.ONNX != nil {
-		model = c.ONNX.Model
-	}
+	model, _ := c.engineConfig().Model()
 	rep := &Report{Input: c.Input, Embedder: model}
 	var samples []Sample
 	if strings.HasSuffix(strings.ToLower(c.Input), ".json") {
@@ -415,23 +343,26 @@ func loadDescriptors(c Config) ([]Sample, error) {
 }
 
 func describe(ctx context.Context, c Config, items []Item, rep *Report, logw io.Writer) ([]Sample, error) {
-	ec := faceengine.DefaultEngineConfig()
-	ec.ModelsDir, ec.Workers, ec.Embedder, ec.ONNX = c.ModelsDir, c.Workers, c.Embedder, c.ONNX
-	if ec.Workers == 0 {
-		ec.Workers = runtime.NumCPU()
-	}
+	ec := c.engineConfig()
 	eng, err := faceengine.NewEngine(ec, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer eng.Close()
+	return describeWith(ctx, eng, ec.Workers, items, rep, logw)
+}
+
+// describeWith computes the descriptors of items with eng on workers
+// goroutines; rep gets the image, failure-to-enrol and several-faces
+// counts.
+func describeWith(ctx context.Context, eng *faceengine.Engine, workers int, items []Item, rep *Report, logw io.Writer) ([]Sample, error) {
 	rep.Images = len(items)
 	out := make([]*Sample, len(items))
 	multi := make([]bool, len(items))
 	errs := make([]error, len(items))
 	var wg sync.WaitGroup
 	next := make(chan int)
-	for w := 0; w < ec.Workers; w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -94,7 +94,7 @@ func TestMainOnSharedPhotos(t *testing.T) {
 			png := filepath.Join(t.TempDir(), "det.png")
 			var out, errb bytes.Buffer
 			args := []string{"-json", "-plot", png, "-embedder", emb, "-models", models, "-workers", "2", "-max-ids", "4", "-per-id", "3", dir}
-			if err := Main(context.Background(), args, &out, &errb); err != nil {
+			if err := Main(context.Background(), args, nil, &out, &errb); err != nil {
 				t.Fatalf("%v\n%s", err, errb.String())
 			}
 			var rep Report
@@ -164,12 +164,12 @@ func TestMainRejectsBadArguments(t *testing.T) {
 		{"-target-far", "2", "x"},
 		{"-label", "guess", "x"},
 	} {
-		err := Main(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		err := Main(context.Background(), args, nil, &bytes.Buffer{}, &bytes.Buffer{})
 		if !errors.As(err, &fe) {
 			t.Errorf("%q: %v, want a field error", args, err)
 		}
 	}
-	err := Main(context.Background(), []string{filepath.Join(t.TempDir(), "none")}, &bytes.Buffer{}, &bytes.Buffer{})
+	err := Main(context.Background(), []string{filepath.Join(t.TempDir(), "none")}, nil, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "none") {
 		t.Errorf("missing folder: %v", err)
 	}
