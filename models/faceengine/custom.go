@@ -60,8 +60,9 @@ type CustomModel struct {
 	// Flip also runs the mirrored chip and adds the two outputs before
 	// normalising (test-time augmentation; twice the network time).
 	Flip bool `yaml:"flip"`
-	// Profile is the path of the model's distance profile, written by
-	// `edge eval --profile`.
+	// Profile is the path of the model's distance profile (relative to
+	// models_dir, or absolute), written by `edge eval --profile`; the gate
+	// and the hub refuse a custom model without one (Profiles).
 	Profile string `yaml:"profile"`
 }
 
