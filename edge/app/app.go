@@ -95,6 +95,7 @@ func New(cfg Config, log *slog.Logger, now func() time.Time) (a *App, err error)
 	if a.db, err = store.Open(cfg.Store.Path, cfg.Store.Options, log); err != nil {
 		return nil, err
 	}
+	cfg.MQTT.ConnectHeartbeat = a.Heartbeat // the backlog reaches the hub before the drain
 	if a.pub, err = publish.New(cfg.MQTT, a.db, log, now); err != nil {
 		return nil, err
 	}
