@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 
+	"github.com/diemdanh/diemdanh/hub/enrol"
 	"github.com/diemdanh/diemdanh/hub/learn"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
@@ -13,7 +14,7 @@ import (
 // templates the gates offer on its own goroutine, and counts the results
 // in diemdanh_automatic_templates_total. It needs the template store.
 func (a *App) buildAutomatic() error {
-	profiles, err := a.Cfg.Enrol.EngineConfig().Profiles("enrol")
+	profiles, err := modelProfiles(a.Cfg.Enrol)
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
@@ -28,12 +29,39 @@ func (a *App) buildAutomatic() error {
 	return nil
 }
 
+// modelProfiles reads the distance profiles of the hub's model and of
+// every enrol.candidates entry, so the automatic templates' guard follows
+// an admin's switch to a candidate without a restart. A custom model
+// without a valid profile is refused, naming its key.
+func modelProfiles(c enrol.Config) ([]faceengine.Profiles, error) {
+	base := c.EngineConfig()
+	p, err := base.Profiles("enrol")
+	if err != nil {
+		return nil, err
+	}
+	all := []faceengine.Profiles{p}
+	for i, cand := range c.Candidates {
+		ec := base
+		ec.Embedder, ec.Custom = cand.Embedder, cand.Custom
+		p, err := ec.Profiles(fmt.Sprintf("enrol.candidates[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p)
+	}
+	return all, nil
+}
+
 // voteCap gives the measured vote cap of a model (the automatic
-// templates' default drift guard): a built-in embedder's constant, or the
-// enrol.custom model's from its profile file.
-func voteCap(profiles faceengine.Profiles) func(match.ModelID) (float64, bool) {
+// templates' default drift guard): a built-in embedder's constant, or a
+// declared custom model's from its profile file.
+func voteCap(profiles []faceengine.Profiles) func(match.ModelID) (float64, bool) {
 	return func(m match.ModelID) (float64, bool) {
-		p, ok := profiles.Of(m)
-		return p.VoteCap, ok
+		for _, ps := range profiles {
+			if p, ok := ps.Of(m); ok {
+				return p.VoteCap, true
+			}
+		}
+		return 0, false
 	}
 }
