@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -49,6 +50,9 @@ type ReviewRow struct {
 	Created  string
 	Distance string
 	Show     bool // photos requested for this row (each view audited)
+	// PupilURL, OtherURL: the two pupils' pages, where an admin
+	// deactivates a record made twice for one child.
+	PupilURL, OtherURL string
 }
 
 // FeedbackRow is one "not this pupil" mark.
@@ -97,7 +101,8 @@ func (s *Server) reviewPage(c *gin.Context) {
 		}
 		for _, it := range q {
 			d.Queue = append(d.Queue, ReviewRow{ReviewItem: it, Created: fmtMs(it.CreatedAt),
-				Distance: fmt.Sprintf("%.3f", it.Distance), Show: show != 0 && show == it.TemplateID})
+				Distance: fmt.Sprintf("%.3f", it.Distance), Show: show != 0 && show == it.TemplateID,
+				PupilURL: s.pupilURL(ctx, it.PupilID), OtherURL: s.pupilURL(ctx, it.OtherPupilID)})
 		}
 	}
 	var err error
@@ -111,6 +116,16 @@ func (s *Server) reviewPage(c *gin.Context) {
 		pg.Flash = pg.T("review.done_" + c.Query("done"))
 	}
 	s.render(c, http.StatusOK, "review", pg)
+}
+
+// pupilURL is the pupil's page in the school setup pages ("" when the
+// pupil is not found).
+func (s *Server) pupilURL(ctx context.Context, pupilID string) string {
+	var school string
+	if pupilID == "" || s.d.DB.R.QueryRowContext(ctx, `SELECT school_id FROM pupils WHERE id = ?`, pupilID).Scan(&school) != nil {
+		return ""
+	}
+	return "/admin/school/" + url.PathEscape(school) + "/pupils/" + url.PathEscape(pupilID)
 }
 
 // feedbackRows reads the latest "not this pupil" marks of school ("" =
