@@ -98,6 +98,24 @@ func TestFaultNetworkCut(t *testing.T) {
 	}
 	g.waitExit(t, 90*time.Second)
 	checkExactlyOnce(t, h, g, pending, restoredAt)
+	logLines(t, "gate", g.logPath, "mqtt broker outage", "mqtt broker connection recovered", "heartbeat sent after connecting")
+}
+
+// logLines logs the lines of a process's log that contain any of subs.
+func logLines(t *testing.T, name, path string, subs ...string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, s := range subs {
+			if strings.Contains(line, s) {
+				t.Logf("%s: %s", name, line)
+				break
+			}
+		}
+	}
 }
 
 // waitOffline waits until the hub has the gate offline and checks the
@@ -189,8 +207,8 @@ func checkExactlyOnce(t *testing.T, h *cutHub, g *cutGate, pending map[string]st
 	t.Logf("hub: %d events, one per pupil; the gate committed %d; %d of them during the cut", len(received), len(committed), len(pending))
 }
 
-// netcutFixture makes a 90 s gate video in which 12 CASIA people walk
-// past about every 7 s, and its gallery. Only those 12 people's photos
+// netcutFixture makes a 90 s gate video (960×540) in which 12 CASIA
+// people walk past about every 7 s, and its gallery. Only those 12 people's photos
 // are analysed (a copy of their folders), which keeps it quick.
 func netcutFixture(t *testing.T, dir string) (video, gallery string, pupils []string) {
 	t.Helper()
@@ -220,6 +238,7 @@ func netcutFixture(t *testing.T, dir string) (video, gallery string, pupils []st
 	so.Photos = []string{photos}
 	so.Out, so.TruthOut, so.GalleryOut = filepath.Join(dir, "gate.avi"), filepath.Join(dir, "truth.json"), filepath.Join(dir, "gallery.json")
 	so.Seed, so.People, so.Visitors, so.Duration, so.School = 3, 12, 0, 90, ncSchool
+	so.Width, so.Height = 960, 540
 	sum, err := sim.Generate(context.Background(), so, eng, io.Discard)
 	if err != nil {
 		t.Fatal(err)

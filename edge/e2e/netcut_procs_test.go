@@ -141,8 +141,8 @@ func (h *cutHub) online(t *testing.T) bool {
 // cutGate is a real `edge run` inside the lab's namespace; its HTTP
 // server listens on the management link.
 type cutGate struct {
-	httpAddr, dbPath string
-	done             <-chan struct{}
+	httpAddr, dbPath, logPath string
+	done                      <-chan struct{}
 }
 
 func startNetcutGate(t *testing.T, bin, dir string, lab *netLab, broker, video, gallery string) *cutGate {
@@ -153,7 +153,7 @@ func startNetcutGate(t *testing.T, bin, dir string, lab *netLab, broker, video, 
 gate_id: %s
 data_dir: %s
 log: {level: info, format: text}
-heartbeat_interval: 45s
+heartbeat_interval: 10m
 camera: {source: %s, realtime: true}
 engine: {models_dir: %s, workers: 2}
 gallery: {path: %s}
@@ -164,9 +164,9 @@ http: {listen: "%s"}
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "edge.log")
-	logTail(t, "gate", logPath)
-	g.done = startProc(t, lab.command(bin, "run", "--config", cfgPath), logPath)
+	g.logPath = filepath.Join(dir, "edge.log")
+	logTail(t, "gate", g.logPath)
+	g.done = startProc(t, lab.command(bin, "run", "--config", cfgPath), g.logPath)
 	return g
 }
 
