@@ -241,3 +241,76 @@ func gateSync(t *testing.T, f *fixture, addr string) (*gallery.Store, *gallery.S
 	})
 	return st, sy
 }
+
+// ownCalibration is the threshold match calibrates for exactly doc.
+func ownCalibration(t *testing.T, doc *wire.GalleryDoc) float64 {
+	t.Helper()
+	b, _ := doc.Encode()
+	_, g, err := wire.DecodeGallery(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := match.CalibrateThreshold(g, DefaultTargetFAR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Threshold
+}
+
+// TestRestrictedGateRemovalBeforeCalibration: a gate served only its
+// class (candidate restriction) gets a withdrawal at once with its own
+// previous threshold, nothing calibrated in its request; the background
+// calibration covers its subset too, and the next version carries the
+// calibration of exactly its document.
+func TestRestrictedGateRemovalBeforeCalibration(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil, time.Hour)
+	f.enrolIdols(t, idolFaces(t), 0, 12, 3)
+	for _, q := range []string{
+		`INSERT INTO classes(id, school_id, name, grade) VALUES ('cX', 'thcs-b', '7X', 7), ('cY', 'thcs-b', '7Y', 7)`,
+		`UPDATE pupils SET class_id = CASE WHEN id < '` + pupilID(6) + `' THEN 'cX' ELSE 'cY' END WHERE school_id = 'thcs-b'`,
+		`INSERT INTO gates(id, school_id, name, direction, username, password_hash) SELECT 'gate-b2', school_id, 'b2', direction, 'gate-b2', password_hash FROM gates WHERE id = 'gate-b'`,
+		`INSERT INTO gate_classes(gate_id, class_id) VALUES ('gate-b2', 'cX')`,
+	} {
+		if _, err := f.db.W.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	f.srv.Changed(ctx, "thcs-b")
+	b2 := func() *wire.GalleryDoc {
+		r := f.get(t, "gate-b2", "gate-b2", f.pwB, "")
+		if r.status != 200 {
+			t.Fatalf("gate-b2: %d", r.status)
+		}
+		return r.doc
+	}
+	before := b2()
+	if len(before.People) != 6 || before.Threshold != ownCalibration(t, before) || f.srv.Calibrations() != 2 {
+		t.Fatalf("gate-b2 before: %d people, threshold %g, %d calibrations", len(before.People), before.Threshold, f.srv.Calibrations())
+	}
+	log := &orderLog{}
+	started, release := holdCalibration(f.srv, log, 1)
+	gone := pupilID(2) // class cX
+	reg := consent.New(f.db, f.tpl, audit.New(f.db, nil, time.Now), nil, time.Now)
+	if _, err := reg.Withdraw(ctx, "parent:me", gone, "rút lại"); err != nil {
+		t.Fatal(err)
+	}
+	now := b2()
+	<-started
+	if hasPupil(now, gone) || len(now.People) != 5 || now.Version <= before.Version || now.Threshold != before.Threshold || f.srv.Calibrations() != 2 {
+		t.Fatalf("gate-b2 after the withdrawal: %d people, v%d, threshold %g (was %g), %d calibrations",
+			len(now.People), now.Version, now.Threshold, before.Threshold, f.srv.Calibrations())
+	}
+	close(release)
+	v, err := f.srv.Settle(ctx, "thcs-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := b2()
+	if after.Version != v || hasPupil(after, gone) || len(after.People) != 5 || after.Threshold != ownCalibration(t, after) {
+		t.Fatalf("gate-b2 calibrated: v%d (settled v%d), %d people, threshold %g", after.Version, v, len(after.People), after.Threshold)
+	}
+	if n := f.srv.Calibrations(); n != 4 { // school and gate-b2, in the background
+		t.Fatalf("%d calibrations, want 4", n)
+	}
+}
