@@ -29,6 +29,12 @@ type GateHealth struct {
 	SkewMs              int64
 	UnknownToday        int
 	CameraOnline        bool
+	// ClockWarn: the gate's clock is off by more than ingest's
+	// clock_skew_warn. DiskFull: its outbox refuses new events (its last
+	// heartbeat), OutboxRefused of them so far. HasHeartbeat: a heartbeat
+	// arrived, so the camera and disk fields mean something.
+	ClockWarn, DiskFull, HasHeartbeat bool
+	OutboxRefused                     int64
 }
 
 // QuarantineRow is one refused payload.
@@ -92,7 +98,7 @@ func (s *Server) gateHealth(ctx context.Context, school string) ([]GateHealth, e
 	now := s.now()
 	start := time.Date(now.In(loc).Year(), now.In(loc).Month(), now.In(loc).Day(), 0, 0, 0, 0, loc).UnixMilli()
 	rows, err := s.d.DB.R.QueryContext(ctx, `SELECT g.id, g.name, g.direction, g.online, g.last_seen_at, g.last_heartbeat,
-		g.clock_skew_ms, (SELECT COUNT(*) FROM events e WHERE e.gate_id = g.id AND e.student_id IS NULL AND e.captured_at >= ?)
+		g.clock_skew_ms, g.clock_warn, (SELECT COUNT(*) FROM events e WHERE e.gate_id = g.id AND e.student_id IS NULL AND e.captured_at >= ?)
 		FROM gates g WHERE g.active = 1 AND (? = '' OR g.school_id = ?) ORDER BY g.id`, start, school, school)
 	if err != nil {
 		return nil, fmt.Errorf("web: gates: %w", err)
@@ -103,7 +109,7 @@ func (s *Server) gateHealth(ctx context.Context, school string) ([]GateHealth, e
 		var g GateHealth
 		var seen int64
 		var hb string
-		if err := rows.Scan(&g.ID, &g.Name, &g.Direction, &g.Online, &seen, &hb, &g.SkewMs, &g.UnknownToday); err != nil {
+		if err := rows.Scan(&g.ID, &g.Name, &g.Direction, &g.Online, &seen, &hb, &g.SkewMs, &g.ClockWarn, &g.UnknownToday); err != nil {
 			return nil, fmt.Errorf("web: gates: %w", err)
 		}
 		if seen > 0 {
@@ -112,7 +118,8 @@ func (s *Server) gateHealth(ctx context.Context, school string) ([]GateHealth, e
 		}
 		var h wire.Heartbeat
 		if hb != "" && json.Unmarshal([]byte(hb), &h) == nil {
-			g.FPS, g.Outbox, g.CameraOnline = h.FPS, h.OutboxDepth, h.CameraOnline
+			g.FPS, g.Outbox, g.CameraOnline, g.HasHeartbeat = h.FPS, h.OutboxDepth, h.CameraOnline, true
+			g.DiskFull, g.OutboxRefused = h.DiskFull, h.OutboxRefused
 		}
 		out = append(out, g)
 	}
