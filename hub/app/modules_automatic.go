@@ -65,3 +65,26 @@ func voteCap(profiles []faceengine.Profiles) func(match.ModelID) (float64, bool)
 		return 0, false
 	}
 }
+
+// teacherGuard is the guard on the gate templates teachers' confirmations
+// make: a capture becomes a template only within the model's same-person
+// limit (enrol.consistency_max when set, else the model's profile) of the
+// pupil's own templates and nearer them than any other pupil's.
+func teacherGuard(c enrol.Config) (*learn.Guard, error) {
+	profiles, err := modelProfiles(c)
+	if err != nil {
+		return nil, err
+	}
+	same := func(m match.ModelID) (float64, bool) {
+		if c.ConsistencyMax > 0 {
+			return c.ConsistencyMax, true
+		}
+		for _, ps := range profiles {
+			if p, ok := ps.Of(m); ok {
+				return p.SameMax, true
+			}
+		}
+		return 0, false
+	}
+	return &learn.Guard{SameMax: same, MinMargin: learn.DefaultGuardMargin}, nil
+}

@@ -57,8 +57,12 @@ func (a *App) buildWeb(ctx context.Context) error {
 	if m.FaceReview != nil && m.Attendance != nil {
 		// The board's faces the gates did not recognise: "this is
 		// <pupil>" marks attendance and teaches the gates (hub/learn).
+		guard, err := teacherGuard(cfg.Enrol)
+		if err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
 		c, err := learn.NewConfirmer(learn.ConfirmDeps{Review: m.FaceReview, Attendance: m.Attendance, Templates: m.Templates,
-			Audit: m.Audit, Log: a.Log.With("component", "learn")})
+			Audit: m.Audit, Log: a.Log.With("component", "learn"), Guard: guard})
 		if err != nil {
 			return fmt.Errorf("app: %w", err)
 		}

@@ -40,6 +40,10 @@ type ConfirmDeps struct {
 	Templates  *facetemplates.Store
 	Audit      *audit.Log
 	Log        *slog.Logger
+	// Guard, when set, keeps out of the gallery the confirmed captures
+	// that would not sit with the pupil's own templates (attendance is
+	// still marked).
+	Guard *Guard
 }
 
 // Confirmer carries out "this is <pupil>" and "not my pupil" on the faces
@@ -89,7 +93,9 @@ type Confirmation struct {
 //     marked present for the capture's day by an attendance override whose
 //     reason names the face, audited as ActionOverride with the face and
 //     capture IDs;
-//  3. where the pupil's consent in force allows gate templates, the crop's
+//  3. where the pupil's consent in force allows gate templates and the
+//     Guard (when set) finds the capture near the pupil's own templates
+//     and apart from other pupils', the crop's
 //     descriptor becomes a teacher gate template (event: the capture ID),
 //     so the gallery's version is bumped and the gates fetch it; otherwise
 //     Confirmation.NoTemplate says why.
@@ -156,6 +162,13 @@ func (c *Confirmer) addTemplate(ctx context.Context, a facereview.Assignment, re
 	case a.Model != facereview.ModelName(c.d.Templates.Model()):
 		res.NoTemplate = NoTemplateModel
 		return nil
+	}
+	if c.d.Guard != nil {
+		why, err := c.d.Guard.check(ctx, c.d.Templates, a.SchoolID, res.PupilID, a.Descriptor)
+		if err != nil || why != "" {
+			res.NoTemplate = why
+			return err
+		}
 	}
 	id, err := c.d.Templates.AddGateTemplate(ctx, res.PupilID, a.Descriptor, a.Quality, a.Crop,
 		facetemplates.SourceTeacher, a.CaptureID, actor)

@@ -70,7 +70,7 @@ const (
 // FaceNoTemplateReasons are the reasons the board explains when a
 // confirmation kept no template (hub/learn's NoTemplate constants); the
 // message of each is faces.template_<reason>.
-var FaceNoTemplateReasons = []string{"no_descriptor", "other_model", "no_consent", "own_consent"}
+var FaceNoTemplateReasons = []string{"no_descriptor", "other_model", "no_consent", "own_consent", "unlike_pupil", "near_other"}
 
 // FaceCard is one face on a class board.
 type FaceCard struct {

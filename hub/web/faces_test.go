@@ -88,7 +88,8 @@ func TestFaceConfirmationMirrorsLearn(t *testing.T) {
 	if FacePresentMarked != learn.PresentMarked || FacePresentAlready != learn.PresentAlready {
 		t.Errorf("present: %q %q, learn's %q %q", FacePresentMarked, FacePresentAlready, learn.PresentMarked, learn.PresentAlready)
 	}
-	want := []string{learn.NoTemplateDescriptor, learn.NoTemplateModel, learn.NoTemplateConsent, learn.NoTemplateOwnConsent}
+	want := []string{learn.NoTemplateDescriptor, learn.NoTemplateModel, learn.NoTemplateConsent, learn.NoTemplateOwnConsent,
+		learn.NoTemplateUnlike, learn.NoTemplateNearOther}
 	if strings.Join(FaceNoTemplateReasons, ",") != strings.Join(want, ",") {
 		t.Errorf("reasons %v, learn's %v", FaceNoTemplateReasons, want)
 	}

@@ -213,8 +213,9 @@ func (h *Hub) openStores(ctx context.Context) error {
 		return err
 	}
 	h.att = attendance.New(h.db, attendance.Default(), h.log, now)
+	guard := &learn.Guard{SameMax: sameMax, MinMargin: learn.DefaultGuardMargin}
 	if h.learn, err = learn.NewConfirmer(learn.ConfirmDeps{Review: h.review, Attendance: h.att, Templates: h.tpl,
-		Audit: h.audit, Log: h.log}); err != nil {
+		Audit: h.audit, Log: h.log, Guard: guard}); err != nil {
 		return err
 	}
 	if h.auto, err = learn.NewUpdater(learn.DefaultAutomaticConfig(), learn.AutomaticDeps{DB: h.db, Templates: h.tpl,
@@ -258,6 +259,13 @@ func voteCap(m match.ModelID) (float64, bool) {
 	return p.VoteCap, ok
 }
 
+// sameMax is the same-person limit of model's embedder: the teacher
+// templates' guard, as hub/app passes it.
+func sameMax(m match.ModelID) (float64, bool) {
+	p, ok := faceengine.ProfileOf(m)
+	return p.SameMax, ok
+}
+
 // serveGallery serves the gallery server's routes on 127.0.0.1:0 and
 // points the gate's sync at it with the gate's credentials.
 func (h *Hub) serveGallery() error {
@@ -287,6 +295,12 @@ func (h *Hub) serveGallery() error {
 // download fetches the gallery as the gate does; changed is whether a new
 // version arrived.
 func (h *Hub) download(ctx context.Context) (changed bool, err error) {
+	// A removal is published before it is calibrated (hub/gallerysrv):
+	// the next day's gate holds the calibrated gallery, as a gate does
+	// once the night's calibration is done.
+	if _, err := h.galSrv.Settle(ctx, h.cfg.SchoolID); err != nil {
+		return false, fmt.Errorf("gatelearn: the calibrated gallery: %w", err)
+	}
 	if changed, err = h.sync.SyncOnce(ctx); err != nil {
 		return false, fmt.Errorf("gatelearn: the gate's gallery download: %w", err)
 	}
