@@ -292,7 +292,7 @@ func newAdminClient(t *testing.T, addr string) *adminClient {
 }
 
 var gateRowRe = regexp.MustCompile(`(?s)<tr data-gate="` + ncGate + `">.*?</tr>`)
-var outboxCellRe = regexp.MustCompile(`class="outbox">(\d+)</td>`)
+var outboxCellRe = regexp.MustCompile(`class="outbox">(\d+)`)
 
 // gateRow is the gate's row of the admin overview.
 func (a *adminClient) gateRow(t *testing.T) string {
