@@ -24,7 +24,8 @@ const (
 // template. The teacher's word decides attendance; the gallery only learns
 // captures that sit with the pupil's own templates and apart from every
 // other pupil's, the same reasoning as enrolment's consistency check and
-// duplicate guard.
+// duplicate guard. A pupil with no template of the model yet gets the
+// capture as their first.
 type Guard struct {
 	// SameMax gives a model's same-person limit (its distance profile's
 	// SameMax); without one for the model the first check is skipped.
@@ -62,6 +63,12 @@ func (g *Guard) check(ctx context.Context, s served, school, pupil string, desc 
 				other = math.Min(other, dist)
 			}
 		}
+	}
+	if math.IsInf(own, 1) {
+		// The pupil has no template of this model (not enrolled yet, or
+		// flagged for re-enrolment after a model change): nothing to
+		// compare with, and the teacher's capture is their first.
+		return "", nil
 	}
 	if limit, ok := g.sameMax(model); ok && own > limit {
 		return NoTemplateUnlike, nil

@@ -41,6 +41,7 @@ func TestConfirmGuard(t *testing.T) {
 		{"as near the other as the own, within the margin", mix(own, other, 0.97), 1.2, learn.NoTemplateNearOther},
 		{"beyond the same-person limit", mix(descriptor(404), own, 0.2), 1.2, learn.NoTemplateUnlike},
 		{"as far, but the model has no limit", mix(descriptor(404), own, 0.2), 0, ""},
+		{"the pupil's first template", mix(descriptor(404), other, 0.1), 1.2, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +50,9 @@ func TestConfirmGuard(t *testing.T) {
 			pupil, neighbour := f.pupils["thcs-a"][1], f.pupils["thcs-a"][2]
 			f.setConsent(t, pupil, scopeOn)
 			for p, d := range map[string]match.Descriptor{pupil: own, neighbour: other} {
+				if p == pupil && tc.name == "the pupil's first template" {
+					continue
+				}
 				if _, err := f.tpl.Add(ctx, p, d, match.DefaultEmbedder, match.Quality{}, nil); err != nil {
 					t.Fatal(err)
 				}
