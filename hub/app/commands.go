@@ -31,7 +31,7 @@ func commands() map[string]Command {
 	return map[string]Command{
 		"run":           {"run the hub: hub run --config hub.yaml", RunMain},
 		"demo":          {"start a demo hub and one gate (what `make run` runs)", DemoMain},
-		"enrol":         {"bulk-enrol faces: hub enrol --roster roster.csv --photos DIR", enrol.EnrolMain},
+		"enrol":         {"bulk-enrol faces: hub enrol --roster roster.csv --photos DIR [--config hub.yaml]", enrol.EnrolCommand(loadEnrol)},
 		"bench-enrol":   {"benchmark bulk enrolment (photos/s, p95, RSS): hub bench-enrol --json", benchenrol.BenchEnrolMain},
 		"bench-ingest":  {"MQTT→SQLite ingest rate and latency: hub bench-ingest --events N --publishers P [--external] --json", benchingest.BenchIngestMain},
 		"bench-live":    {"live board fan-out: hub bench-live --clients 500 --json (SSE push latency, RSS)", benchlive.BenchLiveMain},
@@ -139,4 +139,11 @@ func RunMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	return a.Run(ctx)
+}
+
+// loadEnrol is the enrol section of the hub config at path, for `hub enrol
+// --config` (validated as `hub run` does).
+func loadEnrol(path string) (enrol.Config, error) {
+	c, err := Load(path)
+	return c.Enrol, err
 }

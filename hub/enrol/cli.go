@@ -40,7 +40,10 @@ func (e *env) close() {
 	}
 }
 
-func openEnv(ctx context.Context, dbPath, keyFile, models, embedder string, workers int, log *slog.Logger) (*env, error) {
+// openEnv opens the hub database, the template store and a face engine
+// for cfg's model, or for the model an admin switched the hub to
+// (ApplyChoice), so `hub enrol` makes the templates the hub serves.
+func openEnv(ctx context.Context, dbPath, keyFile, models string, cfg Config, workers int, log *slog.Logger) (*env, error) {
 	e := &env{}
 	var err error
 	if e.db, err = store.Open(ctx, dbPath, log); err != nil {
@@ -56,10 +59,13 @@ func openEnv(ctx context.Context, dbPath, keyFile, models, embedder string, work
 		e.close()
 		return nil, err
 	}
-	ecfg := faceengine.DefaultEngineConfig()
-	ecfg.ModelsDir = conf.ResolveModelsDir(models)
-	if embedder != "" {
-		ecfg.Embedder = embedder
+	if cfg, _, err = ApplyChoice(ctx, e.db, cfg); err != nil {
+		e.close()
+		return nil, err
+	}
+	ecfg := cfg.EngineConfig()
+	if models != "" {
+		ecfg.ModelsDir = conf.ResolveModelsDir(models)
 	}
 	ecfg.Workers = workers
 	if e.eng, err = faceengine.NewEngine(ecfg, log); err != nil {
@@ -68,15 +74,52 @@ func openEnv(ctx context.Context, dbPath, keyFile, models, embedder string, work
 	}
 	al := audit.New(e.db, log, time.Now)
 	reg := consent.New(e.db, tpl, al, log, time.Now)
-	if e.svc, err = New(e.db, e.eng, tpl, reg, al, DefaultConfig(), log, time.Now); err != nil {
+	if e.svc, err = New(e.db, e.eng, tpl, reg, al, cfg, log, time.Now); err != nil {
 		e.close()
 		return nil, err
 	}
 	return e, nil
 }
 
-// EnrolMain is `hub enrol --roster roster.csv --photos DIR`.
+// EnrolMain is `hub enrol --roster roster.csv --photos DIR` with a
+// built-in embedder (--embedder); EnrolCommand adds --config.
 func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return enrolMain(ctx, args, stdout, stderr, nil)
+}
+
+// EnrolCommand is `hub enrol` that also takes --config hub.yaml: load
+// returns the file's enrol section (the model, a custom block and its
+// profile, the distances), which a school on a custom model needs.
+func EnrolCommand(load func(path string) (Config, error)) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return enrolMain(ctx, args, stdout, stderr, load)
+	}
+}
+
+// enrolConfig is the enrol section `hub enrol` runs with: the config
+// file's when --config is given (then --embedder may not be), else the
+// defaults with --embedder.
+func enrolConfig(fs *flag.FlagSet, path, embedder string, load func(string) (Config, error)) (Config, error) {
+	embedderSet := false
+	fs.Visit(func(f *flag.Flag) { embedderSet = embedderSet || f.Name == "embedder" })
+	switch {
+	case path == "":
+		c := DefaultConfig()
+		c.Embedder = embedder
+		return c, nil
+	case load == nil:
+		return Config{}, fmt.Errorf("%w: --config is not supported here", ErrUsage)
+	case embedderSet:
+		return Config{}, fmt.Errorf("%w: with --config the model is the config's enrol section: drop --embedder", ErrUsage)
+	}
+	c, err := load(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+func enrolMain(ctx context.Context, args []string, stdout, stderr io.Writer, load func(string) (Config, error)) error {
 	fs := flag.NewFlagSet("enrol", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := os.Getenv("DIEMDANH_DATA_DIR")
@@ -89,7 +132,8 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	keyFile := fs.String("key-file", filepath.Join(dataDir, "template.key"), "template key file (or set "+facetemplates.KeyEnv+")")
 	models := fs.String("models", "", "models folder (default $MODELS_DIR or models)")
 	workers := fs.Int("workers", 0, "photos analysed in parallel (0 = CPUs)")
-	embedder := fs.String("embedder", match.DefaultEmbedder.Name, "face model: the hub's enrol.embedder (one of "+strings.Join(faceengine.EmbedderNames(), ", ")+")")
+	embedder := fs.String("embedder", match.DefaultEmbedder.Name, "face model: the hub's enrol.embedder (one of "+strings.Join(faceengine.EmbedderNames(), ", ")+"); a custom model through --config")
+	config := fs.String("config", "", "the hub's config file: its enrol section (model, custom block and profile, distances)")
 	report := fs.String("report", "enrol-report.csv", "report CSV (a .json twin is written next to it)")
 	actor := fs.String("actor", "", "who runs the enrolment, for the audit log (default cli:$USER)")
 	if err := fs.Parse(args); err != nil {
@@ -101,6 +145,10 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *actor == "" {
 		*actor = "cli:" + os.Getenv("USER")
+	}
+	cfg, err := enrolConfig(fs, *config, *embedder, load)
+	if err != nil {
+		return err
 	}
 	f, err := os.Open(*roster)
 	if err != nil {
@@ -115,7 +163,7 @@ func EnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("photos: %s is not a folder", *photos)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := openEnv(ctx, *dbPath, *keyFile, *models, *embedder, *workers, log)
+	e, err := openEnv(ctx, *dbPath, *keyFile, *models, cfg, *workers, log)
 	if err != nil {
 		return err
 	}
@@ -160,7 +208,7 @@ type Env struct {
 // with the template key keyFile, the models folder (conf.ResolveModelsDir)
 // and the default embedder; workers 0 is one per CPU.
 func OpenEnv(ctx context.Context, dbPath, keyFile, models string, workers int, log *slog.Logger) (*Env, error) {
-	e, err := openEnv(ctx, dbPath, keyFile, models, "", workers, log)
+	e, err := openEnv(ctx, dbPath, keyFile, models, DefaultConfig(), workers, log)
 	if err != nil {
 		return nil, err
 	}
