@@ -77,14 +77,22 @@ func buildAuthPlugin(t *testing.T, dir string) string {
 
 func runMosquittoPlugin(t *testing.T, dir, aclPath, pw string, opts map[string]string) string {
 	t.Helper()
-	so := buildAuthPlugin(t, dir)
+	confPath, addr := writeMosquittoConf(t, dir, buildAuthPlugin(t, dir), aclPath, pw, opts)
+	startMosquittoConf(t, dir, confPath, addr)
+	return "tcp://" + addr
+}
+
+// writeMosquittoConf writes dir/mosquitto.conf for a free loopback port
+// from the shipped config, with the plugin so and its state file in dir.
+func writeMosquittoConf(t *testing.T, dir, so, aclPath, pw string, opts map[string]string) (confPath, addr string) {
+	t.Helper()
 	seen := map[string]bool{}
 	// The shipped config, with paths and the listener swapped for the test.
 	base, err := os.ReadFile("../../deploy/mosquitto/mosquitto.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr = freeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	var conf []string
 	for _, line := range strings.Split(string(base), "\n") {
@@ -103,6 +111,8 @@ func runMosquittoPlugin(t *testing.T, dir, aclPath, pw string, opts map[string]s
 		case "plugin_opt_password_file":
 			line = "plugin_opt_password_file " + pw
 			seen["password_file"] = true
+		case "plugin_opt_lockout_state_file":
+			line = "plugin_opt_lockout_state_file " + filepath.Join(dir, "diemdanh-lockouts")
 		case "acl_file":
 			line = "acl_file " + aclPath
 		case "persistence_location":
@@ -127,8 +137,15 @@ func runMosquittoPlugin(t *testing.T, dir, aclPath, pw string, opts map[string]s
 	if os.Geteuid() == 0 { // mosquitto drops root to user "mosquitto", which cannot read our temp files
 		conf = append(conf, "user root")
 	}
-	confPath := filepath.Join(dir, "mosquitto.conf")
+	confPath = filepath.Join(dir, "mosquitto.conf")
 	os.WriteFile(confPath, []byte(strings.Join(conf, "\n")+"\n"), 0o600)
+	return confPath, addr
+}
+
+// startMosquittoConf runs mosquitto -c confPath until it listens on addr;
+// the test's cleanup kills it.
+func startMosquittoConf(t *testing.T, dir, confPath, addr string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(mosquittoBin, "-c", confPath)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -156,7 +173,7 @@ func runMosquittoPlugin(t *testing.T, dir, aclPath, pw string, opts map[string]s
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "tcp://" + addr
+	return cmd
 }
 
 type extFixture struct {

@@ -1,5 +1,7 @@
 #!/bin/sh
-# Builds diemdanh_auth.so, the mosquitto 2.0 password + lockout plugin.
+# Builds diemdanh_auth.so, the mosquitto 2.0 password + lockout plugin
+# (diemdanh_auth.c: passwords and callbacks; lockouts.c: the failed-login
+# counters and their state file).
 # Needs: gcc, mosquitto-dev + libmosquitto-dev (headers), libssl-dev.
 # Usage: deploy/mosquitto/plugin/build.sh [OUTPUT.so]   (default: next to this script)
 set -eu
@@ -12,4 +14,4 @@ for h in mosquitto.h mosquitto_broker.h mosquitto_plugin.h openssl/evp.h; do
 	fi
 done
 ${CC:-gcc} -std=gnu11 -O2 -Wall -Wextra -fPIC -shared \
-	-o "$out" "$here/diemdanh_auth.c" -lcrypto
+	-o "$out" "$here/diemdanh_auth.c" "$here/lockouts.c" -lcrypto

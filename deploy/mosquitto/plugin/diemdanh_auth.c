@@ -17,7 +17,9 @@
  * it is refused, without checking the password, for plugin_opt_lockout_seconds;
  * each further failure doubles that up to plugin_opt_lockout_max_seconds.
  * Counters are forgotten after a quiet period as long as the longest
- * lockout; a good login resets the username's counter.
+ * lockout; a good login resets the username's counter. With
+ * plugin_opt_lockout_state_file the counters are kept on disk and survive a
+ * restart of mosquitto (lockouts.c).
  *
  * mosquitto calls plugins from its single main thread: no locking needed.
  */
@@ -36,8 +38,9 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
+#include "diemdanh_auth.h"
+
 #define MAX_HASH 128
-#define MAX_ENTRIES 100000 /* bound memory under a spray of usernames */
 
 struct user {
 	char *name;
@@ -47,13 +50,6 @@ struct user {
 	int salt_len;
 	unsigned char hash[MAX_HASH];
 	int hash_len;
-};
-
-struct fail {
-	char *key; /* "u:<name>" or "a:<address>" */
-	int n;
-	double last;  /* time of the latest failure */
-	double until; /* locked out until */
 };
 
 struct state {
@@ -66,9 +62,7 @@ struct state {
 	struct user *users;
 	int nusers;
 	int max_failures, addr_max_failures;
-	double base, max;
-	struct fail *fails;
-	int nfails, capfails;
+	struct lockouts lk;
 };
 
 static double now_s(void)
@@ -258,71 +252,6 @@ static int verify(struct state *s, const char *username, const char *password)
 	return CRYPTO_memcmp(out, u->hash, (size_t)u->hash_len) == 0;
 }
 
-static struct fail *find(struct state *s, const char *key)
-{
-	for (int i = 0; i < s->nfails; i++) {
-		if (strcmp(s->fails[i].key, key) == 0) return &s->fails[i];
-	}
-	return NULL;
-}
-
-static void drop(struct state *s, struct fail *f)
-{
-	free(f->key);
-	*f = s->fails[--s->nfails];
-}
-
-/* expired: the lockout is over and it has been quiet for as long as the longest lockout. */
-static int expired(const struct state *s, const struct fail *f, double now)
-{
-	return now >= f->until && now - f->last > s->max;
-}
-
-static void record_failure(struct state *s, const char *key, int free_failures, double now, const char *what)
-{
-	struct fail *f = find(s, key);
-	if (f && expired(s, f, now)) {
-		f->n = 0;
-	}
-	if (!f) {
-		if (s->nfails >= MAX_ENTRIES) {
-			for (int i = s->nfails - 1; i >= 0; i--) {
-				if (expired(s, &s->fails[i], now)) drop(s, &s->fails[i]);
-			}
-			if (s->nfails >= MAX_ENTRIES) return;
-		}
-		if (s->nfails == s->capfails) {
-			int cap = s->capfails ? s->capfails * 2 : 64;
-			struct fail *nf = realloc(s->fails, (size_t)cap * sizeof(*nf));
-			if (!nf) return;
-			s->fails = nf;
-			s->capfails = cap;
-		}
-		char *k = strdup(key);
-		if (!k) return;
-		f = &s->fails[s->nfails++];
-		memset(f, 0, sizeof(*f));
-		f->key = k;
-	}
-	f->n++;
-	f->last = now;
-	if (f->n >= free_failures) {
-		double d = s->base;
-		for (int i = free_failures; i < f->n && d < s->max; i++) d *= 2;
-		if (d > s->max) d = s->max;
-		f->until = now + d;
-		mosquitto_log_printf(MOSQ_LOG_WARNING,
-				     "diemdanh_auth: %s %s locked out for %.0f s after %d failed logins", what,
-				     key + 2, d, f->n);
-	}
-}
-
-static int locked(struct state *s, const char *key, double now)
-{
-	struct fail *f = find(s, key);
-	return f && now < f->until;
-}
-
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -338,22 +267,25 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	snprintf(ukey, ul, "u:%s", ed->username);
 	snprintf(akey, al, "a:%s", addr);
 	double now = now_s();
-	if (locked(s, ukey, now) || locked(s, akey, now)) {
+	if (lk_locked(&s->lk, ukey, now) || lk_locked(&s->lk, akey, now)) {
 		return MOSQ_ERR_AUTH;
 	}
 	load(s);
 	/* A username without a password is a failed login too. */
 	if (ed->password && verify(s, ed->username, ed->password)) {
-		struct fail *f = find(s, ukey);
-		if (f) drop(s, f);
+		lk_reset(&s->lk, ukey);
+		lk_sync(&s->lk, now);
 		return MOSQ_ERR_SUCCESS;
 	}
-	record_failure(s, ukey, s->max_failures, now, "user");
-	record_failure(s, akey, s->addr_max_failures, now, "address");
+	lk_failure(&s->lk, ukey, s->max_failures, now, "user");
+	lk_failure(&s->lk, akey, s->addr_max_failures, now, "address");
+	/* A lock is on disk before the refusal is sent (within 250 ms of another write: by the tick). */
+	lk_sync(&s->lk, now);
 	return MOSQ_ERR_AUTH;
 }
 
-/* on_tick re-reads a changed password file at most every 250 ms. */
+/* on_tick re-reads a changed password file at most every 250 ms and writes
+ * lockouts that a burst of locks left unwritten. */
 static int on_tick(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -364,6 +296,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 		s->last_check = now;
 		load(s);
 	}
+	lk_sync(&s->lk, now);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -409,6 +342,9 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 			rc = opt_int(k, v, 1, &base);
 		} else if (strcmp(k, "lockout_max_seconds") == 0) {
 			rc = opt_int(k, v, 1, &max);
+		} else if (strcmp(k, "lockout_state_file") == 0) {
+			free(s->lk.path);
+			s->lk.path = *v ? strdup(v) : NULL;
 		} else {
 			mosquitto_log_printf(MOSQ_LOG_ERR, "diemdanh_auth: unknown option plugin_opt_%s", k);
 			rc = -1;
@@ -420,10 +356,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		goto fail;
 	}
 	if (max < base) max = base;
-	s->base = base;
-	s->max = max;
+	s->lk.base = base;
+	s->lk.max = max;
 	s->addr_max_failures = addr_max > 0 ? addr_max : s->max_failures * 5;
 	if (load(s) != 0) goto fail;
+	lk_load(&s->lk, now_s());
 	s->id = identifier;
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, s) != MOSQ_ERR_SUCCESS) {
 		goto fail;
@@ -436,6 +373,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	return MOSQ_ERR_SUCCESS;
 fail:
 	free_users(s->users, s->nusers);
+	lk_free(&s->lk);
 	free(s->path);
 	free(s);
 	return MOSQ_ERR_INVAL;
@@ -449,9 +387,9 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	if (!s) return MOSQ_ERR_SUCCESS;
 	mosquitto_callback_unregister(s->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	mosquitto_callback_unregister(s->id, MOSQ_EVT_TICK, on_tick, NULL);
+	if (s->lk.dirty || s->lk.pending) lk_write(&s->lk, now_s());
 	free_users(s->users, s->nusers);
-	for (int i = 0; i < s->nfails; i++) free(s->fails[i].key);
-	free(s->fails);
+	lk_free(&s->lk);
 	free(s->path);
 	free(s);
 	return MOSQ_ERR_SUCCESS;
