@@ -83,8 +83,8 @@ func bigSchool(b *testing.B, ctx context.Context, db *store.DB, tpl *facetemplat
 // consent.Registry.Withdraw to the gallery a gate downloads (HTTP, its
 // basic auth) lacking the pupil: published_ms. The gallery server runs
 // its worker (Run) as the hub does. calibrated_s is the time until the
-// calibrated gallery follows (the calibration a withdrawal no longer
-// waits for), calibration_s the first gallery's calibration.
+// calibrated gallery follows (the calibration a withdrawal does not
+// wait for), calibration_s the first gallery's calibration.
 func BenchmarkWithdrawal5000Pupils(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
