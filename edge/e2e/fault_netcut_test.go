@@ -265,15 +265,9 @@ func netcutFixture(t *testing.T, dir string) (video, gallery string, pupils []st
 // buildHub compiles the real bin/hub into dir.
 func buildHub(t *testing.T, dir string) string {
 	t.Helper()
-	root, err := conf.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(dir, "hub")
-	cmd := exec.Command("go", "build", "-o", bin, "./hub")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./hub: %v\n%s", err, out)
+	if err := conf.BuildBinary("./hub", bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -24,15 +24,9 @@ import (
 // buildEdge compiles the real bin/edge into dir.
 func buildEdge(t *testing.T, dir string) string {
 	t.Helper()
-	root, err := conf.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(dir, "edge")
-	cmd := exec.Command("go", "build", "-o", bin, "./edge")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./edge: %v\n%s", err, out)
+	if err := conf.BuildBinary("./edge", bin); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -67,16 +67,10 @@ func startDemo(t *testing.T) *demoRun {
 	if _, err := os.Stat(filepath.Join(models, "dlib_face_recognition_resnet_model_v1.dat")); err != nil {
 		t.Fatalf("models missing in %s (set MODELS_DIR): %v", models, err)
 	}
-	root, err := conf.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := t.TempDir()
 	for _, target := range []string{"hub", "edge"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, target), "./"+target)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", target, err, out)
+		if err := conf.BuildBinary("./"+target, filepath.Join(bin, target)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	d := &demoRun{data: filepath.Join(t.TempDir(), "data"), httpAddr: freeAddr(t), exited: make(chan error, 1),

@@ -155,15 +155,9 @@ func seedLockoutHub(t *testing.T, data, gatePw string) {
 func TestFaultWebLockoutSurvivesRestart(t *testing.T) {
 	const window = 15 * time.Second // the web window and the gate's first lock; the restart must take less
 	const gatePw = "gate-secret-123"
-	root, err := conf.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(t.TempDir(), "hub")
-	build := exec.Command("go", "build", "-o", bin, "./hub")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./hub: %v\n%s", err, out)
+	if err := conf.BuildBinary("./hub", bin); err != nil {
+		t.Fatal(err)
 	}
 	data := t.TempDir()
 	seedLockoutHub(t, data, gatePw)

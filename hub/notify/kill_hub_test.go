@@ -132,15 +132,9 @@ func TestKillRealHubWithPendingNotifications(t *testing.T) {
 	const pupils = 12
 	const gatePw = "gate-secret-123"
 	const secret = "webhook-secret-0123456789"
-	root, err := conf.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(t.TempDir(), "hub")
-	build := exec.Command("go", "build", "-o", bin, "./hub")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./hub: %v\n%s", err, out)
+	if err := conf.BuildBinary("./hub", bin); err != nil {
+		t.Fatal(err)
 	}
 
 	// The hub's database, created and seeded before the first start.

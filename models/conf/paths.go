@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 )
 
@@ -53,4 +54,20 @@ func TestModelsDir() string {
 		return DefaultModelsDir
 	}
 	return filepath.Join(root, "models")
+}
+
+// BuildBinary compiles the module's main package pkg (e.g. "./hub") into
+// out with `go build`, for tests that run the real binaries; the error
+// carries the compiler's output.
+func BuildBinary(pkg, out string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
 }
