@@ -10,6 +10,7 @@ import (
 	"github.com/diemdanh/diemdanh/edge/pipeline"
 	"github.com/diemdanh/diemdanh/edge/sim"
 	"github.com/diemdanh/diemdanh/hub/bench/gatelearn"
+	"github.com/diemdanh/diemdanh/models/benchutil"
 	"github.com/diemdanh/diemdanh/models/faceengine"
 	"github.com/diemdanh/diemdanh/models/match"
 	"github.com/diemdanh/diemdanh/models/wire"
@@ -201,7 +202,7 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 		}
 		rr.days[len(rr.days)-1].DayLearning = learning(in, vr, rep)
 		releaseFreedMemory() // the day's pipeline is closed (trim.go)
-		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS, "max_rss_mb", maxRSSMB(),
+		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS, "max_rss_mb", maxRSSMB(), "rss_mb", benchutil.RSSMB(),
 			"gallery_templates", rr.days[len(rr.days)-1].GalleryTemplates)
 	}
 	return rr, nil

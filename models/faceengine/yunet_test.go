@@ -142,3 +142,31 @@ func BenchmarkYuNetDetect640x360(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkYuNetAlternatingShapes is the gate's detection pattern on every
+// frame: the coarse pass on the 640-px copy, then a fine window at full
+// resolution (here 200×200, padded to 224×224). "one-net" runs both on one
+// network, whose input shape then changes twice a frame and which OpenCV
+// sets up again each time; "two-nets" gives each pass its own, as the
+// pipeline's YuNet detector does. The figure is per frame (both passes).
+func BenchmarkYuNetAlternatingShapes(b *testing.B) {
+	frame := benchFrame(b, 640, 360)
+	defer frame.Close()
+	region := frame.Region(image.Rect(220, 40, 420, 240))
+	window := region.Clone()
+	region.Close()
+	defer window.Close()
+	run := func(b *testing.B, coarse, fine *YuNetDetector) {
+		for i := 0; i < b.N; i++ {
+			faces, err := coarse.Detect(frame)
+			if err != nil || len(faces) != 1 {
+				b.Fatalf("coarse: %d faces, %v", len(faces), err)
+			}
+			if _, err := fine.Detect(window); err != nil {
+				b.Fatalf("fine: %v", err)
+			}
+		}
+	}
+	b.Run("one-net", func(b *testing.B) { d := yunet(b); b.ResetTimer(); run(b, d, d) })
+	b.Run("two-nets", func(b *testing.B) { c, f := yunet(b), yunet(b); b.ResetTimer(); run(b, c, f) })
+}
