@@ -62,7 +62,12 @@ func (p *Pipeline) newDetector() (faceDetector, error) {
 		}
 		return &hogDetector{d: d, gray: gocv.NewMat(), upsample: p.cfg.Upsample, adjust: p.cfg.HOGAdjust}, nil
 	case DetectorYuNet:
-		return newYuNetDetector(conf.ResolveModelsDir(p.modelsDir), p.cfg.YuNetScore)
+		d, err := faceengine.NewYuNetDetector(conf.ResolveModelsDir(p.modelsDir))
+		if err != nil {
+			return nil, err
+		}
+		d.MinScore = p.cfg.YuNetScore
+		return &yunetDetector{d: d}, nil
 	}
 	return nil, fmt.Errorf("unknown detector %q", name)
 }
@@ -92,34 +97,10 @@ func (h *hogDetector) MinFace() int { return hogWindow }
 
 func (h *hogDetector) Close() { h.d.Close(); h.gray.Close() }
 
-// yunetDetector runs the coarse pass and the fine pass on networks of their
-// own. OpenCV's DNN module sets a network up again (layer fusion, buffers)
-// whenever its input shape changes: the coarse pass's shape is the same on
-// every frame, the fine windows' shapes vary, and one network shared by
-// both passes paid that set-up twice a frame
-// (models/faceengine BenchmarkYuNetAlternatingShapes).
-type yunetDetector struct{ coarse, fine *faceengine.YuNetDetector }
+type yunetDetector struct{ d *faceengine.YuNetDetector }
 
-func newYuNetDetector(dir string, minScore float64) (*yunetDetector, error) {
-	c, err := faceengine.NewYuNetDetector(dir)
-	if err != nil {
-		return nil, err
-	}
-	f, err := faceengine.NewYuNetDetector(dir)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	c.MinScore, f.MinScore = minScore, minScore
-	return &yunetDetector{coarse: c, fine: f}, nil
-}
-
-func (y *yunetDetector) Detect(img gocv.Mat, coarse bool) ([]faceengine.Detection, error) {
-	d := y.fine
-	if coarse {
-		d = y.coarse
-	}
-	faces, err := d.Detect(img)
+func (y *yunetDetector) Detect(img gocv.Mat, _ bool) ([]faceengine.Detection, error) {
+	faces, err := y.d.Detect(img)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +117,7 @@ func (y *yunetDetector) MinFace() int { return yunetMinFace }
 
 const yunetMinFace = 16
 
-func (y *yunetDetector) Close() { y.coarse.Close(); y.fine.Close() }
+func (y *yunetDetector) Close() { y.d.Close() }
 
 // detectIn runs det on the part r of img and returns boxes in img's
 // coordinates.

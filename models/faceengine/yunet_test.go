@@ -145,10 +145,11 @@ func BenchmarkYuNetDetect640x360(b *testing.B) {
 
 // BenchmarkYuNetAlternatingShapes is the gate's detection pattern on every
 // frame: the coarse pass on the 640-px copy, then a fine window at full
-// resolution (here 200×200, padded to 224×224). "one-net" runs both on one
-// network, whose input shape then changes twice a frame and which OpenCV
-// sets up again each time; "two-nets" gives each pass its own, as the
-// pipeline's YuNet detector does. The figure is per frame (both passes).
+// resolution (here 200×200, padded to 224×224). OpenCV sets a network up
+// again whenever its input shape changes: "one-net" runs both passes on
+// one network, as the pipeline does, "two-nets" gives each its own. The
+// figure is per frame (both passes); deploy/PERFORMANCE.md says what the
+// difference did to the whole pipeline.
 func BenchmarkYuNetAlternatingShapes(b *testing.B) {
 	frame := benchFrame(b, 640, 360)
 	defer frame.Close()
