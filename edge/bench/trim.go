@@ -6,13 +6,11 @@ import "C"
 import "runtime"
 
 // releaseFreedMemory hands the C heap's freed pages back to the system
-// (glibc's malloc_trim). A gate builds its pipeline once; the suite builds
-// one per school day (a fresh outbox, broker, detector networks and
-// workers), and glibc keeps what each day's pipeline freed at the top of
-// its heap, so without this the process's peak RSS grew by about 4 MB a
-// day (356 → 389 MB over 8 days, the Go heap steady at 6 MB) and reported
-// the harness, not the gate. After a trim between days, the peak stays
-// at the first days' level.
+// (glibc's malloc_trim) after each school day, so that the day log's
+// resident set is what the process still holds. It keeps the first days'
+// peak lower (363 MB over days 1–4 against 389 MB without); the resident
+// set still grows about 2.5 MB a day in the C heap over the 24 days
+// (deploy/PERFORMANCE.md, "Memory over the days").
 func releaseFreedMemory() { C.malloc_trim(0) }
 
 // goHeapMB is the Go heap in use, in MB (after a collection), so the day
