@@ -202,7 +202,8 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 		}
 		rr.days[len(rr.days)-1].DayLearning = learning(in, vr, rep)
 		releaseFreedMemory() // the day's pipeline is closed (trim.go)
-		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS, "max_rss_mb", maxRSSMB(), "rss_mb", benchutil.RSSMB(), "go_heap_mb", goHeapMB(),
+		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS,
+			"max_rss_mb", maxRSSMB(), "rss_mb", benchutil.RSSMB(), "go_heap_mb", benchutil.GoHeapMB(),
 			"gallery_templates", rr.days[len(rr.days)-1].GalleryTemplates)
 	}
 	return rr, nil

@@ -3,8 +3,6 @@ package bench
 // #include <malloc.h>
 import "C"
 
-import "runtime"
-
 // releaseFreedMemory hands the C heap's freed pages back to the system
 // (glibc's malloc_trim) after each school day, so that the day log's
 // resident set is what the process still holds. It keeps the first days'
@@ -12,12 +10,3 @@ import "runtime"
 // set still grows about 2.5 MB a day in the C heap over the 24 days
 // (deploy/PERFORMANCE.md, "Memory over the days").
 func releaseFreedMemory() { C.malloc_trim(0) }
-
-// goHeapMB is the Go heap in use, in MB (after a collection), so the day
-// log can tell the Go side's growth from the C heap's.
-func goHeapMB() float64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return float64(ms.HeapInuse) / (1 << 20)
-}

@@ -1,6 +1,6 @@
 // Package benchutil holds what the bench commands (hub/bench/... and
 // edge/bench) share: the flag set, the JSON output, one percentile
-// and the process's resident set (from models/procstat).
+// the process's resident set (from models/procstat) and its Go heap.
 package benchutil
 
 import (
@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"math"
+	"runtime"
 	"sort"
 
 	"github.com/diemdanh/diemdanh/models/procstat"
@@ -59,3 +60,12 @@ func PeakRSSMB() float64 { return procstat.StatusMB("VmHWM") }
 
 // RSSMB is the process's current resident set (VmRSS) in MB.
 func RSSMB() float64 { return procstat.StatusMB("VmRSS") }
+
+// GoHeapMB is the Go heap in use, in MB, after a collection: beside RSSMB
+// it tells the Go side's memory from the C heap's.
+func GoHeapMB() float64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return float64(ms.HeapInuse) / (1 << 20)
+}
