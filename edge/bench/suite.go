@@ -201,9 +201,13 @@ func runRule(ctx context.Context, o SuiteOptions, rule string, eng *faceengine.E
 			}
 		}
 		rr.days[len(rr.days)-1].DayLearning = learning(in, vr, rep)
-		releaseFreedMemory() // the day's pipeline is closed (trim.go)
+		// The day's pipeline is closed: give its freed C-heap pages back so
+		// that rss_mb is what the process still holds.
+		benchutil.TrimCHeap()
+		inUse, free := benchutil.CHeapMB()
 		log.Info("bench day", "decision", cfg.Decision, "day", d.day, "tpir", vr.res.TPIR, "fps", vr.res.FPS,
 			"max_rss_mb", maxRSSMB(), "rss_mb", benchutil.RSSMB(), "go_heap_mb", benchutil.GoHeapMB(),
+			"c_heap_in_use_mb", inUse, "c_heap_free_mb", free,
 			"gallery_templates", rr.days[len(rr.days)-1].GalleryTemplates)
 	}
 	return rr, nil

@@ -36,9 +36,9 @@ const hogWindow = 80
 // fineWindows returns the regions of the full frame (W×H) to search for
 // faces too small for the coarse pass: windows around small tracks and
 // around moving regions not explained by coarse detections. motion is the
-// thresholded tiny difference image (empty when unknown), tinyScale its
+// thresholded tiny difference image (nil when unknown), tinyScale its
 // full-frame pixels per tiny pixel.
-func (p *Pipeline) fineWindows(W, H int, coarse []image.Rectangle, tracks []image.Rectangle, motion gocv.Mat, tinyScale float64, roi image.Rectangle) []fineWindow {
+func (p *Pipeline) fineWindows(W, H int, coarse []image.Rectangle, tracks []image.Rectangle, motion *gocv.Mat, tinyScale float64, roi image.Rectangle) []fineWindow {
 	small := p.coarseMinFace(W)
 	win := p.detMinFace()
 	frame := image.Rect(0, 0, W, H)
@@ -50,8 +50,8 @@ func (p *Pipeline) fineWindows(W, H int, coarse []image.Rectangle, tracks []imag
 		m := max(b.Dx()/2, win/2)
 		ws = append(ws, fineWindow{r: image.Rect(b.Min.X-m, b.Min.Y-m, b.Max.X+m, b.Max.Y+m).Intersect(frame), track: true})
 	}
-	if !motion.Empty() {
-		cs := gocv.FindContours(motion, gocv.RetrievalExternal, gocv.ChainApproxSimple)
+	if motion != nil && !motion.Empty() {
+		cs := gocv.FindContours(*motion, gocv.RetrievalExternal, gocv.ChainApproxSimple)
 		for i := 0; i < cs.Size(); i++ {
 			br := gocv.BoundingRect(cs.At(i))
 			r := image.Rect(int(float64(br.Min.X)*tinyScale), int(float64(br.Min.Y)*tinyScale),

@@ -118,12 +118,12 @@ func TestFineWindowsGeometry(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := finePipeline(t, c.edit)
-			motion := gocv.NewMat()
+			var motion *gocv.Mat
 			if c.motion != nil {
-				motion.Close()
-				motion = motionMat(c.motion...)
+				m := motionMat(c.motion...)
+				defer m.Close()
+				motion = &m
 			}
-			defer motion.Close()
 			ws := p.fineWindows(W, H, c.coarse, c.tracks, motion, tinyScale, c.roi)
 			var got []win
 			for _, w := range ws {

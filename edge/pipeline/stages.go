@@ -178,18 +178,16 @@ func (p *Pipeline) addFineFaces(fw *frameWork, det faceDetector, st *detState, l
 		return
 	}
 	W, H := fw.full.Dx(), fw.full.Dy()
-	moved, tinyScale := gocv.NewMat(), 0.0
+	var moved *gocv.Mat
+	tinyScale := 0.0
 	if st.hasMoved {
-		moved, tinyScale = st.moved, float64(W)/float64(st.moved.Cols())
+		moved, tinyScale = &st.moved, float64(W)/float64(st.moved.Cols())
 	}
 	fullROI := image.Rectangle{}
 	if len(p.cfg.ROI) == 4 {
 		fullROI = image.Rect(int(p.cfg.ROI[0]*float64(W)), int(p.cfg.ROI[1]*float64(H)), int(p.cfg.ROI[2]*float64(W)), int(p.cfg.ROI[3]*float64(H)))
 	}
 	ws := p.fineWindows(W, H, fw.boxes, live, moved, tinyScale, fullROI)
-	if !st.hasMoved {
-		moved.Close()
-	}
 	for _, d := range p.fineDetect(fw.f.Mat, ws, fw.boxes, det, st) {
 		if d.Box.Dx() < max(p.cfg.MinFacePx, 8) || len(fw.boxes) == p.cfg.MaxFaces {
 			continue

@@ -41,8 +41,7 @@ func (f FaceBox) Points() []image.Point {
 // YuNetDetector runs YuNet through OpenCV's DNN module. A cv::dnn Net is
 // not safe for concurrent use: give each worker its own detector.
 type YuNetDetector struct {
-	net   *gocv.Net
-	names []string
+	net *multiNet
 	// MinScore is the detection threshold on sqrt(cls·obj), OpenCV's own
 	// score (FaceDetectorYN's default 0.9 is for photos; the gate uses a
 	// lower one and lets the tracker and the voting decide).
@@ -66,23 +65,23 @@ func NewYuNetDetector(dir string) (*YuNetDetector, error) {
 	if err != nil {
 		return nil, errkind.New(errkind.ModelMissing, "yunet", err, "%s", path)
 	}
-	net, err := gocv.ReadNetFromONNXBytes(raw)
-	if err != nil || net.Empty() {
-		return nil, errkind.New(errkind.ModelCorrupt, "yunet", err, "OpenCV cannot load %s", path)
-	}
-	d := &YuNetDetector{net: &net, MinScore: 0.6, NMS: 0.3}
+	var names []string
 	for _, kind := range []string{"cls", "obj", "bbox", "kps"} {
 		for _, s := range yunetStrides {
-			d.names = append(d.names, kind+"_"+strconv.Itoa(s))
+			names = append(names, kind+"_"+strconv.Itoa(s))
 		}
 	}
-	return d, nil
+	net, err := loadMultiNet(raw, names)
+	if err != nil {
+		return nil, errkind.New(errkind.ModelCorrupt, "yunet", err, "OpenCV cannot load %s", path)
+	}
+	return &YuNetDetector{net: net, MinScore: 0.6, NMS: 0.3}, nil
 }
 
 // Close frees the network.
 func (d *YuNetDetector) Close() {
 	if d.net != nil {
-		d.net.Close()
+		d.net.close()
 		d.net = nil
 	}
 }
@@ -117,17 +116,13 @@ func (d *YuNetDetector) Detect(img gocv.Mat) ([]FaceBox, error) {
 		gocv.CopyMakeBorder(img, &padded, 0, ph-h, 0, pw-w, gocv.BorderConstant, ColorBlack())
 		in = padded
 	}
-	blob := gocv.BlobFromImage(in, 1, image.Pt(pw, ph), gocv.NewScalar(0, 0, 0, 0), false, false)
-	defer blob.Close()
-	d.net.SetInput(blob, "")
-	outs := d.net.ForwardLayers(d.names)
-	defer func() {
-		for _, o := range outs {
-			o.Close()
-		}
-	}()
-	if len(outs) != 4*len(yunetStrides) {
-		return nil, errkind.New(errkind.Unknown, "yunet", nil, "got %d outputs, want %d", len(outs), 4*len(yunetStrides))
+	size := 0 // cls, obj, bbox and kps: 1+1+4+10 values an anchor
+	for _, s := range yunetStrides {
+		size += 16 * (pw / s) * (ph / s)
+	}
+	outs, err := d.net.forward(in, size)
+	if err != nil {
+		return nil, errkind.New(errkind.Unknown, "yunet", err, "input %d×%d", pw, ph)
 	}
 	var faces []FaceBox
 	bounds := image.Rect(0, 0, w, h)
@@ -135,13 +130,7 @@ func (d *YuNetDetector) Detect(img gocv.Mat) ([]FaceBox, error) {
 	for si, s := range yunetStrides {
 		cols, rows := pw/s, ph/s
 		n := cols * rows
-		cls, err1 := outs[si].DataPtrFloat32()
-		obj, err2 := outs[ns+si].DataPtrFloat32()
-		bb, err3 := outs[2*ns+si].DataPtrFloat32()
-		kp, err4 := outs[3*ns+si].DataPtrFloat32()
-		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-			return nil, errkind.New(errkind.Unknown, "yunet", nil, "reading outputs")
-		}
+		cls, obj, bb, kp := outs[si], outs[ns+si], outs[2*ns+si], outs[3*ns+si]
 		if len(cls) < n || len(obj) < n || len(bb) < 4*n || len(kp) < 10*n {
 			return nil, errkind.New(errkind.Unknown, "yunet", nil, "stride %d: outputs %d/%d/%d/%d, want %d anchors (input %d×%d)",
 				s, len(cls), len(obj), len(bb), len(kp), n, pw, ph)
