@@ -42,6 +42,12 @@ type External struct {
 	mu          sync.Mutex
 	outage      bool
 	connectedCh chan struct{}
+	// connected completes once the first connection is up and paho has
+	// re-sent what its session store held (resume). A publish between
+	// the two races with resume, which marks every stored publish as a
+	// duplicate while the connection may be writing it (paho 1.5.1, the
+	// same race as eclipse-paho/paho.mqtt.golang#703 on reconnect).
+	connected paho.Token
 }
 
 // NewExternal connects to cfg.External.URL and subscribes. It returns
@@ -91,16 +97,22 @@ func NewExternal(ctx context.Context, cfg Config, ing *ingest.Ingester, log *slo
 	// (queued in the persistent session) go through the default handler.
 	o.SetDefaultPublishHandler(x.onMessage)
 	x.client = paho.NewClient(o)
-	tok := x.client.Connect()
+	x.connected = x.client.Connect()
 	x.wg.Add(1)
 	go x.ackLoop()
+	wait := time.NewTimer(10 * time.Second)
+	defer wait.Stop()
 	select {
 	case <-x.connectedCh:
-	case <-time.After(10 * time.Second):
+		select { // subscribed; resume follows at once
+		case <-x.connected.Done():
+		case <-wait.C:
+		case <-ctx.Done():
+		}
+	case <-wait.C:
 		x.setOutage(true, "err", "no connection yet, retrying")
 	case <-ctx.Done():
 	}
-	_ = tok
 	return x, nil
 }
 
@@ -156,6 +168,16 @@ func (x *External) Announce(ctx context.Context, schoolID string, a wire.Gallery
 	b, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("broker: announce: %w", err)
+	}
+	// Not between the first connection and paho's resume (see connected).
+	// While still connecting, paho stores the publish and sends it once
+	// connected, which does not race.
+	select {
+	case <-x.connected.Done():
+	case <-ctx.Done():
+		if x.client.IsConnectionOpen() {
+			return fmt.Errorf("broker: announce: connection still resuming: %w", ctx.Err())
+		}
 	}
 	tok := x.client.Publish(wire.GalleryTopic(schoolID), 1, true, b)
 	select {

@@ -2,7 +2,6 @@ package broker_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -352,7 +351,45 @@ func TestMosquittoRedeliversUncommitted(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint
+// An announcement made as soon as the hub's client is up reaches the gates,
+// cycle after cycle. Under -race this covers paho's resume racing a publish
+// made between the connection and the resume (External.connected).
+func TestExternalAnnounceRightAfterConnect(t *testing.T) {
+	x := startExternal(t)
+	g := x.gates[0]
+	const cycles = 12
+	for i := 1; i <= cycles; i++ {
+		ing, ext := x.startHub(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := ext.Announce(ctx, g.School, wire.GalleryAnnounce{Schema: 1, Version: int64(i), URL: "/g"})
+		cancel()
+		ext.Close()
+		ing.Close()
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+	}
+	c, err := connect(t, clientOpts(x.url, "gate-ann", g.Username, g.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	c.Subscribe(wire.GalleryTopic(g.School), 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case got <- m.Payload():
+		default:
+		}
+	}).Wait()
+	select {
+	case b := <-got:
+		a, err := wire.DecodeGalleryAnnounce(b)
+		if err != nil || a.Version != cycles {
+			t.Fatalf("retained announcement %s (%v), want version %d", b, err, cycles)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retained announcement")
+	}
+}
 
 // The files shipped in deploy/mosquitto work as they are with the real
 // mosquitto and the auth plugin built from deploy/mosquitto/plugin: the demo
