@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,12 +56,17 @@ type Config struct {
 	// delivered late after a stall): stale frames are dropped and counted.
 	// 0 turns the check off.
 	MaxLag time.Duration `yaml:"max_lag"`
+	// ReadTimeout is how long an RTSP camera may stay silent with its
+	// connection open (a hung camera, a cut cable behind a switch) before
+	// the read fails and counts as an outage: FFmpeg's socket timeout
+	// (rtsp.go). 0 leaves OpenCV's own 30 s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // DefaultConfig reads camera 0 live.
 func DefaultConfig() Config {
 	return Config{Source: "0", Realtime: true, ReconnectMin: 500 * time.Millisecond, ReconnectMax: 3 * time.Second, MaxBadFrames: 25,
-		MaxLag: 2 * time.Second}
+		MaxLag: 2 * time.Second, ReadTimeout: 5 * time.Second}
 }
 
 // Validate names the first bad field under prefix.
@@ -76,6 +82,8 @@ func (c Config) Validate(prefix string) error {
 		return conf.Fieldf(prefix+".max_bad_frames", "must be at least 1")
 	case c.MaxLag < 0:
 		return conf.Fieldf(prefix+".max_lag", "must not be negative (0 turns the check off)")
+	case c.ReadTimeout != 0 && c.ReadTimeout < 500*time.Millisecond:
+		return conf.Fieldf(prefix+".read_timeout", "must be 0 (OpenCV's 30 s) or at least 500ms, got %v", c.ReadTimeout)
 	}
 	return nil
 }
@@ -184,6 +192,7 @@ func (c *Capture) open() (*gocv.VideoCapture, error) {
 		}
 		vc, err = gocv.OpenVideoCaptureWithAPI(c.cfg.Source, gocv.VideoCaptureAny)
 	default:
+		setFFmpegOptions(c.cfg.Source, c.cfg.ReadTimeout)
 		// FFmpeg only: the other backends OpenCV would try after it print
 		// the whole URL, password included, to stderr.
 		vc, err = gocv.OpenVideoCaptureWithAPI(c.cfg.Source, gocv.VideoCaptureFFmpeg)
@@ -210,8 +219,9 @@ func (c *Capture) open() (*gocv.VideoCapture, error) {
 
 // runState is what Run carries across connections.
 type runState struct {
-	index       int64     // next frame's Index
-	outageSince time.Time // zero while frames flow
+	index       int64      // next frame's Index
+	mu          sync.Mutex // outageSince: the read loop and the silence watchdog
+	outageSince time.Time  // zero while frames flow
 }
 
 // Run reads frames and passes each to put until ctx ends or a file ends
@@ -260,6 +270,8 @@ func (c *Capture) Run(ctx context.Context, put func(Frame)) error {
 // beginOutage marks the source offline; the first failure of an outage
 // counts it, logs it and discards frames read before it.
 func (c *Capture) beginOutage(st *runState, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	c.online.Store(false)
 	if !st.outageSince.IsZero() {
 		return
@@ -280,6 +292,8 @@ func (c *Capture) recovered(st *runState) {
 	if c.online.Load() {
 		return
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	c.online.Store(true)
 	if !st.outageSince.IsZero() {
 		c.log.Info("camera recovered", "source", c.Source(), "outage", c.now().Sub(st.outageSince).Round(time.Millisecond),
@@ -300,19 +314,23 @@ func (c *Capture) readAll(ctx context.Context, vc *gocv.VideoCapture, put func(F
 	fresh := newFreshness(c.cfg.MaxLag, start)
 	conn := c.conns.Load()
 	var local int64
-	bad := 0
+	bad, good := 0, start
+	var last atomic.Int64 // the last good frame (unix ns), for the watchdog
+	last.Store(start.UnixNano())
+	defer c.watchSilence(st, &last)()
 	for ctx.Err() == nil {
 		m := gocv.NewMat()
 		if ok := vc.Read(&m); !ok || m.Empty() || m.Cols() < 16 || m.Rows() < 16 {
 			m.Close()
 			bad++
 			c.bad.Add(1)
-			if end, err := c.badFrame(vc, bad); end || err != nil {
+			if end, err := c.badFrame(vc, bad, c.now().Sub(good)); end || err != nil {
 				return end, err
 			}
 			continue
 		}
-		bad = 0
+		bad, good = 0, c.now()
+		last.Store(good.UnixNano())
 		if c.kind == KindStream && c.staleFrame(fresh, vc) {
 			m.Close()
 			continue
@@ -332,8 +350,11 @@ func (c *Capture) readAll(ctx context.Context, vc *gocv.VideoCapture, put func(F
 }
 
 // badFrame decides what an unreadable frame means: a file's end, a live
-// source's outage (after MaxBadFrames in a row), or a retry.
-func (c *Capture) badFrame(vc *gocv.VideoCapture, bad int) (end bool, err error) {
+// source's outage (after MaxBadFrames in a row, or no frame for
+// ReadTimeout: a silent RTSP camera fails each read only after FFmpeg's
+// socket timeout, so counting failures alone would take MaxBadFrames
+// timeouts), or a retry. silent is the time since the last good frame.
+func (c *Capture) badFrame(vc *gocv.VideoCapture, bad int, silent time.Duration) (end bool, err error) {
 	if c.kind == KindFile {
 		// OpenCV returns false at the end and for frames it cannot decode;
 		// a run of failures ends the file.
@@ -344,6 +365,9 @@ func (c *Capture) badFrame(vc *gocv.VideoCapture, bad int) (end bool, err error)
 	}
 	if bad >= c.cfg.MaxBadFrames {
 		return false, errors.New("no frames")
+	}
+	if c.cfg.ReadTimeout > 0 && silent >= c.cfg.ReadTimeout {
+		return false, fmt.Errorf("no frame for %v", silent.Round(time.Millisecond))
 	}
 	time.Sleep(5 * time.Millisecond)
 	return false, nil
