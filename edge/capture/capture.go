@@ -56,10 +56,11 @@ type Config struct {
 	// delivered late after a stall): stale frames are dropped and counted.
 	// 0 turns the check off.
 	MaxLag time.Duration `yaml:"max_lag"`
-	// ReadTimeout is how long an RTSP camera may stay silent with its
-	// connection open (a hung camera, a cut cable behind a switch) before
-	// the read fails and counts as an outage: FFmpeg's socket timeout
-	// (rtsp.go). 0 leaves OpenCV's own 30 s.
+	// ReadTimeout is how long a live source may go without a frame before
+	// it counts as an outage, e.g. an RTSP camera silent with its
+	// connection open (a hung camera, a cut cable behind a switch). For
+	// RTSP it is also FFmpeg's socket timeout, so the blocked read fails
+	// and the gate reconnects (rtsp.go). 0 leaves OpenCV's own 30 s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
