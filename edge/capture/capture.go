@@ -60,7 +60,7 @@ type Config struct {
 	// it counts as an outage, e.g. an RTSP camera silent with its
 	// connection open (a hung camera, a cut cable behind a switch). For
 	// RTSP it is also FFmpeg's socket timeout, so the blocked read fails
-	// and the gate reconnects (rtsp.go). 0 leaves OpenCV's own 30 s.
+	// and the gate reconnects (silence.go). 0 leaves OpenCV's own 30 s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 

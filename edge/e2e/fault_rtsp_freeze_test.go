@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/diemdanh/diemdanh/edge/publish/brokertest"
 )
 
 // TestFaultRTSPServerFreezes: the camera's RTSP server is stopped with
@@ -21,33 +17,9 @@ func TestFaultRTSPServerFreezes(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildEdge(t, dir)
 	so, _ := rtspFixture(t, dir)
-	brokerAddr, _ := brokertest.FreePort()
-	httpAddr, _ := brokertest.FreePort()
-	camAddr, _ := brokertest.FreePort()
-	mq, err := brokertest.StartMosquitto(dir, brokerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mq.Kill()
-	pubURL := "rtsp://" + camAddr + "/gate"
-	ffLog, gateLog := filepath.Join(dir, "ffmpeg.log"), filepath.Join(dir, "edge.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{gateLog, ffLog} {
-				b, _ := os.ReadFile(f)
-				t.Logf("%s:\n%s", f, rtspTail(string(b), 60))
-			}
-		}
-	})
-	cam := startHelper(t, "rtsp", "E2E_ADDR="+camAddr)
-	waitFor(t, 10*time.Second, "the camera's server", func() bool { return cam.lines("listening") == 1 })
-	rtspPublisher(t, so.Out, 0, pubURL, ffLog)
-	pubStart := time.Now()
-	rtspGate(t, bin, dir, so, "rtsp://"+rtspUser+":"+rtspPass+"@"+camAddr+"/gate", brokerAddr, httpAddr, gateLog)
-	waitFor(t, 60*time.Second, "the gate reading the camera", func() bool {
-		h, err := getHealth(httpAddr)
-		return err == nil && h.CameraOnline && h.Frames > 0
-	})
+	rig := newRTSPRig(t, dir)
+	_, pubStart := rig.start(t, bin, dir, so)
+	cam, httpAddr := rig.cam, rig.httpAddr
 	time.Sleep(time.Until(pubStart.Add(freezeAt)))
 	if err := cam.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

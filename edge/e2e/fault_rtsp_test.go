@@ -262,35 +262,10 @@ func TestFaultRTSPServerDies(t *testing.T) {
 		t.Fatalf("fixture: %d enrolled passages after the return, want at least 2", len(after))
 	}
 
-	brokerAddr, _ := brokertest.FreePort()
-	httpAddr, _ := brokertest.FreePort()
-	camAddr, _ := brokertest.FreePort()
-	mq, err := brokertest.StartMosquitto(dir, brokerAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mq.Kill()
-	tap := newRTSPTap(t, brokerAddr)
-	pubURL := "rtsp://" + camAddr + "/gate"
-	ffLog, gateLog := filepath.Join(dir, "ffmpeg.log"), filepath.Join(dir, "edge.log")
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{gateLog, ffLog} {
-				b, _ := os.ReadFile(f)
-				t.Logf("%s:\n%s", f, rtspTail(string(b), 80))
-			}
-		}
-	})
-
-	cam := startHelper(t, "rtsp", "E2E_ADDR="+camAddr)
-	waitFor(t, 10*time.Second, "the camera's server", func() bool { return cam.lines("listening") == 1 })
-	pub1, _ := rtspPublisher(t, so.Out, 0, pubURL, ffLog)
-	pubStart := time.Now()
-	rtspGate(t, bin, dir, so, "rtsp://"+rtspUser+":"+rtspPass+"@"+camAddr+"/gate", brokerAddr, httpAddr, gateLog)
-	waitFor(t, 60*time.Second, "the gate reading the camera", func() bool {
-		h, err := getHealth(httpAddr)
-		return err == nil && h.CameraOnline && h.Frames > 0
-	})
+	rig := newRTSPRig(t, dir)
+	tap := newRTSPTap(t, rig.brokerAddr)
+	pub1, pubStart := rig.start(t, bin, dir, so)
+	cam, camAddr, pubURL, ffLog, httpAddr, gateLog := rig.cam, rig.camAddr, rig.pubURL, rig.ffLog, rig.httpAddr, rig.gateLog
 	time.Sleep(time.Until(pubStart.Add(killAt)))
 	cam.kill() // SIGKILL: the camera's server dies mid-stream
 	killed := time.Now()
@@ -462,4 +437,52 @@ func rtspTail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// rtspRig is an RTSP test's set-up: mosquitto, the camera's RTSP server
+// (a child process), and the logs shown when the test fails.
+type rtspRig struct {
+	brokerAddr, httpAddr, camAddr string
+	pubURL, ffLog, gateLog        string
+	cam                           *proc
+}
+
+func newRTSPRig(t *testing.T, dir string) *rtspRig {
+	t.Helper()
+	r := &rtspRig{ffLog: filepath.Join(dir, "ffmpeg.log"), gateLog: filepath.Join(dir, "edge.log")}
+	r.brokerAddr, _ = brokertest.FreePort()
+	r.httpAddr, _ = brokertest.FreePort()
+	r.camAddr, _ = brokertest.FreePort()
+	r.pubURL = "rtsp://" + r.camAddr + "/gate"
+	mq, err := brokertest.StartMosquitto(dir, r.brokerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mq.Kill)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{r.gateLog, r.ffLog} {
+				b, _ := os.ReadFile(f)
+				t.Logf("%s:\n%s", f, rtspTail(string(b), 80))
+			}
+		}
+	})
+	r.cam = startHelper(t, "rtsp", "E2E_ADDR="+r.camAddr)
+	waitFor(t, 10*time.Second, "the camera's server", func() bool { return r.cam.lines("listening") == 1 })
+	return r
+}
+
+// start publishes the fixture's video to the camera's server and starts
+// the real bin/edge on it; it returns once the gate reads frames, with the
+// publisher and the time it started.
+func (r *rtspRig) start(t *testing.T, bin, dir string, so sim.Options) (*exec.Cmd, time.Time) {
+	t.Helper()
+	pub, _ := rtspPublisher(t, so.Out, 0, r.pubURL, r.ffLog)
+	pubStart := time.Now()
+	rtspGate(t, bin, dir, so, "rtsp://"+rtspUser+":"+rtspPass+"@"+r.camAddr+"/gate", r.brokerAddr, r.httpAddr, r.gateLog)
+	waitFor(t, 60*time.Second, "the gate reading the camera", func() bool {
+		h, err := getHealth(r.httpAddr)
+		return err == nil && h.CameraOnline && h.Frames > 0
+	})
+	return pub, pubStart
 }
