@@ -11,14 +11,15 @@ import (
 // nothing (a hung camera, a cable cut behind a switch). The real bin/edge
 // must call it an outage within camera.read_timeout (5 s) of the last
 // frame it read, plus the health poll, not after OpenCV's own 30 s; once
-// the server runs again (SIGCONT) the gate reads frames again.
+// the server runs again (SIGCONT) and the stream is published again,
+// the gate reads frames again.
 func TestFaultRTSPServerFreezes(t *testing.T) {
 	const freezeAt, frozen = 8 * time.Second, 30 * time.Second
 	dir := t.TempDir()
 	bin := buildEdge(t, dir)
 	so, _ := rtspFixture(t, dir)
 	rig := newRTSPRig(t, dir)
-	_, pubStart := rig.start(t, bin, dir, so)
+	pub, pubStart := rig.start(t, bin, dir, so)
 	cam, httpAddr := rig.cam, rig.httpAddr
 	time.Sleep(time.Until(pubStart.Add(freezeAt)))
 	if err := cam.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -61,6 +62,10 @@ func TestFaultRTSPServerFreezes(t *testing.T) {
 	}
 	time.Sleep(time.Until(frozeAt.Add(frozen)))
 	resume()
+	// The encoder may have given up on the frozen server: publish again,
+	// as a camera that restarts its stream.
+	_ = pub.Process.Kill()
+	rtspPublisher(t, so.Out, 20*time.Second, rig.pubURL, rig.ffLog)
 	back := time.Now()
 	waitFor(t, 30*time.Second, "frames after the camera runs again", func() bool {
 		h, err := getHealth(httpAddr)
